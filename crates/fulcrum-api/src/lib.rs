@@ -1,0 +1,10 @@
+//! Fulcrum's network protocols: the S3-compatible API (on s3s) and the
+//! HTTP admin port (health, Prometheus metrics). Protocol code only: every
+//! byte goes through the engine.
+
+pub mod admin;
+pub mod s3;
+pub mod server;
+
+pub use s3::{S3Api, S3Credentials};
+pub use server::{serve_admin, serve_s3};

@@ -1,0 +1,79 @@
+//! The one mapping from engine errors to S3 error codes, and key checks.
+//! Internal details (paths, SQL) are logged, never sent to clients.
+
+use fulcrum_engine::{CatalogError, EngineError};
+use s3s::{S3Error, S3ErrorCode};
+use tracing::error;
+
+/// Maps an engine error to the S3 error a client should see.
+pub(crate) fn api_err(e: EngineError) -> S3Error {
+    use S3ErrorCode as C;
+    let (code, msg): (C, String) = match &e {
+        EngineError::NoSuchKey { .. } => (C::NoSuchKey, "The specified key does not exist.".into()),
+        EngineError::TooLarge { .. } => (C::EntityTooLarge, e.to_string()),
+        EngineError::IncompleteBody { .. } => (C::IncompleteBody, e.to_string()),
+        EngineError::BadDigest => (C::BadDigest, e.to_string()),
+        EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
+        EngineError::Corrupt(_) => {
+            error!(error = %e, "refusing to serve damaged data");
+            (C::InternalError, "Stored data failed its integrity check; no bytes were returned. The operator has been alerted (see fulcrum verify).".into())
+        }
+        EngineError::Catalog(c) => match c {
+            CatalogError::NoSuchBucket(b) => (
+                C::NoSuchBucket,
+                format!("The specified bucket {b:?} does not exist."),
+            ),
+            CatalogError::BucketExists(_) => (C::BucketAlreadyOwnedByYou, c.to_string()),
+            CatalogError::BucketNotEmpty(_) => (
+                C::BucketNotEmpty,
+                "The bucket you tried to delete is not empty.".into(),
+            ),
+            CatalogError::NoSuchUpload(_) => (
+                C::NoSuchUpload,
+                "The specified multipart upload does not exist.".into(),
+            ),
+            CatalogError::InvalidPart(_) => (C::InvalidPart, c.to_string()),
+            CatalogError::InvalidPartOrder => (C::InvalidPartOrder, c.to_string()),
+            CatalogError::PartTooSmall(_) => (C::EntityTooSmall, c.to_string()),
+            _ => {
+                error!(error = %e, "catalog failure");
+                (
+                    C::InternalError,
+                    "The catalog could not complete the request; try again.".into(),
+                )
+            }
+        },
+        EngineError::Store(_) | EngineError::KeyMismatch(_) => {
+            error!(error = %e, "storage failure");
+            (
+                C::InternalError,
+                "The storage backend could not complete the request; try again.".into(),
+            )
+        }
+    };
+    S3Error::with_message(code, msg)
+}
+
+/// Object keys are opaque strings in the catalog (never paths), so `..`
+/// is harmless; NUL cannot be stored and S3 caps keys at 1024 bytes.
+pub(crate) fn key_check(key: &str) -> Result<(), S3Error> {
+    if key.is_empty() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "Object key must not be empty.",
+        ));
+    }
+    if key.len() > 1024 {
+        return Err(S3Error::with_message(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long: at most 1024 bytes.",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "Object key must not contain NUL characters.",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The S3-compatible API: `S3Api` implements s3s's `S3` trait on the
+//! engine; s3s parses requests, checks SigV4 (header and presigned) and
+//! writes responses and error XML.
+
+mod errors;
+mod multipart;
+mod objects;
+
+use std::sync::Arc;
+
+use fulcrum_engine::Engine;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+
+pub(crate) use errors::{api_err, key_check};
+
+/// Root credentials of the S3 API.
+#[derive(Debug, Clone)]
+pub struct S3Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// The S3 API on one engine; every request acts for one tenant.
+#[derive(Clone)]
+pub struct S3Api {
+    pub(crate) engine: Engine,
+    pub(crate) tenant: Arc<str>,
+}
+
+impl S3Api {
+    pub fn new(engine: Engine, tenant: &str) -> Self {
+        Self {
+            engine,
+            tenant: tenant.into(),
+        }
+    }
+
+    /// Builds the s3s service with SigV4 authentication.
+    pub fn into_service(self, creds: &S3Credentials) -> S3Service {
+        let mut b = S3ServiceBuilder::new(self);
+        b.set_auth(SimpleAuth::from_single(
+            creds.access_key.clone(),
+            creds.secret_key.clone(),
+        ));
+        b.build()
+    }
+}
+
+/// Bucket names as S3 allows them (3-63 of a-z, 0-9, '.', '-').
+fn bucket_check(name: &str) -> s3s::S3Result<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(s3s::S3Error::with_message(
+            s3s::S3ErrorCode::InvalidBucketName,
+            "Bucket names are 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit.",
+        ))
+    }
+}
+
+/// Continuation tokens are hex so any key survives XML and URLs.
+fn encode_token(s: &str) -> String {
+    hex::encode(s.as_bytes())
+}
+
+fn decode_token(s: &str) -> s3s::S3Result<String> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidArgument,
+                "The continuation token is not valid.",
+            )
+        })
+}
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+#[async_trait::async_trait]
+impl s3s::S3 for S3Api {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        bucket_check(&req.input.bucket)?;
+        self.engine
+            .create_bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        let mut out = CreateBucketOutput::default();
+        out.location = Some(format!("/{}", req.input.bucket));
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.engine
+            .delete_bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.engine
+            .bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.engine
+            .bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = self
+            .engine
+            .list_buckets(&self.tenant)
+            .await
+            .map_err(api_err)?
+            .into_iter()
+            .map(|b| {
+                let mut out = Bucket::default();
+                out.name = Some(b.name);
+                out.creation_date = Some(objects::ts(b.created_at));
+                out
+            })
+            .collect();
+        let mut owner = Owner::default();
+        owner.id = Some(self.tenant.to_string());
+        owner.display_name = Some(self.tenant.to_string());
+        let mut out = ListBucketsOutput::default();
+        out.buckets = Some(buckets);
+        out.owner = Some(owner);
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let start = match &i.continuation_token {
+            Some(t) => decode_token(t)?,
+            None => i.start_after.clone().unwrap_or_default(),
+        };
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let page = self
+            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &start, max)
+            .await?;
+        let mut out = ListObjectsV2Output::default();
+        out.key_count = Some((page.contents.len() + page.prefixes.len()) as i32);
+        out.is_truncated = Some(page.next.is_some());
+        out.next_continuation_token = page.next.as_deref().map(encode_token);
+        out.common_prefixes = Some(
+            page.prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut cp = CommonPrefix::default();
+                    cp.prefix = Some(p);
+                    cp
+                })
+                .collect(),
+        );
+        out.contents = Some(page.contents);
+        out.name = Some(i.bucket);
+        out.prefix = Some(prefix);
+        out.delimiter = i.delimiter;
+        out.max_keys = Some(max as i32);
+        out.continuation_token = i.continuation_token;
+        out.start_after = i.start_after;
+        out.encoding_type = i.encoding_type;
+        Ok(S3Response::new(out))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let marker = i.marker.clone().unwrap_or_default();
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let page = self
+            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
+            .await?;
+        let mut out = ListObjectsOutput::default();
+        out.is_truncated = Some(page.next.is_some());
+        // NextMarker is the last key or common prefix of this page.
+        out.next_marker = page
+            .next
+            .as_ref()
+            .map(|n| n.trim_end_matches('\u{10FFFF}').to_string());
+        out.common_prefixes = Some(
+            page.prefixes
+                .into_iter()
+                .map(|p| {
+                    let mut cp = CommonPrefix::default();
+                    cp.prefix = Some(p);
+                    cp
+                })
+                .collect(),
+        );
+        out.contents = Some(page.contents);
+        out.name = Some(i.bucket);
+        out.prefix = Some(prefix);
+        out.marker = i.marker;
+        out.delimiter = i.delimiter;
+        out.max_keys = Some(max as i32);
+        out.encoding_type = i.encoding_type;
+        Ok(S3Response::new(out))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.do_put_object(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.do_get_object(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.do_head_object(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.do_delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.do_delete_objects(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.do_copy_object(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.do_create_multipart_upload(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.do_upload_part(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.do_list_parts(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.do_complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.do_abort_multipart_upload(req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.do_list_multipart_uploads(req).await
+    }
+}

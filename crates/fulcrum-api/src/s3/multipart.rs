@@ -1,0 +1,180 @@
+//! S3 multipart uploads: create, upload part, list parts, complete (parts
+//! joined by reference in one transaction), abort, list uploads.
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use super::objects::{body_reader, etag, put_options, ts};
+use super::{api_err, key_check, S3Api};
+
+const MAX_PART_NUMBER: i32 = 10_000;
+
+impl S3Api {
+    pub(crate) async fn do_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        key_check(&i.key)?;
+        let metadata = i.metadata.unwrap_or_default().into_iter().collect();
+        let id = self
+            .engine
+            .create_upload(&self.tenant, &i.bucket, &i.key, i.content_type, metadata)
+            .await
+            .map_err(api_err)?;
+        let mut out = CreateMultipartUploadOutput::default();
+        out.bucket = Some(i.bucket);
+        out.key = Some(i.key);
+        out.upload_id = Some(id);
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let i = req.input;
+        if !(1..=MAX_PART_NUMBER).contains(&i.part_number) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive.",
+            ));
+        }
+        let opts = put_options(None, None, i.content_md5, i.content_length)?;
+        let e = self
+            .engine
+            .upload_part(
+                &self.tenant,
+                &i.bucket,
+                &i.upload_id,
+                i.part_number as i64,
+                body_reader(i.body),
+                opts,
+            )
+            .await
+            .map_err(api_err)?;
+        let mut out = UploadPartOutput::default();
+        out.e_tag = Some(etag(&e));
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let (_, parts) = self
+            .engine
+            .list_parts(&self.tenant, &i.bucket, &i.upload_id)
+            .await
+            .map_err(api_err)?;
+        let marker = i.part_number_marker.unwrap_or(0) as i64;
+        let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+        let after: Vec<_> = parts
+            .into_iter()
+            .filter(|p| p.part_number > marker)
+            .collect();
+        let truncated = after.len() > max;
+        let shown: Vec<Part> = after
+            .into_iter()
+            .take(max)
+            .map(|p| {
+                let mut part = Part::default();
+                part.part_number = Some(p.part_number as i32);
+                part.size = Some(p.size);
+                part.e_tag = Some(etag(&p.etag));
+                part.last_modified = Some(ts(p.created_at));
+                part
+            })
+            .collect();
+        let mut out = ListPartsOutput::default();
+        out.next_part_number_marker = shown
+            .last()
+            .and_then(|p| p.part_number)
+            .filter(|_| truncated);
+        out.bucket = Some(i.bucket);
+        out.key = Some(i.key);
+        out.upload_id = Some(i.upload_id);
+        out.max_parts = Some(max as i32);
+        out.is_truncated = Some(truncated);
+        out.parts = Some(shown);
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let parts: Vec<(i64, String)> = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let tag = match p.e_tag {
+                    Some(ETag::Strong(s)) | Some(ETag::Weak(s)) => s,
+                    None => String::new(),
+                };
+                (p.part_number.unwrap_or(0) as i64, tag)
+            })
+            .collect();
+        if parts.is_empty() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "The XML you provided did not list any parts.",
+            ));
+        }
+        let info = self
+            .engine
+            .complete_upload(&self.tenant, &i.bucket, &i.upload_id, &parts)
+            .await
+            .map_err(api_err)?;
+        let mut out = CompleteMultipartUploadOutput::default();
+        out.bucket = Some(i.bucket);
+        out.key = Some(info.key);
+        out.e_tag = Some(etag(&info.etag));
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        self.engine
+            .abort_upload(&self.tenant, &i.bucket, &i.upload_id)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(crate) async fn do_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let uploads: Vec<MultipartUpload> = self
+            .engine
+            .list_uploads(&self.tenant, &i.bucket)
+            .await
+            .map_err(api_err)?
+            .into_iter()
+            .filter(|u| u.key.starts_with(&prefix))
+            .map(|u| {
+                let mut m = MultipartUpload::default();
+                m.key = Some(u.key);
+                m.upload_id = Some(u.id);
+                m.initiated = Some(ts(u.created_at_ms));
+                m
+            })
+            .collect();
+        let mut out = ListMultipartUploadsOutput::default();
+        out.bucket = Some(i.bucket);
+        out.prefix = i.prefix;
+        out.is_truncated = Some(false);
+        out.uploads = Some(uploads);
+        Ok(S3Response::new(out))
+    }
+}

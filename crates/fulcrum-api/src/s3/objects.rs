@@ -1,0 +1,368 @@
+//! S3 bucket and object operations: buckets, PUT/GET/HEAD/DELETE,
+//! multi-delete, listings (v1 and v2, prefix, delimiter, pagination) and
+//! CopyObject (by reference: the copy shares every chunk).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use fulcrum_engine::{EngineError, ObjectInfo, PutOptions};
+use futures::{StreamExt, TryStreamExt};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use tokio_util::io::StreamReader;
+
+use super::{api_err, key_check, S3Api};
+
+pub(crate) fn ts(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+pub(crate) fn etag(e: &str) -> ETag {
+    ETag::Strong(e.to_string())
+}
+
+/// The request body as an `AsyncRead` for the engine.
+pub(crate) fn body_reader(body: Option<StreamingBlob>) -> impl tokio::io::AsyncRead + Unpin + Send {
+    let stream = match body {
+        Some(b) => b.map_err(std::io::Error::other).boxed(),
+        None => futures::stream::empty::<Result<Bytes, std::io::Error>>().boxed(),
+    };
+    StreamReader::new(stream)
+}
+
+pub(crate) fn put_options(
+    content_type: Option<String>,
+    metadata: Option<Metadata>,
+    content_md5: Option<String>,
+    content_length: Option<i64>,
+) -> S3Result<PutOptions> {
+    let content_md5 = match content_md5 {
+        Some(m) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(m.trim())
+                .map_err(|_| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidDigest,
+                        "Content-MD5 is not valid base64.",
+                    )
+                })?;
+            Some(<[u8; 16]>::try_from(raw.as_slice()).map_err(|_| {
+                S3Error::with_message(S3ErrorCode::InvalidDigest, "Content-MD5 must be 16 bytes.")
+            })?)
+        }
+        None => None,
+    };
+    Ok(PutOptions {
+        content_type,
+        metadata: metadata.unwrap_or_default().into_iter().collect(),
+        content_md5,
+        expected_len: content_length.map(|n| n.max(0) as u64),
+    })
+}
+
+fn meta_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
+    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// One page of a listing: objects and common prefixes, in key order.
+pub(crate) struct Page {
+    pub contents: Vec<Object>,
+    pub prefixes: Vec<String>,
+    /// Where the next page starts (set when truncated).
+    pub next: Option<String>,
+}
+
+impl S3Api {
+    pub(crate) async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: &str,
+        max_keys: usize,
+    ) -> S3Result<Page> {
+        let mut after = start_after.to_string();
+        let mut page = Page {
+            contents: Vec::new(),
+            prefixes: Vec::new(),
+            next: None,
+        };
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        'fetch: loop {
+            let rows = self
+                .engine
+                .list_objects(&self.tenant, bucket, prefix, &after, 1000)
+                .await
+                .map_err(api_err)?;
+            if rows.is_empty() {
+                break;
+            }
+            for o in rows {
+                if page.contents.len() + page.prefixes.len() >= max_keys {
+                    page.next = Some(after.clone());
+                    break 'fetch;
+                }
+                let rest = &o.key[prefix.len()..];
+                if let Some(i) = delimiter.and_then(|d| rest.find(d).map(|i| i + d.len())) {
+                    let cp = format!("{prefix}{}", &rest[..i]);
+                    after = format!("{cp}\u{10FFFF}");
+                    page.prefixes.push(cp);
+                    continue 'fetch;
+                }
+                after = o.key.clone();
+                let mut obj = Object::default();
+                obj.key = Some(o.key);
+                obj.size = Some(o.size);
+                obj.e_tag = Some(etag(&o.etag));
+                obj.last_modified = Some(ts(o.created_at));
+                obj.storage_class = Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                ));
+                page.contents.push(obj);
+            }
+        }
+        Ok(page)
+    }
+
+    pub(crate) async fn do_put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let i = req.input;
+        key_check(&i.key)?;
+        let opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
+        let info = self
+            .engine
+            .put_object(&self.tenant, &i.bucket, &i.key, body_reader(i.body), opts)
+            .await
+            .map_err(api_err)?;
+        let mut out = PutObjectOutput::default();
+        out.e_tag = Some(etag(&info.etag));
+        Ok(S3Response::new(out))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> S3Result<ObjectInfo> {
+        key_check(key)?;
+        self.engine
+            .head_object(&self.tenant, bucket, key)
+            .await
+            .map_err(|e| match e {
+                EngineError::NoSuchKey { .. } => S3Error::with_message(
+                    S3ErrorCode::NoSuchKey,
+                    "The specified key does not exist.",
+                ),
+                e => api_err(e),
+            })
+    }
+
+    pub(crate) async fn do_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let info = self.head(&i.bucket, &i.key).await?;
+        let (start, end, content_range) = match &i.range {
+            None => (0, info.size, None),
+            Some(r) => {
+                let range = r.check(info.size).map_err(|_| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable.",
+                    )
+                })?;
+                let cr = format!(
+                    "bytes {}-{}/{}",
+                    range.start,
+                    range.end.saturating_sub(1),
+                    info.size
+                );
+                (range.start, range.end, Some(cr))
+            }
+        };
+        let mut stream = self
+            .engine
+            .read_object(&info, start, end)
+            .await
+            .map_err(api_err)?;
+        // Check the first part before answering, so damage at the start of
+        // an object is a clean error response rather than a cut connection.
+        let first = stream.next().await;
+        if let Some(Err(e)) = first {
+            return Err(api_err(e));
+        }
+        let body = futures::stream::iter(first)
+            .chain(stream)
+            .map_err(std::io::Error::other);
+        let mut out = GetObjectOutput::default();
+        out.body = Some(StreamingBlob::wrap(ChannelBody::spawn(body)));
+        out.content_length = Some((end - start) as i64);
+        out.content_range = content_range;
+        out.content_type = info.content_type.clone();
+        out.e_tag = Some(etag(&info.etag));
+        out.last_modified = Some(ts(info.created_at_ms));
+        out.metadata = meta_out(&info.metadata);
+        out.accept_ranges = Some("bytes".into());
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let info = self.head(&req.input.bucket, &req.input.key).await?;
+        let mut out = HeadObjectOutput::default();
+        out.content_length = Some(info.size as i64);
+        out.content_type = info.content_type.clone();
+        out.e_tag = Some(etag(&info.etag));
+        out.last_modified = Some(ts(info.created_at_ms));
+        out.metadata = meta_out(&info.metadata);
+        out.accept_ranges = Some("bytes".into());
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        key_check(&req.input.key)?;
+        self.engine
+            .delete_object(&self.tenant, &req.input.bucket, &req.input.key)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(crate) async fn do_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        self.engine
+            .bucket(&self.tenant, &i.bucket)
+            .await
+            .map_err(api_err)?;
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in i.delete.objects {
+            let res = match key_check(&o.key) {
+                Ok(()) => self
+                    .engine
+                    .delete_object(&self.tenant, &i.bucket, &o.key)
+                    .await
+                    .map_err(api_err),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(_) => {
+                    let mut d = DeletedObject::default();
+                    d.key = Some(o.key);
+                    deleted.push(d);
+                }
+                Err(e) => {
+                    let mut err = s3s::dto::Error::default();
+                    err.key = Some(o.key);
+                    err.code = Some(e.code().as_str().to_string());
+                    err.message = e.message().map(|m| m.to_string());
+                    errors.push(err);
+                }
+            }
+        }
+        let mut out = DeleteObjectsOutput::default();
+        if !i.delete.quiet.unwrap_or(false) {
+            out.deleted = Some(deleted);
+        }
+        out.errors = (!errors.is_empty()).then_some(errors);
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        key_check(&i.key)?;
+        let (src_bucket, src_key) = match &i.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    "Access point copy sources are not supported.",
+                ))
+            }
+        };
+        let replace = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace && src_bucket == i.bucket && src_key == i.key {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
+            ));
+        }
+        let new_meta = replace.then(|| {
+            (
+                i.content_type.clone(),
+                i.metadata.clone().unwrap_or_default().into_iter().collect(),
+            )
+        });
+        let info = self
+            .engine
+            .copy_object(
+                &self.tenant,
+                (&src_bucket, &src_key),
+                (&i.bucket, &i.key),
+                new_meta,
+            )
+            .await
+            .map_err(|e| match e {
+                EngineError::NoSuchKey { .. } => {
+                    S3Error::with_message(S3ErrorCode::NoSuchKey, "The copy source does not exist.")
+                }
+                e => api_err(e),
+            })?;
+        let mut res = CopyObjectResult::default();
+        res.e_tag = Some(etag(&info.etag));
+        res.last_modified = Some(ts(info.created_at_ms));
+        let mut out = CopyObjectOutput::default();
+        out.copy_object_result = Some(res);
+        Ok(S3Response::new(out))
+    }
+}
+
+/// A response body fed by a task: decouples reading and verifying chunks
+/// from sending them, and is `Sync` as s3s requires. When the client goes
+/// away the receiver drops and the task stops.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl ChannelBody {
+    fn spawn<S>(stream: S) -> Self
+    where
+        S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self(rx)
+    }
+}
+
+impl futures::Stream for ChannelBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

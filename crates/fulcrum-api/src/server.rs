@@ -1,0 +1,79 @@
+//! Listeners: the S3 API on hyper (s3s service) and the admin router on
+//! axum, both stopping gracefully when `shutdown` fires: no new
+//! connections, in-flight requests run to completion.
+
+use std::future::Future;
+
+use fulcrum_engine::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::s3::{S3Api, S3Credentials};
+
+/// Serves the S3 API until `shutdown` completes, then waits for open
+/// requests to finish.
+pub async fn serve_s3(
+    listener: TcpListener,
+    engine: Engine,
+    tenant: &str,
+    creds: &S3Credentials,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let service = S3Api::new(engine.clone(), tenant).into_service(creds);
+    let metrics_engine = engine.clone();
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(c) => c,
+                Err(e) => { warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let svc = service.clone();
+        let m = metrics_engine.clone();
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let svc = svc.clone();
+            let m = m.clone();
+            let method = req.method().to_string();
+            async move {
+                let res = svc.call(req.map(s3s::Body::from)).await;
+                let status = match &res {
+                    Ok(r) => r.status().as_u16().to_string(),
+                    Err(_) => "error".to_string(),
+                };
+                m.metrics().request("s3", &method, &status);
+                res
+            }
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(socket), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    info!("S3 listener closed; waiting for requests in flight");
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves `/healthz` and `/metrics` until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    engine: Engine,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::admin::router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,92 @@
+//! Buckets: named containers of objects, each owned by a tenant.
+
+use sqlx::Row;
+
+use crate::db::{now_ms, Catalog};
+use crate::error::{db, CatalogError, CatalogResult};
+
+#[derive(Debug, Clone)]
+pub struct BucketRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl Catalog {
+    pub async fn create_bucket(&self, tenant: &str, name: &str) -> CatalogResult<BucketRow> {
+        let created_at = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO buckets (tenant, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, name) DO NOTHING RETURNING id",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("create bucket"))?;
+        match row {
+            Some(r) => Ok(BucketRow {
+                id: r.try_get(0).map_err(db("create bucket"))?,
+                name: name.to_string(),
+                created_at,
+            }),
+            None => Err(CatalogError::BucketExists(name.to_string())),
+        }
+    }
+
+    pub async fn bucket(&self, tenant: &str, name: &str) -> CatalogResult<BucketRow> {
+        let row = sqlx::query("SELECT id, created_at FROM buckets WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("get bucket"))?
+            .ok_or_else(|| CatalogError::NoSuchBucket(name.to_string()))?;
+        Ok(BucketRow {
+            id: row.try_get(0).map_err(db("get bucket"))?,
+            name: name.to_string(),
+            created_at: row.try_get(1).map_err(db("get bucket"))?,
+        })
+    }
+
+    pub async fn list_buckets(&self, tenant: &str) -> CatalogResult<Vec<BucketRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM buckets WHERE tenant = $1 ORDER BY name")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("list buckets"))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(BucketRow {
+                    id: r.try_get(0).map_err(db("list buckets"))?,
+                    name: r.try_get(1).map_err(db("list buckets"))?,
+                    created_at: r.try_get(2).map_err(db("list buckets"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes an empty bucket (no objects, no multipart uploads in progress).
+    pub async fn delete_bucket(&self, tenant: &str, name: &str) -> CatalogResult<()> {
+        let bucket = self.bucket(tenant, name).await?;
+        let mut tx = self.pool.begin().await.map_err(db("delete bucket"))?;
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM objects WHERE bucket_id = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket_id = $1 LIMIT 1",
+        )
+        .bind(bucket.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("delete bucket"))?;
+        if used.is_some() {
+            return Err(CatalogError::BucketNotEmpty(name.to_string()));
+        }
+        sqlx::query("DELETE FROM buckets WHERE id = $1")
+            .bind(bucket.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete bucket"))?;
+        tx.commit().await.map_err(db("delete bucket"))
+    }
+}

@@ -1,0 +1,338 @@
+//! The write transaction: new packs, new chunk locations and the objects or
+//! multipart parts that reference them, committed together so a stored
+//! object is always complete and a failed one never visible. The engine's
+//! group committer puts many writes in one batch (one transaction).
+
+use fulcrum_types::ChunkId;
+use sqlx::any::AnyArguments;
+use sqlx::{Any, Arguments, Transaction};
+
+use crate::db::{now_ms, Catalog};
+use crate::error::{db, CatalogError, CatalogResult};
+
+#[derive(Debug, Clone)]
+pub struct NewPack {
+    pub id: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub id: ChunkId,
+    pub pack_id: String,
+    pub offset: i64,
+    pub stored_len: i64,
+    pub raw_len: i64,
+    pub flags: i64,
+}
+
+/// A whole object (replacing any object of the same key).
+#[derive(Debug, Clone)]
+pub struct ObjectWrite {
+    pub bucket_id: i64,
+    pub key: String,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    /// User metadata as a JSON object of strings.
+    pub metadata: String,
+    pub chunks: Vec<ChunkId>,
+    /// The multipart upload this object completes: its records are removed
+    /// in the same transaction.
+    pub completes_upload: Option<String>,
+}
+
+/// One part of a multipart upload (replacing a part of the same number).
+#[derive(Debug, Clone)]
+pub struct PartWrite {
+    pub upload_id: String,
+    pub part_number: i64,
+    pub size: i64,
+    pub etag: String,
+    pub chunks: Vec<ChunkId>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Write {
+    Object(ObjectWrite),
+    Part(PartWrite),
+}
+
+/// Everything one commit makes visible.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    pub packs: Vec<NewPack>,
+    pub chunks: Vec<NewChunk>,
+    pub writes: Vec<Write>,
+}
+
+const ROWS_PER_INSERT: usize = 400;
+
+/// Builds `INSERT … VALUES ($1,$2),($3,$4)…` for `rows` rows of `cols` columns.
+fn values_sql(prefix: &str, cols: usize, rows: usize, suffix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + rows * cols * 5 + suffix.len());
+    s.push_str(prefix);
+    s.push_str(" VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            n += 1;
+            s.push('$');
+            s.push_str(&n.to_string());
+        }
+        s.push(')');
+    }
+    s.push(' ');
+    s.push_str(suffix);
+    s
+}
+
+fn bind_err(e: sqlx::error::BoxDynError) -> CatalogError {
+    CatalogError::Db {
+        op: "bind",
+        source: sqlx::Error::Encode(e),
+    }
+}
+
+impl Catalog {
+    /// Commits a batch in one transaction; on error nothing of it is visible.
+    pub async fn commit(&self, batch: &CommitBatch) -> CatalogResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(db("begin commit"))?;
+        for p in &batch.packs {
+            sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                .bind(&p.id)
+                .bind(p.size)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("insert pack"))?;
+        }
+        // One row per chunk id: PostgreSQL rejects an upsert that touches the
+        // same row twice, and two writes of a batch may carry the same chunk.
+        let mut seen = std::collections::HashSet::new();
+        let chunks: Vec<&NewChunk> = batch.chunks.iter().filter(|c| seen.insert(c.id)).collect();
+        for rows in chunks.chunks(ROWS_PER_INSERT) {
+            let sql = values_sql(
+                "INSERT INTO chunks (id, pack_id, pack_offset, stored_len, raw_len, flags, created_at)",
+                7,
+                rows.len(),
+                "ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, \
+                 pack_offset = excluded.pack_offset, stored_len = excluded.stored_len, \
+                 raw_len = excluded.raw_len, flags = excluded.flags, condemned_at = NULL \
+                 WHERE chunks.condemned_at IS NOT NULL",
+            );
+            let mut args = AnyArguments::default();
+            for c in rows {
+                args.add(c.id.as_bytes().to_vec()).map_err(bind_err)?;
+                args.add(c.pack_id.clone()).map_err(bind_err)?;
+                args.add(c.offset).map_err(bind_err)?;
+                args.add(c.stored_len).map_err(bind_err)?;
+                args.add(c.raw_len).map_err(bind_err)?;
+                args.add(c.flags).map_err(bind_err)?;
+                args.add(now).map_err(bind_err)?;
+            }
+            sqlx::query_with(crate::dynamic(sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("insert chunks"))?;
+        }
+        for w in &batch.writes {
+            match w {
+                Write::Object(o) => write_object(&mut tx, o, now).await?,
+                Write::Part(p) => write_part(&mut tx, p, now).await?,
+            }
+        }
+        tx.commit().await.map_err(db("commit"))
+    }
+}
+
+/// Inserts `(owner…, seq, chunk_id)` rows for a chunk list.
+async fn insert_chunk_list(
+    tx: &mut Transaction<'static, Any>,
+    table_and_cols: &str,
+    owner: &[OwnerVal<'_>],
+    chunks: &[ChunkId],
+) -> CatalogResult<()> {
+    let cols = owner.len() + 2;
+    for (block_no, block) in chunks.chunks(ROWS_PER_INSERT).enumerate() {
+        let sql = values_sql(
+            &format!("INSERT INTO {table_and_cols}"),
+            cols,
+            block.len(),
+            "",
+        );
+        let mut args = AnyArguments::default();
+        for (i, id) in block.iter().enumerate() {
+            for v in owner {
+                match v {
+                    OwnerVal::Int(n) => args.add(*n).map_err(bind_err)?,
+                    OwnerVal::Text(s) => args.add(s.to_string()).map_err(bind_err)?,
+                }
+            }
+            args.add((block_no * ROWS_PER_INSERT + i) as i64)
+                .map_err(bind_err)?;
+            args.add(id.as_bytes().to_vec()).map_err(bind_err)?;
+        }
+        sqlx::query_with(crate::dynamic(sql), args)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("insert chunk list"))?;
+    }
+    Ok(())
+}
+
+enum OwnerVal<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Checks that every chunk a write references is (still) in the catalog.
+async fn check_chunks_present(
+    tx: &mut Transaction<'static, Any>,
+    chunks: &[ChunkId],
+) -> CatalogResult<()> {
+    let mut unique: Vec<&ChunkId> = chunks.iter().collect();
+    unique.sort();
+    unique.dedup();
+    for block in unique.chunks(ROWS_PER_INSERT) {
+        let placeholders: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM chunks WHERE id IN ({})",
+            placeholders.join(",")
+        );
+        let mut args = AnyArguments::default();
+        for id in block {
+            args.add(id.as_bytes().to_vec()).map_err(bind_err)?;
+        }
+        let found: i64 = sqlx::query_scalar_with(crate::dynamic(sql), args)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db("check chunks"))?;
+        if found as usize != block.len() {
+            return Err(CatalogError::ChunkGone(format!(
+                "one of {} chunks",
+                block.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn write_object(
+    tx: &mut Transaction<'static, Any>,
+    o: &ObjectWrite,
+    now: i64,
+) -> CatalogResult<()> {
+    check_chunks_present(tx, &o.chunks).await?;
+    sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
+        .bind(o.bucket_id)
+        .bind(&o.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("replace object"))?;
+    sqlx::query("DELETE FROM objects WHERE bucket_id = $1 AND key = $2")
+        .bind(o.bucket_id)
+        .bind(&o.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("replace object"))?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO objects (bucket_id, key, size, etag, content_type, metadata, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(o.bucket_id)
+    .bind(&o.key)
+    .bind(o.size)
+    .bind(&o.etag)
+    .bind(o.content_type.clone())
+    .bind(&o.metadata)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db("insert object"))?;
+    insert_chunk_list(
+        tx,
+        "object_chunks (object_id, seq, chunk_id)",
+        &[OwnerVal::Int(id)],
+        &o.chunks,
+    )
+    .await?;
+    if let Some(upload_id) = &o.completes_upload {
+        for table in ["upload_part_chunks", "upload_parts", "uploads"] {
+            let col = if table == "uploads" {
+                "id"
+            } else {
+                "upload_id"
+            };
+            sqlx::query(crate::dynamic(format!(
+                "DELETE FROM {table} WHERE {col} = $1"
+            )))
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("complete upload"))?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_part(
+    tx: &mut Transaction<'static, Any>,
+    p: &PartWrite,
+    now: i64,
+) -> CatalogResult<()> {
+    check_chunks_present(tx, &p.chunks).await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = $1")
+        .bind(&p.upload_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db("write part"))?;
+    if exists.is_none() {
+        return Err(CatalogError::NoSuchUpload(p.upload_id.clone()));
+    }
+    for table in ["upload_part_chunks", "upload_parts"] {
+        sqlx::query(crate::dynamic(format!(
+            "DELETE FROM {table} WHERE upload_id = $1 AND part_number = $2"
+        )))
+        .bind(&p.upload_id)
+        .bind(p.part_number)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("replace part"))?;
+    }
+    sqlx::query("INSERT INTO upload_parts (upload_id, part_number, size, etag, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&p.upload_id)
+        .bind(p.part_number)
+        .bind(p.size)
+        .bind(&p.etag)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("insert part"))?;
+    insert_chunk_list(
+        tx,
+        "upload_part_chunks (upload_id, part_number, seq, chunk_id)",
+        &[OwnerVal::Text(&p.upload_id), OwnerVal::Int(p.part_number)],
+        &p.chunks,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_sql_numbers_placeholders() {
+        assert_eq!(
+            super::values_sql("INSERT INTO t (a, b)", 2, 2, "x"),
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) x"
+        );
+    }
+}

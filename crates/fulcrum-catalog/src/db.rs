@@ -1,0 +1,118 @@
+//! Opening the catalog: URL → driver, connection settings (WAL and full
+//! synchronous commits on SQLite), migrations, the default tenant.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::error::{db, CatalogError, CatalogResult};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the catalog database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub(crate) pool: AnyPool,
+    kind: DbKind,
+}
+
+impl Catalog {
+    /// Opens (creating a SQLite file if needed) and migrates the catalog.
+    pub async fn open(url: &str) -> CatalogResult<Self> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbKind::Postgres
+        } else {
+            return Err(CatalogError::BadUrl(url.to_string()));
+        };
+        let url = match kind {
+            DbKind::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(db("parse url"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if kind == DbKind::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(db("connect"))?;
+        match kind {
+            DbKind::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            DbKind::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        let cat = Self { pool, kind };
+        cat.ensure_tenant(fulcrum_types::DEFAULT_TENANT).await?;
+        Ok(cat)
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ensure_tenant(&self, tenant: &str) -> CatalogResult<()> {
+        sqlx::query(
+            "INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db("ensure tenant"))?;
+        Ok(())
+    }
+
+    /// A platform-wide setting (e.g. the encryption key check value).
+    pub async fn get_meta(&self, key: &str) -> CatalogResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("get meta"))
+    }
+
+    /// Sets a setting only if it is unset; returns the value now stored.
+    pub async fn init_meta(&self, key: &str, value: &str) -> CatalogResult<String> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(db("init meta"))?;
+        Ok(self.get_meta(key).await?.unwrap_or_default())
+    }
+}

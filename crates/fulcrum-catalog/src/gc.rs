@@ -1,0 +1,211 @@
+//! Catalog side of garbage collection and repacking: chunk lookup for
+//! dedup, two-phase condemn/sweep of unreferenced chunks, pack usage,
+//! chunk relocation and pack retirement.
+//!
+//! A chunk is first *condemned* (marked, still readable); writers never
+//! dedup against a condemned chunk. It is deleted only when still
+//! unreferenced and condemned before the oldest write in flight on any live
+//! node started, so no write can still be about to reference it.
+
+use std::collections::HashMap;
+
+use fulcrum_types::ChunkId;
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, Row};
+
+use crate::db::{now_ms, Catalog};
+use crate::error::{db, CatalogError, CatalogResult};
+use crate::objects::{chunk_loc, ChunkLoc};
+
+const UNREFERENCED: &str =
+    "NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.chunk_id = chunks.id) \
+     AND NOT EXISTS (SELECT 1 FROM upload_part_chunks uc WHERE uc.chunk_id = chunks.id)";
+
+/// What one GC pass changed in the catalog.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcCounts {
+    pub condemned: u64,
+    pub revived: u64,
+    pub deleted_chunks: u64,
+}
+
+/// A pack with the bytes of live chunks it still holds.
+#[derive(Debug, Clone)]
+pub struct PackUsage {
+    pub id: String,
+    pub size: i64,
+    pub live_bytes: i64,
+    pub live_chunks: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl Catalog {
+    /// The live (not condemned) chunks among `ids`, for dedup.
+    pub async fn find_chunks(&self, ids: &[ChunkId]) -> CatalogResult<HashMap<ChunkId, ChunkLoc>> {
+        let mut out = HashMap::new();
+        for block in ids.chunks(500) {
+            let ph: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, pack_id, pack_offset, stored_len, raw_len, flags FROM chunks \
+                 WHERE condemned_at IS NULL AND id IN ({})",
+                ph.join(",")
+            );
+            let mut args = AnyArguments::default();
+            for id in block {
+                args.add(id.as_bytes().to_vec())
+                    .map_err(|e| CatalogError::Db {
+                        op: "bind",
+                        source: sqlx::Error::Encode(e),
+                    })?;
+            }
+            let rows = sqlx::query_with(crate::dynamic(sql), args)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("find chunks"))?;
+            for r in &rows {
+                let loc = chunk_loc(r, 0)?;
+                out.insert(loc.id, loc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Phase 1: marks unreferenced chunks as condemned.
+    pub async fn condemn_unreferenced(&self) -> CatalogResult<u64> {
+        let n = sqlx::query(crate::dynamic(format!(
+            "UPDATE chunks SET condemned_at = $1 WHERE condemned_at IS NULL AND {UNREFERENCED}"
+        )))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db("condemn chunks"))?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Phase 2: revives condemned chunks that got referenced again, and
+    /// deletes those condemned before `safe_before` and still unreferenced.
+    pub async fn sweep_condemned(&self, safe_before: i64) -> CatalogResult<GcCounts> {
+        let mut tx = self.pool.begin().await.map_err(db("sweep"))?;
+        let revived = sqlx::query(crate::dynamic(format!(
+            "UPDATE chunks SET condemned_at = NULL WHERE condemned_at IS NOT NULL AND NOT ({UNREFERENCED})"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("revive chunks"))?
+        .rows_affected();
+        let deleted = sqlx::query(crate::dynamic(format!(
+            "DELETE FROM chunks WHERE condemned_at IS NOT NULL AND condemned_at < $1 AND {UNREFERENCED}"
+        )))
+        .bind(safe_before)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("delete chunks"))?
+        .rows_affected();
+        tx.commit().await.map_err(db("sweep"))?;
+        Ok(GcCounts {
+            condemned: 0,
+            revived,
+            deleted_chunks: deleted,
+        })
+    }
+
+    /// Every pack with its live bytes.
+    pub async fn pack_usage(&self) -> CatalogResult<Vec<PackUsage>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.size, CAST(COALESCE(SUM(c.stored_len), 0) AS BIGINT), COUNT(c.id), p.retired_at \
+             FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id \
+             GROUP BY p.id, p.size, p.retired_at ORDER BY p.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("pack usage"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PackUsage {
+                    id: r.try_get(0)?,
+                    size: r.try_get(1)?,
+                    live_bytes: r.try_get(2)?,
+                    live_chunks: r.try_get(3)?,
+                    retired_at: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("pack usage"))
+    }
+
+    /// The chunks stored in a pack.
+    pub async fn chunks_in_pack(&self, pack_id: &str) -> CatalogResult<Vec<ChunkLoc>> {
+        let rows = sqlx::query(
+            "SELECT id, pack_id, pack_offset, stored_len, raw_len, flags FROM chunks WHERE pack_id = $1 ORDER BY pack_offset",
+        )
+        .bind(pack_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("chunks in pack"))?;
+        rows.iter().map(|r| chunk_loc(r, 0)).collect()
+    }
+
+    /// Points moved chunks at their copies in `new_pack` (only those still
+    /// where they were), records the new pack, and retires every pack of
+    /// `sources` left without chunks, in one transaction.
+    pub async fn relocate_chunks(
+        &self,
+        new_pack: Option<(&str, i64)>,
+        moved: &[(ChunkId, String, i64)],
+        sources: &[String],
+    ) -> CatalogResult<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(db("relocate"))?;
+        if let Some((id, size)) = new_pack {
+            sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(size)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("relocate"))?;
+            for (chunk, old_pack, offset) in moved {
+                sqlx::query("UPDATE chunks SET pack_id = $1, pack_offset = $2 WHERE id = $3 AND pack_id = $4")
+                    .bind(id)
+                    .bind(*offset)
+                    .bind(chunk.as_bytes().to_vec())
+                    .bind(old_pack)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("relocate"))?;
+            }
+        }
+        for old_pack in sources {
+            sqlx::query(
+                "UPDATE packs SET retired_at = $1 WHERE id = $2 AND retired_at IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack_id = $2)",
+            )
+            .bind(now)
+            .bind(old_pack)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("relocate"))?;
+        }
+        tx.commit().await.map_err(db("relocate"))
+    }
+
+    /// Ids of every pack the catalog knows, retired ones included.
+    pub async fn pack_ids(&self) -> CatalogResult<std::collections::HashSet<String>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM packs")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("pack ids"))?;
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Forgets a retired pack whose file was deleted.
+    pub async fn delete_pack_row(&self, pack_id: &str) -> CatalogResult<()> {
+        sqlx::query("DELETE FROM packs WHERE id = $1 AND retired_at IS NOT NULL")
+            .bind(pack_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete pack"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Reading and deleting objects: metadata rows, chunk lists with pack
+//! locations, and ordered listings for S3's ListObjectsV2.
+
+use fulcrum_types::ChunkId;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::db::Catalog;
+use crate::error::{db, CatalogError, CatalogResult};
+
+#[derive(Debug, Clone)]
+pub struct ObjectRow {
+    pub id: i64,
+    pub bucket_id: i64,
+    pub key: String,
+    pub size: i64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+/// An object as listed (no chunk list).
+#[derive(Debug, Clone)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: i64,
+    pub etag: String,
+    pub created_at: i64,
+}
+
+/// Where one chunk of an object is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub id: ChunkId,
+    pub pack_id: String,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub flags: u8,
+}
+
+const OBJECT_COLS: &str = "id, bucket_id, key, size, etag, content_type, metadata, created_at";
+
+fn object_row(r: &AnyRow) -> Result<ObjectRow, sqlx::Error> {
+    Ok(ObjectRow {
+        id: r.try_get(0)?,
+        bucket_id: r.try_get(1)?,
+        key: r.try_get(2)?,
+        size: r.try_get(3)?,
+        etag: r.try_get(4)?,
+        content_type: r.try_get(5)?,
+        metadata: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}
+
+pub(crate) fn chunk_loc(r: &AnyRow, first: usize) -> CatalogResult<ChunkLoc> {
+    let get = |e| CatalogError::Db {
+        op: "read chunk row",
+        source: e,
+    };
+    let id: Vec<u8> = r.try_get(first).map_err(get)?;
+    Ok(ChunkLoc {
+        id: ChunkId::from_slice(&id).map_err(|e| CatalogError::BadRow(e.to_string()))?,
+        pack_id: r.try_get(first + 1).map_err(get)?,
+        offset: r.try_get::<i64, _>(first + 2).map_err(get)? as u64,
+        stored_len: r.try_get::<i64, _>(first + 3).map_err(get)? as u32,
+        raw_len: r.try_get::<i64, _>(first + 4).map_err(get)? as u32,
+        flags: r.try_get::<i64, _>(first + 5).map_err(get)? as u8,
+    })
+}
+
+impl Catalog {
+    pub async fn get_object(&self, bucket_id: i64, key: &str) -> CatalogResult<Option<ObjectRow>> {
+        let row = sqlx::query(crate::dynamic(format!(
+            "SELECT {OBJECT_COLS} FROM objects WHERE bucket_id = $1 AND key = $2"
+        )))
+        .bind(bucket_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("get object"))?;
+        row.map(|r| object_row(&r).map_err(db("get object")))
+            .transpose()
+    }
+
+    /// The chunk ids of an object, in order.
+    pub async fn object_chunk_ids(&self, object_id: i64) -> CatalogResult<Vec<ChunkId>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT chunk_id FROM object_chunks WHERE object_id = $1 ORDER BY seq",
+        )
+        .bind(object_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("object chunks"))?;
+        rows.iter()
+            .map(|b| ChunkId::from_slice(b).map_err(|e| CatalogError::BadRow(e.to_string())))
+            .collect()
+    }
+
+    /// The chunks of an object, in order, with where each is stored.
+    pub async fn object_chunks(&self, object_id: i64) -> CatalogResult<Vec<ChunkLoc>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.pack_id, c.pack_offset, c.stored_len, c.raw_len, c.flags \
+             FROM object_chunks oc JOIN chunks c ON c.id = oc.chunk_id \
+             WHERE oc.object_id = $1 ORDER BY oc.seq",
+        )
+        .bind(object_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("object chunks"))?;
+        rows.iter().map(|r| chunk_loc(r, 0)).collect()
+    }
+
+    /// Objects whose key starts with `prefix` and sorts after `after`, in
+    /// key order (byte order on both databases), at most `limit`.
+    pub async fn list_objects(
+        &self,
+        bucket_id: i64,
+        prefix: &str,
+        after: &str,
+        limit: i64,
+    ) -> CatalogResult<Vec<ObjectSummary>> {
+        // Keys in [prefix, prefix + U+10FFFF) start with prefix; comparing
+        // with >= / < keeps the query on the (bucket_id, key) index.
+        let upper = format!("{prefix}\u{10FFFF}");
+        // Keys sort bytewise on both databases (BINARY in SQLite, COLLATE "C"
+        // on the PostgreSQL column).
+        let rows = sqlx::query(
+            "SELECT key, size, etag, created_at FROM objects WHERE bucket_id = $1 \
+             AND key >= $2 AND key < $3 AND key > $4 ORDER BY key LIMIT $5",
+        )
+        .bind(bucket_id)
+        .bind(prefix)
+        .bind(upper)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list objects"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ObjectSummary {
+                    key: r.try_get(0)?,
+                    size: r.try_get(1)?,
+                    etag: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("list objects"))
+    }
+
+    /// Deletes an object; its chunks become garbage for GC. Returns whether
+    /// it existed.
+    pub async fn delete_object(&self, bucket_id: i64, key: &str) -> CatalogResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db("delete object"))?;
+        sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
+            .bind(bucket_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete object"))?;
+        let n = sqlx::query("DELETE FROM objects WHERE bucket_id = $1 AND key = $2")
+            .bind(bucket_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete object"))?
+            .rows_affected();
+        tx.commit().await.map_err(db("delete object"))?;
+        Ok(n > 0)
+    }
+
+    /// Every object with its bucket name, for verify: (bucket, key, id).
+    pub async fn all_objects(&self) -> CatalogResult<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT b.name, o.key, o.id FROM objects o JOIN buckets b ON b.id = o.bucket_id ORDER BY b.name, o.key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("all objects"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("all objects"))
+    }
+}

@@ -1,0 +1,192 @@
+//! Multipart uploads: the upload record, its parts (each committed like a
+//! small object), and completion, which turns the parts' chunk lists into
+//! one object in a single transaction.
+
+use fulcrum_types::ChunkId;
+use sqlx::Row;
+
+use crate::db::Catalog;
+use crate::error::{db, CatalogError, CatalogResult};
+
+/// S3's minimum size for every part but the last.
+pub const MIN_PART_SIZE: i64 = 5 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    pub id: String,
+    pub bucket_id: i64,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartRow {
+    pub part_number: i64,
+    pub size: i64,
+    pub etag: String,
+    pub created_at: i64,
+}
+
+impl Catalog {
+    pub async fn create_upload(&self, u: &UploadRow) -> CatalogResult<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, bucket_id, key, content_type, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&u.id)
+        .bind(u.bucket_id)
+        .bind(&u.key)
+        .bind(u.content_type.clone())
+        .bind(&u.metadata)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("create upload"))?;
+        Ok(())
+    }
+
+    pub async fn upload(&self, bucket_id: i64, upload_id: &str) -> CatalogResult<UploadRow> {
+        let r = sqlx::query(
+            "SELECT id, bucket_id, key, content_type, metadata, created_at FROM uploads WHERE id = $1 AND bucket_id = $2",
+        )
+        .bind(upload_id)
+        .bind(bucket_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("get upload"))?
+        .ok_or_else(|| CatalogError::NoSuchUpload(upload_id.to_string()))?;
+        (|| {
+            Ok(UploadRow {
+                id: r.try_get(0)?,
+                bucket_id: r.try_get(1)?,
+                key: r.try_get(2)?,
+                content_type: r.try_get(3)?,
+                metadata: r.try_get(4)?,
+                created_at: r.try_get(5)?,
+            })
+        })()
+        .map_err(db("get upload"))
+    }
+
+    /// Uploads in progress in a bucket, ordered by key then id.
+    pub async fn list_uploads(&self, bucket_id: i64) -> CatalogResult<Vec<UploadRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bucket_id, key, content_type, metadata, created_at FROM uploads WHERE bucket_id = $1 ORDER BY key, id",
+        )
+        .bind(bucket_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list uploads"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(UploadRow {
+                    id: r.try_get(0)?,
+                    bucket_id: r.try_get(1)?,
+                    key: r.try_get(2)?,
+                    content_type: r.try_get(3)?,
+                    metadata: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("list uploads"))
+    }
+
+    pub async fn list_parts(&self, upload_id: &str) -> CatalogResult<Vec<PartRow>> {
+        let rows = sqlx::query(
+            "SELECT part_number, size, etag, created_at FROM upload_parts WHERE upload_id = $1 ORDER BY part_number",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list parts"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PartRow {
+                    part_number: r.try_get(0)?,
+                    size: r.try_get(1)?,
+                    etag: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("list parts"))
+    }
+
+    /// Removes an upload and its parts; their chunks become garbage.
+    pub async fn abort_upload(&self, upload_id: &str) -> CatalogResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db("abort upload"))?;
+        for table in ["upload_part_chunks", "upload_parts"] {
+            sqlx::query(crate::dynamic(format!(
+                "DELETE FROM {table} WHERE upload_id = $1"
+            )))
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("abort upload"))?;
+        }
+        let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("abort upload"))?
+            .rows_affected();
+        if n == 0 {
+            return Err(CatalogError::NoSuchUpload(upload_id.to_string()));
+        }
+        tx.commit().await.map_err(db("abort upload"))
+    }
+
+    /// Chunk ids of one part, in order.
+    pub async fn part_chunks(
+        &self,
+        upload_id: &str,
+        part_number: i64,
+    ) -> CatalogResult<Vec<ChunkId>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT chunk_id FROM upload_part_chunks WHERE upload_id = $1 AND part_number = $2 ORDER BY seq",
+        )
+        .bind(upload_id)
+        .bind(part_number)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("part chunks"))?;
+        rows.iter()
+            .map(|b| ChunkId::from_slice(b).map_err(|e| CatalogError::BadRow(e.to_string())))
+            .collect()
+    }
+
+    /// Checks the client's part list against the stored parts and returns
+    /// (size, chunk list, part ETags) of the object they form.
+    pub async fn assemble_upload(
+        &self,
+        upload_id: &str,
+        parts: &[(i64, String)],
+    ) -> CatalogResult<(i64, Vec<ChunkId>, Vec<String>)> {
+        let stored = self.list_parts(upload_id).await?;
+        let mut size = 0i64;
+        let mut chunks = Vec::new();
+        let mut etags = Vec::new();
+        let mut last = 0i64;
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            if *number <= last {
+                return Err(CatalogError::InvalidPartOrder);
+            }
+            last = *number;
+            let part = stored
+                .iter()
+                .find(|p| {
+                    p.part_number == *number && p.etag.trim_matches('"') == etag.trim_matches('"')
+                })
+                .ok_or(CatalogError::InvalidPart(*number))?;
+            if i + 1 < parts.len() && part.size < MIN_PART_SIZE {
+                return Err(CatalogError::PartTooSmall(*number));
+            }
+            size += part.size;
+            chunks.extend(self.part_chunks(upload_id, *number).await?);
+            etags.push(part.etag.clone());
+        }
+        Ok((size, chunks, etags))
+    }
+}

@@ -1,0 +1,163 @@
+//! The `Engine`: one struct wiring backend, catalog, codec, group
+//! committer, in-flight registry and metrics together.
+
+use std::sync::Arc;
+
+use fulcrum_catalog::{Catalog, CatalogStats};
+use fulcrum_store::{Backend, BackendConfig, Codec, MasterKey};
+use tokio::sync::mpsc;
+
+use crate::committer::{self, CommitJob};
+use crate::error::{EngineError, EngineResult};
+use crate::inflight::Inflight;
+use crate::metrics::Metrics;
+
+/// Settings of the engine (the binary fills them from config and flags).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub backend: BackendConfig,
+    pub catalog_url: String,
+    pub encryption_key: Option<MasterKey>,
+    pub zstd_level: i32,
+    /// Packs are sealed and written once they hold this many bytes.
+    pub pack_target: usize,
+    /// Largest object (or part) body accepted, in bytes.
+    pub max_object_size: u64,
+    /// Identifies this node in the catalog's heartbeat table.
+    pub node_id: String,
+}
+
+impl EngineConfig {
+    pub fn new(backend: BackendConfig, catalog_url: String) -> Self {
+        Self {
+            backend,
+            catalog_url,
+            encryption_key: None,
+            zstd_level: 3,
+            pack_target: 32 * 1024 * 1024,
+            max_object_size: 5 * 1024 * 1024 * 1024 * 1024,
+            node_id: format!("node-{:016x}", rand::random::<u64>()),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub backend: Backend,
+    pub catalog: Catalog,
+    pub codec: Codec,
+    pub inflight: Inflight,
+    pub metrics: Metrics,
+    pub commits: mpsc::Sender<CommitJob>,
+}
+
+/// The storage engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Totals with the derived ratios, for `fulcrum stats` and `/metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub catalog: CatalogStats,
+    /// Bytes of the pack files, as the backend holds them.
+    pub physical_bytes: i64,
+    /// Logical bytes per unique chunk byte (2.0: everything stored twice).
+    pub dedup_ratio: f64,
+    /// Unique chunk bytes per stored byte (2.0: halved by compression).
+    pub compression_ratio: f64,
+    /// Logical bytes per physical byte.
+    pub overall_ratio: f64,
+}
+
+const META_ENCRYPTION: &str = "encryption_key_check";
+
+impl Engine {
+    /// Opens backend and catalog, checks the encryption key against the
+    /// one the data was written with, and starts the group committer.
+    pub async fn open(cfg: EngineConfig) -> EngineResult<Self> {
+        let backend = Backend::open(&cfg.backend)?;
+        let catalog = Catalog::open(&cfg.catalog_url).await?;
+        let check = cfg
+            .encryption_key
+            .as_ref()
+            .map(|k| k.check_value())
+            .unwrap_or_else(|| "none".to_string());
+        let stored = catalog.init_meta(META_ENCRYPTION, &check).await?;
+        if stored != check {
+            return Err(EngineError::KeyMismatch(match (stored.as_str(), cfg.encryption_key.is_some()) {
+                ("none", _) => "this data dir was created without encryption; unset FULCRUM_ENCRYPTION_KEY / encryption_key_file".into(),
+                (_, false) => "this data dir is encrypted; set FULCRUM_ENCRYPTION_KEY or encryption_key_file to its key".into(),
+                _ => "the configured encryption key is not the one this data dir was created with".into(),
+            }));
+        }
+        let codec = Codec::new(cfg.encryption_key.as_ref(), cfg.zstd_level);
+        let (tx, rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            cfg,
+            backend,
+            catalog,
+            codec,
+            inflight: Inflight::default(),
+            metrics: Metrics::default(),
+            commits: tx,
+        });
+        tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
+        Ok(Self { inner })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    pub fn backend_name(&self) -> &str {
+        self.inner.backend.name()
+    }
+
+    /// Records this node's liveness and oldest in-flight write (call every
+    /// few seconds while serving).
+    pub async fn heartbeat(&self) -> EngineResult<()> {
+        let oldest = self.inner.inflight.oldest();
+        Ok(self
+            .inner
+            .catalog
+            .heartbeat(&self.inner.cfg.node_id, oldest)
+            .await?)
+    }
+
+    /// Removes this node from the heartbeat table (clean shutdown).
+    pub async fn leave(&self) -> EngineResult<()> {
+        Ok(self
+            .inner
+            .catalog
+            .remove_node(&self.inner.cfg.node_id)
+            .await?)
+    }
+
+    pub async fn stats(&self) -> EngineResult<Stats> {
+        let c = self.inner.catalog.stats().await?;
+        let ratio = |a: i64, b: i64| if b > 0 { a as f64 / b as f64 } else { 1.0 };
+        Ok(Stats {
+            physical_bytes: c.pack_bytes,
+            dedup_ratio: ratio(c.logical_bytes, c.unique_bytes),
+            compression_ratio: ratio(c.unique_bytes, c.stored_bytes),
+            overall_ratio: ratio(c.logical_bytes, c.pack_bytes),
+            catalog: c,
+        })
+    }
+
+    /// Closes the catalog pool (after the servers stopped).
+    pub async fn close(&self) {
+        self.inner.catalog.close().await;
+    }
+}

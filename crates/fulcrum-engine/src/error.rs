@@ -1,0 +1,39 @@
+//! Engine errors: what went wrong in terms a protocol can map to its own
+//! status codes (S3 error codes, DICOM status, HTTP status).
+
+use fulcrum_catalog::CatalogError;
+use fulcrum_store::StoreError;
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("object {bucket}/{key} does not exist")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("object is larger than the configured maximum of {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("request body ended after {got} of {expected} bytes")]
+    IncompleteBody { expected: u64, got: u64 },
+    #[error("the Content-MD5 of the body does not match")]
+    BadDigest,
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("encryption key does not fit this data: {0}")]
+    KeyMismatch(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        if e.is_corruption() {
+            EngineError::Corrupt(e.to_string())
+        } else {
+            EngineError::Store(e)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Garbage collection, safe while writes go on: condemn unreferenced
+//! chunks, sweep those no in-flight write can still reference, repack
+//! sparse and small packs, delete retired packs after a grace period (so
+//! readers that looked up an old location finish), and delete orphan pack
+//! files that no catalog row names (left by a crash or an aborted upload).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fulcrum_catalog::now_ms;
+use fulcrum_store::{pack_path, PackBuilder};
+use fulcrum_types::{ChunkId, PackId};
+use tracing::{info, warn};
+
+use crate::engine::Engine;
+use crate::error::EngineResult;
+
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Retired and orphan packs younger than this are kept.
+    pub grace: Duration,
+    /// Packs with less than this fraction of live bytes are repacked.
+    pub repack_below: f64,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(15 * 60),
+            repack_below: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    pub condemned_chunks: u64,
+    pub deleted_chunks: u64,
+    pub revived_chunks: u64,
+    pub repacked_packs: u64,
+    pub moved_chunks: u64,
+    pub retired_packs: u64,
+    pub deleted_packs: u64,
+    pub deleted_orphans: u64,
+    pub freed_bytes: u64,
+}
+
+impl Engine {
+    pub async fn gc(&self, opts: &GcOptions) -> EngineResult<GcReport> {
+        let inner = &self.inner;
+        let cat = &inner.catalog;
+        let mut report = GcReport {
+            condemned_chunks: cat.condemn_unreferenced().await?,
+            ..Default::default()
+        };
+        // Our own writes count too (the CLI's engine has none in flight).
+        self.heartbeat().await?;
+        let safe_before = cat.oldest_inflight(now_ms()).await?;
+        let swept = cat.sweep_condemned(safe_before).await?;
+        report.deleted_chunks = swept.deleted_chunks;
+        report.revived_chunks = swept.revived;
+
+        // Repack: sparse packs, and small packs when there are several.
+        let usage = cat.pack_usage().await?;
+        let target = inner.cfg.pack_target as i64;
+        let live: Vec<_> = usage.iter().filter(|p| p.retired_at.is_none()).collect();
+        let small: Vec<_> = live
+            .iter()
+            .filter(|p| p.live_chunks > 0 && p.size < target / 4)
+            .collect();
+        let mut sources: Vec<String> = Vec::new();
+        for p in &live {
+            let sparse = (p.live_bytes as f64) < opts.repack_below * p.size as f64;
+            if p.live_chunks == 0 || sparse || (small.len() > 1 && p.size < target / 4) {
+                sources.push(p.id.clone());
+            }
+        }
+        let mut builder = PackBuilder::new();
+        let mut moved: Vec<(ChunkId, String)> = Vec::new();
+        let mut done_sources: Vec<String> = Vec::new();
+        for src in &sources {
+            let chunks = cat.chunks_in_pack(src).await?;
+            if !chunks.is_empty() {
+                let pid =
+                    PackId::parse(src).map_err(|e| crate::EngineError::Corrupt(e.to_string()))?;
+                let data = inner.backend.read(&pack_path(&pid)).await?;
+                for c in chunks {
+                    let at = c.offset as usize;
+                    let Some(stored) = data.get(at..at + c.stored_len as usize) else {
+                        warn!(pack = %src, chunk = %c.id, "chunk lies past the end of its pack; left in place");
+                        continue;
+                    };
+                    // Never copy damage into a new pack: verify first.
+                    if let Err(e) = inner.codec.decode(c.id, stored, c.flags, c.raw_len) {
+                        warn!(pack = %src, chunk = %c.id, error = %e, "damaged chunk left in place");
+                        continue;
+                    }
+                    builder.push_stored(c.id, stored, c.raw_len, c.flags);
+                    moved.push((c.id, src.clone()));
+                }
+            }
+            done_sources.push(src.clone());
+            report.repacked_packs += 1;
+            if builder.len() >= inner.cfg.pack_target {
+                let b = std::mem::take(&mut builder);
+                report.moved_chunks += self.flush_repack(b, &mut moved, &mut done_sources).await?;
+            }
+        }
+        report.moved_chunks += self
+            .flush_repack(builder, &mut moved, &mut done_sources)
+            .await?;
+
+        // Delete retired packs past the grace period.
+        let grace_ms = opts.grace.as_millis() as i64;
+        let now = now_ms();
+        for p in cat.pack_usage().await? {
+            match p.retired_at {
+                Some(at) if at <= now - grace_ms && p.live_chunks == 0 => {
+                    if let Ok(pid) = PackId::parse(&p.id) {
+                        inner.backend.delete(&pack_path(&pid)).await?;
+                    }
+                    cat.delete_pack_row(&p.id).await?;
+                    report.deleted_packs += 1;
+                    report.freed_bytes += p.size as u64;
+                }
+                Some(_) => {}
+                None if p.live_chunks == 0 => report.retired_packs += 1,
+                None => {}
+            }
+        }
+
+        // Orphans: pack files no catalog row names, older than any write in
+        // flight and than the grace period.
+        let known = cat.pack_ids().await?;
+        let orphan_before = safe_before.min(now - grace_ms);
+        for e in inner.backend.list("packs/").await? {
+            let name = e.path.rsplit('/').next().unwrap_or_default();
+            let Ok(pid) = PackId::parse(name) else {
+                continue;
+            };
+            if !known.contains(pid.as_str()) && (pid.created_ms() as i64) < orphan_before {
+                inner.backend.delete(&e.path).await?;
+                report.deleted_orphans += 1;
+                report.freed_bytes += e.size;
+            }
+        }
+        info!(?report, "garbage collection finished");
+        Ok(report)
+    }
+
+    async fn flush_repack(
+        &self,
+        builder: PackBuilder,
+        moved: &mut Vec<(ChunkId, String)>,
+        sources: &mut Vec<String>,
+    ) -> EngineResult<u64> {
+        let cat = &self.inner.catalog;
+        let n = moved.len() as u64;
+        if builder.is_empty() {
+            cat.relocate_chunks(None, &[], sources).await?;
+        } else {
+            let (pid, row, entries) = self.inner.write_pack(builder).await?;
+            let old: HashMap<ChunkId, String> = moved.drain(..).collect();
+            let rows: Vec<(ChunkId, String, i64)> = entries
+                .iter()
+                .filter_map(|e| old.get(&e.id).map(|o| (e.id, o.clone(), e.offset as i64)))
+                .collect();
+            cat.relocate_chunks(Some((pid.as_str(), row.size)), &rows, sources)
+                .await?;
+        }
+        moved.clear();
+        sources.clear();
+        Ok(n)
+    }
+}

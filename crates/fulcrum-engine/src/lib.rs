@@ -1,0 +1,28 @@
+//! Fulcrum's object engine: the one path every stored byte takes, whatever
+//! protocol brought it. Streams bodies through the chunker, deduplicates
+//! against the catalog, packs new chunks, acknowledges only after the pack
+//! is durable and the catalog transaction committed (group commit), reads
+//! back with hash verification, and collects garbage safely while writes
+//! go on.
+
+mod committer;
+mod engine;
+mod error;
+mod gc;
+mod inflight;
+mod ingest;
+mod metrics;
+mod objects;
+mod read;
+mod verify;
+
+pub use engine::{Engine, EngineConfig, Stats};
+pub use error::{EngineError, EngineResult};
+pub use gc::{GcOptions, GcReport};
+pub use metrics::Metrics;
+pub use objects::{ObjectInfo, PutOptions, UploadInfo};
+pub use read::ByteStream;
+pub use verify::{VerifyProgress, VerifyReport};
+
+pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};
+pub use fulcrum_store::{BackendConfig, MasterKey};

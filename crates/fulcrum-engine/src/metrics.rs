@@ -1,0 +1,125 @@
+//! Prometheus metrics of the engine and the protocols on it: requests,
+//! bytes in and out, commit latency and batch sizes, corrupt chunks,
+//! archive recalls later. Rendered in the text exposition format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub protocol: String,
+    pub op: String,
+    pub status: String,
+}
+
+/// All counters and histograms of one process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub chunks_new: Counter,
+    pub chunks_deduplicated: Counter,
+    pub corrupt_chunks: Counter,
+    pub packs_written: Counter,
+    pub commit_seconds: Histogram,
+    pub commit_batch_writes: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("fulcrum");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let chunks_new = Counter::default();
+        let chunks_deduplicated = Counter::default();
+        let corrupt_chunks = Counter::default();
+        let packs_written = Counter::default();
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let commit_batch_writes = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "requests",
+            "Requests handled, by protocol, operation and status",
+            requests.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Body bytes received from clients",
+            bytes_in.clone(),
+        );
+        registry.register("bytes_out", "Body bytes sent to clients", bytes_out.clone());
+        registry.register(
+            "chunks_new",
+            "Chunks stored because no copy existed",
+            chunks_new.clone(),
+        );
+        registry.register(
+            "chunks_deduplicated",
+            "Chunks not stored because a copy existed",
+            chunks_deduplicated.clone(),
+        );
+        registry.register(
+            "corrupt_chunks",
+            "Chunks whose hash did not verify on read",
+            corrupt_chunks.clone(),
+        );
+        registry.register(
+            "packs_written",
+            "Pack files written durably",
+            packs_written.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Group commit latency (pack flush and catalog transaction)",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_batch_writes",
+            "Writes acknowledged per group commit",
+            commit_batch_writes.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            bytes_in,
+            bytes_out,
+            chunks_new,
+            chunks_deduplicated,
+            corrupt_chunks,
+            packs_written,
+            commit_seconds,
+            commit_batch_writes,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, protocol: &str, op: &str, status: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                protocol: protocol.to_string(),
+                op: op.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// The metrics in Prometheus text format, followed by `extra` gauges
+    /// (name, help, value) computed at scrape time.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        for (name, help, value) in extra {
+            out.push_str(&format!("# HELP fulcrum_{name} {help}\n# TYPE fulcrum_{name} gauge\nfulcrum_{name} {value}\n"));
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}

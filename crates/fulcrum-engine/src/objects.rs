@@ -1,0 +1,342 @@
+//! The engine's public operations on buckets, objects and multipart
+//! uploads, as every protocol sees them.
+
+use std::collections::BTreeMap;
+
+use fulcrum_catalog::{
+    BucketRow, CatalogError, ObjectRow, ObjectSummary, ObjectWrite, PartRow, PartWrite, UploadRow,
+    Write,
+};
+use fulcrum_store::ChunkParams;
+use md5::{Digest, Md5};
+use tokio::io::AsyncRead;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, EngineResult};
+use crate::read::ByteStream;
+
+/// What a client says about a body it sends.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Content-MD5 the client sent, checked before the object is visible.
+    pub content_md5: Option<[u8; 16]>,
+    /// Content-Length the client declared.
+    pub expected_len: Option<u64>,
+}
+
+/// An object's metadata as the protocols return it.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub id: i64,
+    pub key: String,
+    pub size: u64,
+    /// Hex MD5 (or `md5-of-md5s-N` for multipart), without quotes.
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at_ms: i64,
+}
+
+impl ObjectInfo {
+    fn from_row(r: ObjectRow) -> Self {
+        Self {
+            id: r.id,
+            metadata: serde_json::from_str(&r.metadata).unwrap_or_default(),
+            key: r.key,
+            size: r.size as u64,
+            etag: r.etag,
+            content_type: r.content_type,
+            created_at_ms: r.created_at,
+        }
+    }
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone)]
+pub struct UploadInfo {
+    pub id: String,
+    pub key: String,
+    pub created_at_ms: i64,
+}
+
+fn metadata_json(m: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+}
+
+impl Engine {
+    pub async fn create_bucket(&self, tenant: &str, name: &str) -> EngineResult<BucketRow> {
+        Ok(self.inner.catalog.create_bucket(tenant, name).await?)
+    }
+
+    pub async fn bucket(&self, tenant: &str, name: &str) -> EngineResult<BucketRow> {
+        Ok(self.inner.catalog.bucket(tenant, name).await?)
+    }
+
+    pub async fn list_buckets(&self, tenant: &str) -> EngineResult<Vec<BucketRow>> {
+        Ok(self.inner.catalog.list_buckets(tenant).await?)
+    }
+
+    pub async fn delete_bucket(&self, tenant: &str, name: &str) -> EngineResult<()> {
+        Ok(self.inner.catalog.delete_bucket(tenant, name).await?)
+    }
+
+    /// Stores a body under `key`, replacing any object there; returns once
+    /// it is durable and visible.
+    pub async fn put_object<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        body: R,
+        opts: PutOptions,
+    ) -> EngineResult<ObjectInfo> {
+        let b = self.bucket(tenant, bucket).await?;
+        let ing = self
+            .inner
+            .ingest(body, opts.expected_len, ChunkParams::BULK)
+            .await?;
+        if opts.content_md5.is_some_and(|m| m != ing.md5) {
+            return Err(EngineError::BadDigest);
+        }
+        let write = ObjectWrite {
+            bucket_id: b.id,
+            key: key.to_string(),
+            size: ing.size as i64,
+            etag: hex::encode(ing.md5),
+            content_type: opts.content_type,
+            metadata: metadata_json(&opts.metadata),
+            chunks: ing.chunks.clone(),
+            completes_upload: None,
+        };
+        self.inner.commit(ing, Write::Object(write)).await?;
+        self.head_object(tenant, bucket, key).await
+    }
+
+    pub async fn head_object(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+    ) -> EngineResult<ObjectInfo> {
+        let b = self.bucket(tenant, bucket).await?;
+        let row = self
+            .inner
+            .catalog
+            .get_object(b.id, key)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchKey {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            })?;
+        Ok(ObjectInfo::from_row(row))
+    }
+
+    /// Streams `[start, end)` of an object found by `head_object`.
+    pub async fn read_object(
+        &self,
+        obj: &ObjectInfo,
+        start: u64,
+        end: u64,
+    ) -> EngineResult<ByteStream> {
+        let chunks = self.inner.catalog.object_chunks(obj.id).await?;
+        let total: u64 = chunks.iter().map(|c| c.raw_len as u64).sum();
+        if total != obj.size {
+            // Replaced or deleted since it was looked up.
+            return Err(EngineError::NoSuchKey {
+                bucket: String::new(),
+                key: obj.key.clone(),
+            });
+        }
+        Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
+    }
+
+    pub async fn delete_object(&self, tenant: &str, bucket: &str, key: &str) -> EngineResult<bool> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self.inner.catalog.delete_object(b.id, key).await?)
+    }
+
+    pub async fn list_objects(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        limit: i64,
+    ) -> EngineResult<Vec<ObjectSummary>> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self
+            .inner
+            .catalog
+            .list_objects(b.id, prefix, after, limit)
+            .await?)
+    }
+
+    /// Copies an object by reference: the new object shares every chunk.
+    /// `replace` gives new content type and metadata.
+    pub async fn copy_object(
+        &self,
+        tenant: &str,
+        (src_bucket, src_key): (&str, &str),
+        (dst_bucket, dst_key): (&str, &str),
+        replace: Option<(Option<String>, BTreeMap<String, String>)>,
+    ) -> EngineResult<ObjectInfo> {
+        let guard = self.inner.inflight.begin();
+        let src = self.head_object(tenant, src_bucket, src_key).await?;
+        let dst = self.bucket(tenant, dst_bucket).await?;
+        let chunks = self.inner.catalog.object_chunk_ids(src.id).await?;
+        let (content_type, metadata) =
+            replace.unwrap_or((src.content_type.clone(), src.metadata.clone()));
+        let write = ObjectWrite {
+            bucket_id: dst.id,
+            key: dst_key.to_string(),
+            size: src.size as i64,
+            etag: src.etag.clone(),
+            content_type,
+            metadata: metadata_json(&metadata),
+            chunks,
+            completes_upload: None,
+        };
+        self.inner.commit_rows(Write::Object(write), guard).await?;
+        self.head_object(tenant, dst_bucket, dst_key).await
+    }
+
+    pub async fn create_upload(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        content_type: Option<String>,
+        metadata: BTreeMap<String, String>,
+    ) -> EngineResult<String> {
+        let b = self.bucket(tenant, bucket).await?;
+        let id = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        self.inner
+            .catalog
+            .create_upload(&UploadRow {
+                id: id.clone(),
+                bucket_id: b.id,
+                key: key.to_string(),
+                content_type,
+                metadata: metadata_json(&metadata),
+                created_at: fulcrum_catalog::now_ms(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    async fn upload_row(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+    ) -> EngineResult<UploadRow> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self.inner.catalog.upload(b.id, upload_id).await?)
+    }
+
+    /// Stores one part; returns its ETag (hex MD5).
+    pub async fn upload_part<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+        part_number: i64,
+        body: R,
+        opts: PutOptions,
+    ) -> EngineResult<String> {
+        self.upload_row(tenant, bucket, upload_id).await?;
+        let ing = self
+            .inner
+            .ingest(body, opts.expected_len, ChunkParams::BULK)
+            .await?;
+        if opts.content_md5.is_some_and(|m| m != ing.md5) {
+            return Err(EngineError::BadDigest);
+        }
+        let etag = hex::encode(ing.md5);
+        let write = PartWrite {
+            upload_id: upload_id.to_string(),
+            part_number,
+            size: ing.size as i64,
+            etag: etag.clone(),
+            chunks: ing.chunks.clone(),
+        };
+        self.inner.commit(ing, Write::Part(write)).await?;
+        Ok(etag)
+    }
+
+    pub async fn list_parts(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+    ) -> EngineResult<(UploadRow, Vec<PartRow>)> {
+        let u = self.upload_row(tenant, bucket, upload_id).await?;
+        let parts = self.inner.catalog.list_parts(upload_id).await?;
+        Ok((u, parts))
+    }
+
+    pub async fn list_uploads(&self, tenant: &str, bucket: &str) -> EngineResult<Vec<UploadInfo>> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self
+            .inner
+            .catalog
+            .list_uploads(b.id)
+            .await?
+            .into_iter()
+            .map(|u| UploadInfo {
+                id: u.id,
+                key: u.key,
+                created_at_ms: u.created_at,
+            })
+            .collect())
+    }
+
+    pub async fn abort_upload(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+    ) -> EngineResult<()> {
+        self.upload_row(tenant, bucket, upload_id).await?;
+        Ok(self.inner.catalog.abort_upload(upload_id).await?)
+    }
+
+    /// Joins the listed parts (number, ETag) into the upload's object.
+    pub async fn complete_upload(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+        parts: &[(i64, String)],
+    ) -> EngineResult<ObjectInfo> {
+        let guard = self.inner.inflight.begin();
+        let u = self.upload_row(tenant, bucket, upload_id).await?;
+        if parts.is_empty() {
+            return Err(CatalogError::InvalidPart(0).into());
+        }
+        let (size, chunks, etags) = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let mut md5 = Md5::new();
+        for e in &etags {
+            md5.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
+        }
+        let etag = format!("{}-{}", hex::encode(md5.finalize()), etags.len());
+        let write = ObjectWrite {
+            bucket_id: u.bucket_id,
+            key: u.key.clone(),
+            size,
+            etag,
+            content_type: u.content_type.clone(),
+            metadata: u.metadata.clone(),
+            chunks,
+            completes_upload: Some(upload_id.to_string()),
+        };
+        self.inner.commit_rows(Write::Object(write), guard).await?;
+        self.head_object(tenant, bucket, &u.key).await
+    }
+}

@@ -1,0 +1,112 @@
+//! `verify`: re-reads every pack, re-hashes every chunk the catalog lists,
+//! and names every object (and multipart part) that a damaged or missing
+//! chunk belongs to.
+
+use std::collections::{BTreeMap, HashSet};
+
+use fulcrum_store::pack_path;
+use fulcrum_types::{ChunkId, PackId};
+
+use crate::engine::Engine;
+use crate::error::EngineResult;
+
+/// Progress callbacks: bytes of packs checked so far, of the total.
+pub trait VerifyProgress: Send {
+    fn start(&mut self, total_bytes: u64);
+    fn advance(&mut self, bytes: u64);
+}
+
+impl VerifyProgress for () {
+    fn start(&mut self, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub bad_chunks: u64,
+    /// `bucket/key` of every damaged object.
+    pub damaged_objects: Vec<String>,
+    /// One line per problem found (pack missing, chunk corrupt, …).
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.bad_chunks == 0 && self.problems.is_empty()
+    }
+}
+
+impl Engine {
+    pub async fn verify(&self, progress: &mut dyn VerifyProgress) -> EngineResult<VerifyReport> {
+        let inner = &self.inner;
+        let cat = &inner.catalog;
+        let mut report = VerifyReport::default();
+        let packs = cat.pack_usage().await?;
+        progress.start(
+            packs
+                .iter()
+                .filter(|p| p.live_chunks > 0)
+                .map(|p| p.size as u64)
+                .sum(),
+        );
+        let mut bad: HashSet<ChunkId> = HashSet::new();
+        for p in packs.iter().filter(|p| p.live_chunks > 0) {
+            let chunks = cat.chunks_in_pack(&p.id).await?;
+            report.packs += 1;
+            let data = match PackId::parse(&p.id) {
+                Ok(pid) => inner.backend.read(&pack_path(&pid)).await,
+                Err(e) => Err(fulcrum_store::StoreError::BadPack {
+                    pack: p.id.clone(),
+                    reason: e.to_string(),
+                }),
+            };
+            let data = match data {
+                Ok(d) => d,
+                Err(e) => {
+                    report.problems.push(format!("pack {}: {e}", p.id));
+                    bad.extend(chunks.iter().map(|c| c.id));
+                    progress.advance(p.size as u64);
+                    continue;
+                }
+            };
+            for c in &chunks {
+                report.chunks += 1;
+                let at = c.offset as usize;
+                let ok = data
+                    .get(at..at + c.stored_len as usize)
+                    .ok_or_else(|| "chunk lies past the end of its pack".to_string())
+                    .and_then(|stored| {
+                        inner
+                            .codec
+                            .decode(c.id, stored, c.flags, c.raw_len)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = ok {
+                    inner.metrics.corrupt_chunks.inc();
+                    report
+                        .problems
+                        .push(format!("pack {} chunk {}: {e}", p.id, c.id));
+                    bad.insert(c.id);
+                }
+            }
+            report.bytes += data.len() as u64;
+            progress.advance(p.size as u64);
+        }
+        report.bad_chunks = bad.len() as u64;
+        if !bad.is_empty() {
+            let mut damaged = BTreeMap::new();
+            for (bucket, key, id) in cat.all_objects().await? {
+                let ids = cat.object_chunk_ids(id).await?;
+                if ids.iter().any(|c| bad.contains(c)) {
+                    damaged.insert(format!("{bucket}/{key}"), ());
+                }
+            }
+            report.damaged_objects = damaged.into_keys().collect();
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,276 @@
+//! Where packs live: a thin, durable facade over an OpenDAL operator
+//! (the local filesystem by default, any S3-compatible cluster for
+//! scale-out). Writes return only once the data is durable.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use opendal::layers::RetryLayer;
+use opendal::{services, ErrorKind, Operator};
+
+use crate::error::{StoreError, StoreResult};
+
+/// Which backend to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    /// A directory on a local filesystem.
+    Fs { root: PathBuf },
+    /// A bucket on an S3-compatible server (path-style requests).
+    S3 {
+        bucket: String,
+        endpoint: String,
+        region: String,
+        access_key: String,
+        secret_key: String,
+        root: String,
+    },
+}
+
+impl BackendConfig {
+    /// Parses `s3://BUCKET[/ROOT]?endpoint=URL&region=R`; the credentials
+    /// come separately so they never sit in a URL that gets logged.
+    pub fn parse_s3_url(url: &str, access_key: &str, secret_key: &str) -> StoreResult<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::Config(format!("{url:?} does not start with s3://")))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, root) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::Config(format!("{url:?} names no bucket")));
+        }
+        let mut endpoint = None;
+        let mut region = "us-east-1".to_string();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("endpoint", v)) => endpoint = Some(v.to_string()),
+                Some(("region", v)) => region = v.to_string(),
+                _ => {
+                    return Err(StoreError::Config(format!(
+                        "unknown S3 backend option {pair:?} (known: endpoint, region)"
+                    )))
+                }
+            }
+        }
+        let endpoint = endpoint.ok_or_else(|| {
+            StoreError::Config(format!("{url:?} needs ?endpoint=http(s)://HOST:PORT"))
+        })?;
+        Ok(BackendConfig::S3 {
+            bucket: bucket.to_string(),
+            endpoint,
+            region,
+            access_key: access_key.to_string(),
+            secret_key: secret_key.to_string(),
+            root: format!("/{}", root.trim_matches('/')),
+        })
+    }
+}
+
+/// One object found by `list`.
+#[derive(Debug, Clone)]
+pub struct BackendEntry {
+    pub path: String,
+    pub size: u64,
+}
+
+/// A storage backend: durable write, ranged read, list, delete.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    op: Operator,
+    fs_root: Option<PathBuf>,
+    name: String,
+}
+
+impl Backend {
+    pub fn open(cfg: &BackendConfig) -> StoreResult<Self> {
+        let cfg_err = |e: opendal::Error| StoreError::Config(e.to_string());
+        match cfg {
+            BackendConfig::Fs { root } => {
+                std::fs::create_dir_all(root.join(".tmp")).map_err(|source| StoreError::Io {
+                    path: root.display().to_string(),
+                    source,
+                })?;
+                let root_str = root.to_string_lossy().to_string();
+                let builder = services::Fs::default()
+                    .root(&root_str)
+                    .atomic_write_dir(&root.join(".tmp").to_string_lossy());
+                let op = Operator::new(builder).map_err(cfg_err)?;
+                Ok(Self {
+                    op,
+                    fs_root: Some(root.clone()),
+                    name: format!("fs:{root_str}"),
+                })
+            }
+            BackendConfig::S3 {
+                bucket,
+                endpoint,
+                region,
+                access_key,
+                secret_key,
+                root,
+            } => {
+                let builder = services::S3::default()
+                    .bucket(bucket)
+                    .endpoint(endpoint)
+                    .region(region)
+                    .access_key_id(access_key)
+                    .secret_access_key(secret_key)
+                    .root(root)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                let op = Operator::new(builder)
+                    .map_err(cfg_err)?
+                    .layer(RetryLayer::new().with_max_times(4).with_jitter());
+                Ok(Self {
+                    op,
+                    fs_root: None,
+                    name: format!("s3:{endpoint}/{bucket}{root}"),
+                })
+            }
+        }
+    }
+
+    /// A human-readable name for logs and errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn err(&self, op: &'static str, path: &str, source: opendal::Error) -> StoreError {
+        StoreError::Backend {
+            backend: self.name.clone(),
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// Writes a whole object and returns once it is durable: on S3 when the
+    /// server confirmed the PUT, on a filesystem after the file (OpenDAL
+    /// fsyncs it before renaming it into place) and its folder are synced.
+    pub async fn write(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.op
+            .write(path, data)
+            .await
+            .map_err(|e| self.err("write", path, e))?;
+        if let Some(root) = &self.fs_root {
+            let dir = root
+                .join(path)
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_else(|| root.clone());
+            let dir_for_err = dir.display().to_string();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+                .await
+                .map_err(|e| StoreError::Io {
+                    path: dir_for_err.clone(),
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(|source| StoreError::Io {
+                    path: dir_for_err,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Reads `range` of an object.
+    pub async fn read_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let buf = self
+            .op
+            .read_with(path)
+            .range(range)
+            .await
+            .map_err(|e| self.err("read", path, e))?;
+        Ok(buf.to_bytes())
+    }
+
+    /// Reads a whole object.
+    pub async fn read(&self, path: &str) -> StoreResult<Bytes> {
+        let buf = self
+            .op
+            .read(path)
+            .await
+            .map_err(|e| self.err("read", path, e))?;
+        Ok(buf.to_bytes())
+    }
+
+    /// Lists every object under `prefix` (recursively).
+    pub async fn list(&self, prefix: &str) -> StoreResult<Vec<BackendEntry>> {
+        let lister = match self.op.lister_with(prefix).recursive(true).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("list", prefix, e)),
+        };
+        let entries: Vec<opendal::Entry> = lister
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", prefix, e))?;
+        let mut out = Vec::new();
+        for e in entries {
+            if e.metadata().is_dir() {
+                continue;
+            }
+            let size = match e.metadata().content_length() {
+                0 => self
+                    .op
+                    .stat(e.path())
+                    .await
+                    .map(|m| m.content_length())
+                    .unwrap_or(0),
+                n => n,
+            };
+            out.push(BackendEntry {
+                path: e.path().to_string(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, path: &str) -> StoreResult<()> {
+        self.op
+            .delete(path)
+            .await
+            .map_err(|e| self.err("delete", path, e))
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub async fn size(&self, path: &str) -> StoreResult<Option<u64>> {
+        match self.op.stat(path).await {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_parse() {
+        let c = BackendConfig::parse_s3_url(
+            "s3://data/fulcrum?endpoint=http://127.0.0.1:3900&region=garage",
+            "ak",
+            "sk",
+        )
+        .expect("valid url");
+        assert_eq!(
+            c,
+            BackendConfig::S3 {
+                bucket: "data".into(),
+                endpoint: "http://127.0.0.1:3900".into(),
+                region: "garage".into(),
+                access_key: "ak".into(),
+                secret_key: "sk".into(),
+                root: "/fulcrum".into(),
+            }
+        );
+        assert!(BackendConfig::parse_s3_url("s3://b", "a", "s").is_err());
+        assert!(BackendConfig::parse_s3_url("http://b", "a", "s").is_err());
+        assert!(BackendConfig::parse_s3_url("s3://b?endpoint=x&color=red", "a", "s").is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! Errors of the storage layer, with the context (pack, chunk, path) needed
+//! to act on them.
+
+use fulcrum_types::ChunkId;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("backend {backend}: {op} {path}: {source}")]
+    Backend {
+        backend: String,
+        op: &'static str,
+        path: String,
+        #[source]
+        source: opendal::Error,
+    },
+    #[error("local file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chunk {id} is corrupt: {reason}")]
+    Corrupt { id: ChunkId, reason: String },
+    #[error("chunk {id} is encrypted but no encryption key is configured (set FULCRUM_ENCRYPTION_KEY or encryption_key_file)")]
+    KeyMissing { id: ChunkId },
+    #[error("pack {pack} is malformed: {reason}")]
+    BadPack { pack: String, reason: String },
+    #[error("invalid backend configuration: {0}")]
+    Config(String),
+    #[error("invalid encryption key: {0}")]
+    BadKey(String),
+    #[error("reading the request body: {0}")]
+    Source(#[source] std::io::Error),
+}
+
+impl StoreError {
+    /// True when the data itself is damaged (as opposed to an I/O failure
+    /// that a retry may cure).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. } | StoreError::BadPack { .. }
+        )
+    }
+}

@@ -1,0 +1,20 @@
+//! Fulcrum's storage layer: content-defined chunking, chunk codecs
+//! (zstd compression, AEAD encryption, hash verification), pack files that
+//! aggregate chunks, and backends (local filesystem, S3) through OpenDAL.
+//!
+//! Nothing here knows about the catalog, HTTP or DICOM: the engine crate
+//! combines this layer with the catalog.
+
+pub mod backend;
+pub mod chunker;
+pub mod codec;
+pub mod error;
+pub mod key;
+pub mod pack;
+
+pub use backend::{Backend, BackendConfig, BackendEntry};
+pub use chunker::{ChunkParams, Chunker};
+pub use codec::{Codec, EncodedChunk, FLAG_AEAD, FLAG_ZSTD};
+pub use error::{StoreError, StoreResult};
+pub use key::MasterKey;
+pub use pack::{pack_path, PackBuilder, PackEntry};

@@ -1,0 +1,200 @@
+//! Pack files: immutable backend objects holding many stored chunks back to
+//! back, followed by a trailer listing them so a pack can be re-indexed
+//! without the catalog.
+//!
+//! Layout: `chunk bytes… | entries (49 bytes each) | count: u32 LE | magic`.
+//! An entry is `id (32) | offset u64 | stored_len u32 | raw_len u32 | flags u8`.
+
+use bytes::Bytes;
+use fulcrum_types::{ChunkId, PackId};
+
+use crate::codec::EncodedChunk;
+use crate::error::{StoreError, StoreResult};
+
+const MAGIC: &[u8; 8] = b"FCPACK01";
+const ENTRY_LEN: usize = 32 + 8 + 4 + 4 + 1;
+const FOOTER_LEN: usize = 4 + MAGIC.len();
+
+/// Where a chunk sits in a pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: ChunkId,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub flags: u8,
+}
+
+/// The backend path of a pack: spread over 256 folders by its random part.
+pub fn pack_path(id: &PackId) -> String {
+    let s = id.as_str();
+    format!("packs/{}/{}", &s[13..15], s)
+}
+
+/// Accumulates encoded chunks in memory until the pack is sealed.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of chunk data held so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn entries(&self) -> &[PackEntry] {
+        &self.entries
+    }
+
+    /// Appends a chunk and returns its entry.
+    pub fn push(&mut self, chunk: &EncodedChunk) -> PackEntry {
+        let entry = PackEntry {
+            id: chunk.id,
+            offset: self.data.len() as u64,
+            stored_len: chunk.data.len() as u32,
+            raw_len: chunk.raw_len,
+            flags: chunk.flags,
+        };
+        self.data.extend_from_slice(&chunk.data);
+        self.entries.push(entry.clone());
+        entry
+    }
+
+    /// Appends a chunk already in stored form (repacking copies chunks
+    /// without re-encoding them).
+    pub fn push_stored(
+        &mut self,
+        id: ChunkId,
+        stored: &[u8],
+        raw_len: u32,
+        flags: u8,
+    ) -> PackEntry {
+        let entry = PackEntry {
+            id,
+            offset: self.data.len() as u64,
+            stored_len: stored.len() as u32,
+            raw_len,
+            flags,
+        };
+        self.data.extend_from_slice(stored);
+        self.entries.push(entry.clone());
+        entry
+    }
+
+    /// Moves all chunks of `other` to the end of this builder and returns
+    /// their entries at their new offsets.
+    pub fn append(&mut self, other: PackBuilder) -> Vec<PackEntry> {
+        let base = self.data.len() as u64;
+        self.data.extend_from_slice(&other.data);
+        let moved: Vec<PackEntry> = other
+            .entries
+            .into_iter()
+            .map(|mut e| {
+                e.offset += base;
+                e
+            })
+            .collect();
+        self.entries.extend(moved.iter().cloned());
+        moved
+    }
+
+    /// Appends the trailer and returns the pack's bytes and entries.
+    pub fn seal(mut self) -> (Bytes, Vec<PackEntry>) {
+        self.data
+            .reserve(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
+        for e in &self.entries {
+            self.data.extend_from_slice(e.id.as_bytes());
+            self.data.extend_from_slice(&e.offset.to_le_bytes());
+            self.data.extend_from_slice(&e.stored_len.to_le_bytes());
+            self.data.extend_from_slice(&e.raw_len.to_le_bytes());
+            self.data.push(e.flags);
+        }
+        self.data
+            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(MAGIC);
+        (Bytes::from(self.data), self.entries)
+    }
+}
+
+/// Reads the trailer of a whole pack.
+pub fn parse_trailer(pack: &str, data: &[u8]) -> StoreResult<Vec<PackEntry>> {
+    let bad = |reason: &str| StoreError::BadPack {
+        pack: pack.to_string(),
+        reason: reason.to_string(),
+    };
+    if data.len() < FOOTER_LEN || &data[data.len() - MAGIC.len()..] != MAGIC {
+        return Err(bad("missing pack footer"));
+    }
+    let count_at = data.len() - FOOTER_LEN;
+    let count = u32::from_le_bytes(
+        data[count_at..count_at + 4]
+            .try_into()
+            .map_err(|_| bad("footer"))?,
+    ) as usize;
+    let table_len = count
+        .checked_mul(ENTRY_LEN)
+        .ok_or_else(|| bad("entry count overflows"))?;
+    let start = count_at
+        .checked_sub(table_len)
+        .ok_or_else(|| bad("trailer longer than pack"))?;
+    let mut out = Vec::with_capacity(count);
+    for raw in data[start..count_at].chunks_exact(ENTRY_LEN) {
+        let u32_at = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&raw[32..40]);
+        let e = PackEntry {
+            id: ChunkId::from_slice(&raw[..32]).map_err(|_| bad("entry id"))?,
+            offset: u64::from_le_bytes(off),
+            stored_len: u32_at(40),
+            raw_len: u32_at(44),
+            flags: raw[48],
+        };
+        if e.offset + e.stored_len as u64 > start as u64 {
+            return Err(bad("entry points past the chunk area"));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+
+    #[test]
+    fn sealed_pack_lists_its_chunks() {
+        let codec = Codec::new(None, 3);
+        let mut b = PackBuilder::new();
+        let mut chunks = Vec::new();
+        for i in 0..5u8 {
+            let raw = vec![i; 1000 + i as usize];
+            let enc = codec.encode(codec.id_of(&raw), &raw);
+            b.push(&enc);
+            chunks.push((raw, enc));
+        }
+        let (bytes, entries) = b.seal();
+        let parsed = parse_trailer("p", &bytes).expect("valid pack");
+        assert_eq!(parsed, entries);
+        for (e, (raw, _)) in parsed.iter().zip(&chunks) {
+            let stored = &bytes[e.offset as usize..(e.offset + e.stored_len as u64) as usize];
+            assert_eq!(
+                &codec
+                    .decode(e.id, stored, e.flags, e.raw_len)
+                    .expect("decodes"),
+                raw
+            );
+        }
+        assert!(parse_trailer("p", &bytes[..bytes.len() - 1]).is_err());
+    }
+}

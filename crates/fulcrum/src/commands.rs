@@ -1,0 +1,155 @@
+//! The offline commands: `stats`, `verify`, `gc` and `config init`. They
+//! open the same engine the server uses and may run beside it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use fulcrum_engine::{Engine, GcOptions, VerifyProgress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Settings, DEFAULT_TOML};
+
+async fn open(s: &Settings) -> Result<Engine> {
+    if s.catalog_url.is_none() && !s.data_dir.join("catalog.db").exists() {
+        bail!(
+            "no Fulcrum data in {} (set --data-dir or FULCRUM_DATA_DIR)",
+            s.data_dir.display()
+        );
+    }
+    Ok(Engine::open(s.engine_config()?).await?)
+}
+
+fn human(bytes: i64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+pub async fn stats(s: Settings, json: bool) -> Result<u8> {
+    let engine = open(&s).await?;
+    let st = engine.stats().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        println!("objects            {}", st.catalog.objects);
+        println!(
+            "logical bytes      {} ({})",
+            st.catalog.logical_bytes,
+            human(st.catalog.logical_bytes)
+        );
+        println!(
+            "physical bytes     {} ({})",
+            st.physical_bytes,
+            human(st.physical_bytes)
+        );
+        println!(
+            "unique chunk bytes {} ({})",
+            st.catalog.unique_bytes,
+            human(st.catalog.unique_bytes)
+        );
+        println!("chunks             {}", st.catalog.chunks);
+        println!("packs              {}", st.catalog.packs);
+        println!("dedup ratio        {:.2}", st.dedup_ratio);
+        println!("compression ratio  {:.2}", st.compression_ratio);
+        println!("overall ratio      {:.2}", st.overall_ratio);
+    }
+    engine.close().await;
+    Ok(0)
+}
+
+struct Bar(ProgressBar);
+
+impl VerifyProgress for Bar {
+    fn start(&mut self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&mut self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+pub async fn verify(s: Settings, json: bool) -> Result<u8> {
+    let engine = open(&s).await?;
+    let started = Instant::now();
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let report = engine.verify(&mut Bar(pb.clone())).await?;
+    pb.finish_and_clear();
+    engine.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        for o in &report.damaged_objects {
+            println!("damaged: {o}");
+        }
+        println!(
+            "verified {} packs, {} chunks, {} in {:.1}s: {}",
+            report.packs,
+            report.chunks,
+            human(report.bytes as i64),
+            started.elapsed().as_secs_f64(),
+            if report.is_clean() {
+                "all clean".to_string()
+            } else {
+                format!(
+                    "{} damaged chunks, {} damaged objects",
+                    report.bad_chunks,
+                    report.damaged_objects.len()
+                )
+            }
+        );
+    }
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+pub async fn gc(s: Settings, grace_secs: u64, json: bool) -> Result<u8> {
+    let engine = open(&s).await?;
+    let started = Instant::now();
+    let report = engine
+        .gc(&GcOptions {
+            grace: Duration::from_secs(grace_secs),
+            ..GcOptions::default()
+        })
+        .await?;
+    engine.leave().await?;
+    engine.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "gc: {} chunks deleted, {} packs repacked ({} chunks moved), {} packs and {} orphans deleted, {} freed in {:.1}s",
+            report.deleted_chunks,
+            report.repacked_packs,
+            report.moved_chunks,
+            report.deleted_packs,
+            report.deleted_orphans,
+            human(report.freed_bytes as i64),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+pub fn config_init(path: &Path, force: bool) -> Result<u8> {
+    if path.exists() && !force {
+        bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    std::fs::write(path, DEFAULT_TOML)?;
+    println!("wrote {}", path.display());
+    Ok(0)
+}

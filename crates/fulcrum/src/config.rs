@@ -1,0 +1,162 @@
+//! Configuration: one serde struct read from a TOML file (`--config`),
+//! overridden by `FULCRUM_*` environment variables and flags, and the
+//! commented default that `fulcrum config init` writes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use fulcrum_engine::{BackendConfig, EngineConfig, MasterKey};
+use serde::Deserialize;
+
+/// Settings as a TOML file holds them; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<String>,
+    pub s3_addr: Option<String>,
+    pub backend: Option<String>,
+    pub backend_access_key: Option<String>,
+    pub backend_secret_key: Option<String>,
+    pub catalog_url: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    pub encryption_key_file: Option<PathBuf>,
+    pub max_object_size: Option<u64>,
+    pub zstd_level: Option<i32>,
+    pub pack_target_mib: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// Settings after merging flags and environment over the file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http_addr: String,
+    pub s3_addr: String,
+    pub backend: Option<String>,
+    pub backend_access_key: Option<String>,
+    pub backend_secret_key: Option<String>,
+    pub catalog_url: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<PathBuf>,
+    pub max_object_size: u64,
+    pub zstd_level: i32,
+    pub pack_target_mib: usize,
+}
+
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+
+impl Settings {
+    pub fn engine_config(&self) -> Result<EngineConfig> {
+        let backend = match self.backend.as_deref() {
+            None | Some("") | Some("fs") => BackendConfig::Fs {
+                root: self.data_dir.join("store"),
+            },
+            Some(url) if url.starts_with("s3://") => {
+                let ak = self
+                    .backend_access_key
+                    .clone()
+                    .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
+                let sk = self
+                    .backend_secret_key
+                    .clone()
+                    .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+                let (Some(ak), Some(sk)) = (ak, sk) else {
+                    bail!("the S3 backend needs credentials: set FULCRUM_BACKEND_ACCESS_KEY and FULCRUM_BACKEND_SECRET_KEY");
+                };
+                BackendConfig::parse_s3_url(url, &ak, &sk)?
+            }
+            Some(path) if path.starts_with("fs://") || path.starts_with('/') => BackendConfig::Fs {
+                root: PathBuf::from(path.trim_start_matches("fs://")),
+            },
+            Some(other) => bail!(
+                "unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL"
+            ),
+        };
+        let catalog_url = match &self.catalog_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("catalog.db").display()),
+        };
+        let mut cfg = EngineConfig::new(backend, catalog_url);
+        cfg.encryption_key = match (&self.encryption_key, &self.encryption_key_file) {
+            (Some(hex), _) => Some(MasterKey::from_hex(hex).context("FULCRUM_ENCRYPTION_KEY")?),
+            (None, Some(path)) => Some(
+                MasterKey::from_file(path)
+                    .with_context(|| format!("encryption key file {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        cfg.max_object_size = self.max_object_size;
+        cfg.zstd_level = self.zstd_level;
+        cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        Ok(cfg)
+    }
+}
+
+/// The commented default written by `fulcrum config init`.
+pub const DEFAULT_TOML: &str = r#"# Fulcrum configuration. Every setting can also be given as a flag or as a
+# FULCRUM_* environment variable (e.g. FULCRUM_DATA_DIR); those win over
+# this file. Unset settings take the defaults shown.
+
+# Where the embedded catalog (SQLite) and the local pack store live.
+data_dir = "./fulcrum-data"
+
+# Admin HTTP port: /healthz, /metrics.
+http_addr = "127.0.0.1:8080"
+
+# S3-compatible API.
+s3_addr = "127.0.0.1:9000"
+
+# Where packs are stored: "fs" (the data dir) or an S3-compatible bucket:
+# backend = "s3://fulcrum-packs/prod?endpoint=http://127.0.0.1:3900&region=garage"
+# backend_access_key = "..."
+# backend_secret_key = "..."
+
+# The catalog: SQLite in the data dir by default; PostgreSQL for clusters:
+# catalog_url = "postgres://fulcrum@db.example:5432/fulcrum"
+
+# Root credentials of the S3 API. When unset, Fulcrum generates them on
+# first start, stores them in <data_dir>/s3-credentials.toml and prints them.
+# s3_access_key = "..."
+# s3_secret_key = "..."
+
+# Encryption at rest: a file holding 64 hex digits (32 bytes). Keep a copy
+# somewhere safe: without it the data cannot be read.
+# encryption_key_file = "/etc/fulcrum/master.key"
+
+# Largest object or part body accepted, in bytes (default 5 TiB).
+max_object_size = 5497558138880
+
+# zstd level for hot data (1 fastest .. 19 smallest).
+zstd_level = 3
+
+# Packs are written once they hold this many MiB.
+pack_target_mib = 32
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_config_parses() {
+        let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
+        assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("colour = \"red\"").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The `fulcrum` binary: command line, configuration and wiring of the
+//! engine and protocol servers.
+
+mod commands;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use config::{FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
+
+#[derive(Parser)]
+#[command(
+    name = "fulcrum",
+    version,
+    about = "Fulcrum: one storage platform for a hospital consortium's medical data"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every command (flags > environment > config file).
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML config file (see `fulcrum config init`).
+    #[arg(long, global = true, env = "FULCRUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (catalog and local packs) [default: ./fulcrum-data].
+    #[arg(long, global = true, env = "FULCRUM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Pack backend: "fs" or s3://BUCKET[/ROOT]?endpoint=URL&region=R.
+    #[arg(long, global = true, env = "FULCRUM_BACKEND")]
+    backend: Option<String>,
+    /// Catalog URL: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "FULCRUM_CATALOG_URL")]
+    catalog_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (S3 API and admin HTTP port).
+    Serve(serve::ServeArgs),
+    /// Show logical vs physical bytes, dedup and compression ratios.
+    Stats {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read and re-hash all stored data; exit 1 when damage is found.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collect unreferenced chunks and repack sparse packs.
+    Gc {
+        /// Keep retired and orphan packs younger than this many seconds.
+        #[arg(long, default_value_t = 900)]
+        grace_secs: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write a commented default config file.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "fulcrum.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Settings> {
+    let file = match &common.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings {
+        data_dir: common
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./fulcrum-data")),
+        http_addr: serve
+            .and_then(|s| s.http_addr.clone())
+            .or(file.http_addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".into()),
+        s3_addr: serve
+            .and_then(|s| s.s3_addr.clone())
+            .or(file.s3_addr)
+            .unwrap_or_else(|| "127.0.0.1:9000".into()),
+        backend: common.backend.clone().or(file.backend),
+        backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
+        backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),
+        catalog_url: common.catalog_url.clone().or(file.catalog_url),
+        s3_access_key: env("FULCRUM_S3_ACCESS_KEY").or(file.s3_access_key),
+        s3_secret_key: env("FULCRUM_S3_SECRET_KEY").or(file.s3_secret_key),
+        encryption_key: env("FULCRUM_ENCRYPTION_KEY"),
+        encryption_key_file: env("FULCRUM_ENCRYPTION_KEY_FILE")
+            .map(PathBuf::from)
+            .or(file.encryption_key_file),
+        max_object_size: serve
+            .and_then(|s| s.max_object_size)
+            .or(file.max_object_size)
+            .unwrap_or(DEFAULT_MAX_OBJECT_SIZE),
+        zstd_level: env("FULCRUM_ZSTD_LEVEL")
+            .and_then(|v| v.parse().ok())
+            .or(file.zstd_level)
+            .unwrap_or(3),
+        pack_target_mib: file.pack_target_mib.unwrap_or(32),
+    })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FULCRUM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if env("FULCRUM_LOG_FORMAT").as_deref() == Some("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Serve(args) => {
+            let s = settings(&cli.common, Some(&args))?;
+            serve::run(s).await?;
+            Ok(0)
+        }
+        Command::Stats { json } => commands::stats(settings(&cli.common, None)?, json).await,
+        Command::Verify { json } => commands::verify(settings(&cli.common, None)?, json).await,
+        Command::Gc { grace_secs, json } => {
+            commands::gc(settings(&cli.common, None)?, grace_secs, json).await
+        }
+        Command::Config {
+            command: ConfigCommand::Init { path, force },
+        } => commands::config_init(&path, force),
+    }
+}

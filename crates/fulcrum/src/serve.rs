@@ -1,0 +1,160 @@
+//! `fulcrum serve`: opens the engine, binds the S3 and admin listeners,
+//! heartbeats for GC safety, and shuts down gracefully on SIGTERM/SIGINT.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fulcrum_api::S3Credentials;
+use fulcrum_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Admin HTTP address (/healthz, /metrics) [default: 127.0.0.1:8080].
+    #[arg(long, env = "FULCRUM_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// S3 API address [default: 127.0.0.1:9000].
+    #[arg(long, env = "FULCRUM_S3_ADDR")]
+    pub s3_addr: Option<String>,
+    /// Largest object or part body accepted, in bytes [default: 5 TiB].
+    #[arg(long, env = "FULCRUM_MAX_OBJECT_SIZE")]
+    pub max_object_size: Option<u64>,
+}
+
+/// Root S3 credentials: from settings, else from the data dir, else
+/// generated once and stored there.
+fn credentials(s: &Settings) -> Result<S3Credentials> {
+    if let (Some(a), Some(k)) = (&s.s3_access_key, &s.s3_secret_key) {
+        return Ok(S3Credentials {
+            access_key: a.clone(),
+            secret_key: k.clone(),
+        });
+    }
+    let path = s.data_dir.join("s3-credentials.toml");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        if let (Some(a), Some(k)) = (get("access_key"), get("secret_key")) {
+            return Ok(S3Credentials {
+                access_key: a,
+                secret_key: k,
+            });
+        }
+    }
+    let creds = S3Credentials {
+        access_key: format!(
+            "FC{}",
+            hex::encode(rand::random::<[u8; 9]>()).to_uppercase()
+        ),
+        secret_key: hex::encode(rand::random::<[u8; 20]>()),
+    };
+    let text = format!(
+        "# Root credentials of Fulcrum's S3 API, generated on first start.\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+        creds.access_key, creds.secret_key
+    );
+    write_private(&path, &text)?;
+    println!(
+        "Generated S3 root credentials (stored in {}):\n  access key: {}\n  secret key: {}",
+        path.display(),
+        creds.access_key,
+        creds.secret_key
+    );
+    Ok(creds)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received; shutting down"),
+    }
+}
+
+pub async fn run(s: Settings) -> Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let creds = credentials(&s)?;
+    let engine = Engine::open(s.engine_config()?).await?;
+    let s3_listener = TcpListener::bind(&s.s3_addr)
+        .await
+        .with_context(|| format!("binding S3 address {}", s.s3_addr))?;
+    let http_listener = TcpListener::bind(&s.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP address {}", s.http_addr))?;
+    info!(
+        s3 = %s3_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        data_dir = %s.data_dir.display(),
+        backend = engine.backend_name(),
+        catalog = ?engine.catalog().kind(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Fulcrum is serving"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let hb_engine = engine.clone();
+    let mut hb_stop = stop_rx.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            if let Err(e) = hb_engine.heartbeat().await {
+                warn!(error = %e, "heartbeat failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = hb_stop.wait_for(|v| *v) => break,
+            }
+        }
+    });
+    let admin = tokio::spawn(fulcrum_api::serve_admin(
+        http_listener,
+        engine.clone(),
+        wait(stop_rx.clone()),
+    ));
+    let s3 = fulcrum_api::serve_s3(
+        s3_listener,
+        engine.clone(),
+        fulcrum_types::DEFAULT_TENANT,
+        &creds,
+        async {
+            shutdown_signal().await;
+        },
+    );
+    s3.await?;
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    let _ = heartbeat.await;
+    if let Err(e) = engine.leave().await {
+        warn!(error = %e, "could not remove this node's heartbeat");
+    }
+    engine.close().await;
+    info!("Fulcrum stopped cleanly");
+    Ok(())
+}

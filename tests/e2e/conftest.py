@@ -1,0 +1,86 @@
+"""Fixtures for Fulcrum's end-to-end suite.
+
+`fulcrum` is a running server on a fresh data dir; `fulcrum_factory(extra_env)`
+starts more (e.g. with FULCRUM_MAX_OBJECT_SIZE). Every server is stopped at
+teardown (a non-zero exit or a panic in its log fails the test); when a test
+fails, the tail of its server log is printed so the report shows what Fulcrum
+said.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from helpers import FulcrumServer, fulcrum_bin
+
+_bucket_ids = itertools.count()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's report on the item, for the teardown below."""
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
+
+
+@pytest.fixture(scope="session")
+def binary():
+    path = fulcrum_bin()
+    if not path.exists():
+        pytest.fail(f"fulcrum binary not found at {path}; build it or set FULCRUM_BIN", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def fulcrum_factory(binary, tmp_path, request):
+    """start(extra_env=None) -> a started FulcrumServer with its own data dir."""
+    servers: list[FulcrumServer] = []
+
+    def start(extra_env=None) -> FulcrumServer:
+        n = len(servers)
+        srv = FulcrumServer(binary, tmp_path / f"data{n}", tmp_path / f"server{n}", extra_env)
+        servers.append(srv)
+        return srv.start()
+
+    yield start
+
+    # Stop every server even if one misbehaves; then report the first problem.
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
+    for srv in servers:
+        try:
+            code = srv.stop()
+            if code not in (0, None):
+                problems.append(f"fulcrum serve exited with {code} on SIGTERM")
+        except RuntimeError as e:
+            problems.append(str(e))
+        log = srv.log_path.read_text(errors="replace") if srv.log_path.exists() else ""
+        if "panicked at" in log:
+            problems.append(f"fulcrum serve panicked (see {srv.log_path})")
+        if failed or problems:
+            print(srv.log_tail())
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def fulcrum(fulcrum_factory) -> FulcrumServer:
+    """A running server with a fresh data dir."""
+    return fulcrum_factory()
+
+
+@pytest.fixture
+def s3(fulcrum):
+    """A boto3 client for `fulcrum`."""
+    return fulcrum.client()
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A freshly created, empty bucket on `fulcrum`."""
+    name = f"e2e-bucket-{next(_bucket_ids)}"
+    s3.create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,342 @@
+"""Helpers for Fulcrum's end-to-end suite.
+
+`FulcrumServer` starts the real `fulcrum serve` binary on free loopback ports
+and drives it: boto3 clients, the aws cli, and the `stats`/`verify`/`gc`
+subcommands on its data dir. The data helpers make reproducible pseudo-random
+bytes and hash them, so every comparison is by SHA-256 of real content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+# Root credentials every test server is started with (shaped like Garage's
+# keys, so the suite can also be pointed at a Garage-backed stand-in).
+ACCESS_KEY = "GK0123456789abcdef01234567"
+SECRET_KEY = "0123456789abcdef" * 4
+REGION = "us-east-1"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_SECS = 20
+MiB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the kernel says is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fulcrum_bin() -> Path:
+    """The binary under test: $FULCRUM_BIN, else target/release, else target/debug."""
+    env = os.environ.get("FULCRUM_BIN")
+    if env:
+        return Path(env).resolve()
+    for profile in ("release", "debug"):
+        cand = REPO_ROOT / "target" / profile / "fulcrum"
+        if cand.exists():
+            return cand
+    return REPO_ROOT / "target" / "debug" / "fulcrum"
+
+
+def aws_cli() -> str:
+    """The aws cli installed next to this Python (the venv), else on PATH."""
+    cand = Path(sys.executable).parent / "aws"
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("aws")
+    if not found:
+        raise RuntimeError("aws cli not found; run scripts/test.sh to create .venv")
+    return found
+
+
+# ---------------------------------------------------------------- data
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    """`size` reproducible pseudo-random (incompressible) bytes."""
+    return random.Random(seed).randbytes(size)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_random_file(path: Path, size: int, seed: int) -> str:
+    """Write `size` reproducible random bytes to `path`; return their SHA-256."""
+    rng = random.Random(seed)
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = rng.randbytes(min(left, 8 * MiB))
+            f.write(block)
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(8 * MiB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_stream(body) -> tuple[str, int]:
+    """Hash a botocore StreamingBody (or any .read()-able) to the end."""
+    digest = hashlib.sha256()
+    n = 0
+    for block in iter(lambda: body.read(8 * MiB), b""):
+        digest.update(block)
+        n += len(block)
+    return digest.hexdigest(), n
+
+
+def error_code(exc) -> str:
+    """The S3 error code of a botocore ClientError."""
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def http_status(exc) -> int:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every regular file below `root` (for before/after comparisons)."""
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------- server
+
+
+class FulcrumServer:
+    """One `fulcrum serve` process on a data dir; restartable on the same dir."""
+
+    def __init__(self, binary: Path, data_dir: Path, work_dir: Path, extra_env=None):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.work_dir = work_dir  # logs, aws config, the server's cwd
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.http_port = self.s3_port = 0
+        self.log_path = work_dir / "fulcrum.log"
+        self.cwd = work_dir / "cwd"
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- lifecycle
+
+    @property
+    def endpoint(self) -> str:
+        """S3 endpoint URL."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def http_url(self) -> str:
+        """Admin HTTP base URL (/healthz, /metrics)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(
+            FULCRUM_S3_ACCESS_KEY=ACCESS_KEY,
+            FULCRUM_S3_SECRET_KEY=SECRET_KEY,
+            RUST_LOG=os.environ.get("FULCRUM_E2E_RUST_LOG", "info"),
+            RUST_BACKTRACE="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, extra_env=None) -> "FulcrumServer":
+        """Start on fresh ports and wait for /healthz (20 s)."""
+        assert self.proc is None, "server already running"
+        if extra_env is not None:
+            self.extra_env.update(extra_env)
+        self.http_port, self.s3_port = free_port(), free_port()
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start #{self.starts} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary), "serve",
+                "--data-dir", str(self.data_dir),
+                "--http-addr", f"127.0.0.1:{self.http_port}",
+                "--s3-addr", f"127.0.0.1:{self.s3_port}",
+            ],
+            env=self.env(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self._record_pid()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_SECS
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"fulcrum serve exited with {self.proc.returncode} before it was ready\n"
+                    + self.log_tail()
+                )
+            try:
+                with urllib.request.urlopen(self.http_url + "/healthz", timeout=2) as r:
+                    body = r.read().decode(errors="replace").strip()
+                    if r.status == 200 and body == "ok":
+                        return
+                    last = f"HTTP {r.status} {body!r}"
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(
+            f"fulcrum serve not ready within {READY_TIMEOUT_SECS}s (last: {last})\n" + self.log_tail()
+        )
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM and wait; returns the exit code (kills after `timeout`)."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self._forget_pid()
+            raise RuntimeError(f"fulcrum serve ignored SIGTERM for {timeout}s; killed")
+        self.proc = None
+        self._forget_pid()
+        return code
+
+    def kill(self):
+        """SIGKILL (a crash) and reap."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self._forget_pid()
+
+    def restart(self, extra_env=None) -> "FulcrumServer":
+        self.stop()
+        return self.start(extra_env)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
+
+    # scripts/test.sh kills leftover servers by these pid files if the suite dies.
+    def _record_pid(self):
+        d = os.environ.get("FULCRUM_E2E_PID_DIR")
+        self._pid_file = Path(d) / f"fulcrum-{self.proc.pid}.pid" if d else None
+        if self._pid_file:
+            self._pid_file.write_text(str(self.proc.pid))
+
+    def _forget_pid(self):
+        if getattr(self, "_pid_file", None):
+            self._pid_file.unlink(missing_ok=True)
+            self._pid_file = None
+
+    # -- clients
+
+    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, **config):
+        """A boto3 S3 client for this server (path-style, us-east-1)."""
+        cfg = dict(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=120,
+            signature_version="s3v4",  # presigned URLs too (boto3 defaults those to SigV2)
+        )
+        cfg.update(config)
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(**cfg),
+        )
+
+    def aws(self, *args, check=True, timeout=1800) -> subprocess.CompletedProcess:
+        """Run `aws <args> --endpoint-url <endpoint>` with the root credentials."""
+        cfg = self.work_dir / "aws-config"
+        if not cfg.exists():
+            cfg.write_text("[default]\ns3 =\n    addressing_style = path\n")
+        env = dict(os.environ)
+        env.update(
+            AWS_ACCESS_KEY_ID=ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_CONFIG_FILE=str(cfg),
+            AWS_SHARED_CREDENTIALS_FILE=str(self.work_dir / "no-credentials"),
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_MAX_ATTEMPTS="1",
+        )
+        cmd = [aws_cli(), *args, "--endpoint-url", self.endpoint]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {res.returncode}\nstdout: {res.stdout}\nstderr: {res.stderr}\n"
+                + self.log_tail(30)
+            )
+        return res
+
+    # -- offline subcommands on the data dir
+
+    def cli(self, *args, timeout=600) -> subprocess.CompletedProcess:
+        """Run `fulcrum <subcommand> --data-dir DIR <rest>`; never raises on exit code."""
+        sub, *rest = args
+        return subprocess.run(
+            [str(self.binary), sub, "--data-dir", str(self.data_dir), *rest],
+            env=self.env(), cwd=self.cwd, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def stats(self) -> dict:
+        """`fulcrum stats --json` as a dict."""
+        res = self.cli("stats", "--json")
+        assert res.returncode == 0, f"fulcrum stats failed ({res.returncode}): {res.stderr}"
+        try:
+            return json.loads(res.stdout)
+        except json.JSONDecodeError as e:
+            raise AssertionError(f"fulcrum stats --json printed non-JSON ({e}): {res.stdout!r}")
+
+    def verify(self) -> subprocess.CompletedProcess:
+        return self.cli("verify")
+
+    def gc(self) -> subprocess.CompletedProcess:
+        res = self.cli("gc", "--grace-secs", "0")
+        assert res.returncode == 0, f"fulcrum gc failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+        return res
+
+    def pack_files(self) -> list[Path]:
+        """Regular files under DIR/store/packs, largest first."""
+        root = self.data_dir / "store" / "packs"
+        files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+        return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
+

@@ -1,0 +1,40 @@
+"""Operations: Prometheus metrics, graceful shutdown, durability across restart."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from helpers import random_bytes
+
+
+def test_metrics_after_put(fulcrum, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="m", Body=b"metrics")
+    s3.get_object(Bucket=bucket, Key="m")["Body"].read()
+    with urllib.request.urlopen(fulcrum.http_url + "/metrics", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers.get("Content-Type", "").startswith(("text/plain", "application/openmetrics-text"))
+        text = r.read().decode()
+    samples = [line for line in text.splitlines() if line.startswith("fulcrum_")]
+    assert samples, f"no fulcrum_ samples in /metrics:\n{text[:2000]}"
+    # A sample line is `name{labels} value`; the value must parse.
+    for line in samples:
+        float(line.rsplit(" ", 1)[1])
+
+
+def test_healthz(fulcrum):
+    with urllib.request.urlopen(fulcrum.http_url + "/healthz", timeout=10) as r:
+        assert (r.status, r.read().strip()) == (200, b"ok")
+
+
+def test_sigterm_exits_zero_and_data_survives(fulcrum, s3, bucket):
+    data = random_bytes(1_000_000, seed=70)
+    s3.put_object(Bucket=bucket, Key="durable", Body=data)
+    t0 = time.monotonic()
+    code = fulcrum.stop(timeout=10)
+    assert code == 0, f"exit code {code} after SIGTERM"
+    assert time.monotonic() - t0 < 10
+
+    fulcrum.start()
+    assert fulcrum.client().get_object(Bucket=bucket, Key="durable")["Body"].read() == data
+    assert fulcrum.stop(timeout=10) == 0

@@ -1,0 +1,367 @@
+"""S3 API round trips through the real peers: the aws cli and boto3.
+
+Objects, listing (prefix, delimiter, pagination), ranges, metadata, copy,
+delete, buckets, explicit multipart and presigned URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from helpers import (
+    MiB,
+    error_code,
+    http_status,
+    random_bytes,
+    sha256,
+    sha256_file,
+    sha256_stream,
+    write_random_file,
+)
+
+
+def _md5_etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+# ------------------------------------------------------------ objects
+
+
+def test_aws_cli_small_object_round_trip(fulcrum, tmp_path):
+    src, dst = tmp_path / "small.bin", tmp_path / "small.out"
+    want = write_random_file(src, 1024, seed=1)
+
+    fulcrum.aws("s3", "mb", "s3://cli-small")
+    fulcrum.aws("s3", "cp", str(src), "s3://cli-small/dir/small.bin")
+    listing = fulcrum.aws("s3", "ls", "s3://cli-small/dir/").stdout
+    assert "small.bin" in listing and " 1024 " in listing, listing
+    fulcrum.aws("s3", "cp", "s3://cli-small/dir/small.bin", str(dst))
+    assert sha256_file(dst) == want
+
+
+def test_boto3_small_object_round_trip(s3, bucket):
+    data = random_bytes(1024, seed=2)
+    put = s3.put_object(Bucket=bucket, Key="small", Body=data)
+    assert put["ETag"] == _md5_etag(data), "single-part ETag must be the MD5 of the body"
+
+    got = s3.get_object(Bucket=bucket, Key="small")
+    assert got["Body"].read() == data
+    assert got["ContentLength"] == 1024
+    assert got["ETag"] == put["ETag"]
+
+
+def test_boto3_100mb_single_put(s3, bucket, tmp_path):
+    src = tmp_path / "100m.bin"
+    want = write_random_file(src, 100 * MiB, seed=3)
+    with open(src, "rb") as f:
+        s3.put_object(Bucket=bucket, Key="big/100m", Body=f)
+
+    got = s3.get_object(Bucket=bucket, Key="big/100m")
+    assert got["ContentLength"] == 100 * MiB
+    digest, n = sha256_stream(got["Body"])
+    assert (digest, n) == (want, 100 * MiB)
+
+
+def test_aws_cli_100mb_multipart_round_trip(fulcrum, tmp_path):
+    # `aws s3 cp` splits anything over 8 MiB into parallel multipart uploads
+    # and downloads with parallel ranged GETs.
+    src, dst = tmp_path / "100m.bin", tmp_path / "100m.out"
+    want = write_random_file(src, 100 * MiB, seed=4)
+    fulcrum.aws("s3", "mb", "s3://cli-big")
+    fulcrum.aws("s3", "cp", str(src), "s3://cli-big/100m.bin")
+    fulcrum.aws("s3", "cp", "s3://cli-big/100m.bin", str(dst))
+    assert dst.stat().st_size == 100 * MiB
+    assert sha256_file(dst) == want
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_aws_cli_1gb_multipart_round_trip(fulcrum, tmp_path):
+    src, dst = tmp_path / "1g.bin", tmp_path / "1g.out"
+    want = write_random_file(src, 1024 * MiB, seed=5)
+    fulcrum.aws("s3", "mb", "s3://cli-huge")
+    fulcrum.aws("s3", "cp", str(src), "s3://cli-huge/1g.bin")
+    src.unlink()  # keep the disk footprint down
+    head = fulcrum.client().head_object(Bucket="cli-huge", Key="1g.bin")
+    assert head["ContentLength"] == 1024 * MiB
+    fulcrum.aws("s3", "cp", "s3://cli-huge/1g.bin", str(dst))
+    assert sha256_file(dst) == want
+
+
+# ------------------------------------------------------------ listing
+
+
+def _list_all(s3, **kwargs):
+    pages = []
+    token = None
+    while True:
+        args = dict(kwargs)
+        if token:
+            args["ContinuationToken"] = token
+        page = s3.list_objects_v2(**args)
+        pages.append(page)
+        if not page.get("IsTruncated"):
+            return pages
+        token = page["NextContinuationToken"]
+        assert len(pages) < 100, "pagination does not terminate"
+
+
+def test_list_objects_v2_prefix_delimiter_pagination(s3, bucket):
+    page_keys = [f"page/{i:03d}" for i in range(25)]
+    other = ["docs/a.txt", "docs/b/c.txt", "photos/2024/x.jpg", "photos/2025/y.jpg", "top1", "top2"]
+    for key in page_keys + other:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+
+    # Prefix.
+    res = s3.list_objects_v2(Bucket=bucket, Prefix="page/")
+    assert [o["Key"] for o in res["Contents"]] == page_keys
+    assert res["KeyCount"] == 25
+    assert all(o["Size"] == len(o["Key"]) for o in res["Contents"])
+
+    # Delimiter at the root: folders become CommonPrefixes.
+    res = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in res.get("CommonPrefixes", [])] == ["docs/", "page/", "photos/"]
+    assert [o["Key"] for o in res.get("Contents", [])] == ["top1", "top2"]
+
+    # Delimiter below a prefix.
+    res = s3.list_objects_v2(Bucket=bucket, Prefix="photos/", Delimiter="/")
+    assert [p["Prefix"] for p in res.get("CommonPrefixes", [])] == ["photos/2024/", "photos/2025/"]
+    assert "Contents" not in res or res["Contents"] == []
+    res = s3.list_objects_v2(Bucket=bucket, Prefix="docs/", Delimiter="/")
+    assert [o["Key"] for o in res["Contents"]] == ["docs/a.txt"]
+    assert [p["Prefix"] for p in res["CommonPrefixes"]] == ["docs/b/"]
+
+    # Pagination: 25 keys, 10 a page -> 10, 10, 5, in order, no repeats.
+    pages = _list_all(s3, Bucket=bucket, Prefix="page/", MaxKeys=10)
+    assert [len(p["Contents"]) for p in pages] == [10, 10, 5]
+    assert [p["IsTruncated"] for p in pages] == [True, True, False]
+    assert [o["Key"] for p in pages for o in p["Contents"]] == page_keys
+
+    # The whole bucket, 7 a page.
+    pages = _list_all(s3, Bucket=bucket, MaxKeys=7)
+    assert [o["Key"] for p in pages for o in p["Contents"]] == sorted(page_keys + other)
+
+    # StartAfter.
+    res = s3.list_objects_v2(Bucket=bucket, Prefix="page/", StartAfter="page/020")
+    assert [o["Key"] for o in res["Contents"]] == page_keys[21:]
+
+
+def test_aws_cli_list_recursive(fulcrum, tmp_path):
+    fulcrum.aws("s3", "mb", "s3://cli-list")
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 10)
+    for key in ("a/1", "a/2", "b/3"):
+        fulcrum.aws("s3", "cp", str(src), f"s3://cli-list/{key}")
+    out = fulcrum.aws("s3", "ls", "s3://cli-list/").stdout
+    assert "PRE a/" in out and "PRE b/" in out, out
+    out = fulcrum.aws("s3", "ls", "--recursive", "s3://cli-list/").stdout
+    assert [line.split()[-1] for line in out.splitlines()] == ["a/1", "a/2", "b/3"], out
+
+
+# ------------------------------------------------------------ ranges, metadata
+
+
+def test_range_get(s3, bucket):
+    data = random_bytes(1000, seed=6)
+    s3.put_object(Bucket=bucket, Key="r", Body=data)
+
+    got = s3.get_object(Bucket=bucket, Key="r", Range="bytes=100-199")
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert got["ContentRange"] == "bytes 100-199/1000"
+    assert got["Body"].read() == data[100:200]
+
+    got = s3.get_object(Bucket=bucket, Key="r", Range="bytes=-10")
+    assert got["ContentRange"] == "bytes 990-999/1000"
+    assert got["Body"].read() == data[-10:]
+
+    got = s3.get_object(Bucket=bucket, Key="r", Range="bytes=995-")
+    assert got["Body"].read() == data[995:]
+
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="r", Range="bytes=2000-3000")
+    assert (http_status(e.value), error_code(e.value)) == (416, "InvalidRange")
+
+
+def test_head_object_metadata_and_content_type(s3, bucket):
+    meta = {"color": "blue", "patient-count": "42"}
+    s3.put_object(
+        Bucket=bucket, Key="m", Body=b"hello", Metadata=meta, ContentType="application/x-fulcrum-test"
+    )
+    head = s3.head_object(Bucket=bucket, Key="m")
+    assert head["ContentLength"] == 5
+    assert head["ContentType"] == "application/x-fulcrum-test"
+    assert head["Metadata"] == meta
+    assert head["ETag"] == _md5_etag(b"hello")
+    assert "LastModified" in head
+
+    got = s3.get_object(Bucket=bucket, Key="m")
+    assert got["Metadata"] == meta
+    assert got["ContentType"] == "application/x-fulcrum-test"
+
+
+def test_copy_object_keeps_or_replaces_metadata(s3, bucket):
+    data = random_bytes(300_000, seed=7)
+    s3.put_object(Bucket=bucket, Key="src", Body=data, Metadata={"a": "1"}, ContentType="text/x-src")
+    s3.create_bucket(Bucket=bucket + "-dst")
+
+    s3.copy_object(Bucket=bucket + "-dst", Key="copy", CopySource={"Bucket": bucket, "Key": "src"})
+    got = s3.get_object(Bucket=bucket + "-dst", Key="copy")
+    assert got["Body"].read() == data
+    assert got["Metadata"] == {"a": "1"}
+    assert got["ContentType"] == "text/x-src"
+
+    s3.copy_object(
+        Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE", Metadata={"b": "2"}, ContentType="text/x-new",
+    )
+    head = s3.head_object(Bucket=bucket, Key="replaced")
+    assert head["Metadata"] == {"b": "2"}
+    assert head["ContentType"] == "text/x-new"
+    assert s3.get_object(Bucket=bucket, Key="replaced")["Body"].read() == data
+
+    # The source is untouched.
+    assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"a": "1"}
+
+
+# ------------------------------------------------------------ delete, buckets
+
+
+def _keys(s3, bucket):
+    return [o["Key"] for p in _list_all(s3, Bucket=bucket) for o in p.get("Contents", [])]
+
+
+def test_delete_object_and_multi_delete(s3, bucket):
+    for key in ("k1", "k2", "k3", "k4"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+
+    s3.delete_object(Bucket=bucket, Key="k1")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="k1")
+    assert http_status(e.value) == 404
+    assert _keys(s3, bucket) == ["k2", "k3", "k4"]
+
+    res = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "k2"}, {"Key": "k3"}, {"Key": "never-existed"}]}
+    )
+    assert sorted(d["Key"] for d in res.get("Deleted", [])) == ["k2", "k3", "never-existed"]
+    assert res.get("Errors", []) == []
+    assert _keys(s3, bucket) == ["k4"]
+
+
+def test_aws_cli_rm(fulcrum, tmp_path):
+    src = tmp_path / "f"
+    src.write_bytes(b"bye")
+    fulcrum.aws("s3", "mb", "s3://cli-rm")
+    fulcrum.aws("s3", "cp", str(src), "s3://cli-rm/x")
+    fulcrum.aws("s3", "rm", "s3://cli-rm/x")
+    assert fulcrum.aws("s3", "ls", "s3://cli-rm/").stdout.strip() == ""
+    fulcrum.aws("s3", "rb", "s3://cli-rm")
+    assert "cli-rm" not in fulcrum.aws("s3", "ls").stdout
+
+
+def test_delete_bucket_must_be_empty(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket=bucket)
+    assert (http_status(e.value), error_code(e.value)) == (409, "BucketNotEmpty")
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    s3.delete_object(Bucket=bucket, Key="keep")
+    s3.delete_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    with pytest.raises(ClientError) as e:
+        s3.head_bucket(Bucket=bucket)
+    assert http_status(e.value) == 404
+
+
+def test_create_existing_bucket_fails(s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=bucket)
+    assert error_code(e.value) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+
+
+# ------------------------------------------------------------ multipart
+
+
+def test_multipart_upload_complete(s3, bucket):
+    parts_data = [random_bytes(5 * MiB + extra, seed=10 + i) for i, extra in enumerate((0, 17, 12345))]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ContentType="application/x-mp")
+    uid = up["UploadId"]
+    listed = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [(u["Key"], u["UploadId"]) for u in listed] == [("mp", uid)]
+
+    etags = []
+    for n, data in enumerate(parts_data, start=1):
+        res = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=n, Body=data)
+        assert res["ETag"] == _md5_etag(data)
+        etags.append(res["ETag"])
+
+    parts = s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"], p["ETag"]) for p in parts] == [
+        (n, len(d), e) for n, (d, e) in enumerate(zip(parts_data, etags), start=1)
+    ]
+    # Not visible before completion.
+    assert _keys(s3, bucket) == []
+
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
+    )
+    # S3's multipart ETag: md5 of the concatenated part md5s, "-<parts>".
+    md5s = b"".join(hashlib.md5(d).digest() for d in parts_data)
+    assert done["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-3"'
+
+    whole = b"".join(parts_data)
+    whole_size = len(whole)
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["ContentLength"] == whole_size
+    assert got["ContentType"] == "application/x-mp"
+    assert sha256(got["Body"].read()) == sha256(whole)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_multipart_upload_abort(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="gone")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="gone", UploadId=uid, PartNumber=1, Body=random_bytes(5 * MiB, 20))
+    s3.abort_multipart_upload(Bucket=bucket, Key="gone", UploadId=uid)
+
+    assert _keys(s3, bucket) == []
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="gone")
+    assert http_status(e.value) == 404
+    with pytest.raises(ClientError) as e:
+        s3.list_parts(Bucket=bucket, Key="gone", UploadId=uid)
+    assert error_code(e.value) == "NoSuchUpload"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+# ------------------------------------------------------------ presigned URLs
+
+
+def test_presigned_get(s3, bucket):
+    data = random_bytes(4096, seed=30)
+    s3.put_object(Bucket=bucket, Key="shared/file.bin", Body=data)
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "shared/file.bin"}, ExpiresIn=300
+    )
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
+        assert r.read() == data
+
+    # Tamper with the signature, then with the signed path: both must be 403.
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    sig = query["X-Amz-Signature"][0]
+    query["X-Amz-Signature"] = [sig[:-1] + ("0" if sig[-1] != "0" else "1")]
+    bad_sig = parts._replace(query=urllib.parse.urlencode(query, doseq=True)).geturl()
+    bad_key = url.replace("shared/file.bin", "shared/file.bix")
+    for bad in (bad_sig, bad_key):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=30)
+        assert e.value.code == 403, bad
