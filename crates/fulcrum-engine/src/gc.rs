@@ -53,7 +53,10 @@ impl Engine {
             condemned_chunks: cat.condemn_unreferenced().await?,
             ..Default::default()
         };
-        // Our own writes count too (the CLI's engine has none in flight).
+        // Let the clock pass the condemnation time, so a write starting now
+        // is known to have started after it. Our own writes count too (the
+        // CLI's engine has none in flight).
+        tokio::time::sleep(Duration::from_millis(5)).await;
         self.heartbeat().await?;
         let safe_before = cat.oldest_inflight(now_ms()).await?;
         let swept = cat.sweep_condemned(safe_before).await?;

@@ -141,7 +141,7 @@ impl Backend {
             backend: self.name.clone(),
             op,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

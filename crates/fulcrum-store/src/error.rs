@@ -13,7 +13,7 @@ pub enum StoreError {
         op: &'static str,
         path: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("local file {path}: {source}")]
     Io {

@@ -1,0 +1,443 @@
+//! The engine's behaviour suite: every test runs against every target
+//! (filesystem + SQLite, and S3 + PostgreSQL when available).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{no_grace, noise, read_all, targets};
+use fulcrum_engine::{EngineError, MasterKey, PutOptions};
+use futures::StreamExt;
+
+const T: &str = "default";
+
+fn opts() -> PutOptions {
+    PutOptions::default()
+}
+
+#[tokio::test]
+async fn objects_round_trip_byte_exact_with_ranges() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let compressible = b"DICOM header PatientName^Test ".repeat(700_000);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("small", noise(1000, 1)),
+            ("noise-9m", noise(9 * 1024 * 1024 + 5, 2)),
+            ("text-20m", compressible),
+        ];
+        for (key, data) in &cases {
+            let mut o = opts();
+            o.metadata = BTreeMap::from([("patient".to_string(), "anon".to_string())]);
+            o.content_type = Some("application/octet-stream".into());
+            o.expected_len = Some(data.len() as u64);
+            let info = e.put_object(T, "b", key, &data[..], o).await.expect("put");
+            assert_eq!(info.size, data.len() as u64, "{}", t.name);
+            assert_eq!(
+                info.metadata.get("patient").map(String::as_str),
+                Some("anon")
+            );
+            assert_eq!(
+                &read_all(&e, "b", key).await.expect("get"),
+                data,
+                "{} {key}",
+                t.name
+            );
+            if data.len() > 3_000_000 {
+                let info = e.head_object(T, "b", key).await.expect("head");
+                let mut s = e
+                    .read_object(&info, 1_000_001, 3_000_000)
+                    .await
+                    .expect("range");
+                let mut got = Vec::new();
+                while let Some(b) = s.next().await {
+                    got.extend_from_slice(&b.expect("range bytes"));
+                }
+                assert_eq!(got, data[1_000_001..3_000_000], "{} range of {key}", t.name);
+            }
+        }
+        let stats = e.stats().await.expect("stats");
+        assert!(
+            stats.compression_ratio > 1.5,
+            "{}: text should compress: {stats:?}",
+            t.name
+        );
+        let listed = e.list_objects(T, "b", "", "", 100).await.expect("list");
+        assert_eq!(listed.len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn identical_and_edited_copies_are_deduplicated() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let a = noise(40 * 1024 * 1024, 3);
+        e.put_object(T, "b", "a", &a[..], opts())
+            .await
+            .expect("put a");
+        let before = e.stats().await.expect("stats").physical_bytes;
+        e.put_object(T, "b", "a-again", &a[..], opts())
+            .await
+            .expect("put copy");
+        let after_same = e.stats().await.expect("stats").physical_bytes;
+        assert!(
+            ((after_same - before) as f64) < before as f64 * 0.01,
+            "{}: {before} -> {after_same}",
+            t.name
+        );
+        let mut b = a.clone();
+        for x in &mut b[20_000_000..20_001_024] {
+            *x = x.wrapping_add(1);
+        }
+        e.put_object(T, "b", "a-edited", &b[..], opts())
+            .await
+            .expect("put edit");
+        let after_edit = e.stats().await.expect("stats").physical_bytes;
+        assert!(
+            ((after_edit - after_same) as f64) < before as f64 * 0.05,
+            "{}: {after_same} -> {after_edit}",
+            t.name
+        );
+        assert_eq!(read_all(&e, "b", "a-edited").await.expect("get"), b);
+        // A copy shares every chunk.
+        e.copy_object(T, ("b", "a"), ("b", "a-copy"), None)
+            .await
+            .expect("copy");
+        assert_eq!(e.stats().await.expect("stats").physical_bytes, after_edit);
+        assert_eq!(read_all(&e, "b", "a-copy").await.expect("get copy"), a);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_small_writes_share_commits_and_packs() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let mut tasks = Vec::new();
+        for w in 0..16u64 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25u64 {
+                    let data = noise(10_000, w * 1000 + i);
+                    e.put_object(
+                        T,
+                        "b",
+                        &format!("w{w}/o{i}"),
+                        &data[..],
+                        PutOptions::default(),
+                    )
+                    .await
+                    .expect("put");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer task");
+        }
+        let stats = e.stats().await.expect("stats");
+        assert_eq!(stats.catalog.objects, 400, "{}", t.name);
+        assert!(
+            stats.catalog.packs < 400,
+            "{}: {} packs for 400 objects: no group commit",
+            t.name,
+            stats.catalog.packs
+        );
+        for w in [0u64, 7, 15] {
+            assert_eq!(
+                read_all(&e, "b", &format!("w{w}/o24")).await.expect("get"),
+                noise(10_000, w * 1000 + 24)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn multipart_uploads_join_parts_and_abort_cleanly() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let p1 = noise(5 * 1024 * 1024, 10);
+        let p2 = noise(1234, 11);
+        let id = e
+            .create_upload(T, "b", "mp", None, BTreeMap::new())
+            .await
+            .expect("create");
+        let e1 = e
+            .upload_part(T, "b", &id, 1, &p1[..], opts())
+            .await
+            .expect("part 1");
+        let e2 = e
+            .upload_part(T, "b", &id, 2, &p2[..], opts())
+            .await
+            .expect("part 2");
+        let (_, parts) = e.list_parts(T, "b", &id).await.expect("list parts");
+        assert_eq!(parts.len(), 2);
+        // Out of order and wrong ETags are rejected.
+        assert!(e
+            .complete_upload(T, "b", &id, &[(2, e2.clone()), (1, e1.clone())])
+            .await
+            .is_err());
+        assert!(e
+            .complete_upload(T, "b", &id, &[(1, "00".into()), (2, e2.clone())])
+            .await
+            .is_err());
+        let info = e
+            .complete_upload(T, "b", &id, &[(1, e1), (2, e2)])
+            .await
+            .expect("complete");
+        assert!(info.etag.ends_with("-2"));
+        assert_eq!(
+            read_all(&e, "b", "mp").await.expect("get"),
+            [p1, p2].concat()
+        );
+        assert!(e.list_uploads(T, "b").await.expect("uploads").is_empty());
+        // Abort leaves nothing behind after GC.
+        let id = e
+            .create_upload(T, "b", "gone", None, BTreeMap::new())
+            .await
+            .expect("create");
+        e.upload_part(T, "b", &id, 1, &noise(100_000, 12)[..], opts())
+            .await
+            .expect("part");
+        e.abort_upload(T, "b", &id).await.expect("abort");
+        let chunks_before = e.stats().await.expect("stats").catalog.chunks;
+        e.gc(&no_grace()).await.expect("gc");
+        assert!(
+            e.stats().await.expect("stats").catalog.chunks < chunks_before,
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn gc_frees_deleted_data_and_keeps_live_data() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let keep = noise(3 * 1024 * 1024, 20);
+        for i in 0..4 {
+            e.put_object(
+                T,
+                "b",
+                &format!("gone{i}"),
+                &noise(3 * 1024 * 1024, 30 + i)[..],
+                opts(),
+            )
+            .await
+            .expect("put");
+        }
+        e.put_object(T, "b", "keep", &keep[..], opts())
+            .await
+            .expect("put keep");
+        let before = e.stats().await.expect("stats");
+        for i in 0..4 {
+            assert!(e
+                .delete_object(T, "b", &format!("gone{i}"))
+                .await
+                .expect("delete"));
+        }
+        let report = e.gc(&no_grace()).await.expect("gc");
+        assert!(report.deleted_chunks > 0, "{}: {report:?}", t.name);
+        let after = e.stats().await.expect("stats");
+        assert!(
+            after.physical_bytes < before.physical_bytes / 3,
+            "{}: {} -> {}",
+            t.name,
+            before.physical_bytes,
+            after.physical_bytes
+        );
+        assert_eq!(read_all(&e, "b", "keep").await.expect("get keep"), keep);
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+        // A second pass finds nothing more to do and keeps everything live.
+        e.gc(&no_grace()).await.expect("gc again");
+        assert_eq!(read_all(&e, "b", "keep").await.expect("get keep"), keep);
+    }
+}
+
+#[tokio::test]
+async fn gc_never_collects_chunks_an_inflight_write_relies_on() {
+    use tokio::io::AsyncWriteExt;
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let a = noise(12 * 1024 * 1024, 40);
+        e.put_object(T, "b", "a", &a[..], opts())
+            .await
+            .expect("put a");
+        // B starts with A's bytes: its chunks dedup against A's.
+        let (mut w, r) = tokio::io::duplex(1 << 20);
+        let writer = {
+            let e = e.clone();
+            tokio::spawn(async move { e.put_object(T, "b", "b", r, PutOptions::default()).await })
+        };
+        w.write_all(&a).await.expect("feed");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // A is deleted and GC runs while B is still in flight.
+        e.delete_object(T, "b", "a").await.expect("delete a");
+        e.gc(&no_grace()).await.expect("gc during write");
+        let tail = noise(100_000, 41);
+        w.write_all(&tail).await.expect("feed tail");
+        drop(w);
+        writer.await.expect("task").expect("put b succeeds");
+        assert_eq!(
+            read_all(&e, "b", "b").await.expect("get b"),
+            [a, tail].concat(),
+            "{}",
+            t.name
+        );
+        e.gc(&no_grace()).await.expect("gc after");
+        assert!(
+            e.verify(&mut ()).await.expect("verify").is_clean(),
+            "{}",
+            t.name
+        );
+        assert!(read_all(&e, "b", "b").await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn truncated_and_oversized_bodies_leave_nothing() {
+    for t in targets().await {
+        let mut cfg = t.cfg.clone();
+        cfg.max_object_size = 2 * 1024 * 1024;
+        let e = fulcrum_engine::Engine::open(cfg).await.expect("open");
+        e.create_bucket(T, "b").await.expect("bucket");
+        let data = noise(1024 * 1024, 50);
+        let mut o = opts();
+        o.expected_len = Some(2 * 1024 * 1024);
+        let err = e
+            .put_object(T, "b", "short", &data[..], o)
+            .await
+            .expect_err("short body");
+        assert!(matches!(err, EngineError::IncompleteBody { .. }), "{err}");
+        let big = noise(3 * 1024 * 1024, 51);
+        let err = e
+            .put_object(T, "b", "big", &big[..], opts())
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, EngineError::TooLarge { .. }), "{err}");
+        let mut o = opts();
+        o.content_md5 = Some([0; 16]);
+        let err = e
+            .put_object(T, "b", "md5", &data[..1000], o)
+            .await
+            .expect_err("bad md5");
+        assert!(matches!(err, EngineError::BadDigest), "{err}");
+        assert!(e
+            .list_objects(T, "b", "", "", 10)
+            .await
+            .expect("list")
+            .is_empty());
+        e.gc(&no_grace()).await.expect("gc");
+        let s = e.stats().await.expect("stats");
+        assert_eq!((s.catalog.chunks, s.physical_bytes), (0, 0), "{}", t.name);
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_byte_is_never_served_and_verify_names_the_object() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let data = noise(2 * 1024 * 1024, 60);
+        e.put_object(T, "b", "victim", &data[..], opts())
+            .await
+            .expect("put");
+        e.put_object(T, "b", "bystander", &noise(10_000, 61)[..], opts())
+            .await
+            .expect("put");
+        // Damage the victim's pack through the backend itself.
+        let backend = fulcrum_store::Backend::open(&t.cfg.backend).expect("backend");
+        let info = e.head_object(T, "b", "victim").await.expect("head");
+        let chunks = e.catalog().object_chunks(info.id).await.expect("chunks");
+        let pack = fulcrum_types::PackId::parse(&chunks[0].pack_id).expect("pack id");
+        let path = fulcrum_store::pack_path(&pack);
+        let mut bytes = backend.read(&path).await.expect("read pack").to_vec();
+        let at = chunks[0].offset as usize + chunks[0].stored_len as usize / 2;
+        bytes[at] ^= 0x01;
+        backend.delete(&path).await.expect("delete");
+        backend.write(&path, bytes.into()).await.expect("rewrite");
+        let err = read_all(&e, "b", "victim")
+            .await
+            .expect_err("damaged read fails");
+        assert!(matches!(err, EngineError::Corrupt(_)), "{}: {err}", t.name);
+        let report = e.verify(&mut ()).await.expect("verify");
+        assert!(!report.is_clean());
+        assert_eq!(
+            report.damaged_objects,
+            vec!["b/victim".to_string()],
+            "{}",
+            t.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn encryption_hides_data_and_a_wrong_or_missing_key_is_refused() {
+    for t in targets().await {
+        let key = MasterKey::generate();
+        let e = t
+            .open_with_key(Some(key.clone()))
+            .await
+            .expect("open encrypted");
+        e.create_bucket(T, "b").await.expect("bucket");
+        let secret = b"PatientName=DOE^JANE ".repeat(5000);
+        e.put_object(T, "b", "s", &secret[..], opts())
+            .await
+            .expect("put");
+        assert_eq!(read_all(&e, "b", "s").await.expect("get"), secret);
+        let backend = fulcrum_store::Backend::open(&t.cfg.backend).expect("backend");
+        for entry in backend.list("packs/").await.expect("list") {
+            let bytes = backend.read(&entry.path).await.expect("read");
+            assert!(
+                !bytes.windows(12).any(|w| w == b"DOE^JANE Pat"),
+                "plaintext in {}",
+                entry.path
+            );
+        }
+        e.close().await;
+        let wrong = t.open_with_key(Some(MasterKey::generate())).await;
+        assert!(
+            matches!(wrong, Err(EngineError::KeyMismatch(_))),
+            "{}",
+            t.name
+        );
+        let none = t.open_with_key(None).await;
+        assert!(
+            matches!(none, Err(EngineError::KeyMismatch(_))),
+            "{}",
+            t.name
+        );
+        let again = t
+            .open_with_key(Some(key))
+            .await
+            .expect("reopen with the key");
+        assert_eq!(read_all(&again, "b", "s").await.expect("get"), secret);
+    }
+}
+
+#[tokio::test]
+async fn buckets_are_created_listed_and_deleted_only_when_empty() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "one").await.expect("create");
+        assert!(e.create_bucket(T, "one").await.is_err());
+        e.put_object(T, "one", "k", &b"x"[..], opts())
+            .await
+            .expect("put");
+        assert!(e.delete_bucket(T, "one").await.is_err());
+        e.delete_object(T, "one", "k").await.expect("delete");
+        e.delete_bucket(T, "one")
+            .await
+            .expect("delete empty bucket");
+        assert!(e.list_buckets(T).await.expect("list").is_empty());
+        let err = e
+            .put_object(T, "nope", "k", &b"x"[..], opts())
+            .await
+            .expect_err("no bucket");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}
