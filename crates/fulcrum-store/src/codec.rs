@@ -69,8 +69,8 @@ impl Codec {
     /// Compresses (when it shrinks the chunk by at least 2 %) and encrypts.
     pub fn encode(&self, id: ChunkId, raw: &[u8]) -> EncodedChunk {
         let mut flags = 0u8;
-        let mut data = match zstd::bulk::compress(raw, self.zstd_level) {
-            Ok(c) if c.len() < raw.len() - raw.len() / 50 => {
+        let mut data = match self.try_compress(raw) {
+            Some(c) if c.len() < raw.len() - raw.len() / 50 => {
                 flags |= FLAG_ZSTD;
                 c
             }
@@ -99,6 +99,21 @@ impl Codec {
             raw_len: raw.len() as u32,
             flags,
         }
+    }
+
+    /// zstd of `raw`, unless a fast trial on a sample says it will not pay
+    /// (JPEG pixel data, video, already-compressed archives).
+    fn try_compress(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        const SAMPLE: usize = 64 * 1024;
+        if raw.len() >= 4 * SAMPLE {
+            let mid = raw.len() / 2;
+            let sample = &raw[mid..mid + SAMPLE];
+            let trial = zstd::bulk::compress(sample, 1).ok()?;
+            if trial.len() > SAMPLE - SAMPLE / 20 {
+                return None;
+            }
+        }
+        zstd::bulk::compress(raw, self.zstd_level).ok()
     }
 
     /// Inverts `encode` and verifies the content hash; damaged or tampered
