@@ -10,5 +10,5 @@ pub mod admin;
 pub mod s3;
 pub mod server;
 
-pub use s3::{S3Api, S3Credentials};
+pub use s3::{Domains, S3Api, S3Credentials};
 pub use server::{serve_admin, serve_s3};

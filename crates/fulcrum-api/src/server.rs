@@ -11,7 +11,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::s3::{S3Api, S3Credentials};
+use crate::s3::{Domains, S3Api, S3Credentials};
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves the S3 API until `shutdown` completes, then waits for open
 /// requests to finish.
@@ -20,9 +23,10 @@ pub async fn serve_s3(
     engine: Engine,
     tenant: &str,
     creds: &S3Credentials,
+    domains: Domains,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let service = S3Api::new(engine.clone(), tenant).into_service(creds);
+    let service = S3Api::new(engine.clone(), tenant).into_service(creds, domains);
     let metrics_engine = engine.clone();
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -63,7 +67,12 @@ pub async fn serve_s3(
         });
     }
     info!("S3 listener closed; waiting for requests in flight");
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still running after {SHUTDOWN_GRACE:?}; closing them (nothing they wrote is visible)");
+    }
     Ok(())
 }
 

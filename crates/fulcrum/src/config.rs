@@ -15,6 +15,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub s3_addr: Option<String>,
+    pub s3_domains: Option<Vec<String>>,
     pub backend: Option<String>,
     pub backend_access_key: Option<String>,
     pub backend_secret_key: Option<String>,
@@ -41,6 +42,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub http_addr: String,
     pub s3_addr: String,
+    pub s3_domains: Vec<String>,
     pub backend: Option<String>,
     pub backend_access_key: Option<String>,
     pub backend_secret_key: Option<String>,
@@ -116,6 +118,10 @@ http_addr = "127.0.0.1:8080"
 
 # S3-compatible API.
 s3_addr = "127.0.0.1:9000"
+
+# Base domains for virtual-hosted-style requests (bucket.DOMAIN); requests to
+# any other host name or an IP address are path-style.
+s3_domains = ["localhost"]
 
 # Where packs are stored: "fs" (the data dir) or an S3-compatible bucket:
 # backend = "s3://fulcrum-packs/prod?endpoint=http://127.0.0.1:3900&region=garage"

@@ -110,6 +110,10 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
             .and_then(|s| s.s3_addr.clone())
             .or(file.s3_addr)
             .unwrap_or_else(|| "127.0.0.1:9000".into()),
+        s3_domains: env("FULCRUM_S3_DOMAINS")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .or(file.s3_domains)
+            .unwrap_or_else(|| vec!["localhost".into()]),
         backend: common.backend.clone().or(file.backend),
         backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
         backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),

@@ -143,6 +143,7 @@ pub async fn run(s: Settings) -> Result<()> {
         engine.clone(),
         fulcrum_types::DEFAULT_TENANT,
         &creds,
+        fulcrum_api::Domains::new(s.s3_domains.clone()),
         async {
             shutdown_signal().await;
         },

@@ -3,6 +3,7 @@
 //! writes responses and error XML.
 
 mod errors;
+mod host;
 mod multipart;
 mod objects;
 
@@ -13,6 +14,7 @@ use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 pub(crate) use errors::{api_err, key_check};
+pub use host::Domains;
 
 /// Root credentials of the S3 API.
 #[derive(Debug, Clone)]
@@ -36,13 +38,15 @@ impl S3Api {
         }
     }
 
-    /// Builds the s3s service with SigV4 authentication.
-    pub fn into_service(self, creds: &S3Credentials) -> S3Service {
+    /// Builds the s3s service with SigV4 authentication; `domains` are the
+    /// base domains of virtual-hosted-style requests.
+    pub fn into_service(self, creds: &S3Credentials, domains: Domains) -> S3Service {
         let mut b = S3ServiceBuilder::new(self);
         b.set_auth(SimpleAuth::from_single(
             creds.access_key.clone(),
             creds.secret_key.clone(),
         ));
+        b.set_host(domains);
         b.build()
     }
 }

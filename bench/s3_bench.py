@@ -1,0 +1,333 @@
+"""Side-by-side S3 benchmark of Fulcrum and Garage (driven by bench/run.sh).
+
+Every workload runs on both systems in the same run, alternating, and the
+medians and Fulcrum/Garage ratios go to BENCHMARKS.md together with the
+machine's own limits (dd sequential write/read, fsync latency).
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+import http.client
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+MB = 1000 * 1000
+MIB = 1024 * 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client(endpoint, ak, sk, region):
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
+        region_name=region, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Fulcrum:
+    name = "Fulcrum"
+
+    def __init__(self, binary, workdir):
+        self.binary, self.workdir, self.proc, self.n = binary, workdir, None, 0
+
+    def start(self):
+        self.n += 1
+        self.data = os.path.join(self.workdir, f"fulcrum-{self.n}")
+        self.s3_port, self.http_port = free_port(), free_port()
+        env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret", FULCRUM_LOG="warn")
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--data-dir", self.data, "--s3-addr", f"127.0.0.1:{self.s3_port}",
+             "--http-addr", f"127.0.0.1:{self.http_port}"], env=env)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.endpoint = f"http://127.0.0.1:{self.s3_port}"
+        self.bucket = "bench"
+        self.s3 = client(self.endpoint, "benchak", "benchsecret", "us-east-1")
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.creds = ("benchak", "benchsecret", "us-east-1")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+    def pid(self):
+        return self.proc.pid
+
+    def disk_bytes(self):
+        out = subprocess.run([self.binary, "stats", "--json", "--data-dir", self.data], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+
+class Garage:
+    name = "Garage"
+
+    def __init__(self, endpoint, bucket, ak, sk, pid):
+        self.endpoint, self.bucket, self.creds, self._pid = endpoint, bucket, (ak, sk, "garage"), pid
+        self.s3 = client(endpoint, ak, sk, "garage")
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def pid(self):
+        return self._pid
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ------------------------------------------------------------- workloads
+
+def put_large(sys_, blobs, tag):
+    times = []
+    for i, blob in enumerate(blobs):
+        times.append(timed(lambda: sys_.s3.put_object(Bucket=sys_.bucket, Key=f"{tag}/large{i}", Body=blob)))
+    return [len(blobs[0]) / t / MB for t in times]
+
+
+def get_large(sys_, n, tag):
+    rates = []
+    for i in range(n):
+        t = time.perf_counter()
+        body = sys_.s3.get_object(Bucket=sys_.bucket, Key=f"{tag}/large{i}")["Body"]
+        size = 0
+        while True:
+            b = body.read(8 * MIB)
+            if not b:
+                break
+            size += len(b)
+        rates.append(size / (time.perf_counter() - t) / MB)
+    return rates
+
+
+def _put_worker(args):
+    urls, body = args
+    conns = {}
+    errors = 0
+    for url in urls:
+        u = urlsplit(url)
+        c = conns.get(u.netloc) or http.client.HTTPConnection(u.netloc, timeout=30)
+        conns[u.netloc] = c
+        c.request("PUT", u.path + "?" + u.query, body=body, headers={"Content-Length": str(len(body))})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            errors += 1
+    return errors
+
+
+def small_puts(sys_, count, size, clients, tag):
+    """`count` PUTs of `size` bytes from `clients` processes (presigned URLs)."""
+    urls = [sys_.s3.generate_presigned_url("put_object", Params={"Bucket": sys_.bucket, "Key": f"{tag}/small/{i:06d}"}, ExpiresIn=3600)
+            for i in range(count)]
+    record = (b'{"patient":"ANON","modality":"CT","note":"follow-up in 6 months"}\n' * (size // 64 + 1))[:size]
+    shards = [(urls[i::clients], record) for i in range(clients)]
+    with mp.Pool(clients) as pool:
+        t = time.perf_counter()
+        errors = sum(pool.map(_put_worker, shards))
+        dt = time.perf_counter() - t
+    return count / dt, errors
+
+
+class Stream:
+    """A file-like body of `size` pseudo-random bytes generated on the fly."""
+
+    def __init__(self, size):
+        self.left = size
+        self.block = os.urandom(8 * MIB)
+        self.n = 0
+
+    def read(self, n=-1):
+        n = self.left if n < 0 else min(n, self.left)
+        out = bytearray()
+        while len(out) < n:
+            self.n += 1
+            start = (self.n * 7919) % (len(self.block) - 1)
+            take = min(n - len(out), len(self.block) - start)
+            out += self.block[start:start + take]
+        self.left -= len(out)
+        return bytes(out)
+
+
+def huge_put(sys_, size, tag):
+    cfg = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB, max_concurrency=10)
+    t = time.perf_counter()
+    sys_.s3.upload_fileobj(Stream(size), sys_.bucket, f"{tag}/huge", Config=cfg)
+    return size / (time.perf_counter() - t) / MB
+
+
+# ------------------------------------------------------------- machine
+
+def dd_rates(workdir):
+    path = os.path.join(workdir, "dd.bin")
+    w = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=1024", "conv=fdatasync"], capture_output=True, text=True)
+    r = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct"], capture_output=True, text=True)
+    os.unlink(path)
+
+    def rate(out):
+        m = re.search(r"([\d.]+) s, ([\d.]+) ([kMG]B)/s", out)
+        if not m:
+            return float("nan")
+        return float(m.group(2)) * {"kB": 0.001, "MB": 1, "GB": 1000}[m.group(3)]
+    return rate(w.stderr), rate(r.stderr)
+
+
+def fsync_latency_ms(workdir):
+    path = os.path.join(workdir, "fsync.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    lat = []
+    for _ in range(200):
+        os.write(fd, b"x" * 4096)
+        t = time.perf_counter()
+        os.fsync(fd)
+        lat.append((time.perf_counter() - t) * 1000)
+    os.close(fd)
+    os.unlink(path)
+    return median(lat)
+
+
+# ------------------------------------------------------------- report
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fulcrum", required=True)
+    ap.add_argument("--garage-endpoint", required=True)
+    ap.add_argument("--garage-bucket", required=True)
+    ap.add_argument("--garage-access-key", required=True)
+    ap.add_argument("--garage-secret-key", required=True)
+    ap.add_argument("--garage-pid", type=int, required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    runs = 1 if a.quick else 3
+    huge = (1 if a.quick else 5) * 1000 * MB
+
+    fulcrum = Fulcrum(a.fulcrum, a.workdir)
+    garage = Garage(a.garage_endpoint, a.garage_bucket, a.garage_access_key, a.garage_secret_key, a.garage_pid)
+    systems = [fulcrum, garage]
+    res = {s.name: {} for s in systems}
+
+    print("machine limits (dd, fsync)...", flush=True)
+    dd_w, dd_r = dd_rates(a.workdir)
+    fsync_ms = fsync_latency_ms(a.workdir)
+
+    fulcrum.start()
+    blobs = [os.urandom(100 * MB) for _ in range(runs)]
+    for rnd in range(runs):  # alternate systems, one round at a time
+        for s in systems:
+            tag = f"r{rnd}"
+            print(f"{s.name}: round {rnd + 1}/{runs}", flush=True)
+            res[s.name].setdefault("put100", []).extend(put_large(s, [blobs[rnd]], tag))
+            res[s.name].setdefault("get100", []).extend(get_large(s, 1, tag))
+            rate, errors = small_puts(s, 10_000, 10_000, 8, tag)
+            res[s.name].setdefault("small", []).append(rate)
+            res[s.name].setdefault("small_errors", []).append(errors)
+    fulcrum_stats = fulcrum.disk_bytes()
+    fulcrum.stop()
+
+    # Peak RSS during a huge streamed upload: Fulcrum on a fresh process.
+    fulcrum.start()
+    for s in systems:
+        print(f"{s.name}: {huge // MB} MB streamed multipart upload", flush=True)
+        res[s.name]["huge"] = huge_put(s, huge, "huge")
+        res[s.name]["huge_rss"] = peak_rss_mb(s.pid())
+    fulcrum.stop()
+
+    write_report(a.out, res, runs, huge, dd_w, dd_r, fsync_ms, fulcrum_stats, a)
+
+
+def write_report(path, res, runs, huge, dd_w, dd_r, fsync_ms, stats, a):
+    f, g = res["Fulcrum"], res["Garage"]
+
+    def row(label, key, unit, limit=None):
+        fv, gv = median(f[key]), median(g[key])
+        lim = f" | {fv / limit * 100:.0f} %" if limit else " | "
+        return f"| {label} | {fv:,.1f} {unit} | {gv:,.1f} {unit} | {fv / gv:.2f}×{lim} |"
+
+    version = subprocess.run([a.fulcrum, "--version"], capture_output=True, text=True).stdout.strip()
+    garage_v = subprocess.run(["garage", "--version"], capture_output=True, text=True).stdout.strip() or "garage"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run.sh` (do not edit by hand). Fulcrum and Garage run on the",
+        "same machine, in the same run, on the same data; each workload alternates",
+        f"between them, {runs} time(s); the tables show medians. Clients: boto3 for",
+        "large objects, 8 processes sending presigned PUTs for small objects (so the",
+        "client is not the bottleneck). Fulcrum: release build, embedded defaults",
+        "(local filesystem + SQLite), every write fsynced before it is acknowledged.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"{version}; {garage_v.splitlines()[0] if garage_v else 'garage'}.",
+        "",
+        "## Machine limits (same run)",
+        "",
+        f"- sequential write, `dd bs=1M count=1024 conv=fdatasync`: **{dd_w:,.0f} MB/s**",
+        f"- sequential read, `dd bs=1M iflag=direct`: **{dd_r:,.0f} MB/s**",
+        f"- fsync of a 4 KiB append: median **{fsync_ms:.2f} ms**",
+        "",
+        "## Results",
+        "",
+        "| workload | Fulcrum | Garage | Fulcrum / Garage | Fulcrum vs disk |",
+        "| --- | --- | --- | --- | --- |",
+        row("PUT 100 MB object (random data)", "put100", "MB/s", dd_w),
+        row("GET 100 MB object", "get100", "MB/s", dd_r),
+        row("10,000 × 10 KB PUTs, 8 clients", "small", "objects/s"),
+        f"| {huge // MB:,} MB streamed multipart upload (8 MiB parts × 10) | {f['huge']:,.1f} MB/s | {g['huge']:,.1f} MB/s | {f['huge'] / g['huge']:.2f}× | |",
+        f"| peak RSS of the server | {f['huge_rss']:,.0f} MB (fresh process, during the upload) | {g['huge_rss']:,.0f} MB (whole run) | | |",
+        "",
+        f"Errors in the small-object runs: Fulcrum {sum(f['small_errors'])}, Garage {sum(g['small_errors'])}.",
+        "",
+        "## Fulcrum storage on the bench data (before the huge upload)",
+        "",
+        f"- logical bytes {stats['logical_bytes']:,}, physical bytes {stats['physical_bytes']:,}",
+        f"- dedup ratio {stats['dedup_ratio']:.2f}, compression ratio {stats['compression_ratio']:.2f} "
+        "(the large objects are random and incompressible; the small ones are repetitive JSON records, "
+        "identical across rounds, so they dedup across rounds and compress)",
+        "",
+    ]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
