@@ -3,7 +3,7 @@
 //! rest. Full packs are written at once; the small tail goes to the group
 //! committer, which shares one pack write among many concurrent bodies.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 use fulcrum_catalog::{NewChunk, NewPack};
@@ -68,7 +68,7 @@ impl Inner {
             .await
             .map_err(join_err)?;
         if !self.catalog.find_chunks(&[id]).await?.is_empty() {
-            return Ok(Prepared::Known(id));
+            return Ok(Prepared::Known(id, chunk.len()));
         }
         let codec = self.codec.clone();
         let enc = tokio::task::spawn_blocking(move || codec.encode(id, &chunk))
@@ -77,7 +77,44 @@ impl Inner {
         Ok(Prepared::New(enc))
     }
 
+    /// Seals a full pack and starts writing it in the background, so the
+    /// disk or network works while the next chunks are hashed.
+    fn spawn_pack_write(&self, builder: PackBuilder) -> PendingPack {
+        let id = PackId::generate();
+        let (bytes, entries) = builder.seal();
+        let size = bytes.len() as i64;
+        let backend = self.backend.clone();
+        let path = pack_path(&id);
+        let write = tokio::spawn(async move { backend.write(&path, bytes).await });
+        PendingPack {
+            id,
+            size,
+            entries,
+            write,
+        }
+    }
+
+    async fn finish_pack_write(
+        &self,
+        p: PendingPack,
+        packs: &mut Vec<NewPack>,
+        rows: &mut Vec<NewChunk>,
+    ) -> EngineResult<()> {
+        p.write.await.map_err(join_err)??;
+        self.metrics.packs_written.inc();
+        rows.extend(p.entries.iter().map(|e| new_chunk(&p.id, e)));
+        packs.push(NewPack {
+            id: p.id.as_str().to_string(),
+            size: p.size,
+        });
+        Ok(())
+    }
+
     /// Chunks and stores a body. `expected` is its declared length, if any.
+    ///
+    /// Stage 1 (in order): read and cut; MD5 on its own thread. Stage 2
+    /// (parallel): hash, dedup lookup, compress, encrypt. Stage 3 (in
+    /// order): pack, with full packs written in the background.
     pub(crate) async fn ingest<R: AsyncRead + Unpin + Send>(
         &self,
         body: R,
@@ -89,27 +126,27 @@ impl Inner {
         if expected.is_some_and(|n| n > max) {
             return Err(EngineError::TooLarge { max });
         }
-        // Stage 1 (in order): read, cut, MD5. Stage 2 (parallel): hash,
-        // dedup lookup, compress, encrypt. Stage 3 (in order): pack.
-        let read_state = (Chunker::new(body, params), Md5::new(), false);
-        let chunk_stream =
-            futures::stream::try_unfold(read_state, |(mut chunker, mut md5, done)| async move {
-                if done {
-                    return Ok(None);
-                }
+        let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let md5_task = tokio::task::spawn_blocking(move || {
+            let mut h = Md5::new();
+            while let Some(b) = md5_rx.blocking_recv() {
+                h.update(&b);
+            }
+            <[u8; 16]>::from(h.finalize())
+        });
+        let chunk_stream = futures::stream::try_unfold(
+            (Chunker::new(body, params), md5_tx),
+            move |(mut chunker, md5_tx)| async move {
                 match chunker.next_chunk().await {
+                    Ok(Some(_)) if chunker.bytes_read() > max => Err(EngineError::TooLarge { max }),
                     Ok(Some(c)) => {
-                        if chunker.bytes_read() > max {
-                            return Err(EngineError::TooLarge { max });
-                        }
-                        md5.update(&c);
-                        Ok(Some((Step::Chunk(c), (chunker, md5, false))))
+                        md5_tx
+                            .send(c.clone())
+                            .await
+                            .map_err(|_| EngineError::ShuttingDown)?;
+                        Ok(Some((c, (chunker, md5_tx))))
                     }
-                    Ok(None) => {
-                        let total = chunker.bytes_read();
-                        let digest: [u8; 16] = md5.clone().finalize().into();
-                        Ok(Some((Step::End(total, digest), (chunker, md5, true))))
-                    }
+                    Ok(None) => Ok(None),
                     Err(e) => Err(match expected {
                         Some(expected) => EngineError::IncompleteBody {
                             expected,
@@ -118,39 +155,33 @@ impl Inner {
                         None => EngineError::Store(fulcrum_store::StoreError::Source(e)),
                     }),
                 }
-            });
+            },
+        );
         let mut prepared = std::pin::pin!(chunk_stream
-            .map_ok(|step| async move {
-                match step {
-                    Step::Chunk(c) => {
-                        self.metrics.bytes_in.inc_by(c.len() as u64);
-                        self.prepare(c).await.map(Some)
-                    }
-                    Step::End(total, digest) => Ok(Some(Prepared::End(total, digest))),
-                }
+            .map_ok(|c| {
+                self.metrics.bytes_in.inc_by(c.len() as u64);
+                self.prepare(c)
             })
             .try_buffered(PARALLEL_CHUNKS));
+        let mut size = 0u64;
         let mut chunks = Vec::new();
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut packs = Vec::new();
         let mut new_chunks = Vec::new();
         let mut builder = PackBuilder::new();
-        let mut end = None;
+        let mut writing: VecDeque<PendingPack> = VecDeque::new();
         while let Some(item) = prepared.try_next().await? {
             let enc = match item {
-                Some(Prepared::End(total, digest)) => {
-                    end = Some((total, digest));
-                    continue;
-                }
-                Some(Prepared::Known(id)) => {
+                Prepared::Known(id, len) => {
+                    size += len as u64;
                     chunks.push(id);
                     seen.insert(id);
                     self.metrics.chunks_deduplicated.inc();
                     continue;
                 }
-                Some(Prepared::New(enc)) => enc,
-                None => continue,
+                Prepared::New(enc) => enc,
             };
+            size += enc.raw_len as u64;
             chunks.push(enc.id);
             if !seen.insert(enc.id) {
                 self.metrics.chunks_deduplicated.inc();
@@ -159,13 +190,25 @@ impl Inner {
             self.metrics.chunks_new.inc();
             builder.push(&enc);
             if builder.len() >= self.cfg.pack_target {
-                let full = std::mem::take(&mut builder);
-                let (id, pack, entries) = self.write_pack(full).await?;
-                packs.push(pack);
-                new_chunks.extend(entries.iter().map(|e| new_chunk(&id, e)));
+                if writing.len() >= MAX_PACK_WRITES {
+                    if let Some(p) = writing.pop_front() {
+                        self.finish_pack_write(p, &mut packs, &mut new_chunks)
+                            .await?;
+                    }
+                }
+                writing.push_back(self.spawn_pack_write(std::mem::take(&mut builder)));
             }
         }
-        let (size, md5) = end.ok_or(EngineError::ShuttingDown)?;
+        // A big tail gets its own pack now; only small tails are worth
+        // merging (and copying) in the group committer.
+        if builder.len() >= self.cfg.pack_target / 4 {
+            writing.push_back(self.spawn_pack_write(std::mem::take(&mut builder)));
+        }
+        for p in writing {
+            self.finish_pack_write(p, &mut packs, &mut new_chunks)
+                .await?;
+        }
+        let md5 = md5_task.await.map_err(join_err)?;
         if let Some(expected) = expected {
             if size != expected {
                 return Err(EngineError::IncompleteBody {
@@ -186,18 +229,22 @@ impl Inner {
     }
 }
 
+/// Full packs of one body being written at once.
+const MAX_PACK_WRITES: usize = 2;
+
+struct PendingPack {
+    id: PackId,
+    size: i64,
+    entries: Vec<PackEntry>,
+    write: tokio::task::JoinHandle<fulcrum_store::StoreResult<()>>,
+}
+
 /// Chunks of one body processed at once (bounded memory: each is ≤ 4 MiB).
 const PARALLEL_CHUNKS: usize = 4;
 
-enum Step {
-    Chunk(Bytes),
-    End(u64, [u8; 16]),
-}
-
 enum Prepared {
-    Known(ChunkId),
+    Known(ChunkId, usize),
     New(EncodedChunk),
-    End(u64, [u8; 16]),
 }
 
 fn join_err(e: tokio::task::JoinError) -> EngineError {
