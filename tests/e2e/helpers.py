@@ -177,12 +177,19 @@ class FulcrumServer:
         log.flush()
         self.proc = subprocess.Popen(
             [
-                str(self.binary), "serve",
-                "--data-dir", str(self.data_dir),
-                "--http-addr", f"127.0.0.1:{self.http_port}",
-                "--s3-addr", f"127.0.0.1:{self.s3_port}",
+                str(self.binary),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--http-addr",
+                f"127.0.0.1:{self.http_port}",
+                "--s3-addr",
+                f"127.0.0.1:{self.s3_port}",
             ],
-            env=self.env(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -196,8 +203,7 @@ class FulcrumServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"fulcrum serve exited with {self.proc.returncode} before it was ready\n"
-                    + self.log_tail()
+                    f"fulcrum serve exited with {self.proc.returncode} before it was ready\n" + self.log_tail()
                 )
             try:
                 with urllib.request.urlopen(self.http_url + "/healthz", timeout=2) as r:
@@ -209,9 +215,7 @@ class FulcrumServer:
                 last = repr(e)
             time.sleep(0.1)
         self.kill()
-        raise RuntimeError(
-            f"fulcrum serve not ready within {READY_TIMEOUT_SECS}s (last: {last})\n" + self.log_tail()
-        )
+        raise RuntimeError(f"fulcrum serve not ready within {READY_TIMEOUT_SECS}s (last: {last})\n" + self.log_tail())
 
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM and wait; returns the exit code (kills after `timeout`)."""
@@ -225,7 +229,7 @@ class FulcrumServer:
             self.proc.wait()
             self.proc = None
             self._forget_pid()
-            raise RuntimeError(f"fulcrum serve ignored SIGTERM for {timeout}s; killed")
+            raise RuntimeError(f"fulcrum serve ignored SIGTERM for {timeout}s; killed") from None
         self.proc = None
         self._forget_pid()
         return code
@@ -314,7 +318,11 @@ class FulcrumServer:
         sub, *rest = args
         return subprocess.run(
             [str(self.binary), sub, "--data-dir", str(self.data_dir), *rest],
-            env=self.env(), cwd=self.cwd, capture_output=True, text=True, timeout=timeout,
+            env=self.env(),
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def stats(self) -> dict:
@@ -324,7 +332,7 @@ class FulcrumServer:
         try:
             return json.loads(res.stdout)
         except json.JSONDecodeError as e:
-            raise AssertionError(f"fulcrum stats --json printed non-JSON ({e}): {res.stdout!r}")
+            raise AssertionError(f"fulcrum stats --json printed non-JSON ({e}): {res.stdout!r}") from e
 
     def verify(self) -> subprocess.CompletedProcess:
         return self.cli("verify")
@@ -339,4 +347,3 @@ class FulcrumServer:
         root = self.data_dir / "store" / "packs"
         files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
         return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
-

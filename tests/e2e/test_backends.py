@@ -43,8 +43,10 @@ def _postgres_env() -> dict:
 
 def _garage_env() -> dict:
     env = _need(
-        "FULCRUM_TEST_S3_ENDPOINT", "FULCRUM_TEST_S3_REGION",
-        "FULCRUM_TEST_S3_ACCESS_KEY", "FULCRUM_TEST_S3_SECRET_KEY",
+        "FULCRUM_TEST_S3_ENDPOINT",
+        "FULCRUM_TEST_S3_REGION",
+        "FULCRUM_TEST_S3_ACCESS_KEY",
+        "FULCRUM_TEST_S3_SECRET_KEY",
     )
     bucket = _take("FULCRUM_E2E_S3_BUCKETS")
     return {

@@ -37,9 +37,8 @@ def test_flipped_byte_fails_get_and_verify(fulcrum, s3, bucket):
         got = None
     got_len = None if got is None else len(got)
     if got_len is not None:
-        assert got_len < size, (
-            "GET returned a full-length body with success after corruption "
-            + ("(bytes WRONG)" if sha256(got) != sha256(data) else "(bytes equal: was the damage read at all?)")
+        assert got_len < size, "GET returned a full-length body with success after corruption " + (
+            "(bytes WRONG)" if sha256(got) != sha256(data) else "(bytes equal: was the damage read at all?)"
         )
 
     res = fulcrum.verify()

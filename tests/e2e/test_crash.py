@@ -85,7 +85,11 @@ def test_kill_9_under_concurrent_writes(fulcrum):
     for cycle in range(CYCLES):
         writers = Writers(fulcrum, cycle, seed + cycle)
         writers.start()
-        time.sleep(rng.uniform(0.5, WRITE_SECS))
+        # Kill at a random moment once writes flow (some acked, more in flight).
+        deadline = time.monotonic() + 30
+        while not writers.acked and not writers.errors_before_kill and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.2, WRITE_SECS))
         writers.killed.set()  # set first: failures from now on are expected
         fulcrum.kill()
         writers.join()

@@ -190,9 +190,7 @@ def test_range_get(s3, bucket):
 
 def test_head_object_metadata_and_content_type(s3, bucket):
     meta = {"color": "blue", "patient-count": "42"}
-    s3.put_object(
-        Bucket=bucket, Key="m", Body=b"hello", Metadata=meta, ContentType="application/x-fulcrum-test"
-    )
+    s3.put_object(Bucket=bucket, Key="m", Body=b"hello", Metadata=meta, ContentType="application/x-fulcrum-test")
     head = s3.head_object(Bucket=bucket, Key="m")
     assert head["ContentLength"] == 5
     assert head["ContentType"] == "application/x-fulcrum-test"
@@ -217,8 +215,12 @@ def test_copy_object_keeps_or_replaces_metadata(s3, bucket):
     assert got["ContentType"] == "text/x-src"
 
     s3.copy_object(
-        Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "src"},
-        MetadataDirective="REPLACE", Metadata={"b": "2"}, ContentType="text/x-new",
+        Bucket=bucket,
+        Key="replaced",
+        CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        Metadata={"b": "2"},
+        ContentType="text/x-new",
     )
     head = s3.head_object(Bucket=bucket, Key="replaced")
     assert head["Metadata"] == {"b": "2"}
@@ -246,9 +248,7 @@ def test_delete_object_and_multi_delete(s3, bucket):
     assert http_status(e.value) == 404
     assert _keys(s3, bucket) == ["k2", "k3", "k4"]
 
-    res = s3.delete_objects(
-        Bucket=bucket, Delete={"Objects": [{"Key": "k2"}, {"Key": "k3"}, {"Key": "never-existed"}]}
-    )
+    res = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k2"}, {"Key": "k3"}, {"Key": "never-existed"}]})
     assert sorted(d["Key"] for d in res.get("Deleted", [])) == ["k2", "k3", "never-existed"]
     assert res.get("Errors", []) == []
     assert _keys(s3, bucket) == ["k4"]
@@ -304,13 +304,15 @@ def test_multipart_upload_complete(s3, bucket):
 
     parts = s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid)["Parts"]
     assert [(p["PartNumber"], p["Size"], p["ETag"]) for p in parts] == [
-        (n, len(d), e) for n, (d, e) in enumerate(zip(parts_data, etags), start=1)
+        (n, len(d), e) for n, (d, e) in enumerate(zip(parts_data, etags, strict=True), start=1)
     ]
     # Not visible before completion.
     assert _keys(s3, bucket) == []
 
     done = s3.complete_multipart_upload(
-        Bucket=bucket, Key="mp", UploadId=uid,
+        Bucket=bucket,
+        Key="mp",
+        UploadId=uid,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
     )
     # S3's multipart ETag: md5 of the concatenated part md5s, "-<parts>".
@@ -347,9 +349,7 @@ def test_multipart_upload_abort(s3, bucket):
 def test_presigned_get(s3, bucket):
     data = random_bytes(4096, seed=30)
     s3.put_object(Bucket=bucket, Key="shared/file.bin", Body=data)
-    url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": "shared/file.bin"}, ExpiresIn=300
-    )
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared/file.bin"}, ExpiresIn=300)
     with urllib.request.urlopen(url, timeout=30) as r:
         assert r.status == 200
         assert r.read() == data

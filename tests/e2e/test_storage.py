@@ -39,7 +39,7 @@ def test_dedup_identical_and_nearly_identical_objects(fulcrum, s3, bucket):
 
     # 1 KiB changed in the middle: content-defined chunking keeps the rest.
     mid = SIZE // 2
-    c = a[:mid] + random_bytes(1024, seed=101) + a[mid + 1024:]
+    c = a[:mid] + random_bytes(1024, seed=101) + a[mid + 1024 :]
     s3.put_object(Bucket=bucket, Key="c", Body=c)
     p3 = fulcrum.stats()["physical_bytes"]
     assert p3 - p2 < 0.05 * SIZE, f"1 KiB edit grew physical by {p3 - p2} bytes"

@@ -34,6 +34,18 @@ impl Catalog {
         Ok(())
     }
 
+    /// How many live nodes have not heartbeated since `since`.
+    pub async fn nodes_silent_since(&self, since: i64) -> CatalogResult<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM nodes WHERE heartbeat_at > $1 AND heartbeat_at <= $2",
+        )
+        .bind(now_ms() - NODE_TIMEOUT_MS)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("silent nodes"))
+    }
+
     /// The earliest start of any write in flight on a live node, or `now`.
     pub async fn oldest_inflight(&self, now: i64) -> CatalogResult<i64> {
         let v: Option<i64> = sqlx::query_scalar(

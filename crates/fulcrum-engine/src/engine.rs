@@ -72,6 +72,9 @@ pub struct Stats {
     pub overall_ratio: f64,
 }
 
+/// How often a serving node records its heartbeat (see `heartbeat`).
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 const META_ENCRYPTION: &str = "encryption_key_check";
 
 impl Engine {

@@ -12,7 +12,7 @@ use fulcrum_store::{pack_path, PackBuilder};
 use fulcrum_types::{ChunkId, PackId};
 use tracing::{info, warn};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, HEARTBEAT_INTERVAL};
 use crate::error::EngineResult;
 
 #[derive(Debug, Clone)]
@@ -42,7 +42,10 @@ pub struct GcReport {
     pub retired_packs: u64,
     pub deleted_packs: u64,
     pub deleted_orphans: u64,
+    /// Bytes of pack files deleted.
     pub freed_bytes: u64,
+    /// Bytes of new packs written by repacking.
+    pub written_bytes: u64,
 }
 
 impl Engine {
@@ -53,11 +56,18 @@ impl Engine {
             condemned_chunks: cat.condemn_unreferenced().await?,
             ..Default::default()
         };
-        // Let the clock pass the condemnation time, so a write starting now
-        // is known to have started after it. Our own writes count too (the
-        // CLI's engine has none in flight).
+        // Wait until every live node has heartbeated since the condemnation:
+        // its report then covers every write that could have seen a
+        // condemned chunk as live. Our own writes count too.
+        let condemned_by = now_ms();
+        let deadline = std::time::Instant::now() + 3 * HEARTBEAT_INTERVAL;
         tokio::time::sleep(Duration::from_millis(5)).await;
         self.heartbeat().await?;
+        while cat.nodes_silent_since(condemned_by).await? > 0
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let safe_before = cat.oldest_inflight(now_ms()).await?;
         let swept = cat.sweep_condemned(safe_before).await?;
         report.deleted_chunks = swept.deleted_chunks;
@@ -106,12 +116,16 @@ impl Engine {
             report.repacked_packs += 1;
             if builder.len() >= inner.cfg.pack_target {
                 let b = std::mem::take(&mut builder);
-                report.moved_chunks += self.flush_repack(b, &mut moved, &mut done_sources).await?;
+                let (n, written) = self.flush_repack(b, &mut moved, &mut done_sources).await?;
+                report.moved_chunks += n;
+                report.written_bytes += written;
             }
         }
-        report.moved_chunks += self
+        let (n, written) = self
             .flush_repack(builder, &mut moved, &mut done_sources)
             .await?;
+        report.moved_chunks += n;
+        report.written_bytes += written;
 
         // Delete retired packs past the grace period.
         let grace_ms = opts.grace.as_millis() as i64;
@@ -156,9 +170,10 @@ impl Engine {
         builder: PackBuilder,
         moved: &mut Vec<(ChunkId, String)>,
         sources: &mut Vec<String>,
-    ) -> EngineResult<u64> {
+    ) -> EngineResult<(u64, u64)> {
         let cat = &self.inner.catalog;
         let n = moved.len() as u64;
+        let mut written = 0;
         if builder.is_empty() {
             cat.relocate_chunks(None, &[], sources).await?;
         } else {
@@ -170,9 +185,10 @@ impl Engine {
                 .collect();
             cat.relocate_chunks(Some((pid.as_str(), row.size)), &rows, sources)
                 .await?;
+            written = row.size as u64;
         }
         moved.clear();
         sources.clear();
-        Ok(n)
+        Ok((n, written))
     }
 }

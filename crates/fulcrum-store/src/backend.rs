@@ -84,6 +84,9 @@ pub struct Backend {
 
 impl Backend {
     pub fn open(cfg: &BackendConfig) -> StoreResult<Self> {
+        // OpenDAL's HTTP services need a process-wide transport (reqwest);
+        // installing it is idempotent.
+        opendal::install_default();
         let cfg_err = |e: opendal::Error| StoreError::Config(e.to_string());
         match cfg {
             BackendConfig::Fs { root } => {

@@ -132,10 +132,11 @@ pub async fn gc(s: Settings, grace_secs: u64, json: bool) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "gc: {} chunks deleted, {} packs repacked ({} chunks moved), {} packs and {} orphans deleted, {} freed in {:.1}s",
+            "gc: {} chunks deleted, {} packs repacked ({} chunks moved, {} written), {} packs and {} orphans deleted ({} freed) in {:.1}s",
             report.deleted_chunks,
             report.repacked_packs,
             report.moved_chunks,
+            human(report.written_bytes as i64),
             report.deleted_packs,
             report.deleted_orphans,
             human(report.freed_bytes as i64),

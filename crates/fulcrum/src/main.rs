@@ -138,7 +138,8 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FULCRUM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("FULCRUM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

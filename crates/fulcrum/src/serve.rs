@@ -1,7 +1,7 @@
 //! `fulcrum serve`: opens the engine, binds the S3 and admin listeners,
 //! heartbeats for GC safety, and shuts down gracefully on SIGTERM/SIGINT.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -128,7 +128,7 @@ pub async fn run(s: Settings) -> Result<()> {
                 warn!(error = %e, "heartbeat failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(fulcrum_engine::HEARTBEAT_INTERVAL) => {}
                 _ = hb_stop.wait_for(|v| *v) => break,
             }
         }

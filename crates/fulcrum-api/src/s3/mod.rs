@@ -42,12 +42,28 @@ impl S3Api {
     /// base domains of virtual-hosted-style requests.
     pub fn into_service(self, creds: &S3Credentials, domains: Domains) -> S3Service {
         let mut b = S3ServiceBuilder::new(self);
-        b.set_auth(SimpleAuth::from_single(
+        b.set_auth(RootAuth(SimpleAuth::from_single(
             creds.access_key.clone(),
             creds.secret_key.clone(),
-        ));
+        )));
         b.set_host(domains);
         b.build()
+    }
+}
+
+/// The root credentials; an unknown access key is `InvalidAccessKeyId`,
+/// as S3 answers.
+struct RootAuth(SimpleAuth);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for RootAuth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        self.0.lookup(access_key).cloned().ok_or_else(|| {
+            s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records.",
+            )
+        })
     }
 }
 
