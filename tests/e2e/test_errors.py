@@ -158,3 +158,29 @@ def test_upload_cut_off_mid_body_leaves_nothing(fulcrum, s3, bucket):
     assert after["chunks"] <= before["chunks"], (before, after)
     assert after["objects"] == before["objects"] == 1
     assert s3.get_object(Bucket=bucket, Key="baseline")["Body"].read() == random_bytes(512 * 1024, 50)
+
+
+def test_backend_io_error_is_a_clean_5xx_and_the_server_recovers(fulcrum, s3, bucket):
+    """A write the backend cannot take (its temp dir replaced by a file)
+    gets a 500 with a clear code; the server stays up and serves again once
+    the backend is repaired; nothing half-written is listed."""
+    s3.put_object(Bucket=bucket, Key="before", Body=b"kept")
+    tmp_dir = fulcrum.data_dir / "store" / ".tmp"
+    for f in tmp_dir.iterdir():
+        f.unlink()
+    tmp_dir.rmdir()
+    tmp_dir.write_bytes(b"not a directory")
+    try:
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="during", Body=random_bytes(3 * MiB, 7))
+        assert http_status(e.value) == 500
+        assert error_code(e.value) == "InternalError"
+        assert "storage backend" in e.value.response["Error"]["Message"]
+        # Reads of what is stored still work while writes fail.
+        assert s3.get_object(Bucket=bucket, Key="before")["Body"].read() == b"kept"
+    finally:
+        tmp_dir.unlink()
+        tmp_dir.mkdir()
+    s3.put_object(Bucket=bucket, Key="after", Body=b"again")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["after", "before"]

@@ -105,9 +105,7 @@ async fn commit_batch(inner: &Inner, jobs: Vec<CommitJob>) {
             Err(e) => {
                 let msg = e.to_string();
                 for (_, _, _, _, done) in parts {
-                    let _ = done.send(Err(EngineError::Store(fulcrum_store::StoreError::Source(
-                        std::io::Error::other(msg.clone()),
-                    ))));
+                    let _ = done.send(Err(EngineError::PackWrite(msg.clone())));
                 }
                 return;
             }

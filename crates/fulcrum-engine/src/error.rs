@@ -26,6 +26,10 @@ pub enum EngineError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(StoreError),
+    /// A pack write shared by a group commit failed (the message of the
+    /// underlying storage error, shared by every write of the batch).
+    #[error("writing a shared pack failed: {0}")]
+    PackWrite(String),
 }
 
 impl From<StoreError> for EngineError {

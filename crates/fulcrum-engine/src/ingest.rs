@@ -48,9 +48,9 @@ impl Inner {
         builder: PackBuilder,
     ) -> EngineResult<(PackId, NewPack, Vec<PackEntry>)> {
         let id = PackId::generate();
-        let (bytes, entries) = builder.seal();
-        let size = bytes.len() as i64;
-        self.backend.write(&pack_path(&id), bytes).await?;
+        let (parts, entries) = builder.seal();
+        let size = parts.iter().map(|p| p.len() as i64).sum();
+        self.backend.write(&pack_path(&id), parts).await?;
         self.metrics.packs_written.inc();
         let row = NewPack {
             id: id.as_str().to_string(),
@@ -81,11 +81,11 @@ impl Inner {
     /// disk or network works while the next chunks are hashed.
     fn spawn_pack_write(&self, builder: PackBuilder) -> PendingPack {
         let id = PackId::generate();
-        let (bytes, entries) = builder.seal();
-        let size = bytes.len() as i64;
+        let (parts, entries) = builder.seal();
+        let size = parts.iter().map(|p| p.len() as i64).sum();
         let backend = self.backend.clone();
         let path = pack_path(&id);
-        let write = tokio::spawn(async move { backend.write(&path, bytes).await });
+        let write = tokio::spawn(async move { backend.write(&path, parts).await });
         PendingPack {
             id,
             size,
@@ -168,7 +168,11 @@ impl Inner {
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut packs = Vec::new();
         let mut new_chunks = Vec::new();
-        let mut builder = PackBuilder::new();
+        // Size packs for the body when its length is known, so they never
+        // grow by reallocation.
+        let pack_capacity =
+            expected.map_or(0, |n| n as usize).min(self.cfg.pack_target) + (1 << 20);
+        let mut builder = PackBuilder::with_capacity(pack_capacity);
         let mut writing: VecDeque<PendingPack> = VecDeque::new();
         while let Some(item) = prepared.try_next().await? {
             let enc = match item {
@@ -196,7 +200,9 @@ impl Inner {
                             .await?;
                     }
                 }
-                writing.push_back(self.spawn_pack_write(std::mem::take(&mut builder)));
+                let full =
+                    std::mem::replace(&mut builder, PackBuilder::with_capacity(pack_capacity));
+                writing.push_back(self.spawn_pack_write(full));
             }
         }
         // A big tail gets its own pack now; only small tails are worth

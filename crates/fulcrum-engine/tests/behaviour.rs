@@ -359,7 +359,10 @@ async fn a_flipped_byte_is_never_served_and_verify_names_the_object() {
         let at = chunks[0].offset as usize + chunks[0].stored_len as usize / 2;
         bytes[at] ^= 0x01;
         backend.delete(&path).await.expect("delete");
-        backend.write(&path, bytes.into()).await.expect("rewrite");
+        backend
+            .write(&path, vec![bytes.into()])
+            .await
+            .expect("rewrite");
         let err = read_all(&e, "b", "victim")
             .await
             .expect_err("damaged read fails");

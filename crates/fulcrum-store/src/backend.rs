@@ -148,12 +148,12 @@ impl Backend {
         }
     }
 
-    /// Writes a whole object and returns once it is durable: on S3 when the
+    /// Writes a whole object (given as consecutive parts) and returns once it is durable: on S3 when the
     /// server confirmed the PUT, on a filesystem after the file (OpenDAL
     /// fsyncs it before renaming it into place) and its folder are synced.
-    pub async fn write(&self, path: &str, data: Bytes) -> StoreResult<()> {
+    pub async fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         self.op
-            .write(path, data)
+            .write(path, opendal::Buffer::from(parts))
             .await
             .map_err(|e| self.err("write", path, e))?;
         if let Some(root) = &self.fs_root {

@@ -67,7 +67,7 @@ impl<R: AsyncRead + Unpin> Chunker<R> {
         Self {
             source,
             params,
-            buf: BytesMut::with_capacity(params.max * 2),
+            buf: BytesMut::with_capacity(params.max),
             eof: false,
             total: 0,
         }
@@ -82,7 +82,8 @@ impl<R: AsyncRead + Unpin> Chunker<R> {
     pub async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
         while !self.eof && self.buf.len() < self.params.max {
             if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(self.params.max);
+                self.buf
+                    .reserve(self.params.max - self.buf.len().min(self.params.max / 2));
             }
             let n = self.source.read_buf(&mut self.buf).await?;
             if n == 0 {

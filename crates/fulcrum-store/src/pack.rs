@@ -43,6 +43,14 @@ impl PackBuilder {
         Self::default()
     }
 
+    /// A builder that will hold about `bytes` of chunk data.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            entries: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -108,21 +116,23 @@ impl PackBuilder {
         moved
     }
 
-    /// Appends the trailer and returns the pack's bytes and entries.
-    pub fn seal(mut self) -> (Bytes, Vec<PackEntry>) {
-        self.data
-            .reserve(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
+    /// Finishes the pack: its chunk bytes and trailer as separate buffers
+    /// (written back to back, never copied into one), and its entries.
+    pub fn seal(self) -> (Vec<Bytes>, Vec<PackEntry>) {
+        let mut trailer = Vec::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
         for e in &self.entries {
-            self.data.extend_from_slice(e.id.as_bytes());
-            self.data.extend_from_slice(&e.offset.to_le_bytes());
-            self.data.extend_from_slice(&e.stored_len.to_le_bytes());
-            self.data.extend_from_slice(&e.raw_len.to_le_bytes());
-            self.data.push(e.flags);
+            trailer.extend_from_slice(e.id.as_bytes());
+            trailer.extend_from_slice(&e.offset.to_le_bytes());
+            trailer.extend_from_slice(&e.stored_len.to_le_bytes());
+            trailer.extend_from_slice(&e.raw_len.to_le_bytes());
+            trailer.push(e.flags);
         }
-        self.data
-            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        self.data.extend_from_slice(MAGIC);
-        (Bytes::from(self.data), self.entries)
+        trailer.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        trailer.extend_from_slice(MAGIC);
+        (
+            vec![Bytes::from(self.data), Bytes::from(trailer)],
+            self.entries,
+        )
     }
 }
 
@@ -183,7 +193,8 @@ mod tests {
             b.push(&enc);
             chunks.push((raw, enc));
         }
-        let (bytes, entries) = b.seal();
+        let (parts, entries) = b.seal();
+        let bytes = parts.concat();
         let parsed = parse_trailer("p", &bytes).expect("valid pack");
         assert_eq!(parsed, entries);
         for (e, (raw, _)) in parsed.iter().zip(&chunks) {
