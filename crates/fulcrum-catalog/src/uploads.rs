@@ -29,6 +29,19 @@ pub struct PartRow {
     pub created_at: i64,
 }
 
+const UPLOAD_COLS: &str = "id, bucket_id, key, content_type, metadata, created_at";
+
+fn upload_row(r: &sqlx::any::AnyRow) -> Result<UploadRow, sqlx::Error> {
+    Ok(UploadRow {
+        id: r.try_get(0)?,
+        bucket_id: r.try_get(1)?,
+        key: r.try_get(2)?,
+        content_type: r.try_get(3)?,
+        metadata: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
 impl Catalog {
     pub async fn create_upload(&self, u: &UploadRow) -> CatalogResult<()> {
         sqlx::query(
@@ -47,48 +60,29 @@ impl Catalog {
     }
 
     pub async fn upload(&self, bucket_id: i64, upload_id: &str) -> CatalogResult<UploadRow> {
-        let r = sqlx::query(
-            "SELECT id, bucket_id, key, content_type, metadata, created_at FROM uploads WHERE id = $1 AND bucket_id = $2",
-        )
+        let r = sqlx::query(crate::dynamic(format!(
+            "SELECT {UPLOAD_COLS} FROM uploads WHERE id = $1 AND bucket_id = $2"
+        )))
         .bind(upload_id)
         .bind(bucket_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db("get upload"))?
         .ok_or_else(|| CatalogError::NoSuchUpload(upload_id.to_string()))?;
-        (|| {
-            Ok(UploadRow {
-                id: r.try_get(0)?,
-                bucket_id: r.try_get(1)?,
-                key: r.try_get(2)?,
-                content_type: r.try_get(3)?,
-                metadata: r.try_get(4)?,
-                created_at: r.try_get(5)?,
-            })
-        })()
-        .map_err(db("get upload"))
+        upload_row(&r).map_err(db("get upload"))
     }
 
     /// Uploads in progress in a bucket, ordered by key then id.
     pub async fn list_uploads(&self, bucket_id: i64) -> CatalogResult<Vec<UploadRow>> {
-        let rows = sqlx::query(
-            "SELECT id, bucket_id, key, content_type, metadata, created_at FROM uploads WHERE bucket_id = $1 ORDER BY key, id",
-        )
+        let rows = sqlx::query(crate::dynamic(format!(
+            "SELECT {UPLOAD_COLS} FROM uploads WHERE bucket_id = $1 ORDER BY key, id"
+        )))
         .bind(bucket_id)
         .fetch_all(&self.pool)
         .await
         .map_err(db("list uploads"))?;
         rows.iter()
-            .map(|r| {
-                Ok(UploadRow {
-                    id: r.try_get(0)?,
-                    bucket_id: r.try_get(1)?,
-                    key: r.try_get(2)?,
-                    content_type: r.try_get(3)?,
-                    metadata: r.try_get(4)?,
-                    created_at: r.try_get(5)?,
-                })
-            })
+            .map(upload_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("list uploads"))
     }

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
+use crate::inflight::InflightGuard;
 use crate::ingest::{new_chunk, Ingested};
 
 /// At most this many writes share one commit.
@@ -31,41 +32,38 @@ impl Inner {
     /// Hands a write to the committer and waits until it is durable and
     /// visible (or failed, leaving nothing visible).
     pub(crate) async fn commit(&self, ing: Ingested, write: Write) -> EngineResult<()> {
-        let (done, rx) = oneshot::channel();
-        let job = CommitJob {
+        let job = |done| CommitJob {
             write,
             packs: ing.packs,
             chunks: ing.new_chunks,
             tail: ing.tail,
             done,
         };
-        self.commits
-            .send(job)
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
-        let res = rx.await.map_err(|_| EngineError::ShuttingDown)?;
-        drop(ing.guard);
-        res
+        self.submit(job, ing.guard).await
     }
-}
 
-impl Inner {
     /// Commits a write that adds no new chunks (copy, multipart completion).
-    pub(crate) async fn commit_rows(
-        &self,
-        write: Write,
-        guard: crate::inflight::InflightGuard,
-    ) -> EngineResult<()> {
-        let (done, rx) = oneshot::channel();
-        let job = CommitJob {
+    pub(crate) async fn commit_rows(&self, write: Write, guard: InflightGuard) -> EngineResult<()> {
+        let job = |done| CommitJob {
             write,
             packs: Vec::new(),
             chunks: Vec::new(),
             tail: PackBuilder::new(),
             done,
         };
+        self.submit(job, guard).await
+    }
+
+    /// Queues a job and waits for its outcome; the write stays registered
+    /// as in flight (protected from GC) until then.
+    async fn submit(
+        &self,
+        job: impl FnOnce(oneshot::Sender<EngineResult<()>>) -> CommitJob,
+        guard: InflightGuard,
+    ) -> EngineResult<()> {
+        let (done, rx) = oneshot::channel();
         self.commits
-            .send(job)
+            .send(job(done))
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         let res = rx.await.map_err(|_| EngineError::ShuttingDown)?;

@@ -13,6 +13,7 @@ use tokio::io::AsyncRead;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
+use crate::ingest::Ingested;
 use crate::read::ByteStream;
 
 /// What a client says about a body it sends.
@@ -66,6 +67,22 @@ fn metadata_json(m: &BTreeMap<String, String>) -> String {
 }
 
 impl Engine {
+    /// Ingests a body and checks it against the client's Content-MD5.
+    async fn ingest_checked<R: AsyncRead + Unpin + Send>(
+        &self,
+        body: R,
+        opts: &PutOptions,
+    ) -> EngineResult<Ingested> {
+        let ing = self
+            .inner
+            .ingest(body, opts.expected_len, ChunkParams::BULK)
+            .await?;
+        if opts.content_md5.is_some_and(|m| m != ing.md5) {
+            return Err(EngineError::BadDigest);
+        }
+        Ok(ing)
+    }
+
     pub async fn create_bucket(&self, tenant: &str, name: &str) -> EngineResult<BucketRow> {
         Ok(self.inner.catalog.create_bucket(tenant, name).await?)
     }
@@ -93,13 +110,7 @@ impl Engine {
         opts: PutOptions,
     ) -> EngineResult<ObjectInfo> {
         let b = self.bucket(tenant, bucket).await?;
-        let ing = self
-            .inner
-            .ingest(body, opts.expected_len, ChunkParams::BULK)
-            .await?;
-        if opts.content_md5.is_some_and(|m| m != ing.md5) {
-            return Err(EngineError::BadDigest);
-        }
+        let ing = self.ingest_checked(body, &opts).await?;
         let write = ObjectWrite {
             bucket_id: b.id,
             key: key.to_string(),
@@ -251,13 +262,7 @@ impl Engine {
         opts: PutOptions,
     ) -> EngineResult<String> {
         self.upload_row(tenant, bucket, upload_id).await?;
-        let ing = self
-            .inner
-            .ingest(body, opts.expected_len, ChunkParams::BULK)
-            .await?;
-        if opts.content_md5.is_some_and(|m| m != ing.md5) {
-            return Err(EngineError::BadDigest);
-        }
+        let ing = self.ingest_checked(body, &opts).await?;
         let etag = hex::encode(ing.md5);
         let write = PartWrite {
             upload_id: upload_id.to_string(),

@@ -85,6 +85,17 @@ fn bucket_check(name: &str) -> s3s::S3Result<()> {
     }
 }
 
+fn common_prefixes(prefixes: Vec<String>) -> CommonPrefixList {
+    prefixes
+        .into_iter()
+        .map(|p| {
+            let mut cp = CommonPrefix::default();
+            cp.prefix = Some(p);
+            cp
+        })
+        .collect()
+}
+
 /// Continuation tokens are hex so any key survives XML and URLs.
 fn encode_token(s: &str) -> String {
     hex::encode(s.as_bytes())
@@ -198,16 +209,7 @@ impl s3s::S3 for S3Api {
         out.key_count = Some((page.contents.len() + page.prefixes.len()) as i32);
         out.is_truncated = Some(page.next.is_some());
         out.next_continuation_token = page.next.as_deref().map(encode_token);
-        out.common_prefixes = Some(
-            page.prefixes
-                .into_iter()
-                .map(|p| {
-                    let mut cp = CommonPrefix::default();
-                    cp.prefix = Some(p);
-                    cp
-                })
-                .collect(),
-        );
+        out.common_prefixes = Some(common_prefixes(page.prefixes));
         out.contents = Some(page.contents);
         out.name = Some(i.bucket);
         out.prefix = Some(prefix);
@@ -237,16 +239,7 @@ impl s3s::S3 for S3Api {
             .next
             .as_ref()
             .map(|n| n.trim_end_matches('\u{10FFFF}').to_string());
-        out.common_prefixes = Some(
-            page.prefixes
-                .into_iter()
-                .map(|p| {
-                    let mut cp = CommonPrefix::default();
-                    cp.prefix = Some(p);
-                    cp
-                })
-                .collect(),
-        );
+        out.common_prefixes = Some(common_prefixes(page.prefixes));
         out.contents = Some(page.contents);
         out.name = Some(i.bucket);
         out.prefix = Some(prefix);
