@@ -71,7 +71,7 @@ impl Catalog {
     /// Deletes an empty bucket (no objects, no multipart uploads in progress).
     pub async fn delete_bucket(&self, tenant: &str, name: &str) -> CatalogResult<()> {
         let bucket = self.bucket(tenant, name).await?;
-        let mut tx = self.pool.begin().await.map_err(db("delete bucket"))?;
+        let mut tx = self.begin_write().await.map_err(db("delete bucket"))?;
         let used: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM objects WHERE bucket_id = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket_id = $1 LIMIT 1",
         )

@@ -105,7 +105,7 @@ impl Catalog {
     /// Commits a batch in one transaction; on error nothing of it is visible.
     pub async fn commit(&self, batch: &CommitBatch) -> CatalogResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db("begin commit"))?;
+        let mut tx = self.begin_write().await.map_err(db("begin commit"))?;
         for p in &batch.packs {
             sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
                 .bind(&p.id)

@@ -76,6 +76,18 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// Begins a write transaction. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so a transaction that reads first cannot
+    /// fail later with SQLITE_BUSY when another writer committed meanwhile.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.kind {
+            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbKind::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn kind(&self) -> DbKind {
         self.kind
     }

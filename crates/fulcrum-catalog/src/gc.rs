@@ -86,7 +86,7 @@ impl Catalog {
     /// Phase 2: revives condemned chunks that got referenced again, and
     /// deletes those condemned before `safe_before` and still unreferenced.
     pub async fn sweep_condemned(&self, safe_before: i64) -> CatalogResult<GcCounts> {
-        let mut tx = self.pool.begin().await.map_err(db("sweep"))?;
+        let mut tx = self.begin_write().await.map_err(db("sweep"))?;
         let revived = sqlx::query(crate::dynamic(format!(
             "UPDATE chunks SET condemned_at = NULL WHERE condemned_at IS NOT NULL AND NOT ({UNREFERENCED})"
         )))
@@ -156,7 +156,7 @@ impl Catalog {
         sources: &[String],
     ) -> CatalogResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db("relocate"))?;
+        let mut tx = self.begin_write().await.map_err(db("relocate"))?;
         if let Some((id, size)) = new_pack {
             sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3)")
                 .bind(id)

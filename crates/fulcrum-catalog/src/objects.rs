@@ -155,7 +155,7 @@ impl Catalog {
     /// Deletes an object; its chunks become garbage for GC. Returns whether
     /// it existed.
     pub async fn delete_object(&self, bucket_id: i64, key: &str) -> CatalogResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db("delete object"))?;
+        let mut tx = self.begin_write().await.map_err(db("delete object"))?;
         sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
             .bind(bucket_id)
             .bind(key)
