@@ -7,11 +7,14 @@ use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 use fulcrum_catalog::{NewChunk, NewPack};
-use fulcrum_store::{pack_path, ChunkParams, Chunker, EncodedChunk, PackBuilder, PackEntry};
+use fulcrum_store::{
+    pack_path, ChunkParams, Chunker, EncodedChunk, PackBuilder, PackEntry, PackStream, StoreResult,
+};
 use fulcrum_types::{ChunkId, PackId};
 use futures::TryStreamExt;
 use md5::{Digest, Md5};
 use tokio::io::AsyncRead;
+use tokio::task::JoinHandle;
 
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
@@ -77,35 +80,19 @@ impl Inner {
         Ok(Prepared::New(enc))
     }
 
-    /// Seals a full pack and starts writing it in the background, so the
-    /// disk or network works while the next chunks are hashed.
-    fn spawn_pack_write(&self, builder: PackBuilder) -> PendingPack {
-        let id = PackId::generate();
-        let (parts, entries) = builder.seal();
-        let size = parts.iter().map(|p| p.len() as i64).sum();
-        let backend = self.backend.clone();
-        let path = pack_path(&id);
-        let write = tokio::spawn(async move { backend.write(&path, parts).await });
-        PendingPack {
-            id,
-            size,
-            entries,
-            write,
-        }
-    }
-
-    async fn finish_pack_write(
+    /// Waits for a streamed pack to be finished (durable) and records it.
+    async fn finished_pack(
         &self,
-        p: PendingPack,
+        h: JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>,
         packs: &mut Vec<NewPack>,
         rows: &mut Vec<NewChunk>,
     ) -> EngineResult<()> {
-        p.write.await.map_err(join_err)??;
+        let (id, size, entries) = h.await.map_err(join_err)??;
         self.metrics.packs_written.inc();
-        rows.extend(p.entries.iter().map(|e| new_chunk(&p.id, e)));
+        rows.extend(entries.iter().map(|e| new_chunk(&id, e)));
         packs.push(NewPack {
-            id: p.id.as_str().to_string(),
-            size: p.size,
+            id: id.as_str().to_string(),
+            size: size as i64,
         });
         Ok(())
     }
@@ -126,13 +113,21 @@ impl Inner {
         if expected.is_some_and(|n| n > max) {
             return Err(EngineError::TooLarge { max });
         }
+        // MD5 runs in order beside the other stages: an async task hands
+        // each chunk to a short blocking job (never a long-lived blocking
+        // thread, which could starve the pool under many uploads).
         let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let md5_task = tokio::task::spawn_blocking(move || {
+        let md5_task = tokio::spawn(async move {
             let mut h = Md5::new();
-            while let Some(b) = md5_rx.blocking_recv() {
-                h.update(&b);
+            while let Some(b) = md5_rx.recv().await {
+                h = tokio::task::spawn_blocking(move || {
+                    h.update(&b);
+                    h
+                })
+                .await
+                .map_err(join_err)?;
             }
-            <[u8; 16]>::from(h.finalize())
+            Ok::<[u8; 16], EngineError>(h.finalize().into())
         });
         let chunk_stream = futures::stream::try_unfold(
             (Chunker::new(body, params), md5_tx),
@@ -163,17 +158,19 @@ impl Inner {
                 self.prepare(c)
             })
             .try_buffered(PARALLEL_CHUNKS));
+        // New chunks collect in memory; once a body has more than
+        // STREAM_AFTER of them it streams them to its own packs instead, so
+        // memory stays bounded whatever the body's size. Small bodies'
+        // chunks go to the group committer, which packs many together.
+        let mut memory = PackBuilder::new();
+        let mut stream: Option<PackStream> = None;
+        let mut finishing: VecDeque<JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>> =
+            VecDeque::new();
         let mut size = 0u64;
         let mut chunks = Vec::new();
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut packs = Vec::new();
         let mut new_chunks = Vec::new();
-        // Size packs for the body when its length is known, so they never
-        // grow by reallocation.
-        let pack_capacity =
-            expected.map_or(0, |n| n as usize).min(self.cfg.pack_target) + (1 << 20);
-        let mut builder = PackBuilder::with_capacity(pack_capacity);
-        let mut writing: VecDeque<PendingPack> = VecDeque::new();
         while let Some(item) = prepared.try_next().await? {
             let enc = match item {
                 Prepared::Known(id, len) => {
@@ -192,29 +189,36 @@ impl Inner {
                 continue;
             }
             self.metrics.chunks_new.inc();
-            builder.push(&enc);
-            if builder.len() >= self.cfg.pack_target {
-                if writing.len() >= MAX_PACK_WRITES {
-                    if let Some(p) = writing.pop_front() {
-                        self.finish_pack_write(p, &mut packs, &mut new_chunks)
-                            .await?;
+            match stream.as_mut() {
+                Some(ps) => {
+                    ps.push(enc).await?;
+                    if ps.len() >= self.cfg.pack_target as u64 {
+                        if finishing.len() >= MAX_PACK_WRITES {
+                            if let Some(h) = finishing.pop_front() {
+                                self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+                            }
+                        }
+                        if let Some(full) = stream.take() {
+                            finishing.push_back(tokio::spawn(full.finish()));
+                        }
                     }
                 }
-                let full =
-                    std::mem::replace(&mut builder, PackBuilder::with_capacity(pack_capacity));
-                writing.push_back(self.spawn_pack_write(full));
+                None => {
+                    memory.push(&enc);
+                    if memory.len() >= STREAM_AFTER {
+                        let start = std::mem::take(&mut memory);
+                        stream = Some(PackStream::start(&self.backend, start).await?);
+                    }
+                }
             }
         }
-        // A big tail gets its own pack now; only small tails are worth
-        // merging (and copying) in the group committer.
-        if builder.len() >= self.cfg.pack_target / 4 {
-            writing.push_back(self.spawn_pack_write(std::mem::take(&mut builder)));
+        if let Some(ps) = stream.take() {
+            finishing.push_back(tokio::spawn(ps.finish()));
         }
-        for p in writing {
-            self.finish_pack_write(p, &mut packs, &mut new_chunks)
-                .await?;
+        for h in finishing {
+            self.finished_pack(h, &mut packs, &mut new_chunks).await?;
         }
-        let md5 = md5_task.await.map_err(join_err)?;
+        let md5 = md5_task.await.map_err(join_err)??;
         if let Some(expected) = expected {
             if size != expected {
                 return Err(EngineError::IncompleteBody {
@@ -229,24 +233,20 @@ impl Inner {
             chunks,
             packs,
             new_chunks,
-            tail: builder,
+            tail: memory,
             guard,
         })
     }
 }
 
-/// Full packs of one body being written at once.
+/// Chunks of one body processed at once (each is at most 4 MiB).
+const PARALLEL_CHUNKS: usize = 2;
+
+/// Streamed packs of one body being finished at once.
 const MAX_PACK_WRITES: usize = 2;
 
-struct PendingPack {
-    id: PackId,
-    size: i64,
-    entries: Vec<PackEntry>,
-    write: tokio::task::JoinHandle<fulcrum_store::StoreResult<()>>,
-}
-
-/// Chunks of one body processed at once (bounded memory: each is ≤ 4 MiB).
-const PARALLEL_CHUNKS: usize = 4;
+/// Bytes of new chunks above which a body streams its own packs.
+const STREAM_AFTER: usize = 1024 * 1024;
 
 enum Prepared {
     Known(ChunkId, usize),

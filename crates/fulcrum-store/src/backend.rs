@@ -148,33 +148,57 @@ impl Backend {
         }
     }
 
-    /// Writes a whole object (given as consecutive parts) and returns once it is durable: on S3 when the
-    /// server confirmed the PUT, on a filesystem after the file (OpenDAL
-    /// fsyncs it before renaming it into place) and its folder are synced.
+    /// Writes a whole object (given as consecutive parts) and returns
+    /// once it is durable: on S3 when the server confirmed the PUT, on a
+    /// filesystem after the file (OpenDAL fsyncs it before renaming it into
+    /// place) and its folder are synced.
     pub async fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         self.op
             .write(path, opendal::Buffer::from(parts))
             .await
             .map_err(|e| self.err("write", path, e))?;
-        if let Some(root) = &self.fs_root {
-            let dir = root
-                .join(path)
-                .parent()
-                .map(|p| p.to_path_buf())
-                .unwrap_or_else(|| root.clone());
-            let dir_for_err = dir.display().to_string();
-            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-                .await
-                .map_err(|e| StoreError::Io {
-                    path: dir_for_err.clone(),
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(|source| StoreError::Io {
-                    path: dir_for_err,
-                    source,
-                })?;
+        self.sync_parent(path).await
+    }
+
+    /// Starts a streamed write: the object appears, durable, only when the
+    /// writer is closed (a temp file renamed into place, or an S3 multipart
+    /// upload completed); a writer dropped unclosed leaves nothing visible.
+    pub async fn writer(&self, path: &str) -> StoreResult<BackendWriter> {
+        let mut w = self.op.writer_with(path);
+        if self.fs_root.is_none() {
+            // S3 multipart parts must be at least 5 MiB.
+            w = w.chunk(8 * 1024 * 1024);
         }
-        Ok(())
+        let inner = w.await.map_err(|e| self.err("write", path, e))?;
+        Ok(BackendWriter {
+            inner,
+            backend: self.clone(),
+            path: path.to_string(),
+        })
+    }
+
+    /// On a filesystem, fsyncs the folder holding `path` so a rename into
+    /// it survives a crash.
+    async fn sync_parent(&self, path: &str) -> StoreResult<()> {
+        let Some(root) = &self.fs_root else {
+            return Ok(());
+        };
+        let dir = root
+            .join(path)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| root.clone());
+        let dir_for_err = dir.display().to_string();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(|e| StoreError::Io {
+                path: dir_for_err.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| StoreError::Io {
+                path: dir_for_err,
+                source,
+            })
     }
 
     /// Reads `range` of an object.
@@ -275,5 +299,30 @@ mod tests {
         assert!(BackendConfig::parse_s3_url("s3://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("http://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("s3://b?endpoint=x&color=red", "a", "s").is_err());
+    }
+}
+
+/// A streamed write to one backend object (see `Backend::writer`).
+pub struct BackendWriter {
+    inner: opendal::Writer,
+    backend: Backend,
+    path: String,
+}
+
+impl BackendWriter {
+    pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        self.inner
+            .write(data)
+            .await
+            .map_err(|e| self.backend.err("write", &self.path, e))
+    }
+
+    /// Finishes the object and returns once it is durable.
+    pub async fn close(mut self) -> StoreResult<()> {
+        self.inner
+            .close()
+            .await
+            .map_err(|e| self.backend.err("write", &self.path, e))?;
+        self.backend.sync_parent(&self.path).await
     }
 }

@@ -12,9 +12,9 @@ pub mod error;
 pub mod key;
 pub mod pack;
 
-pub use backend::{Backend, BackendConfig, BackendEntry};
+pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter};
 pub use chunker::{ChunkParams, Chunker};
 pub use codec::{Codec, EncodedChunk, FLAG_AEAD, FLAG_ZSTD};
 pub use error::{StoreError, StoreResult};
 pub use key::MasterKey;
-pub use pack::{pack_path, PackBuilder, PackEntry};
+pub use pack::{pack_path, PackBuilder, PackEntry, PackStream};

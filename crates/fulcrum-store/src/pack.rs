@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use fulcrum_types::{ChunkId, PackId};
 
+use crate::backend::{Backend, BackendWriter};
 use crate::codec::EncodedChunk;
 use crate::error::{StoreError, StoreResult};
 
@@ -119,20 +120,82 @@ impl PackBuilder {
     /// Finishes the pack: its chunk bytes and trailer as separate buffers
     /// (written back to back, never copied into one), and its entries.
     pub fn seal(self) -> (Vec<Bytes>, Vec<PackEntry>) {
-        let mut trailer = Vec::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
-        for e in &self.entries {
-            trailer.extend_from_slice(e.id.as_bytes());
-            trailer.extend_from_slice(&e.offset.to_le_bytes());
-            trailer.extend_from_slice(&e.stored_len.to_le_bytes());
-            trailer.extend_from_slice(&e.raw_len.to_le_bytes());
-            trailer.push(e.flags);
-        }
-        trailer.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        trailer.extend_from_slice(MAGIC);
+        let trailer = trailer(&self.entries);
         (
             vec![Bytes::from(self.data), Bytes::from(trailer)],
             self.entries,
         )
+    }
+}
+
+/// The trailer listing `entries`, with the footer.
+fn trailer(entries: &[PackEntry]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(entries.len() * ENTRY_LEN + FOOTER_LEN);
+    for e in entries {
+        t.extend_from_slice(e.id.as_bytes());
+        t.extend_from_slice(&e.offset.to_le_bytes());
+        t.extend_from_slice(&e.stored_len.to_le_bytes());
+        t.extend_from_slice(&e.raw_len.to_le_bytes());
+        t.push(e.flags);
+    }
+    t.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    t.extend_from_slice(MAGIC);
+    t
+}
+
+/// A pack streamed to the backend chunk by chunk, for bodies too big to
+/// hold in memory; it becomes visible (and durable) only when finished.
+pub struct PackStream {
+    id: PackId,
+    writer: BackendWriter,
+    entries: Vec<PackEntry>,
+    len: u64,
+}
+
+impl PackStream {
+    /// Opens a new pack and writes what `builder` holds so far.
+    pub async fn start(backend: &Backend, builder: PackBuilder) -> StoreResult<Self> {
+        let id = PackId::generate();
+        let mut writer = backend.writer(&pack_path(&id)).await?;
+        let len = builder.data.len() as u64;
+        writer.write(Bytes::from(builder.data)).await?;
+        Ok(Self {
+            id,
+            writer,
+            entries: builder.entries,
+            len,
+        })
+    }
+
+    /// Bytes of chunk data written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub async fn push(&mut self, chunk: EncodedChunk) -> StoreResult<()> {
+        self.entries.push(PackEntry {
+            id: chunk.id,
+            offset: self.len,
+            stored_len: chunk.data.len() as u32,
+            raw_len: chunk.raw_len,
+            flags: chunk.flags,
+        });
+        self.len += chunk.data.len() as u64;
+        self.writer.write(Bytes::from(chunk.data)).await
+    }
+
+    /// Writes the trailer and closes the pack durably; returns its id,
+    /// total size and entries.
+    pub async fn finish(mut self) -> StoreResult<(PackId, u64, Vec<PackEntry>)> {
+        let t = trailer(&self.entries);
+        let size = self.len + t.len() as u64;
+        self.writer.write(Bytes::from(t)).await?;
+        self.writer.close().await?;
+        Ok((self.id, size, self.entries))
     }
 }
 

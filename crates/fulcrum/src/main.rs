@@ -153,8 +153,11 @@ fn init_logging() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // Few blocking threads: chunk hashing and compression are CPU-bound,
+    // and every extra thread is another malloc arena (RSS).
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()
     {
         Ok(rt) => rt,
