@@ -83,7 +83,7 @@ impl Inner {
     /// Waits for a streamed pack to be finished (durable) and records it.
     async fn finished_pack(
         &self,
-        h: JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>,
+        h: Finishing,
         packs: &mut Vec<NewPack>,
         rows: &mut Vec<NewChunk>,
     ) -> EngineResult<()> {
@@ -164,8 +164,7 @@ impl Inner {
         // chunks go to the group committer, which packs many together.
         let mut memory = PackBuilder::new();
         let mut stream: Option<PackStream> = None;
-        let mut finishing: VecDeque<JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>> =
-            VecDeque::new();
+        let mut finishing: VecDeque<Finishing> = VecDeque::new();
         let mut size = 0u64;
         let mut chunks = Vec::new();
         let mut seen: HashSet<ChunkId> = HashSet::new();
@@ -241,6 +240,9 @@ impl Inner {
 
 /// Chunks of one body processed at once (each is at most 4 MiB).
 const PARALLEL_CHUNKS: usize = 2;
+
+/// A streamed pack being finished (trailer, close, fsync) in the background.
+type Finishing = JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>;
 
 /// Streamed packs of one body being finished at once.
 const MAX_PACK_WRITES: usize = 2;

@@ -273,6 +273,31 @@ impl Backend {
     }
 }
 
+/// A streamed write to one backend object (see `Backend::writer`).
+pub struct BackendWriter {
+    inner: opendal::Writer,
+    backend: Backend,
+    path: String,
+}
+
+impl BackendWriter {
+    pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        self.inner
+            .write(data)
+            .await
+            .map_err(|e| self.backend.err("write", &self.path, e))
+    }
+
+    /// Finishes the object and returns once it is durable.
+    pub async fn close(mut self) -> StoreResult<()> {
+        self.inner
+            .close()
+            .await
+            .map_err(|e| self.backend.err("write", &self.path, e))?;
+        self.backend.sync_parent(&self.path).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,30 +324,5 @@ mod tests {
         assert!(BackendConfig::parse_s3_url("s3://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("http://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("s3://b?endpoint=x&color=red", "a", "s").is_err());
-    }
-}
-
-/// A streamed write to one backend object (see `Backend::writer`).
-pub struct BackendWriter {
-    inner: opendal::Writer,
-    backend: Backend,
-    path: String,
-}
-
-impl BackendWriter {
-    pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
-        self.inner
-            .write(data)
-            .await
-            .map_err(|e| self.backend.err("write", &self.path, e))
-    }
-
-    /// Finishes the object and returns once it is durable.
-    pub async fn close(mut self) -> StoreResult<()> {
-        self.inner
-            .close()
-            .await
-            .map_err(|e| self.backend.err("write", &self.path, e))?;
-        self.backend.sync_parent(&self.path).await
     }
 }
