@@ -144,10 +144,12 @@ impl Catalog {
                 .await
                 .map_err(db("insert chunks"))?;
         }
+        // Chunks this batch inserts need no presence check.
+        let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
         for w in &batch.writes {
             match w {
-                Write::Object(o) => write_object(&mut tx, o, now).await?,
-                Write::Part(p) => write_part(&mut tx, p, now).await?,
+                Write::Object(o) => write_object(&mut tx, o, now, &fresh).await?,
+                Write::Part(p) => write_part(&mut tx, p, now, &fresh).await?,
             }
         }
         tx.commit().await.map_err(db("commit"))
@@ -198,8 +200,9 @@ enum OwnerVal<'a> {
 async fn check_chunks_present(
     tx: &mut Transaction<'static, Any>,
     chunks: &[ChunkId],
+    fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
-    let mut unique: Vec<&ChunkId> = chunks.iter().collect();
+    let mut unique: Vec<&ChunkId> = chunks.iter().filter(|c| !fresh.contains(c)).collect();
     unique.sort();
     unique.dedup();
     for block in unique.chunks(ROWS_PER_INSERT) {
@@ -230,8 +233,9 @@ async fn write_object(
     tx: &mut Transaction<'static, Any>,
     o: &ObjectWrite,
     now: i64,
+    fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
-    check_chunks_present(tx, &o.chunks).await?;
+    check_chunks_present(tx, &o.chunks, fresh).await?;
     sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
         .bind(o.bucket_id)
         .bind(&o.key)
@@ -288,8 +292,9 @@ async fn write_part(
     tx: &mut Transaction<'static, Any>,
     p: &PartWrite,
     now: i64,
+    fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
-    check_chunks_present(tx, &p.chunks).await?;
+    check_chunks_present(tx, &p.chunks, fresh).await?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = $1")
         .bind(&p.upload_id)
         .fetch_optional(&mut **tx)

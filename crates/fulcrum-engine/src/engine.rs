@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fulcrum_catalog::{Catalog, CatalogStats};
+use fulcrum_catalog::{BucketRow, Catalog, CatalogStats};
 use fulcrum_store::{Backend, BackendConfig, Codec, MasterKey};
 use tokio::sync::mpsc;
 
@@ -49,6 +49,36 @@ pub(crate) struct Inner {
     pub inflight: Inflight,
     pub metrics: Metrics,
     pub commits: mpsc::Sender<CommitJob>,
+    pub buckets: BucketCache,
+}
+
+/// Bucket rows by (tenant, name), each trusted for a few seconds.
+#[derive(Default)]
+pub(crate) struct BucketCache(
+    std::sync::Mutex<std::collections::HashMap<(String, String), (BucketRow, std::time::Instant)>>,
+);
+
+impl BucketCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub fn get(&self, key: &(String, String)) -> Option<BucketRow> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(r, _)| r.clone())
+    }
+
+    pub fn put(&self, key: (String, String), row: BucketRow) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(key, (row, std::time::Instant::now()));
+    }
+
+    pub fn forget(&self, key: &(String, String)) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 /// The storage engine; cheap to clone.
@@ -106,6 +136,7 @@ impl Engine {
             inflight: Inflight::default(),
             metrics: Metrics::default(),
             commits: tx,
+            buckets: BucketCache::default(),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         Ok(Self { inner })

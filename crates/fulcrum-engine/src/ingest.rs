@@ -67,16 +67,12 @@ impl Inner {
     /// processed in parallel while the next ones are read.
     async fn prepare(&self, chunk: Bytes) -> EngineResult<Prepared> {
         let codec = self.codec.clone();
-        let (id, chunk) = tokio::task::spawn_blocking(move || (codec.id_of(&chunk), chunk))
-            .await
-            .map_err(join_err)?;
+        let (id, chunk) = cpu(chunk.len(), move || (codec.id_of(&chunk), chunk)).await?;
         if !self.catalog.find_chunks(&[id]).await?.is_empty() {
             return Ok(Prepared::Known(id, chunk.len()));
         }
         let codec = self.codec.clone();
-        let enc = tokio::task::spawn_blocking(move || codec.encode(id, &chunk))
-            .await
-            .map_err(join_err)?;
+        let enc = cpu(chunk.len(), move || codec.encode(id, &chunk)).await?;
         Ok(Prepared::New(enc))
     }
 
@@ -120,12 +116,11 @@ impl Inner {
         let md5_task = tokio::spawn(async move {
             let mut h = Md5::new();
             while let Some(b) = md5_rx.recv().await {
-                h = tokio::task::spawn_blocking(move || {
+                h = cpu(b.len(), move || {
                     h.update(&b);
                     h
                 })
-                .await
-                .map_err(join_err)?;
+                .await?;
             }
             Ok::<[u8; 16], EngineError>(h.finalize().into())
         });
@@ -253,6 +248,19 @@ const STREAM_AFTER: usize = 1024 * 1024;
 enum Prepared {
     Known(ChunkId, usize),
     New(EncodedChunk),
+}
+
+/// Runs CPU work over `len` bytes: inline when small (a thread hand-off
+/// costs more than hashing a few KiB), on the blocking pool otherwise.
+async fn cpu<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> EngineResult<T> {
+    if len < 64 * 1024 {
+        Ok(f())
+    } else {
+        tokio::task::spawn_blocking(f).await.map_err(join_err)
+    }
 }
 
 fn join_err(e: tokio::task::JoinError) -> EngineError {

@@ -20,7 +20,7 @@ pub use engine::{Engine, EngineConfig, Stats, HEARTBEAT_INTERVAL};
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use metrics::Metrics;
-pub use objects::{ObjectInfo, PutOptions, UploadInfo};
+pub use objects::{ObjectInfo, PutOptions, Stored, UploadInfo};
 pub use read::ByteStream;
 pub use verify::{VerifyProgress, VerifyReport};
 

@@ -54,6 +54,14 @@ impl ObjectInfo {
     }
 }
 
+/// What a completed PUT stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub size: u64,
+    /// Hex MD5 of the body, without quotes.
+    pub etag: String,
+}
+
 /// A multipart upload in progress.
 #[derive(Debug, Clone)]
 pub struct UploadInfo {
@@ -87,8 +95,17 @@ impl Engine {
         Ok(self.inner.catalog.create_bucket(tenant, name).await?)
     }
 
+    /// Looks a bucket up, through a short-lived cache: every request names
+    /// one. A bucket deleted on another node meanwhile is caught by the
+    /// catalog's foreign keys when a write commits.
     pub async fn bucket(&self, tenant: &str, name: &str) -> EngineResult<BucketRow> {
-        Ok(self.inner.catalog.bucket(tenant, name).await?)
+        let key = (tenant.to_string(), name.to_string());
+        if let Some(row) = self.inner.buckets.get(&key) {
+            return Ok(row);
+        }
+        let row = self.inner.catalog.bucket(tenant, name).await?;
+        self.inner.buckets.put(key, row.clone());
+        Ok(row)
     }
 
     pub async fn list_buckets(&self, tenant: &str) -> EngineResult<Vec<BucketRow>> {
@@ -96,6 +113,9 @@ impl Engine {
     }
 
     pub async fn delete_bucket(&self, tenant: &str, name: &str) -> EngineResult<()> {
+        self.inner
+            .buckets
+            .forget(&(tenant.to_string(), name.to_string()));
         Ok(self.inner.catalog.delete_bucket(tenant, name).await?)
     }
 
@@ -108,21 +128,23 @@ impl Engine {
         key: &str,
         body: R,
         opts: PutOptions,
-    ) -> EngineResult<ObjectInfo> {
+    ) -> EngineResult<Stored> {
         let b = self.bucket(tenant, bucket).await?;
         let ing = self.ingest_checked(body, &opts).await?;
+        let etag = hex::encode(ing.md5);
         let write = ObjectWrite {
             bucket_id: b.id,
             key: key.to_string(),
             size: ing.size as i64,
-            etag: hex::encode(ing.md5),
+            etag: etag.clone(),
             content_type: opts.content_type,
             metadata: metadata_json(&opts.metadata),
             chunks: ing.chunks.clone(),
             completes_upload: None,
         };
+        let size = ing.size;
         self.inner.commit(ing, Write::Object(write)).await?;
-        self.head_object(tenant, bucket, key).await
+        Ok(Stored { size, etag })
     }
 
     pub async fn head_object(

@@ -32,8 +32,10 @@ async fn objects_round_trip_byte_exact_with_ranges() {
             o.metadata = BTreeMap::from([("patient".to_string(), "anon".to_string())]);
             o.content_type = Some("application/octet-stream".into());
             o.expected_len = Some(data.len() as u64);
-            let info = e.put_object(T, "b", key, &data[..], o).await.expect("put");
-            assert_eq!(info.size, data.len() as u64, "{}", t.name);
+            let stored = e.put_object(T, "b", key, &data[..], o).await.expect("put");
+            assert_eq!(stored.size, data.len() as u64, "{}", t.name);
+            let info = e.head_object(T, "b", key).await.expect("head");
+            assert_eq!((info.size, &info.etag), (stored.size, &stored.etag));
             assert_eq!(
                 info.metadata.get("patient").map(String::as_str),
                 Some("anon")

@@ -108,12 +108,12 @@ impl Codec {
         if raw.len() >= 4 * SAMPLE {
             let mid = raw.len() / 2;
             let sample = &raw[mid..mid + SAMPLE];
-            let trial = zstd::bulk::compress(sample, 1).ok()?;
+            let trial = compress_with(sample, 1)?;
             if trial.len() > SAMPLE - SAMPLE / 20 {
                 return None;
             }
         }
-        zstd::bulk::compress(raw, self.zstd_level).ok()
+        compress_with(raw, self.zstd_level)
     }
 
     /// Inverts `encode` and verifies the content hash; damaged or tampered
@@ -160,6 +160,24 @@ impl Codec {
         }
         Ok(data.to_vec())
     }
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating one per chunk costs
+    /// more than compressing a small chunk.
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn compress_with(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSORS.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if !v.iter().any(|(l, _)| *l == level) {
+            v.push((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, c) = v.iter_mut().find(|(l, _)| *l == level)?;
+        c.compress(data).ok()
+    })
 }
 
 #[cfg(test)]
