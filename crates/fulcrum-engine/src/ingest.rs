@@ -72,7 +72,7 @@ impl Inner {
             return Ok(Prepared::Known(id, chunk.len()));
         }
         let codec = self.codec.clone();
-        let enc = cpu(chunk.len(), move || codec.encode(id, &chunk)).await?;
+        let enc = cpu(chunk.len(), move || codec.encode(id, chunk)).await?;
         Ok(Prepared::New(enc))
     }
 
@@ -112,7 +112,7 @@ impl Inner {
         // MD5 runs in order beside the other stages: an async task hands
         // each chunk to a short blocking job (never a long-lived blocking
         // thread, which could starve the pool under many uploads).
-        let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(1);
         let md5_task = tokio::spawn(async move {
             let mut h = Md5::new();
             while let Some(b) = md5_rx.recv().await {

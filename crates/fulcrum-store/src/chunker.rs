@@ -2,7 +2,7 @@
 //! its content says, so an insertion or an edit shifts only the chunks it
 //! touches and identical regions of different objects get identical chunks.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use fastcdc::v2020::{FastCDC, Normalization};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -95,7 +95,12 @@ impl<R: AsyncRead + Unpin> Chunker<R> {
             return Ok(None);
         }
         let n = self.params.cut(&self.buf);
-        Ok(Some(self.buf.split_to(n).freeze()))
+        // Copy the chunk out rather than splitting the buffer: a split-off
+        // chunk would pin the whole read buffer while it is hashed, packed
+        // and MD5'd, and the buffer could never be reused in place.
+        let chunk = Bytes::copy_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        Ok(Some(chunk))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (BLAKE3, keyed when encrypted), zstd compression when it pays, AEAD
 //! encryption (XChaCha20-Poly1305), and hash verification on every decode.
 
+use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use fulcrum_types::ChunkId;
@@ -20,7 +21,7 @@ const NONCE_LEN: usize = 24;
 #[derive(Debug, Clone)]
 pub struct EncodedChunk {
     pub id: ChunkId,
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub raw_len: u32,
     pub flags: u8,
 }
@@ -67,14 +68,15 @@ impl Codec {
     }
 
     /// Compresses (when it shrinks the chunk by at least 2 %) and encrypts.
-    pub fn encode(&self, id: ChunkId, raw: &[u8]) -> EncodedChunk {
+    /// A chunk stored as is shares `raw`'s buffer (no copy).
+    pub fn encode(&self, id: ChunkId, raw: Bytes) -> EncodedChunk {
         let mut flags = 0u8;
-        let mut data = match self.try_compress(raw) {
+        let mut data = match self.try_compress(&raw) {
             Some(c) if c.len() < raw.len() - raw.len() / 50 => {
                 flags |= FLAG_ZSTD;
-                c
+                Bytes::from(c)
             }
-            _ => raw.to_vec(),
+            _ => raw.clone(),
         };
         if let Some(cipher) = &self.cipher {
             let nonce: [u8; NONCE_LEN] = rand::random();
@@ -90,7 +92,7 @@ impl Codec {
             let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
             out.extend_from_slice(&nonce);
             out.extend_from_slice(&sealed);
-            data = out;
+            data = Bytes::from(out);
             flags |= FLAG_AEAD;
         }
         EncodedChunk {
@@ -186,7 +188,7 @@ mod tests {
 
     fn round_trip(codec: &Codec, raw: &[u8]) -> EncodedChunk {
         let id = codec.id_of(raw);
-        let enc = codec.encode(id, raw);
+        let enc = codec.encode(id, Bytes::copy_from_slice(raw));
         let dec = codec
             .decode(id, &enc.data, enc.flags, enc.raw_len)
             .expect("decodes");
@@ -222,7 +224,7 @@ mod tests {
         let codec = Codec::new(Some(&MasterKey::generate()), 3);
         let raw = b"abc".repeat(50);
         let id = codec.id_of(&raw);
-        let enc = codec.encode(id, &raw);
+        let enc = codec.encode(id, Bytes::from(raw.clone()));
         let other = Codec::new(Some(&MasterKey::generate()), 3);
         assert!(other.decode(id, &enc.data, enc.flags, enc.raw_len).is_err());
         let none = Codec::new(None, 3);
@@ -243,9 +245,9 @@ mod tests {
                 (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
             ] {
                 let id = codec.id_of(&raw);
-                let enc = codec.encode(id, &raw);
+                let enc = codec.encode(id, Bytes::from(raw.clone()));
                 for pos in [0, enc.data.len() / 2, enc.data.len() - 1] {
-                    let mut bad = enc.data.clone();
+                    let mut bad = enc.data.to_vec();
                     bad[pos] ^= 0x40;
                     assert!(
                         codec.decode(id, &bad, enc.flags, enc.raw_len).is_err(),

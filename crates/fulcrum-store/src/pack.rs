@@ -185,7 +185,7 @@ impl PackStream {
             flags: chunk.flags,
         });
         self.len += chunk.data.len() as u64;
-        self.writer.write(Bytes::from(chunk.data)).await
+        self.writer.write(chunk.data).await
     }
 
     /// Writes the trailer and closes the pack durably; returns its id,
@@ -252,7 +252,7 @@ mod tests {
         let mut chunks = Vec::new();
         for i in 0..5u8 {
             let raw = vec![i; 1000 + i as usize];
-            let enc = codec.encode(codec.id_of(&raw), &raw);
+            let enc = codec.encode(codec.id_of(&raw), bytes::Bytes::from(raw.clone()));
             b.push(&enc);
             chunks.push((raw, enc));
         }
