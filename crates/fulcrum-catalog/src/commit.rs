@@ -5,7 +5,7 @@
 
 use fulcrum_types::ChunkId;
 use sqlx::any::AnyArguments;
-use sqlx::{Any, Arguments, Transaction};
+use sqlx::{Any, Arguments, Row, Transaction};
 
 use crate::db::{now_ms, Catalog};
 use crate::error::{db, CatalogError, CatalogResult};
@@ -146,12 +146,14 @@ impl Catalog {
         }
         // Chunks this batch inserts need no presence check.
         let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
+        let mut objects = Vec::new();
         for w in &batch.writes {
             match w {
-                Write::Object(o) => write_object(&mut tx, o, now, &fresh).await?,
+                Write::Object(o) => objects.push(o),
                 Write::Part(p) => write_part(&mut tx, p, now, &fresh).await?,
             }
         }
+        write_objects(&mut tx, &objects, now, &fresh).await?;
         tx.commit().await.map_err(db("commit"))
     }
 }
@@ -229,61 +231,145 @@ async fn check_chunks_present(
     Ok(())
 }
 
-async fn write_object(
+/// Objects per statement when a batch writes many.
+const OBJECTS_PER_STATEMENT: usize = 100;
+
+/// Writes a batch's objects with a handful of statements (not a few per
+/// object): each statement is a round trip to the database. When a batch
+/// writes one key twice, the later write wins, as it would one by one.
+async fn write_objects(
     tx: &mut Transaction<'static, Any>,
-    o: &ObjectWrite,
+    objects: &[&ObjectWrite],
     now: i64,
     fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
-    check_chunks_present(tx, &o.chunks, fresh).await?;
-    sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
-        .bind(o.bucket_id)
-        .bind(&o.key)
+    let mut last = std::collections::HashMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        last.insert((o.bucket_id, o.key.as_str()), i);
+    }
+    let objects: Vec<&ObjectWrite> = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| last.get(&(o.bucket_id, o.key.as_str())) == Some(i))
+        .map(|(_, o)| *o)
+        .collect();
+    let referenced: Vec<ChunkId> = objects
+        .iter()
+        .flat_map(|o| o.chunks.iter().copied())
+        .collect();
+    check_chunks_present(tx, &referenced, fresh).await?;
+    for block in objects.chunks(OBJECTS_PER_STATEMENT) {
+        let matches: Vec<String> = (0..block.len())
+            .map(|i| format!("(bucket_id = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let matches = matches.join(" OR ");
+        let key_args = || -> CatalogResult<AnyArguments> {
+            let mut args = AnyArguments::default();
+            for o in block {
+                args.add(o.bucket_id).map_err(bind_err)?;
+                args.add(o.key.clone()).map_err(bind_err)?;
+            }
+            Ok(args)
+        };
+        sqlx::query_with(
+            crate::dynamic(format!(
+                "DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE {matches})"
+            )),
+            key_args()?,
+        )
         .execute(&mut **tx)
         .await
-        .map_err(db("replace object"))?;
-    sqlx::query("DELETE FROM objects WHERE bucket_id = $1 AND key = $2")
-        .bind(o.bucket_id)
-        .bind(&o.key)
+        .map_err(db("replace objects"))?;
+        sqlx::query_with(
+            crate::dynamic(format!("DELETE FROM objects WHERE {matches}")),
+            key_args()?,
+        )
         .execute(&mut **tx)
         .await
-        .map_err(db("replace object"))?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO objects (bucket_id, key, size, etag, content_type, metadata, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(o.bucket_id)
-    .bind(&o.key)
-    .bind(o.size)
-    .bind(&o.etag)
-    .bind(o.content_type.clone())
-    .bind(&o.metadata)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db("insert object"))?;
-    insert_chunk_list(
-        tx,
-        "object_chunks (object_id, seq, chunk_id)",
-        &[OwnerVal::Int(id)],
-        &o.chunks,
-    )
-    .await?;
-    if let Some(upload_id) = &o.completes_upload {
-        for table in ["upload_part_chunks", "upload_parts", "uploads"] {
-            let col = if table == "uploads" {
-                "id"
-            } else {
-                "upload_id"
-            };
-            sqlx::query(crate::dynamic(format!(
-                "DELETE FROM {table} WHERE {col} = $1"
-            )))
-            .bind(upload_id)
+        .map_err(db("replace objects"))?;
+        let sql = values_sql(
+            "INSERT INTO objects (bucket_id, key, size, etag, content_type, metadata, created_at)",
+            7,
+            block.len(),
+            "RETURNING id, bucket_id, key",
+        );
+        let mut args = AnyArguments::default();
+        for o in block {
+            args.add(o.bucket_id).map_err(bind_err)?;
+            args.add(o.key.clone()).map_err(bind_err)?;
+            args.add(o.size).map_err(bind_err)?;
+            args.add(o.etag.clone()).map_err(bind_err)?;
+            args.add(o.content_type.clone()).map_err(bind_err)?;
+            args.add(o.metadata.clone()).map_err(bind_err)?;
+            args.add(now).map_err(bind_err)?;
+        }
+        let rows = sqlx::query_with(crate::dynamic(sql), args)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("insert objects"))?;
+        let mut ids = std::collections::HashMap::new();
+        for r in &rows {
+            let id: i64 = r.try_get(0).map_err(db("insert objects"))?;
+            let bucket: i64 = r.try_get(1).map_err(db("insert objects"))?;
+            let key: String = r.try_get(2).map_err(db("insert objects"))?;
+            ids.insert((bucket, key), id);
+        }
+        let mut list = Vec::new();
+        for o in block {
+            let id = *ids.get(&(o.bucket_id, o.key.clone())).ok_or_else(|| {
+                CatalogError::BadRow(format!("no id returned for object {:?}", o.key))
+            })?;
+            list.extend(
+                o.chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(seq, c)| (id, seq as i64, *c)),
+            );
+        }
+        insert_object_chunks(tx, &list).await?;
+    }
+    for o in &objects {
+        if let Some(upload_id) = &o.completes_upload {
+            for (table, col) in [
+                ("upload_part_chunks", "upload_id"),
+                ("upload_parts", "upload_id"),
+                ("uploads", "id"),
+            ] {
+                sqlx::query(crate::dynamic(format!(
+                    "DELETE FROM {table} WHERE {col} = $1"
+                )))
+                .bind(upload_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db("complete upload"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inserts `(object_id, seq, chunk_id)` rows.
+async fn insert_object_chunks(
+    tx: &mut Transaction<'static, Any>,
+    rows: &[(i64, i64, ChunkId)],
+) -> CatalogResult<()> {
+    for block in rows.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            "INSERT INTO object_chunks (object_id, seq, chunk_id)",
+            3,
+            block.len(),
+            "",
+        );
+        let mut args = AnyArguments::default();
+        for (id, seq, chunk) in block {
+            args.add(*id).map_err(bind_err)?;
+            args.add(*seq).map_err(bind_err)?;
+            args.add(chunk.as_bytes().to_vec()).map_err(bind_err)?;
+        }
+        sqlx::query_with(crate::dynamic(sql), args)
             .execute(&mut **tx)
             .await
-            .map_err(db("complete upload"))?;
-        }
+            .map_err(db("insert object chunks"))?;
     }
     Ok(())
 }

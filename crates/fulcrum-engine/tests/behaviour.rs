@@ -446,3 +446,46 @@ async fn buckets_are_created_listed_and_deleted_only_when_empty() {
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overwrites_of_one_key_leave_one_whole_object() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let bodies: Vec<Vec<u8>> = (0..24)
+            .map(|i| noise(5_000 + i * 100, 70 + i as u64))
+            .collect();
+        let mut tasks = Vec::new();
+        for body in bodies.clone() {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                e.put_object(T, "b", "same", &body[..], PutOptions::default())
+                    .await
+                    .expect("put");
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        let got = read_all(&e, "b", "same").await.expect("get");
+        assert!(
+            bodies.contains(&got),
+            "{}: the object is not one of the bodies written",
+            t.name
+        );
+        assert_eq!(
+            e.list_objects(T, "b", "", "", 10)
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        assert_eq!(
+            e.stats().await.expect("stats").catalog.objects,
+            1,
+            "{}",
+            t.name
+        );
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+    }
+}
