@@ -6,6 +6,9 @@ pack files, so it is also checked against the files on disk.
 
 from __future__ import annotations
 
+import os
+import time
+
 from helpers import MiB, random_bytes, sha256, sha256_stream
 
 SIZE = 100 * MiB
@@ -85,3 +88,17 @@ def test_stats_and_gc_after_delete(fulcrum, s3, bucket):
     empty = fulcrum.stats()
     assert (empty["objects"], empty["chunks"], empty["packs"]) == (0, 0, 0), empty
     assert empty["physical_bytes"] == 0 == _physical_on_disk(fulcrum), empty
+
+
+def test_gc_removes_stale_temp_files_of_interrupted_writes(fulcrum):
+    """A pack write cut off by a crash leaves a temp file; gc removes it
+    once it is old, and leaves a fresh one (a write may be in flight)."""
+    tmp = fulcrum.data_dir / "store" / ".tmp"
+    stale, fresh = tmp / "interrupted-old", tmp / "in-flight"
+    stale.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y" * 1000)
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    assert fulcrum.gc().returncode == 0
+    assert not stale.exists()
+    assert fresh.exists()

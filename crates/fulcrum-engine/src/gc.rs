@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use crate::engine::{Engine, HEARTBEAT_INTERVAL};
 use crate::error::EngineResult;
 
+/// Unfinished temp files younger than this are left alone.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct GcOptions {
     /// Retired and orphan packs younger than this are kept.
@@ -161,6 +164,12 @@ impl Engine {
                 report.freed_bytes += e.size;
             }
         }
+        // Temp files of pack writes cut off by a crash: an hour is far
+        // longer than any write in flight takes to finish.
+        report.deleted_orphans += inner
+            .backend
+            .clean_stale_temp(opts.grace.max(STALE_TEMP))
+            .await?;
         info!(?report, "garbage collection finished");
         Ok(report)
     }

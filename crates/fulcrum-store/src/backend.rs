@@ -177,6 +177,45 @@ impl Backend {
         })
     }
 
+    /// On a filesystem, deletes temp files of writes that never finished
+    /// (a crash mid-write) older than `age`; returns how many. S3 has no
+    /// such leftovers (an unfinished upload is never an object).
+    pub async fn clean_stale_temp(&self, age: std::time::Duration) -> StoreResult<u64> {
+        let Some(root) = &self.fs_root else {
+            return Ok(0);
+        };
+        let dir = root.join(".tmp");
+        let dir_for_err = dir.display().to_string();
+        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut n = 0;
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let old = meta.modified()?.elapsed().map(|e| e > age).unwrap_or(false);
+                if meta.is_file() && old {
+                    std::fs::remove_file(entry.path())?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            path: dir_for_err.clone(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|source| StoreError::Io {
+            path: dir_for_err,
+            source,
+        })?;
+        Ok(removed)
+    }
+
     /// On a filesystem, fsyncs the folder holding `path` so a rename into
     /// it survives a crash.
     async fn sync_parent(&self, path: &str) -> StoreResult<()> {
