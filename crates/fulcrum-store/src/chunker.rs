@@ -15,11 +15,12 @@ pub struct ChunkParams {
 }
 
 impl ChunkParams {
-    /// For bulk data (object bodies, pixel data): ~1 MiB chunks.
+    /// For bulk data (object bodies, pixel data): ~1 MiB chunks, at most
+    /// 2 MiB (the read-ahead each body in flight holds in memory).
     pub const BULK: ChunkParams = ChunkParams {
         min: 256 * 1024,
         avg: 1024 * 1024,
-        max: 4 * 1024 * 1024,
+        max: 2 * 1024 * 1024,
     };
     /// For small structured regions (DICOM headers): ~16 KiB chunks.
     pub const SMALL: ChunkParams = ChunkParams {
