@@ -124,19 +124,20 @@ impl Inner {
             }
             Ok::<[u8; 16], EngineError>(h.finalize().into())
         });
-        let chunk_stream = futures::stream::try_unfold(
-            (Chunker::new(body, params), md5_tx),
-            move |(mut chunker, md5_tx)| async move {
-                match chunker.next_chunk().await {
+        // Stage 1 runs as its own future beside stages 2-3 (joined below),
+        // so reading and cutting go on while packs are written.
+        let (chunk_tx, chunk_rx) =
+            tokio::sync::mpsc::channel::<EngineResult<Bytes>>(PARALLEL_CHUNKS);
+        let produce = async move {
+            let mut chunker = Chunker::new(body, params);
+            loop {
+                let item = match chunker.next_chunk().await {
                     Ok(Some(_)) if chunker.bytes_read() > max => Err(EngineError::TooLarge { max }),
-                    Ok(Some(c)) => {
-                        md5_tx
-                            .send(c.clone())
-                            .await
-                            .map_err(|_| EngineError::ShuttingDown)?;
-                        Ok(Some((c, (chunker, md5_tx))))
-                    }
-                    Ok(None) => Ok(None),
+                    Ok(Some(c)) => match md5_tx.send(c.clone()).await {
+                        Ok(()) => Ok(c),
+                        Err(_) => Err(EngineError::ShuttingDown),
+                    },
+                    Ok(None) => break,
                     Err(e) => Err(match expected {
                         Some(expected) => EngineError::IncompleteBody {
                             expected,
@@ -144,74 +145,86 @@ impl Inner {
                         },
                         None => EngineError::Store(fulcrum_store::StoreError::Source(e)),
                     }),
+                };
+                let failed = item.is_err();
+                if chunk_tx.send(item).await.is_err() || failed {
+                    break;
                 }
-            },
-        );
-        let mut prepared = std::pin::pin!(chunk_stream
-            .map_ok(|c| {
-                self.metrics.bytes_in.inc_by(c.len() as u64);
-                self.prepare(c)
-            })
-            .try_buffered(PARALLEL_CHUNKS));
-        // New chunks collect in memory; once a body has more than
-        // STREAM_AFTER of them it streams them to its own packs instead, so
-        // memory stays bounded whatever the body's size. Small bodies'
-        // chunks go to the group committer, which packs many together.
-        let mut memory = PackBuilder::new();
-        let mut stream: Option<PackStream> = None;
-        let mut finishing: VecDeque<Finishing> = VecDeque::new();
-        let mut size = 0u64;
-        let mut chunks = Vec::new();
-        let mut seen: HashSet<ChunkId> = HashSet::new();
-        let mut packs = Vec::new();
-        let mut new_chunks = Vec::new();
-        while let Some(item) = prepared.try_next().await? {
-            let enc = match item {
-                Prepared::Known(id, len) => {
-                    size += len as u64;
-                    chunks.push(id);
-                    seen.insert(id);
+            }
+        };
+        let chunk_stream = futures::stream::unfold(chunk_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let consume = async {
+            let mut prepared = std::pin::pin!(chunk_stream
+                .map_ok(|c| {
+                    self.metrics.bytes_in.inc_by(c.len() as u64);
+                    self.prepare(c)
+                })
+                .try_buffered(PARALLEL_CHUNKS));
+            // New chunks collect in memory; once a body has more than
+            // STREAM_AFTER of them it streams them to its own packs instead, so
+            // memory stays bounded whatever the body's size. Small bodies'
+            // chunks go to the group committer, which packs many together.
+            let mut memory = PackBuilder::new();
+            let mut stream: Option<PackStream> = None;
+            let mut finishing: VecDeque<Finishing> = VecDeque::new();
+            let mut size = 0u64;
+            let mut chunks = Vec::new();
+            let mut seen: HashSet<ChunkId> = HashSet::new();
+            let mut packs = Vec::new();
+            let mut new_chunks = Vec::new();
+            while let Some(item) = prepared.try_next().await? {
+                let enc = match item {
+                    Prepared::Known(id, len) => {
+                        size += len as u64;
+                        chunks.push(id);
+                        seen.insert(id);
+                        self.metrics.chunks_deduplicated.inc();
+                        continue;
+                    }
+                    Prepared::New(enc) => enc,
+                };
+                size += enc.raw_len as u64;
+                chunks.push(enc.id);
+                if !seen.insert(enc.id) {
                     self.metrics.chunks_deduplicated.inc();
                     continue;
                 }
-                Prepared::New(enc) => enc,
-            };
-            size += enc.raw_len as u64;
-            chunks.push(enc.id);
-            if !seen.insert(enc.id) {
-                self.metrics.chunks_deduplicated.inc();
-                continue;
-            }
-            self.metrics.chunks_new.inc();
-            match stream.as_mut() {
-                Some(ps) => {
-                    ps.push(enc).await?;
-                    if ps.len() >= self.cfg.pack_target as u64 {
-                        if finishing.len() >= MAX_PACK_WRITES {
-                            if let Some(h) = finishing.pop_front() {
-                                self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+                self.metrics.chunks_new.inc();
+                match stream.as_mut() {
+                    Some(ps) => {
+                        ps.push(enc).await?;
+                        if ps.len() >= self.cfg.pack_target as u64 {
+                            if finishing.len() >= MAX_PACK_WRITES {
+                                if let Some(h) = finishing.pop_front() {
+                                    self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+                                }
+                            }
+                            if let Some(full) = stream.take() {
+                                finishing.push_back(tokio::spawn(full.finish()));
                             }
                         }
-                        if let Some(full) = stream.take() {
-                            finishing.push_back(tokio::spawn(full.finish()));
+                    }
+                    None => {
+                        memory.push(&enc);
+                        if memory.len() >= STREAM_AFTER {
+                            let start = std::mem::take(&mut memory);
+                            stream = Some(PackStream::start(&self.backend, start).await?);
                         }
                     }
                 }
-                None => {
-                    memory.push(&enc);
-                    if memory.len() >= STREAM_AFTER {
-                        let start = std::mem::take(&mut memory);
-                        stream = Some(PackStream::start(&self.backend, start).await?);
-                    }
-                }
             }
-        }
-        if let Some(ps) = stream.take() {
-            finishing.push_back(tokio::spawn(ps.finish()));
-        }
-        for h in finishing {
-            self.finished_pack(h, &mut packs, &mut new_chunks).await?;
-        }
+            if let Some(ps) = stream.take() {
+                finishing.push_back(tokio::spawn(ps.finish()));
+            }
+            for h in finishing {
+                self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+            }
+            Ok::<_, EngineError>((size, chunks, packs, new_chunks, memory))
+        };
+        let ((), consumed) = tokio::join!(produce, consume);
+        let (size, chunks, packs, new_chunks, memory) = consumed?;
         let md5 = md5_task.await.map_err(join_err)??;
         if let Some(expected) = expected {
             if size != expected {
