@@ -204,16 +204,8 @@ impl Backend {
             }
             Ok(n)
         })
-        .await
-        .map_err(|e| StoreError::Io {
-            path: dir_for_err.clone(),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|source| StoreError::Io {
-            path: dir_for_err,
-            source,
-        })?;
-        Ok(removed)
+        .await;
+        local_io(&dir_for_err, removed)
     }
 
     /// On a filesystem, fsyncs the folder holding `path` so a rename into
@@ -228,16 +220,9 @@ impl Backend {
             .map(|p| p.to_path_buf())
             .unwrap_or_else(|| root.clone());
         let dir_for_err = dir.display().to_string();
-        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-            .await
-            .map_err(|e| StoreError::Io {
-                path: dir_for_err.clone(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(|source| StoreError::Io {
-                path: dir_for_err,
-                source,
-            })
+        let synced =
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await;
+        local_io(&dir_for_err, synced)
     }
 
     /// Reads `range` of an object.
@@ -310,6 +295,18 @@ impl Backend {
             Err(e) => Err(self.err("stat", path, e)),
         }
     }
+}
+
+/// The outcome of blocking local-file work, with the path in any error.
+fn local_io<T>(
+    path: &str,
+    r: Result<std::io::Result<T>, tokio::task::JoinError>,
+) -> StoreResult<T> {
+    let io = |source| StoreError::Io {
+        path: path.to_string(),
+        source,
+    };
+    r.map_err(|e| io(std::io::Error::other(e)))?.map_err(io)
 }
 
 /// A streamed write to one backend object (see `Backend::writer`).
