@@ -119,31 +119,29 @@ impl Catalog {
         // same row twice, and two writes of a batch may carry the same chunk.
         let mut seen = std::collections::HashSet::new();
         let chunks: Vec<&NewChunk> = batch.chunks.iter().filter(|c| seen.insert(c.id)).collect();
-        for rows in chunks.chunks(ROWS_PER_INSERT) {
-            let sql = values_sql(
+        insert_rows(
+            &mut tx,
+            (
                 "INSERT INTO chunks (id, pack_id, pack_offset, stored_len, raw_len, flags, created_at)",
                 7,
-                rows.len(),
                 "ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, \
                  pack_offset = excluded.pack_offset, stored_len = excluded.stored_len, \
                  raw_len = excluded.raw_len, flags = excluded.flags, condemned_at = NULL \
                  WHERE chunks.condemned_at IS NOT NULL",
-            );
-            let mut args = AnyArguments::default();
-            for c in rows {
-                args.add(c.id.as_bytes().to_vec()).map_err(bind_err)?;
-                args.add(c.pack_id.clone()).map_err(bind_err)?;
-                args.add(c.offset).map_err(bind_err)?;
-                args.add(c.stored_len).map_err(bind_err)?;
-                args.add(c.raw_len).map_err(bind_err)?;
-                args.add(c.flags).map_err(bind_err)?;
-                args.add(now).map_err(bind_err)?;
-            }
-            sqlx::query_with(crate::dynamic(sql), args)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("insert chunks"))?;
-        }
+            ),
+            &chunks,
+            "insert chunks",
+            |args, c| {
+                args.add(c.id.as_bytes().to_vec())?;
+                args.add(c.pack_id.clone())?;
+                args.add(c.offset)?;
+                args.add(c.stored_len)?;
+                args.add(c.raw_len)?;
+                args.add(c.flags)?;
+                args.add(now)
+            },
+        )
+        .await?;
         // Chunks this batch inserts need no presence check.
         let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
         let mut objects = Vec::new();
@@ -158,44 +156,36 @@ impl Catalog {
     }
 }
 
-/// Inserts `(owner…, seq, chunk_id)` rows for a chunk list.
-async fn insert_chunk_list(
+/// Inserts `rows` with multi-row `INSERT … VALUES` statements of at most
+/// ROWS_PER_INSERT rows; `bind` adds one row's `cols` values.
+async fn insert_rows<T>(
     tx: &mut Transaction<'static, Any>,
-    table_and_cols: &str,
-    owner: &[OwnerVal<'_>],
-    chunks: &[ChunkId],
+    (prefix, cols, suffix): (&str, usize, &str),
+    rows: &[T],
+    op: &'static str,
+    bind: impl Fn(&mut AnyArguments, &T) -> Result<(), sqlx::error::BoxDynError>,
 ) -> CatalogResult<()> {
-    let cols = owner.len() + 2;
-    for (block_no, block) in chunks.chunks(ROWS_PER_INSERT).enumerate() {
-        let sql = values_sql(
-            &format!("INSERT INTO {table_and_cols}"),
-            cols,
-            block.len(),
-            "",
-        );
+    for block in rows.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(prefix, cols, block.len(), suffix);
         let mut args = AnyArguments::default();
-        for (i, id) in block.iter().enumerate() {
-            for v in owner {
-                match v {
-                    OwnerVal::Int(n) => args.add(*n).map_err(bind_err)?,
-                    OwnerVal::Text(s) => args.add(s.to_string()).map_err(bind_err)?,
-                }
-            }
-            args.add((block_no * ROWS_PER_INSERT + i) as i64)
-                .map_err(bind_err)?;
-            args.add(id.as_bytes().to_vec()).map_err(bind_err)?;
+        for row in block {
+            bind(&mut args, row).map_err(bind_err)?;
         }
         sqlx::query_with(crate::dynamic(sql), args)
             .execute(&mut **tx)
             .await
-            .map_err(db("insert chunk list"))?;
+            .map_err(db(op))?;
     }
     Ok(())
 }
 
-enum OwnerVal<'a> {
-    Int(i64),
-    Text(&'a str),
+/// `(owner, seq, chunk)` rows of a chunk list.
+fn chunk_list<O: Clone>(owner: O, chunks: &[ChunkId]) -> Vec<(O, i64, ChunkId)> {
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(seq, c)| (owner.clone(), seq as i64, *c))
+        .collect()
 }
 
 /// Checks that every chunk a write references is (still) in the catalog.
@@ -319,14 +309,24 @@ async fn write_objects(
             let id = *ids.get(&(o.bucket_id, o.key.clone())).ok_or_else(|| {
                 CatalogError::BadRow(format!("no id returned for object {:?}", o.key))
             })?;
-            list.extend(
-                o.chunks
-                    .iter()
-                    .enumerate()
-                    .map(|(seq, c)| (id, seq as i64, *c)),
-            );
+            list.extend(chunk_list(id, &o.chunks));
         }
-        insert_object_chunks(tx, &list).await?;
+        insert_rows(
+            tx,
+            (
+                "INSERT INTO object_chunks (object_id, seq, chunk_id)",
+                3,
+                "",
+            ),
+            &list,
+            "insert object chunks",
+            |args, (id, seq, chunk)| {
+                args.add(*id)?;
+                args.add(*seq)?;
+                args.add(chunk.as_bytes().to_vec())
+            },
+        )
+        .await?;
     }
     for o in &objects {
         if let Some(upload_id) = &o.completes_upload {
@@ -344,32 +344,6 @@ async fn write_objects(
                 .map_err(db("complete upload"))?;
             }
         }
-    }
-    Ok(())
-}
-
-/// Inserts `(object_id, seq, chunk_id)` rows.
-async fn insert_object_chunks(
-    tx: &mut Transaction<'static, Any>,
-    rows: &[(i64, i64, ChunkId)],
-) -> CatalogResult<()> {
-    for block in rows.chunks(ROWS_PER_INSERT) {
-        let sql = values_sql(
-            "INSERT INTO object_chunks (object_id, seq, chunk_id)",
-            3,
-            block.len(),
-            "",
-        );
-        let mut args = AnyArguments::default();
-        for (id, seq, chunk) in block {
-            args.add(*id).map_err(bind_err)?;
-            args.add(*seq).map_err(bind_err)?;
-            args.add(chunk.as_bytes().to_vec()).map_err(bind_err)?;
-        }
-        sqlx::query_with(crate::dynamic(sql), args)
-            .execute(&mut **tx)
-            .await
-            .map_err(db("insert object chunks"))?;
     }
     Ok(())
 }
@@ -408,11 +382,21 @@ async fn write_part(
         .execute(&mut **tx)
         .await
         .map_err(db("insert part"))?;
-    insert_chunk_list(
+    insert_rows(
         tx,
-        "upload_part_chunks (upload_id, part_number, seq, chunk_id)",
-        &[OwnerVal::Text(&p.upload_id), OwnerVal::Int(p.part_number)],
-        &p.chunks,
+        (
+            "INSERT INTO upload_part_chunks (upload_id, part_number, seq, chunk_id)",
+            4,
+            "",
+        ),
+        &chunk_list((), &p.chunks),
+        "insert part chunks",
+        |args, (_, seq, chunk)| {
+            args.add(p.upload_id.clone())?;
+            args.add(p.part_number)?;
+            args.add(*seq)?;
+            args.add(chunk.as_bytes().to_vec())
+        },
     )
     .await
 }
