@@ -173,17 +173,32 @@ impl Catalog {
         Ok(n > 0)
     }
 
-    /// Every object with its bucket name, for verify: (bucket, key, id).
-    pub async fn all_objects(&self) -> CatalogResult<Vec<(String, String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT b.name, o.key, o.id FROM objects o JOIN buckets b ON b.id = o.bucket_id ORDER BY b.name, o.key",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("all objects"))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db("all objects"))
+    /// `bucket/key` of every object that references any of `chunks` (for
+    /// verify: which objects a damaged chunk hurts), sorted.
+    pub async fn objects_referencing(&self, chunks: &[ChunkId]) -> CatalogResult<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for block in chunks.chunks(500) {
+            let ph: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT b.name, o.key FROM object_chunks oc \
+                 JOIN objects o ON o.id = oc.object_id JOIN buckets b ON b.id = o.bucket_id \
+                 WHERE oc.chunk_id IN ({})",
+                ph.join(",")
+            );
+            let mut q = sqlx::query(crate::dynamic(sql));
+            for id in block {
+                q = q.bind(id.as_bytes().to_vec());
+            }
+            for r in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("objects referencing"))?
+            {
+                let bucket: String = r.try_get(0).map_err(db("objects referencing"))?;
+                let key: String = r.try_get(1).map_err(db("objects referencing"))?;
+                out.insert(format!("{bucket}/{key}"));
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 }

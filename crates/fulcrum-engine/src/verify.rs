@@ -1,8 +1,8 @@
 //! `verify`: re-reads every pack, re-hashes every chunk the catalog lists,
-//! and names every object (and multipart part) that a damaged or missing
-//! chunk belongs to.
+//! and names every object that a damaged or missing chunk belongs to (in
+//! one catalog query; parts of unfinished uploads are not named).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use fulcrum_store::pack_path;
 use fulcrum_types::{ChunkId, PackId};
@@ -97,16 +97,8 @@ impl Engine {
             progress.advance(p.size as u64);
         }
         report.bad_chunks = bad.len() as u64;
-        if !bad.is_empty() {
-            let mut damaged = BTreeMap::new();
-            for (bucket, key, id) in cat.all_objects().await? {
-                let ids = cat.object_chunk_ids(id).await?;
-                if ids.iter().any(|c| bad.contains(c)) {
-                    damaged.insert(format!("{bucket}/{key}"), ());
-                }
-            }
-            report.damaged_objects = damaged.into_keys().collect();
-        }
+        let bad: Vec<ChunkId> = bad.into_iter().collect();
+        report.damaged_objects = cat.objects_referencing(&bad).await?;
         Ok(report)
     }
 }
