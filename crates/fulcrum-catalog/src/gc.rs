@@ -148,13 +148,14 @@ impl Catalog {
 
     /// Points moved chunks at their copies in `new_pack` (only those still
     /// where they were), records the new pack, and retires every pack of
-    /// `sources` left without chunks, in one transaction.
+    /// `sources` left without chunks, in one transaction; returns how many
+    /// packs it retired.
     pub async fn relocate_chunks(
         &self,
         new_pack: Option<(&str, i64)>,
         moved: &[(ChunkId, String, i64)],
         sources: &[String],
-    ) -> CatalogResult<()> {
+    ) -> CatalogResult<u64> {
         let now = now_ms();
         let mut tx = self.begin_write().await.map_err(db("relocate"))?;
         if let Some((id, size)) = new_pack {
@@ -176,8 +177,9 @@ impl Catalog {
                     .map_err(db("relocate"))?;
             }
         }
+        let mut retired = 0;
         for old_pack in sources {
-            sqlx::query(
+            retired += sqlx::query(
                 "UPDATE packs SET retired_at = $1 WHERE id = $2 AND retired_at IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack_id = $2)",
             )
@@ -185,9 +187,11 @@ impl Catalog {
             .bind(old_pack)
             .execute(&mut *tx)
             .await
-            .map_err(db("relocate"))?;
+            .map_err(db("relocate"))?
+            .rows_affected();
         }
-        tx.commit().await.map_err(db("relocate"))
+        tx.commit().await.map_err(db("relocate"))?;
+        Ok(retired)
     }
 
     /// Ids of every pack the catalog knows, retired ones included.

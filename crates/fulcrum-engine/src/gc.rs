@@ -42,6 +42,8 @@ pub struct GcReport {
     pub revived_chunks: u64,
     pub repacked_packs: u64,
     pub moved_chunks: u64,
+    /// Packs left without live chunks and marked for deletion after the
+    /// grace period.
     pub retired_packs: u64,
     pub deleted_packs: u64,
     pub deleted_orphans: u64,
@@ -119,16 +121,12 @@ impl Engine {
             report.repacked_packs += 1;
             if builder.len() >= inner.cfg.pack_target {
                 let b = std::mem::take(&mut builder);
-                let (n, written) = self.flush_repack(b, &mut moved, &mut done_sources).await?;
-                report.moved_chunks += n;
-                report.written_bytes += written;
+                self.flush_repack(b, &mut moved, &mut done_sources, &mut report)
+                    .await?;
             }
         }
-        let (n, written) = self
-            .flush_repack(builder, &mut moved, &mut done_sources)
+        self.flush_repack(builder, &mut moved, &mut done_sources, &mut report)
             .await?;
-        report.moved_chunks += n;
-        report.written_bytes += written;
 
         // Delete retired packs past the grace period.
         let grace_ms = opts.grace.as_millis() as i64;
@@ -143,9 +141,7 @@ impl Engine {
                     report.deleted_packs += 1;
                     report.freed_bytes += p.size as u64;
                 }
-                Some(_) => {}
-                None if p.live_chunks == 0 => report.retired_packs += 1,
-                None => {}
+                _ => {}
             }
         }
 
@@ -174,17 +170,19 @@ impl Engine {
         Ok(report)
     }
 
+    /// Writes the repacked chunks (if any), points them at the new pack and
+    /// retires the emptied source packs.
     async fn flush_repack(
         &self,
         builder: PackBuilder,
         moved: &mut Vec<(ChunkId, String)>,
         sources: &mut Vec<String>,
-    ) -> EngineResult<(u64, u64)> {
+        report: &mut GcReport,
+    ) -> EngineResult<()> {
         let cat = &self.inner.catalog;
-        let n = moved.len() as u64;
-        let mut written = 0;
+        report.moved_chunks += moved.len() as u64;
         if builder.is_empty() {
-            cat.relocate_chunks(None, &[], sources).await?;
+            report.retired_packs += cat.relocate_chunks(None, &[], sources).await?;
         } else {
             let (pid, row, entries) = self.inner.write_pack(builder).await?;
             let old: HashMap<ChunkId, String> = moved.drain(..).collect();
@@ -192,12 +190,13 @@ impl Engine {
                 .iter()
                 .filter_map(|e| old.get(&e.id).map(|o| (e.id, o.clone(), e.offset as i64)))
                 .collect();
-            cat.relocate_chunks(Some((pid.as_str(), row.size)), &rows, sources)
+            report.retired_packs += cat
+                .relocate_chunks(Some((pid.as_str(), row.size)), &rows, sources)
                 .await?;
-            written = row.size as u64;
+            report.written_bytes += row.size as u64;
         }
         moved.clear();
         sources.clear();
-        Ok((n, written))
+        Ok(())
     }
 }

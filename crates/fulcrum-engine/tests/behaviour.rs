@@ -243,6 +243,11 @@ async fn gc_frees_deleted_data_and_keeps_live_data() {
         }
         let report = e.gc(&no_grace()).await.expect("gc");
         assert!(report.deleted_chunks > 0, "{}: {report:?}", t.name);
+        assert!(
+            report.retired_packs >= 4 && report.deleted_packs >= 4,
+            "{}: {report:?}",
+            t.name
+        );
         let after = e.stats().await.expect("stats");
         assert!(
             after.physical_bytes < before.physical_bytes / 3,
