@@ -12,6 +12,10 @@ use crate::error::{EngineError, EngineResult};
 use crate::inflight::Inflight;
 use crate::metrics::Metrics;
 
+/// Largest object (or part) accepted unless configured otherwise: 5 TiB,
+/// as S3.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+
 /// Settings of the engine (the binary fills them from config and flags).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -35,7 +39,7 @@ impl EngineConfig {
             encryption_key: None,
             zstd_level: 3,
             pack_target: 32 * 1024 * 1024,
-            max_object_size: 5 * 1024 * 1024 * 1024 * 1024,
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             node_id: format!("node-{:016x}", rand::random::<u64>()),
         }
     }

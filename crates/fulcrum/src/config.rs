@@ -56,7 +56,7 @@ pub struct Settings {
     pub pack_target_mib: usize,
 }
 
-pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
 impl Settings {
     pub fn engine_config(&self) -> Result<EngineConfig> {

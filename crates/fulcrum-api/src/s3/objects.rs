@@ -148,13 +148,7 @@ impl S3Api {
         self.engine
             .head_object(&self.tenant, bucket, key)
             .await
-            .map_err(|e| match e {
-                EngineError::NoSuchKey { .. } => S3Error::with_message(
-                    S3ErrorCode::NoSuchKey,
-                    "The specified key does not exist.",
-                ),
-                e => api_err(e),
-            })
+            .map_err(api_err)
     }
 
     pub(crate) async fn do_get_object(
