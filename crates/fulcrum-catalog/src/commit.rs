@@ -56,6 +56,8 @@ pub struct PartWrite {
 pub enum Write {
     Object(ObjectWrite),
     Part(PartWrite),
+    /// A DICOM instance: its object and its index rows.
+    Dicom(Box<crate::dicom::DicomWrite>),
 }
 
 /// Everything one commit makes visible.
@@ -145,13 +147,22 @@ impl Catalog {
         // Chunks this batch inserts need no presence check.
         let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
         let mut objects = Vec::new();
+        let mut instances = Vec::new();
         for w in &batch.writes {
             match w {
                 Write::Object(o) => objects.push(o),
                 Write::Part(p) => write_part(&mut tx, p, now, &fresh).await?,
+                Write::Dicom(d) => {
+                    crate::dicom::prepare_dicom_write(&mut tx, d, now).await?;
+                    objects.push(&d.object);
+                    instances.push(d);
+                }
             }
         }
         write_objects(&mut tx, &objects, now, &fresh).await?;
+        for d in instances {
+            crate::dicom::write_index(&mut tx, d, now).await?;
+        }
         tx.commit().await.map_err(db("commit"))
     }
 }

@@ -31,6 +31,10 @@ pub enum CatalogError {
     PartTooSmall(i64),
     #[error("chunk {0} referenced by a write is no longer in the catalog")]
     ChunkGone(String),
+    #[error("SOP Instance {0} is already stored with different content")]
+    DuplicateInstance(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
     #[error("catalog row is malformed: {0}")]
     BadRow(String),
 }

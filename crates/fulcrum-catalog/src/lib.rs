@@ -7,6 +7,7 @@
 mod buckets;
 mod commit;
 mod db;
+pub mod dicom;
 mod error;
 mod gc;
 mod nodes;

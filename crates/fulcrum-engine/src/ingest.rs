@@ -104,6 +104,18 @@ impl Inner {
         expected: Option<u64>,
         params: ChunkParams,
     ) -> EngineResult<Ingested> {
+        self.ingest_regions(vec![(Box::new(body), params)], expected)
+            .await
+    }
+
+    /// Like `ingest`, for a body made of regions read one after the other,
+    /// each cut with its own parameters and never across a boundary (a
+    /// DICOM header and its pixel data dedup independently).
+    pub(crate) async fn ingest_regions(
+        &self,
+        regions: Vec<Region<'_>>,
+        expected: Option<u64>,
+    ) -> EngineResult<Ingested> {
         let guard = self.inflight.begin();
         let max = self.cfg.max_object_size;
         if expected.is_some_and(|n| n > max) {
@@ -129,25 +141,13 @@ impl Inner {
         let (chunk_tx, chunk_rx) =
             tokio::sync::mpsc::channel::<EngineResult<Bytes>>(PARALLEL_CHUNKS);
         let produce = async move {
-            let mut chunker = Chunker::new(body, params);
-            loop {
-                let item = match chunker.next_chunk().await {
-                    Ok(Some(_)) if chunker.bytes_read() > max => Err(EngineError::TooLarge { max }),
-                    Ok(Some(c)) => match md5_tx.send(c.clone()).await {
-                        Ok(()) => Ok(c),
-                        Err(_) => Err(EngineError::ShuttingDown),
-                    },
-                    Ok(None) => break,
-                    Err(e) => Err(match expected {
-                        Some(expected) => EngineError::IncompleteBody {
-                            expected,
-                            got: chunker.bytes_read(),
-                        },
-                        None => EngineError::Store(fulcrum_store::StoreError::Source(e)),
-                    }),
-                };
-                let failed = item.is_err();
-                if chunk_tx.send(item).await.is_err() || failed {
+            let mut before = 0u64;
+            for (body, params) in regions {
+                let mut chunker = Chunker::new(body, params);
+                let go_on =
+                    produce_region(&mut chunker, &mut before, max, expected, &md5_tx, &chunk_tx)
+                        .await;
+                if !go_on {
                     break;
                 }
             }
@@ -243,6 +243,48 @@ impl Inner {
             tail: memory,
             guard,
         })
+    }
+}
+
+/// One region of a body and how to cut it.
+pub(crate) type Region<'a> = (Box<dyn AsyncRead + Unpin + Send + 'a>, ChunkParams);
+
+/// Reads and cuts one region, handing chunks to MD5 and to the next
+/// stage; `before` counts the bytes of earlier regions. Returns false when
+/// the body must stop (an error was sent, or the consumer is gone).
+async fn produce_region(
+    chunker: &mut Chunker<Box<dyn AsyncRead + Unpin + Send + '_>>,
+    before: &mut u64,
+    max: u64,
+    expected: Option<u64>,
+    md5_tx: &tokio::sync::mpsc::Sender<Bytes>,
+    chunk_tx: &tokio::sync::mpsc::Sender<EngineResult<Bytes>>,
+) -> bool {
+    loop {
+        let item = match chunker.next_chunk().await {
+            Ok(Some(_)) if *before + chunker.bytes_read() > max => {
+                Err(EngineError::TooLarge { max })
+            }
+            Ok(Some(c)) => match md5_tx.send(c.clone()).await {
+                Ok(()) => Ok(c),
+                Err(_) => Err(EngineError::ShuttingDown),
+            },
+            Ok(None) => {
+                *before += chunker.bytes_read();
+                return true;
+            }
+            Err(e) => Err(match expected {
+                Some(expected) => EngineError::IncompleteBody {
+                    expected,
+                    got: *before + chunker.bytes_read(),
+                },
+                None => EngineError::Store(fulcrum_store::StoreError::Source(e)),
+            }),
+        };
+        let failed = item.is_err();
+        if chunk_tx.send(item).await.is_err() || failed {
+            return false;
+        }
     }
 }
 

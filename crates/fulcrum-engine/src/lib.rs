@@ -20,9 +20,9 @@ pub use engine::{Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, HEARTBEAT
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use metrics::Metrics;
-pub use objects::{ObjectInfo, PutOptions, Stored, UploadInfo};
+pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;
 pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};
-pub use fulcrum_store::{BackendConfig, MasterKey};
+pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};

@@ -367,3 +367,46 @@ impl Engine {
         self.head_object(tenant, bucket, &u.key).await
     }
 }
+
+/// A body stored but not yet visible: the protocol layer checks it (and
+/// builds its catalog rows) before [`Engine::commit_staged`] makes it
+/// visible. Dropping it abandons the write; its new chunks become garbage.
+pub struct Staged {
+    ing: Ingested,
+}
+
+impl Staged {
+    pub fn size(&self) -> u64 {
+        self.ing.size
+    }
+
+    /// Hex MD5 of the body.
+    pub fn etag(&self) -> String {
+        hex::encode(self.ing.md5)
+    }
+}
+
+/// One region of a staged body and how to cut it.
+pub type BodyRegion<'a> = (Box<dyn AsyncRead + Unpin + Send + 'a>, ChunkParams);
+
+impl Engine {
+    /// Stores a body made of regions, each chunked on its own (a DICOM
+    /// header with small chunks, its pixel data with large ones), without
+    /// making it visible.
+    pub async fn stage(&self, regions: Vec<BodyRegion<'_>>) -> EngineResult<Staged> {
+        let ing = self.inner.ingest_regions(regions, None).await?;
+        Ok(Staged { ing })
+    }
+
+    /// Commits a staged body with the catalog write that references it
+    /// (its chunk list is filled in here); returns once durable and visible.
+    pub async fn commit_staged(&self, staged: Staged, mut write: Write) -> EngineResult<()> {
+        let chunks = staged.ing.chunks.clone();
+        match &mut write {
+            Write::Object(o) => o.chunks = chunks,
+            Write::Part(p) => p.chunks = chunks,
+            Write::Dicom(d) => d.object.chunks = chunks,
+        }
+        self.inner.commit(staged.ing, write).await
+    }
+}

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Settings, DEFAULT_TOML};
 
-async fn open(s: &Settings) -> Result<Engine> {
+pub async fn open(s: &Settings) -> Result<Engine> {
     if s.catalog_url.is_none() && !s.data_dir.join("catalog.db").exists() {
         bail!(
             "no Fulcrum data in {} (set --data-dir or FULCRUM_DATA_DIR)",

@@ -26,6 +26,11 @@ pub struct FileConfig {
     pub max_object_size: Option<u64>,
     pub zstd_level: Option<i32>,
     pub pack_target_mib: Option<usize>,
+    pub dicom_addr: Option<String>,
+    pub dicom_ae_title: Option<String>,
+    pub dicom_nodes: Option<Vec<String>>,
+    pub dicom_allowed_aets: Option<Vec<String>>,
+    pub dicom_duplicates: Option<String>,
 }
 
 impl FileConfig {
@@ -54,6 +59,29 @@ pub struct Settings {
     pub max_object_size: u64,
     pub zstd_level: i32,
     pub pack_target_mib: usize,
+    pub dicom: DicomSettings,
+}
+
+/// The imaging archive's settings.
+#[derive(Debug, Clone)]
+pub struct DicomSettings {
+    /// DIMSE listener.
+    pub addr: String,
+    pub ae_title: String,
+    /// Known C-MOVE destinations, `AET@HOST:PORT`.
+    pub nodes: Vec<String>,
+    /// Calling AE titles allowed to associate; `None` = any.
+    pub allowed_aets: Option<Vec<String>>,
+    pub duplicates: fulcrum_dicom::DuplicatePolicy,
+}
+
+/// Parses a duplicate policy name.
+pub fn duplicate_policy(s: &str) -> Result<fulcrum_dicom::DuplicatePolicy> {
+    match s {
+        "replace" => Ok(fulcrum_dicom::DuplicatePolicy::Replace),
+        "reject" => Ok(fulcrum_dicom::DuplicatePolicy::Reject),
+        other => bail!("unknown DICOM duplicate policy {other:?}: use \"replace\" or \"reject\""),
+    }
 }
 
 pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
@@ -148,6 +176,21 @@ zstd_level = 3
 
 # Packs are written once they hold this many MiB.
 pack_target_mib = 32
+
+# DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and its AE title.
+dicom_addr = "127.0.0.1:11112"
+dicom_ae_title = "FULCRUM"
+
+# C-MOVE destinations this archive may send to, as "AET@HOST:PORT".
+# dicom_nodes = ["WORKSTATION1@10.0.0.21:104", "PARTNER_PACS@pacs.example:11112"]
+
+# Only these calling AE titles may associate (unset: any).
+# dicom_allowed_aets = ["CT01", "MR02", "WORKSTATION1"]
+
+# An instance whose SOP Instance UID is stored with different bytes:
+# "replace" keeps the newest and retains the old one as a version;
+# "reject" refuses it (status 0x0111). Identical re-sends always succeed.
+dicom_duplicates = "replace"
 "#;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod dicom_cli;
 mod serve;
 
 use std::path::PathBuf;
@@ -67,10 +68,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The imaging archive: import, export and send DICOM studies.
+    Dicom {
+        #[command(subcommand)]
+        command: DicomCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DicomCommand {
+    /// Store DICOM Part 10 files (folders are searched recursively); files
+    /// that are not DICOM are listed; instances already stored are skipped.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write a study's instances byte-exact as OUT/<study>/<series>/<sop>.dcm.
+    Export {
+        #[arg(long)]
+        study: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -89,6 +112,14 @@ enum ConfigCommand {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Settings> {
@@ -133,6 +164,27 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
             .or(file.zstd_level)
             .unwrap_or(3),
         pack_target_mib: file.pack_target_mib.unwrap_or(32),
+        dicom: config::DicomSettings {
+            addr: serve
+                .and_then(|s| s.dicom_addr.clone())
+                .or(file.dicom_addr)
+                .unwrap_or_else(|| "127.0.0.1:11112".into()),
+            ae_title: env("FULCRUM_DICOM_AET")
+                .or(file.dicom_ae_title)
+                .unwrap_or_else(|| "FULCRUM".into()),
+            nodes: env("FULCRUM_DICOM_NODES")
+                .map(|v| list(&v))
+                .or(file.dicom_nodes)
+                .unwrap_or_default(),
+            allowed_aets: env("FULCRUM_DICOM_ALLOWED_AETS")
+                .map(|v| list(&v))
+                .or(file.dicom_allowed_aets),
+            duplicates: config::duplicate_policy(
+                &env("FULCRUM_DICOM_DUPLICATES")
+                    .or(file.dicom_duplicates)
+                    .unwrap_or_else(|| "replace".into()),
+            )?,
+        },
     })
 }
 
@@ -186,6 +238,13 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Verify { json } => commands::verify(settings(&cli.common, None)?, json).await,
         Command::Gc { grace_secs, json } => {
             commands::gc(settings(&cli.common, None)?, grace_secs, json).await
+        }
+        Command::Dicom { command } => {
+            let s = settings(&cli.common, None)?;
+            match command {
+                DicomCommand::Import { paths } => dicom_cli::import(s, paths).await,
+                DicomCommand::Export { study, out } => dicom_cli::export(s, study, out).await,
+            }
         }
         Command::Config {
             command: ConfigCommand::Init { path, force },

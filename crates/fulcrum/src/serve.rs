@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// S3 API address [default: 127.0.0.1:9000].
     #[arg(long, env = "FULCRUM_S3_ADDR")]
     pub s3_addr: Option<String>,
+    /// DICOM DIMSE address [default: 127.0.0.1:11112].
+    #[arg(long, env = "FULCRUM_DICOM_ADDR")]
+    pub dicom_addr: Option<String>,
     /// Largest object or part body accepted, in bytes [default: 5 TiB].
     #[arg(long, env = "FULCRUM_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<u64>,

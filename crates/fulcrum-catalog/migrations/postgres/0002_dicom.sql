@@ -1,0 +1,64 @@
+-- The imaging archive's index: studies, series and instances per tenant,
+-- with the attributes QIDO-RS and C-FIND match on. `*_key` columns hold
+-- the upper-cased names that case-insensitive matching compares. An
+-- instance points at its Part 10 object in the tenant's DICOM bucket.
+CREATE TABLE dicom_studies (
+    tenant TEXT COLLATE "C" NOT NULL,
+    study_uid TEXT COLLATE "C" NOT NULL,
+    patient_id TEXT COLLATE "C",
+    patient_name TEXT,
+    patient_name_key TEXT COLLATE "C",
+    patient_birth_date TEXT,
+    patient_sex TEXT,
+    study_date TEXT COLLATE "C",
+    study_time TEXT,
+    accession_number TEXT COLLATE "C",
+    referring_physician TEXT,
+    referring_physician_key TEXT COLLATE "C",
+    study_description TEXT,
+    study_id TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, study_uid)
+);
+CREATE INDEX dicom_studies_patient ON dicom_studies (tenant, patient_id);
+CREATE INDEX dicom_studies_accession ON dicom_studies (tenant, accession_number);
+CREATE INDEX dicom_studies_date ON dicom_studies (tenant, study_date);
+CREATE INDEX dicom_studies_name ON dicom_studies (tenant, patient_name_key);
+
+CREATE TABLE dicom_series (
+    tenant TEXT COLLATE "C" NOT NULL,
+    series_uid TEXT COLLATE "C" NOT NULL,
+    study_uid TEXT COLLATE "C" NOT NULL,
+    modality TEXT COLLATE "C",
+    series_number BIGINT,
+    series_description TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, series_uid)
+);
+CREATE INDEX dicom_series_study ON dicom_series (tenant, study_uid, modality);
+
+CREATE TABLE dicom_instances (
+    tenant TEXT COLLATE "C" NOT NULL,
+    sop_uid TEXT COLLATE "C" NOT NULL,
+    series_uid TEXT COLLATE "C" NOT NULL,
+    study_uid TEXT COLLATE "C" NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    instance_number BIGINT,
+    transfer_syntax TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    dataset_offset BIGINT NOT NULL,
+    header_len BIGINT NOT NULL,
+    pixel_offset BIGINT,
+    pixel_len BIGINT,
+    pixel_vr TEXT,
+    fragments TEXT,
+    num_frames BIGINT,
+    num_rows BIGINT,
+    num_columns BIGINT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, sop_uid)
+);
+CREATE INDEX dicom_instances_series ON dicom_instances (tenant, series_uid);
+CREATE INDEX dicom_instances_study ON dicom_instances (tenant, study_uid);

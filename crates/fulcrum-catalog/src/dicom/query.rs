@@ -1,0 +1,490 @@
+//! Index queries for QIDO-RS and C-FIND: one SQL builder for the four
+//! levels (patient, study, series, instance), the matching kinds of PS3.4
+//! C.2.2.2 (single value, wildcard, UID list, range, universal) plus fuzzy
+//! person-name matching, paging, and the computed counts.
+
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, Row};
+
+use super::{instance_row, name_key, InstanceRecord, SeriesRecord, StudyRecord};
+use crate::db::{Catalog, DbKind};
+use crate::error::{db, CatalogError, CatalogResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Patient,
+    Study,
+    Series,
+    Instance,
+}
+
+/// An indexed attribute that can be matched on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    PatientName,
+    PatientId,
+    PatientBirthDate,
+    PatientSex,
+    StudyUid,
+    StudyDate,
+    StudyTime,
+    AccessionNumber,
+    ReferringPhysician,
+    StudyDescription,
+    StudyId,
+    ModalitiesInStudy,
+    SeriesUid,
+    Modality,
+    SeriesNumber,
+    SeriesDescription,
+    SopUid,
+    SopClassUid,
+    InstanceNumber,
+}
+
+impl Column {
+    /// SQL column and whether it holds a person name (matched through its key).
+    fn sql(self) -> (&'static str, bool) {
+        match self {
+            Column::PatientName => ("s.patient_name_key", true),
+            Column::PatientId => ("s.patient_id", false),
+            Column::PatientBirthDate => ("s.patient_birth_date", false),
+            Column::PatientSex => ("s.patient_sex", false),
+            Column::StudyUid => ("s.study_uid", false),
+            Column::StudyDate => ("s.study_date", false),
+            Column::StudyTime => ("s.study_time", false),
+            Column::AccessionNumber => ("s.accession_number", false),
+            Column::ReferringPhysician => ("s.referring_physician_key", true),
+            Column::StudyDescription => ("s.study_description", false),
+            Column::StudyId => ("s.study_id", false),
+            Column::ModalitiesInStudy => ("m.modality", false),
+            Column::SeriesUid => ("r.series_uid", false),
+            Column::Modality => ("r.modality", false),
+            Column::SeriesNumber => ("r.series_number", false),
+            Column::SeriesDescription => ("r.series_description", false),
+            Column::SopUid => ("i.sop_uid", false),
+            Column::SopClassUid => ("i.sop_class_uid", false),
+            Column::InstanceNumber => ("i.instance_number", false),
+        }
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, Column::SeriesNumber | Column::InstanceNumber)
+    }
+
+    /// The level whose table holds the column.
+    pub fn level(self) -> Level {
+        match self.sql().0.as_bytes()[0] {
+            b's' | b'm' => Level::Study,
+            b'r' => Level::Series,
+            _ => Level::Instance,
+        }
+    }
+}
+
+/// How one attribute is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    /// Single value matching (case-insensitive for person names).
+    Exact(String),
+    /// `*` any run of characters, `?` one character.
+    Wildcard(String),
+    /// Any of these values (UID list matching).
+    List(Vec<String>),
+    /// Inclusive range; either end may be open.
+    Range(Option<String>, Option<String>),
+    /// Person name: every word of the query begins some word of the name,
+    /// case-insensitively (QIDO-RS `fuzzymatching=true`).
+    Fuzzy(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DicomQuery {
+    pub tenant: String,
+    pub level: Level,
+    pub filters: Vec<(Column, Matcher)>,
+    pub limit: Option<u32>,
+    pub offset: u32,
+}
+
+/// One result: the rows of the matched entity and its parents, and the
+/// counts computed for its level.
+#[derive(Debug, Clone, Default)]
+pub struct DicomMatch {
+    pub study: StudyRecord,
+    pub series: Option<SeriesRecord>,
+    pub instance: Option<InstanceRecord>,
+    /// Modalities and SOP classes present in the study (study level).
+    pub modalities: Vec<String>,
+    pub sop_classes: Vec<String>,
+    pub studies: Option<i64>,
+    pub series_count: Option<i64>,
+    pub instances: Option<i64>,
+}
+
+const STUDY_COLS: &str = "s.study_uid, s.patient_id, s.patient_name, s.patient_birth_date, \
+    s.patient_sex, s.study_date, s.study_time, s.accession_number, s.referring_physician, \
+    s.study_description, s.study_id";
+const SERIES_COLS: &str =
+    "r.series_uid, r.study_uid, r.modality, r.series_number, r.series_description";
+
+fn study_row(r: &sqlx::any::AnyRow) -> Result<StudyRecord, sqlx::Error> {
+    Ok(StudyRecord {
+        study_uid: r.try_get(0)?,
+        patient_id: r.try_get(1)?,
+        patient_name: r.try_get(2)?,
+        patient_birth_date: r.try_get(3)?,
+        patient_sex: r.try_get(4)?,
+        study_date: r.try_get(5)?,
+        study_time: r.try_get(6)?,
+        accession_number: r.try_get(7)?,
+        referring_physician: r.try_get(8)?,
+        study_description: r.try_get(9)?,
+        study_id: r.try_get(10)?,
+    })
+}
+
+fn series_row(r: &sqlx::any::AnyRow, f: usize) -> Result<SeriesRecord, sqlx::Error> {
+    Ok(SeriesRecord {
+        series_uid: r.try_get(f)?,
+        study_uid: r.try_get(f + 1)?,
+        modality: r.try_get(f + 2)?,
+        series_number: r.try_get(f + 3)?,
+        series_description: r.try_get(f + 4)?,
+    })
+}
+
+/// WHERE clauses and their arguments, numbered from `$2` (`$1` is the tenant).
+struct Where {
+    kind: DbKind,
+    clauses: Vec<String>,
+    args: AnyArguments,
+    n: usize,
+}
+
+impl Where {
+    fn arg(&mut self, v: impl Into<ArgValue>) -> CatalogResult<String> {
+        self.n += 1;
+        let r = match v.into() {
+            ArgValue::Text(s) => self.args.add(s),
+            ArgValue::Int(i) => self.args.add(i),
+        };
+        r.map_err(|e| CatalogError::Db {
+            op: "bind",
+            source: sqlx::Error::Encode(e),
+        })?;
+        Ok(format!("${}", self.n))
+    }
+
+    /// A pattern with `*`/`?` in the database's own pattern language.
+    fn pattern(&self, p: &str) -> (String, &'static str) {
+        let mut out = String::with_capacity(p.len() + 4);
+        match self.kind {
+            // GLOB is case-sensitive and can use the column's index.
+            DbKind::Sqlite => {
+                for c in p.chars() {
+                    match c {
+                        '[' => out.push_str("[[]"),
+                        ']' => out.push_str("[]]"),
+                        c => out.push(c),
+                    }
+                }
+                (out, "GLOB")
+            }
+            DbKind::Postgres => {
+                for c in p.chars() {
+                    match c {
+                        '%' | '_' | '\\' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        '*' => out.push('%'),
+                        '?' => out.push('_'),
+                        c => out.push(c),
+                    }
+                }
+                (out, "LIKE")
+            }
+        }
+    }
+
+    fn add(&mut self, col: Column, m: &Matcher) -> CatalogResult<()> {
+        let (sql, is_name) = col.sql();
+        let norm = |v: &str| if is_name { name_key(v) } else { v.to_string() };
+        let val = |w: &mut Self, v: &str| -> CatalogResult<String> {
+            if col.numeric() {
+                let i: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| CatalogError::BadQuery(format!("{v:?} is not a number")))?;
+                w.arg(i)
+            } else {
+                w.arg(norm(v))
+            }
+        };
+        let clause = match m {
+            Matcher::Exact(v) => format!("{sql} = {}", val(self, v)?),
+            Matcher::Wildcard(p) => {
+                if col.numeric() {
+                    return Err(CatalogError::BadQuery("wildcards on a number".into()));
+                }
+                let p = if is_name {
+                    // Keep the wildcards through the name normalisation.
+                    p.to_uppercase().replace('^', " ")
+                } else {
+                    p.clone()
+                };
+                let (pat, op) = self.pattern(&p);
+                format!("{sql} {op} {}", self.arg(pat)?)
+            }
+            Matcher::List(vs) => {
+                let mut ps = Vec::with_capacity(vs.len());
+                for v in vs {
+                    ps.push(val(self, v)?);
+                }
+                format!("{sql} IN ({})", ps.join(","))
+            }
+            Matcher::Range(lo, hi) => {
+                let mut parts = Vec::new();
+                if let Some(lo) = lo {
+                    parts.push(format!("{sql} >= {}", val(self, lo)?));
+                }
+                if let Some(hi) = hi {
+                    // A bound like 1000 (time) also admits 1000xx.
+                    let hi = if col.numeric() {
+                        hi.clone()
+                    } else {
+                        format!("{hi}\u{10FFFF}")
+                    };
+                    parts.push(format!("{sql} <= {}", self.arg(hi)?));
+                }
+                if parts.is_empty() {
+                    return Ok(());
+                }
+                parts.join(" AND ")
+            }
+            Matcher::Fuzzy(v) => {
+                let mut parts = Vec::new();
+                for word in name_key(v).split(' ').filter(|w| !w.is_empty()) {
+                    let (pat, op) = self.pattern(&format!("* {word}*"));
+                    parts.push(format!("(' ' || {sql}) {op} {}", self.arg(pat)?));
+                }
+                if parts.is_empty() {
+                    return Ok(());
+                }
+                parts.join(" AND ")
+            }
+        };
+        self.clauses.push(clause);
+        Ok(())
+    }
+}
+
+enum ArgValue {
+    Text(String),
+    Int(i64),
+}
+impl From<String> for ArgValue {
+    fn from(s: String) -> Self {
+        ArgValue::Text(s)
+    }
+}
+impl From<i64> for ArgValue {
+    fn from(i: i64) -> Self {
+        ArgValue::Int(i)
+    }
+}
+
+/// Most results one query returns, whatever its `limit`.
+pub const MAX_RESULTS: u32 = 10_000;
+
+impl Catalog {
+    /// Runs a query; results come in a stable order so `offset` pages.
+    pub async fn query_dicom(&self, q: &DicomQuery) -> CatalogResult<Vec<DicomMatch>> {
+        let mut w = Where {
+            kind: self.kind(),
+            clauses: Vec::new(),
+            args: AnyArguments::default(),
+            n: 1,
+        };
+        w.args.add(q.tenant.clone()).map_err(|e| CatalogError::Db {
+            op: "bind",
+            source: sqlx::Error::Encode(e),
+        })?;
+        // Filters on modalities in study become an EXISTS over the series.
+        let mut modality_filters = Vec::new();
+        for (col, m) in &q.filters {
+            if *col == Column::ModalitiesInStudy {
+                modality_filters.push(m);
+                continue;
+            }
+            if col.level() > q.level.max(Level::Study) {
+                return Err(CatalogError::BadQuery(format!(
+                    "{col:?} is below the query level {:?}",
+                    q.level
+                )));
+            }
+            w.add(*col, m)?;
+        }
+        for m in modality_filters {
+            let before = w.clauses.len();
+            w.add(Column::ModalitiesInStudy, m)?;
+            if w.clauses.len() > before {
+                let c = w.clauses.pop().unwrap_or_default();
+                w.clauses.push(format!(
+                    "EXISTS (SELECT 1 FROM dicom_series m WHERE m.tenant = s.tenant \
+                     AND m.study_uid = s.study_uid AND {c})"
+                ));
+            }
+        }
+        let filter = w
+            .clauses
+            .iter()
+            .map(|c| format!(" AND {c}"))
+            .collect::<String>();
+        let limit = q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
+        let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
+        let sql = match q.level {
+            Level::Patient => format!(
+                "SELECT s.patient_id, MAX(s.patient_name), MAX(s.patient_birth_date), \
+                 MAX(s.patient_sex), COUNT(*) FROM dicom_studies s WHERE s.tenant = $1{filter} \
+                 GROUP BY s.patient_id ORDER BY s.patient_id{page}"
+            ),
+            Level::Study => format!(
+                "SELECT {STUDY_COLS} FROM dicom_studies s WHERE s.tenant = $1{filter} \
+                 ORDER BY s.study_uid{page}"
+            ),
+            Level::Series => format!(
+                "SELECT {STUDY_COLS}, {SERIES_COLS} FROM dicom_series r \
+                 JOIN dicom_studies s ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
+                 WHERE r.tenant = $1{filter} ORDER BY r.study_uid, r.series_uid{page}"
+            ),
+            Level::Instance => format!(
+                "SELECT {STUDY_COLS}, {SERIES_COLS}, i.{} FROM dicom_instances i \
+                 JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
+                 JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
+                 WHERE i.tenant = $1{filter} \
+                 ORDER BY i.study_uid, i.series_uid, i.instance_number, i.sop_uid{page}",
+                super::INSTANCE_COLS.replace(", ", ", i.")
+            ),
+        };
+        let rows = sqlx::query_with(crate::dynamic(sql), w.args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("query index"))?;
+        let read = |e| CatalogError::Db {
+            op: "read index row",
+            source: e,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let m = match q.level {
+                Level::Patient => DicomMatch {
+                    study: StudyRecord {
+                        patient_id: r.try_get(0).map_err(read)?,
+                        patient_name: r.try_get(1).map_err(read)?,
+                        patient_birth_date: r.try_get(2).map_err(read)?,
+                        patient_sex: r.try_get(3).map_err(read)?,
+                        ..Default::default()
+                    },
+                    studies: Some(r.try_get(4).map_err(read)?),
+                    ..Default::default()
+                },
+                Level::Study => DicomMatch {
+                    study: study_row(r).map_err(read)?,
+                    ..Default::default()
+                },
+                Level::Series => DicomMatch {
+                    study: study_row(r).map_err(read)?,
+                    series: Some(series_row(r, 11).map_err(read)?),
+                    ..Default::default()
+                },
+                Level::Instance => DicomMatch {
+                    study: study_row(r).map_err(read)?,
+                    series: Some(series_row(r, 11).map_err(read)?),
+                    instance: Some(instance_row(r, 16).map_err(read)?),
+                    ..Default::default()
+                },
+            };
+            out.push(m);
+        }
+        self.add_counts(&q.tenant, q.level, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Fills the computed attributes (counts, modalities) of each result.
+    async fn add_counts(
+        &self,
+        tenant: &str,
+        level: Level,
+        out: &mut [DicomMatch],
+    ) -> CatalogResult<()> {
+        for m in out.iter_mut() {
+            match level {
+                Level::Patient => {
+                    let (series, instances): (i64, i64) = sqlx::query_as(
+                        "SELECT (SELECT COUNT(*) FROM dicom_series r WHERE r.tenant = $1 AND r.study_uid IN \
+                         (SELECT study_uid FROM dicom_studies s WHERE s.tenant = $1 AND s.patient_id = $2)), \
+                         (SELECT COUNT(*) FROM dicom_instances i WHERE i.tenant = $1 AND i.study_uid IN \
+                         (SELECT study_uid FROM dicom_studies s WHERE s.tenant = $1 AND s.patient_id = $2))",
+                    )
+                    .bind(tenant)
+                    .bind(&m.study.patient_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("count patient"))?;
+                    m.series_count = Some(series);
+                    m.instances = Some(instances);
+                }
+                Level::Study => {
+                    let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+                        "SELECT r.modality, i.sop_class_uid, COUNT(*) FROM dicom_instances i \
+                         JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
+                         WHERE i.tenant = $1 AND i.study_uid = $2 GROUP BY r.modality, i.sop_class_uid",
+                    )
+                    .bind(tenant)
+                    .bind(&m.study.study_uid)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db("count study"))?;
+                    let series: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM dicom_series WHERE tenant = $1 AND study_uid = $2",
+                    )
+                    .bind(tenant)
+                    .bind(&m.study.study_uid)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("count study"))?;
+                    for (modality, class, _) in &rows {
+                        if let Some(md) = modality {
+                            if !m.modalities.contains(md) {
+                                m.modalities.push(md.clone());
+                            }
+                        }
+                        if !m.sop_classes.contains(class) {
+                            m.sop_classes.push(class.clone());
+                        }
+                    }
+                    m.modalities.sort();
+                    m.sop_classes.sort();
+                    m.series_count = Some(series);
+                    m.instances = Some(rows.iter().map(|r| r.2).sum());
+                }
+                Level::Series => {
+                    let uid = m.series.as_ref().map(|s| s.series_uid.clone());
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM dicom_instances WHERE tenant = $1 AND series_uid = $2",
+                    )
+                    .bind(tenant)
+                    .bind(uid)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("count series"))?;
+                    m.instances = Some(n);
+                }
+                Level::Instance => {}
+            }
+        }
+        Ok(())
+    }
+}

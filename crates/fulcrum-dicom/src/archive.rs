@@ -1,0 +1,176 @@
+//! The archive: the one object every DICOM protocol (DIMSE, DICOMweb, the
+//! CLI) stores, finds, reads and deletes instances through. Instances are
+//! Part 10 objects in a per-tenant bucket of the engine, indexed in the
+//! catalog in the same transaction.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dicom_object::InMemDicomObject;
+use fulcrum_catalog::dicom::{DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Scope};
+use fulcrum_engine::{ByteStream, Engine, EngineError, ObjectInfo};
+use futures::TryStreamExt;
+
+use crate::error::{DicomError, DicomResult};
+
+/// The engine bucket holding a tenant's instances. Its leading dot keeps
+/// it out of the S3 namespace (no S3 bucket name may start with one).
+pub const DICOM_BUCKET: &str = ".dicom";
+
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub duplicates: DuplicatePolicy,
+    /// The header (everything before Pixel Data) is buffered to be parsed
+    /// up to this size; past it the instance is split at the last element
+    /// boundary and indexed from what was read.
+    pub header_cap: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            duplicates: DuplicatePolicy::Replace,
+            header_cap: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Cheap to clone; shared by every protocol.
+#[derive(Clone)]
+pub struct Archive {
+    pub(crate) engine: Engine,
+    pub(crate) cfg: Arc<ArchiveConfig>,
+}
+
+/// The stored object key of an instance.
+pub fn instance_key(sop_uid: &str) -> String {
+    format!("instances/{sop_uid}")
+}
+
+impl Archive {
+    pub fn new(engine: Engine, cfg: ArchiveConfig) -> Self {
+        Self {
+            engine,
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &ArchiveConfig {
+        &self.cfg
+    }
+
+    /// The tenant's DICOM bucket id, created on first use.
+    pub(crate) async fn bucket_id(&self, tenant: &str) -> DicomResult<i64> {
+        match self.engine.bucket(tenant, DICOM_BUCKET).await {
+            Ok(b) => Ok(b.id),
+            Err(EngineError::Catalog(fulcrum_engine::CatalogError::NoSuchBucket(_))) => {
+                match self.engine.create_bucket(tenant, DICOM_BUCKET).await {
+                    Ok(b) => Ok(b.id),
+                    // Created meanwhile by another request.
+                    Err(_) => Ok(self.engine.bucket(tenant, DICOM_BUCKET).await?.id),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// QIDO-RS / C-FIND.
+    pub async fn query(&self, q: &DicomQuery) -> DicomResult<Vec<DicomMatch>> {
+        Ok(self.engine.catalog().query_dicom(q).await?)
+    }
+
+    /// The instances of a study, series or single instance (empty if none).
+    pub async fn instances(&self, tenant: &str, scope: &Scope) -> DicomResult<Vec<InstanceRecord>> {
+        Ok(self.engine.catalog().dicom_instances(tenant, scope).await?)
+    }
+
+    /// One instance by SOP Instance UID.
+    pub async fn instance(
+        &self,
+        tenant: &str,
+        sop_uid: &str,
+    ) -> DicomResult<Option<InstanceRecord>> {
+        Ok(self
+            .engine
+            .catalog()
+            .dicom_instance(tenant, sop_uid)
+            .await?)
+    }
+
+    async fn object(&self, tenant: &str, rec: &InstanceRecord) -> DicomResult<ObjectInfo> {
+        self.engine
+            .head_object(tenant, DICOM_BUCKET, &rec.object_key)
+            .await
+            .map_err(|e| match e {
+                EngineError::NoSuchKey { .. } => {
+                    DicomError::NotFound(format!("instance {}", rec.sop_uid))
+                }
+                e => e.into(),
+            })
+    }
+
+    /// Streams `[start, end)` of an instance's stored Part 10 bytes (hash
+    /// verified on the way).
+    pub async fn read(
+        &self,
+        tenant: &str,
+        rec: &InstanceRecord,
+        start: u64,
+        end: u64,
+    ) -> DicomResult<ByteStream> {
+        let obj = self.object(tenant, rec).await?;
+        Ok(self.engine.read_object(&obj, start, end).await?)
+    }
+
+    /// Reads a range into memory (headers, frames).
+    pub async fn read_bytes(
+        &self,
+        tenant: &str,
+        rec: &InstanceRecord,
+        start: u64,
+        end: u64,
+    ) -> DicomResult<Bytes> {
+        let mut s = self.read(tenant, rec, start, end).await?;
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 30) as usize);
+        while let Some(b) = s.try_next().await? {
+            out.extend_from_slice(&b);
+        }
+        Ok(out.into())
+    }
+
+    /// The parsed header (the dataset before Pixel Data).
+    pub async fn header(
+        &self,
+        tenant: &str,
+        rec: &InstanceRecord,
+    ) -> DicomResult<InMemDicomObject> {
+        let bytes = self
+            .read_bytes(
+                tenant,
+                rec,
+                rec.dataset_offset as u64,
+                rec.header_len as u64,
+            )
+            .await?;
+        let ts = rec.transfer_syntax.clone();
+        tokio::task::spawn_blocking(move || crate::store::parse_dataset(&bytes, &ts))
+            .await
+            .map_err(|e| DicomError::Malformed(e.to_string()))?
+    }
+
+    /// Removes a study, series or instance (with earlier versions); returns
+    /// how many instances went.
+    pub async fn delete(&self, tenant: &str, scope: &Scope) -> DicomResult<usize> {
+        let bucket = self.bucket_id(tenant).await?;
+        let gone = self
+            .engine
+            .catalog()
+            .delete_dicom(tenant, bucket, scope)
+            .await?;
+        Ok(gone.len())
+    }
+}

@@ -1,0 +1,81 @@
+//! Errors of the imaging archive, each with the DICOM status it maps to
+//! (the failure reasons STOW-RS and C-STORE report are the same codes).
+
+use fulcrum_engine::{CatalogError, EngineError};
+
+pub type DicomResult<T> = Result<T, DicomError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DicomError {
+    #[error("not a DICOM file: {0}")]
+    NotDicom(String),
+    #[error("malformed DICOM: {0}")]
+    Malformed(String),
+    #[error("the instance is truncated: {0}")]
+    Truncated(String),
+    #[error("the instance has no {0}")]
+    MissingAttribute(&'static str),
+    #[error("{0}")]
+    Mismatch(String),
+    #[error(
+        "SOP Instance {0} is already stored with different content (duplicate policy: reject)"
+    )]
+    Duplicate(String),
+    #[error("instance is larger than the configured maximum of {0} bytes")]
+    TooLarge(u64),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("storage failed: {0}")]
+    Engine(EngineError),
+}
+
+/// DICOM status codes (PS3.4 C.4.2.1.4, PS3.18 table 10.5.3-…).
+pub mod status {
+    pub const SUCCESS: u16 = 0x0000;
+    pub const DUPLICATE: u16 = 0x0111;
+    pub const PROCESSING_FAILURE: u16 = 0x0110;
+    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+    pub const OUT_OF_RESOURCES: u16 = 0xA700;
+    pub const DOES_NOT_MATCH_SOP_CLASS: u16 = 0xA900;
+    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+}
+
+impl DicomError {
+    /// The failure status a store reports for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            DicomError::NotDicom(_) | DicomError::Malformed(_) | DicomError::Truncated(_) => {
+                status::CANNOT_UNDERSTAND
+            }
+            DicomError::MissingAttribute(_) | DicomError::Mismatch(_) => {
+                status::DOES_NOT_MATCH_SOP_CLASS
+            }
+            DicomError::Duplicate(_) => status::DUPLICATE,
+            DicomError::TooLarge(_) => status::OUT_OF_RESOURCES,
+            DicomError::Engine(EngineError::IncompleteBody { .. }) => status::CANNOT_UNDERSTAND,
+            DicomError::Engine(_) => status::OUT_OF_RESOURCES,
+            DicomError::NotFound(_) | DicomError::BadQuery(_) => status::PROCESSING_FAILURE,
+        }
+    }
+}
+
+impl From<EngineError> for DicomError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::TooLarge { max } => DicomError::TooLarge(max),
+            EngineError::Catalog(CatalogError::DuplicateInstance(uid)) => {
+                DicomError::Duplicate(uid)
+            }
+            EngineError::Catalog(CatalogError::BadQuery(q)) => DicomError::BadQuery(q),
+            e => DicomError::Engine(e),
+        }
+    }
+}
+
+impl From<CatalogError> for DicomError {
+    fn from(e: CatalogError) -> Self {
+        DicomError::from(EngineError::Catalog(e))
+    }
+}

@@ -1,0 +1,20 @@
+//! Fulcrum's imaging archive: DICOM instances stored byte-exact on the
+//! engine with DICOM-aware chunking (header and pixel data apart), indexed
+//! in the catalog for QIDO-RS and C-FIND, and served over DIMSE. DICOMweb's
+//! HTTP layer lives in fulcrum-api and calls [`Archive`].
+
+mod archive;
+mod error;
+pub mod index;
+pub mod part10;
+pub mod query;
+pub mod scan;
+mod store;
+
+pub use archive::{instance_key, Archive, ArchiveConfig, DICOM_BUCKET};
+pub use error::{status, DicomError, DicomResult};
+pub use fulcrum_catalog::dicom::{
+    Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
+    SeriesRecord, StudyRecord,
+};
+pub use store::{Outcome, StoreContext, StoredInstance};

@@ -1,0 +1,460 @@
+//! The query model shared by QIDO-RS and C-FIND: which attributes can be
+//! matched and returned at each level, how a key's value becomes a matcher
+//! (PS3.4 C.2.2.2: universal, single value, wildcard, UID list, range), and
+//! how a match becomes a response dataset.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use fulcrum_catalog::dicom::{Column, DicomMatch, Level, Matcher};
+
+/// A queryable or returnable attribute.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryAttr {
+    pub tag: Tag,
+    pub keyword: &'static str,
+    pub vr: VR,
+    /// The level the attribute belongs to.
+    pub level: Level,
+    /// The catalog column matched on; `None` for computed return-only keys.
+    pub column: Option<Column>,
+}
+
+const fn a(
+    tag: Tag,
+    keyword: &'static str,
+    vr: VR,
+    level: Level,
+    column: Option<Column>,
+) -> QueryAttr {
+    QueryAttr {
+        tag,
+        keyword,
+        vr,
+        level,
+        column,
+    }
+}
+
+use Level::{Instance as I, Patient as P, Series as SE, Study as ST};
+
+/// Every attribute the archive matches on or returns.
+pub const ATTRS: &[QueryAttr] = &[
+    a(
+        tags::PATIENT_NAME,
+        "PatientName",
+        VR::PN,
+        P,
+        Some(Column::PatientName),
+    ),
+    a(
+        tags::PATIENT_ID,
+        "PatientID",
+        VR::LO,
+        P,
+        Some(Column::PatientId),
+    ),
+    a(
+        tags::PATIENT_BIRTH_DATE,
+        "PatientBirthDate",
+        VR::DA,
+        P,
+        Some(Column::PatientBirthDate),
+    ),
+    a(
+        tags::PATIENT_SEX,
+        "PatientSex",
+        VR::CS,
+        P,
+        Some(Column::PatientSex),
+    ),
+    a(
+        tags::NUMBER_OF_PATIENT_RELATED_STUDIES,
+        "NumberOfPatientRelatedStudies",
+        VR::IS,
+        P,
+        None,
+    ),
+    a(
+        tags::NUMBER_OF_PATIENT_RELATED_SERIES,
+        "NumberOfPatientRelatedSeries",
+        VR::IS,
+        P,
+        None,
+    ),
+    a(
+        tags::NUMBER_OF_PATIENT_RELATED_INSTANCES,
+        "NumberOfPatientRelatedInstances",
+        VR::IS,
+        P,
+        None,
+    ),
+    a(
+        tags::STUDY_INSTANCE_UID,
+        "StudyInstanceUID",
+        VR::UI,
+        ST,
+        Some(Column::StudyUid),
+    ),
+    a(
+        tags::STUDY_DATE,
+        "StudyDate",
+        VR::DA,
+        ST,
+        Some(Column::StudyDate),
+    ),
+    a(
+        tags::STUDY_TIME,
+        "StudyTime",
+        VR::TM,
+        ST,
+        Some(Column::StudyTime),
+    ),
+    a(
+        tags::ACCESSION_NUMBER,
+        "AccessionNumber",
+        VR::SH,
+        ST,
+        Some(Column::AccessionNumber),
+    ),
+    a(
+        tags::MODALITIES_IN_STUDY,
+        "ModalitiesInStudy",
+        VR::CS,
+        ST,
+        Some(Column::ModalitiesInStudy),
+    ),
+    a(
+        tags::REFERRING_PHYSICIAN_NAME,
+        "ReferringPhysicianName",
+        VR::PN,
+        ST,
+        Some(Column::ReferringPhysician),
+    ),
+    a(
+        tags::STUDY_DESCRIPTION,
+        "StudyDescription",
+        VR::LO,
+        ST,
+        Some(Column::StudyDescription),
+    ),
+    a(tags::STUDY_ID, "StudyID", VR::SH, ST, Some(Column::StudyId)),
+    a(
+        tags::SOP_CLASSES_IN_STUDY,
+        "SOPClassesInStudy",
+        VR::UI,
+        ST,
+        None,
+    ),
+    a(
+        tags::NUMBER_OF_STUDY_RELATED_SERIES,
+        "NumberOfStudyRelatedSeries",
+        VR::IS,
+        ST,
+        None,
+    ),
+    a(
+        tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+        "NumberOfStudyRelatedInstances",
+        VR::IS,
+        ST,
+        None,
+    ),
+    a(
+        tags::SERIES_INSTANCE_UID,
+        "SeriesInstanceUID",
+        VR::UI,
+        SE,
+        Some(Column::SeriesUid),
+    ),
+    a(
+        tags::MODALITY,
+        "Modality",
+        VR::CS,
+        SE,
+        Some(Column::Modality),
+    ),
+    a(
+        tags::SERIES_NUMBER,
+        "SeriesNumber",
+        VR::IS,
+        SE,
+        Some(Column::SeriesNumber),
+    ),
+    a(
+        tags::SERIES_DESCRIPTION,
+        "SeriesDescription",
+        VR::LO,
+        SE,
+        Some(Column::SeriesDescription),
+    ),
+    a(
+        tags::NUMBER_OF_SERIES_RELATED_INSTANCES,
+        "NumberOfSeriesRelatedInstances",
+        VR::IS,
+        SE,
+        None,
+    ),
+    a(
+        tags::SOP_INSTANCE_UID,
+        "SOPInstanceUID",
+        VR::UI,
+        I,
+        Some(Column::SopUid),
+    ),
+    a(
+        tags::SOP_CLASS_UID,
+        "SOPClassUID",
+        VR::UI,
+        I,
+        Some(Column::SopClassUid),
+    ),
+    a(
+        tags::INSTANCE_NUMBER,
+        "InstanceNumber",
+        VR::IS,
+        I,
+        Some(Column::InstanceNumber),
+    ),
+    a(tags::NUMBER_OF_FRAMES, "NumberOfFrames", VR::IS, I, None),
+    a(tags::ROWS, "Rows", VR::US, I, None),
+    a(tags::COLUMNS, "Columns", VR::US, I, None),
+    a(
+        tags::AVAILABLE_TRANSFER_SYNTAX_UID,
+        "AvailableTransferSyntaxUID",
+        VR::UI,
+        I,
+        None,
+    ),
+];
+
+/// An attribute by keyword (`PatientID`) or tag (`00100020`).
+pub fn lookup(key: &str) -> Option<&'static QueryAttr> {
+    let key = key.trim();
+    if key.len() == 8 && key.chars().all(|c| c.is_ascii_hexdigit()) {
+        let g = u16::from_str_radix(&key[..4], 16).ok()?;
+        let e = u16::from_str_radix(&key[4..], 16).ok()?;
+        return by_tag(Tag(g, e));
+    }
+    ATTRS.iter().find(|x| x.keyword.eq_ignore_ascii_case(key))
+}
+
+pub fn by_tag(tag: Tag) -> Option<&'static QueryAttr> {
+    ATTRS.iter().find(|x| x.tag == tag)
+}
+
+/// The attributes a response carries by default at a level (PS3.18
+/// table 10.6.3-3/4/5 and the C-FIND unique and required keys).
+pub fn default_fields(level: Level) -> Vec<Tag> {
+    let want: &[&str] = match level {
+        Level::Patient => &[
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientSex",
+            "NumberOfPatientRelatedStudies",
+            "NumberOfPatientRelatedSeries",
+            "NumberOfPatientRelatedInstances",
+        ],
+        Level::Study => &[
+            "StudyDate",
+            "StudyTime",
+            "AccessionNumber",
+            "ModalitiesInStudy",
+            "ReferringPhysicianName",
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyInstanceUID",
+            "StudyID",
+            "StudyDescription",
+            "NumberOfStudyRelatedSeries",
+            "NumberOfStudyRelatedInstances",
+        ],
+        Level::Series => &[
+            "Modality",
+            "SeriesInstanceUID",
+            "SeriesNumber",
+            "SeriesDescription",
+            "NumberOfSeriesRelatedInstances",
+            "StudyInstanceUID",
+        ],
+        Level::Instance => &[
+            "SOPClassUID",
+            "SOPInstanceUID",
+            "InstanceNumber",
+            "NumberOfFrames",
+            "Rows",
+            "Columns",
+            "AvailableTransferSyntaxUID",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+        ],
+    };
+    want.iter()
+        .filter_map(|k| lookup(k).map(|a| a.tag))
+        .collect()
+}
+
+/// Every attribute returnable at a level (`includefield=all`).
+pub fn all_fields(level: Level) -> Vec<Tag> {
+    ATTRS
+        .iter()
+        // Computed keys (counts) only at their own level.
+        .filter(|a| a.level <= level && (a.column.is_some() || a.level == level))
+        .map(|a| a.tag)
+        .collect()
+}
+
+/// Turns a query key's value into a matcher; `None` is universal matching
+/// (an empty value, or `*`). `fuzzy` applies to person names.
+pub fn matcher(attr: &QueryAttr, value: &str, fuzzy: bool) -> Option<Matcher> {
+    let v = value.trim_matches(|c: char| c == ' ' || c == '\0');
+    if v.is_empty() || v == "*" {
+        return None;
+    }
+    match attr.vr {
+        VR::UI => {
+            let list: Vec<String> = v
+                .split(['\\', ','])
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            Some(if list.len() == 1 {
+                Matcher::Exact(list.into_iter().next().unwrap_or_default())
+            } else {
+                Matcher::List(list)
+            })
+        }
+        VR::DA | VR::TM | VR::DT if v.contains('-') => {
+            let (lo, hi) = v.split_once('-').unwrap_or((v, ""));
+            let clean = |s: &str| {
+                let s: String = s.chars().filter(|c| *c != ':').collect();
+                let s = s.trim().to_string();
+                (!s.is_empty()).then_some(s)
+            };
+            let (lo, hi) = if attr.vr == VR::TM {
+                (clean(lo), clean(hi))
+            } else {
+                (
+                    Some(lo.trim().to_string()).filter(|s| !s.is_empty()),
+                    Some(hi.trim().to_string()).filter(|s| !s.is_empty()),
+                )
+            };
+            Some(Matcher::Range(lo, hi))
+        }
+        VR::PN if fuzzy => Some(Matcher::Fuzzy(v.to_string())),
+        _ if v.contains(['*', '?']) => Some(Matcher::Wildcard(v.to_string())),
+        _ if v.contains('\\') => Some(Matcher::List(v.split('\\').map(str::to_string).collect())),
+        _ => Some(Matcher::Exact(v.to_string())),
+    }
+}
+
+fn put(obj: &mut InMemDicomObject, attr: &QueryAttr, value: Option<String>) {
+    let v = match value {
+        Some(v) if attr.vr == VR::US => match v.parse::<u16>() {
+            Ok(n) => PrimitiveValue::from(n),
+            Err(_) => PrimitiveValue::Empty,
+        },
+        Some(v) if attr.vr == VR::CS && v.contains('\\') => {
+            PrimitiveValue::Strs(v.split('\\').map(str::to_string).collect())
+        }
+        Some(v) => PrimitiveValue::from(v),
+        None => PrimitiveValue::Empty,
+    };
+    obj.put(DataElement::new(attr.tag, attr.vr, v));
+}
+
+/// The value of an attribute in a match, as DICOM text.
+pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
+    let s = &m.study;
+    let r = m.series.as_ref();
+    let i = m.instance.as_ref();
+    let num = |n: Option<i64>| n.map(|n| n.to_string());
+    let joined = |v: &Vec<String>| (!v.is_empty()).then(|| v.join("\\"));
+    Some(match tag {
+        tags::PATIENT_NAME => s.patient_name.clone()?,
+        tags::PATIENT_ID => s.patient_id.clone()?,
+        tags::PATIENT_BIRTH_DATE => s.patient_birth_date.clone()?,
+        tags::PATIENT_SEX => s.patient_sex.clone()?,
+        tags::NUMBER_OF_PATIENT_RELATED_STUDIES => num(m.studies)?,
+        tags::NUMBER_OF_PATIENT_RELATED_SERIES => num(m.series_count)?,
+        tags::NUMBER_OF_PATIENT_RELATED_INSTANCES => num(m.instances)?,
+        tags::STUDY_INSTANCE_UID => (!s.study_uid.is_empty()).then(|| s.study_uid.clone())?,
+        tags::STUDY_DATE => s.study_date.clone()?,
+        tags::STUDY_TIME => s.study_time.clone()?,
+        tags::ACCESSION_NUMBER => s.accession_number.clone()?,
+        tags::MODALITIES_IN_STUDY => joined(&m.modalities)?,
+        tags::SOP_CLASSES_IN_STUDY => joined(&m.sop_classes)?,
+        tags::REFERRING_PHYSICIAN_NAME => s.referring_physician.clone()?,
+        tags::STUDY_DESCRIPTION => s.study_description.clone()?,
+        tags::STUDY_ID => s.study_id.clone()?,
+        tags::NUMBER_OF_STUDY_RELATED_SERIES => num(m.series_count)?,
+        tags::NUMBER_OF_STUDY_RELATED_INSTANCES => num(m.instances)?,
+        tags::SERIES_INSTANCE_UID => r?.series_uid.clone(),
+        tags::MODALITY => r?.modality.clone()?,
+        tags::SERIES_NUMBER => num(r?.series_number)?,
+        tags::SERIES_DESCRIPTION => r?.series_description.clone()?,
+        tags::NUMBER_OF_SERIES_RELATED_INSTANCES => num(m.instances)?,
+        tags::SOP_INSTANCE_UID => i?.sop_uid.clone(),
+        tags::SOP_CLASS_UID => i?.sop_class_uid.clone(),
+        tags::INSTANCE_NUMBER => num(i?.instance_number)?,
+        tags::NUMBER_OF_FRAMES => num(i?.num_frames)?,
+        tags::ROWS => num(i?.num_rows)?,
+        tags::COLUMNS => num(i?.num_columns)?,
+        tags::AVAILABLE_TRANSFER_SYNTAX_UID => i?.transfer_syntax.clone(),
+        _ => return None,
+    })
+}
+
+/// A response dataset for a match with the given attributes (present but
+/// empty when the archive has no value, as C-FIND requires for asked keys).
+pub fn to_dataset(m: &DicomMatch, fields: &[Tag]) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    for tag in fields {
+        if let Some(attr) = by_tag(*tag) {
+            put(&mut obj, attr, value_of(m, *tag));
+        }
+    }
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchers_follow_ps3_4() {
+        let name = lookup("PatientName").expect("known");
+        assert_eq!(matcher(name, "", false), None);
+        assert_eq!(matcher(name, "*", false), None);
+        assert_eq!(
+            matcher(name, "DOE*", false),
+            Some(Matcher::Wildcard("DOE*".into()))
+        );
+        assert_eq!(
+            matcher(name, "doe", true),
+            Some(Matcher::Fuzzy("doe".into()))
+        );
+        let date = lookup("00080020").expect("by tag");
+        assert_eq!(
+            matcher(date, "20200101-", false),
+            Some(Matcher::Range(Some("20200101".into()), None))
+        );
+        assert_eq!(
+            matcher(date, "-20201231", false),
+            Some(Matcher::Range(None, Some("20201231".into())))
+        );
+        let time = lookup("StudyTime").expect("known");
+        assert_eq!(
+            matcher(time, "08:00-10:30", false),
+            Some(Matcher::Range(Some("0800".into()), Some("1030".into())))
+        );
+        let uid = lookup("StudyInstanceUID").expect("known");
+        assert_eq!(
+            matcher(uid, "1.2,1.3", false),
+            Some(Matcher::List(vec!["1.2".into(), "1.3".into()]))
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! A push parser over a dataset's bytes that finds element boundaries
+//! without decoding values: where root-level Pixel Data starts, where the
+//! fragments of encapsulated Pixel Data are, and whether the stream ended
+//! on an element boundary (truncation). It is fed the bytes as they
+//! arrive (PDVs, HTTP body pieces) and keeps only a header's worth of them.
+
+use thiserror::Error;
+
+/// How a dataset is encoded, as far as element framing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub explicit: bool,
+    pub big_endian: bool,
+}
+
+/// Transfer syntaxes whose dataset is deflated: no element framing in the raw bytes.
+pub const DEFLATED_TS: [&str; 3] = [
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.4.95",
+    "1.2.840.10008.1.2.8.1",
+];
+
+impl Framing {
+    pub const EXPLICIT_LE: Framing = Framing {
+        explicit: true,
+        big_endian: false,
+    };
+    pub const IMPLICIT_LE: Framing = Framing {
+        explicit: false,
+        big_endian: false,
+    };
+
+    /// The framing of a transfer syntax; `None` for deflated datasets. Every
+    /// other syntax not known here (the compressed families) is explicit LE.
+    pub fn of(ts_uid: &str) -> Option<Framing> {
+        match ts_uid {
+            "1.2.840.10008.1.2" => Some(Self::IMPLICIT_LE),
+            "1.2.840.10008.1.2.2" => Some(Framing {
+                explicit: true,
+                big_endian: true,
+            }),
+            t if DEFLATED_TS.contains(&t) => None,
+            _ => Some(Self::EXPLICIT_LE),
+        }
+    }
+
+    fn u16(&self, b: &[u8]) -> u16 {
+        let a = [b[0], b[1]];
+        if self.big_endian {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        }
+    }
+
+    fn u32(&self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        if self.big_endian {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ScanError {
+    #[error("malformed dataset at byte {offset}: {reason}")]
+    Malformed { offset: u64, reason: &'static str },
+    #[error("dataset truncated: it ends inside an element (byte {offset})")]
+    Truncated { offset: u64 },
+}
+
+/// Root-level Pixel Data (or Float / Double Float Pixel Data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PixelData {
+    /// Offset of the element's header in the dataset.
+    pub elem_offset: u64,
+    /// Offset of its value.
+    pub value_offset: u64,
+    pub element: u16,
+    /// The VR as written (explicit VR), e.g. `*b"OW"`.
+    pub vr: Option<[u8; 2]>,
+    /// Value length; `None` when encapsulated (undefined length).
+    pub len: Option<u32>,
+    /// Encapsulated only: (value offset, length) of each item, the Basic
+    /// Offset Table first.
+    pub fragments: Vec<(u64, u32)>,
+}
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// Lowest root-level pixel tag: (7FE0,0008) Float Pixel Data.
+const FIRST_PIXEL_ELEMENT: u16 = 0x0008;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// Undefined-length sequence: items follow until a sequence delimiter.
+    /// `implicit` for an undefined-length UN (CP-246: implicit VR LE inside).
+    Seq { implicit: bool },
+    /// Undefined-length item: elements until an item delimiter.
+    Item,
+    /// Encapsulated Pixel Data: fragment items until a sequence delimiter.
+    Fragments,
+}
+
+/// The parser. Offsets are relative to the first byte fed.
+#[derive(Debug)]
+pub struct Walker {
+    framing: Framing,
+    pos: u64,
+    /// Value bytes still to skip.
+    skip: u64,
+    /// A header being assembled across feeds.
+    hdr: Vec<u8>,
+    stack: Vec<Frame>,
+    pixel: Option<PixelData>,
+    pixel_done: bool,
+    root_boundary: u64,
+    opaque_at: Option<u64>,
+}
+
+const LONG_VRS: [&[u8; 2]; 11] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT",
+];
+const SHORT_VRS: [&[u8; 2]; 23] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"SV", b"TM", b"UI", b"UL", b"US", b"UV",
+];
+
+impl Walker {
+    pub fn new(framing: Framing) -> Self {
+        Self {
+            framing,
+            pos: 0,
+            skip: 0,
+            hdr: Vec::with_capacity(12),
+            stack: Vec::new(),
+            pixel: None,
+            pixel_done: false,
+            root_boundary: 0,
+            opaque_at: None,
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Root-level Pixel Data, once its header has been read. Its fragment
+    /// list is complete once [`Walker::pixel_complete`] says so.
+    pub fn pixel(&self) -> Option<&PixelData> {
+        self.pixel.as_ref()
+    }
+
+    pub fn pixel_complete(&self) -> bool {
+        self.pixel_done
+    }
+
+    /// Start of the latest root-level element (a safe place to cut the
+    /// dataset so the part before it parses on its own).
+    pub fn root_boundary(&self) -> u64 {
+        self.root_boundary
+    }
+
+    /// Start of the first root-level element holding an undefined-length
+    /// UN sequence (CP-246), which dicom-rs cannot parse: header parsing
+    /// for the index stops there.
+    pub fn opaque_at(&self) -> Option<u64> {
+        self.opaque_at
+    }
+
+    /// Whether the parser stands between root-level elements.
+    pub fn at_root_boundary(&self) -> bool {
+        self.stack.is_empty() && self.skip == 0 && self.hdr.is_empty()
+    }
+
+    /// The stream ended: fine only between root-level elements.
+    pub fn finish(&self) -> Result<(), ScanError> {
+        if self.at_root_boundary() {
+            Ok(())
+        } else {
+            Err(ScanError::Truncated { offset: self.pos })
+        }
+    }
+
+    /// Consumes the next bytes of the dataset.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), ScanError> {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len() as u64);
+                self.skip -= n;
+                self.pos += n;
+                data = &data[n as usize..];
+                if self.skip == 0 && self.stack.is_empty() && self.pixel.is_some() {
+                    self.pixel_done = true;
+                }
+                continue;
+            }
+            if self.hdr.is_empty() && self.stack.is_empty() {
+                self.root_boundary = self.pos;
+            }
+            // Assemble a header: 4 bytes tell whether it is an item (8
+            // bytes) or an element (8, or 12 for explicit long VRs).
+            let want = self.header_len();
+            let take = (want - self.hdr.len()).min(data.len());
+            self.hdr.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.pos += take as u64;
+            if self.hdr.len() < want {
+                continue;
+            }
+            if want == 6 || want == 4 {
+                // Now long enough to know the real header length.
+                continue;
+            }
+            let hdr = std::mem::take(&mut self.hdr);
+            self.header(&hdr)?;
+        }
+        Ok(())
+    }
+
+    /// Framing of elements at the current depth (implicit inside CP-246 UN).
+    fn current(&self) -> Framing {
+        let implicit = self
+            .stack
+            .iter()
+            .any(|f| matches!(f, Frame::Seq { implicit: true }));
+        if implicit {
+            Framing::IMPLICIT_LE
+        } else {
+            self.framing
+        }
+    }
+
+    /// How many header bytes are needed given what is assembled so far.
+    fn header_len(&self) -> usize {
+        let f = self.current();
+        if self.hdr.len() < 4 {
+            return 4;
+        }
+        let group = f.u16(&self.hdr[0..2]);
+        if group == 0xFFFE || !f.explicit {
+            return 8;
+        }
+        if self.hdr.len() < 6 {
+            return 6;
+        }
+        let vr = [self.hdr[4], self.hdr[5]];
+        if LONG_VRS.contains(&&vr) {
+            12
+        } else {
+            8
+        }
+    }
+
+    fn malformed(&self, reason: &'static str) -> ScanError {
+        ScanError::Malformed {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    /// Handles one complete header; `self.pos` is just past it.
+    fn header(&mut self, h: &[u8]) -> Result<(), ScanError> {
+        let f = self.current();
+        let start = self.pos - h.len() as u64;
+        let group = f.u16(&h[0..2]);
+        let element = f.u16(&h[2..4]);
+        let top = self.stack.last().copied();
+        if group == 0xFFFE {
+            let len = f.u32(&h[4..8]);
+            return match (element, top) {
+                (0xE000, Some(Frame::Fragments)) => {
+                    if len == UNDEFINED {
+                        return Err(self.malformed("undefined-length pixel data fragment"));
+                    }
+                    if let Some(p) = self.pixel.as_mut().filter(|_| self.stack.len() == 1) {
+                        p.fragments.push((self.pos, len));
+                    }
+                    self.skip = len as u64;
+                    Ok(())
+                }
+                (0xE000, Some(Frame::Seq { .. })) => {
+                    if len == UNDEFINED {
+                        self.stack.push(Frame::Item);
+                    } else {
+                        self.skip = len as u64;
+                    }
+                    Ok(())
+                }
+                (0xE00D, Some(Frame::Item)) => {
+                    self.stack.pop();
+                    Ok(())
+                }
+                (0xE0DD, Some(Frame::Seq { .. } | Frame::Fragments)) => {
+                    self.stack.pop();
+                    if self.stack.is_empty() && self.pixel.is_some() {
+                        self.pixel_done = true;
+                    }
+                    Ok(())
+                }
+                _ => Err(self.malformed("item or delimiter out of place")),
+            };
+        }
+        if matches!(top, Some(Frame::Seq { .. } | Frame::Fragments)) {
+            return Err(self.malformed("element where a sequence item was expected"));
+        }
+        let (vr, len) = if f.explicit {
+            let vr = [h[4], h[5]];
+            if h.len() == 12 {
+                (Some(vr), f.u32(&h[8..12]))
+            } else if SHORT_VRS.contains(&&vr) {
+                (Some(vr), f.u16(&h[6..8]) as u32)
+            } else {
+                return Err(self.malformed("unknown value representation"));
+            }
+        } else {
+            (None, f.u32(&h[4..8]))
+        };
+        let root = self.stack.is_empty();
+        if root && group == 0x7FE0 && element >= FIRST_PIXEL_ELEMENT && self.pixel.is_none() {
+            self.pixel = Some(PixelData {
+                elem_offset: start,
+                value_offset: self.pos,
+                element,
+                vr,
+                len: (len != UNDEFINED).then_some(len),
+                fragments: Vec::new(),
+            });
+            if len == 0 {
+                self.pixel_done = true;
+            }
+        }
+        if len == UNDEFINED {
+            let frame = match vr {
+                Some(v) if &v == b"SQ" => Frame::Seq { implicit: false },
+                Some(v) if &v == b"UN" => {
+                    if self.opaque_at.is_none() {
+                        self.opaque_at = Some(self.root_boundary);
+                    }
+                    Frame::Seq { implicit: true }
+                }
+                Some(v) if (&v == b"OB" || &v == b"OW") && group == 0x7FE0 => Frame::Fragments,
+                Some(_) => return Err(self.malformed("undefined length on a non-sequence VR")),
+                None => Frame::Seq { implicit: false },
+            };
+            self.stack.push(frame);
+        } else {
+            self.skip = len as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le_elem(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&group.to_le_bytes());
+        v.extend_from_slice(&element.to_le_bytes());
+        v.extend_from_slice(vr);
+        if LONG_VRS.contains(&vr) {
+            v.extend_from_slice(&[0, 0]);
+            v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        v.extend_from_slice(value);
+        v
+    }
+
+    fn item(tag_el: u16, len: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        v.extend_from_slice(&tag_el.to_le_bytes());
+        v.extend_from_slice(&len.to_le_bytes());
+        v
+    }
+
+    /// A dataset with an undefined-length sequence holding an icon image
+    /// (its own Pixel Data, which must not count), then encapsulated
+    /// root Pixel Data with a BOT and two fragments.
+    fn sample() -> (Vec<u8>, u64) {
+        let mut d = le_elem(0x0008, 0x0018, b"UI", b"1.2.3\0");
+        // (0088,0200) SQ undefined length, one undefined-length item.
+        d.extend_from_slice(&0x0088u16.to_le_bytes());
+        d.extend_from_slice(&0x0200u16.to_le_bytes());
+        d.extend_from_slice(b"SQ\0\0");
+        d.extend_from_slice(&UNDEFINED.to_le_bytes());
+        d.extend(item(0xE000, UNDEFINED));
+        d.extend(le_elem(0x7FE0, 0x0010, b"OW", &[1, 2, 3, 4]));
+        d.extend(item(0xE00D, 0));
+        d.extend(item(0xE0DD, 0));
+        let pixel_at = d.len() as u64;
+        d.extend_from_slice(&0x7FE0u16.to_le_bytes());
+        d.extend_from_slice(&0x0010u16.to_le_bytes());
+        d.extend_from_slice(b"OB\0\0");
+        d.extend_from_slice(&UNDEFINED.to_le_bytes());
+        d.extend(item(0xE000, 0));
+        d.extend(item(0xE000, 6));
+        d.extend_from_slice(&[9; 6]);
+        d.extend(item(0xE000, 2));
+        d.extend_from_slice(&[7; 2]);
+        d.extend(item(0xE0DD, 0));
+        (d, pixel_at)
+    }
+
+    #[test]
+    fn finds_root_pixel_data_and_fragments_in_any_piece_size() {
+        let (d, pixel_at) = sample();
+        for piece in [1, 3, 7, 64] {
+            let mut w = Walker::new(Framing::EXPLICIT_LE);
+            for p in d.chunks(piece) {
+                w.feed(p).expect("valid dataset");
+            }
+            w.finish().expect("complete");
+            let px = w.pixel().expect("pixel data");
+            assert_eq!(px.elem_offset, pixel_at);
+            assert_eq!(px.len, None);
+            assert_eq!(px.fragments.len(), 3);
+            assert_eq!(px.fragments[1].1, 6);
+            let (off, len) = px.fragments[2];
+            assert_eq!(&d[off as usize..(off + len as u64) as usize], &[7, 7]);
+            assert!(w.pixel_complete());
+        }
+    }
+
+    #[test]
+    fn truncation_is_detected() {
+        let (d, _) = sample();
+        for cut in [1, 5, 20, d.len() - 1] {
+            let mut w = Walker::new(Framing::EXPLICIT_LE);
+            w.feed(&d[..cut]).expect("prefix is fine so far");
+            assert!(w.finish().is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn implicit_and_big_endian_native_pixels() {
+        let mut d = Vec::new();
+        d.extend_from_slice(&0x0010u16.to_le_bytes());
+        d.extend_from_slice(&0x0010u16.to_le_bytes());
+        d.extend_from_slice(&4u32.to_le_bytes());
+        d.extend_from_slice(b"DOE ");
+        d.extend_from_slice(&0x7FE0u16.to_le_bytes());
+        d.extend_from_slice(&0x0010u16.to_le_bytes());
+        d.extend_from_slice(&8u32.to_le_bytes());
+        d.extend_from_slice(&[0; 8]);
+        let mut w = Walker::new(Framing::IMPLICIT_LE);
+        w.feed(&d).expect("valid");
+        w.finish().expect("complete");
+        let px = w.pixel().expect("pixel");
+        assert_eq!((px.elem_offset, px.value_offset, px.len), (12, 20, Some(8)));
+
+        let mut b = Vec::new();
+        b.extend_from_slice(&0x7FE0u16.to_be_bytes());
+        b.extend_from_slice(&0x0010u16.to_be_bytes());
+        b.extend_from_slice(b"OW\0\0");
+        b.extend_from_slice(&4u32.to_be_bytes());
+        b.extend_from_slice(&[0; 4]);
+        let mut w = Walker::new(Framing::of("1.2.840.10008.1.2.2").expect("BE"));
+        w.feed(&b).expect("valid");
+        assert_eq!(w.pixel().map(|p| p.len), Some(Some(4)));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        let err = w
+            .feed(b"\x08\x00\x18\x00ZZ\x02\x00ab")
+            .expect_err("ZZ is no VR");
+        assert!(matches!(err, ScanError::Malformed { .. }));
+    }
+}

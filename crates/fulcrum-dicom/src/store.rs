@@ -1,0 +1,408 @@
+//! Storing an instance: the header (everything before Pixel Data) is read
+//! and parsed for the index, then stored with small chunks; the pixel data
+//! streams through the engine with large chunks, watched by the scanner so
+//! a truncated instance is refused. Byte-exact: the stored object is the
+//! Part 10 file as received (or, for DIMSE, our meta + the dataset as sent).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord};
+use fulcrum_catalog::ObjectWrite;
+use fulcrum_engine::{BodyRegion, ChunkParams};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::archive::{instance_key, Archive};
+use crate::error::{DicomError, DicomResult};
+use crate::index::{extract, Extracted};
+use crate::part10::{build_prelude, parse_prelude, Prelude};
+use crate::scan::{Framing, Walker};
+
+/// How a store went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// New instance stored.
+    Stored,
+    /// Same SOP Instance UID with identical bytes was already stored: nothing new.
+    AlreadyStored,
+    /// Replaced an earlier, different version (kept under `versions/`).
+    Replaced,
+}
+
+/// The result of one successful store.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub size: u64,
+    pub outcome: Outcome,
+}
+
+/// What the sender says about the instance beyond its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct StoreContext {
+    /// STOW-RS to `/studies/{uid}`: the instance must belong to it.
+    pub study_uid: Option<String>,
+}
+
+/// Parses a bare dataset in a transfer syntax (deflated ones are inflated).
+pub(crate) fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
+        .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))
+}
+
+/// Reads into `buf` until it holds at least `want` bytes or the source ends;
+/// returns false at end of stream.
+async fn fill<R: AsyncRead + Unpin>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    want: usize,
+) -> io::Result<bool> {
+    while buf.len() < want {
+        buf.reserve(READ_SIZE);
+        if src.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+const READ_SIZE: usize = 64 * 1024;
+
+/// Largest deflated instance accepted (it is inflated in memory to index it).
+const MAX_DEFLATED: usize = 512 * 1024 * 1024;
+
+/// Feeds what an inner reader yields to the scanner.
+struct Watched<'w, R> {
+    inner: R,
+    walker: &'w mut Walker,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                match this.walker.feed(new) {
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+fn io_err(e: io::Error) -> DicomError {
+    if e.kind() == io::ErrorKind::InvalidData {
+        DicomError::Malformed(e.to_string())
+    } else {
+        DicomError::Truncated(format!("the upload ended early: {e}"))
+    }
+}
+
+impl Archive {
+    /// Stores a Part 10 file read from `src` (STOW-RS, import, S3).
+    pub async fn store_file<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        mut src: R,
+        ctx: &StoreContext,
+    ) -> DicomResult<StoredInstance> {
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        let prelude = loop {
+            let want = buf.len() + 1;
+            let more = fill(&mut src, &mut buf, want).await.map_err(io_err)?;
+            if let Some(p) = parse_prelude(&buf, !more)? {
+                break p;
+            }
+            if !more {
+                return Err(DicomError::NotDicom("the file is too short".into()));
+            }
+        };
+        let head = buf.split_to(prelude.len).freeze();
+        self.store_parts(tenant, head, prelude, buf, src, ctx).await
+    }
+
+    /// Stores a dataset received without a file meta group (DIMSE): a meta
+    /// is written from what the command said.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn store_dataset<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+        transfer_syntax: &str,
+        calling_ae: &str,
+        src: R,
+    ) -> DicomResult<StoredInstance> {
+        let pre = build_prelude(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)?;
+        let prelude = Prelude {
+            len: pre.len(),
+            transfer_syntax: transfer_syntax.to_string(),
+            sop_class_uid: Some(sop_class_uid.to_string()),
+            sop_instance_uid: Some(sop_instance_uid.to_string()),
+        };
+        let ctx = StoreContext::default();
+        self.store_parts(tenant, pre.into(), prelude, BytesMut::new(), src, &ctx)
+            .await
+    }
+
+    /// `head` = preamble + meta as stored, `buf` = dataset bytes already
+    /// read, `src` = the rest.
+    async fn store_parts<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        head: Bytes,
+        prelude: Prelude,
+        mut buf: BytesMut,
+        mut src: R,
+        ctx: &StoreContext,
+    ) -> DicomResult<StoredInstance> {
+        let ts = prelude.transfer_syntax.clone();
+        let bucket_id = self.bucket_id(tenant).await?;
+        let Some(framing) = Framing::of(&ts) else {
+            return self
+                .store_deflated(tenant, bucket_id, head, prelude, buf, src, ctx)
+                .await;
+        };
+        // Read the header: up to Pixel Data, the end, or the cap.
+        let mut walker = Walker::new(framing);
+        walker
+            .feed(&buf)
+            .map_err(|e| DicomError::Malformed(e.to_string()))?;
+        let mut eof = false;
+        while walker.pixel().is_none() && buf.len() < self.cfg.header_cap {
+            let before = buf.len();
+            if !fill(&mut src, &mut buf, before + 1).await.map_err(io_err)? {
+                eof = true;
+                break;
+            }
+            walker
+                .feed(&buf[before..])
+                .map_err(|e| DicomError::Malformed(e.to_string()))?;
+        }
+        if eof && walker.pixel().is_none() {
+            // Everything is here: refuse a truncated instance before parsing it.
+            walker
+                .finish()
+                .map_err(|e| DicomError::Truncated(e.to_string()))?;
+        }
+        let split = match walker.pixel() {
+            Some(p) => p.elem_offset as usize,
+            None if eof => buf.len(),
+            None => walker.root_boundary() as usize,
+        };
+        let header = buf.split_to(split).freeze();
+        let parse_end = walker
+            .opaque_at()
+            .map_or(split, |o| (o as usize).min(split));
+        let parse_from = header.slice(..parse_end);
+        let ts2 = ts.clone();
+        let ex = tokio::task::spawn_blocking(move || {
+            parse_dataset(&parse_from, &ts2).and_then(|o| extract(&o))
+        })
+        .await
+        .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        check(&ex, &prelude, ctx)?;
+        let existing = self.instance(tenant, &ex.sop_uid).await?;
+        // Store: meta + header with small chunks, pixel data with large ones.
+        let head_len = head.len() + header.len();
+        let mut regions: Vec<BodyRegion<'_>> = vec![(
+            Box::new(std::io::Cursor::new([head, header].concat())),
+            ChunkParams::SMALL,
+        )];
+        let rest = std::io::Cursor::new(buf.freeze());
+        let watched = Watched {
+            inner: src,
+            walker: &mut walker,
+        };
+        regions.push((
+            Box::new(tokio::io::AsyncReadExt::chain(rest, watched)),
+            ChunkParams::BULK,
+        ));
+        let staged = self.engine.stage(regions).await.map_err(|e| match e {
+            fulcrum_engine::EngineError::Store(fulcrum_store::StoreError::Source(io)) => io_err(io),
+            e => e.into(),
+        })?;
+        walker
+            .finish()
+            .map_err(|e| DicomError::Truncated(e.to_string()))?;
+        let dataset_offset = prelude.len as i64;
+        let abs = |o: u64| o as i64 + dataset_offset;
+        let pixel = walker.pixel();
+        let fragments = pixel.filter(|p| p.len.is_none()).map(|p| {
+            let list: Vec<(i64, u32)> = p.fragments.iter().map(|(o, l)| (abs(*o), *l)).collect();
+            serde_json::to_string(&list).unwrap_or_default()
+        });
+        let rec = InstanceRecord {
+            pixel_offset: pixel.map(|p| abs(p.value_offset)),
+            pixel_len: pixel.and_then(|p| p.len).map(|l| l as i64),
+            pixel_vr: pixel
+                .and_then(|p| p.vr)
+                .map(|v| String::from_utf8_lossy(&v).into_owned()),
+            fragments,
+            header_len: head_len as i64,
+            dataset_offset,
+            ..Default::default()
+        };
+        self.commit(tenant, bucket_id, staged, ex, prelude, rec, existing)
+            .await
+    }
+
+    /// Deflated datasets have no element framing in their raw bytes: the
+    /// whole instance is read, inflated to index it, and stored as one region.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_deflated<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        bucket_id: i64,
+        head: Bytes,
+        prelude: Prelude,
+        mut buf: BytesMut,
+        mut src: R,
+        ctx: &StoreContext,
+    ) -> DicomResult<StoredInstance> {
+        loop {
+            if buf.len() > MAX_DEFLATED {
+                return Err(DicomError::TooLarge(MAX_DEFLATED as u64));
+            }
+            let before = buf.len();
+            if !fill(&mut src, &mut buf, before + 1).await.map_err(io_err)? {
+                break;
+            }
+        }
+        let dataset = buf.freeze();
+        let (parse_from, ts) = (dataset.clone(), prelude.transfer_syntax.clone());
+        let ex = tokio::task::spawn_blocking(move || {
+            parse_dataset(&parse_from, &ts).and_then(|o| extract(&o))
+        })
+        .await
+        .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        check(&ex, &prelude, ctx)?;
+        let existing = self.instance(tenant, &ex.sop_uid).await?;
+        let all = [head, dataset].concat();
+        let total = all.len() as i64;
+        let regions: Vec<BodyRegion<'_>> =
+            vec![(Box::new(std::io::Cursor::new(all)), ChunkParams::BULK)];
+        let staged = self.engine.stage(regions).await?;
+        let rec = InstanceRecord {
+            dataset_offset: prelude.len as i64,
+            header_len: total,
+            ..Default::default()
+        };
+        self.commit(tenant, bucket_id, staged, ex, prelude, rec, existing)
+            .await
+    }
+
+    /// Makes a staged instance visible with its index rows, or recognises
+    /// an identical copy already stored.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        tenant: &str,
+        bucket_id: i64,
+        staged: fulcrum_engine::Staged,
+        ex: Extracted,
+        prelude: Prelude,
+        mut rec: InstanceRecord,
+        existing: Option<InstanceRecord>,
+    ) -> DicomResult<StoredInstance> {
+        let etag = staged.etag();
+        let size = staged.size();
+        let sop_class_uid = ex
+            .sop_class_uid
+            .clone()
+            .or(prelude.sop_class_uid.clone())
+            .ok_or(DicomError::MissingAttribute("SOP Class UID (0008,0016)"))?;
+        let done = |outcome| StoredInstance {
+            study_uid: ex.study.study_uid.clone(),
+            series_uid: ex.series.series_uid.clone(),
+            sop_uid: ex.sop_uid.clone(),
+            sop_class_uid: sop_class_uid.clone(),
+            transfer_syntax: prelude.transfer_syntax.clone(),
+            size,
+            outcome,
+        };
+        let outcome = match &existing {
+            Some(e) if e.etag == etag => return Ok(done(Outcome::AlreadyStored)),
+            Some(_) => Outcome::Replaced,
+            None => Outcome::Stored,
+        };
+        let key = instance_key(&ex.sop_uid);
+        rec.sop_uid = ex.sop_uid.clone();
+        rec.series_uid = ex.series.series_uid.clone();
+        rec.study_uid = ex.study.study_uid.clone();
+        rec.sop_class_uid = sop_class_uid.clone();
+        rec.instance_number = ex.instance_number;
+        rec.transfer_syntax = prelude.transfer_syntax.clone();
+        rec.object_key = key.clone();
+        rec.size = size as i64;
+        rec.etag = etag.clone();
+        rec.num_frames = ex.num_frames;
+        rec.num_rows = ex.num_rows;
+        rec.num_columns = ex.num_columns;
+        let write = DicomWrite {
+            tenant: tenant.to_string(),
+            object: ObjectWrite {
+                bucket_id,
+                key,
+                size: size as i64,
+                etag,
+                content_type: Some("application/dicom".into()),
+                metadata: "{}".into(),
+                chunks: Vec::new(),
+                completes_upload: None,
+            },
+            study: ex.study.clone(),
+            series: ex.series.clone(),
+            instance: rec,
+            policy: self.cfg.duplicates,
+        };
+        self.engine
+            .commit_staged(staged, fulcrum_catalog::Write::Dicom(Box::new(write)))
+            .await?;
+        Ok(done(outcome))
+    }
+}
+
+/// Checks that what the dataset says agrees with its meta and the request.
+fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<()> {
+    if let Some(meta_uid) = &prelude.sop_instance_uid {
+        if meta_uid != &ex.sop_uid {
+            // Common after careless editing or de-identification; the
+            // dataset's own UID identifies the instance.
+            tracing::warn!(
+                dataset = %ex.sop_uid,
+                meta = %meta_uid,
+                "SOP Instance UID of the dataset differs from the file meta or command; indexing the dataset's"
+            );
+        }
+    }
+    if let Some(study) = &ctx.study_uid {
+        if study != &ex.study.study_uid {
+            return Err(DicomError::Mismatch(format!(
+                "instance belongs to study {}, not to {study}",
+                ex.study.study_uid
+            )));
+        }
+    }
+    Ok(())
+}
