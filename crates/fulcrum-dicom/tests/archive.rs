@@ -1,0 +1,441 @@
+//! The archive's behaviour suite, on every target (fs + SQLite; S3 +
+//! PostgreSQL under scripts/test.sh): byte-exact store and read, the index
+//! answering each kind of match identically, DICOM-aware dedup of an
+//! edited header, the duplicate policies, refusal of truncated and
+//! malformed input with nothing indexed, and deletion.
+
+#[path = "../../fulcrum-engine/tests/common/mod.rs"]
+mod common;
+
+use common::{noise, targets};
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use fulcrum_dicom::{
+    Archive, ArchiveConfig, Column, DicomError, DicomQuery, DuplicatePolicy, Level, Matcher,
+    Outcome, Scope, StoreContext,
+};
+
+const T: &str = "default";
+
+/// One generated instance's identity.
+#[derive(Clone)]
+struct Inst {
+    patient: (&'static str, &'static str),
+    study: String,
+    series: String,
+    sop: String,
+    date: &'static str,
+    modality: &'static str,
+    accession: &'static str,
+    number: i32,
+}
+
+/// A Part 10 file: explicit VR LE, 64×64 16-bit noise as native Pixel Data.
+fn part10(i: &Inst, seed: u64) -> Vec<u8> {
+    let mut o = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, v: &str| o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+    put(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2");
+    put(tags::SOP_INSTANCE_UID, VR::UI, &i.sop);
+    put(tags::STUDY_DATE, VR::DA, i.date);
+    put(tags::STUDY_TIME, VR::TM, "101500");
+    put(tags::ACCESSION_NUMBER, VR::SH, i.accession);
+    put(tags::MODALITY, VR::CS, i.modality);
+    put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "House^Gregory");
+    put(tags::STUDY_DESCRIPTION, VR::LO, "CHEST");
+    put(tags::PATIENT_NAME, VR::PN, i.patient.0);
+    put(tags::PATIENT_ID, VR::LO, i.patient.1);
+    put(tags::PATIENT_BIRTH_DATE, VR::DA, "19700101");
+    put(tags::PATIENT_SEX, VR::CS, "F");
+    put(tags::STUDY_INSTANCE_UID, VR::UI, &i.study);
+    put(tags::SERIES_INSTANCE_UID, VR::UI, &i.series);
+    put(tags::STUDY_ID, VR::SH, "1");
+    put(tags::SERIES_NUMBER, VR::IS, "1");
+    put(tags::INSTANCE_NUMBER, VR::IS, &i.number.to_string());
+    o.put(DataElement::new(
+        tags::ROWS,
+        VR::US,
+        PrimitiveValue::from(64u16),
+    ));
+    o.put(DataElement::new(
+        tags::COLUMNS,
+        VR::US,
+        PrimitiveValue::from(64u16),
+    ));
+    o.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    ));
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::from(noise(64 * 64 * 2, seed)),
+    ));
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+        .media_storage_sop_instance_uid(i.sop.as_str())
+        .transfer_syntax("1.2.840.10008.1.2.1");
+    let file = o.with_meta(meta).expect("meta");
+    let mut out = Vec::new();
+    file.write_all(&mut out).expect("write");
+    out
+}
+
+fn corpus() -> Vec<Inst> {
+    let mut v = Vec::new();
+    let patients = [("Doe^Jane", "P1"), ("DOE^JOHN", "P2"), ("Smith^Anna", "P3")];
+    for (p, patient) in patients.iter().enumerate() {
+        for s in 0..2 {
+            let study = format!("1.2.3.{p}.{s}");
+            for (r, modality) in ["CT", "SR"].iter().enumerate() {
+                for n in 0..2 {
+                    v.push(Inst {
+                        patient: *patient,
+                        study: study.clone(),
+                        series: format!("{study}.{r}"),
+                        sop: format!("{study}.{r}.{n}"),
+                        date: if s == 0 { "20200115" } else { "20210620" },
+                        modality,
+                        accession: if s == 0 { "ACC-A" } else { "ACC-B" },
+                        number: n + 1,
+                    });
+                }
+            }
+        }
+    }
+    v
+}
+
+async fn store(a: &Archive, bytes: &[u8]) -> Result<Outcome, DicomError> {
+    Ok(a.store_file(T, bytes, &StoreContext::default())
+        .await?
+        .outcome)
+}
+
+async fn uids(a: &Archive, level: Level, filters: Vec<(Column, Matcher)>) -> Vec<String> {
+    let q = DicomQuery {
+        tenant: T.into(),
+        level,
+        filters,
+        limit: None,
+        offset: 0,
+    };
+    let mut out: Vec<String> = a
+        .query(&q)
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|m| match level {
+            Level::Patient => m.study.patient_id.unwrap_or_default(),
+            Level::Study => m.study.study_uid,
+            Level::Series => m.series.map(|s| s.series_uid).unwrap_or_default(),
+            Level::Instance => m.instance.map(|i| i.sop_uid).unwrap_or_default(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn store_index_query_and_delete() {
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let corpus = corpus();
+        for (n, i) in corpus.iter().enumerate() {
+            let f = part10(i, n as u64);
+            assert_eq!(store(&a, &f).await.expect("store"), Outcome::Stored);
+            // Byte-exact read back.
+            let rec = a
+                .instance(T, &i.sop)
+                .await
+                .expect("lookup")
+                .expect("indexed");
+            let got = a
+                .read_bytes(T, &rec, 0, rec.size as u64)
+                .await
+                .expect("read");
+            assert_eq!(&got[..], &f[..], "{}", t.name);
+            assert_eq!(rec.pixel_len, Some(64 * 64 * 2));
+            let px = rec.pixel_offset.expect("native pixel offset") as usize;
+            assert_eq!(&f[px..px + 16], &noise(64 * 64 * 2, n as u64)[..16]);
+        }
+        let ex = |v: &str| Matcher::Exact(v.into());
+        // Every matching kind, at each level.
+        assert_eq!(uids(&a, Level::Study, vec![]).await.len(), 6);
+        assert_eq!(
+            uids(&a, Level::Study, vec![(Column::PatientId, ex("P2"))]).await,
+            ["1.2.3.1.0", "1.2.3.1.1"]
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(Column::PatientName, Matcher::Wildcard("doe*".into()))]
+            )
+            .await
+            .len(),
+            4,
+            "{}: wildcard names are case-insensitive",
+            t.name
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(Column::PatientName, Matcher::Fuzzy("jan".into()))]
+            )
+            .await,
+            ["1.2.3.0.0", "1.2.3.0.1"]
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(Column::PatientName, ex("doe^john"))]
+            )
+            .await
+            .len(),
+            2
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(
+                    Column::StudyDate,
+                    Matcher::Range(Some("20210101".into()), None)
+                )]
+            )
+            .await
+            .len(),
+            3
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(
+                    Column::StudyTime,
+                    Matcher::Range(Some("1000".into()), Some("1015".into()))
+                )]
+            )
+            .await
+            .len(),
+            6,
+            "an upper time bound admits its own seconds"
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![
+                    (Column::AccessionNumber, ex("ACC-A")),
+                    (Column::ModalitiesInStudy, ex("SR"))
+                ]
+            )
+            .await
+            .len(),
+            3
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Study,
+                vec![(
+                    Column::StudyUid,
+                    Matcher::List(vec!["1.2.3.0.0".into(), "1.2.3.2.1".into()])
+                )]
+            )
+            .await,
+            ["1.2.3.0.0", "1.2.3.2.1"]
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Series,
+                vec![
+                    (Column::StudyUid, ex("1.2.3.0.0")),
+                    (Column::Modality, ex("CT"))
+                ]
+            )
+            .await,
+            ["1.2.3.0.0.0"]
+        );
+        assert_eq!(
+            uids(
+                &a,
+                Level::Instance,
+                vec![
+                    (Column::SeriesUid, ex("1.2.3.0.0.0")),
+                    (Column::InstanceNumber, ex("2"))
+                ]
+            )
+            .await,
+            ["1.2.3.0.0.0.1"]
+        );
+        assert_eq!(uids(&a, Level::Patient, vec![]).await, ["P1", "P2", "P3"]);
+        // Counts and modalities.
+        let q = DicomQuery {
+            tenant: T.into(),
+            level: Level::Study,
+            filters: vec![(Column::StudyUid, ex("1.2.3.0.0"))],
+            limit: None,
+            offset: 0,
+        };
+        let m = &a.query(&q).await.expect("query")[0];
+        assert_eq!((m.series_count, m.instances), (Some(2), Some(4)));
+        assert_eq!(m.modalities, ["CT", "SR"]);
+        // Paging is stable.
+        let page = |offset| DicomQuery {
+            tenant: T.into(),
+            level: Level::Instance,
+            filters: vec![],
+            limit: Some(5),
+            offset,
+        };
+        let mut seen = Vec::new();
+        for off in [0, 5, 10, 15, 20] {
+            for m in a.query(&page(off)).await.expect("page") {
+                seen.push(m.instance.expect("instance").sop_uid);
+            }
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 24);
+        // Delete a series, then the rest of its study.
+        let n = a
+            .delete(T, &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()))
+            .await
+            .expect("delete series");
+        assert_eq!(n, 2);
+        assert_eq!(
+            a.delete(T, &Scope::Study("1.2.3.0.0".into()))
+                .await
+                .expect("delete"),
+            2
+        );
+        assert_eq!(uids(&a, Level::Study, vec![]).await.len(), 5);
+        assert!(a
+            .instance(T, "1.2.3.0.0.0.0")
+            .await
+            .expect("lookup")
+            .is_none());
+        a.engine().close().await;
+    }
+}
+
+#[tokio::test]
+async fn duplicates_and_edited_headers() {
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let i = corpus().remove(0);
+        // A large instance: its pixel data must be stored once only.
+        let mut big = i.clone();
+        big.sop = "9.9.9".into();
+        let mut f = part10(&big, 7);
+        let px_noise = noise(8 * 1024 * 1024, 11);
+        // Swap in an 8 MiB pixel value by rebuilding with a larger image.
+        f.truncate(f.len() - 64 * 64 * 2 - 12);
+        let mut hdr = f.clone();
+        hdr.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        hdr.extend_from_slice(&(px_noise.len() as u32).to_le_bytes());
+        hdr.extend_from_slice(&px_noise);
+        assert_eq!(store(&a, &hdr).await.expect("store"), Outcome::Stored);
+        let before = a.engine().stats().await.expect("stats").physical_bytes;
+        assert_eq!(
+            store(&a, &hdr).await.expect("again"),
+            Outcome::AlreadyStored
+        );
+        // Same instance, patient name corrected: only a new header is stored.
+        let at = hdr
+            .windows(8)
+            .position(|w| w == b"Doe^Jane")
+            .expect("name in header");
+        let mut ed = hdr.clone();
+        ed[at..at + 8].copy_from_slice(b"Doe^Joan");
+        assert_ne!(ed, hdr);
+        assert_eq!(store(&a, &ed).await.expect("edited"), Outcome::Replaced);
+        let after = a.engine().stats().await.expect("stats").physical_bytes;
+        assert!(
+            ((after - before) as f64) < 0.02 * hdr.len() as f64,
+            "{}: edited header added {} bytes",
+            t.name,
+            after - before
+        );
+        let rec = a
+            .instance(T, "9.9.9")
+            .await
+            .expect("lookup")
+            .expect("there");
+        let got = a
+            .read_bytes(T, &rec, 0, rec.size as u64)
+            .await
+            .expect("read");
+        assert_eq!(got, ed, "the newest version is served");
+        // The previous version is kept.
+        let kept = a
+            .engine()
+            .list_objects(T, fulcrum_dicom::DICOM_BUCKET, "versions/9.9.9/", "", 10)
+            .await
+            .expect("list");
+        assert_eq!(kept.len(), 1, "{}", t.name);
+        // Reject policy refuses different bytes, accepts identical ones.
+        let strict = Archive::new(
+            a.engine().clone(),
+            ArchiveConfig {
+                duplicates: DuplicatePolicy::Reject,
+                ..ArchiveConfig::default()
+            },
+        );
+        assert_eq!(
+            store(&strict, &ed).await.expect("same"),
+            Outcome::AlreadyStored
+        );
+        let err = store(&strict, &hdr).await.expect_err("different bytes");
+        assert!(matches!(err, DicomError::Duplicate(_)), "{err}");
+        assert_eq!(err.status(), 0x0111);
+        a.engine().close().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_indexed() {
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let i = corpus().remove(0);
+        let f = part10(&i, 1);
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            (
+                "not dicom",
+                b"hello world, this is not DICOM at all".repeat(10),
+                0xC000,
+            ),
+            (
+                "truncated in pixel data",
+                f[..f.len() - 100].to_vec(),
+                0xC000,
+            ),
+            ("truncated in header", f[..300].to_vec(), 0xC000),
+            ("empty", Vec::new(), 0xC000),
+        ];
+        for (name, bytes, status) in cases {
+            let err = store(&a, &bytes).await.expect_err(name);
+            assert_eq!(err.status(), status, "{}: {name}: {err}", t.name);
+        }
+        // Missing Study Instance UID.
+        let mut o = dicom_object::OpenFileOptions::new()
+            .from_reader(&f[..])
+            .expect("parse");
+        o.remove_element(tags::STUDY_INSTANCE_UID);
+        let mut no_study = Vec::new();
+        o.write_all(&mut no_study).expect("write");
+        let err = store(&a, &no_study).await.expect_err("no study uid");
+        assert_eq!(err.status(), 0xA900, "{err}");
+        assert!(
+            uids(&a, Level::Instance, vec![]).await.is_empty(),
+            "{}",
+            t.name
+        );
+        a.engine().close().await;
+    }
+}
