@@ -175,6 +175,9 @@ impl s3s::S3 for S3Api {
             .await
             .map_err(api_err)?
             .into_iter()
+            // Names starting with a dot belong to platform services (the
+            // DICOM archive's `.dicom`); S3 bucket names never start with one.
+            .filter(|b| !b.name.starts_with('.'))
             .map(|b| {
                 let mut out = Bucket::default();
                 out.name = Some(b.name);
