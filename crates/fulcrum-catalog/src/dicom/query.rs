@@ -412,79 +412,109 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Fills the computed attributes (counts, modalities) of each result.
+    /// Fills the computed attributes (counts, modalities) of each result
+    /// with a few grouped queries per page of results (not per result).
     async fn add_counts(
         &self,
         tenant: &str,
         level: Level,
         out: &mut [DicomMatch],
     ) -> CatalogResult<()> {
-        for m in out.iter_mut() {
-            match level {
-                Level::Patient => {
-                    let (series, instances): (i64, i64) = sqlx::query_as(
-                        "SELECT (SELECT COUNT(*) FROM dicom_series r WHERE r.tenant = $1 AND r.study_uid IN \
-                         (SELECT study_uid FROM dicom_studies s WHERE s.tenant = $1 AND s.patient_id = $2)), \
-                         (SELECT COUNT(*) FROM dicom_instances i WHERE i.tenant = $1 AND i.study_uid IN \
-                         (SELECT study_uid FROM dicom_studies s WHERE s.tenant = $1 AND s.patient_id = $2))",
-                    )
-                    .bind(tenant)
-                    .bind(&m.study.patient_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("count patient"))?;
-                    m.series_count = Some(series);
-                    m.instances = Some(instances);
+        for block in out.chunks_mut(IN_LIST) {
+            let keys: Vec<String> = block
+                .iter()
+                .map(|m| match level {
+                    Level::Patient => m.study.patient_id.clone().unwrap_or_default(),
+                    Level::Study => m.study.study_uid.clone(),
+                    Level::Series => m
+                        .series
+                        .as_ref()
+                        .map(|s| s.series_uid.clone())
+                        .unwrap_or_default(),
+                    Level::Instance => String::new(),
+                })
+                .collect();
+            let list = (2..keys.len() + 2)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = match level {
+                Level::Instance => continue,
+                Level::Patient => format!(
+                    "SELECT s.patient_id, r.modality, i.sop_class_uid, COUNT(DISTINCT r.series_uid), COUNT(*) \
+                     FROM dicom_instances i JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
+                     JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
+                     WHERE i.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, r.modality, i.sop_class_uid"
+                ),
+                Level::Study => format!(
+                    "SELECT i.study_uid, r.modality, i.sop_class_uid, COUNT(DISTINCT r.series_uid), COUNT(*) \
+                     FROM dicom_instances i JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
+                     WHERE i.tenant = $1 AND i.study_uid IN ({list}) GROUP BY i.study_uid, r.modality, i.sop_class_uid"
+                ),
+                Level::Series => format!(
+                    "SELECT i.series_uid, NULL, i.sop_class_uid, 1, COUNT(*) FROM dicom_instances i \
+                     WHERE i.tenant = $1 AND i.series_uid IN ({list}) GROUP BY i.series_uid, i.sop_class_uid"
+                ),
+            };
+            let mut q = sqlx::query_as::<_, (String, Option<String>, String, i64, i64)>(
+                crate::dynamic(sql),
+            )
+            .bind(tenant);
+            for k in &keys {
+                q = q.bind(k);
+            }
+            let rows = q.fetch_all(&self.pool).await.map_err(db("count matches"))?;
+            // Series per key: distinct series are counted per (modality,
+            // class) group, so count them once more per key.
+            let series_sql = match level {
+                Level::Patient => Some(format!(
+                    "SELECT s.patient_id, COUNT(*) FROM dicom_series r JOIN dicom_studies s \
+                     ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
+                     WHERE r.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id"
+                )),
+                Level::Study => Some(format!(
+                    "SELECT r.study_uid, COUNT(*) FROM dicom_series r \
+                     WHERE r.tenant = $1 AND r.study_uid IN ({list}) GROUP BY r.study_uid"
+                )),
+                _ => None,
+            };
+            let mut series = std::collections::HashMap::new();
+            if let Some(sql) = series_sql {
+                let mut q = sqlx::query_as::<_, (String, i64)>(crate::dynamic(sql)).bind(tenant);
+                for k in &keys {
+                    q = q.bind(k);
                 }
-                Level::Study => {
-                    let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(
-                        "SELECT r.modality, i.sop_class_uid, COUNT(*) FROM dicom_instances i \
-                         JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
-                         WHERE i.tenant = $1 AND i.study_uid = $2 GROUP BY r.modality, i.sop_class_uid",
-                    )
-                    .bind(tenant)
-                    .bind(&m.study.study_uid)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db("count study"))?;
-                    let series: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM dicom_series WHERE tenant = $1 AND study_uid = $2",
-                    )
-                    .bind(tenant)
-                    .bind(&m.study.study_uid)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("count study"))?;
-                    for (modality, class, _) in &rows {
-                        if let Some(md) = modality {
-                            if !m.modalities.contains(md) {
-                                m.modalities.push(md.clone());
-                            }
-                        }
-                        if !m.sop_classes.contains(class) {
-                            m.sop_classes.push(class.clone());
+                for (k, n) in q.fetch_all(&self.pool).await.map_err(db("count series"))? {
+                    series.insert(k, n);
+                }
+            }
+            for (m, key) in block.iter_mut().zip(&keys) {
+                let mut instances = 0;
+                for (k, modality, class, _, n) in &rows {
+                    if k != key {
+                        continue;
+                    }
+                    instances += n;
+                    if let Some(md) = modality {
+                        if !m.modalities.contains(md) {
+                            m.modalities.push(md.clone());
                         }
                     }
-                    m.modalities.sort();
-                    m.sop_classes.sort();
-                    m.series_count = Some(series);
-                    m.instances = Some(rows.iter().map(|r| r.2).sum());
+                    if !m.sop_classes.contains(class) {
+                        m.sop_classes.push(class.clone());
+                    }
                 }
-                Level::Series => {
-                    let uid = m.series.as_ref().map(|s| s.series_uid.clone());
-                    let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM dicom_instances WHERE tenant = $1 AND series_uid = $2",
-                    )
-                    .bind(tenant)
-                    .bind(uid)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("count series"))?;
-                    m.instances = Some(n);
+                m.modalities.sort();
+                m.sop_classes.sort();
+                m.instances = Some(instances);
+                if level != Level::Series {
+                    m.series_count = Some(series.get(key).copied().unwrap_or(0));
                 }
-                Level::Instance => {}
             }
         }
         Ok(())
     }
 }
+
+/// Keys per `IN (…)` list.
+const IN_LIST: usize = 500;
