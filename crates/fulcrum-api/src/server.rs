@@ -76,13 +76,19 @@ pub async fn serve_s3(
     Ok(())
 }
 
-/// Serves `/healthz` and `/metrics` until `shutdown` completes.
-pub async fn serve_admin(
+/// Serves the HTTP port until `shutdown` completes: `/healthz`,
+/// `/metrics`, and the protocols nested in `extra` (DICOMweb).
+pub async fn serve_http(
     listener: TcpListener,
     engine: Engine,
+    extra: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, crate::admin::router(engine))
+    let app = crate::admin::router(engine).merge(extra);
+    // The local address lets DICOMweb build URLs with the right port for
+    // clients whose Host header leaves it out.
+    let app = app.into_make_service_with_connect_info::<crate::dicomweb::ServedOn>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,0 +1,166 @@
+//! DICOMweb (PS3.18) on the archive: STOW-RS, QIDO-RS, WADO-RS (instances,
+//! metadata, bulk data, frames, rendered images and thumbnails) and DELETE
+//! for administrators, with CORS for browser viewers. Routes are relative
+//! to the service root; the caller nests them (e.g. under `/dicom-web`).
+
+mod base;
+mod delete;
+mod encode;
+mod errors;
+mod frames;
+mod json;
+mod media;
+mod multipart;
+mod pixels;
+mod qido;
+mod render;
+mod stow;
+mod wado;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use fulcrum_dicom::Archive;
+use tokio::sync::Semaphore;
+
+use crate::S3Credentials;
+pub(crate) use base::Base;
+pub use base::ServedOn;
+pub(crate) use errors::{ApiError, ApiResult};
+
+/// What every handler works with.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub archive: Archive,
+    pub tenant: Arc<str>,
+    pub admin: Arc<S3Credentials>,
+    /// Bounds concurrent image decoding/encoding (CPU-heavy).
+    pub render_slots: Arc<Semaphore>,
+}
+
+/// The DICOMweb service for one tenant. `admin` guards DELETE (HTTP Basic
+/// with the access key as user name and the secret key as password).
+pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router {
+    let ctx = Ctx {
+        archive,
+        tenant: tenant.into(),
+        admin: Arc::new(admin),
+        render_slots: Arc::new(Semaphore::new(2)),
+    };
+    const INSTANCE: &str = "/studies/{study}/series/{series}/instances/{instance}";
+    Router::new()
+        .route("/studies", get(qido::studies).post(stow::store))
+        .route(
+            "/studies/{study}",
+            get(wado::study)
+                .post(stow::store_in_study)
+                .delete(delete::study),
+        )
+        .route("/studies/{study}/metadata", get(wado::study_metadata))
+        .route("/studies/{study}/thumbnail", get(frames::study_thumbnail))
+        .route("/studies/{study}/series", get(qido::study_series))
+        .route("/studies/{study}/instances", get(qido::study_instances))
+        .route(
+            "/studies/{study}/series/{series}",
+            get(wado::series).delete(delete::series),
+        )
+        .route(
+            "/studies/{study}/series/{series}/metadata",
+            get(wado::series_metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(frames::series_thumbnail),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(qido::series_instances),
+        )
+        .route(INSTANCE, get(wado::instance).delete(delete::instance))
+        .route(
+            &format!("{INSTANCE}/metadata"),
+            get(wado::instance_metadata),
+        )
+        .route(
+            &format!("{INSTANCE}/rendered"),
+            get(frames::instance_rendered),
+        )
+        .route(
+            &format!("{INSTANCE}/thumbnail"),
+            get(frames::instance_thumbnail),
+        )
+        .route(
+            &format!("{INSTANCE}/frames/{{frames}}"),
+            get(frames::frames),
+        )
+        .route(
+            &format!("{INSTANCE}/frames/{{frames}}/rendered"),
+            get(frames::frame_rendered),
+        )
+        .route(
+            &format!("{INSTANCE}/bulkdata/{{*path}}"),
+            get(wado::bulkdata),
+        )
+        .route("/series", get(qido::all_series))
+        .route("/instances", get(qido::all_instances))
+        .fallback(not_found)
+        .with_state(ctx)
+        .layer(from_fn(cors))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no such DICOMweb resource (see PS3.18: /studies, /series, /instances, …/metadata, …/frames/{n})",
+    )
+}
+
+const EXPOSED: &str = "Content-Type, Content-Length, Content-Location, Location, Warning";
+const ALLOWED_HEADERS: &str =
+    "Authorization, Content-Type, Accept, Range, Cache-Control, X-Requested-With";
+
+/// CORS for browser viewers (OHIF): any origin, preflights answered here.
+async fn cors(req: Request, next: Next) -> Response {
+    if req.method() == Method::OPTIONS {
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, DELETE, OPTIONS"),
+        );
+        let asked = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .filter(|v| v.to_str().map(|s| s.len() < 1024).unwrap_or(false))
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(ALLOWED_HEADERS));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        return res;
+    }
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED),
+    );
+    res
+}

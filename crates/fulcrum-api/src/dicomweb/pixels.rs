@@ -1,0 +1,407 @@
+//! Where an instance's pixel data is and how to cut it into frames: the
+//! parsed header plus the Pixel Data element the catalog row points at
+//! (native: a ranged read per frame; encapsulated: the fragments of each
+//! frame, from the fragment table and the Basic or Extended Offset Table).
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use dicom_core::value::Value as DicomValue;
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use fulcrum_dicom::scan::Framing;
+use fulcrum_dicom::InstanceRecord;
+
+use super::errors::join_error;
+use super::json::le_bytes;
+use super::{ApiError, ApiResult, Ctx};
+
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+/// An instance's parsed header and its root pixel element.
+pub(crate) struct Loaded {
+    pub rec: InstanceRecord,
+    pub header: InMemDicomObject,
+    /// (7FE0,0010), or Float / Double Float Pixel Data.
+    pub pixel_tag: Tag,
+}
+
+fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .or_else(|| TransferSyntaxRegistry.get(EXPLICIT_LE))
+        .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
+}
+
+/// Reads and parses the header, with the pixel element's header in the
+/// same ranged read.
+pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
+    let start = rec.dataset_offset.max(0) as u64;
+    let head_end = (rec.header_len.max(0) as u64).max(start);
+    let end = match rec.pixel_offset {
+        Some(p) if p as u64 >= head_end && p as u64 - head_end <= 12 => p as u64,
+        _ => head_end,
+    };
+    let bytes = ctx
+        .archive
+        .read_bytes(&ctx.tenant, &rec, start, end)
+        .await?;
+    let split = (head_end - start) as usize;
+    let ts = rec.transfer_syntax.clone();
+    let (header, elem) = tokio::task::spawn_blocking(move || {
+        let head = bytes.slice(..split.min(bytes.len()));
+        parse(&head, &ts).map(|h| (h, bytes.slice(split.min(bytes.len())..)))
+    })
+    .await
+    .map_err(join_error)?
+    .map_err(|e| {
+        tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored instance's header could not be parsed",
+        )
+    })?;
+    let big = Framing::of(&rec.transfer_syntax).is_some_and(|f| f.big_endian);
+    let pixel_tag = match elem.get(..4) {
+        Some(b) if big => Tag(
+            u16::from_be_bytes([b[0], b[1]]),
+            u16::from_be_bytes([b[2], b[3]]),
+        ),
+        Some(b) => Tag(
+            u16::from_le_bytes([b[0], b[1]]),
+            u16::from_le_bytes([b[2], b[3]]),
+        ),
+        None => tags::PIXEL_DATA,
+    };
+    Ok(Loaded {
+        rec,
+        header,
+        pixel_tag,
+    })
+}
+
+/// A whole-number attribute (US or IS).
+pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    obj.get(tag)?.to_int::<i64>().ok()
+}
+
+/// What is needed to cut native pixel data into frames.
+#[derive(Debug, Clone)]
+pub(crate) struct Geometry {
+    pub rows: u32,
+    pub cols: u32,
+    pub samples: u32,
+    pub bits_allocated: u32,
+    pub frames: u32,
+    /// Native YBR_FULL_422 holds two samples per pixel (Y Y Cb Cr per pair).
+    pub ybr_422: bool,
+}
+
+impl Geometry {
+    pub fn of(obj: &InMemDicomObject) -> Geometry {
+        let get = |t, d: i64| int(obj, t).unwrap_or(d).clamp(0, u32::MAX as i64) as u32;
+        Geometry {
+            rows: get(tags::ROWS, 0),
+            cols: get(tags::COLUMNS, 0),
+            samples: get(tags::SAMPLES_PER_PIXEL, 1),
+            bits_allocated: get(tags::BITS_ALLOCATED, 8),
+            frames: get(tags::NUMBER_OF_FRAMES, 1).max(1),
+            ybr_422: obj
+                .get(tags::PHOTOMETRIC_INTERPRETATION)
+                .and_then(|e| e.to_str().ok())
+                .is_some_and(|p| p.trim() == "YBR_FULL_422"),
+        }
+    }
+
+    /// Bytes per native frame; `None` when frames are not whole bytes.
+    pub fn frame_len(&self) -> Option<u64> {
+        let samples = if self.ybr_422 && self.samples == 3 {
+            2
+        } else {
+            self.samples
+        };
+        let bits =
+            self.rows as u64 * self.cols as u64 * samples as u64 * self.bits_allocated as u64;
+        (bits > 0 && bits.is_multiple_of(8)).then_some(bits / 8)
+    }
+}
+
+impl Loaded {
+    pub fn geometry(&self) -> Geometry {
+        Geometry::of(&self.header)
+    }
+
+    pub fn encapsulated(&self) -> bool {
+        match self.rec.pixel_offset {
+            Some(_) => self.rec.pixel_len.is_none(),
+            None => matches!(
+                self.header.get(self.pixel_tag).map(|e| e.value()),
+                Some(DicomValue::PixelSequence(_))
+            ),
+        }
+    }
+
+    pub fn has_pixels(&self) -> bool {
+        self.rec.pixel_offset.is_some() || self.header.get(self.pixel_tag).is_some()
+    }
+
+    /// The VR of Pixel Data for metadata.
+    pub fn pixel_vr(&self) -> &'static str {
+        match self.pixel_tag {
+            Tag(0x7FE0, 0x0008) => "OF",
+            Tag(0x7FE0, 0x0009) => "OD",
+            _ if self.encapsulated() => "OB",
+            _ => match self.rec.pixel_vr.as_deref() {
+                Some("OB") => "OB",
+                Some("OW") => "OW",
+                _ if self.geometry().bits_allocated > 8 => "OW",
+                _ => "OB",
+            },
+        }
+    }
+
+    /// Media type of a frame, other names clients use for it, and the
+    /// transfer syntax its bytes are in.
+    pub fn frame_media(&self) -> (&'static str, &'static [&'static str], String) {
+        if !self.encapsulated() {
+            return ("application/octet-stream", &[], EXPLICIT_LE.to_string());
+        }
+        let ts = self.rec.transfer_syntax.clone();
+        let (m, aliases): (&str, &[&str]) = match ts.as_str() {
+            "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70" => ("image/jpeg", &[]),
+            "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => ("image/jls", &["image/x-jls"]),
+            "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => ("image/jp2", &[]),
+            "1.2.840.10008.1.2.4.92" | "1.2.840.10008.1.2.4.93" => ("image/jpx", &[]),
+            "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
+                ("image/jphc", &[])
+            }
+            "1.2.840.10008.1.2.5" => ("image/dicom-rle", &["image/x-dicom-rle"]),
+            "1.2.840.10008.1.2.4.100" | "1.2.840.10008.1.2.4.101" => ("video/mpeg2", &[]),
+            t if t.starts_with("1.2.840.10008.1.2.4.10") => ("video/mp4", &[]),
+            _ => ("application/octet-stream", &[]),
+        };
+        (m, aliases, ts)
+    }
+}
+
+fn bad_frame(n: u32, frames: u32) -> ApiError {
+    ApiError::bad_request(format!(
+        "frame {n} does not exist: the instance has {frames} frame(s), numbered from 1"
+    ))
+}
+
+fn unsupported(why: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_IMPLEMENTED, why.to_string())
+}
+
+/// Which fragment items make up frame `n` (1-based) of `frames`, given
+/// each item's offset relative to the first item and an offset table.
+fn frame_items(rel: &[u64], n: u32, frames: u32, table: &[u64]) -> ApiResult<Vec<usize>> {
+    if frames <= 1 {
+        return Ok((0..rel.len()).collect());
+    }
+    if rel.len() == frames as usize {
+        return Ok(vec![n as usize - 1]);
+    }
+    if table.len() < frames as usize {
+        return Err(unsupported(
+            "cannot locate this frame: the instance has no offset table and more fragments than frames",
+        ));
+    }
+    let lo = table[n as usize - 1];
+    let hi = table.get(n as usize).copied().unwrap_or(u64::MAX);
+    let idx: Vec<usize> = (0..rel.len())
+        .filter(|i| rel[*i] >= lo && rel[*i] < hi)
+        .collect();
+    if idx.is_empty() {
+        return Err(unsupported("the offset table does not match the fragments"));
+    }
+    Ok(idx)
+}
+
+/// The Extended Offset Table (7FE0,0001) of the header, if any.
+fn extended_offsets(h: &InMemDicomObject) -> Vec<u64> {
+    match h.get(Tag(0x7FE0, 0x0001)).map(|e| e.value()) {
+        Some(DicomValue::Primitive(v)) => le_bytes(v)
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn u32s_le(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
+        .collect()
+}
+
+/// Byte-swaps big-endian words to little endian.
+fn swap(b: &mut [u8], width: usize) {
+    if width > 1 {
+        for w in b.chunks_exact_mut(width) {
+            w.reverse();
+        }
+    }
+}
+
+/// The bytes of frame `n` (1-based): native little endian, or the
+/// concatenated fragments of an encapsulated frame.
+pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
+    let g = l.geometry();
+    if n == 0 || n > g.frames {
+        return Err(bad_frame(n, g.frames));
+    }
+    if !l.has_pixels() {
+        return Err(ApiError::not_found("the instance has no pixel data"));
+    }
+    if l.encapsulated() {
+        return encapsulated_frame(ctx, l, n, g.frames).await;
+    }
+    let flen = g.frame_len().ok_or_else(|| {
+        unsupported("frames of this pixel layout (bits not byte-aligned) cannot be cut")
+    })?;
+    let first = (n as u64 - 1) * flen;
+    let Some(off) = l.rec.pixel_offset else {
+        let Some(DicomValue::Primitive(v)) = l.header.get(l.pixel_tag).map(|e| e.value()) else {
+            return Err(ApiError::not_found("the instance has no pixel data"));
+        };
+        let all = le_bytes(v);
+        let end = (first + flen) as usize;
+        return all
+            .get(first as usize..end)
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(|| bad_frame(n, g.frames));
+    };
+    let total = l.rec.pixel_len.unwrap_or(0).max(0) as u64;
+    if first + flen > total {
+        return Err(bad_frame(n, g.frames));
+    }
+    let start = off as u64 + first;
+    let bytes = ctx
+        .archive
+        .read_bytes(&ctx.tenant, &l.rec, start, start + flen)
+        .await?;
+    let big = Framing::of(&l.rec.transfer_syntax).is_some_and(|f| f.big_endian);
+    if big && g.bits_allocated >= 16 {
+        let mut v = bytes.to_vec();
+        swap(&mut v, (g.bits_allocated / 8) as usize);
+        return Ok(v.into());
+    }
+    Ok(bytes)
+}
+
+async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiResult<Bytes> {
+    if l.rec.pixel_offset.is_none() {
+        // Parsed with the header (an instance stored whole).
+        let Some(DicomValue::PixelSequence(seq)) = l.header.get(l.pixel_tag).map(|e| e.value())
+        else {
+            return Err(ApiError::not_found("the instance has no pixel data"));
+        };
+        let frags = seq.fragments();
+        let mut rel = Vec::with_capacity(frags.len());
+        let mut at = 0u64;
+        for f in frags {
+            rel.push(at);
+            at += 8 + f.len() as u64;
+        }
+        let mut table: Vec<u64> = seq.offset_table().iter().map(|o| *o as u64).collect();
+        if table.is_empty() {
+            table = extended_offsets(&l.header);
+        }
+        let idx = frame_items(&rel, n, frames, &table)?;
+        return Ok(idx
+            .iter()
+            .flat_map(|i| frags[*i].iter().copied())
+            .collect::<Vec<u8>>()
+            .into());
+    }
+    let list: Vec<(i64, u32)> = l
+        .rec
+        .fragments
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok())
+        .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
+    let Some(((bot_off, bot_len), items)) = list.split_first() else {
+        return Err(ApiError::not_found(
+            "the instance has no pixel data fragments",
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::not_found(
+            "the instance has no pixel data fragments",
+        ));
+    }
+    let base = items[0].0;
+    let rel: Vec<u64> = items
+        .iter()
+        .map(|(o, _)| (o - base).max(0) as u64)
+        .collect();
+    let mut table = Vec::new();
+    if frames > 1 && items.len() != frames as usize {
+        if *bot_len > 0 {
+            let b = *bot_off as u64;
+            let bot = ctx
+                .archive
+                .read_bytes(&ctx.tenant, &l.rec, b, b + *bot_len as u64)
+                .await?;
+            table = u32s_le(&bot);
+        } else {
+            table = extended_offsets(&l.header);
+        }
+    }
+    let idx = frame_items(&rel, n, frames, &table)?;
+    let (first, last) = match (idx.first(), idx.last()) {
+        (Some(f), Some(z)) => (items[*f], items[*z]),
+        _ => return Err(bad_frame(n, frames)),
+    };
+    let (start, end) = (first.0.max(0) as u64, last.0.max(0) as u64 + last.1 as u64);
+    if end < start {
+        return Err(unsupported(
+            "the fragment table does not match the stored bytes",
+        ));
+    }
+    let span = ctx
+        .archive
+        .read_bytes(&ctx.tenant, &l.rec, start, end)
+        .await?;
+    if idx.len() == 1 {
+        return Ok(span);
+    }
+    let mut out = Vec::with_capacity(span.len());
+    for i in idx {
+        let (o, len) = items[i];
+        let s = (o as u64).saturating_sub(start) as usize;
+        let piece = span
+            .get(s..s.saturating_add(len as usize))
+            .ok_or_else(|| unsupported("the fragment table does not match the stored bytes"))?;
+        out.extend_from_slice(piece);
+    }
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_map_to_fragments() {
+        // One fragment per frame.
+        assert_eq!(frame_items(&[0, 100, 200], 2, 3, &[]).expect("ok"), vec![1]);
+        // Two fragments per frame, located through the offset table.
+        let rel = [0, 50, 100, 150];
+        assert_eq!(frame_items(&rel, 2, 2, &[0, 100]).expect("ok"), vec![2, 3]);
+        assert_eq!(frame_items(&rel, 1, 2, &[0, 100]).expect("ok"), vec![0, 1]);
+        // Single frame: everything.
+        assert_eq!(frame_items(&rel, 1, 1, &[]).expect("ok"), vec![0, 1, 2, 3]);
+        assert!(frame_items(&rel, 1, 2, &[]).is_err());
+        let mut b = vec![1, 2, 3, 4];
+        swap(&mut b, 2);
+        assert_eq!(b, vec![2, 1, 4, 3]);
+    }
+}

@@ -1,0 +1,297 @@
+//! QIDO-RS (PS3.18 10.6): search for studies, series and instances at
+//! every level and nested. Query keys become archive matchers
+//! (fulcrum_dicom::query); results are DICOM JSON with a RetrieveURL.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use dicom_core::dictionary::DataDictionary;
+use dicom_core::Tag;
+use dicom_dictionary_std::StandardDataDictionary;
+use fulcrum_dicom::query::{self, lookup, matcher, QueryAttr};
+use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher};
+use serde_json::Value;
+
+use super::json::{dataset, parse_tag, strings};
+use super::media::{accept_list, accepts};
+use super::{ApiError, ApiResult, Base, Ctx};
+
+/// A parsed QIDO query string.
+#[derive(Debug, Default)]
+pub(crate) struct Search {
+    pub filters: Vec<(Column, Matcher)>,
+    pub fields: Vec<Tag>,
+    pub limit: Option<u32>,
+    pub offset: u32,
+}
+
+/// Whether an attribute can be returned at a level (the rule of
+/// `query::all_fields`: indexed attributes of this level or above,
+/// computed ones at their own level).
+fn returnable(a: &QueryAttr, level: Level) -> bool {
+    a.level <= level && (a.column.is_some() || a.level == level)
+}
+
+/// A real DICOM attribute this archive does not index (vs. a typo).
+fn known_elsewhere(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or(key);
+    parse_tag(first).is_some() || StandardDataDictionary.by_name(first).is_some()
+}
+
+fn parse_number(name: &str, v: &str) -> ApiResult<u32> {
+    v.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!("{name}={v:?}: expected a non-negative integer"))
+    })
+}
+
+/// Reads the query parameters of a search at `level`.
+pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut s = Search::default();
+    let mut fuzzy = false;
+    for (k, v) in &pairs {
+        if k.eq_ignore_ascii_case("fuzzymatching") {
+            fuzzy = match v.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(ApiError::bad_request("fuzzymatching must be true or false")),
+            };
+        }
+    }
+    let mut fields: Vec<Tag> = query::default_fields(level);
+    for (k, v) in &pairs {
+        match k.to_ascii_lowercase().as_str() {
+            "fuzzymatching" => {}
+            "limit" => s.limit = Some(parse_number("limit", v)?),
+            "offset" => s.offset = parse_number("offset", v)?,
+            "includefield" => {
+                for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if name.eq_ignore_ascii_case("all") {
+                        fields.extend(query::all_fields(level));
+                    } else if let Some(a) = lookup(name) {
+                        if returnable(a, level) {
+                            fields.push(a.tag);
+                        }
+                    } else if !known_elsewhere(name) {
+                        return Err(ApiError::bad_request(format!(
+                            "includefield={name}: not a DICOM attribute keyword or tag"
+                        )));
+                    }
+                    // A real attribute the index does not hold is left out.
+                }
+            }
+            _ => {
+                let Some(a) = lookup(k) else {
+                    return Err(ApiError::bad_request(if known_elsewhere(k) {
+                        format!(
+                            "matching on {k} is not supported; attributes that can be matched: {}",
+                            matchable()
+                        )
+                    } else {
+                        format!(
+                            "unknown query parameter {k:?}: use an attribute keyword or tag, \
+                             includefield, fuzzymatching, limit or offset"
+                        )
+                    }));
+                };
+                match (a.column, matcher(a, v, fuzzy)) {
+                    (Some(col), Some(m)) => s.filters.push((col, m)),
+                    (_, None) => {}
+                    (None, Some(_)) => {
+                        return Err(ApiError::bad_request(format!(
+                            "{} is computed and cannot be matched; request it with includefield",
+                            a.keyword
+                        )))
+                    }
+                }
+                if returnable(a, level) {
+                    fields.push(a.tag);
+                }
+            }
+        }
+    }
+    let mut seen = Vec::with_capacity(fields.len());
+    for t in fields {
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    s.fields = seen;
+    Ok(s)
+}
+
+fn matchable() -> String {
+    query::ATTRS
+        .iter()
+        .filter(|a| a.column.is_some())
+        .map(|a| a.keyword)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn retrieve_url(base: &Base, level: Level, m: &DicomMatch) -> Option<String> {
+    let st = &m.study.study_uid;
+    match level {
+        Level::Patient => None,
+        Level::Study => Some(base.study(st)),
+        Level::Series => m.series.as_ref().map(|r| base.series(st, &r.series_uid)),
+        Level::Instance => match (&m.series, &m.instance) {
+            (Some(r), Some(i)) => Some(base.instance(st, &r.series_uid, &i.sop_uid)),
+            _ => None,
+        },
+    }
+}
+
+async fn search(
+    ctx: Ctx,
+    base: Base,
+    headers: HeaderMap,
+    level: Level,
+    fixed: Vec<(Column, Matcher)>,
+    raw: Option<String>,
+) -> ApiResult<Response> {
+    let accept = accept_list(
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    if !accepts(&accept, "application/dicom+json", &["application/json"], "") {
+        return Err(ApiError::not_acceptable(
+            "search results are sent as application/dicom+json only",
+        ));
+    }
+    let mut s = parse(level, raw.as_deref())?;
+    let mut filters = fixed;
+    filters.append(&mut s.filters);
+    let q = DicomQuery {
+        tenant: ctx.tenant.to_string(),
+        level,
+        filters,
+        limit: s.limit,
+        offset: s.offset,
+    };
+    let matches = ctx.archive.query(&q).await?;
+    let out: Vec<Value> = matches
+        .iter()
+        .map(|m| {
+            let ds = query::to_dataset(m, &s.fields);
+            let extra = retrieve_url(&base, level, m)
+                .map(|u| vec![(Tag(0x0008, 0x1190), strings("UR", &[&u]))])
+                .unwrap_or_default();
+            dataset(&ds, None, extra)
+        })
+        .collect();
+    let mut res = Value::Array(out).to_string().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
+    Ok(res)
+}
+
+fn exact(col: Column, v: String) -> (Column, Matcher) {
+    (col, Matcher::Exact(v))
+}
+
+pub(crate) async fn studies(
+    State(ctx): State<Ctx>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    search(ctx, base, headers, Level::Study, Vec::new(), q).await
+}
+
+pub(crate) async fn all_series(
+    State(ctx): State<Ctx>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    search(ctx, base, headers, Level::Series, Vec::new(), q).await
+}
+
+pub(crate) async fn all_instances(
+    State(ctx): State<Ctx>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    search(ctx, base, headers, Level::Instance, Vec::new(), q).await
+}
+
+pub(crate) async fn study_series(
+    State(ctx): State<Ctx>,
+    Path(st): Path<String>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let fixed = vec![exact(Column::StudyUid, st)];
+    search(ctx, base, headers, Level::Series, fixed, q).await
+}
+
+pub(crate) async fn study_instances(
+    State(ctx): State<Ctx>,
+    Path(st): Path<String>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let fixed = vec![exact(Column::StudyUid, st)];
+    search(ctx, base, headers, Level::Instance, fixed, q).await
+}
+
+pub(crate) async fn series_instances(
+    State(ctx): State<Ctx>,
+    Path((st, se)): Path<(String, String)>,
+    base: Base,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let fixed = vec![exact(Column::StudyUid, st), exact(Column::SeriesUid, se)];
+    search(ctx, base, headers, Level::Instance, fixed, q).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_dictionary_std::tags;
+
+    #[test]
+    fn parses_keys_includefield_and_paging() {
+        let s = parse(
+            Level::Study,
+            Some("PatientID=P1&00100010=DOE*&fuzzymatching=true&includefield=StudyDescription,00081030&limit=5&offset=10"),
+        )
+        .expect("valid");
+        assert_eq!(s.limit, Some(5));
+        assert_eq!(s.offset, 10);
+        assert_eq!(s.filters.len(), 2);
+        assert!(s.fields.contains(&tags::STUDY_DESCRIPTION));
+        let s = parse(Level::Study, Some("PatientName=doe&fuzzymatching=true")).expect("valid");
+        assert_eq!(s.filters[0].1, Matcher::Fuzzy("doe".into()));
+        let s = parse(Level::Study, Some("includefield=all&includefield=00191010")).expect("valid");
+        assert!(s.fields.contains(&tags::NUMBER_OF_STUDY_RELATED_INSTANCES));
+        assert!(!s.fields.contains(&tags::SOP_INSTANCE_UID));
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        for q in [
+            "bogus=1",
+            "limit=-1",
+            "offset=x",
+            "fuzzymatching=maybe",
+            "includefield=NotAnAttribute",
+            "BodyPartExamined=HEAD",
+            "NumberOfStudyRelatedSeries=3",
+        ] {
+            let e = parse(Level::Study, Some(q)).expect_err(q);
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Rendering one frame to an 8-bit image for WADO-RS rendered resources and
+//! thumbnails (scaling and encoding are in `encode`): native grayscale (8/16/32-bit, signed or not, rescale, window
+//! center/width or min/max, MONOCHROME1 inverted), native RGB / YBR_FULL /
+//! YBR_FULL_422, and JPEG (baseline, extended, lossless) decoded with the
+//! pure-Rust jpeg-decoder. CPU-bound: callers run it on a blocking thread.
+
+use std::io::Cursor;
+
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+use super::pixels::int;
+
+/// An 8-bit image, gray (1 channel) or RGB (3), rows top to bottom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u8,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The image is valid but this renderer cannot show it.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The pixel data does not match what the header says.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// What the header says about the pixels.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub rows: u32,
+    pub cols: u32,
+    pub samples: u32,
+    pub bits_allocated: u32,
+    pub bits_stored: u32,
+    pub signed: bool,
+    pub photometric: String,
+    pub planar: u32,
+    pub slope: f64,
+    pub intercept: f64,
+    /// Window center and width (the first of several).
+    pub window: Option<(f64, f64)>,
+}
+
+fn first_float(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<f64> {
+    let s = obj.get(tag)?.to_str().ok()?;
+    s.split('\\')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|f: &f64| f.is_finite())
+}
+
+impl Spec {
+    pub fn of(obj: &InMemDicomObject) -> Spec {
+        let get = |t, d: i64| int(obj, t).unwrap_or(d).clamp(0, 1 << 20) as u32;
+        let bits_allocated = get(tags::BITS_ALLOCATED, 8);
+        let window = match (
+            first_float(obj, tags::WINDOW_CENTER),
+            first_float(obj, tags::WINDOW_WIDTH),
+        ) {
+            (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
+            _ => None,
+        };
+        Spec {
+            rows: get(tags::ROWS, 0),
+            cols: get(tags::COLUMNS, 0),
+            samples: get(tags::SAMPLES_PER_PIXEL, 1),
+            bits_allocated,
+            bits_stored: get(tags::BITS_STORED, bits_allocated as i64),
+            signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
+            photometric: obj
+                .get(tags::PHOTOMETRIC_INTERPRETATION)
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim().to_ascii_uppercase())
+                .unwrap_or_else(|| "MONOCHROME2".into()),
+            planar: get(tags::PLANAR_CONFIGURATION, 0),
+            slope: first_float(obj, tags::RESCALE_SLOPE)
+                .filter(|s| *s != 0.0)
+                .unwrap_or(1.0),
+            intercept: first_float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+            window,
+        }
+    }
+}
+
+/// Where the frame's pixels come from.
+pub enum Source<'a> {
+    /// Uncompressed, little endian.
+    Native(&'a [u8]),
+    /// A JPEG bitstream (one frame's fragments).
+    Jpeg(&'a [u8]),
+}
+
+/// Renders one frame; `window` overrides the header's.
+pub fn render(
+    spec: &Spec,
+    src: Source<'_>,
+    window: Option<(f64, f64)>,
+) -> Result<Image, RenderError> {
+    let window = window.or(spec.window);
+    match src {
+        Source::Native(b) => native(spec, b, window),
+        Source::Jpeg(b) => jpeg(spec, b, window),
+    }
+}
+
+fn native(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+    let (w, h) = (spec.cols, spec.rows);
+    if w == 0 || h == 0 {
+        return Err(RenderError::Corrupt(
+            "the image has no rows or columns".into(),
+        ));
+    }
+    match (spec.samples, spec.photometric.as_str()) {
+        (1, "MONOCHROME1" | "MONOCHROME2") => gray(spec, b, window),
+        (3, "RGB" | "YBR_FULL" | "YBR_FULL_422") => color(spec, b),
+        (_, "PALETTE COLOR") => Err(RenderError::Unsupported(
+            "palette colour images cannot be rendered yet".into(),
+        )),
+        (s, p) => Err(RenderError::Unsupported(format!(
+            "cannot render {s} sample(s) per pixel with photometric interpretation {p}"
+        ))),
+    }
+}
+
+/// Linear VOI LUT of PS3.3 C.11.2.1.2.1, to 0..=255.
+fn window_fn(c: f64, w: f64) -> impl Fn(f64) -> u8 {
+    let w = w.max(1.0);
+    let lo = c - 0.5 - (w - 1.0) / 2.0;
+    let hi = c - 0.5 + (w - 1.0) / 2.0;
+    move |x| {
+        if x <= lo {
+            0
+        } else if x > hi {
+            255
+        } else {
+            (((x - (c - 0.5)) / (w - 1.0).max(1.0) + 0.5) * 255.0).clamp(0.0, 255.0) as u8
+        }
+    }
+}
+
+fn gray(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+    let n = spec.cols as usize * spec.rows as usize;
+    let width = match spec.bits_allocated {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        other => {
+            return Err(RenderError::Unsupported(format!(
+                "cannot render {other}-bit grayscale pixels"
+            )))
+        }
+    };
+    if b.len() < n * width {
+        return Err(RenderError::Corrupt(
+            "the frame is shorter than its rows and columns".into(),
+        ));
+    }
+    let stored = spec.bits_stored.clamp(1, spec.bits_allocated);
+    let mask: u64 = (1u64 << stored) - 1;
+    let sign = 1u64 << (stored - 1);
+    let (slope, icpt, signed) = (spec.slope, spec.intercept, spec.signed);
+    let value = |i: usize| -> f64 {
+        let p = &b[i * width..i * width + width];
+        let raw = match width {
+            1 => p[0] as u64,
+            2 => u16::from_le_bytes([p[0], p[1]]) as u64,
+            _ => u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as u64,
+        } & mask;
+        let v = if signed && raw & sign != 0 {
+            raw as i64 - (1i64 << stored)
+        } else {
+            raw as i64
+        };
+        v as f64 * slope + icpt
+    };
+    let (c, w) = match window {
+        Some(cw) => cw,
+        None => {
+            let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+            for i in 0..n {
+                let v = value(i);
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            // The window that maps [lo, hi] onto 0..=255.
+            ((lo + hi) / 2.0 + 0.5, (hi - lo) + 1.0)
+        }
+    };
+    let f = window_fn(c, w);
+    let invert = spec.photometric == "MONOCHROME1";
+    let data = (0..n)
+        .map(|i| {
+            let v = f(value(i));
+            if invert {
+                255 - v
+            } else {
+                v
+            }
+        })
+        .collect();
+    Ok(Image {
+        width: spec.cols,
+        height: spec.rows,
+        channels: 1,
+        data,
+    })
+}
+
+fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let (y, cb, cr) = (y as f64, cb as f64 - 128.0, cr as f64 - 128.0);
+    let c = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    [
+        c(y + 1.402 * cr),
+        c(y - 0.344_136 * cb - 0.714_136 * cr),
+        c(y + 1.772 * cb),
+    ]
+}
+
+fn color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
+    let n = spec.cols as usize * spec.rows as usize;
+    let sample = |v: &[u8]| -> u8 {
+        match spec.bits_allocated {
+            8 => v[0],
+            _ => {
+                (u16::from_le_bytes([v[0], v[1]])
+                    >> spec.bits_stored.clamp(8, 16).saturating_sub(8)) as u8
+            }
+        }
+    };
+    let bps = match spec.bits_allocated {
+        8 => 1,
+        16 => 2,
+        other => {
+            return Err(RenderError::Unsupported(format!(
+                "cannot render {other}-bit colour"
+            )))
+        }
+    };
+    let short = || RenderError::Corrupt("the frame is shorter than its rows and columns".into());
+    let mut data = Vec::with_capacity(n * 3);
+    if spec.photometric == "YBR_FULL_422" {
+        // Two pixels share Cb and Cr: Y1 Y2 Cb Cr.
+        if bps != 1 || b.len() < n.div_ceil(2) * 4 {
+            return Err(short());
+        }
+        for i in 0..n {
+            let q = &b[(i / 2) * 4..(i / 2) * 4 + 4];
+            data.extend_from_slice(&ybr_to_rgb(q[i % 2], q[2], q[3]));
+        }
+    } else {
+        if b.len() < n * 3 * bps {
+            return Err(short());
+        }
+        let ybr = spec.photometric == "YBR_FULL";
+        for i in 0..n {
+            let at = |s: usize| {
+                let k = if spec.planar == 1 {
+                    s * n + i
+                } else {
+                    i * 3 + s
+                };
+                sample(&b[k * bps..k * bps + bps])
+            };
+            let px = [at(0), at(1), at(2)];
+            data.extend_from_slice(&if ybr {
+                ybr_to_rgb(px[0], px[1], px[2])
+            } else {
+                px
+            });
+        }
+    }
+    Ok(Image {
+        width: spec.cols,
+        height: spec.rows,
+        channels: 3,
+        data,
+    })
+}
+
+fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+    let decoded = std::panic::catch_unwind(|| {
+        let mut d = jpeg_decoder::Decoder::new(Cursor::new(b));
+        d.set_max_decoding_buffer_size(1 << 30);
+        let pixels = d.decode().map_err(|e| match e {
+            jpeg_decoder::Error::Unsupported(f) => {
+                RenderError::Unsupported(format!("this JPEG cannot be decoded here ({f:?})"))
+            }
+            e => RenderError::Corrupt(format!("JPEG: {e}")),
+        })?;
+        let info = d
+            .info()
+            .ok_or_else(|| RenderError::Corrupt("JPEG without a frame header".into()))?;
+        Ok((pixels, info))
+    })
+    .map_err(|_| RenderError::Corrupt("the JPEG data could not be decoded".into()))?;
+    let (pixels, info) = decoded?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    use jpeg_decoder::PixelFormat as F;
+    let mut s = spec.clone();
+    s.rows = h;
+    s.cols = w;
+    s.samples = 1;
+    s.planar = 0;
+    if s.photometric != "MONOCHROME1" {
+        s.photometric = "MONOCHROME2".into();
+    }
+    match info.pixel_format {
+        F::L8 => {
+            s.bits_allocated = 8;
+            s.bits_stored = s.bits_stored.clamp(1, 8);
+            gray(&s, &pixels, window)
+        }
+        F::L16 => {
+            // jpeg-decoder gives native-endian 16-bit samples.
+            let le: Vec<u8> = pixels
+                .chunks_exact(2)
+                .flat_map(|c| u16::from_ne_bytes([c[0], c[1]]).to_le_bytes())
+                .collect();
+            s.bits_allocated = 16;
+            s.bits_stored = s.bits_stored.clamp(1, 16);
+            gray(&s, &le, window)
+        }
+        F::RGB24 => {
+            if pixels.len() < w as usize * h as usize * 3 {
+                return Err(RenderError::Corrupt("JPEG decoded short".into()));
+            }
+            Ok(Image {
+                width: w,
+                height: h,
+                channels: 3,
+                data: pixels,
+            })
+        }
+        F::CMYK32 => Err(RenderError::Unsupported(
+            "CMYK JPEG cannot be rendered".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(bits: u32, photometric: &str) -> Spec {
+        Spec {
+            rows: 1,
+            cols: 4,
+            samples: 1,
+            bits_allocated: bits,
+            bits_stored: bits,
+            signed: false,
+            photometric: photometric.into(),
+            planar: 0,
+            slope: 1.0,
+            intercept: 0.0,
+            window: None,
+        }
+    }
+
+    #[test]
+    fn windows_and_inverts() {
+        let px: Vec<u8> = [0u16, 100, 200, 1000]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let img = render(&spec(16, "MONOCHROME2"), Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data[0], 0);
+        assert_eq!(img.data[3], 255);
+        let img = render(
+            &spec(16, "MONOCHROME2"),
+            Source::Native(&px),
+            Some((100.5, 101.0)),
+        )
+        .expect("renders");
+        assert_eq!(img.data, vec![0, 127, 255, 255]);
+        let img = render(&spec(16, "MONOCHROME1"), Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data[0], 255);
+        let short = render(&spec(16, "MONOCHROME2"), Source::Native(&px[..3]), None);
+        assert!(matches!(short, Err(RenderError::Corrupt(_))));
+        let bad = render(&spec(8, "PALETTE COLOR"), Source::Native(&px), None);
+        assert!(matches!(bad, Err(RenderError::Unsupported(_))));
+        assert!(render(&spec(8, "MONOCHROME2"), Source::Jpeg(b"not a jpeg"), None).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! STOW-RS (PS3.18 10.5): instances sent as multipart/related parts (or a
+//! bare application/dicom body) are streamed one after another into the
+//! archive; the answer lists what was stored and what failed and why.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fulcrum_dicom::part10::parse_prelude;
+use fulcrum_dicom::{status, DicomError, StoreContext, StoredInstance};
+use futures::TryStreamExt;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tracing::{error, info, warn};
+
+use super::json::{sequence, strings};
+use super::media::MediaType;
+use super::multipart::{BodyStream, MultipartError, MultipartReader};
+use super::{ApiError, ApiResult, Base, Ctx};
+
+/// How one part went.
+enum PartResult {
+    Stored(StoredInstance),
+    Failed {
+        sop_class: Option<String>,
+        sop_instance: Option<String>,
+        reason: u16,
+    },
+}
+
+/// Keeps the first bytes of a part, to name the instance if it fails.
+struct Tap<R> {
+    inner: R,
+    head: Vec<u8>,
+}
+
+const TAP_LEN: usize = 16 * 1024;
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            let room = TAP_LEN.saturating_sub(this.head.len());
+            let new = &buf.filled()[before..];
+            this.head.extend_from_slice(&new[..new.len().min(room)]);
+        }
+        res
+    }
+}
+
+/// Whether a part opens with a file meta element, explicit VR little
+/// endian `(0002,xxxx)`, instead of the 128-byte preamble and `DICM`.
+fn bare_meta(head: &[u8]) -> bool {
+    head.len() >= 6
+        && head[..2] == [0x02, 0x00]
+        && head[4..6].iter().all(|b| b.is_ascii_uppercase())
+}
+
+/// pydicom's `dcmwrite` of a dataset built in memory (what
+/// dicomweb-client's `store_instances` sends) writes the file meta group
+/// without preamble and `DICM`. Such a part gets a zero preamble and
+/// `DICM` in front; the meta and dataset bytes are stored as received.
+async fn with_prefix<R: AsyncRead + Unpin>(mut src: R) -> io::Result<impl AsyncRead + Unpin> {
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        let n = src.read(&mut head[got..]).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let mut first = Vec::with_capacity(132 + got);
+    if bare_meta(&head[..got]) {
+        first.extend_from_slice(&[0u8; 128]);
+        first.extend_from_slice(b"DICM");
+    }
+    first.extend_from_slice(&head[..got]);
+    Ok(io::Cursor::new(first).chain(src))
+}
+
+async fn store_one<R: AsyncRead + Unpin + Send>(
+    ctx: &Ctx,
+    src: R,
+    study: &Option<String>,
+) -> PartResult {
+    let src = match with_prefix(src).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "STOW-RS: reading a part failed");
+            return PartResult::Failed {
+                sop_class: None,
+                sop_instance: None,
+                reason: status::CANNOT_UNDERSTAND,
+            };
+        }
+    };
+    let mut tap = Tap {
+        inner: src,
+        head: Vec::new(),
+    };
+    let sctx = StoreContext {
+        study_uid: study.clone(),
+    };
+    match ctx.archive.store_file(&ctx.tenant, &mut tap, &sctx).await {
+        Ok(stored) => PartResult::Stored(stored),
+        Err(e) => {
+            match &e {
+                DicomError::Engine(_) => error!(error = %e, "STOW-RS: storing an instance failed"),
+                _ => warn!(error = %e, "STOW-RS: instance refused"),
+            }
+            let prelude = parse_prelude(&tap.head, false).ok().flatten();
+            PartResult::Failed {
+                sop_class: prelude.as_ref().and_then(|p| p.sop_class_uid.clone()),
+                sop_instance: prelude.and_then(|p| p.sop_instance_uid),
+                reason: e.status(),
+            }
+        }
+    }
+}
+
+pub(crate) async fn store(
+    State(ctx): State<Ctx>,
+    base: Base,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    run(ctx, base, headers, body, None).await
+}
+
+pub(crate) async fn store_in_study(
+    State(ctx): State<Ctx>,
+    Path(study): Path<String>,
+    base: Base,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    run(ctx, base, headers, body, Some(study)).await
+}
+
+const HOW: &str = "send Part 10 instances as multipart/related; type=\"application/dicom\" (or one as application/dicom)";
+
+async fn run(
+    ctx: Ctx,
+    base: Base,
+    headers: HeaderMap,
+    body: Body,
+    study: Option<String>,
+) -> ApiResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(MediaType::parse)
+        .ok_or_else(|| {
+            ApiError::unsupported_media(format!("missing or unreadable Content-Type: {HOW}"))
+        })?;
+    let stream: BodyStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
+    let mut results = Vec::new();
+    match ct.essence.as_str() {
+        "multipart/related" => {
+            if let Some(t) = ct.param("type") {
+                if !t.trim().eq_ignore_ascii_case("application/dicom") {
+                    return Err(ApiError::unsupported_media(format!(
+                        "STOW-RS of type {t:?} is not supported: {HOW}"
+                    )));
+                }
+            }
+            let boundary = ct
+                .param("boundary")
+                .filter(|b| !b.is_empty() && b.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::bad_request("the multipart Content-Type has no boundary parameter")
+                })?;
+            let mut reader = MultipartReader::new(stream, boundary);
+            loop {
+                let part = match reader.next_part().await {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) if results.is_empty() => return Err(malformed(e)),
+                    Err(e) => {
+                        warn!(error = %e, "STOW-RS: multipart body ends irregularly");
+                        break;
+                    }
+                };
+                let is_dicom = part
+                    .content_type
+                    .as_deref()
+                    .map(|c| MediaType::parse(c).is_some_and(|m| m.essence == "application/dicom"))
+                    .unwrap_or(true);
+                if !is_dicom {
+                    results.push(PartResult::Failed {
+                        sop_class: None,
+                        sop_instance: None,
+                        reason: status::CANNOT_UNDERSTAND,
+                    });
+                    continue;
+                }
+                results.push(store_one(&ctx, reader.body(), &study).await);
+            }
+            if results.is_empty() {
+                return Err(ApiError::bad_request("the multipart body holds no parts"));
+            }
+        }
+        "application/dicom" => {
+            let reader = tokio_util::io::StreamReader::new(stream);
+            results.push(store_one(&ctx, reader, &study).await);
+        }
+        other => {
+            return Err(ApiError::unsupported_media(format!(
+                "Content-Type {other} is not accepted: {HOW}"
+            )))
+        }
+    }
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, PartResult::Stored(_)))
+        .count();
+    info!(tenant = %ctx.tenant, stored, failed = results.len() - stored, "STOW-RS");
+    Ok(answer(&base, study.as_deref(), results))
+}
+
+fn malformed(e: MultipartError) -> ApiError {
+    match e {
+        MultipartError::Io(e) => {
+            warn!(error = %e, "STOW-RS: reading the request failed");
+            ApiError::bad_request("the request body could not be read")
+        }
+        e => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// The STOW-RS response dataset and its status: 200 all stored, 202 some
+/// failed, 409 none stored (PS3.18 10.5.3).
+fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Response {
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    let mut studies: Vec<String> = Vec::new();
+    for r in results {
+        match r {
+            PartResult::Stored(s) => {
+                let url = base.instance(&s.study_uid, &s.series_uid, &s.sop_uid);
+                referenced.push(json!({
+                    "00081150": strings("UI", &[&s.sop_class_uid]),
+                    "00081155": strings("UI", &[&s.sop_uid]),
+                    "00081190": strings("UR", &[&url]),
+                }));
+                if !studies.contains(&s.study_uid) {
+                    studies.push(s.study_uid);
+                }
+            }
+            PartResult::Failed {
+                sop_class,
+                sop_instance,
+                reason,
+            } => {
+                let mut item = Map::new();
+                if let Some(c) = sop_class {
+                    item.insert("00081150".into(), strings("UI", &[&c]));
+                }
+                if let Some(i) = sop_instance {
+                    item.insert("00081155".into(), strings("UI", &[&i]));
+                }
+                item.insert("00081197".into(), json!({ "vr": "US", "Value": [reason] }));
+                failed.push(Value::Object(item));
+            }
+        }
+    }
+    let code = match (referenced.is_empty(), failed.is_empty()) {
+        (false, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        _ => StatusCode::CONFLICT,
+    };
+    let mut out = Map::new();
+    let study = study
+        .map(str::to_string)
+        .or_else(|| match studies.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        });
+    if let Some(st) = &study {
+        out.insert("00081190".into(), strings("UR", &[&base.study(st)]));
+    }
+    if !failed.is_empty() {
+        out.insert("00081198".into(), sequence(failed));
+    }
+    if !referenced.is_empty() {
+        out.insert("00081199".into(), sequence(referenced));
+    }
+    let mut res = (code, Value::Object(out).to_string()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
+    res
+}

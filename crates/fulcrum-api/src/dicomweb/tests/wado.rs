@@ -1,0 +1,171 @@
+//! WADO-RS: byte-exact retrieve, metadata with BulkDataURIs, bulk data and
+//! frames.
+
+use axum::http::StatusCode;
+
+use super::*;
+
+const DICOM_ANY: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+
+#[tokio::test]
+async fn retrieve_is_byte_exact_at_every_level() {
+    let e = env().await;
+    let a = instance(&Spec::new("1.2.826.0.1.99.1.1.1"));
+    let b = instance(&Spec::new("1.2.826.0.1.99.1.1.2"));
+    assert_eq!(stow(&e.app, &[&a, &b]).await.0, StatusCode::OK);
+
+    let uri = format!("{UID_PATH}/1.2.826.0.1.99.1.1.2");
+    for accept in [
+        None,
+        Some(DICOM_ANY),
+        Some("multipart/related; type=\"application/dicom\""),
+    ] {
+        let (status, ct, body) = call(&e.app, get(&uri, accept)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            ct.starts_with("multipart/related; type=\"application/dicom\""),
+            "{ct}"
+        );
+        let got = parts(&ct, &body);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].0,
+            "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        );
+        assert!(got[0].1 == b, "byte-exact");
+    }
+    let (status, ct, body) = call(&e.app, get("/studies/1.2.826.0.1.99.1", Some(DICOM_ANY))).await;
+    assert_eq!(status, StatusCode::OK);
+    let got = parts(&ct, &body);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().any(|p| p.1 == a) && got.iter().any(|p| p.1 == b));
+    // A body well past axum's default limits, cut by the multipart reader
+    // and the chunker at arbitrary places.
+    let mut big = Spec::new("1.2.826.0.1.99.1.1.3");
+    (big.rows, big.cols, big.frames) = (1024, 1024, 3);
+    let big_file = instance(&big);
+    assert_eq!(stow(&e.app, &[&big_file]).await.0, StatusCode::OK);
+    let (status, ct, body) = call(&e.app, get(&format!("{UID_PATH}/{}", big.sop), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        parts(&ct, &body)[0].1 == big_file,
+        "large instance byte-exact"
+    );
+    let (_, ct, body) = call(
+        &e.app,
+        get(&format!("{UID_PATH}/{}/frames/3", big.sop), None),
+    )
+    .await;
+    assert!(parts(&ct, &body)[0].1 == frame_pixels(&big, 2));
+    let series = "/studies/1.2.826.0.1.99.1/series/1.2.826.0.1.99.1.1";
+    let (status, ct, body) = call(&e.app, get(series, None)).await;
+    assert_eq!((status, parts(&ct, &body).len()), (StatusCode::OK, 3));
+
+    // Another transfer syntax than the stored one: no transcoding.
+    let jpeg =
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50";
+    assert_eq!(
+        call(&e.app, get(&uri, Some(jpeg))).await.0,
+        StatusCode::NOT_ACCEPTABLE
+    );
+    // Unknown UIDs.
+    for uri in [
+        "/studies/7.7.7".to_string(),
+        "/studies/7.7.7/metadata".to_string(),
+        format!("{UID_PATH}/7.7.7"),
+        format!("{UID_PATH}/7.7.7/frames/1"),
+    ] {
+        let (status, ct, _) = call(&e.app, get(&uri, None)).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::NOT_FOUND, "application/json"),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_points_at_bulk_data() {
+    let e = env().await;
+    let s = Spec::new("1.2.826.0.1.99.1.1.1");
+    assert_eq!(stow(&e.app, &[&instance(&s)]).await.0, StatusCode::OK);
+    let inst = format!("{UID_PATH}/{}", s.sop);
+    for uri in [
+        format!("{inst}/metadata"),
+        "/studies/1.2.826.0.1.99.1/metadata".to_string(),
+        "/studies/1.2.826.0.1.99.1/series/1.2.826.0.1.99.1.1/metadata".to_string(),
+    ] {
+        let (status, ct, body) = call(&e.app, get(&uri, Some("application/dicom+json"))).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::OK, "application/dicom+json"),
+            "{uri}"
+        );
+        let md = json(&body);
+        assert_eq!(md.as_array().map(Vec::len), Some(1));
+        let m = &md[0];
+        assert_eq!(m["00100020"]["Value"][0], "P1");
+        assert_eq!(m["00280010"]["Value"][0], 4);
+        assert_eq!(m["00281050"]["Value"][0], 100, "DS as a number");
+        assert_eq!(m["00083002"]["Value"][0], "1.2.840.10008.1.2.1");
+        assert_eq!(m["7FE00010"]["vr"], "OW");
+        assert_eq!(
+            m["7FE00010"]["BulkDataURI"],
+            format!("http://pacs.example:8080{inst}/bulkdata/7FE00010")
+        );
+        assert!(
+            m["00091010"]["BulkDataURI"].is_string(),
+            "large private binary is bulk"
+        );
+    }
+    // The bulk data behind the URIs.
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/7FE00010"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let got = parts(&ct, &body);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, frame_pixels(&s, 0));
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/00091010"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(parts(&ct, &body)[0].1, vec![7u8; 3000]);
+    let (status, _, _) = call(&e.app, get(&format!("{inst}/bulkdata/00091011"), None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn frames_of_a_native_multiframe_instance() {
+    let e = env().await;
+    let mut s = Spec::new("1.2.826.0.1.99.1.1.5");
+    s.frames = 2;
+    assert_eq!(stow(&e.app, &[&instance(&s)]).await.0, StatusCode::OK);
+    let inst = format!("{UID_PATH}/{}", s.sop);
+    let octet = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*";
+    for accept in [
+        None,
+        Some(octet),
+        Some("multipart/related; type=\"application/octet-stream\""),
+    ] {
+        let (status, ct, body) = call(&e.app, get(&format!("{inst}/frames/2"), accept)).await;
+        assert_eq!(status, StatusCode::OK);
+        let got = parts(&ct, &body);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].0,
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+        );
+        assert_eq!(got[0].1, frame_pixels(&s, 1));
+    }
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/frames/2,1"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let got = parts(&ct, &body);
+    assert_eq!(
+        (got[0].1.clone(), got[1].1.clone()),
+        (frame_pixels(&s, 1), frame_pixels(&s, 0))
+    );
+    for bad in ["3", "0", "1,x", "-1"] {
+        let (status, _, _) = call(&e.app, get(&format!("{inst}/frames/{bad}"), None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "frames/{bad}");
+    }
+    let jpeg = "multipart/related; type=\"image/jpeg\"";
+    let (status, _, _) = call(&e.app, get(&format!("{inst}/frames/1"), Some(jpeg))).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+}

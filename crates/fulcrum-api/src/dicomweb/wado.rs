@@ -1,0 +1,375 @@
+//! WADO-RS retrieve (PS3.18 10.4): studies, series and instances as
+//! multipart/related application/dicom (the stored bytes, streamed), their
+//! metadata as DICOM JSON with BulkDataURIs, and the bulk data itself.
+//! Transcoding is out of scope: a client that insists on another transfer
+//! syntax than the stored one gets 406.
+
+use std::io;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use fulcrum_dicom::{InstanceRecord, Scope};
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+use tracing::error;
+
+use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
+use super::media::{accept_list, accepts, MediaType};
+use super::multipart::{content_type, new_boundary, response_body, OutPart};
+use super::pixels::{load, read_frame, Loaded, EXPLICIT_LE};
+use super::{ApiError, ApiResult, Base, Ctx};
+
+pub(crate) fn accept_of(headers: &HeaderMap) -> Vec<MediaType> {
+    accept_list(
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// The instances of a scope, or 404.
+pub(crate) async fn instances_of(ctx: &Ctx, scope: &Scope) -> ApiResult<Vec<InstanceRecord>> {
+    let recs = ctx.archive.instances(&ctx.tenant, scope).await?;
+    if recs.is_empty() {
+        return Err(ApiError::not_found(match scope {
+            Scope::Study(st) => format!("study {st} not found"),
+            Scope::Series(_, se) => format!("series {se} not found in this study"),
+            Scope::Instance(_, _, sop) => format!("instance {sop} not found in this series"),
+        }));
+    }
+    Ok(recs)
+}
+
+fn engine_io(e: fulcrum_engine::EngineError) -> io::Error {
+    error!(error = %e, "DICOMweb: reading stored bytes failed mid-response");
+    io::Error::other("stored data could not be read")
+}
+
+fn multipart_response(part_type: &str, parts: BoxStream<'static, io::Result<OutPart>>) -> Response {
+    let boundary = new_boundary();
+    let ct = content_type(&boundary, part_type);
+    let mut res = response_body(boundary, parts).into_response();
+    if let Ok(v) = HeaderValue::from_str(&ct) {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    res
+}
+
+async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
+    let recs = instances_of(&ctx, &scope).await?;
+    let accept = accept_of(&headers);
+    if let Some(r) = recs
+        .iter()
+        .find(|r| !accepts(&accept, "application/dicom", &[], &r.transfer_syntax))
+    {
+        return Err(ApiError::not_acceptable(format!(
+            "instance {} is stored in transfer syntax {} and this archive does not transcode: \
+             ask for multipart/related; type=\"application/dicom\"; transfer-syntax=* (or that syntax)",
+            r.sop_uid, r.transfer_syntax
+        )));
+    }
+    let parts = eager_first(recs, move |rec: InstanceRecord| {
+        let (ctx, base) = (ctx.clone(), base.clone());
+        async move {
+            let body = ctx
+                .archive
+                .read(&ctx.tenant, &rec, 0, rec.size.max(0) as u64)
+                .await?;
+            Ok(OutPart {
+                content_type: format!("application/dicom; transfer-syntax={}", rec.transfer_syntax),
+                location: Some(base.instance(&rec.study_uid, &rec.series_uid, &rec.sop_uid)),
+                body: body.map_err(engine_io).boxed(),
+            })
+        }
+    })
+    .await?;
+    Ok(multipart_response("application/dicom", parts))
+}
+
+pub(crate) async fn study(
+    State(ctx): State<Ctx>,
+    Path(st): Path<String>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    retrieve(ctx, base, headers, Scope::Study(st)).await
+}
+
+pub(crate) async fn series(
+    State(ctx): State<Ctx>,
+    Path((st, se)): Path<(String, String)>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    retrieve(ctx, base, headers, Scope::Series(st, se)).await
+}
+
+pub(crate) async fn instance(
+    State(ctx): State<Ctx>,
+    Path((st, se, sop)): Path<(String, String, String)>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    retrieve(ctx, base, headers, Scope::Instance(st, se, sop)).await
+}
+
+/// One instance's metadata: its header, Pixel Data as a BulkDataURI, and
+/// the transfer syntax it is available in.
+fn instance_json(base: &Base, l: &Loaded) -> Value {
+    let r = &l.rec;
+    let url = base.instance(&r.study_uid, &r.series_uid, &r.sop_uid);
+    let mut extra = Vec::new();
+    if l.has_pixels() {
+        let uri = format!("{url}/bulkdata/{}", tag_key(l.pixel_tag));
+        extra.push((l.pixel_tag, bulk(l.pixel_vr(), uri)));
+    }
+    if l.header.get(tags::AVAILABLE_TRANSFER_SYNTAX_UID).is_none() {
+        extra.push((
+            tags::AVAILABLE_TRANSFER_SYNTAX_UID,
+            strings("UI", &[&r.transfer_syntax]),
+        ));
+    }
+    dataset(&l.header, Some(Bulk { instance_url: &url }), extra)
+}
+
+async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
+    if !accepts(
+        &accept_of(&headers),
+        "application/dicom+json",
+        &["application/json"],
+        "",
+    ) {
+        return Err(ApiError::not_acceptable(
+            "metadata is sent as application/dicom+json only",
+        ));
+    }
+    let mut recs = instances_of(&ctx, &scope).await?.into_iter();
+    // The first one before answering, so a failure still gets a status.
+    let Some(first) = recs.next() else {
+        return Err(ApiError::not_found("nothing to describe"));
+    };
+    let first = instance_json(&base, &load(&ctx, first).await?).to_string();
+    let rest = stream::iter(recs)
+        .map(move |rec| {
+            let (ctx, base) = (ctx.clone(), base.clone());
+            async move {
+                let l = load(&ctx, rec).await.map_err(|e| {
+                    error!(error = %e.message, "DICOMweb: metadata failed mid-response");
+                    io::Error::other(e.message)
+                })?;
+                Ok::<_, io::Error>(Bytes::from(format!(",{}", instance_json(&base, &l))))
+            }
+        })
+        .buffered(4);
+    let body = stream::once(async move { Ok(Bytes::from(format!("[{first}"))) })
+        .chain(rest)
+        .chain(stream::once(async { Ok(Bytes::from_static(b"]")) }));
+    let mut res = axum::body::Body::from_stream(body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/dicom+json"),
+    );
+    Ok(res)
+}
+
+pub(crate) async fn study_metadata(
+    State(ctx): State<Ctx>,
+    Path(st): Path<String>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    metadata(ctx, base, headers, Scope::Study(st)).await
+}
+
+pub(crate) async fn series_metadata(
+    State(ctx): State<Ctx>,
+    Path((st, se)): Path<(String, String)>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    metadata(ctx, base, headers, Scope::Series(st, se)).await
+}
+
+pub(crate) async fn instance_metadata(
+    State(ctx): State<Ctx>,
+    Path((st, se, sop)): Path<(String, String, String)>,
+    base: Base,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    metadata(ctx, base, headers, Scope::Instance(st, se, sop)).await
+}
+
+/// Bulk data named by a BulkDataURI: Pixel Data (native: the whole value;
+/// encapsulated: one part per frame) or a large element of the header.
+pub(crate) async fn bulkdata(
+    State(ctx): State<Ctx>,
+    Path((st, se, sop, path)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let rec = instances_of(&ctx, &Scope::Instance(st, se, sop))
+        .await?
+        .remove(0);
+    let l = load(&ctx, rec).await?;
+    let accept = accept_of(&headers);
+    let path = path.trim_matches('/').to_string();
+    let is_pixels = parse_tag(&path).is_some_and(|t| t == l.pixel_tag) && l.has_pixels();
+    if !is_pixels {
+        let value = find_bulk(&l.header, &path)
+            .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
+        return octet_parts(&accept, vec![Bytes::from(value)]);
+    }
+    let (media, aliases, ts) = l.frame_media();
+    if !l.encapsulated() {
+        if !accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
+            return Err(not_acceptable_pixels(media, &ts));
+        }
+        return native_value(ctx, l).await;
+    }
+    if !accepts(&accept, media, aliases, &ts) && !octet_any(&accept, &ts) {
+        return Err(not_acceptable_pixels(media, &ts));
+    }
+    let label = if accepts(&accept, media, aliases, &ts) {
+        media
+    } else {
+        "application/octet-stream"
+    };
+    let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
+    frame_parts(ctx, l, frames, label.to_string(), ts).await
+}
+
+/// Native Pixel Data as one part: the stored value, little endian.
+async fn native_value(ctx: Ctx, l: Loaded) -> ApiResult<Response> {
+    let ct = format!("application/octet-stream; transfer-syntax={EXPLICIT_LE}");
+    let body = match (l.rec.pixel_offset, l.rec.pixel_len) {
+        (Some(off), Some(len)) => {
+            let (start, end) = (off.max(0) as u64, (off.max(0) + len.max(0)) as u64);
+            let big = fulcrum_dicom::scan::Framing::of(&l.rec.transfer_syntax)
+                .is_some_and(|f| f.big_endian);
+            let width = (l.geometry().bits_allocated / 8) as usize;
+            if big && width > 1 {
+                let mut v = ctx
+                    .archive
+                    .read_bytes(&ctx.tenant, &l.rec, start, end)
+                    .await?
+                    .to_vec();
+                for w in v.chunks_exact_mut(width) {
+                    w.reverse();
+                }
+                stream::once(async move { Ok(Bytes::from(v)) }).boxed()
+            } else {
+                ctx.archive
+                    .read(&ctx.tenant, &l.rec, start, end)
+                    .await?
+                    .map_err(engine_io)
+                    .boxed()
+            }
+        }
+        _ => {
+            let v = match l.header.get(l.pixel_tag).map(|e| e.value()) {
+                Some(dicom_core::value::Value::Primitive(v)) => super::json::le_bytes(v),
+                _ => return Err(ApiError::not_found("the instance has no pixel data")),
+            };
+            stream::once(async move { Ok(Bytes::from(v)) }).boxed()
+        }
+    };
+    let part = OutPart {
+        content_type: ct,
+        location: None,
+        body,
+    };
+    Ok(multipart_response(
+        "application/octet-stream",
+        stream::once(async move { Ok(part) }).boxed(),
+    ))
+}
+
+/// `application/octet-stream; transfer-syntax=*` (or the stored syntax)
+/// also takes compressed frames as they are stored.
+pub(crate) fn octet_any(accept: &[MediaType], ts: &str) -> bool {
+    accept.iter().any(|m| {
+        let (range, want) = m.wanted();
+        range == "application/octet-stream" && matches!(want, Some(t) if t == "*" || t == ts)
+    })
+}
+
+pub(crate) fn not_acceptable_pixels(media: &str, ts: &str) -> ApiError {
+    ApiError::not_acceptable(format!(
+        "the pixel data is stored as {media} (transfer syntax {ts}) and this archive does not \
+         transcode: accept multipart/related; type=\"{media}\" or type=\"*/*\""
+    ))
+}
+
+fn octet_parts(accept: &[MediaType], values: Vec<Bytes>) -> ApiResult<Response> {
+    if !accepts(accept, "application/octet-stream", &[], EXPLICIT_LE) {
+        return Err(ApiError::not_acceptable(
+            "bulk data is sent as application/octet-stream",
+        ));
+    }
+    let parts = stream::iter(values.into_iter().map(|v| {
+        Ok(OutPart {
+            content_type: "application/octet-stream".into(),
+            location: None,
+            body: stream::once(async move { Ok(v) }).boxed(),
+        })
+    }))
+    .boxed();
+    Ok(multipart_response("application/octet-stream", parts))
+}
+
+/// Frames as parts, read one at a time as the client takes them.
+pub(crate) async fn frame_parts(
+    ctx: Ctx,
+    l: Loaded,
+    frames: Vec<u32>,
+    media: String,
+    ts: String,
+) -> ApiResult<Response> {
+    let l = std::sync::Arc::new(l);
+    let part_ct = format!("{media}; transfer-syntax={ts}");
+    let parts = eager_first(frames, move |n| {
+        let (ctx, l, ct) = (ctx.clone(), l.clone(), part_ct.clone());
+        async move {
+            let bytes = read_frame(&ctx, &l, n).await?;
+            Ok(OutPart {
+                content_type: ct,
+                location: None,
+                body: stream::once(async move { Ok(bytes) }).boxed(),
+            })
+        }
+    })
+    .await?;
+    Ok(multipart_response(&media, parts))
+}
+
+/// The parts of a response: the first one made before answering (so a
+/// failure still gets a proper status), the rest as the client reads.
+async fn eager_first<T, F, Fut>(
+    items: Vec<T>,
+    make: F,
+) -> ApiResult<BoxStream<'static, io::Result<OutPart>>>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ApiResult<OutPart>> + Send + 'static,
+{
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Ok(stream::empty().boxed());
+    };
+    let first = make(first).await?;
+    let rest = stream::iter(items).then(move |x| {
+        let fut = make(x);
+        async move {
+            fut.await.map_err(|e| {
+                error!(error = %e.message, "DICOMweb: a part failed mid-response");
+                io::Error::other(e.message)
+            })
+        }
+    });
+    Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
+}
