@@ -29,6 +29,9 @@ pub enum DicomError {
     BadQuery(String),
     #[error("storage failed: {0}")]
     Engine(EngineError),
+    /// A DICOM network peer could not be reached or broke the protocol.
+    #[error("DICOM network: {0}")]
+    Network(String),
 }
 
 /// DICOM status codes (PS3.4 C.4.2.1.4, PS3.18 table 10.5.3-…).
@@ -56,7 +59,9 @@ impl DicomError {
             DicomError::TooLarge(_) => status::OUT_OF_RESOURCES,
             DicomError::Engine(EngineError::IncompleteBody { .. }) => status::CANNOT_UNDERSTAND,
             DicomError::Engine(_) => status::OUT_OF_RESOURCES,
-            DicomError::NotFound(_) | DicomError::BadQuery(_) => status::PROCESSING_FAILURE,
+            DicomError::NotFound(_) | DicomError::BadQuery(_) | DicomError::Network(_) => {
+                status::PROCESSING_FAILURE
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! HTTP layer lives in fulcrum-api and calls [`Archive`].
 
 mod archive;
+pub mod dimse;
 mod error;
 pub mod index;
 pub mod part10;

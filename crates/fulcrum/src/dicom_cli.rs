@@ -177,3 +177,50 @@ async fn write_instance(
     tokio::fs::rename(&tmp, path).await?;
     Ok(n)
 }
+
+/// Sends a study to another DICOM node (C-STORE SCU) over one association.
+pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
+    let dest: fulcrum_dicom::dimse::Node = to
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--to {to:?}: {e} (expected AET@HOST:PORT)"))?;
+    let archive = archive(&s, false).await?;
+    let tenant = fulcrum_types::DEFAULT_TENANT;
+    let instances = archive
+        .instances(tenant, &Scope::Study(study.clone()))
+        .await?;
+    if instances.is_empty() {
+        bail!("study {study} is not in the archive");
+    }
+    let bar = ProgressBar::new(instances.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} instances  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let report = fulcrum_dicom::dimse::send(
+        &archive,
+        tenant,
+        &instances,
+        &s.dicom.ae_title,
+        &dest,
+        |rec, res| {
+            if let Err(e) = res {
+                bar.println(format!("FAILED: {}: {e}", rec.sop_uid));
+            }
+            bar.inc(1);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    let bytes: i64 = instances.iter().map(|i| i.size).sum();
+    println!(
+        "sent study {study} to {dest}: {} completed, {} with warnings, {} failed; {:.1} MB in {:.1?}",
+        report.completed,
+        report.warning,
+        report.failed,
+        bytes as f64 / 1e6,
+        started.elapsed()
+    );
+    archive.engine().close().await;
+    Ok(if report.failed > 0 { 1 } else { 0 })
+}

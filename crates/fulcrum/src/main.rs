@@ -95,6 +95,14 @@ enum DicomCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Send a study to another DICOM node (C-STORE), e.g. a partner PACS.
+    Send {
+        #[arg(long)]
+        study: String,
+        /// Destination as AET@HOST:PORT.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +252,7 @@ async fn run(cli: Cli) -> Result<u8> {
             match command {
                 DicomCommand::Import { paths } => dicom_cli::import(s, paths).await,
                 DicomCommand::Export { study, out } => dicom_cli::export(s, study, out).await,
+                DicomCommand::Send { study, to } => dicom_cli::send(s, study, to).await,
             }
         }
         Command::Config {

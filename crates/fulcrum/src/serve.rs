@@ -85,6 +85,25 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+fn dimse_config(s: &Settings) -> Result<fulcrum_dicom::dimse::DimseConfig> {
+    let nodes = s
+        .dicom
+        .nodes
+        .iter()
+        .map(|n| {
+            n.parse::<fulcrum_dicom::dimse::Node>()
+                .map_err(|e| anyhow::anyhow!("DICOM node {n:?}: {e} (expected AET@HOST:PORT)"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(fulcrum_dicom::dimse::DimseConfig {
+        ae_title: s.dicom.ae_title.clone(),
+        tenant: fulcrum_types::DEFAULT_TENANT.to_string(),
+        nodes,
+        allowed_aets: s.dicom.allowed_aets.clone(),
+        ..Default::default()
+    })
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -109,9 +128,14 @@ pub async fn run(s: Settings) -> Result<()> {
     let http_listener = TcpListener::bind(&s.http_addr)
         .await
         .with_context(|| format!("binding HTTP address {}", s.http_addr))?;
+    let dicom_listener = TcpListener::bind(&s.dicom.addr)
+        .await
+        .with_context(|| format!("binding DICOM address {}", s.dicom.addr))?;
     info!(
         s3 = %s3_listener.local_addr()?,
         http = %http_listener.local_addr()?,
+        dicom = %dicom_listener.local_addr()?,
+        ae_title = %s.dicom.ae_title,
         data_dir = %s.data_dir.display(),
         backend = engine.backend_name(),
         catalog = ?engine.catalog().kind(),
@@ -136,9 +160,31 @@ pub async fn run(s: Settings) -> Result<()> {
             }
         }
     });
-    let admin = tokio::spawn(fulcrum_api::serve_admin(
+    let archive = fulcrum_dicom::Archive::new(
+        engine.clone(),
+        fulcrum_dicom::ArchiveConfig {
+            duplicates: s.dicom.duplicates,
+            ..Default::default()
+        },
+    );
+    let dicomweb = axum::Router::new().nest(
+        "/dicom-web",
+        fulcrum_api::dicomweb::router(
+            archive.clone(),
+            fulcrum_types::DEFAULT_TENANT.to_string(),
+            creds.clone(),
+        ),
+    );
+    let admin = tokio::spawn(fulcrum_api::serve_http(
         http_listener,
         engine.clone(),
+        dicomweb,
+        wait(stop_rx.clone()),
+    ));
+    let dimse = tokio::spawn(fulcrum_dicom::dimse::serve(
+        dicom_listener,
+        archive,
+        dimse_config(&s)?,
         wait(stop_rx.clone()),
     ));
     let s3 = fulcrum_api::serve_s3(
@@ -154,6 +200,11 @@ pub async fn run(s: Settings) -> Result<()> {
     s3.await?;
     let _ = stop_tx.send(true);
     let _ = admin.await;
+    match dimse.await {
+        Ok(Err(e)) => warn!(error = %e, "DICOM listener failed"),
+        Err(e) => warn!(error = %e, "DICOM listener task failed"),
+        Ok(Ok(())) => {}
+    }
     let _ = heartbeat.await;
     if let Err(e) = engine.leave().await {
         warn!(error = %e, "could not remove this node's heartbeat");

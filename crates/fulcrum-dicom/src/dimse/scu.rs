@@ -1,0 +1,388 @@
+//! C-STORE SCU: sends stored instances to another AE over one association
+//! (`fulcrum dicom send`, C-MOVE), and the C-STORE sub-operation both it
+//! and C-GET use. Data sets go out as stored, straight from the engine,
+//! fragmented to the peer's maximum PDU. Only when the peer accepted no
+//! context in the stored transfer syntax is a native (uncompressed or
+//! deflated) data set re-encoded, losslessly, to one it accepted.
+
+use dicom_dictionary_std::uids;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::AsyncClientAssociation;
+use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextResultReason};
+use dicom_ul::ClientAssociationOptions;
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::association::{LinkError, Wire};
+use super::command::{CommandSet, C_STORE_RQ, C_STORE_RSP};
+use super::pdata::{self, CommandAssembler, DataSender};
+use super::{status, Node, DEFAULT_MAX_PDU};
+use crate::{Archive, DicomError, InstanceRecord};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a peer may take to store one instance and answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest instance re-encoded in memory when the stored syntax is refused.
+const MAX_TRANSCODE: i64 = 512 * 1024 * 1024;
+/// Presentation context ids are odd numbers 1..=255.
+const MAX_CONTEXTS: usize = 128;
+
+/// What a send (or the sub-operations of a retrieve) achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    pub completed: usize,
+    pub warning: usize,
+    pub failed: usize,
+    pub failed_sops: Vec<String>,
+}
+
+impl SendReport {
+    /// Counts one sub-operation: the peer's (status, comment), or a local
+    /// failure. Returns the status if the instance was stored, else why not.
+    pub(crate) fn record(
+        &mut self,
+        rec: &InstanceRecord,
+        r: Result<(u16, Option<String>), String>,
+    ) -> Result<u16, String> {
+        let out = match r {
+            Ok((s, _)) if s == status::SUCCESS => {
+                self.completed += 1;
+                Ok(s)
+            }
+            Ok((s, _)) if status::is_warning(s) => {
+                self.warning += 1;
+                Ok(s)
+            }
+            Ok((s, comment)) => Err(match comment {
+                Some(c) => format!("refused with status {s:#06x}: {c}"),
+                None => format!("refused with status {s:#06x}"),
+            }),
+            Err(e) => Err(e),
+        };
+        if out.is_err() {
+            self.failed += 1;
+            self.failed_sops.push(rec.sop_uid.clone());
+        }
+        out
+    }
+
+    pub fn done(&self) -> usize {
+        self.completed + self.warning + self.failed
+    }
+}
+
+fn is_native(ts: &str) -> bool {
+    TransferSyntaxRegistry
+        .get(ts)
+        .is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported())
+}
+
+/// The context to send an instance on among accepted `(id, abstract
+/// syntax, transfer syntax)`: its stored syntax, else (native data only)
+/// any native one.
+pub(crate) fn choose_context(
+    contexts: &[(u8, String, String)],
+    rec: &InstanceRecord,
+) -> Option<(u8, String)> {
+    let same_class = || contexts.iter().filter(|c| c.1 == rec.sop_class_uid);
+    same_class()
+        .find(|c| c.2 == rec.transfer_syntax)
+        .or_else(|| {
+            is_native(&rec.transfer_syntax)
+                .then(|| same_class().find(|c| is_native(&c.2)))
+                .flatten()
+        })
+        .map(|c| (c.0, c.2.clone()))
+}
+
+/// A sub-operation that failed; `fatal` when part of it went on the wire
+/// and the association cannot continue.
+pub(crate) struct SubOpError {
+    pub message: String,
+    pub fatal: bool,
+}
+
+fn local(message: impl Into<String>) -> SubOpError {
+    SubOpError {
+        message: message.into(),
+        fatal: false,
+    }
+}
+
+fn fatal(message: impl Into<String>) -> SubOpError {
+    SubOpError {
+        message: message.into(),
+        fatal: true,
+    }
+}
+
+/// Sends one C-STORE-RQ and its data set on context `pc` (syntax `ts`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_store<A>(
+    assoc: &mut A,
+    archive: &Archive,
+    tenant: &str,
+    rec: &InstanceRecord,
+    pc: u8,
+    ts: &str,
+    msg_id: u16,
+    originator: Option<(&str, u16)>,
+) -> Result<(), SubOpError>
+where
+    A: Wire,
+{
+    let (start, end) = (rec.dataset_offset.max(0) as u64, rec.size.max(0) as u64);
+    let mut stream = None;
+    let mut recoded = None;
+    if ts == rec.transfer_syntax {
+        stream = Some(
+            archive
+                .read(tenant, rec, start, end)
+                .await
+                .map_err(|e| local(e.to_string()))?,
+        );
+    } else {
+        recoded = Some(transcode(archive, tenant, rec, ts).await.map_err(local)?);
+    }
+    let cmd = CommandSet {
+        field: C_STORE_RQ,
+        message_id: msg_id,
+        sop_class: rec.sop_class_uid.clone(),
+        sop_instance: rec.sop_uid.clone(),
+        has_dataset: true,
+        move_originator: originator.map(|(ae, id)| (ae.to_string(), id)),
+        ..Default::default()
+    }
+    .encode()
+    .map_err(|e| local(e.to_string()))?;
+    let wire = |e: LinkError| fatal(format!("sending failed: {e}"));
+    pdata::send_message(assoc, pc, &cmd, None)
+        .await
+        .map_err(wire)?;
+    let mut out = DataSender::for_data(assoc, pc);
+    if let Some(mut s) = stream {
+        while let Some(chunk) = s.next().await {
+            let chunk = chunk
+                .map_err(|e| fatal(format!("reading instance {} failed: {e}", rec.sop_uid)))?;
+            out.push(assoc, &chunk).await.map_err(wire)?;
+        }
+    } else if let Some(bytes) = recoded {
+        out.push(assoc, &bytes).await.map_err(wire)?;
+    }
+    out.finish(assoc).await.map_err(wire)
+}
+
+/// Re-encodes a native data set in another native transfer syntax.
+async fn transcode(
+    archive: &Archive,
+    tenant: &str,
+    rec: &InstanceRecord,
+    to: &str,
+) -> Result<Vec<u8>, String> {
+    if rec.size > MAX_TRANSCODE {
+        return Err(format!(
+            "{} bytes is too large to convert to {to}",
+            rec.size
+        ));
+    }
+    let bytes = archive
+        .read_bytes(
+            tenant,
+            rec,
+            rec.dataset_offset.max(0) as u64,
+            rec.size.max(0) as u64,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (from, to) = (rec.transfer_syntax.clone(), to.to_string());
+    debug!(sop = %rec.sop_uid, %from, %to, "re-encoding for a peer that refused the stored syntax");
+    tokio::task::spawn_blocking(move || {
+        let (Some(f), Some(t)) = (
+            TransferSyntaxRegistry.get(&from),
+            TransferSyntaxRegistry.get(&to),
+        ) else {
+            return Err(format!("cannot convert {from} to {to}"));
+        };
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(&bytes[..], f).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(bytes.len() + 1024);
+        obj.write_dataset_with_ts(&mut out, t)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// An association to a storage SCP.
+pub(crate) struct StoreScu {
+    assoc: Option<AsyncClientAssociation<TcpStream>>,
+    contexts: Vec<(u8, String, String)>,
+    next_id: u16,
+    dest: Node,
+}
+
+impl StoreScu {
+    /// Associates with `dest`, proposing one context per (SOP class,
+    /// stored transfer syntax) and an uncompressed fallback per class.
+    pub(crate) async fn connect(
+        calling_ae: &str,
+        dest: &Node,
+        instances: &[InstanceRecord],
+    ) -> Result<Self, DicomError> {
+        let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
+        for r in instances {
+            let p = (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]);
+            if !proposals.contains(&p) {
+                proposals.push(p);
+            }
+        }
+        let fallback = vec![
+            uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
+            uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+        ];
+        for r in instances.iter().filter(|r| is_native(&r.transfer_syntax)) {
+            let p = (r.sop_class_uid.clone(), fallback.clone());
+            if !proposals.contains(&p) {
+                proposals.push(p);
+            }
+        }
+        if proposals.len() > MAX_CONTEXTS {
+            warn!(dest = %dest, "{} presentation contexts needed, {MAX_CONTEXTS} proposed", proposals.len());
+            proposals.truncate(MAX_CONTEXTS);
+        }
+        let mut opts = ClientAssociationOptions::new()
+            .calling_ae_title(calling_ae.to_string())
+            .called_ae_title(dest.ae_title.clone())
+            .max_pdu_length(DEFAULT_MAX_PDU)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .read_timeout(RESPONSE_TIMEOUT)
+            .write_timeout(RESPONSE_TIMEOUT);
+        for (class, ts) in proposals {
+            opts = opts.with_presentation_context(class, ts);
+        }
+        let mut assoc = opts
+            .establish_async(dest.addr.as_str())
+            .await
+            .map_err(|e| DicomError::Network(format!("cannot associate with {dest}: {e}")))?;
+        if let Err(e) = assoc.inner_stream().set_nodelay(true) {
+            debug!("TCP_NODELAY not set: {e}");
+        }
+        let contexts = assoc
+            .presentation_contexts()
+            .iter()
+            .filter(|c| c.reason == PresentationContextResultReason::Acceptance)
+            .map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone()))
+            .collect();
+        Ok(Self {
+            assoc: Some(assoc),
+            contexts,
+            next_id: 1,
+            dest: dest.clone(),
+        })
+    }
+
+    /// Sends one instance; the peer's status and comment, or why it could
+    /// not be sent.
+    pub(crate) async fn store(
+        &mut self,
+        archive: &Archive,
+        tenant: &str,
+        rec: &InstanceRecord,
+        originator: Option<(&str, u16)>,
+    ) -> Result<(u16, Option<String>), String> {
+        let Some((pc, ts)) = choose_context(&self.contexts, rec) else {
+            return Err(format!(
+                "{} accepted no presentation context for SOP class {} in {}",
+                self.dest, rec.sop_class_uid, rec.transfer_syntax
+            ));
+        };
+        let Some(assoc) = self.assoc.as_mut() else {
+            return Err(format!("the association with {} was aborted", self.dest));
+        };
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        let sent = send_store(assoc, archive, tenant, rec, pc, &ts, id, originator).await;
+        let r = match sent {
+            Ok(()) => await_store_rsp(assoc, id).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(rsp) => Ok((rsp.status, rsp.error_comment)),
+            Err(e) if e.fatal => {
+                warn!(dest = %self.dest, "aborting the association: {}", e.message);
+                if let Some(a) = self.assoc.take() {
+                    let _ = a.abort().await;
+                }
+                Err(e.message)
+            }
+            Err(e) => Err(e.message),
+        }
+    }
+
+    pub(crate) async fn release(mut self) {
+        if let Some(a) = self.assoc.take() {
+            if let Err(e) = a.release().await {
+                debug!(dest = %self.dest, "release failed: {e}");
+            }
+        }
+    }
+}
+
+async fn await_store_rsp(
+    assoc: &mut AsyncClientAssociation<TcpStream>,
+    id: u16,
+) -> Result<CommandSet, SubOpError> {
+    let mut asm = CommandAssembler::default();
+    loop {
+        let pdu = assoc
+            .receive()
+            .await
+            .map_err(|e| fatal(format!("no C-STORE response: {e}")))?;
+        let data = match pdu {
+            Pdu::PData { data } => data,
+            Pdu::AbortRQ { .. } => return Err(fatal("the peer aborted the association")),
+            other => return Err(fatal(format!("unexpected {}", other.short_description()))),
+        };
+        for pdv in data {
+            if pdv.value_type != PDataValueType::Command {
+                continue;
+            }
+            let c = asm.feed(pdv).map_err(|e| fatal(e.to_string()))?;
+            if let Some(c) = c.filter(|c| c.field == C_STORE_RSP && c.responding_to == id) {
+                return Ok(c);
+            }
+        }
+    }
+}
+
+/// Sends instances to `dest` over one association (C-STORE SCU). The data
+/// sets go out byte for byte as stored (dataset part, after the file meta).
+/// `progress` gets, per instance, the peer's status when it was stored
+/// (success or a warning), or why it was not (local error or failure status).
+pub async fn send(
+    archive: &Archive,
+    tenant: &str,
+    instances: &[InstanceRecord],
+    calling_ae: &str,
+    dest: &Node,
+    mut progress: impl FnMut(&InstanceRecord, Result<u16, String>),
+) -> Result<SendReport, DicomError> {
+    let mut report = SendReport::default();
+    if instances.is_empty() {
+        return Ok(report);
+    }
+    let mut scu = StoreScu::connect(calling_ae, dest, instances).await?;
+    for rec in instances {
+        let r = scu.store(archive, tenant, rec, None).await;
+        let r = report.record(rec, r);
+        progress(rec, r);
+    }
+    scu.release().await;
+    info!(dest = %dest, completed = report.completed, warning = report.warning, failed = report.failed, "C-STORE send finished");
+    Ok(report)
+}
