@@ -93,14 +93,21 @@ const UNDEFINED: u32 = 0xFFFF_FFFF;
 const FIRST_PIXEL_ELEMENT: u16 = 0x0008;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Frame {
-    /// Undefined-length sequence: items follow until a sequence delimiter.
+enum Kind {
+    /// A sequence: items follow until its end or a sequence delimiter.
     /// `implicit` for an undefined-length UN (CP-246: implicit VR LE inside).
     Seq { implicit: bool },
-    /// Undefined-length item: elements until an item delimiter.
+    /// A sequence item: elements until its end or an item delimiter.
     Item,
     /// Encapsulated Pixel Data: fragment items until a sequence delimiter.
     Fragments,
+}
+
+/// An open sequence or item; `end` is set when its length is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Frame {
+    kind: Kind,
+    end: Option<u64>,
 }
 
 /// The parser. Offsets are relative to the first byte fed.
@@ -170,9 +177,23 @@ impl Walker {
         self.opaque_at
     }
 
-    /// Whether the parser stands between root-level elements.
+    /// Whether the parser stands between root-level elements (open
+    /// defined-length frames that end exactly here count as closed).
     pub fn at_root_boundary(&self) -> bool {
-        self.stack.is_empty() && self.skip == 0 && self.hdr.is_empty()
+        self.skip == 0 && self.hdr.is_empty() && self.stack.iter().all(|f| f.end == Some(self.pos))
+    }
+
+    /// Closes the defined-length sequences and items that end here.
+    fn close_ended(&mut self) {
+        while self.stack.last().is_some_and(|f| f.end == Some(self.pos)) {
+            self.stack.pop();
+        }
+    }
+
+    /// Whether a value of `len` bytes from here fits in every open frame.
+    fn fits(&self, len: u64) -> bool {
+        let end = self.pos.saturating_add(len);
+        self.stack.iter().all(|f| f.end.is_none_or(|e| end <= e))
     }
 
     /// The stream ended: fine only between root-level elements.
@@ -197,8 +218,11 @@ impl Walker {
                 }
                 continue;
             }
-            if self.hdr.is_empty() && self.stack.is_empty() {
-                self.root_boundary = self.pos;
+            if self.hdr.is_empty() {
+                self.close_ended();
+                if self.stack.is_empty() {
+                    self.root_boundary = self.pos;
+                }
             }
             // Assemble a header: 4 bytes tell whether it is an item (8
             // bytes) or an element (8, or 12 for explicit long VRs).
@@ -225,7 +249,7 @@ impl Walker {
         let implicit = self
             .stack
             .iter()
-            .any(|f| matches!(f, Frame::Seq { implicit: true }));
+            .any(|f| f.kind == Kind::Seq { implicit: true });
         if implicit {
             Framing::IMPLICIT_LE
         } else {
@@ -267,12 +291,16 @@ impl Walker {
         let start = self.pos - h.len() as u64;
         let group = f.u16(&h[0..2]);
         let element = f.u16(&h[2..4]);
-        let top = self.stack.last().copied();
+        let top = self.stack.last().map(|f| f.kind);
         if group == 0xFFFE {
             let len = f.u32(&h[4..8]);
+            let defined = len != UNDEFINED;
+            if defined && !self.fits(len as u64) {
+                return Err(self.malformed("item longer than its sequence"));
+            }
             return match (element, top) {
-                (0xE000, Some(Frame::Fragments)) => {
-                    if len == UNDEFINED {
+                (0xE000, Some(Kind::Fragments)) => {
+                    if !defined {
                         return Err(self.malformed("undefined-length pixel data fragment"));
                     }
                     if let Some(p) = self.pixel.as_mut().filter(|_| self.stack.len() == 1) {
@@ -281,19 +309,23 @@ impl Walker {
                     self.skip = len as u64;
                     Ok(())
                 }
-                (0xE000, Some(Frame::Seq { .. })) => {
-                    if len == UNDEFINED {
-                        self.stack.push(Frame::Item);
-                    } else {
-                        self.skip = len as u64;
-                    }
+                (0xE000, Some(Kind::Seq { .. })) => {
+                    let end = defined.then(|| self.pos + len as u64);
+                    self.stack.push(Frame {
+                        kind: Kind::Item,
+                        end,
+                    });
                     Ok(())
                 }
-                (0xE00D, Some(Frame::Item)) => {
+                (0xE00D, Some(Kind::Item))
+                    if self.stack.last().is_some_and(|f| f.end.is_none()) =>
+                {
                     self.stack.pop();
                     Ok(())
                 }
-                (0xE0DD, Some(Frame::Seq { .. } | Frame::Fragments)) => {
+                (0xE0DD, Some(Kind::Seq { .. } | Kind::Fragments))
+                    if self.stack.last().is_some_and(|f| f.end.is_none()) =>
+                {
                     self.stack.pop();
                     if self.stack.is_empty() && self.pixel.is_some() {
                         self.pixel_done = true;
@@ -303,7 +335,7 @@ impl Walker {
                 _ => Err(self.malformed("item or delimiter out of place")),
             };
         }
-        if matches!(top, Some(Frame::Seq { .. } | Frame::Fragments)) {
+        if matches!(top, Some(Kind::Seq { .. } | Kind::Fragments)) {
             return Err(self.malformed("element where a sequence item was expected"));
         }
         let (vr, len) = if f.explicit {
@@ -318,6 +350,10 @@ impl Walker {
         } else {
             (None, f.u32(&h[4..8]))
         };
+        let defined = len != UNDEFINED;
+        if defined && !self.fits(len as u64) {
+            return Err(self.malformed("value longer than its sequence item"));
+        }
         let root = self.stack.is_empty();
         if root && group == 0x7FE0 && element >= FIRST_PIXEL_ELEMENT && self.pixel.is_none() {
             self.pixel = Some(PixelData {
@@ -325,32 +361,48 @@ impl Walker {
                 value_offset: self.pos,
                 element,
                 vr,
-                len: (len != UNDEFINED).then_some(len),
+                len: defined.then_some(len),
                 fragments: Vec::new(),
             });
             if len == 0 {
                 self.pixel_done = true;
             }
         }
-        if len == UNDEFINED {
-            let frame = match vr {
-                Some(v) if &v == b"SQ" => Frame::Seq { implicit: false },
-                Some(v) if &v == b"UN" => {
-                    if self.opaque_at.is_none() {
-                        self.opaque_at = Some(self.root_boundary);
-                    }
-                    Frame::Seq { implicit: true }
+        let is_sq = match vr {
+            Some(v) => &v == b"SQ",
+            // Implicit VR: the dictionary says which elements are sequences.
+            None => is_sequence_tag(group, element),
+        };
+        let kind = match vr {
+            _ if is_sq => Kind::Seq { implicit: false },
+            Some(v) if &v == b"UN" && !defined => {
+                if self.opaque_at.is_none() {
+                    self.opaque_at = Some(self.root_boundary);
                 }
-                Some(v) if (&v == b"OB" || &v == b"OW") && group == 0x7FE0 => Frame::Fragments,
-                Some(_) => return Err(self.malformed("undefined length on a non-sequence VR")),
-                None => Frame::Seq { implicit: false },
-            };
-            self.stack.push(frame);
-        } else {
-            self.skip = len as u64;
-        }
+                Kind::Seq { implicit: true }
+            }
+            Some(v) if (&v == b"OB" || &v == b"OW") && group == 0x7FE0 && !defined => {
+                Kind::Fragments
+            }
+            None if !defined => Kind::Seq { implicit: false },
+            _ if !defined => return Err(self.malformed("undefined length on a non-sequence VR")),
+            _ => {
+                self.skip = len as u64;
+                return Ok(());
+            }
+        };
+        let end = defined.then(|| self.pos + len as u64);
+        self.stack.push(Frame { kind, end });
         Ok(())
     }
+}
+
+/// Whether the standard dictionary defines the tag as a sequence.
+fn is_sequence_tag(group: u16, element: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .is_some_and(|e| e.vr() == VirtualVr::Exact(dicom_core::VR::SQ))
 }
 
 #[cfg(test)]
@@ -464,6 +516,55 @@ mod tests {
         let mut w = Walker::new(Framing::of("1.2.840.10008.1.2.2").expect("BE"));
         w.feed(&b).expect("valid");
         assert_eq!(w.pixel().map(|p| p.len), Some(Some(4)));
+    }
+
+    /// A defined-length sequence with one defined-length item holding `inner`.
+    fn defined_seq(inner: &[u8]) -> Vec<u8> {
+        let mut item_v = item(0xE000, inner.len() as u32);
+        item_v.extend_from_slice(inner);
+        let mut d = Vec::new();
+        d.extend_from_slice(&0x0008u16.to_le_bytes());
+        d.extend_from_slice(&0x1115u16.to_le_bytes());
+        d.extend_from_slice(b"SQ\0\0");
+        d.extend_from_slice(&(item_v.len() as u32).to_le_bytes());
+        d.extend(item_v);
+        d
+    }
+
+    #[test]
+    fn nested_lengths_must_fit_their_parents() {
+        let ok = defined_seq(&le_elem(0x0008, 0x1150, b"UI", b"1.2\0\0"));
+        let mut d = ok.clone();
+        d.extend(le_elem(0x7FE0, 0x0010, b"OW", &[0; 4]));
+        for piece in [1, 5, 100] {
+            let mut w = Walker::new(Framing::EXPLICIT_LE);
+            for p in d.chunks(piece) {
+                w.feed(p).expect("valid nesting");
+            }
+            w.finish().expect("complete");
+            assert_eq!(w.pixel().map(|p| p.elem_offset), Some(ok.len() as u64));
+        }
+        // An inner OB claiming 4 GiB inside a 20-byte item.
+        let mut bad_inner = Vec::new();
+        bad_inner.extend_from_slice(&0x0009u16.to_le_bytes());
+        bad_inner.extend_from_slice(&0x1010u16.to_le_bytes());
+        bad_inner.extend_from_slice(b"OB\0\0");
+        bad_inner.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        bad_inner.extend_from_slice(&[0; 8]);
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        let err = w.feed(&defined_seq(&bad_inner)).expect_err("too long");
+        assert!(matches!(err, ScanError::Malformed { .. }), "{err}");
+        // Implicit VR: the dictionary knows (0008,1115) is a sequence.
+        let mut imp = Vec::new();
+        imp.extend_from_slice(&0x0008u16.to_le_bytes());
+        imp.extend_from_slice(&0x1115u16.to_le_bytes());
+        imp.extend_from_slice(&16u32.to_le_bytes());
+        imp.extend(item(0xE000, 8));
+        imp.extend_from_slice(&0x0008u16.to_le_bytes());
+        imp.extend_from_slice(&0x1150u16.to_le_bytes());
+        imp.extend_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        let mut w = Walker::new(Framing::IMPLICIT_LE);
+        assert!(w.feed(&imp).is_err(), "inner length beyond the item");
     }
 
     #[test]
