@@ -73,6 +73,16 @@ impl Catalog {
         }
         let cat = Self { pool, kind };
         cat.ensure_tenant(fulcrum_types::DEFAULT_TENANT).await?;
+        if kind == DbKind::Sqlite {
+            // Refresh the planner's statistics where they are missing or
+            // stale (cheap; SQLite decides what needs it), so index queries
+            // pick their index on large catalogs. PostgreSQL's autovacuum
+            // does this by itself.
+            cat.pool
+                .execute("PRAGMA optimize=0x10002")
+                .await
+                .map_err(db("optimize"))?;
+        }
         Ok(cat)
     }
 

@@ -1,6 +1,8 @@
 -- The imaging archive's index: studies, series and instances per tenant,
 -- with the attributes QIDO-RS and C-FIND match on. `*_key` columns hold
--- the upper-cased names that case-insensitive matching compares. An
+-- the upper-cased names that case-insensitive matching compares. Study
+-- indexes end with study_uid so a lookup also yields results in the
+-- order pages are cut in. An
 -- instance points at its Part 10 object in the tenant's DICOM bucket.
 CREATE TABLE dicom_studies (
     tenant TEXT NOT NULL,
@@ -20,10 +22,10 @@ CREATE TABLE dicom_studies (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (tenant, study_uid)
 );
-CREATE INDEX dicom_studies_patient ON dicom_studies (tenant, patient_id);
-CREATE INDEX dicom_studies_accession ON dicom_studies (tenant, accession_number);
-CREATE INDEX dicom_studies_date ON dicom_studies (tenant, study_date);
-CREATE INDEX dicom_studies_name ON dicom_studies (tenant, patient_name_key);
+CREATE INDEX dicom_studies_patient ON dicom_studies (tenant, patient_id, study_uid);
+CREATE INDEX dicom_studies_accession ON dicom_studies (tenant, accession_number, study_uid);
+CREATE INDEX dicom_studies_date ON dicom_studies (tenant, study_date, study_uid);
+CREATE INDEX dicom_studies_name ON dicom_studies (tenant, patient_name_key, study_uid);
 
 CREATE TABLE dicom_series (
     tenant TEXT NOT NULL,
@@ -60,5 +62,5 @@ CREATE TABLE dicom_instances (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (tenant, sop_uid)
 );
-CREATE INDEX dicom_instances_series ON dicom_instances (tenant, series_uid);
-CREATE INDEX dicom_instances_study ON dicom_instances (tenant, study_uid);
+CREATE INDEX dicom_instances_series ON dicom_instances (tenant, series_uid, instance_number);
+CREATE INDEX dicom_instances_study ON dicom_instances (tenant, study_uid, sop_class_uid);

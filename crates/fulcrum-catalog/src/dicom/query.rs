@@ -3,6 +3,8 @@
 //! C.2.2.2 (single value, wildcard, UID list, range, universal) plus fuzzy
 //! person-name matching, paging, and the computed counts.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 
@@ -438,77 +440,80 @@ impl Catalog {
                 .map(|n| format!("${n}"))
                 .collect::<Vec<_>>()
                 .join(",");
-            let sql = match level {
+            // Instances per key and SOP class; series per key and modality.
+            let (classes_sql, series_sql) = match level {
                 Level::Instance => continue,
-                Level::Patient => format!(
-                    "SELECT s.patient_id, r.modality, i.sop_class_uid, COUNT(DISTINCT r.series_uid), COUNT(*) \
-                     FROM dicom_instances i JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
-                     JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
-                     WHERE i.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, r.modality, i.sop_class_uid"
+                Level::Patient => (
+                    format!(
+                        "SELECT s.patient_id, i.sop_class_uid, COUNT(*) FROM dicom_instances i \
+                         JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
+                         WHERE i.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, i.sop_class_uid"
+                    ),
+                    Some(format!(
+                        "SELECT s.patient_id, r.modality, COUNT(*) FROM dicom_series r \
+                         JOIN dicom_studies s ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
+                         WHERE r.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, r.modality"
+                    )),
                 ),
-                Level::Study => format!(
-                    "SELECT i.study_uid, r.modality, i.sop_class_uid, COUNT(DISTINCT r.series_uid), COUNT(*) \
-                     FROM dicom_instances i JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
-                     WHERE i.tenant = $1 AND i.study_uid IN ({list}) GROUP BY i.study_uid, r.modality, i.sop_class_uid"
+                Level::Study => (
+                    format!(
+                        "SELECT study_uid, sop_class_uid, COUNT(*) FROM dicom_instances \
+                         WHERE tenant = $1 AND study_uid IN ({list}) GROUP BY study_uid, sop_class_uid"
+                    ),
+                    Some(format!(
+                        "SELECT study_uid, modality, COUNT(*) FROM dicom_series \
+                         WHERE tenant = $1 AND study_uid IN ({list}) GROUP BY study_uid, modality"
+                    )),
                 ),
-                Level::Series => format!(
-                    "SELECT i.series_uid, NULL, i.sop_class_uid, 1, COUNT(*) FROM dicom_instances i \
-                     WHERE i.tenant = $1 AND i.series_uid IN ({list}) GROUP BY i.series_uid, i.sop_class_uid"
+                Level::Series => (
+                    format!(
+                        "SELECT series_uid, sop_class_uid, COUNT(*) FROM dicom_instances \
+                         WHERE tenant = $1 AND series_uid IN ({list}) GROUP BY series_uid, sop_class_uid"
+                    ),
+                    None,
                 ),
             };
-            let mut q = sqlx::query_as::<_, (String, Option<String>, String, i64, i64)>(
-                crate::dynamic(sql),
-            )
-            .bind(tenant);
-            for k in &keys {
-                q = q.bind(k);
-            }
-            let rows = q.fetch_all(&self.pool).await.map_err(db("count matches"))?;
-            // Series per key: distinct series are counted per (modality,
-            // class) group, so count them once more per key.
-            let series_sql = match level {
-                Level::Patient => Some(format!(
-                    "SELECT s.patient_id, COUNT(*) FROM dicom_series r JOIN dicom_studies s \
-                     ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
-                     WHERE r.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id"
-                )),
-                Level::Study => Some(format!(
-                    "SELECT r.study_uid, COUNT(*) FROM dicom_series r \
-                     WHERE r.tenant = $1 AND r.study_uid IN ({list}) GROUP BY r.study_uid"
-                )),
-                _ => None,
-            };
-            let mut series = std::collections::HashMap::new();
-            if let Some(sql) = series_sql {
-                let mut q = sqlx::query_as::<_, (String, i64)>(crate::dynamic(sql)).bind(tenant);
+            let grouped = |sql: String| {
+                let mut q =
+                    sqlx::query_as::<_, (Option<String>, Option<String>, i64)>(crate::dynamic(sql))
+                        .bind(tenant.to_string());
                 for k in &keys {
-                    q = q.bind(k);
+                    q = q.bind(k.clone());
                 }
-                for (k, n) in q.fetch_all(&self.pool).await.map_err(db("count series"))? {
-                    series.insert(k, n);
+                q.fetch_all(&self.pool)
+            };
+            let classes = grouped(classes_sql).await.map_err(db("count instances"))?;
+            let series = match series_sql {
+                Some(sql) => grouped(sql).await.map_err(db("count series"))?,
+                None => Vec::new(),
+            };
+            let mut by_key: HashMap<&str, (Vec<&str>, i64, Vec<&str>, i64)> = HashMap::new();
+            for (k, class, n) in &classes {
+                let e = by_key.entry(k.as_deref().unwrap_or("")).or_default();
+                if let Some(c) = class {
+                    e.0.push(c);
                 }
+                e.1 += n;
+            }
+            for (k, modality, n) in &series {
+                let e = by_key.entry(k.as_deref().unwrap_or("")).or_default();
+                if let Some(md) = modality {
+                    e.2.push(md);
+                }
+                e.3 += n;
             }
             for (m, key) in block.iter_mut().zip(&keys) {
-                let mut instances = 0;
-                for (k, modality, class, _, n) in &rows {
-                    if k != key {
-                        continue;
-                    }
-                    instances += n;
-                    if let Some(md) = modality {
-                        if !m.modalities.contains(md) {
-                            m.modalities.push(md.clone());
-                        }
-                    }
-                    if !m.sop_classes.contains(class) {
-                        m.sop_classes.push(class.clone());
-                    }
-                }
-                m.modalities.sort();
+                let (classes, instances, modalities, series) =
+                    by_key.get(key.as_str()).cloned().unwrap_or_default();
+                m.sop_classes = classes.iter().map(|c| c.to_string()).collect();
                 m.sop_classes.sort();
+                m.sop_classes.dedup();
+                m.modalities = modalities.iter().map(|c| c.to_string()).collect();
+                m.modalities.sort();
+                m.modalities.dedup();
                 m.instances = Some(instances);
                 if level != Level::Series {
-                    m.series_count = Some(series.get(key).copied().unwrap_or(0));
+                    m.series_count = Some(series);
                 }
             }
         }
