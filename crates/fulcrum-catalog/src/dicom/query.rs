@@ -487,7 +487,7 @@ impl Catalog {
                 Some(sql) => grouped(sql).await.map_err(db("count series"))?,
                 None => Vec::new(),
             };
-            let mut by_key: HashMap<&str, (Vec<&str>, i64, Vec<&str>, i64)> = HashMap::new();
+            let mut by_key: HashMap<&str, Tally> = HashMap::new();
             for (k, class, n) in &classes {
                 let e = by_key.entry(k.as_deref().unwrap_or("")).or_default();
                 if let Some(c) = class {
@@ -520,6 +520,9 @@ impl Catalog {
         Ok(())
     }
 }
+
+/// Per result: SOP classes, instances, modalities, series.
+type Tally<'a> = (Vec<&'a str>, i64, Vec<&'a str>, i64);
 
 /// Keys per `IN (…)` list.
 const IN_LIST: usize = 500;
