@@ -18,4 +18,4 @@ pub use fulcrum_catalog::dicom::{
     Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
     SeriesRecord, StudyRecord,
 };
-pub use store::{Outcome, StoreContext, StoredInstance};
+pub use store::{Outcome, PendingInstance, StoreContext, StoredInstance};

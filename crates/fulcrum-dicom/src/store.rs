@@ -13,7 +13,7 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord};
 use fulcrum_catalog::ObjectWrite;
-use fulcrum_engine::{BodyRegion, ChunkParams};
+use fulcrum_engine::{BodyRegion, ChunkParams, ContentDigest};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::archive::{instance_key, Archive};
@@ -119,13 +119,25 @@ fn io_err(e: io::Error) -> DicomError {
 }
 
 impl Archive {
-    /// Stores a Part 10 file read from `src` (STOW-RS, import, S3).
+    /// Stores a Part 10 file read from `src` (STOW-RS, import, S3);
+    /// returns once it is durable and indexed.
     pub async fn store_file<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        src: R,
+        ctx: &StoreContext,
+    ) -> DicomResult<StoredInstance> {
+        self.stage_file(tenant, src, ctx).await?.commit().await
+    }
+
+    /// Reads, checks and stores a Part 10 file without making it visible:
+    /// the caller commits it (many at once share a commit), or drops it.
+    pub async fn stage_file<R: AsyncRead + Unpin + Send>(
         &self,
         tenant: &str,
         mut src: R,
         ctx: &StoreContext,
-    ) -> DicomResult<StoredInstance> {
+    ) -> DicomResult<PendingInstance> {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         let prelude = loop {
             let want = buf.len() + 1;
@@ -162,6 +174,8 @@ impl Archive {
         };
         let ctx = StoreContext::default();
         self.store_parts(tenant, pre.into(), prelude, BytesMut::new(), src, &ctx)
+            .await?
+            .commit()
             .await
     }
 
@@ -175,7 +189,7 @@ impl Archive {
         mut buf: BytesMut,
         mut src: R,
         ctx: &StoreContext,
-    ) -> DicomResult<StoredInstance> {
+    ) -> DicomResult<PendingInstance> {
         let ts = prelude.transfer_syntax.clone();
         let bucket_id = self.bucket_id(tenant).await?;
         let Some(framing) = Framing::of(&ts) else {
@@ -238,10 +252,16 @@ impl Archive {
             Box::new(tokio::io::AsyncReadExt::chain(rest, watched)),
             ChunkParams::BULK,
         ));
-        let staged = self.engine.stage(regions).await.map_err(|e| match e {
-            fulcrum_engine::EngineError::Store(fulcrum_store::StoreError::Source(io)) => io_err(io),
-            e => e.into(),
-        })?;
+        let staged = self
+            .engine
+            .stage(regions, ContentDigest::ChunkList)
+            .await
+            .map_err(|e| match e {
+                fulcrum_engine::EngineError::Store(fulcrum_store::StoreError::Source(io)) => {
+                    io_err(io)
+                }
+                e => e.into(),
+            })?;
         walker
             .finish()
             .map_err(|e| DicomError::Truncated(e.to_string()))?;
@@ -263,8 +283,16 @@ impl Archive {
             dataset_offset,
             ..Default::default()
         };
-        self.commit(tenant, bucket_id, staged, ex, prelude, rec, existing)
-            .await
+        Ok(PendingInstance {
+            archive: self.clone(),
+            tenant: tenant.to_string(),
+            bucket_id,
+            staged,
+            ex,
+            prelude,
+            rec,
+            existing,
+        })
     }
 
     /// Deflated datasets have no element framing in their raw bytes: the
@@ -279,7 +307,7 @@ impl Archive {
         mut buf: BytesMut,
         mut src: R,
         ctx: &StoreContext,
-    ) -> DicomResult<StoredInstance> {
+    ) -> DicomResult<PendingInstance> {
         loop {
             if buf.len() > MAX_DEFLATED {
                 return Err(DicomError::TooLarge(MAX_DEFLATED as u64));
@@ -302,29 +330,68 @@ impl Archive {
         let total = all.len() as i64;
         let regions: Vec<BodyRegion<'_>> =
             vec![(Box::new(std::io::Cursor::new(all)), ChunkParams::BULK)];
-        let staged = self.engine.stage(regions).await?;
+        let staged = self.engine.stage(regions, ContentDigest::ChunkList).await?;
         let rec = InstanceRecord {
             dataset_offset: prelude.len as i64,
             header_len: total,
             ..Default::default()
         };
-        self.commit(tenant, bucket_id, staged, ex, prelude, rec, existing)
-            .await
+        Ok(PendingInstance {
+            archive: self.clone(),
+            tenant: tenant.to_string(),
+            bucket_id,
+            staged,
+            ex,
+            prelude,
+            rec,
+            existing,
+        })
+    }
+}
+
+/// An instance read and stored but not yet visible.
+pub struct PendingInstance {
+    archive: Archive,
+    tenant: String,
+    bucket_id: i64,
+    staged: fulcrum_engine::Staged,
+    ex: Extracted,
+    prelude: Prelude,
+    rec: InstanceRecord,
+    existing: Option<InstanceRecord>,
+}
+
+impl PendingInstance {
+    /// Bytes of the instance.
+    pub fn size(&self) -> u64 {
+        self.staged.size()
+    }
+
+    pub fn sop_uid(&self) -> &str {
+        &self.ex.sop_uid
+    }
+
+    pub fn sop_class_uid(&self) -> &str {
+        self.ex
+            .sop_class_uid
+            .as_deref()
+            .or(self.prelude.sop_class_uid.as_deref())
+            .unwrap_or_default()
     }
 
     /// Makes a staged instance visible with its index rows, or recognises
     /// an identical copy already stored.
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
-        &self,
-        tenant: &str,
-        bucket_id: i64,
-        staged: fulcrum_engine::Staged,
-        ex: Extracted,
-        prelude: Prelude,
-        mut rec: InstanceRecord,
-        existing: Option<InstanceRecord>,
-    ) -> DicomResult<StoredInstance> {
+    pub async fn commit(self) -> DicomResult<StoredInstance> {
+        let PendingInstance {
+            archive,
+            tenant,
+            bucket_id,
+            staged,
+            ex,
+            prelude,
+            mut rec,
+            existing,
+        } = self;
         let etag = staged.etag();
         let size = staged.size();
         let sop_class_uid = ex
@@ -360,7 +427,7 @@ impl Archive {
         rec.num_rows = ex.num_rows;
         rec.num_columns = ex.num_columns;
         let write = DicomWrite {
-            tenant: tenant.to_string(),
+            tenant: tenant.clone(),
             object: ObjectWrite {
                 bucket_id,
                 key,
@@ -374,9 +441,10 @@ impl Archive {
             study: ex.study.clone(),
             series: ex.series.clone(),
             instance: rec,
-            policy: self.cfg.duplicates,
+            policy: archive.cfg.duplicates,
         };
-        self.engine
+        archive
+            .engine
             .commit_staged(staged, fulcrum_catalog::Write::Dicom(Box::new(write)))
             .await?;
         Ok(done(outcome))

@@ -104,7 +104,7 @@ impl Inner {
         expected: Option<u64>,
         params: ChunkParams,
     ) -> EngineResult<Ingested> {
-        self.ingest_regions(vec![(Box::new(body), params)], expected)
+        self.ingest_regions(vec![(Box::new(body), params)], expected, ContentDigest::Md5)
             .await
     }
 
@@ -115,6 +115,7 @@ impl Inner {
         &self,
         regions: Vec<Region<'_>>,
         expected: Option<u64>,
+        digest: ContentDigest,
     ) -> EngineResult<Ingested> {
         let guard = self.inflight.begin();
         let max = self.cfg.max_object_size;
@@ -125,6 +126,7 @@ impl Inner {
         // each chunk to a short blocking job (never a long-lived blocking
         // thread, which could starve the pool under many uploads).
         let (md5_tx, mut md5_rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let md5_tx = (digest == ContentDigest::Md5).then_some(md5_tx);
         let md5_task = tokio::spawn(async move {
             let mut h = Md5::new();
             while let Some(b) = md5_rx.recv().await {
@@ -144,9 +146,15 @@ impl Inner {
             let mut before = 0u64;
             for (body, params) in regions {
                 let mut chunker = Chunker::new(body, params);
-                let go_on =
-                    produce_region(&mut chunker, &mut before, max, expected, &md5_tx, &chunk_tx)
-                        .await;
+                let go_on = produce_region(
+                    &mut chunker,
+                    &mut before,
+                    max,
+                    expected,
+                    md5_tx.as_ref(),
+                    &chunk_tx,
+                )
+                .await;
                 if !go_on {
                     break;
                 }
@@ -225,7 +233,21 @@ impl Inner {
         };
         let ((), consumed) = tokio::join!(produce, consume);
         let (size, chunks, packs, new_chunks, memory) = consumed?;
-        let md5 = md5_task.await.map_err(join_err)??;
+        let md5 = match digest {
+            ContentDigest::Md5 => md5_task.await.map_err(join_err)??,
+            // Same bytes, same chunk list: a digest of the list identifies
+            // the content without another pass over it.
+            ContentDigest::ChunkList => {
+                md5_task.abort();
+                let mut h = blake3::Hasher::new();
+                for c in &chunks {
+                    h.update(c.as_bytes());
+                }
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&h.finalize().as_bytes()[..16]);
+                d
+            }
+        };
         if let Some(expected) = expected {
             if size != expected {
                 return Err(EngineError::IncompleteBody {
@@ -246,6 +268,16 @@ impl Inner {
     }
 }
 
+/// How a body's content digest (`Ingested::md5`) is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentDigest {
+    /// MD5 of the bytes: what S3 ETags are.
+    Md5,
+    /// BLAKE3 of the chunk id list (truncated to 16 bytes): identifies the
+    /// content as well, for bodies no S3 client sees, at no extra pass.
+    ChunkList,
+}
+
 /// One region of a body and how to cut it.
 pub(crate) type Region<'a> = (Box<dyn AsyncRead + Unpin + Send + 'a>, ChunkParams);
 
@@ -257,7 +289,7 @@ async fn produce_region(
     before: &mut u64,
     max: u64,
     expected: Option<u64>,
-    md5_tx: &tokio::sync::mpsc::Sender<Bytes>,
+    md5_tx: Option<&tokio::sync::mpsc::Sender<Bytes>>,
     chunk_tx: &tokio::sync::mpsc::Sender<EngineResult<Bytes>>,
 ) -> bool {
     loop {
@@ -265,9 +297,12 @@ async fn produce_region(
             Ok(Some(_)) if *before + chunker.bytes_read() > max => {
                 Err(EngineError::TooLarge { max })
             }
-            Ok(Some(c)) => match md5_tx.send(c.clone()).await {
-                Ok(()) => Ok(c),
-                Err(_) => Err(EngineError::ShuttingDown),
+            Ok(Some(c)) => match md5_tx {
+                None => Ok(c),
+                Some(tx) => match tx.send(c.clone()).await {
+                    Ok(()) => Ok(c),
+                    Err(_) => Err(EngineError::ShuttingDown),
+                },
             },
             Ok(None) => {
                 *before += chunker.bytes_read();

@@ -19,6 +19,7 @@ mod verify;
 pub use engine::{Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, HEARTBEAT_INTERVAL};
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
+pub use ingest::ContentDigest;
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;

@@ -13,7 +13,7 @@ use tokio::io::AsyncRead;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
-use crate::ingest::Ingested;
+use crate::ingest::{ContentDigest, Ingested};
 use crate::read::ByteStream;
 
 /// What a client says about a body it sends.
@@ -380,7 +380,7 @@ impl Staged {
         self.ing.size
     }
 
-    /// Hex MD5 of the body.
+    /// Hex digest of the body (MD5, or of its chunk list: see [`ContentDigest`]).
     pub fn etag(&self) -> String {
         hex::encode(self.ing.md5)
     }
@@ -393,8 +393,12 @@ impl Engine {
     /// Stores a body made of regions, each chunked on its own (a DICOM
     /// header with small chunks, its pixel data with large ones), without
     /// making it visible.
-    pub async fn stage(&self, regions: Vec<BodyRegion<'_>>) -> EngineResult<Staged> {
-        let ing = self.inner.ingest_regions(regions, None).await?;
+    pub async fn stage(
+        &self,
+        regions: Vec<BodyRegion<'_>>,
+        digest: ContentDigest,
+    ) -> EngineResult<Staged> {
+        let ing = self.inner.ingest_regions(regions, None, digest).await?;
         Ok(Staged { ing })
     }
 

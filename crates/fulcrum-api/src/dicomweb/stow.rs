@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fulcrum_dicom::part10::parse_prelude;
-use fulcrum_dicom::{status, DicomError, StoreContext, StoredInstance};
+use fulcrum_dicom::{status, DicomError, PendingInstance, StoreContext, StoredInstance};
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -24,6 +24,8 @@ use super::{ApiError, ApiResult, Base, Ctx};
 
 /// How one part went.
 enum PartResult {
+    /// Read and stored, not yet committed.
+    Staged(Box<PendingInstance>),
     Stored(StoredInstance),
     Failed {
         sop_class: Option<String>,
@@ -112,21 +114,72 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
     let sctx = StoreContext {
         study_uid: study.clone(),
     };
-    match ctx.archive.store_file(&ctx.tenant, &mut tap, &sctx).await {
-        Ok(stored) => PartResult::Stored(stored),
+    match ctx.archive.stage_file(&ctx.tenant, &mut tap, &sctx).await {
+        Ok(pending) => PartResult::Staged(Box::new(pending)),
         Err(e) => {
-            match &e {
-                DicomError::Engine(_) => error!(error = %e, "STOW-RS: storing an instance failed"),
-                _ => warn!(error = %e, "STOW-RS: instance refused"),
-            }
             let prelude = parse_prelude(&tap.head, false).ok().flatten();
-            PartResult::Failed {
-                sop_class: prelude.as_ref().and_then(|p| p.sop_class_uid.clone()),
-                sop_instance: prelude.and_then(|p| p.sop_instance_uid),
-                reason: e.status(),
+            failed(
+                &e,
+                prelude.as_ref().and_then(|p| p.sop_class_uid.clone()),
+                prelude.and_then(|p| p.sop_instance_uid),
+            )
+        }
+    }
+}
+
+fn failed(e: &DicomError, sop_class: Option<String>, sop_instance: Option<String>) -> PartResult {
+    match e {
+        DicomError::Engine(_) => error!(error = %e, "STOW-RS: storing an instance failed"),
+        _ => warn!(error = %e, "STOW-RS: instance refused"),
+    }
+    PartResult::Failed {
+        sop_class,
+        sop_instance,
+        reason: e.status(),
+    }
+}
+
+/// Staged instances committed at once (they share group commits); a
+/// request's first batch is committed only once its whole multipart body
+/// proved well-formed, so a malformed small request stores nothing.
+const COMMIT_BATCH: usize = 64;
+
+/// Commits every staged part, concurrently.
+async fn commit_staged(results: &mut [PartResult]) {
+    let mut pending = Vec::new();
+    for (i, r) in results.iter_mut().enumerate() {
+        if let PartResult::Staged(_) = r {
+            let taken = std::mem::replace(
+                r,
+                PartResult::Failed {
+                    sop_class: None,
+                    sop_instance: None,
+                    reason: status::PROCESSING_FAILURE,
+                },
+            );
+            if let PartResult::Staged(p) = taken {
+                pending.push((i, p));
             }
         }
     }
+    let done = futures::future::join_all(pending.into_iter().map(|(i, p)| async move {
+        let ids = (p.sop_class_uid().to_string(), p.sop_uid().to_string());
+        (i, p.commit().await, ids)
+    }))
+    .await;
+    for (i, res, (class, sop)) in done {
+        results[i] = match res {
+            Ok(stored) => PartResult::Stored(stored),
+            Err(e) => failed(&e, Some(class), Some(sop)),
+        };
+    }
+}
+
+fn staged(results: &[PartResult]) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r, PartResult::Staged(_)))
+        .count()
 }
 
 pub(crate) async fn store(
@@ -182,11 +235,14 @@ async fn run(
                     ApiError::bad_request("the multipart Content-Type has no boundary parameter")
                 })?;
             let mut reader = MultipartReader::new(stream, boundary);
+            let mut committed_any = false;
             loop {
                 let part = match reader.next_part().await {
                     Ok(Some(p)) => p,
                     Ok(None) => break,
-                    Err(e) if results.is_empty() => return Err(malformed(e)),
+                    // Nothing committed yet: refuse the whole request (the
+                    // staged parts are dropped, their data is garbage).
+                    Err(e) if !committed_any => return Err(malformed(e)),
                     Err(e) => {
                         warn!(error = %e, "STOW-RS: multipart body ends irregularly");
                         break;
@@ -206,6 +262,10 @@ async fn run(
                     continue;
                 }
                 results.push(store_one(&ctx, reader.body(), &study).await);
+                if staged(&results) >= COMMIT_BATCH {
+                    commit_staged(&mut results).await;
+                    committed_any = true;
+                }
             }
             if results.is_empty() {
                 return Err(ApiError::bad_request("the multipart body holds no parts"));
@@ -221,6 +281,7 @@ async fn run(
             )))
         }
     }
+    commit_staged(&mut results).await;
     let stored = results
         .iter()
         .filter(|r| matches!(r, PartResult::Stored(_)))
@@ -247,6 +308,8 @@ fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Respons
     let mut studies: Vec<String> = Vec::new();
     for r in results {
         match r {
+            // `run` commits every staged part before answering.
+            PartResult::Staged(_) => {}
             PartResult::Stored(s) => {
                 let url = base.instance(&s.study_uid, &s.series_uid, &s.sop_uid);
                 referenced.push(json!({

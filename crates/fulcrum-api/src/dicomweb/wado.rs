@@ -76,14 +76,20 @@ async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
     let parts = eager_first(recs, move |rec: InstanceRecord| {
         let (ctx, base) = (ctx.clone(), base.clone());
         async move {
-            let body = ctx
-                .archive
-                .read(&ctx.tenant, &rec, 0, rec.size.max(0) as u64)
-                .await?;
+            let size = rec.size.max(0) as u64;
+            // Instances up to PREFETCH_BYTES are read whole, several at a
+            // time (see eager_first); bigger ones stream.
+            let body = if size <= PREFETCH_BYTES {
+                let bytes = ctx.archive.read_bytes(&ctx.tenant, &rec, 0, size).await?;
+                stream::once(async move { Ok(bytes) }).boxed()
+            } else {
+                let s = ctx.archive.read(&ctx.tenant, &rec, 0, size).await?;
+                s.map_err(engine_io).boxed()
+            };
             Ok(OutPart {
                 content_type: format!("application/dicom; transfer-syntax={}", rec.transfer_syntax),
                 location: Some(base.instance(&rec.study_uid, &rec.series_uid, &rec.sop_uid)),
-                body: body.map_err(engine_io).boxed(),
+                body,
             })
         }
     })
@@ -346,6 +352,12 @@ pub(crate) async fn frame_parts(
     Ok(multipart_response(&media, parts))
 }
 
+/// Parts prepared ahead of the one being sent.
+const PARTS_AHEAD: usize = 4;
+
+/// Instances up to this size are read whole before they are sent.
+const PREFETCH_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The parts of a response: the first one made before answering (so a
 /// failure still gets a proper status), the rest as the client reads.
 async fn eager_first<T, F, Fut>(
@@ -362,14 +374,15 @@ where
         return Ok(stream::empty().boxed());
     };
     let first = make(first).await?;
-    let rest = stream::iter(items).then(move |x| {
-        let fut = make(x);
-        async move {
-            fut.await.map_err(|e| {
+    // The next parts are prepared while earlier ones are sent.
+    let rest = stream::iter(items)
+        .map(make)
+        .buffered(PARTS_AHEAD)
+        .map(|r| {
+            r.map_err(|e| {
                 error!(error = %e.message, "DICOMweb: a part failed mid-response");
                 io::Error::other(e.message)
             })
-        }
-    });
+        });
     Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
 }
