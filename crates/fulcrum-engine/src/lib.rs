@@ -16,7 +16,9 @@ mod objects;
 mod read;
 mod verify;
 
-pub use engine::{Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, HEARTBEAT_INTERVAL};
+pub use engine::{
+    Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_ZSTD_LEVEL, HEARTBEAT_INTERVAL,
+};
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::ContentDigest;

@@ -172,7 +172,7 @@ s3_domains = ["localhost"]
 max_object_size = 5497558138880
 
 # zstd level for hot data (1 fastest .. 19 smallest).
-zstd_level = 3
+zstd_level = 1
 
 # Packs are written once they hold this many MiB.
 pack_target_mib = 32

@@ -170,7 +170,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         zstd_level: env("FULCRUM_ZSTD_LEVEL")
             .and_then(|v| v.parse().ok())
             .or(file.zstd_level)
-            .unwrap_or(3),
+            .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
         pack_target_mib: file.pack_target_mib.unwrap_or(32),
         dicom: config::DicomSettings {
             addr: serve

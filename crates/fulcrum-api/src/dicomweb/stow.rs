@@ -24,6 +24,8 @@ use super::{ApiError, ApiResult, Base, Ctx};
 
 /// How one part went.
 enum PartResult {
+    /// Read into memory, being stored by its own task.
+    Running(tokio::task::JoinHandle<PartResult>),
     /// Read and stored, not yet committed.
     Staged(Box<PendingInstance>),
     Stored(StoredInstance),
@@ -144,8 +146,89 @@ fn failed(e: &DicomError, sop_class: Option<String>, sop_instance: Option<String
 /// proved well-formed, so a malformed small request stores nothing.
 const COMMIT_BATCH: usize = 64;
 
+/// Parts up to this size are read into memory and stored by tasks of
+/// their own, so the CPU work of several parts (hashing, compression)
+/// overlaps while the next part is read; bigger parts stream.
+const PARALLEL_PART_MAX: usize = 8 * 1024 * 1024;
+
+/// Parts being stored at once by their own tasks.
+const MAX_RUNNING: usize = 3;
+
+/// Waits for the oldest running parts until fewer than `max` run.
+async fn limit_running(results: &mut [PartResult], max: usize) {
+    loop {
+        let running: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, PartResult::Running(_)))
+            .map(|(i, _)| i)
+            .collect();
+        if running.len() < max {
+            return;
+        }
+        let i = running[0];
+        let slot = std::mem::replace(
+            &mut results[i],
+            PartResult::Failed {
+                sop_class: None,
+                sop_instance: None,
+                reason: status::PROCESSING_FAILURE,
+            },
+        );
+        if let PartResult::Running(h) = slot {
+            results[i] = match h.await {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(error = %e, "STOW-RS: a store task failed");
+                    PartResult::Failed {
+                        sop_class: None,
+                        sop_instance: None,
+                        reason: status::PROCESSING_FAILURE,
+                    }
+                }
+            };
+        }
+    }
+}
+
+/// Reads one part and stores it: in a task of its own when it is small.
+async fn stage_part(
+    ctx: &Ctx,
+    results: &mut Vec<PartResult>,
+    mut body: impl AsyncRead + Unpin + Send,
+    study: &Option<String>,
+) {
+    let mut buf = Vec::new();
+    let read = (&mut body)
+        .take(PARALLEL_PART_MAX as u64 + 1)
+        .read_to_end(&mut buf)
+        .await;
+    match read {
+        Err(e) => {
+            warn!(error = %e, "STOW-RS: reading a part failed");
+            results.push(PartResult::Failed {
+                sop_class: None,
+                sop_instance: None,
+                reason: status::CANNOT_UNDERSTAND,
+            });
+        }
+        Ok(_) if buf.len() <= PARALLEL_PART_MAX => {
+            limit_running(results, MAX_RUNNING).await;
+            let (ctx, study) = (ctx.clone(), study.clone());
+            results.push(PartResult::Running(tokio::spawn(async move {
+                store_one(&ctx, io::Cursor::new(buf), &study).await
+            })));
+        }
+        Ok(_) => {
+            let src = io::Cursor::new(buf).chain(body);
+            results.push(store_one(ctx, src, study).await);
+        }
+    }
+}
+
 /// Commits every staged part, concurrently.
 async fn commit_staged(results: &mut [PartResult]) {
+    limit_running(results, 1).await;
     let mut pending = Vec::new();
     for (i, r) in results.iter_mut().enumerate() {
         if let PartResult::Staged(_) = r {
@@ -178,7 +261,7 @@ async fn commit_staged(results: &mut [PartResult]) {
 fn staged(results: &[PartResult]) -> usize {
     results
         .iter()
-        .filter(|r| matches!(r, PartResult::Staged(_)))
+        .filter(|r| matches!(r, PartResult::Staged(_) | PartResult::Running(_)))
         .count()
 }
 
@@ -261,7 +344,7 @@ async fn run(
                     });
                     continue;
                 }
-                results.push(store_one(&ctx, reader.body(), &study).await);
+                stage_part(&ctx, &mut results, reader.body(), &study).await;
                 if staged(&results) >= COMMIT_BATCH {
                     commit_staged(&mut results).await;
                     committed_any = true;
@@ -308,8 +391,8 @@ fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Respons
     let mut studies: Vec<String> = Vec::new();
     for r in results {
         match r {
-            // `run` commits every staged part before answering.
-            PartResult::Staged(_) => {}
+            // `run` settles and commits every part before answering.
+            PartResult::Staged(_) | PartResult::Running(_) => {}
             PartResult::Stored(s) => {
                 let url = base.instance(&s.study_uid, &s.series_uid, &s.sop_uid);
                 referenced.push(json!({
