@@ -1,33 +1,103 @@
 #!/usr/bin/env bash
-# Side-by-side S3 benchmark: Fulcrum (release build) and Garage on the same
-# machine, same data, same run, plus the machine's own disk limits (dd,
-# fsync latency). Writes BENCHMARKS.md at the repository root.
+# Side-by-side benchmarks of Fulcrum against what a hospital would run
+# instead, on the same machine, same data, same run, plus the machine's own
+# disk limits (dd, fsync latency). Writes BENCHMARKS.md at the repository root
+# (each workload set replaces only its own section).
 #
-#   bench/run.sh [--quick]     --quick: 1 run per workload, 1 GB instead of 5 GB
+#   bench/run.sh [s3|dicom|all] [--quick] [options]
 #
-# Installs what it needs like scripts/test.sh (venv with boto3, Garage).
+#   s3     (default) Fulcrum vs Garage on the S3 API (bench/s3_bench.py);
+#          --quick: 1 run per workload, 1 GB instead of 5 GB.
+#   dicom  Fulcrum vs Orthanc + DICOMweb plugin (Debian) on STOW-RS, C-STORE,
+#          WADO-RS, QIDO-RS (1,000,000 index rows), storage and peak RSS
+#          (bench/dicom_bench.py; `bench/dicom_bench.py --help` for options,
+#          e.g. --systems orthanc). --quick: 1 run, smaller data.
+#          FULCRUM_BENCH_BUILD=0 skips `cargo build --release -p fulcrum`.
+#          Generated DICOM data is cached in $FULCRUM_BENCH_CACHE
+#          (default /var/tmp/fulcrum-bench-cache).
+#   all    s3 then dicom (only --quick is passed to both).
+#
+# Installs what it needs like scripts/test.sh (venvs, Garage, Debian's
+# orthanc, orthanc-dicomweb and dcmtk).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/lib/common.sh
 source scripts/lib/common.sh
+# shellcheck source=scripts/lib/python.sh
 source scripts/lib/python.sh
-source scripts/lib/garage.sh
 
-venv_ensure "$ROOT"
-garage_ensure_installed
-log "cargo build --release"
-cargo build --release --bins
+MODE=s3
+case ${1:-} in
+s3 | dicom | all)
+    MODE=$1
+    shift
+    ;;
+-h | --help)
+    # this file's header comment, without the '#'
+    sed -n '2,/^[^#]/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    exit 0
+    ;;
+esac
 
-TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-bench.XXXXXX")
-cleanup() { set +e; garage_stop; rm -rf "$TMP"; }
-trap cleanup EXIT
-garage_start "$TMP/garage"
+run_s3() {
+    # shellcheck source=scripts/lib/garage.sh
+    source scripts/lib/garage.sh
+    venv_ensure "$ROOT"
+    garage_ensure_installed
+    log "cargo build --release"
+    cargo build --release --bins
 
-.venv/bin/python bench/s3_bench.py \
-    --fulcrum "$ROOT/target/release/fulcrum" \
-    --garage-endpoint "$FULCRUM_TEST_S3_ENDPOINT" \
-    --garage-bucket "$FULCRUM_TEST_S3_BUCKET" \
-    --garage-access-key "$FULCRUM_TEST_S3_ACCESS_KEY" \
-    --garage-secret-key "$FULCRUM_TEST_S3_SECRET_KEY" \
-    --garage-pid "$(pgrep -f "garage -c $TMP/garage" | head -1)" \
-    --workdir "$TMP" --out "$ROOT/BENCHMARKS.md" "$@"
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "set +e; garage_stop; rm -rf '$tmp'" EXIT
+    garage_start "$tmp/garage"
+
+    .venv/bin/python bench/s3_bench.py \
+        --fulcrum "$ROOT/target/release/fulcrum" \
+        --garage-endpoint "$FULCRUM_TEST_S3_ENDPOINT" \
+        --garage-bucket "$FULCRUM_TEST_S3_BUCKET" \
+        --garage-access-key "$FULCRUM_TEST_S3_ACCESS_KEY" \
+        --garage-secret-key "$FULCRUM_TEST_S3_SECRET_KEY" \
+        --garage-pid "$(pgrep -f "garage -c $tmp/garage" | head -1)" \
+        --workdir "$tmp" --out "$ROOT/BENCHMARKS.md" "$@"
+    garage_stop
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
+run_dicom() {
+    # Debian's orthanc package may start its own service on install; the
+    # benchmark never uses it (it starts Orthanc itself on free ports).
+    apt_ensure orthanc orthanc-dicomweb dcmtk curl
+    # its own venv: a benchmark never rebuilds the .venv a running suite uses
+    venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
+    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
+        log "cargo build --release -p fulcrum"
+        cargo build --release -p fulcrum
+    fi
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-dicom-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    export TCP_NODELAY=1 # DCMTK: without it small PDUs meet Nagle + delayed ACK
+    bench/.venv/bin/python bench/dicom_bench.py \
+        --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp" \
+        --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
+        --out "$ROOT/BENCHMARKS.md" "$@"
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
+case $MODE in
+s3) run_s3 "$@" ;;
+dicom) run_dicom "$@" ;;
+all)
+    quick=()
+    for a in "$@"; do [[ $a == --quick ]] && quick=(--quick); done
+    run_s3 "${quick[@]}"
+    run_dicom "${quick[@]}"
+    ;;
+esac

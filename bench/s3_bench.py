@@ -10,7 +10,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import signal
 import socket
 import statistics
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+
+from benchlib import dd_rates, fsync_latency_ms, peak_rss_mb, write_keeping_dicom
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -39,14 +40,6 @@ def client(endpoint, ak, sk, region):
         "s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
         region_name=region, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Fulcrum:
@@ -194,36 +187,6 @@ def huge_put(sys_, size, tag):
     return size / (time.perf_counter() - t) / MB
 
 
-# ------------------------------------------------------------- machine
-
-def dd_rates(workdir):
-    path = os.path.join(workdir, "dd.bin")
-    w = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=1024", "conv=fdatasync"], capture_output=True, text=True)
-    r = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct"], capture_output=True, text=True)
-    os.unlink(path)
-
-    def rate(out):
-        m = re.search(r"([\d.]+) s, ([\d.]+) ([kMG]B)/s", out)
-        if not m:
-            return float("nan")
-        return float(m.group(2)) * {"kB": 0.001, "MB": 1, "GB": 1000}[m.group(3)]
-    return rate(w.stderr), rate(r.stderr)
-
-
-def fsync_latency_ms(workdir):
-    path = os.path.join(workdir, "fsync.bin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
-    lat = []
-    for _ in range(200):
-        os.write(fd, b"x" * 4096)
-        t = time.perf_counter()
-        os.fsync(fd)
-        lat.append((time.perf_counter() - t) * 1000)
-    os.close(fd)
-    os.unlink(path)
-    return median(lat)
-
-
 # ------------------------------------------------------------- report
 
 def main():
@@ -334,8 +297,7 @@ def write_report(path, res, runs, huge, dd_write, dd_r, fsync_ms, stats, a):
         "that compress, and the same records are sent again in every round)",
         "",
     ]
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines))
+    write_keeping_dicom(path, "\n".join(lines))  # the DICOM section (bench/dicom_bench.py) stays
     print("\n".join(lines))
 
 

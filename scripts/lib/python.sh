@@ -1,13 +1,17 @@
 # shellcheck shell=bash
-# The Python venv at .venv with the e2e suite's requirements. Reinstalls only
-# when tests/e2e/requirements.txt (or the interpreter) changed, tracked by a
-# stamp file inside the venv. Sourced by scripts/test.sh after lib/common.sh.
+# The Python venv at .venv with the e2e suite's requirements (or another venv
+# from another requirements file). Reinstalls only when the requirements file
+# (or the interpreter) changed, tracked by a stamp file inside the venv.
+# Sourced by scripts/test.sh and bench/run.sh after lib/common.sh.
 #
-#   venv_ensure ROOT           create/update ROOT/.venv
+#   venv_ensure ROOT           create/update ROOT/.venv from
+#                              ROOT/tests/e2e/requirements.txt
+#   venv_ensure ROOT VENV REQ  create/update VENV from REQ (bench/run.sh:
+#                              bench/.venv from bench/requirements.txt)
 
 venv_ensure() {
     local root=$1
-    local venv=$root/.venv req=$root/tests/e2e/requirements.txt
+    local venv=${2:-$root/.venv} req=${3:-$root/tests/e2e/requirements.txt}
     local stamp=$venv/.fulcrum-requirements.sha256
 
     command -v python3 >/dev/null || apt_ensure python3

@@ -1,8 +1,9 @@
 """Helpers for Fulcrum's end-to-end suite.
 
 `FulcrumServer` starts the real `fulcrum serve` binary on free loopback ports
-and drives it: boto3 clients, the aws cli, and the `stats`/`verify`/`gc`
-subcommands on its data dir. The data helpers make reproducible pseudo-random
+(HTTP, S3 and, through FULCRUM_DICOM_ADDR, DIMSE) and drives it: boto3
+clients, the aws cli, and the `stats`/`verify`/`gc`/`dicom ...` subcommands
+on its data dir. The data helpers make reproducible pseudo-random
 bytes and hash them, so every comparison is by SHA-256 of real content.
 """
 
@@ -137,6 +138,7 @@ class FulcrumServer:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.http_port = self.s3_port = 0
+        self.dicom_port = 0  # DIMSE SCP (FULCRUM_DICOM_ADDR), a fresh free port per start
         self.log_path = work_dir / "fulcrum.log"
         self.cwd = work_dir / "cwd"
         self.cwd.mkdir(parents=True, exist_ok=True)
@@ -154,6 +156,16 @@ class FulcrumServer:
         """Admin HTTP base URL (/healthz, /metrics)."""
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def dicom_aet(self) -> str:
+        """The server's DIMSE AE title (FULCRUM unless a test set FULCRUM_DICOM_AET)."""
+        return self.extra_env.get("FULCRUM_DICOM_AET", "FULCRUM")
+
+    @property
+    def dicomweb_url(self) -> str:
+        """DICOMweb root (STOW/QIDO/WADO-RS) on the admin HTTP port."""
+        return self.http_url + "/dicom-web"
+
     def env(self) -> dict:
         env = dict(os.environ)
         env.update(
@@ -162,6 +174,9 @@ class FulcrumServer:
             RUST_LOG=os.environ.get("FULCRUM_E2E_RUST_LOG", "info"),
             RUST_BACKTRACE="1",
         )
+        if self.dicom_port:
+            # An environment variable, not --dicom-addr: binaries without DICOM ignore it.
+            env["FULCRUM_DICOM_ADDR"] = f"127.0.0.1:{self.dicom_port}"
         env.update(self.extra_env)
         return env
 
@@ -170,7 +185,7 @@ class FulcrumServer:
         assert self.proc is None, "server already running"
         if extra_env is not None:
             self.extra_env.update(extra_env)
-        self.http_port, self.s3_port = free_port(), free_port()
+        self.http_port, self.s3_port, self.dicom_port = free_port(), free_port(), free_port()
         self.starts += 1
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
@@ -247,6 +262,22 @@ class FulcrumServer:
         self.stop()
         return self.start(extra_env)
 
+    def wait_dicom_ready(self, timeout: float = READY_TIMEOUT_SECS):
+        """Wait until the DIMSE port accepts TCP connections (after start())."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError("fulcrum serve is not running\n" + self.log_tail())
+            try:
+                with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(
+            f"DIMSE port 127.0.0.1:{self.dicom_port} (FULCRUM_DICOM_ADDR) not listening within {timeout}s\n"
+            + self.log_tail()
+        )
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(errors="replace").splitlines()
@@ -318,6 +349,17 @@ class FulcrumServer:
         sub, *rest = args
         return subprocess.run(
             [str(self.binary), sub, "--data-dir", str(self.data_dir), *rest],
+            env=self.env(),
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def dicom_cli(self, sub: str, *rest, timeout=600) -> subprocess.CompletedProcess:
+        """Run `fulcrum dicom <sub> --data-dir DIR <rest>`; never raises on exit code."""
+        return subprocess.run(
+            [str(self.binary), "dicom", sub, "--data-dir", str(self.data_dir), *map(str, rest)],
             env=self.env(),
             cwd=self.cwd,
             capture_output=True,

@@ -1,0 +1,147 @@
+"""Shared pieces of the benchmark drivers (stdlib only): the machine's own
+limits, peak RSS of a server process, BENCHMARKS.md sections, and the path to
+the e2e suite's pytest-free DICOM helpers (tests/e2e/dicom_common.py).
+
+BENCHMARKS.md is written by several drivers; each owns one section:
+bench/s3_bench.py the top of the file, bench/dicom_bench.py the block between
+DICOM_BEGIN and DICOM_END, which every writer keeps in place.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+DICOM_BEGIN = "<!-- BEGIN dicom section: written by bench/run.sh dicom (bench/dicom_bench.py) -->"
+DICOM_END = "<!-- END dicom section -->"
+E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "e2e")
+
+
+def add_e2e_path():
+    """Make tests/e2e importable (for dicom_common, shared with the e2e suite).
+    Appended, so bench/'s own modules win where names clash (dicom_gen)."""
+    if E2E_DIR not in sys.path:
+        sys.path.append(E2E_DIR)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ------------------------------------------------------------- machine
+
+def dd_rates(workdir):
+    """Sequential write (1 GiB, fdatasync) and direct read rates in MB/s."""
+    path = os.path.join(workdir, "dd.bin")
+    w = subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=1024", "conv=fdatasync"], capture_output=True, text=True)
+    r = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct"], capture_output=True, text=True)
+    os.unlink(path)
+
+    def rate(out):
+        m = re.search(r"([\d.]+) s, ([\d.]+) ([kMG]B)/s", out)
+        if not m:
+            return float("nan")
+        return float(m.group(2)) * {"kB": 0.001, "MB": 1, "GB": 1000}[m.group(3)]
+    return rate(w.stderr), rate(r.stderr)
+
+
+def fsync_latency_ms(workdir):
+    """Median fsync latency of a 4 KiB append (200 samples)."""
+    path = os.path.join(workdir, "fsync.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    lat = []
+    for _ in range(200):
+        os.write(fd, b"x" * 4096)
+        t = time.perf_counter()
+        os.fsync(fd)
+        lat.append((time.perf_counter() - t) * 1000)
+    os.close(fd)
+    os.unlink(path)
+    return median(lat)
+
+
+def machine_description():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = float("nan")
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_gb = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return (f"{platform.machine()}{' ' + cpu if cpu else ''}, {os.cpu_count()} cores, "
+            f"{mem_gb:.0f} GiB RAM, Linux {platform.release()}")
+
+
+# ------------------------------------------------------------- processes
+
+def peak_rss_mb(pid):
+    """VmHWM of a process (its peak resident set since start or the last reset)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss(pid):
+    """Reset VmHWM to the current RSS (Linux >= 4.0, `echo 5 > clear_refs`). False if not allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------- BENCHMARKS.md
+
+def split_dicom_section(text):
+    """(text without the DICOM block, the block including its markers or '')."""
+    b, e = text.find(DICOM_BEGIN), text.find(DICOM_END)
+    if b < 0 or e < b:
+        return text, ""
+    e += len(DICOM_END)
+    return text[:b].rstrip("\n") + "\n" + text[e:].lstrip("\n"), text[b:e]
+
+
+def read_or_empty(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def write_keeping_dicom(path, text):
+    """Write `text` as the file, keeping the DICOM block of the current file at its end."""
+    _, block = split_dicom_section(read_or_empty(path))
+    out = text.rstrip("\n") + "\n"
+    if block:
+        out += "\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(out)
+
+
+def write_dicom_section(path, body):
+    """Replace (or append) the DICOM block of `path` with `body`."""
+    rest, _ = split_dicom_section(read_or_empty(path))
+    if not rest.strip():
+        rest = "# Benchmarks\n"
+    out = rest.rstrip("\n") + "\n\n" + DICOM_BEGIN + "\n" + body.rstrip("\n") + "\n" + DICOM_END + "\n"
+    with open(path, "w") as f:
+        f.write(out)

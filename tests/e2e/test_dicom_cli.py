@@ -1,0 +1,153 @@
+"""`fulcrum dicom import|export|send` on a data dir (server stopped), then
+checked through the server (QIDO, WADO-RS) or a DCMTK storescp.
+
+    fulcrum dicom import --data-dir D PATH...        recursive; lists non-DICOM; rerun skips
+    fulcrum dicom export --data-dir D --study UID --out DIR   DIR/<study>/<series>/<sop>.dcm
+    fulcrum dicom send   --data-dir D --study UID --to AET@HOST:PORT
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dicom_helpers import DicomWeb, StoreSCPProcess, send_chunked, sop_uid_of, stow_ok
+from dicom_part10 import dataset_bytes, split_part10
+from helpers import random_bytes
+
+
+def _out(res) -> str:
+    return res.stdout + res.stderr
+
+
+def _import_tree(root: Path, gen, fixtures) -> tuple[list[Path], list[Path]]:
+    """A messy directory: nested DICOM (with and without .dcm), non-DICOM files."""
+    dicom = []
+    for i, inst in enumerate(gen):
+        dst = root / "studies" / inst.patient_id / f"{i:03d}{'.dcm' if i % 2 else ''}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(inst.path, dst)
+        dicom.append(dst)
+    for f in fixtures:
+        dst = root / "fixtures" / f.rel.replace("/", "__")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f.path, dst)
+        dicom.append(dst)
+    other = {
+        "notes.txt": b"patient list, not an image\n",
+        "report.pdf": b"%PDF-1.4\n" + random_bytes(3000, seed=30),
+        "deep/er/random.bin": random_bytes(10_000, seed=31),
+        "empty.dcm": b"",
+        "fake.dcm": b"\0" * 128 + b"DICX" + random_bytes(500, seed=32),
+    }
+    non = []
+    for name, data in other.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        non.append(p)
+    return dicom, non
+
+
+def test_import_lists_non_dicom_and_rerun_skips(pacs, gen_studies, dicom_fixtures, tmp_path):
+    srv = pacs
+    srv.stop()
+    fixtures = dicom_fixtures.representative(per_ts=2)
+    dicom, non = _import_tree(tmp_path / "in", gen_studies, fixtures)
+    res = srv.dicom_cli("import", tmp_path / "in")
+    assert res.returncode == 0, _out(res)
+    missing = [p.name for p in non if p.name not in _out(res)]
+    assert not missing, f"import did not list these non-DICOM files: {missing}\n{_out(res)}"
+    s1 = srv.stats()
+
+    res = srv.dicom_cli("import", tmp_path / "in")
+    assert res.returncode == 0, _out(res)
+    s2 = srv.stats()
+    assert s2["physical_bytes"] - s1["physical_bytes"] < 0.01 * s1["physical_bytes"], (s1, s2)
+    assert s2.get("objects") == s1.get("objects"), (s1, s2)
+
+    srv.start().wait_dicom_ready()
+    dw = DicomWeb(srv)
+    where = dw.locate()
+    assert len(where) == len(dicom), f"{len(where)} indexed, {len(dicom)} DICOM files imported"
+    wrong = []
+    for p in dicom:
+        data = p.read_bytes()
+        sop = sop_uid_of(data)
+        if dw.instance_bytes(*where[sop], sop) != data:
+            wrong.append(p.name)
+    assert not wrong, f"not byte-exact after import: {wrong}"
+
+
+def test_import_fails_when_a_dicom_file_cannot_be_stored(pacs, gen_studies, dicom_fixtures, tmp_path):
+    srv = pacs
+    srv.stop()
+    d = tmp_path / "in"
+    d.mkdir()
+    for i, inst in enumerate(gen_studies[:4]):
+        shutil.copyfile(inst.path, d / f"ok{i}.dcm")
+    shutil.copyfile(dicom_fixtures.by_rel("pydicom/MR_truncated.dcm").path, d / "MR_truncated.dcm")
+    res = srv.dicom_cli("import", d)
+    assert res.returncode != 0, _out(res)
+    assert "MR_truncated.dcm" in _out(res), _out(res)
+    srv.start().wait_dicom_ready()
+    assert sorted(DicomWeb(srv).locate()) == sorted(x.sop_uid for x in gen_studies[:4])
+    res = srv.verify()
+    assert res.returncode == 0, _out(res)
+
+
+def test_export_writes_each_instance_byte_exact(pacs, gen_studies, tmp_path):
+    """STOW-stored instances come back as the same files; DIMSE-stored ones
+    with the same dataset after a file meta group."""
+    dw = DicomWeb(pacs)
+    study = gen_studies[0].study_uid
+    stowed = [x for x in gen_studies if x.study_uid == study]
+    other = next(x.study_uid for x in gen_studies if x.study_uid != study)
+    dimse = [x for x in gen_studies if x.study_uid == other]
+    stow_ok(dw, [x.path for x in stowed])
+    assert set(send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [x.path for x in dimse]).values()) == {0}
+    pacs.stop()
+
+    out = tmp_path / "out"
+    res = pacs.dicom_cli("export", "--study", study, "--out", out)
+    assert res.returncode == 0, _out(res)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(f"{x.study_uid}/{x.series_uid}/{x.sop_uid}.dcm" for x in stowed)
+    for x in stowed:
+        assert (out / x.study_uid / x.series_uid / f"{x.sop_uid}.dcm").read_bytes() == x.read()
+
+    res = pacs.dicom_cli("export", "--study", other, "--out", out)
+    assert res.returncode == 0, _out(res)
+    for x in dimse:
+        data = (out / x.study_uid / x.series_uid / f"{x.sop_uid}.dcm").read_bytes()
+        p10 = split_part10(data)
+        assert p10.transfer_syntax == "1.2.840.10008.1.2.1"
+        assert data[p10.meta_end :] == dataset_bytes(x.read())
+        assert p10.meta_str(0x00020003) == x.sop_uid
+
+    res = pacs.dicom_cli("export", "--study", "1.2.3.4.5.404", "--out", tmp_path / "none")
+    assert res.returncode != 0, "export of an unknown study must fail"
+
+
+def test_send_forwards_a_study_to_a_storescp(pacs, gen_studies, dicom_fixtures, tmp_path):
+    dw = DicomWeb(pacs)
+    study = gen_studies[-1].study_uid
+    insts = [x for x in gen_studies if x.study_uid == study]
+    stow_ok(dw, [x.path for x in gen_studies])
+    jpeg = dicom_fixtures.first(lambda f: f.transfer_syntax == "1.2.840.10008.1.2.4.50")
+    stow_ok(dw, [jpeg.path])
+    pacs.stop()
+    with StoreSCPProcess(tmp_path / "partner", ae_title="PARTNER") as scp:
+        res = pacs.dicom_cli("send", "--study", study, "--to", scp.node)
+        assert res.returncode == 0, _out(res)
+        got = scp.datasets()
+        assert sorted(got) == sorted(x.sop_uid for x in insts)
+        assert all(got[x.sop_uid] == dataset_bytes(x.read()) for x in insts)
+        for p in scp.files():
+            p.unlink()
+        res = pacs.dicom_cli("send", "--study", jpeg.study_uid, "--to", scp.node)
+        assert res.returncode == 0, _out(res)
+        got = scp.datasets()
+        assert got.get(jpeg.sop_uid) == dataset_bytes(jpeg.read()), "JPEG study not forwarded byte-exact"
+    res = pacs.dicom_cli("send", "--study", study, "--to", "NOBODY@127.0.0.1:9")
+    assert res.returncode != 0, "send to a closed port must fail"

@@ -1,0 +1,646 @@
+"""DIMSE against the real server with two independent peers: DCMTK (echoscu,
+dcmsend, storescu, findscu, movescu, getscu, storescp) and pynetdicom.
+
+Everything that goes in must come out byte-identical: for DCMTK senders the
+reference is what the same command put on the wire (captured by
+dicom_helpers.capture_wire), for pynetdicom's chunked send it is the file's
+own bytes after the meta group. Retrieval is via WADO-RS (transfer-syntax=*),
+C-MOVE to storescp/pynetdicom and C-GET.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import build_role, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+import dicom_gen
+from dicom_helpers import (
+    MOVE_DEST_UNKNOWN,
+    SUCCESS,
+    UNCOMPRESSED,
+    WARNING_STATUSES,
+    DicomWeb,
+    StorageSCP,
+    StoreSCPProcess,
+    c_find,
+    capture_wire,
+    compare_with_capture,
+    dcmsend,
+    dcmtk,
+    describe,
+    ensure_storage_classes,
+    ident,
+    link_files,
+    scu,
+    send_chunked,
+)
+from dicom_part10 import dataset_bytes, split_part10
+
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+RLE = "1.2.840.10008.1.2.5"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+
+
+def _ok_statuses(statuses: dict) -> None:
+    bad = {Path(p).name: s for p, s in statuses.items() if s != SUCCESS}
+    assert not bad, f"C-STORE failed: {bad}"
+
+
+def _byte_exact_after_store(dw: DicomWeb, files) -> list[str]:
+    """WADO-RS each file's instance; the dataset must be the file's dataset, in its TS."""
+    where = dw.locate()
+    problems = []
+    for path in files:
+        data = Path(path).read_bytes()
+        p10 = split_part10(data)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        sop = str(ds.SOPInstanceUID)
+        if sop not in where:
+            problems.append(f"{Path(path).name}: not found by QIDO")
+            continue
+        got = dw.instance_bytes(*where[sop], sop)
+        g10 = split_part10(got)
+        if g10.transfer_syntax != p10.transfer_syntax:
+            problems.append(f"{Path(path).name}: stored as {g10.transfer_syntax}, sent as {p10.transfer_syntax}")
+        elif got[g10.meta_end :] != data[p10.meta_end :]:
+            problems.append(f"{Path(path).name}: dataset bytes differ")
+    return problems
+
+
+# ---------------------------------------------------------------- shared archive
+
+
+@dataclass
+class Archive:
+    srv: object
+    storescp: StoreSCPProcess
+    pyscp: StorageSCP
+    gen: list  # dicom_gen.Instance, stored by chunked C-STORE
+    extra: list  # compressed fixtures (Fixture), stored the same way
+
+    def by_study(self, study_uid):
+        return [i for i in self.gen if i.study_uid == study_uid]
+
+
+@pytest.fixture(scope="module")
+def archive(module_pacs_factory, tmp_path_factory, gen_studies, dicom_fixtures):
+    """A server loaded over DIMSE (pynetdicom chunked: wire bytes == file bytes)
+    with the generated studies plus a JPEG baseline, a JPEG 2000 and an RLE
+    fixture, and two known C-MOVE destinations: MOVEDEST (DCMTK storescp +B)
+    and PYDEST (pynetdicom, accepts every transfer syntax)."""
+    uv = dicom_fixtures.unique_valid
+    extra = [
+        dicom_fixtures.first(lambda f, ts=ts: f.transfer_syntax == ts and f.size < 300_000, uv)
+        for ts in (JPEG_BASELINE, J2K_LOSSLESS, RLE)
+    ]
+    extra = [f for f in extra if f is not None]
+    classes = {f.sop_class for f in extra} | {CTImageStorage, MRImageStorage}
+    storescp = StoreSCPProcess(tmp_path_factory.mktemp("movedest") / "in", ae_title="MOVEDEST")
+    pyscp = StorageSCP("PYDEST", sop_classes=classes)
+    try:
+        srv = module_pacs_factory({"FULCRUM_DICOM_NODES": f"{storescp.node},{pyscp.node}"})
+        statuses = send_chunked(
+            "127.0.0.1", srv.dicom_port, srv.dicom_aet, [i.path for i in gen_studies] + [f.path for f in extra]
+        )
+        _ok_statuses(statuses)
+        yield Archive(srv, storescp, pyscp, gen_studies, extra)
+    finally:
+        storescp.stop()
+        pyscp.stop()
+
+
+# ---------------------------------------------------------------- C-ECHO
+
+
+def test_echoscu_and_pynetdicom_echo(archive):
+    srv = archive.srv
+    res = dcmtk("echoscu", "-v", "-aet", "TESTSCU", "-aec", srv.dicom_aet, "127.0.0.1", srv.dicom_port)
+    assert res.returncode == 0, describe(res)
+    ae = scu("PYSCU", [(Verification, None)])
+    assoc = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == SUCCESS
+    assoc.release()
+
+
+# ---------------------------------------------------------------- C-STORE in
+
+
+def test_dcmsend_fixtures_and_studies_byte_exact(pacs, dicom_fixtures, gen_studies, tmp_path):
+    """dcmsend of every valid fixture (one per SOP UID, each in its own TS) and
+    the generated studies; every stored dataset equals what dcmsend sent."""
+    files = [f.path for f in dicom_fixtures.unique_valid] + [i.path for i in gen_studies]
+    src = link_files(tmp_path / "in", files)
+    classes = {f.sop_class for f in dicom_fixtures.unique_valid} | {CTImageStorage, MRImageStorage}
+
+    def send(host, port, aet):
+        rep = dcmsend(host, port, aet, [src])
+        assert rep.total == rep.success == len(files), describe(rep.res)
+
+    capture = capture_wire(send, classes)
+    rep = dcmsend("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [src])
+    assert rep.total == len(files) and rep.success == len(files), describe(rep.res) + "\n" + pacs.log_tail(30)
+    dw = DicomWeb(pacs)
+    where = dw.locate()
+    assert len(where) == len(files), f"QIDO lists {len(where)} instances, {len(files)} sent"
+    problems = compare_with_capture(dw, capture, where)
+    assert not problems, "\n".join(problems[:30])
+    res = pacs.verify()
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_dcmsend_every_layer_newest_wins(pacs, dicom_fixtures, tmp_path):
+    """All 200+ valid fixtures: layer by layer (same SOP UID, other bytes/TS),
+    each layer replaces the previous version and reads back byte-exact."""
+    dw = DicomWeb(pacs)
+    classes = {f.sop_class for f in dicom_fixtures.valid}
+    for n, layer in enumerate(dicom_fixtures.layers):
+        src = link_files(tmp_path / f"layer{n}", [f.path for f in layer])
+        capture = capture_wire(lambda h, p, a, src=src: dcmsend(h, p, a, [src]), classes)
+        rep = dcmsend("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [src])
+        assert rep.success == len(layer), describe(rep.res)
+        problems = compare_with_capture(dw, capture, dw.locate())
+        assert not problems, f"layer {n}: " + "\n".join(problems[:20])
+    assert len(dw.locate()) == len(dicom_fixtures.unique_valid)
+
+
+def _storescu_cases(dicom_fixtures, gen_studies):
+    def distinct(ts, n=3):  # files of one TS with distinct SOP Instance UIDs
+        out, seen = [], set()
+        for f in sorted(dicom_fixtures.valid, key=lambda f: (f.size, f.rel)):
+            if f.transfer_syntax == ts and f.sop_uid not in seen:
+                seen.add(f.sop_uid)
+                out.append(f.path)
+        return out[:n]
+
+    return {
+        "default": ([], [i.path for i in gen_studies[:3]], UNCOMPRESSED),
+        "implicit-only(-xi)": (["-xi"], [i.path for i in gen_studies[3:6]], UNCOMPRESSED),
+        "jpeg-lossless(-xs)": (["-xs"], distinct(JPEG_LOSSLESS_SV1), UNCOMPRESSED + (JPEG_LOSSLESS_SV1,)),
+        "rle(-xr)": (["-xr"], distinct(RLE), UNCOMPRESSED + (RLE,)),
+    }
+
+
+@pytest.mark.parametrize("case", ["default", "implicit-only(-xi)", "jpeg-lossless(-xs)", "rle(-xr)"])
+def test_storescu_transfer_syntax_options(pacs, dicom_fixtures, gen_studies, case):
+    """storescu with its default proposal, -xi (converts to implicit VR), -xs
+    (JPEG lossless files) and -xr (RLE files): stored dataset == wire bytes."""
+    opts, files, prefer = _storescu_cases(dicom_fixtures, gen_studies)[case]
+    assert files, f"no fixture for {case}"
+    classes = {pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID for f in files}
+    ensure_storage_classes(classes)
+
+    def run(host, port, aet):
+        res = dcmtk("storescu", "-v", "-aet", "TESTSCU", "-aec", aet, *opts, host, port, *files)
+        ok = res.stdout.count("Received Store Response (Success)") + res.stderr.count(
+            "Received Store Response (Success)"
+        )
+        assert res.returncode == 0 and ok == len(files), describe(res)
+
+    capture = capture_wire(run, classes, prefer)
+    run("127.0.0.1", pacs.dicom_port, pacs.dicom_aet)
+    dw = DicomWeb(pacs)
+    problems = compare_with_capture(dw, capture, dw.locate())
+    assert not problems, "\n".join(problems)
+    if opts == ["-xi"]:
+        sop = next(iter(capture["1.2.840.10008.1.2"]))
+        where = dw.locate()[sop]
+        assert split_part10(dw.instance_bytes(*where, sop)).transfer_syntax == "1.2.840.10008.1.2"
+
+
+def test_pynetdicom_chunked_send_byte_exact(pacs, dicom_fixtures):
+    """Each representative fixture in its own TS (one context per SOP class/TS
+    pair): the stored dataset is the file's dataset, byte for byte."""
+    files = [f.path for f in dicom_fixtures.representative(per_ts=3)]
+    _ok_statuses(send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, files))
+    problems = _byte_exact_after_store(DicomWeb(pacs), files)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_pynetdicom_chunked_send_all_fixtures_byte_exact(pacs, dicom_fixtures):
+    files = [f.path for f in dicom_fixtures.unique_valid]
+    _ok_statuses(send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, files))
+    problems = _byte_exact_after_store(DicomWeb(pacs), files)
+    assert not problems, "\n".join(problems[:30])
+
+
+def test_concurrent_associations(pacs, tmp_path):
+    """4 associations storing at once (10 instances each), all succeed and all
+    read back byte-exact."""
+    sets = [
+        dicom_gen.generate(
+            tmp_path / f"c{i}",
+            seed=40 + i,
+            patients=1,
+            studies_per_patient=1,
+            series_per_study=2,
+            instances_per_series=5,
+            patient_id_prefix=f"CC{i}",
+        )
+        for i in range(4)
+    ]
+    results: dict[int, dict] = {}
+
+    def worker(i):
+        results[i] = send_chunked(
+            "127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [x.path for x in sets[i]], calling=f"PYSCU{i}"
+        )
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(results) == 4, "a sender thread did not finish"
+    for i in range(4):
+        _ok_statuses(results[i])
+        matches, final = c_find(
+            pacs, "S", ident(QueryRetrieveLevel="IMAGE", StudyInstanceUID=sets[i][0].study_uid, SOPInstanceUID="")
+        )
+        assert final == SUCCESS and len(matches) == 10, (i, len(matches), final)
+    problems = _byte_exact_after_store(DicomWeb(pacs), [x.path for s in sets for x in s])
+    assert not problems, "\n".join(problems)
+
+
+def test_small_pdus_both_ways(pacs, dicom_fixtures, tmp_path):
+    """PDU size negotiation: a 2 MB image sent and fetched back with 4 KiB
+    maximum PDUs (pynetdicom in, DCMTK getscu out) arrives unchanged."""
+    big = dicom_fixtures.first(
+        lambda f: f.transfer_syntax == "1.2.840.10008.1.2.1" and 1_500_000 < f.size < 3_000_000
+    ) or max(dicom_fixtures.unique_valid, key=lambda f: f.size)
+    st = send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [big.path], max_pdu=4096)
+    assert st == {big.path: SUCCESS}, st
+    out = tmp_path / "get"
+    out.mkdir()
+    keys = [
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={big.study_uid}",
+        f"SeriesInstanceUID={big.series_uid}",
+        f"SOPInstanceUID={big.sop_uid}",
+    ]
+    res = _qr_scu("getscu", pacs, keys, "-S", "-pdu", "4096", "+B", "-od", out)
+    assert res.returncode == 0, describe(res)
+    files = list(out.iterdir())
+    assert len(files) == 1, describe(res)
+    assert dataset_bytes(files[0].read_bytes()) == dataset_bytes(big.read())
+
+
+# ---------------------------------------------------------------- association policy
+
+
+def test_calling_ae_allow_list(pacs_factory):
+    srv = pacs_factory({"FULCRUM_DICOM_ALLOWED_AETS": "GOODSCU,OTHERSCU"})
+    bad = scu("BADSCU", [(Verification, None)]).associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert bad.is_rejected, "association from a calling AE not on the allow-list was not rejected"
+    good = scu("GOODSCU", [(Verification, None)]).associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert good.is_established
+    assert good.send_c_echo().Status == SUCCESS
+    good.release()
+    res = dcmtk("echoscu", "-aet", "BADSCU", "-aec", srv.dicom_aet, "127.0.0.1", srv.dicom_port)
+    assert res.returncode != 0, describe(res)
+    res = dcmtk("echoscu", "-aet", "OTHERSCU", "-aec", srv.dicom_aet, "127.0.0.1", srv.dicom_port)
+    assert res.returncode == 0, describe(res)
+
+
+def test_c_store_of_non_storage_sop_class_fails_and_association_goes_on(pacs, gen_studies):
+    """A C-STORE on the Verification and on a C-FIND presentation context (both
+    accepted, neither a storage SOP class) gets a failure status; the same
+    association then echoes and stores a real image; nothing bogus is indexed."""
+    ae = scu(
+        "PYSCU", [(Verification, None), (StudyRootQueryRetrieveInformationModelFind, None), (CTImageStorage, None)]
+    )
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    ct = next(i for i in gen_studies if i.modality == "CT")
+    bogus = []
+    try:
+        for n, cls in enumerate((Verification, StudyRootQueryRetrieveInformationModelFind)):
+            ds = pydicom.dcmread(ct.path)
+            ds.SOPClassUID = cls
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = dicom_gen.uid(99, "bogus", n)
+            ds.file_meta.MediaStorageSOPClassUID = cls
+            bogus.append(ds.SOPInstanceUID)
+            st = assoc.send_c_store(ds)
+            assert st and "Status" in st, f"no C-STORE response for SOP class {cls}"
+            assert st.Status != SUCCESS and st.Status not in WARNING_STATUSES, (
+                f"C-STORE with SOP class {cls} answered 0x{st.Status:04X}; expected a failure (e.g. 0x0122)"
+            )
+            assert assoc.is_established, "association ended after a refused C-STORE"
+        assert assoc.send_c_echo().Status == SUCCESS
+        assert assoc.send_c_store(pydicom.dcmread(ct.path)).Status == SUCCESS
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    found = DicomWeb(pacs).locate()
+    assert ct.sop_uid in found and not set(bogus) & set(found), found
+
+
+# ---------------------------------------------------------------- C-FIND
+
+
+def _qr_scu(tool: str, srv, keys: list[str], *opts):
+    """DCMTK's findscu, movescu or getscu as TESTSCU against srv, with the
+    query keys `keys` ("Keyword=value") and the tool's options `opts`."""
+    k_args = [a for k in keys for a in ("-k", k)]
+    return dcmtk(tool, "-v", *opts, "-aet", "TESTSCU", "-aec", srv.dicom_aet, *k_args, "127.0.0.1", srv.dicom_port)
+
+
+def _findscu(srv, model: str, keys: list[str], out: Path) -> list[pydicom.Dataset]:
+    out.mkdir(parents=True, exist_ok=True)
+    res = _qr_scu("findscu", srv, keys, model, "-X", "-od", out)
+    assert res.returncode == 0, describe(res)
+    return [pydicom.dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_findscu_patient_and_study_root_every_level(archive, tmp_path):
+    srv, gen = archive.srv, archive.gen
+    pids = sorted({i.patient_id for i in gen})
+    p0 = [i for i in gen if i.patient_id == pids[0]]
+    st0 = sorted({i.study_uid for i in p0})
+    s0 = [i for i in p0 if i.study_uid == st0[0]]
+    se0 = sorted({i.series_uid for i in s0})
+    q = iter(range(100))
+
+    def find(model, *keys):
+        return _findscu(srv, model, list(keys), tmp_path / f"q{next(q)}")
+
+    def find_in_both_roots(level, *keys, pid_in_study_root=False):
+        """(model, answer) of one query under Patient Root (with PatientID) and Study Root."""
+        pid = [f"PatientID={pids[0]}"]
+        for model, extra in (("-P", pid), ("-S", pid if pid_in_study_root else [])):
+            yield model, find(model, f"QueryRetrieveLevel={level}", *extra, *keys)
+
+    # PATIENT level (Patient Root), wildcard on PatientID, related counts.
+    r = find(
+        "-P",
+        "QueryRetrieveLevel=PATIENT",
+        f"PatientID={pids[0][:-1]}?",
+        "PatientName",
+        "NumberOfPatientRelatedStudies",
+        "NumberOfPatientRelatedInstances",
+    )
+    assert sorted(x.PatientID for x in r) == pids
+    one = next(x for x in r if x.PatientID == pids[0])
+    assert str(one.PatientName) == p0[0].patient_name
+    assert int(one.NumberOfPatientRelatedStudies) == len(st0)
+    assert int(one.NumberOfPatientRelatedInstances) == len(p0)
+    r = find("-P", "QueryRetrieveLevel=PATIENT", "PatientID", "PatientName=DOE*")
+    names = {str(x.PatientName) for x in r}
+    assert "DOE^JOHN" in names and not any(n.upper().startswith("SMITH") for n in names), names
+
+    # STUDY level, Patient Root and Study Root, with counts and ModalitiesInStudy.
+    study_keys = ["StudyInstanceUID", "StudyDate", "AccessionNumber", "ModalitiesInStudy"]
+    study_keys += ["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"]
+    for model, r in find_in_both_roots("STUDY", *study_keys, pid_in_study_root=True):
+        assert sorted(x.StudyInstanceUID for x in r) == st0, model
+        for x in r:
+            insts = [i for i in p0 if i.study_uid == x.StudyInstanceUID]
+            assert x.AccessionNumber == insts[0].accession and x.StudyDate == insts[0].study_date
+            assert int(x.NumberOfStudyRelatedSeries) == len({i.series_uid for i in insts})
+            assert int(x.NumberOfStudyRelatedInstances) == len(insts)
+            mods = (
+                x.ModalitiesInStudy
+                if isinstance(x.ModalitiesInStudy, (list, pydicom.multival.MultiValue))
+                else [x.ModalitiesInStudy]
+            )
+            assert sorted(mods) == sorted({i.modality for i in insts})
+
+    # Date range and exact accession (Study Root).
+    in_2020 = sorted({i.study_uid for i in gen if "20200101" <= i.study_date <= "20201231"})
+    assert in_2020, "generator no longer spans 2020"
+    r = find("-S", "QueryRetrieveLevel=STUDY", "StudyDate=20200101-20201231", "StudyInstanceUID")
+    assert sorted(x.StudyInstanceUID for x in r) == in_2020
+    r = find("-S", "QueryRetrieveLevel=STUDY", f"AccessionNumber={s0[0].accession}", "StudyInstanceUID")
+    assert [x.StudyInstanceUID for x in r] == [st0[0]]
+
+    # SERIES level.
+    series_keys = ["SeriesInstanceUID", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances"]
+    for model, r in find_in_both_roots("SERIES", f"StudyInstanceUID={st0[0]}", *series_keys):
+        assert sorted(x.SeriesInstanceUID for x in r) == se0, model
+        for x in r:
+            insts = [i for i in s0 if i.series_uid == x.SeriesInstanceUID]
+            assert x.Modality == insts[0].modality and int(x.SeriesNumber) == insts[0].series_number
+            assert int(x.NumberOfSeriesRelatedInstances) == len(insts)
+    r = find("-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={st0[0]}", "Modality=CT", "SeriesInstanceUID")
+    assert sorted(x.SeriesInstanceUID for x in r) == sorted({i.series_uid for i in s0 if i.modality == "CT"})
+
+    # IMAGE level.
+    want = sorted(i.sop_uid for i in s0 if i.series_uid == se0[0])
+    image_keys = [f"StudyInstanceUID={st0[0]}", f"SeriesInstanceUID={se0[0]}", "SOPInstanceUID", "SOPClassUID"]
+    for model, r in find_in_both_roots("IMAGE", *image_keys, "InstanceNumber"):
+        assert sorted(x.SOPInstanceUID for x in r) == want, model
+        assert all(x.SOPClassUID in (CTImageStorage, MRImageStorage) for x in r)
+    # No match is an empty answer, not an error.
+    assert find("-S", "QueryRetrieveLevel=STUDY", "PatientID=NO-SUCH-PATIENT", "StudyInstanceUID") == []
+
+
+def test_pynetdicom_c_find(archive):
+    gen = archive.gen
+    pid = gen[-1].patient_id
+    matches, final = c_find(
+        archive.srv,
+        "P",
+        ident(QueryRetrieveLevel="PATIENT", PatientID=pid, PatientName="", PatientBirthDate="", PatientSex=""),
+    )
+    assert final == SUCCESS and len(matches) == 1
+    assert matches[0].PatientBirthDate == gen[-1].birth_date and matches[0].PatientSex == gen[-1].sex
+    matches, final = c_find(
+        archive.srv,
+        "S",
+        ident(
+            QueryRetrieveLevel="STUDY",
+            PatientID=pid,
+            StudyInstanceUID="",
+            StudyDescription="",
+            ReferringPhysicianName="",
+        ),
+    )
+    assert final == SUCCESS
+    assert sorted(m.StudyInstanceUID for m in matches) == sorted({i.study_uid for i in gen if i.patient_id == pid})
+    # UID list matching at SERIES level.
+    series = sorted({i.series_uid for i in gen})[:3]
+    matches, final = c_find(
+        archive.srv, "S", ident(QueryRetrieveLevel="SERIES", SeriesInstanceUID=series, StudyInstanceUID="")
+    )
+    assert sorted(m.SeriesInstanceUID for m in matches) == series
+
+
+# ---------------------------------------------------------------- C-MOVE / C-GET
+
+
+def test_movescu_to_storescp_byte_exact(archive):
+    srv, dest = archive.srv, archive.storescp
+    for p in dest.files():
+        p.unlink()
+    study = archive.gen[0].study_uid
+    keys = ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}"]
+    res = _qr_scu("movescu", srv, keys, "-S", "-aem", dest.ae_title)
+    assert res.returncode == 0, describe(res)
+    got = dest.datasets()
+    want = {i.sop_uid: dataset_bytes(i.read()) for i in archive.by_study(study)}
+    assert sorted(got) == sorted(want), describe(res)
+    assert all(got[k] == want[k] for k in want), "a moved dataset differs from what was stored"
+
+
+def test_movescu_to_unknown_destination_fails(archive):
+    srv = archive.srv
+    keys = ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={archive.gen[0].study_uid}"]
+    res = _qr_scu("movescu", srv, keys, "-S", "-aem", "NOWHERE")
+    out = (res.stdout + res.stderr).lower().replace(" ", "")
+    assert "a801" in out or "movedestinationunknown" in out, describe(res)
+    ae = scu("PYSCU", [(StudyRootQueryRetrieveInformationModelMove, None)])
+    assoc = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert assoc.is_established
+    statuses = [
+        s.Status
+        for s, _ in assoc.send_c_move(
+            ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=archive.gen[0].study_uid),
+            "NOWHERE",
+            StudyRootQueryRetrieveInformationModelMove,
+        )
+        if s
+    ]
+    assoc.release()
+    assert statuses and statuses[-1] == MOVE_DEST_UNKNOWN, [hex(s) for s in statuses]
+
+
+def test_pynetdicom_c_move_byte_exact_any_transfer_syntax(archive):
+    """C-MOVE of a generated series and of the compressed fixtures' studies to
+    a pynetdicom SCP accepting every TS: each arrives in its stored TS with
+    its stored bytes, with the move originator set."""
+    srv, dest = archive.srv, archive.pyscp
+    dest.received.clear()
+    series = archive.gen[5].series_uid
+    want = {i.sop_uid: i.read() for i in archive.gen if i.series_uid == series}
+    ids = [ident(QueryRetrieveLevel="SERIES", StudyInstanceUID=archive.gen[5].study_uid, SeriesInstanceUID=series)]
+    for f in archive.extra:
+        want[f.sop_uid] = f.read()
+        ids.append(
+            ident(
+                QueryRetrieveLevel="IMAGE",
+                StudyInstanceUID=f.study_uid,
+                SeriesInstanceUID=f.series_uid,
+                SOPInstanceUID=f.sop_uid,
+            )
+        )
+    ae = scu("MOVER", [(StudyRootQueryRetrieveInformationModelMove, None)])
+    assoc = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert assoc.is_established
+    try:
+        for q in ids:
+            final = [
+                s for s, _ in assoc.send_c_move(q, dest.ae_title, StudyRootQueryRetrieveInformationModelMove) if s
+            ][-1]
+            assert final.Status == SUCCESS, f"C-MOVE {q.QueryRetrieveLevel} final status 0x{final.Status:04X}"
+            assert int(final.get("NumberOfFailedSuboperations", 0)) == 0
+    finally:
+        assoc.release()
+    assert sorted(dest.received) == sorted(want)
+    for sop, data in want.items():
+        rec = dest.received[sop]
+        assert rec.ts == split_part10(data).transfer_syntax, f"{sop}: moved as {rec.ts}"
+        assert rec.data == dataset_bytes(data), f"{sop}: moved dataset differs"
+        assert rec.move_originator == "MOVER"
+
+
+def test_getscu_byte_exact(archive, tmp_path):
+    srv = archive.srv
+    i0 = archive.gen[7]
+    out = tmp_path / "get"
+    out.mkdir()
+    keys = ["QueryRetrieveLevel=SERIES", f"StudyInstanceUID={i0.study_uid}", f"SeriesInstanceUID={i0.series_uid}"]
+    res = _qr_scu("getscu", srv, keys, "-S", "+B", "-od", out)
+    assert res.returncode == 0, describe(res)
+    got = {}
+    for p in out.iterdir():
+        data = p.read_bytes()
+        got[str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)] = dataset_bytes(data)
+    want = {i.sop_uid: dataset_bytes(i.read()) for i in archive.gen if i.series_uid == i0.series_uid}
+    assert sorted(got) == sorted(want), describe(res)
+    assert all(got[k] == want[k] for k in want)
+
+
+def _c_get(srv, q, classes, roles: bool):
+    received = {}
+
+    def on_store(event):
+        received[str(event.request.AffectedSOPInstanceUID)] = (
+            str(event.context.transfer_syntax),
+            event.request.DataSet.getvalue(),
+        )
+        return SUCCESS
+
+    # One context per (SOP class, TS): the SCP fixes one TS per context at
+    # association time, so a context per stored syntax lets it send each
+    # instance unchanged.
+    ae = scu("GETTER", [(StudyRootQueryRetrieveInformationModelGet, None)])
+    for c in sorted(classes):
+        for ts in UNCOMPRESSED + (J2K_LOSSLESS, JPEG_BASELINE, RLE):
+            ae.add_requested_context(c, [ts])
+    ext = [build_role(c, scp_role=True) for c in sorted(classes)] if roles else []
+    assoc = ae.associate(
+        "127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet, ext_neg=ext, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    assert assoc.is_established
+    try:
+        responses = [s for s, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet) if s]
+    finally:
+        assoc.release()
+    return received, responses[-1]
+
+
+def test_pynetdicom_c_get_with_scp_role(archive):
+    srv = archive.srv
+    f = next(x for x in archive.extra if x.transfer_syntax == J2K_LOSSLESS) if archive.extra else None
+    study = archive.gen[-1].study_uid
+    want = {i.sop_uid: i.read() for i in archive.by_study(study)}
+    classes = {CTImageStorage, MRImageStorage}
+    received, final = _c_get(srv, ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), classes, roles=True)
+    assert final.Status == SUCCESS, f"final C-GET status 0x{final.Status:04X}"
+    assert sorted(received) == sorted(want)
+    for sop, data in want.items():
+        assert received[sop] == (split_part10(data).transfer_syntax, dataset_bytes(data)), sop
+    if f is not None:
+        received, final = _c_get(
+            srv,
+            ident(
+                QueryRetrieveLevel="IMAGE",
+                StudyInstanceUID=f.study_uid,
+                SeriesInstanceUID=f.series_uid,
+                SOPInstanceUID=f.sop_uid,
+            ),
+            {f.sop_class},
+            roles=True,
+        )
+        assert final.Status == SUCCESS and received[f.sop_uid] == (J2K_LOSSLESS, dataset_bytes(f.read()))
+
+
+def test_c_get_without_scp_role_sends_nothing(archive):
+    """Without SCP/SCU role selection the requester cannot receive C-STOREs:
+    nothing arrives and the C-GET does not report plain success."""
+    study = archive.gen[0].study_uid
+    received, final = _c_get(
+        archive.srv,
+        ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study),
+        {CTImageStorage, MRImageStorage},
+        roles=False,
+    )
+    assert not received
+    failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
+    assert final.Status != SUCCESS or failed > 0, f"C-GET without roles: 0x{final.Status:04X}, {failed} failed"

@@ -1,0 +1,479 @@
+"""DICOMweb (PS3.18) against the real server: STOW-RS, QIDO-RS, WADO-RS
+(instances, metadata, bulk data, frames, rendered), DELETE, CORS; with
+dicomweb-client (a peer nobody here wrote) and raw HTTP where bytes matter.
+Also: the same QIDO queries answer identically on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+import dicom_gen
+from dicom_helpers import (
+    DicomWeb,
+    dumps,
+    jval,
+    jvals,
+    stow_ok,
+    tag,
+)
+from helpers import ACCESS_KEY
+
+UNCOMPRESSED_LE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+
+
+@dataclass
+class WebArchive:
+    srv: object
+    dw: DicomWeb
+    qido_set: list  # dicom_gen.Instance stored with dicomweb-client (re-encoded by pydicom)
+    raw_set: list  # dicom_gen.Instance stored with raw STOW (byte-exact)
+    multiframe: object  # dicom_gen.Instance, 4 frames, raw STOW
+    rgb_multiframe: object  # Fixture: uncompressed multi-frame colour image
+    jpeg: object  # Fixture: baseline JPEG
+
+    @property
+    def gen(self):
+        return self.qido_set + self.raw_set + [self.multiframe]
+
+
+def _find_fixture(fx, pred, taken):
+    for f in sorted(fx.valid, key=lambda f: (f.size, f.rel)):
+        if f.sop_uid not in taken and pred(f):
+            taken.add(f.sop_uid)
+            return f
+    pytest.fail("no fixture matches", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def web(module_pacs_factory, tmp_path_factory, gen_studies, dicom_fixtures) -> WebArchive:
+    srv = module_pacs_factory()
+    dw = DicomWeb(srv)
+    root = tmp_path_factory.mktemp("web")
+    qido_set = dicom_gen.generate(
+        root / "qido", seed=8, patients=8, studies_per_patient=2, series_per_study=2, instances_per_series=2
+    )
+    client = dw.client()
+    for i in range(0, len(qido_set), 16):
+        client.store_instances([pydicom.dcmread(x.path) for x in qido_set[i : i + 16]])
+    mf = dicom_gen.multiframe_instance(root / "mf.dcm", frames=4)
+    taken: set[str] = set()
+    rgb = _find_fixture(
+        dicom_fixtures,
+        lambda f: (
+            f.transfer_syntax == "1.2.840.10008.1.2.1"
+            and int(f.attrs.get("NumberOfFrames") or 1) > 1
+            and f.attrs.get("SamplesPerPixel") == 3
+            and f.attrs.get("BitsAllocated") == 8
+            and f.attrs.get("PhotometricInterpretation") == "RGB"
+        ),
+        taken,
+    )
+    jpeg = _find_fixture(
+        dicom_fixtures,
+        lambda f: (
+            f.transfer_syntax == JPEG_BASELINE
+            and f.attrs.get("SamplesPerPixel") == 3
+            and int(f.attrs.get("NumberOfFrames") or 1) == 1
+            and int(f.attrs.get("Rows") or 0) >= 64
+        ),
+        taken,
+    )
+    stow_ok(dw, [x.path for x in gen_studies] + [mf.path, rgb.path, jpeg.path])
+    return WebArchive(srv, dw, qido_set, gen_studies, mf, rgb, jpeg)
+
+
+def _uids(items, kw):
+    return sorted(jval(i, kw) for i in items)
+
+
+# ---------------------------------------------------------------- STOW-RS + WADO-RS byte-exact
+
+
+def test_stow_every_fixture_then_wado_returns_the_same_bytes(pacs, dicom_fixtures):
+    """STOW-RS of every valid fixture (one per SOP UID, all transfer syntaxes):
+    200 with a ReferencedSOPSequence item each; WADO-RS returns each file
+    byte for byte; study-level retrieve returns all of a study's instances."""
+    dw = DicomWeb(pacs)
+    files = dicom_fixtures.unique_valid
+    for i in range(0, len(files), 25):
+        batch = files[i : i + 25]
+        res = dw.stow([f.read() for f in batch])
+        assert res.status == 200 and not res.failed, str(res)
+        assert sorted(res.referenced) == sorted(f.sop_uid for f in batch), dumps(res.body)
+        for f in batch:
+            item = res.referenced[f.sop_uid]
+            assert jval(item, "ReferencedSOPClassUID") == f.sop_class
+            url = jval(item, "RetrieveURL")
+            assert url is None or f.sop_uid in url, url
+    wrong = [f.rel for f in files if dw.instance_bytes(f.study_uid, f.series_uid, f.sop_uid) != f.read()]
+    assert not wrong, f"WADO-RS bytes differ for {wrong}"
+    study = max({f.study_uid for f in files}, key=lambda s: sum(f.study_uid == s for f in files))
+    want = sorted(f.read() for f in files if f.study_uid == study)
+    got = sorted(c for _, c in dw.retrieve(f"/studies/{study}"))
+    assert got == want
+    assert pacs.verify().returncode == 0
+
+
+@pytest.mark.slow
+def test_stow_every_layer_newest_bytes_win(pacs, dicom_fixtures):
+    dw = DicomWeb(pacs)
+    for n, layer in enumerate(dicom_fixtures.layers):
+        stow_ok(dw, [f.path for f in layer], batch=25)
+        wrong = [f.rel for f in layer if dw.instance_bytes(f.study_uid, f.series_uid, f.sop_uid) != f.read()]
+        assert not wrong, f"layer {n}: {wrong}"
+
+
+def test_wado_instance_series_study_retrieve(web):
+    dw, client = web.dw, web.dw.client()
+    i0 = web.raw_set[0]
+    assert dw.instance_bytes(i0.study_uid, i0.series_uid, i0.sop_uid) == i0.read()
+    ds = client.retrieve_instance(i0.study_uid, i0.series_uid, i0.sop_uid)
+    assert ds == pydicom.dcmread(i0.path) and ds.PixelData == pydicom.dcmread(i0.path).PixelData
+    series = sorted(x.read() for x in web.raw_set if x.series_uid == i0.series_uid)
+    assert sorted(c for _, c in dw.retrieve(f"/studies/{i0.study_uid}/series/{i0.series_uid}")) == series
+    assert len(client.retrieve_series(i0.study_uid, i0.series_uid)) == len(series)
+    study = [x for x in web.raw_set if x.study_uid == i0.study_uid]
+    parts = dw.retrieve(f"/studies/{i0.study_uid}")
+    assert sorted(c for _, c in parts) == sorted(x.read() for x in study)
+    assert all(h.get("content-type", "").startswith("application/dicom") for h, _ in parts)
+    assert len(client.retrieve_study(i0.study_uid)) == len(study)
+    r = dw.get(
+        f"/studies/{i0.study_uid}/series/{i0.series_uid}/instances/1.2.3.4.404",
+        'multipart/related; type="application/dicom"',
+    )
+    assert r.status_code == 404
+
+
+# ---------------------------------------------------------------- QIDO-RS
+
+
+def test_qido_filters(web):
+    client, gen = web.dw.client(), web.gen
+    studies = {}
+    for i in gen:
+        studies.setdefault(i.study_uid, []).append(i)
+
+    fixture_studies = {web.rgb_multiframe.study_uid, web.jpeg.study_uid}
+
+    def want(pred):
+        return sorted(s for s, insts in studies.items() if pred(insts[0], insts))
+
+    def generated(r):
+        """Study UIDs of generated studies in r; the two fixture studies may also match."""
+        got = _uids(r, "StudyInstanceUID")
+        assert set(got) - set(studies) <= fixture_studies, got
+        return [u for u in got if u in studies]
+
+    p = web.qido_set[5]
+    r = client.search_for_studies(search_filters={"PatientID": p.patient_id})
+    assert _uids(r, "StudyInstanceUID") == want(lambda i, _: i.patient_id == p.patient_id)
+    for item in r:
+        insts = studies[jval(item, "StudyInstanceUID")]
+        assert int(jval(item, "NumberOfStudyRelatedSeries")) == len({i.series_uid for i in insts}), dumps(item)
+        assert int(jval(item, "NumberOfStudyRelatedInstances")) == len(insts)
+        assert sorted(jvals(item, "ModalitiesInStudy")) == sorted({i.modality for i in insts})
+        assert jval(item, "PatientName") == p.patient_name and jval(item, "StudyDate") == insts[0].study_date
+
+    r = client.search_for_studies(search_filters={"AccessionNumber": p.accession})
+    assert _uids(r, "StudyInstanceUID") == [p.study_uid]
+
+    r = client.search_for_studies(search_filters={"StudyDate": "20200101-20201231"})
+    assert generated(r) == want(lambda i, _: "20200101" <= i.study_date <= "20201231") != []
+    assert all("20200101" <= jval(x, "StudyDate") <= "20201231" for x in r)
+    r = client.search_for_studies(search_filters={"StudyDate": "-20191231"})
+    assert generated(r) == want(lambda i, _: i.study_date <= "20191231") != []
+    assert all(jval(x, "StudyDate") <= "20191231" for x in r)
+
+    r = client.search_for_studies(search_filters={"PatientName": "DOE*"})
+    names = {jval(x, "PatientName") for x in r}
+    assert {"DOE^JOHN", "DOE^JONATHAN"} <= names and not {"SMITH^ROBERT^J", "BROWN^ALICE"} & names, names
+    r = client.search_for_studies(search_filters={"PatientName": "D?E^JO*"})
+    assert {jval(x, "PatientName") for x in r} >= {"DOE^JOHN", "DOE^JONATHAN"}
+
+    # Fuzzy: case-insensitive, a name component suffices (PS3.18 leaves the rest to the server).
+    r = client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": "doe"})
+    names = {jval(x, "PatientName") for x in r}
+    assert {"DOE^JOHN", "Doe^Jane", "DOE^JONATHAN"} <= names and "SMITH^ROBERT^J" not in names, names
+    r = client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": "müller"})
+    assert "Müller^Jürgen" in {jval(x, "PatientName") for x in r}
+
+    r = client.search_for_studies(search_filters={"ModalitiesInStudy": "MR"})
+    assert generated(r) == want(lambda _, insts: any(i.modality == "MR" for i in insts))
+    assert all("MR" in jvals(x, "ModalitiesInStudy") for x in r)
+
+    # UID list
+    two = sorted(studies)[:2]
+    r = client.search_for_studies(search_filters={"StudyInstanceUID": ",".join(two)})
+    assert _uids(r, "StudyInstanceUID") == two
+
+    # includefield, by keyword and by tag
+    r = client.search_for_studies(search_filters={"PatientID": p.patient_id}, fields=["StudyDescription", "00100030"])
+    assert all(jval(x, "StudyDescription") and jval(x, "PatientBirthDate") == p.birth_date for x in r), dumps(r)
+
+    # limit / offset pages through everything exactly once
+    everything = _uids(client.search_for_studies(get_remaining=True), "StudyInstanceUID")
+    assert everything == sorted(set(studies) | fixture_studies)
+    seen = []
+    for off in range(0, len(everything) + 5, 5):
+        page = client.search_for_studies(limit=5, offset=off)
+        assert len(page) <= 5
+        seen += [jval(x, "StudyInstanceUID") for x in page]
+    assert sorted(seen) == everything and len(seen) == len(set(seen))
+
+
+def test_qido_series_and_instances(web):
+    dw, client = web.dw, web.dw.client()
+    i0 = web.qido_set[9]
+    st = [i for i in web.gen if i.study_uid == i0.study_uid]
+    r = client.search_for_series(i0.study_uid)
+    assert _uids(r, "SeriesInstanceUID") == sorted({i.series_uid for i in st})
+    for item in r:
+        s = [i for i in st if i.series_uid == jval(item, "SeriesInstanceUID")]
+        assert jval(item, "Modality") == s[0].modality and int(jval(item, "SeriesNumber")) == s[0].series_number
+        assert int(jval(item, "NumberOfSeriesRelatedInstances")) == len(s)
+    r = client.search_for_series(search_filters={"Modality": "CT", "PatientID": i0.patient_id})
+    assert _uids(r, "SeriesInstanceUID") == sorted(
+        {i.series_uid for i in web.gen if i.modality == "CT" and i.patient_id == i0.patient_id}
+    )
+    r = client.search_for_instances(i0.study_uid, i0.series_uid)
+    assert _uids(r, "SOPInstanceUID") == sorted(i.sop_uid for i in st if i.series_uid == i0.series_uid)
+    assert all(jval(x, "SOPClassUID") == i0.sop_class for x in r)
+    r = dw.qido(f"/studies/{i0.study_uid}/instances")
+    assert _uids(r, "SOPInstanceUID") == sorted(i.sop_uid for i in st)
+    two = sorted(i.sop_uid for i in st)[:2]
+    r = dw.qido("/instances", {"SOPInstanceUID": ",".join(two)})
+    assert _uids(r, "SOPInstanceUID") == two
+    r = dw.qido("/instances", {"00200013": "2", "PatientID": i0.patient_id})  # InstanceNumber by tag
+    assert _uids(r, "SOPInstanceUID") == sorted(
+        i.sop_uid for i in web.gen if i.patient_id == i0.patient_id and i.instance_number == 2
+    )
+    assert dw.qido("/studies", {"PatientID": "NO-SUCH-PATIENT"}) == []
+
+
+# ---------------------------------------------------------------- metadata, bulk data, frames
+
+
+def test_metadata_and_bulkdata(web):
+    dw, client = web.dw, web.dw.client()
+    i0 = web.raw_set[1]
+    md = client.retrieve_instance_metadata(i0.study_uid, i0.series_uid, i0.sop_uid)
+    assert jval(md, "PatientID") == i0.patient_id and jval(md, "SOPInstanceUID") == i0.sop_uid
+    assert jval(md, "Rows") == i0.rows and jval(md, "Modality") == i0.modality
+    assert md[tag("PatientName")]["vr"] == "PN"
+    pix = md.get("7FE00010")
+    assert pix and "BulkDataURI" in pix and "InlineBinary" not in pix, dumps(pix)
+    uri = urljoin(dw.base + "/", pix["BulkDataURI"])
+    want = pydicom.dcmread(i0.path).PixelData
+    data = client.retrieve_bulkdata(uri)
+    assert b"".join(data) == want
+    # Series and study metadata: one object per instance.
+    assert len(dw.metadata(f"/studies/{i0.study_uid}/series/{i0.series_uid}")) == sum(
+        x.series_uid == i0.series_uid for x in web.raw_set
+    )
+    st = dw.metadata(f"/studies/{i0.study_uid}")
+    assert sorted(jval(x, "SOPInstanceUID") for x in st) == sorted(
+        x.sop_uid for x in web.raw_set if x.study_uid == i0.study_uid
+    )
+
+
+def test_frames_of_uncompressed_multiframe_images(web):
+    client = web.dw.client()
+    mf = web.multiframe
+    frames = client.retrieve_instance_frames(
+        mf.study_uid, mf.series_uid, mf.sop_uid, [1, 3], media_types=("application/octet-stream",)
+    )
+    arr = pydicom.dcmread(mf.path).pixel_array
+    assert frames == [arr[0].astype("<u2").tobytes(), arr[2].astype("<u2").tobytes()]
+    f = web.rgb_multiframe
+    ds = pydicom.dcmread(f.path)
+    n = int(ds.NumberOfFrames)
+    frames = client.retrieve_instance_frames(
+        f.study_uid, f.series_uid, f.sop_uid, list(range(1, n + 1)), media_types=("application/octet-stream",)
+    )
+    arr = ds.pixel_array  # RGB, 8 bit, colour-by-pixel: decoded bytes == native frame bytes
+    assert ds.get("PlanarConfiguration", 0) == 0
+    assert frames == [np.ascontiguousarray(arr[k]).tobytes() for k in range(n)]
+    size = ds.Rows * ds.Columns * 3
+    assert frames == [ds.PixelData[k * size : (k + 1) * size] for k in range(n)]
+    r = web.dw.get(
+        f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}/frames/{n + 1}",
+        'multipart/related; type="application/octet-stream"',
+    )
+    assert r.status_code in (400, 404), r.status_code
+
+
+@pytest.mark.parametrize("accept,fmt", [("image/jpeg", "JPEG"), ("image/png", "PNG")])
+def test_rendered_and_thumbnail(web, accept, fmt):
+    dw = web.dw
+    cases = [
+        (web.jpeg.study_uid, web.jpeg.series_uid, web.jpeg.sop_uid, web.jpeg.attrs["Columns"], web.jpeg.attrs["Rows"]),
+        (
+            web.raw_set[0].study_uid,
+            web.raw_set[0].series_uid,
+            web.raw_set[0].sop_uid,
+            web.raw_set[0].columns,
+            web.raw_set[0].rows,
+        ),
+    ]
+    for st, se, sop, cols, rows in cases:
+        base = f"/studies/{st}/series/{se}/instances/{sop}"
+        r = dw.get(base + "/rendered", accept)
+        assert r.status_code == 200, (base, r.status_code, r.text[:300])
+        assert r.headers["Content-Type"].startswith(accept)
+        img = Image.open(io.BytesIO(r.content))
+        img.load()
+        assert img.format == fmt and img.size == (cols, rows), (img.format, img.size)
+        assert len(np.unique(np.asarray(img.convert("L")))) > 8, "rendered image is (nearly) uniform"
+        r = dw.get(base + "/thumbnail", accept)
+        assert r.status_code == 200
+        Image.open(io.BytesIO(r.content)).load()
+    mf = web.multiframe
+    r = dw.get(f"/studies/{mf.study_uid}/series/{mf.series_uid}/instances/{mf.sop_uid}/frames/2/rendered", accept)
+    assert r.status_code == 200
+    assert Image.open(io.BytesIO(r.content)).size == (mf.columns, mf.rows)
+
+
+# ---------------------------------------------------------------- DELETE, CORS
+
+
+def test_delete_requires_auth_and_removes(pacs, gen_studies):
+    dw = DicomWeb(pacs)
+    stow_ok(dw, [x.path for x in gen_studies])
+    st = gen_studies[0].study_uid
+    insts = [x for x in gen_studies if x.study_uid == st]
+    se = insts[0].series_uid
+    victim = insts[0]
+    path = f"/studies/{st}/series/{se}/instances/{victim.sop_uid}"
+    r = dw.delete(path, auth=False)
+    assert r.status_code == 401, r.status_code
+    assert dw.delete(path, auth=(ACCESS_KEY, "wrong-secret")).status_code == 401
+    assert dw.delete(path, auth=("nobody", "x")).status_code == 401
+    assert victim.sop_uid in dw.locate(), "an unauthenticated DELETE removed the instance"
+    r = dw.delete(path)
+    assert r.status_code in (200, 202, 204), (r.status_code, r.text[:300])
+    assert victim.sop_uid not in dw.locate()
+    assert dw.get(path, 'multipart/related; type="application/dicom"').status_code == 404
+    # Series, then study.
+    assert dw.delete(f"/studies/{st}/series/{se}", auth=False).status_code == 401
+    assert dw.delete(f"/studies/{st}/series/{se}").status_code in (200, 202, 204)
+    assert dw.qido(f"/studies/{st}/series", {"SeriesInstanceUID": se}) == []
+    assert dw.delete(f"/studies/{st}", auth=False).status_code == 401
+    assert dw.delete(f"/studies/{st}").status_code in (200, 202, 204)
+    assert dw.qido("/studies", {"StudyInstanceUID": st}) == []
+    left = dw.locate()
+    assert sorted(left) == sorted(x.sop_uid for x in gen_studies if x.study_uid != st)
+    # The others are intact, and so is the store.
+    x = next(x for x in gen_studies if x.study_uid != st)
+    assert dw.instance_bytes(x.study_uid, x.series_uid, x.sop_uid) == x.read()
+    res = pacs.verify()
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_cors_preflight_and_headers(web):
+    dw = web.dw
+    origin = "http://viewer.example"
+    r = dw.s.options(
+        dw.base + "/studies",
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "accept"},
+    )
+    assert r.status_code in (200, 204), r.status_code
+    assert r.headers.get("Access-Control-Allow-Origin") in ("*", origin), dict(r.headers)
+    methods = r.headers.get("Access-Control-Allow-Methods", "")
+    assert "GET" in methods.upper() or methods == "*", dict(r.headers)
+    r = dw.s.options(
+        dw.base + "/studies",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert r.status_code in (200, 204) and r.headers.get("Access-Control-Allow-Origin") in ("*", origin)
+    r = dw.s.get(dw.base + "/studies", headers={"Origin": origin, "Accept": "application/dicom+json"})
+    assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") in ("*", origin), dict(r.headers)
+    i0 = web.raw_set[0]
+    r = dw.s.get(
+        dw.base + f"/studies/{i0.study_uid}/series/{i0.series_uid}/instances/{i0.sop_uid}/metadata",
+        headers={"Origin": origin},
+    )
+    assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") in ("*", origin)
+
+
+# ---------------------------------------------------------------- SQLite vs PostgreSQL
+
+QUERIES = [
+    ("/studies", {}),
+    ("/studies", {"PatientID": "FUL080003"}),
+    ("/studies", {"PatientID": "FUL08000?"}),
+    ("/studies", {"PatientName": "DOE*"}),
+    ("/studies", {"PatientName": "*^J*"}),
+    ("/studies", {"PatientName": "doe", "fuzzymatching": "true"}),
+    ("/studies", {"PatientName": "müller*", "fuzzymatching": "true"}),
+    ("/studies", {"PatientName": "Müller^Jürgen"}),
+    ("/studies", {"StudyDate": "20200101-20211231"}),
+    ("/studies", {"StudyDate": "20210101-"}),
+    ("/studies", {"StudyDate": "-20191231"}),
+    ("/studies", {"StudyDate": "20200101-20211231", "ModalitiesInStudy": "CT"}),
+    ("/studies", {"AccessionNumber": "ACC0800301"}),
+    ("/studies", {"AccessionNumber": "ACC08*"}),
+    ("/studies", {"ModalitiesInStudy": "MR"}),
+    ("/studies", {"StudyDescription": "CT*"}),
+    ("/studies", {"ReferringPhysicianName": "HOUSE*"}),
+    ("/studies", {"PatientSex": "F"}),
+    ("/studies", {"PatientBirthDate": "19400101-19700101"}),
+    ("/studies", {"includefield": "StudyDescription,00100030", "limit": "5", "offset": "3"}),
+    ("/studies", {"limit": "4", "offset": "0"}),
+    ("/series", {"Modality": "CT"}),
+    ("/series", {"Modality": "MR", "PatientID": "FUL080001"}),
+    ("/series", {"SeriesDescription": "CT *"}),
+    ("/instances", {"InstanceNumber": "1", "Modality": "MR"}),
+    ("/instances", {"PatientName": "O'BRIEN^MARY"}),
+    ("/instances", {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "limit": "7"}),
+]
+
+
+def _normalise(items: list[dict]) -> list[str]:
+    """Order-independent and host-independent form of a QIDO answer."""
+    out = []
+    for item in items:
+        item = {k: v for k, v in item.items() if k != "00081190"}  # RetrieveURL names host:port
+        out.append(dumps(item))
+    return sorted(out)
+
+
+def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dicom_fixtures):
+    from test_backends import _postgres_env
+
+    files = [
+        x.path
+        for x in dicom_gen.generate(
+            tmp_path / "g", seed=8, patients=8, studies_per_patient=2, series_per_study=2, instances_per_series=2
+        )
+    ]
+    files += [f.path for f in dicom_fixtures.representative(per_ts=1)]
+    sqlite = pacs_factory()
+    pg = pacs_factory(_postgres_env())
+    answers = []
+    for srv in (sqlite, pg):
+        dw = DicomWeb(srv)
+        stow_ok(dw, files, batch=40)
+        answers.append([_normalise(dw.qido(path, params)) for path, params in QUERIES])
+        dw.s.close()
+    nonempty = 0
+    for (path, params), a, b in zip(QUERIES, *answers):
+        assert a == b, f"QIDO {path} {params}: SQLite and PostgreSQL differ\nsqlite: {a[:3]}\npostgres: {b[:3]}"
+        nonempty += bool(a)
+    assert nonempty >= len(QUERIES) - 2, "most queries should match something"
+    # Paging without an explicit order must still be the same partition on both.
+    for srv in (sqlite, pg):
+        dw = DicomWeb(srv)
+        assert len(dw.qido_all("/instances", page=9)) == len(files)
