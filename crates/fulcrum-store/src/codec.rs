@@ -128,14 +128,14 @@ impl Codec {
         raw_len: u32,
     ) -> StoreResult<Vec<u8>> {
         let corrupt = |reason: String| StoreError::Corrupt { id, reason };
-        let mut owned;
-        let mut data: &[u8] = stored;
+        let mut owned: Option<Vec<u8>> = None;
         if flags & FLAG_AEAD != 0 {
+            let data = stored;
             let cipher = self.cipher.as_ref().ok_or(StoreError::KeyMissing { id })?;
             if data.len() < NONCE_LEN + 16 {
                 return Err(corrupt("encrypted chunk shorter than nonce and tag".into()));
             }
-            owned = cipher
+            let plain = cipher
                 .decrypt(
                     XNonce::from_slice(&data[..NONCE_LEN]),
                     Payload {
@@ -144,13 +144,15 @@ impl Codec {
                     },
                 )
                 .map_err(|_| corrupt("authentication failed (damaged data or wrong key)".into()))?;
-            data = &owned;
+            owned = Some(plain);
         }
         if flags & FLAG_ZSTD != 0 {
-            owned = zstd::bulk::decompress(data, raw_len as usize)
+            let data = owned.as_deref().unwrap_or(stored);
+            let plain = decompress_with(data, raw_len as usize)
                 .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            data = &owned;
+            owned = Some(plain);
         }
+        let data = owned.as_deref().unwrap_or(stored);
         if data.len() != raw_len as usize {
             return Err(corrupt(format!(
                 "length {} instead of {raw_len}",
@@ -160,7 +162,7 @@ impl Codec {
         if self.id_of(data) != id {
             return Err(corrupt("content hash mismatch".into()));
         }
-        Ok(data.to_vec())
+        Ok(owned.unwrap_or_else(|| stored.to_vec()))
     }
 }
 
@@ -169,6 +171,25 @@ thread_local! {
     /// more than compressing a small chunk.
     static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses with this thread's reused context.
+fn decompress_with(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut d = cell.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => zstd::bulk::decompress(data, capacity),
+        }
+    })
 }
 
 fn compress_with(data: &[u8], level: i32) -> Option<Vec<u8>> {

@@ -80,8 +80,12 @@ async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
             // Instances up to PREFETCH_BYTES are read whole, several at a
             // time (see eager_first); bigger ones stream.
             let body = if size <= PREFETCH_BYTES {
-                let bytes = ctx.archive.read_bytes(&ctx.tenant, &rec, 0, size).await?;
-                stream::once(async move { Ok(bytes) }).boxed()
+                let s = ctx.archive.read(&ctx.tenant, &rec, 0, size).await?;
+                let pieces: Vec<Bytes> = s
+                    .try_collect()
+                    .await
+                    .map_err(|e| ApiError::from(fulcrum_dicom::DicomError::from(e)))?;
+                stream::iter(pieces.into_iter().map(Ok)).boxed()
             } else {
                 let s = ctx.archive.read(&ctx.tenant, &rec, 0, size).await?;
                 s.map_err(engine_io).boxed()
