@@ -13,12 +13,6 @@ use clap::{Args, Parser, Subcommand};
 
 use config::{FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
 
-/// mimalloc reuses freed memory across threads instead of mapping and
-/// zeroing fresh pages for every large chunk buffer (glibc's malloc spent
-/// more time in page faults than in zstd on WADO-RS reads).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "fulcrum",

@@ -152,7 +152,7 @@ const COMMIT_BATCH: usize = 64;
 const PARALLEL_PART_MAX: usize = 8 * 1024 * 1024;
 
 /// Parts being stored at once by their own tasks.
-const MAX_RUNNING: usize = 3;
+const MAX_RUNNING: usize = 8;
 
 /// Waits for the oldest running parts until fewer than `max` run.
 async fn limit_running(results: &mut [PartResult], max: usize) {
