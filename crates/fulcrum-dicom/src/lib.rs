@@ -16,6 +16,6 @@ pub use archive::{instance_key, Archive, ArchiveConfig, DICOM_BUCKET};
 pub use error::{status, DicomError, DicomResult};
 pub use fulcrum_catalog::dicom::{
     Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
-    SeriesRecord, StudyRecord,
+    SeriesRecord, StudyRecord, MAX_RESULTS,
 };
 pub use store::{Outcome, PendingInstance, StoreContext, StoredInstance};

@@ -228,13 +228,7 @@ impl Archive {
         let parse_end = walker
             .opaque_at()
             .map_or(split, |o| (o as usize).min(split));
-        let parse_from = header.slice(..parse_end);
-        let ts2 = ts.clone();
-        let ex = tokio::task::spawn_blocking(move || {
-            parse_dataset(&parse_from, &ts2).and_then(|o| extract(&o))
-        })
-        .await
-        .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        let ex = index_header(header.slice(..parse_end), ts.clone()).await?;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         // Store: meta + header with small chunks, pixel data with large ones.
@@ -318,12 +312,7 @@ impl Archive {
             }
         }
         let dataset = buf.freeze();
-        let (parse_from, ts) = (dataset.clone(), prelude.transfer_syntax.clone());
-        let ex = tokio::task::spawn_blocking(move || {
-            parse_dataset(&parse_from, &ts).and_then(|o| extract(&o))
-        })
-        .await
-        .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        let ex = index_header(dataset.clone(), prelude.transfer_syntax.clone()).await?;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         let all = [head, dataset].concat();
@@ -449,6 +438,22 @@ impl PendingInstance {
             .await?;
         Ok(done(outcome))
     }
+}
+
+/// Headers up to this size are parsed on the calling task: a thread
+/// hand-off costs more than parsing a few KiB.
+const INLINE_PARSE: usize = 64 * 1024;
+
+/// Parses a header and extracts its index attributes.
+async fn index_header(header: Bytes, ts: String) -> DicomResult<Extracted> {
+    let small = header.len() <= INLINE_PARSE;
+    let parse = move || parse_dataset(&header, &ts).and_then(|o| extract(&o));
+    if small {
+        return parse();
+    }
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|e| DicomError::Malformed(e.to_string()))?
 }
 
 /// Checks that what the dataset says agrees with its meta and the request.

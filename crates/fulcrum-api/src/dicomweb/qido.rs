@@ -9,7 +9,7 @@ use dicom_core::dictionary::DataDictionary;
 use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 use fulcrum_dicom::query::{self, lookup, matcher, QueryAttr};
-use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher};
+use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
 use serde_json::Value;
 
 use super::json::{dataset, parse_tag, strings};
@@ -23,6 +23,8 @@ pub(crate) struct Search {
     pub fields: Vec<Tag>,
     pub limit: Option<u32>,
     pub offset: u32,
+    /// Parameters ignored (PS3.18 8.3.4: answered with a Warning header).
+    pub ignored: Vec<String>,
 }
 
 /// Whether an attribute can be returned at a level (the rule of
@@ -83,28 +85,18 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
                 }
             }
             _ => {
+                // Attributes the index cannot match, and parameters that
+                // are no attribute at all (cache busters such as `_=…`),
+                // are ignored with a Warning rather than failing viewers.
                 let Some(a) = lookup(k) else {
-                    return Err(ApiError::bad_request(if known_elsewhere(k) {
-                        format!(
-                            "matching on {k} is not supported; attributes that can be matched: {}",
-                            matchable()
-                        )
-                    } else {
-                        format!(
-                            "unknown query parameter {k:?}: use an attribute keyword or tag, \
-                             includefield, fuzzymatching, limit or offset"
-                        )
-                    }));
+                    s.ignored.push(k.clone());
+                    continue;
                 };
                 match (a.column, matcher(a, v, fuzzy)) {
                     (Some(col), Some(m)) => s.filters.push((col, m)),
                     (_, None) => {}
-                    (None, Some(_)) => {
-                        return Err(ApiError::bad_request(format!(
-                            "{} is computed and cannot be matched; request it with includefield",
-                            a.keyword
-                        )))
-                    }
+                    // Computed attributes (counts) are returned, not matched.
+                    (None, Some(_)) => s.ignored.push(a.keyword.to_string()),
                 }
                 if returnable(a, level) {
                     fields.push(a.tag);
@@ -189,6 +181,26 @@ async fn search(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/dicom+json"),
     );
+    let mut warnings = Vec::new();
+    if !s.ignored.is_empty() {
+        warnings.push(format!(
+            "299 fulcrum: \"The following attributes are not supported for matching and were ignored: {}; attributes that can be matched: {}\"",
+            s.ignored.join(", "),
+            matchable()
+        ));
+    }
+    if matches.len() as u32 >= q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS)
+        && q.limit.is_none_or(|l| l > MAX_RESULTS)
+    {
+        warnings.push(format!(
+            "299 fulcrum: \"The number of results exceeded the maximum of {MAX_RESULTS}; use limit and offset to page\""
+        ));
+    }
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&w.replace(['\r', '\n'], " ")) {
+            res.headers_mut().append(header::WARNING, v);
+        }
+    }
     Ok(res)
 }
 
@@ -282,16 +294,23 @@ mod tests {
     #[test]
     fn rejects_bad_parameters() {
         for q in [
-            "bogus=1",
             "limit=-1",
             "offset=x",
             "fuzzymatching=maybe",
             "includefield=NotAnAttribute",
-            "BodyPartExamined=HEAD",
-            "NumberOfStudyRelatedSeries=3",
         ] {
             let e = parse(Level::Study, Some(q)).expect_err(q);
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
+        }
+        // Unsupported matching keys and stray parameters are ignored (and
+        // reported in a Warning header), as PS3.18 8.3.4 lets viewers expect.
+        for q in [
+            "_=1700000000",
+            "BodyPartExamined=HEAD",
+            "NumberOfStudyRelatedSeries=3",
+        ] {
+            let s = parse(Level::Study, Some(q)).expect(q);
+            assert!(s.filters.is_empty() && s.ignored.len() == 1, "{q}");
         }
     }
 }

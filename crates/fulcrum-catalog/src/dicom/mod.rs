@@ -10,7 +10,7 @@ use crate::commit::ObjectWrite;
 use crate::db::Catalog;
 use crate::error::{db, CatalogError, CatalogResult};
 
-pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher};
+pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StudyRecord {

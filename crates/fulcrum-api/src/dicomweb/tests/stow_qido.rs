@@ -84,7 +84,6 @@ async fn stow_stores_and_qido_finds_by_patient_id() {
     );
 
     for uri in [
-        "/studies?Bogus=1",
         "/studies?limit=x",
         "/studies?Modality=CT",
         "/series?includefield=Nope",
