@@ -70,6 +70,21 @@ pub struct CommitBatch {
 
 const ROWS_PER_INSERT: usize = 400;
 
+/// Bind parameters per statement on SQLite. sqlx binds by looking each
+/// parameter's name up, and SQLite finds a name by scanning the list of all
+/// of them, so a statement with n parameters costs O(n²): thousands of
+/// parameters made group commits of small writes CPU-bound.
+const SQLITE_MAX_PARAMS: usize = 240;
+
+/// Rows of `cols` values per multi-row statement on this connection.
+fn rows_per_statement(tx: &Transaction<'static, Any>, cols: usize, max_rows: usize) -> usize {
+    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+        (SQLITE_MAX_PARAMS / cols.max(1)).clamp(1, max_rows)
+    } else {
+        max_rows
+    }
+}
+
 /// Builds `INSERT … VALUES ($1,$2),($3,$4)…` for `rows` rows of `cols` columns.
 fn values_sql(prefix: &str, cols: usize, rows: usize, suffix: &str) -> String {
     let mut s = String::with_capacity(prefix.len() + rows * cols * 5 + suffix.len());
@@ -176,7 +191,8 @@ async fn insert_rows<T>(
     op: &'static str,
     bind: impl Fn(&mut AnyArguments, &T) -> Result<(), sqlx::error::BoxDynError>,
 ) -> CatalogResult<()> {
-    for block in rows.chunks(ROWS_PER_INSERT) {
+    let per = rows_per_statement(tx, cols, ROWS_PER_INSERT);
+    for block in rows.chunks(per) {
         let sql = values_sql(prefix, cols, block.len(), suffix);
         let mut args = AnyArguments::default();
         for row in block {
@@ -208,7 +224,8 @@ async fn check_chunks_present(
     let mut unique: Vec<&ChunkId> = chunks.iter().filter(|c| !fresh.contains(c)).collect();
     unique.sort();
     unique.dedup();
-    for block in unique.chunks(ROWS_PER_INSERT) {
+    let per = rows_per_statement(tx, 1, ROWS_PER_INSERT);
+    for block in unique.chunks(per) {
         let placeholders: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT COUNT(*) FROM chunks WHERE id IN ({})",
@@ -259,7 +276,8 @@ async fn write_objects(
         .flat_map(|o| o.chunks.iter().copied())
         .collect();
     check_chunks_present(tx, &referenced, fresh).await?;
-    for block in objects.chunks(OBJECTS_PER_STATEMENT) {
+    let per = rows_per_statement(tx, 7, OBJECTS_PER_STATEMENT);
+    for block in objects.chunks(per) {
         let matches: Vec<String> = (0..block.len())
             .map(|i| format!("(bucket_id = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
             .collect();
