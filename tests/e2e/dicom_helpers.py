@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,6 +280,35 @@ def meta_of(path: Path) -> tuple[str, str, str]:
     return p10.meta_str(0x00020002), p10.meta_str(0x00020003), p10.transfer_syntax
 
 
+_chunked_lock = threading.Lock()
+_chunked_users = 0  # send_chunked() calls running now
+_chunked_saved = False  # the switch as it was before the first of them
+
+
+@contextmanager
+def _chunked_datasets():
+    """pynetdicom's STORE_SEND_CHUNKED_DATASET, on while any send_chunked() runs.
+
+    It is one process-wide switch: a sender that restored it on return would
+    turn it off under another thread still sending (which would then send
+    pydicom's re-encoding instead of the file's bytes)."""
+    global _chunked_users, _chunked_saved
+    from pynetdicom import _config
+
+    with _chunked_lock:
+        if _chunked_users == 0:
+            _chunked_saved = _config.STORE_SEND_CHUNKED_DATASET
+            _config.STORE_SEND_CHUNKED_DATASET = True
+        _chunked_users += 1
+    try:
+        yield
+    finally:
+        with _chunked_lock:
+            _chunked_users -= 1
+            if _chunked_users == 0:
+                _config.STORE_SEND_CHUNKED_DATASET = _chunked_saved
+
+
 def send_chunked(
     host: str, port: int, called: str, paths, calling="PYSCU", max_contexts=100, max_pdu: int = 0
 ) -> dict[Path, int | str]:
@@ -286,7 +316,7 @@ def send_chunked(
     file's own bytes after the meta group go on the wire unchanged, in its own
     transfer syntax (one presentation context per (SOP class, TS) pair, as
     many associations as needed). -> {path: DIMSE status or an error string}."""
-    from pynetdicom import AE, _config
+    from pynetdicom import AE
 
     paths = [Path(p) for p in paths]
     metas = {p: meta_of(p) for p in paths}
@@ -302,9 +332,7 @@ def send_chunked(
     if cur:
         batches.append((cur, pairs))
     out: dict[Path, int | str] = {}
-    old = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
+    with _chunked_datasets():
         for files, pairs in batches:
             ae = AE(ae_title=calling)
             ae.maximum_pdu_size = max_pdu  # what we receive; the peer's limit bounds what we send
@@ -315,6 +343,7 @@ def send_chunked(
                 for p in files:
                     out[p] = "association not established"
                 continue
+            lost = False  # a store without a response: the association is gone (or going)
             try:
                 for p in files:
                     try:
@@ -322,15 +351,16 @@ def send_chunked(
                         out[p] = int(st.Status) if st and "Status" in st else "no response"
                     except Exception as e:  # noqa: BLE001 - reported per file
                         out[p] = f"{type(e).__name__}: {e}"
-                    if not assoc.is_established:
+                    # Stop at the first lost store: when the peer died, is_established
+                    # can lag behind, and the next store would wait out dimse_timeout.
+                    lost = not isinstance(out[p], int)
+                    if lost or not assoc.is_established:
                         break
             finally:
                 if assoc.is_established:
-                    assoc.release()
+                    assoc.abort() if lost else assoc.release()
             for p in files:
                 out.setdefault(p, "association ended")
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = old
     return out
 
 
@@ -557,6 +587,41 @@ class DicomWeb:
         for item in self.qido_all("/instances", {"includefield": "0020000D,0020000E"}):
             out[jval(item, "SOPInstanceUID")] = (jval(item, "StudyInstanceUID"), jval(item, "SeriesInstanceUID"))
         return out
+
+
+def stored_problems(dw: DicomWeb, files, *, whole_file: bool = False, where: dict | None = None) -> list[str]:
+    """WADO-RS each file's instance from `dw` and compare it with the file.
+
+    whole_file: the whole Part 10 file must come back (STOW-RS, `dicom
+    import`); else the dataset after the meta group, in the file's transfer
+    syntax (pynetdicom's chunked C-STORE). `where`: sop -> (study, series),
+    default dw.locate(). -> list of problems naming the file (empty: all equal)."""
+    where = dw.locate() if where is None else where
+    problems = []
+    for path in map(Path, files):
+        data = path.read_bytes()
+        sop = sop_uid_of(data)
+        if sop not in where:
+            problems.append(f"{path}: {sop} not found by QIDO")
+            continue
+        try:
+            got = dw.instance_bytes(*where[sop], sop)
+        except AssertionError as e:  # a failed retrieve is one problem among many
+            problems.append(f"{path}: {sop} listed by QIDO, WADO-RS retrieve failed: {str(e)[:300]}")
+            continue
+        if whole_file:
+            if got != data:
+                problems.append(f"{path}: {sop} retrieved {len(got)} bytes, not the {len(data)}-byte file sent")
+            continue
+        p10, g10 = split_part10(data), split_part10(got)
+        if g10.transfer_syntax != p10.transfer_syntax:
+            problems.append(f"{path}: {sop} stored as {g10.transfer_syntax}, sent as {p10.transfer_syntax}")
+        elif got[g10.meta_end :] != data[p10.meta_end :]:
+            problems.append(
+                f"{path}: {sop} dataset bytes differ ({len(got) - g10.meta_end} stored,"
+                f" {len(data) - p10.meta_end} sent)"
+            )
+    return problems
 
 
 def stow_ok(dw: DicomWeb, paths, study=None, batch: int = 50) -> None:

@@ -119,6 +119,18 @@ def http_status(exc) -> int:
     return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
 
 
+def list_keys(s3, bucket: str) -> list[str]:
+    """Every key in `bucket` (ListObjectsV2, following continuation tokens)."""
+    keys, token = [], None
+    while True:
+        kw = {"Bucket": bucket, **({"ContinuationToken": token} if token else {})}
+        page = s3.list_objects_v2(**kw)
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            return keys
+        token = page["NextContinuationToken"]
+
+
 def files_under(root: Path) -> set[Path]:
     """Every regular file below `root` (for before/after comparisons)."""
     return {p for p in root.rglob("*") if p.is_file()}

@@ -11,7 +11,7 @@ import random
 import threading
 import time
 
-from helpers import MiB, sha256
+from helpers import MiB, list_keys, sha256
 
 THREADS = 8
 CYCLES = 3
@@ -64,17 +64,6 @@ class Writers:
             assert not t.is_alive(), "a writer hung after the server was killed"
 
 
-def _list_keys(s3) -> list[str]:
-    keys, token = [], None
-    while True:
-        kw = {"Bucket": BUCKET, **({"ContinuationToken": token} if token else {})}
-        page = s3.list_objects_v2(**kw)
-        keys += [o["Key"] for o in page.get("Contents", [])]
-        if not page.get("IsTruncated"):
-            return keys
-        token = page["NextContinuationToken"]
-
-
 def test_kill_9_under_concurrent_writes(fulcrum):
     fulcrum.client().create_bucket(Bucket=BUCKET)
     seed = random.randrange(1 << 30)
@@ -105,7 +94,7 @@ def test_kill_9_under_concurrent_writes(fulcrum):
             body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
             assert sha256(body) == digest, f"{ctx}: acknowledged {key} reads back different bytes"
 
-        listed = _list_keys(s3)
+        listed = list_keys(s3, BUCKET)
         assert set(acked) <= set(listed), f"{ctx}: acknowledged keys missing from listing"
         for key in listed:
             assert key in sent, f"{ctx}: listed {key} was never written"

@@ -46,6 +46,7 @@ from dicom_helpers import (
     link_files,
     scu,
     send_chunked,
+    stored_problems,
 )
 from dicom_part10 import dataset_bytes, split_part10
 
@@ -58,27 +59,6 @@ J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
 def _ok_statuses(statuses: dict) -> None:
     bad = {Path(p).name: s for p, s in statuses.items() if s != SUCCESS}
     assert not bad, f"C-STORE failed: {bad}"
-
-
-def _byte_exact_after_store(dw: DicomWeb, files) -> list[str]:
-    """WADO-RS each file's instance; the dataset must be the file's dataset, in its TS."""
-    where = dw.locate()
-    problems = []
-    for path in files:
-        data = Path(path).read_bytes()
-        p10 = split_part10(data)
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        sop = str(ds.SOPInstanceUID)
-        if sop not in where:
-            problems.append(f"{Path(path).name}: not found by QIDO")
-            continue
-        got = dw.instance_bytes(*where[sop], sop)
-        g10 = split_part10(got)
-        if g10.transfer_syntax != p10.transfer_syntax:
-            problems.append(f"{Path(path).name}: stored as {g10.transfer_syntax}, sent as {p10.transfer_syntax}")
-        elif got[g10.meta_end :] != data[p10.meta_end :]:
-            problems.append(f"{Path(path).name}: dataset bytes differ")
-    return problems
 
 
 # ---------------------------------------------------------------- shared archive
@@ -228,7 +208,7 @@ def test_pynetdicom_chunked_send_byte_exact(pacs, dicom_fixtures):
     pair): the stored dataset is the file's dataset, byte for byte."""
     files = [f.path for f in dicom_fixtures.representative(per_ts=3)]
     _ok_statuses(send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, files))
-    problems = _byte_exact_after_store(DicomWeb(pacs), files)
+    problems = stored_problems(DicomWeb(pacs), files)
     assert not problems, "\n".join(problems)
 
 
@@ -236,7 +216,7 @@ def test_pynetdicom_chunked_send_byte_exact(pacs, dicom_fixtures):
 def test_pynetdicom_chunked_send_all_fixtures_byte_exact(pacs, dicom_fixtures):
     files = [f.path for f in dicom_fixtures.unique_valid]
     _ok_statuses(send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, files))
-    problems = _byte_exact_after_store(DicomWeb(pacs), files)
+    problems = stored_problems(DicomWeb(pacs), files)
     assert not problems, "\n".join(problems[:30])
 
 
@@ -274,7 +254,7 @@ def test_concurrent_associations(pacs, tmp_path):
             pacs, "S", ident(QueryRetrieveLevel="IMAGE", StudyInstanceUID=sets[i][0].study_uid, SOPInstanceUID="")
         )
         assert final == SUCCESS and len(matches) == 10, (i, len(matches), final)
-    problems = _byte_exact_after_store(DicomWeb(pacs), [x.path for s in sets for x in s])
+    problems = stored_problems(DicomWeb(pacs), [x.path for s in sets for x in s])
     assert not problems, "\n".join(problems)
 
 
