@@ -168,23 +168,21 @@ impl Catalog {
                 Write::Object(o) => objects.push(o),
                 Write::Part(p) => write_part(&mut tx, p, now, &fresh).await?,
                 Write::Dicom(d) => {
-                    crate::dicom::prepare_dicom_write(&mut tx, d, now).await?;
                     objects.push(&d.object);
-                    instances.push(d);
+                    instances.push(d.as_ref());
                 }
             }
         }
+        crate::dicom::prepare_dicom_writes(&mut tx, &instances, now).await?;
         write_objects(&mut tx, &objects, now, &fresh).await?;
-        for d in instances {
-            crate::dicom::write_index(&mut tx, d, now).await?;
-        }
+        crate::dicom::write_index(&mut tx, &instances, now).await?;
         tx.commit().await.map_err(db("commit"))
     }
 }
 
 /// Inserts `rows` with multi-row `INSERT … VALUES` statements of at most
 /// ROWS_PER_INSERT rows; `bind` adds one row's `cols` values.
-async fn insert_rows<T>(
+pub(crate) async fn insert_rows<T>(
     tx: &mut Transaction<'static, Any>,
     (prefix, cols, suffix): (&str, usize, &str),
     rows: &[T],

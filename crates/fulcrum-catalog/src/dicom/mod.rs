@@ -6,7 +6,11 @@ mod query;
 
 use sqlx::{Any, Row, Transaction};
 
-use crate::commit::ObjectWrite;
+use std::collections::HashMap;
+
+use sqlx::Arguments;
+
+use crate::commit::{insert_rows, ObjectWrite};
 use crate::db::Catalog;
 use crate::error::{db, CatalogError, CatalogResult};
 
@@ -134,137 +138,214 @@ pub fn name_key(name: &str) -> String {
 
 /// Before the object rows of a batch are written: applies the duplicate
 /// policy (an earlier version is renamed under `versions/`, or the write
-/// is refused).
-pub(crate) async fn prepare_dicom_write(
+/// is refused). One lookup per tenant and block of SOP Instance UIDs.
+pub(crate) async fn prepare_dicom_writes(
     tx: &mut Transaction<'static, Any>,
-    w: &DicomWrite,
+    writes: &[&DicomWrite],
     now: i64,
 ) -> CatalogResult<()> {
-    let existing: Option<(String, String)> = sqlx::query_as(
-        "SELECT etag, object_key FROM dicom_instances WHERE tenant = $1 AND sop_uid = $2",
-    )
-    .bind(&w.tenant)
-    .bind(&w.instance.sop_uid)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db("find instance"))?;
-    let Some((etag, key)) = existing else {
-        return Ok(());
-    };
-    if etag == w.instance.etag {
-        return Ok(());
-    }
-    match w.policy {
-        DuplicatePolicy::Reject => Err(CatalogError::DuplicateInstance(w.instance.sop_uid.clone())),
-        DuplicatePolicy::Replace => {
-            sqlx::query("UPDATE objects SET key = $1 WHERE bucket_id = $2 AND key = $3")
-                .bind(version_key(&w.instance.sop_uid, &etag, now))
-                .bind(w.object.bucket_id)
-                .bind(&key)
-                .execute(&mut **tx)
-                .await
-                .map_err(db("keep previous version"))?;
-            Ok(())
+    let mut existing: HashMap<(String, String), (String, String)> = HashMap::new();
+    let mut tenants: Vec<&str> = writes.iter().map(|w| w.tenant.as_str()).collect();
+    tenants.sort();
+    tenants.dedup();
+    for tenant in tenants {
+        let sops: Vec<&str> = writes
+            .iter()
+            .filter(|w| w.tenant == tenant)
+            .map(|w| w.instance.sop_uid.as_str())
+            .collect();
+        for block in sops.chunks(IN_BLOCK) {
+            let list: Vec<String> = (2..block.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT sop_uid, etag, object_key FROM dicom_instances \
+                 WHERE tenant = $1 AND sop_uid IN ({})",
+                list.join(",")
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String)>(crate::dynamic(sql))
+                .bind(tenant.to_string());
+            for sop in block {
+                q = q.bind(sop.to_string());
+            }
+            for (sop, etag, key) in q.fetch_all(&mut **tx).await.map_err(db("find instances"))? {
+                existing.insert((tenant.to_string(), sop), (etag, key));
+            }
         }
     }
+    for w in writes {
+        let Some((etag, key)) = existing.get(&(w.tenant.clone(), w.instance.sop_uid.clone()))
+        else {
+            continue;
+        };
+        if *etag == w.instance.etag {
+            continue;
+        }
+        match w.policy {
+            DuplicatePolicy::Reject => {
+                return Err(CatalogError::DuplicateInstance(w.instance.sop_uid.clone()))
+            }
+            DuplicatePolicy::Replace => {
+                sqlx::query("UPDATE objects SET key = $1 WHERE bucket_id = $2 AND key = $3")
+                    .bind(version_key(&w.instance.sop_uid, etag, now))
+                    .bind(w.object.bucket_id)
+                    .bind(key)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db("keep previous version"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
-/// After the object rows: the index rows (upserts, newest values win).
+/// SOP Instance UIDs per lookup statement.
+const IN_BLOCK: usize = 200;
+
+/// The last of several rows with the same key (PostgreSQL refuses an
+/// upsert that touches one row twice; later writes win, as one by one).
+fn last_by_key<'a, K: std::hash::Hash + Eq, T>(
+    rows: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<&'a T>
+where
+    T: 'a,
+{
+    let rows: Vec<&T> = rows.collect();
+    let mut last = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(key(r), i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(&key(r)) == Some(i))
+        .map(|(_, r)| *r)
+        .collect()
+}
+
+/// After the object rows: the index rows of a batch (upserts, newest
+/// values win), a few multi-row statements per table.
 pub(crate) async fn write_index(
     tx: &mut Transaction<'static, Any>,
-    w: &DicomWrite,
+    writes: &[&DicomWrite],
     now: i64,
 ) -> CatalogResult<()> {
-    let s = &w.study;
-    sqlx::query(
-        "INSERT INTO dicom_studies (tenant, study_uid, patient_id, patient_name, patient_name_key, \
-         patient_birth_date, patient_sex, study_date, study_time, accession_number, \
-         referring_physician, referring_physician_key, study_description, study_id, updated_at) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
-         ON CONFLICT (tenant, study_uid) DO UPDATE SET patient_id = excluded.patient_id, \
-         patient_name = excluded.patient_name, patient_name_key = excluded.patient_name_key, \
-         patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, \
-         study_date = excluded.study_date, study_time = excluded.study_time, \
-         accession_number = excluded.accession_number, \
-         referring_physician = excluded.referring_physician, \
-         referring_physician_key = excluded.referring_physician_key, \
-         study_description = excluded.study_description, study_id = excluded.study_id, \
-         updated_at = excluded.updated_at",
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let studies = last_by_key(writes.iter().copied(), |w| {
+        (w.tenant.clone(), w.study.study_uid.clone())
+    });
+    insert_rows(
+        tx,
+        (
+            "INSERT INTO dicom_studies (tenant, study_uid, patient_id, patient_name, patient_name_key, \
+             patient_birth_date, patient_sex, study_date, study_time, accession_number, \
+             referring_physician, referring_physician_key, study_description, study_id, updated_at)",
+            15,
+            "ON CONFLICT (tenant, study_uid) DO UPDATE SET patient_id = excluded.patient_id, \
+             patient_name = excluded.patient_name, patient_name_key = excluded.patient_name_key, \
+             patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, \
+             study_date = excluded.study_date, study_time = excluded.study_time, \
+             accession_number = excluded.accession_number, \
+             referring_physician = excluded.referring_physician, \
+             referring_physician_key = excluded.referring_physician_key, \
+             study_description = excluded.study_description, study_id = excluded.study_id, \
+             updated_at = excluded.updated_at",
+        ),
+        &studies,
+        "index studies",
+        |args, w| {
+            let s = &w.study;
+            args.add(w.tenant.clone())?;
+            args.add(s.study_uid.clone())?;
+            args.add(s.patient_id.clone())?;
+            args.add(s.patient_name.clone())?;
+            args.add(s.patient_name.as_deref().map(name_key))?;
+            args.add(s.patient_birth_date.clone())?;
+            args.add(s.patient_sex.clone())?;
+            args.add(s.study_date.clone())?;
+            args.add(s.study_time.clone())?;
+            args.add(s.accession_number.clone())?;
+            args.add(s.referring_physician.clone())?;
+            args.add(s.referring_physician.as_deref().map(name_key))?;
+            args.add(s.study_description.clone())?;
+            args.add(s.study_id.clone())?;
+            args.add(now)
+        },
     )
-    .bind(&w.tenant)
-    .bind(&s.study_uid)
-    .bind(&s.patient_id)
-    .bind(&s.patient_name)
-    .bind(s.patient_name.as_deref().map(name_key))
-    .bind(&s.patient_birth_date)
-    .bind(&s.patient_sex)
-    .bind(&s.study_date)
-    .bind(&s.study_time)
-    .bind(&s.accession_number)
-    .bind(&s.referring_physician)
-    .bind(s.referring_physician.as_deref().map(name_key))
-    .bind(&s.study_description)
-    .bind(&s.study_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(db("index study"))?;
-    let r = &w.series;
-    sqlx::query(
-        "INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, \
-         series_description, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7) \
-         ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
-         modality = excluded.modality, series_number = excluded.series_number, \
-         series_description = excluded.series_description, updated_at = excluded.updated_at",
+    .await?;
+    let series = last_by_key(writes.iter().copied(), |w| {
+        (w.tenant.clone(), w.series.series_uid.clone())
+    });
+    insert_rows(
+        tx,
+        (
+            "INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, \
+             series_description, updated_at)",
+            7,
+            "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
+             modality = excluded.modality, series_number = excluded.series_number, \
+             series_description = excluded.series_description, updated_at = excluded.updated_at",
+        ),
+        &series,
+        "index series",
+        |args, w| {
+            let r = &w.series;
+            args.add(w.tenant.clone())?;
+            args.add(r.series_uid.clone())?;
+            args.add(r.study_uid.clone())?;
+            args.add(r.modality.clone())?;
+            args.add(r.series_number)?;
+            args.add(r.series_description.clone())?;
+            args.add(now)
+        },
     )
-    .bind(&w.tenant)
-    .bind(&r.series_uid)
-    .bind(&r.study_uid)
-    .bind(&r.modality)
-    .bind(r.series_number)
-    .bind(&r.series_description)
-    .bind(now)
-    .execute(&mut **tx)
+    .await?;
+    let instances = last_by_key(writes.iter().copied(), |w| {
+        (w.tenant.clone(), w.instance.sop_uid.clone())
+    });
+    let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
+    insert_rows(
+        tx,
+        (
+            &prefix,
+            20,
+            "ON CONFLICT (tenant, sop_uid) DO UPDATE SET series_uid = excluded.series_uid, \
+             study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
+             instance_number = excluded.instance_number, transfer_syntax = excluded.transfer_syntax, \
+             object_key = excluded.object_key, size = excluded.size, etag = excluded.etag, \
+             dataset_offset = excluded.dataset_offset, header_len = excluded.header_len, \
+             pixel_offset = excluded.pixel_offset, pixel_len = excluded.pixel_len, \
+             pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
+             num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
+             num_columns = excluded.num_columns, created_at = excluded.created_at",
+        ),
+        &instances,
+        "index instances",
+        |args, w| {
+            let i = &w.instance;
+            args.add(w.tenant.clone())?;
+            args.add(i.sop_uid.clone())?;
+            args.add(i.series_uid.clone())?;
+            args.add(i.study_uid.clone())?;
+            args.add(i.sop_class_uid.clone())?;
+            args.add(i.instance_number)?;
+            args.add(i.transfer_syntax.clone())?;
+            args.add(i.object_key.clone())?;
+            args.add(i.size)?;
+            args.add(i.etag.clone())?;
+            args.add(i.dataset_offset)?;
+            args.add(i.header_len)?;
+            args.add(i.pixel_offset)?;
+            args.add(i.pixel_len)?;
+            args.add(i.pixel_vr.clone())?;
+            args.add(i.fragments.clone())?;
+            args.add(i.num_frames)?;
+            args.add(i.num_rows)?;
+            args.add(i.num_columns)?;
+            args.add(now)
+        },
+    )
     .await
-    .map_err(db("index series"))?;
-    let i = &w.instance;
-    sqlx::query(crate::dynamic(format!(
-        "INSERT INTO dicom_instances (tenant, {INSTANCE_COLS}) VALUES \
-         ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) \
-         ON CONFLICT (tenant, sop_uid) DO UPDATE SET series_uid = excluded.series_uid, \
-         study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
-         instance_number = excluded.instance_number, transfer_syntax = excluded.transfer_syntax, \
-         object_key = excluded.object_key, size = excluded.size, etag = excluded.etag, \
-         dataset_offset = excluded.dataset_offset, header_len = excluded.header_len, \
-         pixel_offset = excluded.pixel_offset, pixel_len = excluded.pixel_len, \
-         pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
-         num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
-         num_columns = excluded.num_columns, created_at = excluded.created_at"
-    )))
-    .bind(&w.tenant)
-    .bind(&i.sop_uid)
-    .bind(&i.series_uid)
-    .bind(&i.study_uid)
-    .bind(&i.sop_class_uid)
-    .bind(i.instance_number)
-    .bind(&i.transfer_syntax)
-    .bind(&i.object_key)
-    .bind(i.size)
-    .bind(&i.etag)
-    .bind(i.dataset_offset)
-    .bind(i.header_len)
-    .bind(i.pixel_offset)
-    .bind(i.pixel_len)
-    .bind(&i.pixel_vr)
-    .bind(&i.fragments)
-    .bind(i.num_frames)
-    .bind(i.num_rows)
-    .bind(i.num_columns)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(db("index instance"))?;
-    Ok(())
 }
 
 /// Which instances a retrieve or delete is about.
