@@ -300,8 +300,16 @@ async fn store_index_query_and_delete() {
                 seen.push(m.instance.expect("instance").sop_uid);
             }
         }
-        seen.dedup();
-        assert_eq!(seen.len(), 24);
+        // Every instance exactly once across the pages (dedup() alone only
+        // drops neighbours and would miss a repeat on another page).
+        assert_eq!(seen.len(), 24, "{}", t.name);
+        let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            24,
+            "{}: a page repeated an instance",
+            t.name
+        );
         // Delete a series, then the rest of its study.
         let n = a
             .delete(T, &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()))

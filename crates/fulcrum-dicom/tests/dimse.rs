@@ -16,7 +16,7 @@ use dicom_ul::ClientAssociationOptions;
 use fulcrum_dicom::dimse::command::{self as cmd, CommandSet};
 use fulcrum_dicom::dimse::{self, DimseConfig, Node};
 use fulcrum_dicom::{Archive, ArchiveConfig};
-use fulcrum_engine::{BackendConfig, Engine, EngineConfig};
+use fulcrum_engine::{Engine, EngineConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,12 +42,7 @@ struct Server {
 impl Server {
     async fn start(ae: &str, nodes: Vec<Node>, allowed: Option<Vec<String>>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = EngineConfig::new(
-            BackendConfig::Fs {
-                root: dir.path().join("store"),
-            },
-            format!("sqlite://{}", dir.path().join("catalog.db").display()),
-        );
+        let cfg = EngineConfig::local(dir.path());
         let engine = Engine::open(cfg).await.expect("engine opens");
         let archive = Archive::new(engine, ArchiveConfig::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -48,6 +48,17 @@ impl EngineConfig {
             node_id: format!("node-{:016x}", rand::random::<u64>()),
         }
     }
+
+    /// The embedded layout under one directory: packs in `store/`, the
+    /// SQLite catalog in `catalog.db` (what `fulcrum serve` uses by default).
+    pub fn local(dir: &std::path::Path) -> Self {
+        Self::new(
+            BackendConfig::Fs {
+                root: dir.join("store"),
+            },
+            format!("sqlite://{}", dir.join("catalog.db").display()),
+        )
+    }
 }
 
 pub(crate) struct Inner {

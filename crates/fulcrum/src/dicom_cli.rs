@@ -126,16 +126,26 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// Writes a study's instances byte-exact as OUT/<study>/<series>/<sop>.dcm.
-pub async fn export(s: Settings, study: String, out: PathBuf) -> Result<u8> {
-    let archive = archive(&s, false).await?;
-    let tenant = fulcrum_types::DEFAULT_TENANT;
+/// A study's instances; an error when it is not in the archive.
+async fn study_instances(
+    archive: &Archive,
+    tenant: &str,
+    study: &str,
+) -> Result<Vec<fulcrum_dicom::InstanceRecord>> {
     let instances = archive
-        .instances(tenant, &Scope::Study(study.clone()))
+        .instances(tenant, &Scope::Study(study.to_string()))
         .await?;
     if instances.is_empty() {
         bail!("study {study} is not in the archive");
     }
+    Ok(instances)
+}
+
+/// Writes a study's instances byte-exact as OUT/<study>/<series>/<sop>.dcm.
+pub async fn export(s: Settings, study: String, out: PathBuf) -> Result<u8> {
+    let archive = archive(&s, false).await?;
+    let tenant = fulcrum_types::DEFAULT_TENANT;
+    let instances = study_instances(&archive, tenant, &study).await?;
     let bar = ProgressBar::new(instances.len() as u64);
     let started = Instant::now();
     let mut bytes = 0u64;
@@ -185,12 +195,7 @@ pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
         .map_err(|e| anyhow::anyhow!("--to {to:?}: {e} (expected AET@HOST:PORT)"))?;
     let archive = archive(&s, false).await?;
     let tenant = fulcrum_types::DEFAULT_TENANT;
-    let instances = archive
-        .instances(tenant, &Scope::Study(study.clone()))
-        .await?;
-    if instances.is_empty() {
-        bail!("study {study} is not in the archive");
-    }
+    let instances = study_instances(&archive, tenant, &study).await?;
     let bar = ProgressBar::new(instances.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} instances  {per_sec}  {msg}")

@@ -3,8 +3,6 @@
 //! archive; the answer lists what was stored and what failed and why.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -14,7 +12,7 @@ use fulcrum_dicom::part10::parse_prelude;
 use fulcrum_dicom::{status, DicomError, PendingInstance, StoreContext, StoredInstance};
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{error, info, warn};
 
 use super::json::{sequence, strings};
@@ -36,31 +34,8 @@ enum PartResult {
     },
 }
 
-/// Keeps the first bytes of a part, to name the instance if it fails.
-struct Tap<R> {
-    inner: R,
-    head: Vec<u8>,
-}
-
+/// Bytes of a part kept to name the instance if it fails.
 const TAP_LEN: usize = 16 * 1024;
-
-impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            let room = TAP_LEN.saturating_sub(this.head.len());
-            let new = &buf.filled()[before..];
-            this.head.extend_from_slice(&new[..new.len().min(room)]);
-        }
-        res
-    }
-}
 
 /// Whether a part opens with a file meta element, explicit VR little
 /// endian `(0002,xxxx)`, instead of the 128-byte preamble and `DICM`.
@@ -109,17 +84,19 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
             };
         }
     };
-    let mut tap = Tap {
-        inner: src,
-        head: Vec::new(),
-    };
+    let mut head = Vec::new();
+    let tap = tokio_util::io::InspectReader::new(src, |new: &[u8]| {
+        let room = TAP_LEN.saturating_sub(head.len());
+        head.extend_from_slice(&new[..new.len().min(room)]);
+    });
     let sctx = StoreContext {
         study_uid: study.clone(),
     };
-    match ctx.archive.stage_file(&ctx.tenant, &mut tap, &sctx).await {
+    let staged = ctx.archive.stage_file(&ctx.tenant, tap, &sctx).await;
+    match staged {
         Ok(pending) => PartResult::Staged(Box::new(pending)),
         Err(e) => {
-            let prelude = parse_prelude(&tap.head, false).ok().flatten();
+            let prelude = parse_prelude(&head, false).ok().flatten();
             failed(
                 &e,
                 prelude.as_ref().and_then(|p| p.sop_class_uid.clone()),

@@ -41,12 +41,7 @@ async fn fresh_pg(base: &str) -> String {
 pub async fn targets() -> Vec<Target> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = EngineConfig::new(
-        BackendConfig::Fs {
-            root: dir.path().join("store"),
-        },
-        format!("sqlite://{}", dir.path().join("catalog.db").display()),
-    );
+    let cfg = EngineConfig::local(dir.path());
     out.push(Target {
         name: "fs+sqlite".into(),
         cfg,

@@ -14,7 +14,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use fulcrum_dicom::{Archive, ArchiveConfig};
-use fulcrum_engine::{BackendConfig, Engine, EngineConfig};
+use fulcrum_engine::{Engine, EngineConfig};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -30,12 +30,7 @@ pub struct Env {
 
 pub async fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = EngineConfig::new(
-        BackendConfig::Fs {
-            root: dir.path().join("store"),
-        },
-        format!("sqlite://{}", dir.path().join("catalog.db").display()),
-    );
+    let cfg = EngineConfig::local(dir.path());
     let engine = Engine::open(cfg).await.expect("engine opens");
     let archive = Archive::new(engine, ArchiveConfig::default());
     let admin = S3Credentials {
