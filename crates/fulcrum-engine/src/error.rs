@@ -20,6 +20,10 @@ pub enum EngineError {
     Corrupt(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("lost the {0} lease to another node")]
+    LeaseLost(String),
     #[error("encryption key does not fit this data: {0}")]
     KeyMismatch(String),
     #[error(transparent)]

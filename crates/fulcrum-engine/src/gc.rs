@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::engine::{Engine, HEARTBEAT_INTERVAL};
 use crate::error::EngineResult;
+use crate::lease::{Lease, MAINTENANCE_LEASE};
 
 /// Unfinished temp files younger than this are left alone.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
@@ -54,7 +55,17 @@ pub struct GcReport {
 }
 
 impl Engine {
+    /// Runs one collection under the maintenance lease (fails with `Busy`
+    /// while another node or process runs GC, scrub, a backup or a tier
+    /// move).
     pub async fn gc(&self, opts: &GcOptions) -> EngineResult<GcReport> {
+        let lease = self.lease(MAINTENANCE_LEASE).await?;
+        let out = self.gc_leased(opts, &lease).await;
+        lease.release().await;
+        out
+    }
+
+    async fn gc_leased(&self, opts: &GcOptions, lease: &Lease) -> EngineResult<GcReport> {
         let inner = &self.inner;
         let cat = &inner.catalog;
         let mut report = GcReport {
@@ -74,6 +85,7 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let safe_before = cat.oldest_inflight(now_ms()).await?;
+        lease.check()?;
         let swept = cat.sweep_condemned(safe_before).await?;
         report.deleted_chunks = swept.deleted_chunks;
         report.revived_chunks = swept.revived;
@@ -129,6 +141,7 @@ impl Engine {
             .await?;
 
         // Delete retired packs past the grace period.
+        lease.check()?;
         let grace_ms = opts.grace.as_millis() as i64;
         let now = now_ms();
         for p in cat.pack_usage().await? {

@@ -11,6 +11,7 @@ mod error;
 mod gc;
 mod inflight;
 mod ingest;
+mod lease;
 mod metrics;
 mod objects;
 mod read;
@@ -22,6 +23,7 @@ pub use engine::{
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::ContentDigest;
+pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;

@@ -502,3 +502,35 @@ async fn concurrent_overwrites_of_one_key_leave_one_whole_object() {
         assert!(e.verify(&mut ()).await.expect("verify").is_clean());
     }
 }
+
+#[tokio::test]
+async fn maintenance_runs_on_one_node_at_a_time() {
+    for t in targets().await {
+        // Two engines on one catalog and backend stand for two nodes.
+        let a = t.open().await;
+        let b = t.open().await;
+        let held = a
+            .lease(fulcrum_engine::MAINTENANCE_LEASE)
+            .await
+            .expect("first node takes the lease");
+        assert!(
+            matches!(b.gc(&no_grace()).await, Err(EngineError::Busy(_))),
+            "{}: GC ran beside a lease holder",
+            t.name
+        );
+        assert!(matches!(
+            b.lease(fulcrum_engine::MAINTENANCE_LEASE).await,
+            Err(EngineError::Busy(_))
+        ));
+        held.release().await;
+        b.gc(&no_grace())
+            .await
+            .expect("GC runs once the lease is free");
+        // GC gave the lease back: the first node can take it again.
+        a.lease(fulcrum_engine::MAINTENANCE_LEASE)
+            .await
+            .expect("lease free after GC")
+            .release()
+            .await;
+    }
+}

@@ -14,6 +14,7 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         EngineError::IncompleteBody { .. } => (C::IncompleteBody, e.to_string()),
         EngineError::BadDigest => (C::BadDigest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
+        EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
         EngineError::Corrupt(_) => {
             error!(error = %e, "refusing to serve damaged data");
             (C::InternalError, "Stored data failed its integrity check; no bytes were returned. The operator has been alerted (see fulcrum verify).".into())
