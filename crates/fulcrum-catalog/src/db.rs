@@ -127,6 +127,20 @@ impl Catalog {
             .map_err(db("get meta"))
     }
 
+    /// Sets a setting, replacing any value.
+    pub async fn set_meta(&self, key: &str, value: &str) -> CatalogResult<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(db("set meta"))?;
+        Ok(())
+    }
+
     /// Sets a setting only if it is unset; returns the value now stored.
     pub async fn init_meta(&self, key: &str, value: &str) -> CatalogResult<String> {
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")

@@ -35,6 +35,8 @@ pub enum CatalogError {
     DuplicateInstance(String),
     #[error("bad query: {0}")]
     BadQuery(String),
+    #[error("catalog dump is damaged: {0}")]
+    BadDump(String),
     #[error("catalog row is malformed: {0}")]
     BadRow(String),
 }

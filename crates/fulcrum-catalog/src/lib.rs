@@ -13,6 +13,7 @@ mod gc;
 mod leases;
 mod nodes;
 mod objects;
+pub mod snapshot;
 mod stats;
 mod uploads;
 

@@ -101,6 +101,29 @@ impl BucketCache {
     }
 }
 
+impl Inner {
+    /// Reads `range` of a pack; a pack shorter than asked is damage.
+    pub(crate) async fn read_pack_range(
+        &self,
+        pack: &str,
+        range: std::ops::Range<u64>,
+    ) -> EngineResult<bytes::Bytes> {
+        let pid = fulcrum_types::PackId::parse(pack)
+            .map_err(|e| EngineError::Corrupt(format!("pack id {pack:?}: {e}")))?;
+        let len = range.end - range.start;
+        let data = self
+            .backend
+            .read_range(&fulcrum_store::pack_path(&pid), range)
+            .await?;
+        if data.len() as u64 != len {
+            return Err(EngineError::Corrupt(format!(
+                "pack {pack} is shorter than the catalog says"
+            )));
+        }
+        Ok(data)
+    }
+}
+
 /// The storage engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -172,6 +195,25 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// The backend holding the hot packs.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// The chunk codec (decodes and verifies stored chunks).
+    pub fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    /// Reads `range` of pack `pack` (wherever the pack lives).
+    pub async fn read_pack_range(
+        &self,
+        pack: &str,
+        range: std::ops::Range<u64>,
+    ) -> EngineResult<bytes::Bytes> {
+        self.inner.read_pack_range(pack, range).await
     }
 
     pub fn backend_name(&self) -> &str {

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fulcrum_catalog::ChunkLoc;
-use fulcrum_store::pack_path;
-use fulcrum_types::PackId;
 use futures::{Stream, StreamExt};
 use tracing::error;
 
@@ -62,23 +60,13 @@ fn plan(chunks: Vec<ChunkLoc>, start: u64, end: u64) -> Vec<Group> {
 
 impl Inner {
     async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<Bytes>> {
-        let pack = PackId::parse(&g.pack).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let first = g.chunks[0].0.offset;
         let last = g
             .chunks
             .last()
             .map(|(c, _)| c.offset + c.stored_len as u64)
             .unwrap_or(first);
-        let data = self
-            .backend
-            .read_range(&pack_path(&pack), first..last)
-            .await?;
-        if data.len() as u64 != last - first {
-            return Err(EngineError::Corrupt(format!(
-                "pack {} is shorter than the catalog says",
-                g.pack
-            )));
-        }
+        let data = self.read_pack_range(&g.pack, first..last).await?;
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(g.chunks.len());

@@ -44,4 +44,10 @@ impl StoreError {
             StoreError::Corrupt { .. } | StoreError::BadPack { .. }
         )
     }
+
+    /// True when the backend says the object does not exist (a pack that
+    /// was deleted or never written).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Backend { source, .. } if source.kind() == opendal::ErrorKind::NotFound)
+    }
 }

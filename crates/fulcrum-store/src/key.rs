@@ -44,7 +44,8 @@ impl MasterKey {
         hex::encode(self.0)
     }
 
-    pub(crate) fn derive(&self, context: &str) -> [u8; 32] {
+    /// A 32-byte key for `context`, derived with BLAKE3's KDF.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
         blake3::derive_key(context, &self.0)
     }
 

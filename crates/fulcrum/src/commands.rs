@@ -20,7 +20,7 @@ pub async fn open(s: &Settings) -> Result<Engine> {
     Ok(Engine::open(s.engine_config()?).await?)
 }
 
-fn human(bytes: i64) -> String {
+pub(crate) fn human(bytes: i64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -63,7 +63,22 @@ pub async fn stats(s: Settings, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-struct Bar(ProgressBar);
+pub(crate) struct Bar(pub ProgressBar);
+
+impl Bar {
+    /// A byte progress bar on stderr with rate and ETA, e.g. "verifying".
+    pub(crate) fn bytes(verb: &str) -> Self {
+        let pb = ProgressBar::new(0);
+        pb.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {verb} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        Self(pb)
+    }
+}
 
 impl VerifyProgress for Bar {
     fn start(&mut self, total: u64) {
@@ -77,16 +92,9 @@ impl VerifyProgress for Bar {
 pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    let report = engine.verify(&mut Bar(pb.clone())).await?;
-    pb.finish_and_clear();
+    let mut bar = Bar::bytes("verifying");
+    let report = engine.verify(&mut bar).await?;
+    bar.0.finish_and_clear();
     engine.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -31,6 +31,23 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    pub backup: Option<BackupFileConfig>,
+}
+
+/// The `[backup]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupFileConfig {
+    pub repo: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub every_hours: Option<f64>,
+    pub keep_last: Option<usize>,
+    pub keep_daily: Option<usize>,
+    pub keep_weekly: Option<usize>,
+    pub keep_monthly: Option<usize>,
+    pub keep_yearly: Option<usize>,
 }
 
 impl FileConfig {
@@ -60,6 +77,73 @@ pub struct Settings {
     pub zstd_level: i32,
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
+    pub backup: BackupSettings,
+}
+
+/// Where backups go and how often the server takes them.
+#[derive(Debug, Clone, Default)]
+pub struct BackupSettings {
+    /// A directory or s3://BUCKET[/ROOT]?endpoint=URL.
+    pub repo: Option<String>,
+    /// The backup key as 64 hex digits (FULCRUM_BACKUP_KEY) ...
+    pub key: Option<String>,
+    /// ... or a file holding them.
+    pub key_file: Option<PathBuf>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// The server takes a backup this often (unset: never).
+    pub every_hours: Option<f64>,
+    /// Applied (with prune) after each scheduled backup when not empty.
+    pub keep: fulcrum_backup::KeepPolicy,
+}
+
+impl BackupSettings {
+    /// The repository's backend and the backup key.
+    pub fn target(&self) -> Result<(BackendConfig, MasterKey)> {
+        let Some(repo) = self.repo.as_deref() else {
+            bail!("no backup repository: give --repo or set FULCRUM_BACKUP_REPO (a directory or s3://BUCKET/PATH?endpoint=URL)");
+        };
+        let backend = backend_config(
+            repo,
+            self.access_key.clone(),
+            self.secret_key.clone(),
+            "FULCRUM_BACKUP_ACCESS_KEY and FULCRUM_BACKUP_SECRET_KEY",
+        )?;
+        let key = match (&self.key, &self.key_file) {
+            (Some(hex), _) => MasterKey::from_hex(hex).context("FULCRUM_BACKUP_KEY")?,
+            (None, Some(path)) => MasterKey::from_file(path)
+                .with_context(|| format!("backup key file {}", path.display()))?,
+            (None, None) => bail!("no backup key: set FULCRUM_BACKUP_KEY (64 hex digits, e.g. from `openssl rand -hex 32`) or FULCRUM_BACKUP_KEY_FILE"),
+        };
+        Ok((backend, key))
+    }
+}
+
+/// A backend location: a directory (`/PATH`, `fs:///PATH`) or an S3 URL
+/// whose credentials come from `ak`/`sk` or the AWS_* variables.
+pub fn backend_config(
+    url: &str,
+    ak: Option<String>,
+    sk: Option<String>,
+    cred_vars: &str,
+) -> Result<BackendConfig> {
+    if url.starts_with("s3://") {
+        let ak = ak.or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
+        let sk = sk.or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+        let (Some(ak), Some(sk)) = (ak, sk) else {
+            bail!("{url} needs credentials: set {cred_vars}");
+        };
+        return Ok(BackendConfig::parse_s3_url(url, &ak, &sk)?);
+    }
+    let path = url.strip_prefix("fs://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        bail!(
+            "unknown backend {url:?}: use a directory path, fs:///PATH or s3://BUCKET?endpoint=URL"
+        );
+    }
+    Ok(BackendConfig::Fs {
+        root: PathBuf::from(path),
+    })
 }
 
 /// The imaging archive's settings.
@@ -92,23 +176,16 @@ impl Settings {
             None | Some("") | Some("fs") => BackendConfig::Fs {
                 root: self.data_dir.join("store"),
             },
-            Some(url) if url.starts_with("s3://") => {
-                let ak = self
-                    .backend_access_key
-                    .clone()
-                    .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
-                let sk = self
-                    .backend_secret_key
-                    .clone()
-                    .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
-                let (Some(ak), Some(sk)) = (ak, sk) else {
-                    bail!("the S3 backend needs credentials: set FULCRUM_BACKEND_ACCESS_KEY and FULCRUM_BACKEND_SECRET_KEY");
-                };
-                BackendConfig::parse_s3_url(url, &ak, &sk)?
+            Some(url)
+                if url.starts_with("s3://") || url.starts_with("fs://") || url.starts_with('/') =>
+            {
+                backend_config(
+                    url,
+                    self.backend_access_key.clone(),
+                    self.backend_secret_key.clone(),
+                    "FULCRUM_BACKEND_ACCESS_KEY and FULCRUM_BACKEND_SECRET_KEY",
+                )?
             }
-            Some(path) if path.starts_with("fs://") || path.starts_with('/') => BackendConfig::Fs {
-                root: PathBuf::from(path.trim_start_matches("fs://")),
-            },
             Some(other) => bail!(
                 "unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL"
             ),
@@ -191,6 +268,21 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Backups (`fulcrum backup ...`): a second backend that receives incremental,
+# deduplicated, encrypted snapshots of the whole platform. The key (64 hex
+# digits) is the backup's own; keep a copy off site: without it the backups
+# cannot be read. FULCRUM_BACKUP_REPO / FULCRUM_BACKUP_KEY /
+# FULCRUM_BACKUP_KEY_FILE / FULCRUM_BACKUP_ACCESS_KEY / FULCRUM_BACKUP_SECRET_KEY
+# override these.
+# [backup]
+# repo = "/mnt/backup/fulcrum"   # or "s3://offsite/fulcrum?endpoint=https://s3.example"
+# key_file = "/etc/fulcrum/backup.key"
+# every_hours = 24               # the server takes a backup this often
+# keep_daily = 7                 # then forgets and prunes older snapshots
+# keep_weekly = 4
+# keep_monthly = 12
+# keep_yearly = 10
 "#;
 
 #[cfg(test)]

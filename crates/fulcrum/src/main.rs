@@ -1,9 +1,11 @@
 //! The `fulcrum` binary: command line, configuration and wiring of the
 //! engine and protocol servers.
 
+mod backup_cli;
 mod commands;
 mod config;
 mod dicom_cli;
+mod jobs;
 mod serve;
 
 use std::path::PathBuf;
@@ -73,6 +75,14 @@ enum Command {
         #[command(subcommand)]
         command: DicomCommand,
     },
+    /// Backups: incremental, deduplicated, encrypted snapshots of the whole
+    /// platform (catalog and data) in a repository on a second backend.
+    Backup {
+        #[command(flatten)]
+        target: backup_cli::Target,
+        #[command(subcommand)]
+        command: backup_cli::BackupCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -135,6 +145,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    let bk = file.backup.clone().unwrap_or_default();
     Ok(Settings {
         data_dir: common
             .data_dir
@@ -192,6 +203,25 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                     .or(file.dicom_duplicates)
                     .unwrap_or_else(|| "replace".into()),
             )?,
+        },
+        backup: config::BackupSettings {
+            repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
+            key: env("FULCRUM_BACKUP_KEY"),
+            key_file: env("FULCRUM_BACKUP_KEY_FILE")
+                .map(PathBuf::from)
+                .or(bk.key_file),
+            access_key: env("FULCRUM_BACKUP_ACCESS_KEY").or(bk.access_key),
+            secret_key: env("FULCRUM_BACKUP_SECRET_KEY").or(bk.secret_key),
+            every_hours: env("FULCRUM_BACKUP_EVERY_HOURS")
+                .and_then(|v| v.parse().ok())
+                .or(bk.every_hours),
+            keep: fulcrum_backup::KeepPolicy {
+                last: bk.keep_last.unwrap_or(0),
+                daily: bk.keep_daily.unwrap_or(0),
+                weekly: bk.keep_weekly.unwrap_or(0),
+                monthly: bk.keep_monthly.unwrap_or(0),
+                yearly: bk.keep_yearly.unwrap_or(0),
+            },
         },
     })
 }
@@ -254,6 +284,11 @@ async fn run(cli: Cli) -> Result<u8> {
                 DicomCommand::Export { study, out } => dicom_cli::export(s, study, out).await,
                 DicomCommand::Send { study, to } => dicom_cli::send(s, study, to).await,
             }
+        }
+        Command::Backup { target, command } => {
+            let mut s = settings(&cli.common, None)?;
+            target.apply(&mut s);
+            backup_cli::run(s, command).await
         }
         Command::Config {
             command: ConfigCommand::Init { path, force },

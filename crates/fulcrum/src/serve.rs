@@ -1,7 +1,7 @@
 //! `fulcrum serve`: opens the engine, binds the S3 and admin listeners,
 //! heartbeats for GC safety, and shuts down gracefully on SIGTERM/SIGINT.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -160,6 +160,23 @@ pub async fn run(s: Settings) -> Result<()> {
             }
         }
     });
+    let mut jobs = Vec::new();
+    if let Some(hours) = s.backup.every_hours.filter(|h| *h > 0.0) {
+        s.backup
+            .target()
+            .context("scheduled backups (backup.every_hours) need a repository and key")?;
+        let (settings, job_engine) = (s.clone(), engine.clone());
+        jobs.push(crate::jobs::spawn_periodic(
+            engine.clone(),
+            "backup",
+            Duration::from_secs_f64(hours * 3600.0),
+            stop_rx.clone(),
+            move || {
+                let (settings, job_engine) = (settings.clone(), job_engine.clone());
+                async move { crate::backup_cli::scheduled(&settings, &job_engine).await }
+            },
+        ));
+    }
     let archive = fulcrum_dicom::Archive::new(
         engine.clone(),
         fulcrum_dicom::ArchiveConfig {
@@ -206,6 +223,11 @@ pub async fn run(s: Settings) -> Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = heartbeat.await;
+    // A job cut off here is safe: a backup resumes from the packs it
+    // wrote, leases expire by themselves.
+    for j in jobs {
+        j.abort();
+    }
     if let Err(e) = engine.leave().await {
         warn!(error = %e, "could not remove this node's heartbeat");
     }
