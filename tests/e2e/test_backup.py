@@ -200,3 +200,37 @@ def test_forget_keeps_by_policy_and_prunes(fulcrum, s3, bucket, tmp_path, key):
     assert "repository is clean" in ok(backup(fulcrum, repo, key, "verify")).stdout
     listed = json.loads(ok(backup(fulcrum, repo, key, "list", "--json")).stdout)
     assert [s["id"] for s in listed] == [ids[-1]]
+
+
+def test_scrub_repairs_a_flipped_and_a_deleted_pack_from_the_backup(fulcrum, s3, bucket, tmp_path, key):
+    objects = {f"o{i}": random_bytes(3_000_000, seed=500 + i) for i in range(4)}
+    for k, v in objects.items():
+        s3.put_object(Bucket=bucket, Key=k, Body=v)
+    repo = tmp_path / "repo"
+    ok(backup(fulcrum, repo, key, "run"))
+    packs = fulcrum.pack_files()
+    assert len(packs) >= 2, packs
+    flipped, deleted = packs[0], packs[1]
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    flipped.write_bytes(bytes(data))
+    deleted.unlink()
+    assert fulcrum.verify().returncode == 1
+
+    # Without a repository, scrub names what it cannot mend.
+    bare = fulcrum.cli("scrub")
+    assert bare.returncode == 1 and "unrepaired:" in bare.stdout, bare.stdout + bare.stderr
+
+    env_res = subprocess.run(
+        [str(fulcrum.binary), "scrub", "--data-dir", str(fulcrum.data_dir), "--json"],
+        env={**fulcrum.env(), "FULCRUM_BACKUP_REPO": str(repo), "FULCRUM_BACKUP_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = json.loads(ok(env_res).stdout)
+    assert out["bad_chunks"] >= 2 and out["repaired_chunks"] == out["bad_chunks"], out
+    assert out["unrepaired_objects"] == []
+    assert fulcrum.verify().returncode == 0
+    for k, v in objects.items():
+        assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == v, k

@@ -403,6 +403,32 @@ impl Repo {
         self.open_blob(loc, &sealed)
     }
 
+    /// Copies of the chunks `ids` that the repository holds, in the stored
+    /// form the platform keeps them (for `Engine::repair_chunks`, which
+    /// verifies them); blobs that fail to open are skipped and logged.
+    pub async fn chunk_copies(
+        &self,
+        ids: &[ChunkId],
+    ) -> BackupResult<Vec<fulcrum_engine::ChunkCopy>> {
+        let index = self.load_index().await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(loc) = index.get(id) else {
+                continue;
+            };
+            match self.read_blob(loc).await {
+                Ok(stored) => out.push(fulcrum_engine::ChunkCopy {
+                    id: *id,
+                    stored,
+                    flags: loc.flags,
+                    raw_len: loc.raw_len,
+                }),
+                Err(e) => tracing::warn!(chunk = %id, error = %e, "backup copy unusable"),
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn write_snapshot(&self, s: &Snapshot) -> BackupResult<()> {
         let json = serde_json::to_vec(s).map_err(|e| BackupError::Invalid(e.to_string()))?;
         let sealed = self

@@ -293,3 +293,62 @@ async fn forget_prunes_what_no_kept_snapshot_uses_and_verify_finds_damage() {
         v.problems
     );
 }
+
+#[tokio::test]
+async fn scrub_finds_a_lost_pack_and_the_backup_repairs_it() {
+    for t in targets().await {
+        let e = t.open().await;
+        let repo_dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::init(&repo_cfg(&t, repo_dir.path()), &MasterKey::generate())
+            .await
+            .expect("init");
+        e.create_bucket(T, "b").await.expect("bucket");
+        let objs: Vec<Vec<u8>> = (0..3).map(|i| data(2 * 1024 * 1024, 40 + i)).collect();
+        for (i, d) in objs.iter().enumerate() {
+            put(&e, &format!("o{i}"), d).await;
+        }
+        run(&e, &repo, &RunOptions::default(), &mut ())
+            .await
+            .expect("backup");
+        // Lose one pack.
+        let packs = e.catalog().pack_usage().await.expect("packs");
+        let victim = fulcrum_types::PackId::parse(&packs[0].id).expect("pack id");
+        e.backend()
+            .delete(&fulcrum_store::pack_path(&victim))
+            .await
+            .expect("delete pack");
+        let found = e.scrub(None, &mut ()).await.expect("scrub");
+        assert!(
+            !found.is_clean() && !found.bad_chunk_ids.is_empty(),
+            "{}",
+            t.name
+        );
+        let copies = repo
+            .chunk_copies(&found.bad_chunk_ids)
+            .await
+            .expect("copies");
+        assert_eq!(copies.len(), found.bad_chunk_ids.len());
+        let repaired = e.repair_chunks(copies).await.expect("repair");
+        assert_eq!(repaired.len(), found.bad_chunk_ids.len());
+        assert!(
+            e.verify(&mut ()).await.expect("verify").is_clean(),
+            "{}",
+            t.name
+        );
+        for (i, d) in objs.iter().enumerate() {
+            assert_eq!(&read_all(&e, "b", &format!("o{i}")).await.expect("read"), d);
+        }
+        // A copy that does not match its id is refused.
+        let bogus = fulcrum_engine::ChunkCopy {
+            id: found.bad_chunk_ids[0],
+            stored: vec![1, 2, 3],
+            flags: 0,
+            raw_len: 3,
+        };
+        assert!(e
+            .repair_chunks(vec![bogus])
+            .await
+            .expect("repair")
+            .is_empty());
+    }
+}

@@ -194,6 +194,39 @@ impl Catalog {
         Ok(retired)
     }
 
+    /// Records `new_pack` holding fresh copies of damaged chunks and points
+    /// each chunk at its copy (`(id, offset, stored_len, flags)`), in one
+    /// transaction.
+    pub async fn repoint_chunks(
+        &self,
+        new_pack: (&str, i64),
+        copies: &[(ChunkId, i64, i64, i64)],
+    ) -> CatalogResult<()> {
+        let mut tx = self.begin_write().await.map_err(db("repair"))?;
+        sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3)")
+            .bind(new_pack.0)
+            .bind(new_pack.1)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("repair"))?;
+        for (chunk, offset, stored_len, flags) in copies {
+            sqlx::query(
+                "UPDATE chunks SET pack_id = $1, pack_offset = $2, stored_len = $3, flags = $4 WHERE id = $5",
+            )
+            .bind(new_pack.0)
+            .bind(*offset)
+            .bind(*stored_len)
+            .bind(*flags)
+            .bind(chunk.as_bytes().to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("repair"))?;
+        }
+        tx.commit().await.map_err(db("repair"))?;
+        Ok(())
+    }
+
     /// Ids of every pack the catalog knows, retired ones included.
     pub async fn pack_ids(&self) -> CatalogResult<std::collections::HashSet<String>> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM packs")

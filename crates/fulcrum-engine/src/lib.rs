@@ -15,6 +15,7 @@ mod lease;
 mod metrics;
 mod objects;
 mod read;
+mod repair;
 mod verify;
 
 pub use engine::{
@@ -27,6 +28,7 @@ pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;
+pub use repair::ChunkCopy;
 pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};

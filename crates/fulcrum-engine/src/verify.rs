@@ -9,6 +9,7 @@ use fulcrum_types::{ChunkId, PackId};
 
 use crate::engine::Engine;
 use crate::error::EngineResult;
+use crate::lease::MAINTENANCE_LEASE;
 
 /// Progress callbacks: bytes of packs checked so far, of the total.
 pub trait VerifyProgress: Send {
@@ -31,6 +32,9 @@ pub struct VerifyReport {
     pub damaged_objects: Vec<String>,
     /// One line per problem found (pack missing, chunk corrupt, …).
     pub problems: Vec<String>,
+    /// Every damaged or missing chunk (what a repair needs).
+    #[serde(skip)]
+    pub bad_chunk_ids: Vec<ChunkId>,
 }
 
 impl VerifyReport {
@@ -41,6 +45,29 @@ impl VerifyReport {
 
 impl Engine {
     pub async fn verify(&self, progress: &mut dyn VerifyProgress) -> EngineResult<VerifyReport> {
+        self.check_packs(progress, None).await
+    }
+
+    /// `verify` under the maintenance lease (no GC or tier move relocates
+    /// chunks meanwhile), reading at most `rate` bytes per second so a
+    /// background scrub leaves the disks to the users.
+    pub async fn scrub(
+        &self,
+        rate: Option<u64>,
+        progress: &mut dyn VerifyProgress,
+    ) -> EngineResult<VerifyReport> {
+        let lease = self.lease(MAINTENANCE_LEASE).await?;
+        let out = self.check_packs(progress, rate).await;
+        lease.release().await;
+        out
+    }
+
+    async fn check_packs(
+        &self,
+        progress: &mut dyn VerifyProgress,
+        rate: Option<u64>,
+    ) -> EngineResult<VerifyReport> {
+        let started = std::time::Instant::now();
         let inner = &self.inner;
         let cat = &inner.catalog;
         let mut report = VerifyReport::default();
@@ -95,10 +122,17 @@ impl Engine {
             }
             report.bytes += data.len() as u64;
             progress.advance(p.size as u64);
+            if let Some(rate) = rate.filter(|r| *r > 0) {
+                let due = std::time::Duration::from_secs_f64(report.bytes as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
         report.bad_chunks = bad.len() as u64;
         let bad: Vec<ChunkId> = bad.into_iter().collect();
         report.damaged_objects = cat.objects_referencing(&bad).await?;
+        report.bad_chunk_ids = bad;
         Ok(report)
     }
 }

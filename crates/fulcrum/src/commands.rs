@@ -154,6 +154,100 @@ pub async fn gc(s: Settings, grace_secs: u64, json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// What one scrub found and mended.
+#[derive(Debug, serde::Serialize)]
+pub struct ScrubOutcome {
+    #[serde(flatten)]
+    pub report: fulcrum_engine::VerifyReport,
+    /// Chunks replaced by a verified copy from the backup repository.
+    pub repaired_chunks: u64,
+    /// Chunks still damaged, and the objects they belong to.
+    pub unrepaired_chunks: u64,
+    pub unrepaired_objects: Vec<String>,
+    /// Why no repair was attempted, when none was.
+    pub repair_note: Option<String>,
+}
+
+/// One scrub of `engine`, repairing from the configured backup repository.
+pub async fn scrub_once(
+    s: &Settings,
+    engine: &Engine,
+    rate_mib: Option<u64>,
+    repair: bool,
+    progress: &mut dyn VerifyProgress,
+) -> Result<ScrubOutcome> {
+    let report = engine
+        .scrub(rate_mib.map(|m| m * 1024 * 1024), progress)
+        .await?;
+    let bad = report.bad_chunk_ids.clone();
+    let mut out = ScrubOutcome {
+        repaired_chunks: 0,
+        unrepaired_chunks: bad.len() as u64,
+        unrepaired_objects: report.damaged_objects.clone(),
+        repair_note: None,
+        report,
+    };
+    if bad.is_empty() || !repair {
+        return Ok(out);
+    }
+    let copies = match s.backup.target() {
+        Err(e) => {
+            out.repair_note = Some(format!("no repair source: {e:#}"));
+            return Ok(out);
+        }
+        Ok((cfg, key)) => {
+            fulcrum_backup::Repo::open(&cfg, &key)
+                .await?
+                .chunk_copies(&bad)
+                .await?
+        }
+    };
+    let repaired: std::collections::HashSet<_> =
+        engine.repair_chunks(copies).await?.into_iter().collect();
+    let left: Vec<_> = bad.into_iter().filter(|c| !repaired.contains(c)).collect();
+    out.repaired_chunks = repaired.len() as u64;
+    out.unrepaired_chunks = left.len() as u64;
+    out.unrepaired_objects = engine.catalog().objects_referencing(&left).await?;
+    Ok(out)
+}
+
+pub async fn scrub(s: Settings, rate_mib: Option<u64>, repair: bool, json: bool) -> Result<u8> {
+    let engine = open(&s).await?;
+    let mut bar = Bar::bytes("scrubbing");
+    let out = scrub_once(&s, &engine, rate_mib, repair, &mut bar).await;
+    bar.0.finish_and_clear();
+    engine.close().await;
+    let out = out?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for p in &out.report.problems {
+            println!("problem: {p}");
+        }
+        if let Some(n) = &out.repair_note {
+            println!("note: {n}");
+        }
+        for o in &out.unrepaired_objects {
+            println!("unrepaired: {o}");
+        }
+        println!("{}", scrub_summary(&out));
+    }
+    Ok(if out.unrepaired_chunks == 0 { 0 } else { 1 })
+}
+
+pub fn scrub_summary(out: &ScrubOutcome) -> String {
+    format!(
+        "scrub: {} packs, {} chunks, {} checked; {} damaged, {} repaired from backup, {} unrepaired ({} objects)",
+        out.report.packs,
+        out.report.chunks,
+        human(out.report.bytes as i64),
+        out.report.bad_chunks,
+        out.repaired_chunks,
+        out.unrepaired_chunks,
+        out.unrepaired_objects.len()
+    )
+}
+
 pub fn config_init(path: &Path, force: bool) -> Result<u8> {
     if path.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", path.display());

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
     pub backup: Option<BackupFileConfig>,
+    pub scrub_every_hours: Option<f64>,
+    pub scrub_rate_mib: Option<u64>,
 }
 
 /// The `[backup]` table.
@@ -78,6 +80,10 @@ pub struct Settings {
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
     pub backup: BackupSettings,
+    /// The server scrubs this often (unset: never) ...
+    pub scrub_every_hours: Option<f64>,
+    /// ... reading at most this many MiB/s (0: unthrottled).
+    pub scrub_rate_mib: u64,
 }
 
 /// Where backups go and how often the server takes them.
@@ -268,6 +274,11 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Background scrub: re-hash all stored data this often, at most this many
+# MiB/s; damaged chunks are repaired from the backup repository.
+# scrub_every_hours = 168
+scrub_rate_mib = 50
 
 # Backups (`fulcrum backup ...`): a second backend that receives incremental,
 # deduplicated, encrypted snapshots of the whole platform. The key (64 hex

@@ -70,6 +70,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-hash all stored data and repair damaged or missing chunks from
+    /// the backup repository; exit 1 when damage remains.
+    Scrub {
+        /// Read at most this many MiB/s [default: unthrottled].
+        #[arg(long)]
+        rate_mib: Option<u64>,
+        /// Only report; do not repair.
+        #[arg(long)]
+        no_repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The imaging archive: import, export and send DICOM studies.
     Dicom {
         #[command(subcommand)]
@@ -204,6 +216,13 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                     .unwrap_or_else(|| "replace".into()),
             )?,
         },
+        scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
+            .and_then(|v| v.parse().ok())
+            .or(file.scrub_every_hours),
+        scrub_rate_mib: env("FULCRUM_SCRUB_RATE_MIB")
+            .and_then(|v| v.parse().ok())
+            .or(file.scrub_rate_mib)
+            .unwrap_or(50),
         backup: config::BackupSettings {
             repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
             key: env("FULCRUM_BACKUP_KEY"),
@@ -277,6 +296,11 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Gc { grace_secs, json } => {
             commands::gc(settings(&cli.common, None)?, grace_secs, json).await
         }
+        Command::Scrub {
+            rate_mib,
+            no_repair,
+            json,
+        } => commands::scrub(settings(&cli.common, None)?, rate_mib, !no_repair, json).await,
         Command::Dicom { command } => {
             let s = settings(&cli.common, None)?;
             match command {

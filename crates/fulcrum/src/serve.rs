@@ -177,6 +177,28 @@ pub async fn run(s: Settings) -> Result<()> {
             },
         ));
     }
+    if let Some(hours) = s.scrub_every_hours.filter(|h| *h > 0.0) {
+        let (settings, job_engine) = (s.clone(), engine.clone());
+        jobs.push(crate::jobs::spawn_periodic(
+            engine.clone(),
+            "scrub",
+            Duration::from_secs_f64(hours * 3600.0),
+            stop_rx.clone(),
+            move || {
+                let (settings, job_engine) = (settings.clone(), job_engine.clone());
+                async move {
+                    let rate = Some(settings.scrub_rate_mib).filter(|r| *r > 0);
+                    let out =
+                        crate::commands::scrub_once(&settings, &job_engine, rate, true, &mut ())
+                            .await?;
+                    for o in &out.unrepaired_objects {
+                        warn!(object = %o, "scrub: damaged and not repairable");
+                    }
+                    Ok(crate::commands::scrub_summary(&out))
+                }
+            },
+        ));
+    }
     let archive = fulcrum_dicom::Archive::new(
         engine.clone(),
         fulcrum_dicom::ArchiveConfig {
