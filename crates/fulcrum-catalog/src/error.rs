@@ -41,6 +41,23 @@ pub enum CatalogError {
     BadRow(String),
 }
 
+impl CatalogError {
+    /// True when the database could not write because its disk is full
+    /// (SQLite's SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC).
+    pub fn is_no_space(&self) -> bool {
+        let CatalogError::Db { source, .. } = self else {
+            return false;
+        };
+        if let sqlx::Error::Database(d) = source {
+            let code = d.code().unwrap_or_default();
+            if code == "13" || code == "53100" || d.message().contains("database or disk is full") {
+                return true;
+            }
+        }
+        fulcrum_types::no_space_in(source)
+    }
+}
+
 /// Wraps a sqlx error with the operation that hit it.
 pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> CatalogError {
     move |source| CatalogError::Db { op, source }

@@ -101,9 +101,12 @@ async fn commit_batch(inner: &Inner, jobs: Vec<CommitJob>) {
         match inner.write_pack(shared).await {
             Ok((id, pack, _)) => shared_pack = Some((pack, id)),
             Err(e) => {
-                let msg = e.to_string();
+                let fail = |e: &EngineError| match e {
+                    EngineError::NoSpace(m) => EngineError::NoSpace(m.clone()),
+                    other => EngineError::PackWrite(other.to_string()),
+                };
                 for (_, _, _, _, done) in parts {
-                    let _ = done.send(Err(EngineError::PackWrite(msg.clone())));
+                    let _ = done.send(Err(fail(&e)));
                 }
                 return;
             }

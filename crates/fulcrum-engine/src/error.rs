@@ -26,8 +26,10 @@ pub enum EngineError {
     LeaseLost(String),
     #[error("encryption key does not fit this data: {0}")]
     KeyMismatch(String),
+    #[error("storage is full: {0}")]
+    NoSpace(String),
     #[error(transparent)]
-    Catalog(#[from] CatalogError),
+    Catalog(CatalogError),
     #[error(transparent)]
     Store(StoreError),
     /// A pack write shared by a group commit failed (the message of the
@@ -36,9 +38,21 @@ pub enum EngineError {
     PackWrite(String),
 }
 
+impl From<CatalogError> for EngineError {
+    fn from(e: CatalogError) -> Self {
+        if e.is_no_space() {
+            EngineError::NoSpace(e.to_string())
+        } else {
+            EngineError::Catalog(e)
+        }
+    }
+}
+
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
-        if e.is_corruption() {
+        if e.is_no_space() {
+            EngineError::NoSpace(e.to_string())
+        } else if e.is_corruption() {
             EngineError::Corrupt(e.to_string())
         } else {
             EngineError::Store(e)

@@ -50,4 +50,16 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::Backend { source, .. } if source.kind() == opendal::ErrorKind::NotFound)
     }
+
+    /// True when the write failed because the disk (or the backend) is
+    /// full.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::Backend { source, .. } => fulcrum_types::no_space_in(source.as_ref()),
+            StoreError::Io { source, .. } | StoreError::Source(source) => {
+                fulcrum_types::no_space_in(source)
+            }
+            _ => false,
+        }
+    }
 }

@@ -79,6 +79,13 @@ impl From<EngineError> for ApiError {
             EngineError::Catalog(CatalogError::BadQuery(q)) => {
                 ApiError::bad_request(format!("bad query: {q}"))
             }
+            EngineError::NoSpace(_) => {
+                error!(error = %e, "DICOMweb: storage full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the archive's storage is full; nothing was stored",
+                )
+            }
             _ => {
                 error!(error = %e, "DICOMweb: storage failure");
                 ApiError::internal("the archive could not complete the request; try again")

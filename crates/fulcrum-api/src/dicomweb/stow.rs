@@ -31,6 +31,8 @@ enum PartResult {
         sop_class: Option<String>,
         sop_instance: Option<String>,
         reason: u16,
+        /// Refused because the storage is full (the answer is then 507).
+        full: bool,
     },
 }
 
@@ -81,6 +83,7 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
                 sop_class: None,
                 sop_instance: None,
                 reason: status::CANNOT_UNDERSTAND,
+                full: false,
             };
         }
     };
@@ -115,6 +118,10 @@ fn failed(e: &DicomError, sop_class: Option<String>, sop_instance: Option<String
         sop_class,
         sop_instance,
         reason: e.status(),
+        full: matches!(
+            e,
+            DicomError::Engine(fulcrum_engine::EngineError::NoSpace(_))
+        ),
     }
 }
 
@@ -150,6 +157,7 @@ async fn limit_running(results: &mut [PartResult], max: usize) {
                 sop_class: None,
                 sop_instance: None,
                 reason: status::PROCESSING_FAILURE,
+                full: false,
             },
         );
         if let PartResult::Running(h) = slot {
@@ -161,6 +169,7 @@ async fn limit_running(results: &mut [PartResult], max: usize) {
                         sop_class: None,
                         sop_instance: None,
                         reason: status::PROCESSING_FAILURE,
+                        full: false,
                     }
                 }
             };
@@ -187,6 +196,7 @@ async fn stage_part(
                 sop_class: None,
                 sop_instance: None,
                 reason: status::CANNOT_UNDERSTAND,
+                full: false,
             });
         }
         Ok(_) if buf.len() <= PARALLEL_PART_MAX => {
@@ -215,6 +225,7 @@ async fn commit_staged(results: &mut [PartResult]) {
                     sop_class: None,
                     sop_instance: None,
                     reason: status::PROCESSING_FAILURE,
+                    full: false,
                 },
             );
             if let PartResult::Staged(p) = taken {
@@ -318,6 +329,7 @@ async fn run(
                         sop_class: None,
                         sop_instance: None,
                         reason: status::CANNOT_UNDERSTAND,
+                        full: false,
                     });
                     continue;
                 }
@@ -364,6 +376,7 @@ fn malformed(e: MultipartError) -> ApiError {
 /// failed, 409 none stored (PS3.18 10.5.3).
 fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Response {
     let mut referenced = Vec::new();
+    let mut all_full = true;
     let mut failed = Vec::new();
     let mut studies: Vec<String> = Vec::new();
     for r in results {
@@ -385,7 +398,9 @@ fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Respons
                 sop_class,
                 sop_instance,
                 reason,
+                full,
             } => {
+                all_full &= full;
                 let mut item = Map::new();
                 if let Some(c) = sop_class {
                     item.insert("00081150".into(), strings("UI", &[&c]));
@@ -399,6 +414,7 @@ fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Respons
         }
     }
     let code = match (referenced.is_empty(), failed.is_empty()) {
+        (true, false) if all_full => StatusCode::INSUFFICIENT_STORAGE,
         (false, true) => StatusCode::OK,
         (false, false) => StatusCode::ACCEPTED,
         _ => StatusCode::CONFLICT,

@@ -8,6 +8,15 @@ use tracing::error;
 /// Maps an engine error to the S3 error a client should see.
 pub(crate) fn api_err(e: EngineError) -> S3Error {
     use S3ErrorCode as C;
+    if let EngineError::NoSpace(detail) = &e {
+        error!(error = %detail, "storage full; write refused");
+        let mut err = S3Error::with_message(
+            C::Custom("StorageFull".into()),
+            "Fulcrum's storage is full; nothing of this request was stored. Free space or add capacity, then retry.",
+        );
+        err.set_status_code(hyper::StatusCode::INSUFFICIENT_STORAGE);
+        return err;
+    }
     let (code, msg): (C, String) = match &e {
         EngineError::NoSuchKey { .. } => (C::NoSuchKey, "The specified key does not exist.".into()),
         EngineError::TooLarge { .. } => (C::EntityTooLarge, e.to_string()),
@@ -15,6 +24,8 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         EngineError::BadDigest => (C::BadDigest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
         EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
+        // Answered above with 507.
+        EngineError::NoSpace(_) => (C::InternalError, e.to_string()),
         EngineError::Corrupt(_) => {
             error!(error = %e, "refusing to serve damaged data");
             (C::InternalError, "Stored data failed its integrity check; no bytes were returned. The operator has been alerted (see fulcrum verify).".into())
