@@ -83,12 +83,18 @@ TOML
     done
     node_id=${node_id%%@*}
 
-    _garage layout assign -z dc1 -c 1G "$node_id" >/dev/null || die "garage layout assign failed"
+    # `node id` can answer before the RPC listener accepts the CLI (seen on
+    # a loaded machine): retry the first RPC call for a while.
+    until _garage layout assign -z dc1 -c 1G "$node_id" >/dev/null 2>"$GARAGE_DIR/assign.err"; do
+        kill -0 "$GARAGE_PID" 2>/dev/null || { cat "$GARAGE_DIR/server.log" >&2; die "garage server exited"; }
+        ((SECONDS < deadline)) || { cat "$GARAGE_DIR/assign.err" >&2; die "garage layout assign failed"; }
+        sleep 0.5
+    done
     _garage layout apply --version 1 >/dev/null || die "garage layout apply failed"
     _garage key create "$GARAGE_NAME" >/dev/null || die "garage key create failed"
     local b
     FULCRUM_E2E_S3_BUCKETS=
-    for b in "$GARAGE_NAME" fulcrum-e2e-1 fulcrum-e2e-2 fulcrum-e2e-3; do
+    for b in "$GARAGE_NAME" fulcrum-e2e-1 fulcrum-e2e-2 fulcrum-e2e-3 fulcrum-e2e-4 fulcrum-e2e-5; do
         _garage bucket create "$b" >/dev/null || die "garage bucket create $b failed"
         _garage bucket allow --read --write --owner "$b" --key "$GARAGE_NAME" >/dev/null ||
             die "garage bucket allow $b failed"
