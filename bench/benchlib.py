@@ -3,8 +3,9 @@ limits, peak RSS of a server process, BENCHMARKS.md sections, and the path to
 the e2e suite's pytest-free DICOM helpers (tests/e2e/dicom_common.py).
 
 BENCHMARKS.md is written by several drivers; each owns one section:
-bench/s3_bench.py the top of the file, bench/dicom_bench.py the block between
-DICOM_BEGIN and DICOM_END, which every writer keeps in place.
+bench/s3_bench.py the top of the file, bench/dicom_bench.py and
+bench/backup_bench.py a marked block each (SECTIONS), which every writer
+keeps in place.
 """
 
 from __future__ import annotations
@@ -17,8 +18,17 @@ import subprocess
 import sys
 import time
 
-DICOM_BEGIN = "<!-- BEGIN dicom section: written by bench/run.sh dicom (bench/dicom_bench.py) -->"
-DICOM_END = "<!-- END dicom section -->"
+# name -> (begin marker, end marker), in the order the blocks are written.
+SECTIONS = {
+    "dicom": (
+        "<!-- BEGIN dicom section: written by bench/run.sh dicom (bench/dicom_bench.py) -->",
+        "<!-- END dicom section -->",
+    ),
+    "backup": (
+        "<!-- BEGIN backup section: written by bench/run.sh backup (bench/backup_bench.py) -->",
+        "<!-- END backup section -->",
+    ),
+}
 E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "e2e")
 
 
@@ -110,12 +120,13 @@ def reset_peak_rss(pid):
 
 # ------------------------------------------------------------- BENCHMARKS.md
 
-def split_dicom_section(text):
-    """(text without the DICOM block, the block including its markers or '')."""
-    b, e = text.find(DICOM_BEGIN), text.find(DICOM_END)
+def split_section(text, name):
+    """(text without block `name`, the block including its markers or '')."""
+    begin, end = SECTIONS[name]
+    b, e = text.find(begin), text.find(end)
     if b < 0 or e < b:
         return text, ""
-    e += len(DICOM_END)
+    e += len(end)
     return text[:b].rstrip("\n") + "\n" + text[e:].lstrip("\n"), text[b:e]
 
 
@@ -127,21 +138,32 @@ def read_or_empty(path):
         return ""
 
 
-def write_keeping_dicom(path, text):
-    """Write `text` as the file, keeping the DICOM block of the current file at its end."""
-    _, block = split_dicom_section(read_or_empty(path))
+def write_keeping_sections(path, text):
+    """Write `text` as the file, keeping every marked block of the current file at its end."""
+    current = read_or_empty(path)
     out = text.rstrip("\n") + "\n"
-    if block:
-        out += "\n" + block + "\n"
+    for name in SECTIONS:
+        _, block = split_section(current, name)
+        if block:
+            out += "\n" + block + "\n"
     with open(path, "w") as f:
         f.write(out)
 
 
-def write_dicom_section(path, body):
-    """Replace (or append) the DICOM block of `path` with `body`."""
-    rest, _ = split_dicom_section(read_or_empty(path))
+def write_section(path, name, body):
+    """Replace block `name` of `path` with `body`, keeping the other blocks in order."""
+    current = read_or_empty(path)
+    rest = current
+    blocks = {}
+    for n in SECTIONS:
+        rest, blocks[n] = split_section(rest, n)
+    begin, end = SECTIONS[name]
+    blocks[name] = begin + "\n" + body.rstrip("\n") + "\n" + end
     if not rest.strip():
         rest = "# Benchmarks\n"
-    out = rest.rstrip("\n") + "\n\n" + DICOM_BEGIN + "\n" + body.rstrip("\n") + "\n" + DICOM_END + "\n"
+    out = rest.rstrip("\n") + "\n"
+    for n in SECTIONS:
+        if blocks[n]:
+            out += "\n" + blocks[n] + "\n"
     with open(path, "w") as f:
         f.write(out)

@@ -745,7 +745,7 @@ def publish(raw, a):
     res.qido_counts, res.qido_db_bytes = raw["qido_counts"], raw["qido_db_bytes"]
     ra = argparse.Namespace(**raw["args"])
     section = dicom_report.render(res, raw["data"], ra, raw["dd"], raw["fsync_ms"], raw["versions"], raw["systems"])
-    benchlib.write_dicom_section(a.out, section)
+    benchlib.write_section(a.out, "dicom", section)
     Path(a.chart).write_text(dicom_report.chart(res, ra))
     print(section)
     log(f"wrote {a.out}, {a.chart} and {a.results}")

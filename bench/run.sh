@@ -15,7 +15,10 @@
 #          FULCRUM_BENCH_BUILD=0 skips `cargo build --release -p fulcrum`.
 #          Generated DICOM data is cached in $FULCRUM_BENCH_CACHE
 #          (default /var/tmp/fulcrum-bench-cache).
-#   all    s3 then dicom (only --quick is passed to both).
+#   backup Fulcrum's `backup run/restore` vs restic and borg (Debian) on a
+#          250 MB CT study plus a 10 % increment (bench/backup_bench.py).
+#          --quick: 1 run, a 50 MB study.
+#   all    s3, dicom, then backup (only --quick is passed on).
 #
 # Installs what it needs like scripts/test.sh (venvs, Garage, Debian's
 # orthanc, orthanc-dicomweb and dcmtk).
@@ -29,7 +32,7 @@ source scripts/lib/python.sh
 
 MODE=s3
 case ${1:-} in
-s3 | dicom | all)
+s3 | dicom | backup | all)
     MODE=$1
     shift
     ;;
@@ -91,13 +94,35 @@ run_dicom() {
     trap - EXIT
 }
 
+run_backup() {
+    apt_ensure restic borgbackup
+    venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
+    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
+        log "cargo build --release -p fulcrum"
+        cargo build --release -p fulcrum
+    fi
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-backup-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    bench/.venv/bin/python bench/backup_bench.py \
+        --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp" \
+        --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
+        --out "$ROOT/BENCHMARKS.md" "$@"
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
 case $MODE in
 s3) run_s3 "$@" ;;
 dicom) run_dicom "$@" ;;
+backup) run_backup "$@" ;;
 all)
     quick=()
     for a in "$@"; do [[ $a == --quick ]] && quick=(--quick); done
     run_s3 "${quick[@]}"
     run_dicom "${quick[@]}"
+    run_backup "${quick[@]}"
     ;;
 esac

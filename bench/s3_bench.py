@@ -23,7 +23,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from benchlib import dd_rates, fsync_latency_ms, peak_rss_mb, write_keeping_dicom
+from benchlib import dd_rates, fsync_latency_ms, peak_rss_mb, write_keeping_sections
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -297,7 +297,7 @@ def write_report(path, res, runs, huge, dd_write, dd_r, fsync_ms, stats, a):
         "that compress, and the same records are sent again in every round)",
         "",
     ]
-    write_keeping_dicom(path, "\n".join(lines))  # the DICOM section (bench/dicom_bench.py) stays
+    write_keeping_sections(path, "\n".join(lines))  # the DICOM section (bench/dicom_bench.py) stays
     print("\n".join(lines))
 
 

@@ -124,7 +124,16 @@ impl Backend {
                     .disable_ec2_metadata();
                 let op = Operator::new(builder)
                     .map_err(cfg_err)?
-                    .layer(RetryLayer::new().with_max_times(4).with_jitter());
+                    // Transient S3 errors (503 SlowDown, resets) are retried
+                    // with backoff from 200 ms, as the AWS SDKs do; a backend
+                    // that keeps failing answers within a few seconds.
+                    .layer(
+                        RetryLayer::new()
+                            .with_max_times(4)
+                            .with_min_delay(std::time::Duration::from_millis(200))
+                            .with_max_delay(std::time::Duration::from_secs(5))
+                            .with_jitter(),
+                    );
                 Ok(Self {
                     op,
                     fs_root: None,

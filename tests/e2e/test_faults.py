@@ -1,0 +1,100 @@
+"""Faults in the backend, injected by a proxy in front of a real Garage
+(fault_proxy.py): failed writes and reads reach the client as errors, the
+server stays up, nothing acknowledged is lost, damaged or partial data is
+never served, and a slow backend only makes things slower."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dicom_helpers import DicomWeb
+from fault_proxy import FaultProxy
+from helpers import random_bytes
+from test_backends import _need, _take
+
+
+@pytest.fixture
+def faulty(fulcrum_factory):
+    env = _need("FULCRUM_TEST_S3_ENDPOINT", "FULCRUM_TEST_S3_REGION", "FULCRUM_TEST_S3_ACCESS_KEY", "FULCRUM_TEST_S3_SECRET_KEY")
+    proxy = FaultProxy(env["FULCRUM_TEST_S3_ENDPOINT"]).start()
+    bucket = _take("FULCRUM_E2E_S3_BUCKETS")
+    srv = fulcrum_factory(
+        {
+            "FULCRUM_BACKEND": f"s3://{bucket}?endpoint={proxy.endpoint}&region={env['FULCRUM_TEST_S3_REGION']}",
+            "FULCRUM_BACKEND_ACCESS_KEY": env["FULCRUM_TEST_S3_ACCESS_KEY"],
+            "FULCRUM_BACKEND_SECRET_KEY": env["FULCRUM_TEST_S3_SECRET_KEY"],
+        }
+    )
+    yield srv, proxy
+    proxy.clear()
+    proxy.stop()
+
+
+def healthy(srv) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(srv.http_url + "/healthz", timeout=10) as r:
+        return r.status == 200
+
+
+def test_backend_write_and_read_errors_reach_clients_and_lose_nothing(faulty, gen_studies):
+    srv, proxy = faulty
+    s3 = srv.client()
+    s3.create_bucket(Bucket="faults")
+    kept = random_bytes(700_000, seed=1)
+    s3.put_object(Bucket="faults", Key="kept", Body=kept)
+
+    # Every backend write fails: the client gets a 5xx, nothing is listed.
+    proxy.set(error_rate=1.0, methods={"PUT", "POST"})
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="faults", Key="lost", Body=random_bytes(500_000, seed=2))
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    r = DicomWeb(srv).stow([gen_studies[0].read()])
+    assert r.status != 200 and r.failed, str(r)
+    assert healthy(srv)
+
+    # Flaky writes (some cut connections too): whatever was acknowledged is kept.
+    proxy.set(error_rate=0.25, drop_rate=0.1, methods={"PUT", "POST"})
+    acked, failed = {}, 0
+    for i in range(30):
+        body = random_bytes(200_000 + i * 5_000, seed=10 + i)
+        try:
+            s3.put_object(Bucket="faults", Key=f"f{i}", Body=body)
+            acked[f"f{i}"] = body
+        except ClientError:
+            failed += 1
+    assert proxy.injected > 0
+    assert healthy(srv)
+
+    # Reads fail while the backend fails: an error, never bytes.
+    proxy.set(error_rate=1.0, methods={"GET"})
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="faults", Key="kept")["Body"].read()
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+
+    proxy.clear()
+    assert s3.get_object(Bucket="faults", Key="kept")["Body"].read() == kept
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket="faults").get("Contents", [])}
+    assert "lost" not in listed
+    for k, v in acked.items():
+        assert s3.get_object(Bucket="faults", Key=k)["Body"].read() == v, k
+    assert listed == {"kept", *acked}, (listed ^ {"kept", *acked}, failed)
+    assert DicomWeb(srv).qido("/studies", {}) == []
+    res = srv.verify()
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_slow_backend_only_slows_things_down(faulty):
+    srv, proxy = faulty
+    s3 = srv.client()
+    s3.create_bucket(Bucket="slow")
+    proxy.set(delay=0.3)
+    bodies = {f"s{i}": random_bytes(300_000, seed=40 + i) for i in range(8)}
+    with cf.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda kv: s3.put_object(Bucket="slow", Key=kv[0], Body=kv[1]), bodies.items()))
+        got = dict(ex.map(lambda k: (k, s3.get_object(Bucket="slow", Key=k)["Body"].read()), bodies))
+    assert got == bodies
+    assert proxy.injected == 0
