@@ -12,6 +12,7 @@ mod error;
 mod gc;
 mod nodes;
 mod objects;
+pub mod retention;
 mod stats;
 mod uploads;
 
@@ -21,6 +22,7 @@ pub use db::{now_ms, Catalog, DbKind};
 pub use error::{CatalogError, CatalogResult};
 pub use gc::{GcCounts, PackUsage};
 pub use objects::{ChunkLoc, ObjectRow, ObjectSummary};
+pub use retention::{BucketLock, DefaultRetention, LockMode, LockRequest, ObjectLock, Retention};
 pub use stats::CatalogStats;
 pub use uploads::{PartRow, UploadRow};
 
