@@ -312,12 +312,16 @@ async fn store_index_query_and_delete() {
         );
         // Delete a series, then the rest of its study.
         let n = a
-            .delete(T, &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()))
+            .delete(
+                T,
+                &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()),
+                false,
+            )
             .await
             .expect("delete series");
         assert_eq!(n, 2);
         assert_eq!(
-            a.delete(T, &Scope::Study("1.2.3.0.0".into()))
+            a.delete(T, &Scope::Study("1.2.3.0.0".into()), false)
                 .await
                 .expect("delete"),
             2

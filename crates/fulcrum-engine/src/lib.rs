@@ -14,6 +14,7 @@ mod ingest;
 mod metrics;
 mod objects;
 mod read;
+pub mod retention;
 mod verify;
 
 pub use engine::{
@@ -27,5 +28,9 @@ pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo
 pub use read::ByteStream;
 pub use verify::{VerifyProgress, VerifyReport};
 
-pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};
+pub use fulcrum_catalog::{
+    BucketLock, BucketRow, CatalogError, DefaultRetention, LockMode, LockRequest, ObjectLock,
+    ObjectRow, ObjectSummary, PartRow, Retention, UploadRow,
+};
 pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};
+pub use retention::RetentionRule;

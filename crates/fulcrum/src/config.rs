@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    /// `[[retention]]` sections: retention policies for new objects.
+    #[serde(default)]
+    pub retention: Vec<fulcrum_engine::RetentionRule>,
 }
 
 impl FileConfig {
@@ -60,6 +63,7 @@ pub struct Settings {
     pub zstd_level: i32,
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
+    pub retention: Vec<fulcrum_engine::RetentionRule>,
 }
 
 /// The imaging archive's settings.
@@ -129,6 +133,7 @@ impl Settings {
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
         cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        cfg.retention = self.retention.clone();
         Ok(cfg)
     }
 }
@@ -191,6 +196,36 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Retention policies (WORM): objects a rule covers get a retention when
+# written, and cannot be deleted or overwritten before it ends. A rule names
+# an S3 bucket (bucket = "NAME") or a tenant's DICOM archive
+# (dicom_tenant = "TENANT", "*" for all), optionally a key prefix, a mode
+# ("compliance": nobody can shorten it; "governance": an administrator can,
+# with x-amz-bypass-governance-retention), a period (years and/or days) and
+# the date it runs from: "created" (default), "meta:NAME" (an ISO date in
+# x-amz-meta-NAME) or "study-date" (DICOM). The strongest matching rule wins.
+#
+# [[retention]]
+# name = "outpatient"
+# bucket = "outpatient-records"
+# mode = "compliance"
+# years = 15
+# anchor = "meta:last-visit"
+#
+# [[retention]]
+# name = "inpatient"
+# bucket = "inpatient-records"
+# mode = "compliance"
+# years = 30
+# anchor = "meta:discharge-date"
+#
+# [[retention]]
+# name = "imaging"
+# dicom_tenant = "*"
+# mode = "compliance"
+# years = 15
+# anchor = "study-date"
 "#;
 
 #[cfg(test)]
@@ -202,6 +237,26 @@ mod tests {
         let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
         assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    #[test]
+    fn shipped_retention_examples_parse() {
+        // The commented examples of the default config, uncommented.
+        let examples: String = DEFAULT_TOML
+            .split_once("# [[retention]]")
+            .map(|(_, rest)| format!("# [[retention]]{rest}"))
+            .expect("examples present")
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: FileConfig = toml::from_str(&examples).expect("retention examples parse");
+        assert_eq!(c.retention.len(), 3);
+        assert_eq!(c.retention[0].years, 15);
+        assert!(toml::from_str::<FileConfig>(
+            "[[retention]]\nbucket = \"a\"\nmode = \"x\"\nyears = 1"
+        )
+        .is_err());
     }
 
     #[test]

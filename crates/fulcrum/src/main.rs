@@ -193,6 +193,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                     .unwrap_or_else(|| "replace".into()),
             )?,
         },
+        retention: file.retention,
     })
 }
 
