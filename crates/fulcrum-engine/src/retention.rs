@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use fulcrum_catalog::retention::add_period;
+pub use fulcrum_catalog::retention::{add_period, iso_ms};
 use fulcrum_catalog::{BucketLock, LockMode, LockRequest, ObjectLock, Retention};
 use serde::Deserialize;
 
