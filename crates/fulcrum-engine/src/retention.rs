@@ -365,14 +365,14 @@ mod tests {
         assert_eq!(r.anchor, Anchor::Metadata("last-visit".into()));
         let meta = BTreeMap::from([("last-visit".to_string(), "2024-03-05".to_string())]);
         let got = evaluate(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             &facts(Target::Bucket("outpatient"), "p/1", &meta, None),
         );
         assert_eq!(iso(got).as_deref(), Some("2039-03-05T00:00:00Z"));
         assert_eq!(got.map(|g| g.mode), Some(LockMode::Compliance));
         // Other buckets and DICOM are not covered.
         assert!(evaluate(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             &facts(Target::Bucket("other"), "p/1", &meta, None)
         )
         .is_none());
@@ -380,7 +380,7 @@ mod tests {
         for bad in ["", "yesterday", "2024-13-01", "2099-01-01"] {
             let meta = BTreeMap::from([("last-visit".to_string(), bad.to_string())]);
             let got = evaluate(
-                &[r.clone()],
+                std::slice::from_ref(&r),
                 &facts(Target::Bucket("outpatient"), "k", &meta, None),
             );
             assert_eq!(iso(got).as_deref(), Some("2041-01-01T00:00:00Z"), "{bad:?}");
@@ -428,7 +428,7 @@ mod tests {
             "2020-06-30T12:00:00+08:00".to_string(),
         )]);
         let hit = evaluate(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             &facts(Target::Bucket("records"), "inpatient/7", &meta, None),
         );
         assert_eq!(iso(hit).as_deref(), Some("2050-06-30T00:00:00Z"));
