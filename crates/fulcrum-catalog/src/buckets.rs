@@ -82,6 +82,11 @@ impl Catalog {
         if used.is_some() {
             return Err(CatalogError::BucketNotEmpty(name.to_string()));
         }
+        sqlx::query("DELETE FROM bucket_locks WHERE bucket_id = $1")
+            .bind(bucket.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete bucket"))?;
         sqlx::query("DELETE FROM buckets WHERE id = $1")
             .bind(bucket.id)
             .execute(&mut *tx)

@@ -40,6 +40,8 @@ pub struct ObjectWrite {
     /// The multipart upload this object completes: its records are removed
     /// in the same transaction.
     pub completes_upload: Option<String>,
+    /// Retention and legal hold asked for (see `retention`).
+    pub lock: crate::retention::LockRequest,
 }
 
 /// One part of a multipart upload (replacing a part of the same number).
@@ -111,7 +113,7 @@ fn values_sql(prefix: &str, cols: usize, rows: usize, suffix: &str) -> String {
     s
 }
 
-fn bind_err(e: sqlx::error::BoxDynError) -> CatalogError {
+pub(crate) fn bind_err(e: sqlx::error::BoxDynError) -> CatalogError {
     CatalogError::Db {
         op: "bind",
         source: sqlx::Error::Encode(e),
@@ -288,6 +290,11 @@ async fn write_objects(
             }
             Ok(args)
         };
+        // Overwrites of protected objects are refused here, in the
+        // transaction that would replace them.
+        let claimed = crate::retention::claim_objects(tx, &matches, key_args()?).await?;
+        let carried = crate::retention::check_overwrites(tx, block, &claimed).await?;
+        crate::retention::drop_locks(tx, &claimed).await?;
         sqlx::query_with(
             crate::dynamic(format!(
                 "DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE {matches})"
@@ -332,12 +339,15 @@ async fn write_objects(
             ids.insert((bucket, key), id);
         }
         let mut list = Vec::new();
-        for o in block {
+        let mut written = Vec::with_capacity(block.len());
+        for (o, carried) in block.iter().zip(carried) {
             let id = *ids.get(&(o.bucket_id, o.key.clone())).ok_or_else(|| {
                 CatalogError::BadRow(format!("no id returned for object {:?}", o.key))
             })?;
             list.extend(chunk_list(id, &o.chunks));
+            written.push((id, *o, carried));
         }
+        crate::retention::store_write_locks(tx, &written, now).await?;
         insert_rows(
             tx,
             (
@@ -358,6 +368,7 @@ async fn write_objects(
     for o in &objects {
         if let Some(upload_id) = &o.completes_upload {
             for (table, col) in [
+                ("upload_locks", "upload_id"),
                 ("upload_part_chunks", "upload_id"),
                 ("upload_parts", "upload_id"),
                 ("uploads", "id"),

@@ -33,6 +33,10 @@ pub enum CatalogError {
     ChunkGone(String),
     #[error("SOP Instance {0} is already stored with different content")]
     DuplicateInstance(String),
+    /// A delete or overwrite refused by retention or a legal hold;
+    /// `reason` names the protection and its retain-until date.
+    #[error("object {key:?} is protected: {reason}")]
+    ObjectLocked { key: String, reason: String },
     #[error("bad query: {0}")]
     BadQuery(String),
     #[error("catalog dump is damaged: {0}")]

@@ -13,6 +13,7 @@ mod gc;
 mod leases;
 mod nodes;
 mod objects;
+pub mod retention;
 pub mod snapshot;
 mod stats;
 mod uploads;
@@ -24,6 +25,7 @@ pub use error::{CatalogError, CatalogResult};
 pub use gc::{GcCounts, PackUsage};
 pub use leases::LeaseHolder;
 pub use objects::{ChunkLoc, ObjectRow, ObjectSummary};
+pub use retention::{BucketLock, DefaultRetention, LockMode, LockRequest, ObjectLock, Retention};
 pub use stats::CatalogStats;
 pub use uploads::{PartRow, UploadRow};
 

@@ -18,6 +18,8 @@ pub struct ObjectRow {
     pub content_type: Option<String>,
     pub metadata: String,
     pub created_at: i64,
+    /// Retention and legal hold (see `retention`).
+    pub lock: crate::retention::ObjectLock,
 }
 
 /// An object as listed (no chunk list).
@@ -40,7 +42,8 @@ pub struct ChunkLoc {
     pub flags: u8,
 }
 
-const OBJECT_COLS: &str = "id, bucket_id, key, size, etag, content_type, metadata, created_at";
+const OBJECT_COLS: &str = "o.id, o.bucket_id, o.key, o.size, o.etag, o.content_type, o.metadata, \
+    o.created_at, l.mode, l.retain_until, l.legal_hold";
 
 fn object_row(r: &AnyRow) -> Result<ObjectRow, sqlx::Error> {
     Ok(ObjectRow {
@@ -52,6 +55,7 @@ fn object_row(r: &AnyRow) -> Result<ObjectRow, sqlx::Error> {
         content_type: r.try_get(5)?,
         metadata: r.try_get(6)?,
         created_at: r.try_get(7)?,
+        lock: crate::retention::lock_from(r, 8)?,
     })
 }
 
@@ -74,7 +78,8 @@ pub(crate) fn chunk_loc(r: &AnyRow, first: usize) -> CatalogResult<ChunkLoc> {
 impl Catalog {
     pub async fn get_object(&self, bucket_id: i64, key: &str) -> CatalogResult<Option<ObjectRow>> {
         let row = sqlx::query(crate::dynamic(format!(
-            "SELECT {OBJECT_COLS} FROM objects WHERE bucket_id = $1 AND key = $2"
+            "SELECT {OBJECT_COLS} FROM objects o LEFT JOIN object_locks l ON l.object_id = o.id \
+             WHERE o.bucket_id = $1 AND o.key = $2"
         )))
         .bind(bucket_id)
         .bind(key)
@@ -153,9 +158,29 @@ impl Catalog {
     }
 
     /// Deletes an object; its chunks become garbage for GC. Returns whether
-    /// it existed.
+    /// it existed. An object under retention or legal hold is refused
+    /// ([`CatalogError::ObjectLocked`]).
     pub async fn delete_object(&self, bucket_id: i64, key: &str) -> CatalogResult<bool> {
+        self.delete_object_with(bucket_id, key, false).await
+    }
+
+    /// [`Catalog::delete_object`], optionally bypassing governance-mode
+    /// retention (never compliance mode or a legal hold). The check runs
+    /// in the deleting transaction.
+    pub async fn delete_object_with(
+        &self,
+        bucket_id: i64,
+        key: &str,
+        bypass_governance: bool,
+    ) -> CatalogResult<bool> {
         let mut tx = self.begin_write().await.map_err(db("delete object"))?;
+        let claimed = crate::retention::claim_objects(
+            &mut tx,
+            crate::retention::ONE_OBJECT,
+            crate::retention::key_args(bucket_id, key)?,
+        )
+        .await?;
+        crate::retention::release_for_delete(&mut tx, &claimed, bypass_governance).await?;
         sqlx::query("DELETE FROM object_chunks WHERE object_id IN (SELECT id FROM objects WHERE bucket_id = $1 AND key = $2)")
             .bind(bucket_id)
             .bind(key)

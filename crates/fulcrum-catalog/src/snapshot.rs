@@ -30,6 +30,7 @@ const SKIPPED: &[&str] = &[
     "uploads",
     "upload_parts",
     "upload_part_chunks",
+    "upload_locks",
 ];
 
 /// Exported first, parents before children (foreign keys).

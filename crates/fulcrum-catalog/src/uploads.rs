@@ -111,7 +111,7 @@ impl Catalog {
     /// Removes an upload and its parts; their chunks become garbage.
     pub async fn abort_upload(&self, upload_id: &str) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("abort upload"))?;
-        for table in ["upload_part_chunks", "upload_parts"] {
+        for table in ["upload_locks", "upload_part_chunks", "upload_parts"] {
             sqlx::query(crate::dynamic(format!(
                 "DELETE FROM {table} WHERE upload_id = $1"
             )))

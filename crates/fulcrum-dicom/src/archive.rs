@@ -163,13 +163,20 @@ impl Archive {
     }
 
     /// Removes a study, series or instance (with earlier versions); returns
-    /// how many instances went.
-    pub async fn delete(&self, tenant: &str, scope: &Scope) -> DicomResult<usize> {
+    /// how many instances went. Refused as a whole (nothing removed) when
+    /// any of them is under retention or legal hold; `bypass_governance`
+    /// lifts governance-mode retention only.
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        scope: &Scope,
+        bypass_governance: bool,
+    ) -> DicomResult<usize> {
         let bucket = self.bucket_id(tenant).await?;
         let gone = self
             .engine
             .catalog()
-            .delete_dicom(tenant, bucket, scope)
+            .delete_dicom(tenant, bucket, scope, bypass_governance)
             .await?;
         Ok(gone.len())
     }

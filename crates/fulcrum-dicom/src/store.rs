@@ -426,6 +426,9 @@ impl PendingInstance {
                 metadata: "{}".into(),
                 chunks: Vec::new(),
                 completes_upload: None,
+                // The engine adds the configured policies' retention
+                // (anchored on the Study Date) when it commits.
+                lock: Default::default(),
             },
             study: ex.study.clone(),
             series: ex.series.clone(),

@@ -312,12 +312,16 @@ async fn store_index_query_and_delete() {
         );
         // Delete a series, then the rest of its study.
         let n = a
-            .delete(T, &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()))
+            .delete(
+                T,
+                &Scope::Series("1.2.3.0.0".into(), "1.2.3.0.0.1".into()),
+                false,
+            )
             .await
             .expect("delete series");
         assert_eq!(n, 2);
         assert_eq!(
-            a.delete(T, &Scope::Study("1.2.3.0.0".into()))
+            a.delete(T, &Scope::Study("1.2.3.0.0".into()), false)
                 .await
                 .expect("delete"),
             2
@@ -444,6 +448,76 @@ async fn bad_input_is_refused_and_nothing_indexed() {
             "{}",
             t.name
         );
+        a.engine().close().await;
+    }
+}
+
+#[tokio::test]
+async fn retention_refuses_deletes_and_survives_replacement() {
+    let rule: fulcrum_engine::RetentionRule = toml::from_str::<
+        std::collections::BTreeMap<String, Vec<fulcrum_engine::RetentionRule>>,
+    >(
+        "[[retention]]\ndicom_tenant = \"*\"\nmode = \"governance\"\nyears = 30\nanchor = \"study-date\"",
+    )
+    .expect("rule")
+    .remove("retention")
+    .and_then(|mut v| v.pop())
+    .expect("one rule");
+    for t in targets().await {
+        let mut cfg = t.cfg.clone();
+        cfg.retention = vec![rule.clone()];
+        let engine = fulcrum_engine::Engine::open(cfg).await.expect("engine");
+        let a = Archive::new(engine, ArchiveConfig::default());
+        let i = corpus().remove(0); // Study Date 2020-01-15
+        store(&a, &part10(&i, 1)).await.expect("store");
+        let key = fulcrum_dicom::instance_key(&i.sop);
+        let obj = a
+            .engine()
+            .head_object(T, fulcrum_dicom::DICOM_BUCKET, &key)
+            .await
+            .expect("head");
+        let until = obj.lock.retention.expect("policy retention").until_ms;
+        assert_eq!(
+            fulcrum_engine::retention::iso_ms(until),
+            "2050-01-15T00:00:00Z",
+            "{}",
+            t.name
+        );
+        let study = Scope::Study(i.study.clone());
+        let err = a.delete(T, &study, false).await.expect_err("retained");
+        assert!(
+            err.to_string()
+                .contains("GOVERNANCE retention until 2050-01-15"),
+            "{err}"
+        );
+        // A legal hold on the stored instance travels with it when a new
+        // version replaces it (the old bytes are kept under versions/).
+        a.engine()
+            .set_legal_hold(T, fulcrum_dicom::DICOM_BUCKET, &key, true)
+            .await
+            .expect("hold");
+        assert_eq!(
+            store(&a, &part10(&i, 2)).await.expect("replace"),
+            Outcome::Replaced
+        );
+        let err = a
+            .delete(T, &study, true)
+            .await
+            .expect_err("old version held");
+        assert!(err.to_string().contains("legal hold"), "{}: {err}", t.name);
+        assert_eq!(uids(&a, Level::Instance, vec![]).await, vec![i.sop.clone()]);
+        // Governance is lifted by the bypass once the hold is released.
+        let versions = a
+            .engine()
+            .list_objects(T, fulcrum_dicom::DICOM_BUCKET, "versions/", "", 10)
+            .await
+            .expect("versions");
+        assert_eq!(versions.len(), 1, "{}", t.name);
+        a.engine()
+            .set_legal_hold(T, fulcrum_dicom::DICOM_BUCKET, &versions[0].key, false)
+            .await
+            .expect("release");
+        assert_eq!(a.delete(T, &study, true).await.expect("bypass delete"), 1);
         a.engine().close().await;
     }
 }

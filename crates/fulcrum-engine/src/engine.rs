@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub max_object_size: u64,
     /// Identifies this node in the catalog's heartbeat table.
     pub node_id: String,
+    /// Retention policies applied to new objects (see `retention`).
+    pub retention: Vec<crate::retention::RetentionRule>,
 }
 
 impl EngineConfig {
@@ -46,6 +48,7 @@ impl EngineConfig {
             pack_target: 32 * 1024 * 1024,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             node_id: format!("node-{:016x}", rand::random::<u64>()),
+            retention: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ mod metrics;
 mod objects;
 mod read;
 mod repair;
+pub mod retention;
 mod verify;
 
 pub use engine::{
@@ -31,5 +32,9 @@ pub use read::ByteStream;
 pub use repair::ChunkCopy;
 pub use verify::{VerifyProgress, VerifyReport};
 
-pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};
+pub use fulcrum_catalog::{
+    BucketLock, BucketRow, CatalogError, DefaultRetention, LockMode, LockRequest, ObjectLock,
+    ObjectRow, ObjectSummary, PartRow, Retention, UploadRow,
+};
 pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};
+pub use retention::RetentionRule;

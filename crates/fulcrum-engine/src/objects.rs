@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use fulcrum_catalog::{
-    BucketRow, CatalogError, ObjectRow, ObjectSummary, ObjectWrite, PartRow, PartWrite, UploadRow,
-    Write,
+    BucketRow, CatalogError, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow, PartWrite,
+    UploadRow, Write,
 };
 use fulcrum_store::ChunkParams;
 use md5::{Digest, Md5};
@@ -25,6 +25,9 @@ pub struct PutOptions {
     pub content_md5: Option<[u8; 16]>,
     /// Content-Length the client declared.
     pub expected_len: Option<u64>,
+    /// Retention and legal hold the client asked for (no retention: the
+    /// bucket's default); configured policies may raise it.
+    pub lock: ObjectLock,
 }
 
 /// An object's metadata as the protocols return it.
@@ -38,6 +41,8 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub created_at_ms: i64,
+    /// Retention and legal hold as stored.
+    pub lock: ObjectLock,
 }
 
 impl ObjectInfo {
@@ -50,6 +55,7 @@ impl ObjectInfo {
             etag: r.etag,
             content_type: r.content_type,
             created_at_ms: r.created_at,
+            lock: r.lock,
         }
     }
 }
@@ -141,6 +147,7 @@ impl Engine {
             metadata: metadata_json(&opts.metadata),
             chunks: ing.chunks.clone(),
             completes_upload: None,
+            lock: self.lock_request(opts.lock, (bucket, key), &opts.metadata),
         };
         let size = ing.size;
         self.inner.commit(ing, Write::Object(write)).await?;
@@ -185,9 +192,9 @@ impl Engine {
         Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
     }
 
+    /// Deletes an object unless retention or a legal hold protects it.
     pub async fn delete_object(&self, tenant: &str, bucket: &str, key: &str) -> EngineResult<bool> {
-        let b = self.bucket(tenant, bucket).await?;
-        Ok(self.inner.catalog.delete_object(b.id, key).await?)
+        self.delete_object_with(tenant, bucket, key, false).await
     }
 
     pub async fn list_objects(
@@ -207,13 +214,15 @@ impl Engine {
     }
 
     /// Copies an object by reference: the new object shares every chunk.
-    /// `replace` gives new content type and metadata.
+    /// `replace` gives new content type and metadata; `lock` is what the
+    /// copy asks for (the source's protection is not copied, as in S3).
     pub async fn copy_object(
         &self,
         tenant: &str,
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
         replace: Option<(Option<String>, BTreeMap<String, String>)>,
+        lock: ObjectLock,
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
         let src = self.head_object(tenant, src_bucket, src_key).await?;
@@ -230,6 +239,7 @@ impl Engine {
             metadata: metadata_json(&metadata),
             chunks,
             completes_upload: None,
+            lock: self.lock_request(lock, (dst_bucket, dst_key), &metadata),
         };
         self.inner.commit_rows(Write::Object(write), guard).await?;
         self.head_object(tenant, dst_bucket, dst_key).await
@@ -242,6 +252,7 @@ impl Engine {
         key: &str,
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
+        lock: ObjectLock,
     ) -> EngineResult<String> {
         let b = self.bucket(tenant, bucket).await?;
         let id = format!(
@@ -260,6 +271,9 @@ impl Engine {
                 created_at: fulcrum_catalog::now_ms(),
             })
             .await?;
+        if !lock.is_empty() {
+            self.inner.catalog.set_upload_lock(&id, &lock).await?;
+        }
         Ok(id)
     }
 
@@ -353,6 +367,13 @@ impl Engine {
             md5.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
         }
         let etag = format!("{}-{}", hex::encode(md5.finalize()), etags.len());
+        let metadata: BTreeMap<String, String> =
+            serde_json::from_str(&u.metadata).unwrap_or_default();
+        let lock = self.lock_request(
+            self.upload_lock(upload_id).await?,
+            (bucket, &u.key),
+            &metadata,
+        );
         let write = ObjectWrite {
             bucket_id: u.bucket_id,
             key: u.key.clone(),
@@ -362,6 +383,7 @@ impl Engine {
             metadata: u.metadata.clone(),
             chunks,
             completes_upload: Some(upload_id.to_string()),
+            lock,
         };
         self.inner.commit_rows(Write::Object(write), guard).await?;
         self.head_object(tenant, bucket, &u.key).await
@@ -409,7 +431,16 @@ impl Engine {
         match &mut write {
             Write::Object(o) => o.chunks = chunks,
             Write::Part(p) => p.chunks = chunks,
-            Write::Dicom(d) => d.object.chunks = chunks,
+            Write::Dicom(d) => {
+                d.object.chunks = chunks;
+                d.object.lock.policy = self.policy_retention(crate::retention::WriteFacts {
+                    target: crate::retention::Target::Dicom { tenant: &d.tenant },
+                    key: &d.object.key,
+                    metadata: &BTreeMap::new(),
+                    study_date: d.study.study_date.as_deref(),
+                    now_ms: fulcrum_catalog::now_ms(),
+                });
+            }
         }
         self.inner.commit(staged.ing, write).await
     }

@@ -104,7 +104,7 @@ async fn identical_and_edited_copies_are_deduplicated() {
         );
         assert_eq!(read_all(&e, "b", "a-edited").await.expect("get"), b);
         // A copy shares every chunk.
-        e.copy_object(T, ("b", "a"), ("b", "a-copy"), None)
+        e.copy_object(T, ("b", "a"), ("b", "a-copy"), None, Default::default())
             .await
             .expect("copy");
         assert_eq!(e.stats().await.expect("stats").physical_bytes, after_edit);
@@ -163,7 +163,7 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
         let p1 = noise(5 * 1024 * 1024, 10);
         let p2 = noise(1234, 11);
         let id = e
-            .create_upload(T, "b", "mp", None, BTreeMap::new())
+            .create_upload(T, "b", "mp", None, BTreeMap::new(), Default::default())
             .await
             .expect("create");
         let e1 = e
@@ -197,7 +197,7 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
         assert!(e.list_uploads(T, "b").await.expect("uploads").is_empty());
         // Abort leaves nothing behind after GC.
         let id = e
-            .create_upload(T, "b", "gone", None, BTreeMap::new())
+            .create_upload(T, "b", "gone", None, BTreeMap::new(), Default::default())
             .await
             .expect("create");
         e.upload_part(T, "b", &id, 1, &noise(100_000, 12)[..], opts())

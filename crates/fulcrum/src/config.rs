@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    /// `[[retention]]` sections: retention policies for new objects.
+    #[serde(default)]
+    pub retention: Vec<fulcrum_engine::RetentionRule>,
     pub backup: Option<BackupFileConfig>,
     pub scrub_every_hours: Option<f64>,
     pub scrub_rate_mib: Option<u64>,
@@ -79,6 +82,7 @@ pub struct Settings {
     pub zstd_level: i32,
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
+    pub retention: Vec<fulcrum_engine::RetentionRule>,
     pub backup: BackupSettings,
     /// The server scrubs this often (unset: never) ...
     pub scrub_every_hours: Option<f64>,
@@ -212,6 +216,7 @@ impl Settings {
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
         cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        cfg.retention = self.retention.clone();
         Ok(cfg)
     }
 }
@@ -294,6 +299,36 @@ scrub_rate_mib = 50
 # keep_weekly = 4
 # keep_monthly = 12
 # keep_yearly = 10
+
+# Retention policies (WORM): objects a rule covers get a retention when
+# written, and cannot be deleted or overwritten before it ends. A rule names
+# an S3 bucket (bucket = "NAME") or a tenant's DICOM archive
+# (dicom_tenant = "TENANT", "*" for all), optionally a key prefix, a mode
+# ("compliance": nobody can shorten it; "governance": an administrator can,
+# with x-amz-bypass-governance-retention), a period (years and/or days) and
+# the date it runs from: "created" (default), "meta:NAME" (an ISO date in
+# x-amz-meta-NAME) or "study-date" (DICOM). The strongest matching rule wins.
+#
+# [[retention]]
+# name = "outpatient"
+# bucket = "outpatient-records"
+# mode = "compliance"
+# years = 15
+# anchor = "meta:last-visit"
+#
+# [[retention]]
+# name = "inpatient"
+# bucket = "inpatient-records"
+# mode = "compliance"
+# years = 30
+# anchor = "meta:discharge-date"
+#
+# [[retention]]
+# name = "imaging"
+# dicom_tenant = "*"
+# mode = "compliance"
+# years = 15
+# anchor = "study-date"
 "#;
 
 #[cfg(test)]
@@ -305,6 +340,26 @@ mod tests {
         let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
         assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    #[test]
+    fn shipped_retention_examples_parse() {
+        // The commented examples of the default config, uncommented.
+        let examples: String = DEFAULT_TOML
+            .split_once("# [[retention]]")
+            .map(|(_, rest)| format!("# [[retention]]{rest}"))
+            .expect("examples present")
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: FileConfig = toml::from_str(&examples).expect("retention examples parse");
+        assert_eq!(c.retention.len(), 3);
+        assert_eq!(c.retention[0].years, 15);
+        assert!(toml::from_str::<FileConfig>(
+            "[[retention]]\nbucket = \"a\"\nmode = \"x\"\nyears = 1"
+        )
+        .is_err());
     }
 
     #[test]

@@ -216,6 +216,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                     .unwrap_or_else(|| "replace".into()),
             )?,
         },
+        retention: file.retention,
         scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
             .and_then(|v| v.parse().ok())
             .or(file.scrub_every_hours),

@@ -59,7 +59,13 @@ async fn delete(ctx: Ctx, headers: HeaderMap, scope: Scope, what: String) -> Api
     if !authorized(&ctx, &headers) {
         return Ok(unauthorized());
     }
-    let gone = ctx.archive.delete(&ctx.tenant, &scope).await?;
+    // The S3 header that lifts governance-mode retention (never compliance
+    // mode or a legal hold); the request is already the administrator's.
+    let bypass = headers
+        .get("x-amz-bypass-governance-retention")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let gone = ctx.archive.delete(&ctx.tenant, &scope, bypass).await?;
     if gone == 0 {
         return Err(ApiError::not_found(format!("{what} not found")));
     }

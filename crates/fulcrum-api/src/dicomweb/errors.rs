@@ -79,6 +79,10 @@ impl From<EngineError> for ApiError {
             EngineError::Catalog(CatalogError::BadQuery(q)) => {
                 ApiError::bad_request(format!("bad query: {q}"))
             }
+            EngineError::Catalog(CatalogError::ObjectLocked { reason, .. }) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("not deleted: retention protects this data: {reason}"),
+            ),
             EngineError::NoSpace(_) => {
                 error!(error = %e, "DICOMweb: storage full");
                 ApiError::new(

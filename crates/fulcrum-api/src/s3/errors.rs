@@ -47,6 +47,13 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
             CatalogError::InvalidPart(_) => (C::InvalidPart, c.to_string()),
             CatalogError::InvalidPartOrder => (C::InvalidPartOrder, c.to_string()),
             CatalogError::PartTooSmall(_) => (C::EntityTooSmall, c.to_string()),
+            // What AWS answers, with the protection and its date named.
+            CatalogError::ObjectLocked { key, reason } => (
+                C::AccessDenied,
+                format!(
+                    "Access Denied because object protected by object lock: {key:?}: {reason}."
+                ),
+            ),
             _ => {
                 error!(error = %e, "catalog failure");
                 (

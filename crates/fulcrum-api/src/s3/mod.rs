@@ -4,6 +4,7 @@
 
 mod errors;
 mod host;
+mod lock;
 mod multipart;
 mod objects;
 
@@ -127,6 +128,16 @@ impl s3s::S3 for S3Api {
             .create_bucket(&self.tenant, &req.input.bucket)
             .await
             .map_err(api_err)?;
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            let lock = fulcrum_engine::BucketLock {
+                enabled: true,
+                default: None,
+            };
+            self.engine
+                .set_bucket_lock(&self.tenant, &req.input.bucket, &lock)
+                .await
+                .map_err(api_err)?;
+        }
         let mut out = CreateBucketOutput::default();
         out.location = Some(format!("/{}", req.input.bucket));
         Ok(S3Response::new(out))
@@ -328,6 +339,48 @@ impl s3s::S3 for S3Api {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         self.do_abort_multipart_upload(req).await
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        self.do_put_object_lock_configuration(req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        self.do_get_object_lock_configuration(req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        self.do_put_object_retention(req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        self.do_get_object_retention(req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        self.do_put_object_legal_hold(req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        self.do_get_object_legal_hold(req).await
     }
 
     async fn list_multipart_uploads(

@@ -17,9 +17,24 @@ impl S3Api {
         let i = req.input;
         key_check(&i.key)?;
         let metadata = i.metadata.unwrap_or_default().into_iter().collect();
+        let lock = self
+            .lock_headers(
+                &i.bucket,
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            )
+            .await?;
         let id = self
             .engine
-            .create_upload(&self.tenant, &i.bucket, &i.key, i.content_type, metadata)
+            .create_upload(
+                &self.tenant,
+                &i.bucket,
+                &i.key,
+                i.content_type,
+                metadata,
+                lock,
+            )
             .await
             .map_err(api_err)?;
         let mut out = CreateMultipartUploadOutput::default();

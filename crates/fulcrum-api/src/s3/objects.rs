@@ -13,6 +13,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
+use super::lock::lock_out;
 use super::{api_err, key_check, S3Api};
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
@@ -59,6 +60,7 @@ pub(crate) fn put_options(
         metadata: metadata.unwrap_or_default().into_iter().collect(),
         content_md5,
         expected_len: content_length.map(|n| n.max(0) as u64),
+        lock: Default::default(),
     })
 }
 
@@ -132,7 +134,15 @@ impl S3Api {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
         key_check(&i.key)?;
-        let opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
+        let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
+        opts.lock = self
+            .lock_headers(
+                &i.bucket,
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            )
+            .await?;
         let info = self
             .engine
             .put_object(&self.tenant, &i.bucket, &i.key, body_reader(i.body), opts)
@@ -198,6 +208,10 @@ impl S3Api {
         out.last_modified = Some(ts(info.created_at_ms));
         out.metadata = meta_out(&info.metadata);
         out.accept_ranges = Some("bytes".into());
+        let lock = lock_out(&info);
+        out.object_lock_mode = lock.mode;
+        out.object_lock_retain_until_date = lock.until;
+        out.object_lock_legal_hold_status = lock.hold;
         Ok(S3Response::new(out))
     }
 
@@ -213,6 +227,10 @@ impl S3Api {
         out.last_modified = Some(ts(info.created_at_ms));
         out.metadata = meta_out(&info.metadata);
         out.accept_ranges = Some("bytes".into());
+        let lock = lock_out(&info);
+        out.object_lock_mode = lock.mode;
+        out.object_lock_retain_until_date = lock.until;
+        out.object_lock_legal_hold_status = lock.hold;
         Ok(S3Response::new(out))
     }
 
@@ -222,7 +240,12 @@ impl S3Api {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         key_check(&req.input.key)?;
         self.engine
-            .delete_object(&self.tenant, &req.input.bucket, &req.input.key)
+            .delete_object_with(
+                &self.tenant,
+                &req.input.bucket,
+                &req.input.key,
+                req.input.bypass_governance_retention.unwrap_or(false),
+            )
             .await
             .map_err(api_err)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -239,11 +262,12 @@ impl S3Api {
             .map_err(api_err)?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
+        let bypass = i.bypass_governance_retention.unwrap_or(false);
         for o in i.delete.objects {
             let res = match key_check(&o.key) {
                 Ok(()) => self
                     .engine
-                    .delete_object(&self.tenant, &i.bucket, &o.key)
+                    .delete_object_with(&self.tenant, &i.bucket, &o.key, bypass)
                     .await
                     .map_err(api_err),
                 Err(e) => Err(e),
@@ -302,6 +326,14 @@ impl S3Api {
                 i.metadata.clone().unwrap_or_default().into_iter().collect(),
             )
         });
+        let lock = self
+            .lock_headers(
+                &i.bucket,
+                i.object_lock_mode.as_ref(),
+                i.object_lock_retain_until_date.as_ref(),
+                i.object_lock_legal_hold_status.as_ref(),
+            )
+            .await?;
         let info = self
             .engine
             .copy_object(
@@ -309,6 +341,7 @@ impl S3Api {
                 (&src_bucket, &src_key),
                 (&i.bucket, &i.key),
                 new_meta,
+                lock,
             )
             .await
             .map_err(|e| match e {

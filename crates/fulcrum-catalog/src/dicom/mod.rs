@@ -415,12 +415,15 @@ impl Catalog {
 
     /// Removes a scope's instances, their objects (and earlier versions)
     /// and the series and studies left empty, in one transaction. Returns
-    /// the instances removed.
+    /// the instances removed. Nothing is removed when any of those objects
+    /// is under retention or legal hold ([`CatalogError::ObjectLocked`]);
+    /// `bypass_governance` lifts governance-mode retention only.
     pub async fn delete_dicom(
         &self,
         tenant: &str,
         bucket_id: i64,
         scope: &Scope,
+        bypass_governance: bool,
     ) -> CatalogResult<Vec<InstanceRecord>> {
         let mut tx = self.begin_write().await.map_err(db("begin delete"))?;
         let (cond, args) = scope.condition();
@@ -440,6 +443,24 @@ impl Catalog {
             .collect::<CatalogResult<_>>()?;
         for i in &gone {
             let versions = format!("versions/{}/%", i.sop_uid);
+            let mut args = crate::retention::key_args(bucket_id, &i.object_key)?;
+            args.add(versions.clone())
+                .map_err(crate::commit::bind_err)?;
+            let claimed = crate::retention::claim_objects(
+                &mut tx,
+                "bucket_id = $1 AND (key = $2 OR key LIKE $3)",
+                args,
+            )
+            .await?;
+            crate::retention::release_for_delete(&mut tx, &claimed, bypass_governance)
+                .await
+                .map_err(|e| match e {
+                    CatalogError::ObjectLocked { key, reason } => CatalogError::ObjectLocked {
+                        reason: format!("{reason} (instance {}, object {key})", i.sop_uid),
+                        key,
+                    },
+                    e => e,
+                })?;
             for sql in [
                 "DELETE FROM object_chunks WHERE object_id IN \
                  (SELECT id FROM objects WHERE bucket_id = $1 AND (key = $2 OR key LIKE $3))",
