@@ -28,6 +28,10 @@ SECTIONS = {
         "<!-- BEGIN backup section: written by bench/run.sh backup (bench/backup_bench.py) -->",
         "<!-- END backup section -->",
     ),
+    "load": (
+        "<!-- BEGIN load section: written by bench/run.sh load (bench/load_bench.py) -->",
+        "<!-- END load section -->",
+    ),
 }
 E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "e2e")
 

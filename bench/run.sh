@@ -18,7 +18,10 @@
 #   backup Fulcrum's `backup run/restore` vs restic and borg (Debian) on a
 #          250 MB CT study plus a 10 % increment (bench/backup_bench.py).
 #          --quick: 1 run, a 50 MB study.
-#   all    s3, dicom, then backup (only --quick is passed on).
+#   load   64 concurrent S3 clients mixing GET/PUT/LIST for 60 s against
+#          one node: p50/p99 and errors (bench/load_bench.py).
+#   all    s3, dicom, backup, then load (only --quick is passed on to the
+#          first three).
 #
 # Installs what it needs like scripts/test.sh (venvs, Garage, Debian's
 # orthanc, orthanc-dicomweb and dcmtk).
@@ -32,7 +35,7 @@ source scripts/lib/python.sh
 
 MODE=s3
 case ${1:-} in
-s3 | dicom | backup | all)
+s3 | dicom | backup | load | all)
     MODE=$1
     shift
     ;;
@@ -114,8 +117,25 @@ run_backup() {
     trap - EXIT
 }
 
+run_load() {
+    venv_ensure "$ROOT"
+    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
+        log "cargo build --release -p fulcrum"
+        cargo build --release -p fulcrum
+    fi
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-load-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    .venv/bin/python bench/load_bench.py --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp" --out "$ROOT/BENCHMARKS.md" "$@"
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
 case $MODE in
 s3) run_s3 "$@" ;;
+load) run_load "$@" ;;
 dicom) run_dicom "$@" ;;
 backup) run_backup "$@" ;;
 all)
@@ -124,5 +144,6 @@ all)
     run_s3 "${quick[@]}"
     run_dicom "${quick[@]}"
     run_backup "${quick[@]}"
+    run_load
     ;;
 esac
