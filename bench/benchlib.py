@@ -28,6 +28,10 @@ SECTIONS = {
         "<!-- BEGIN backup section: written by bench/run.sh backup (bench/backup_bench.py) -->",
         "<!-- END backup section -->",
     ),
+    "cluster": (
+        "<!-- BEGIN cluster section: written by bench/run.sh cluster (bench/cluster_bench.py) -->",
+        "<!-- END cluster section -->",
+    ),
     "load": (
         "<!-- BEGIN load section: written by bench/run.sh load (bench/load_bench.py) -->",
         "<!-- END load section -->",

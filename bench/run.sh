@@ -20,7 +20,9 @@
 #          --quick: 1 run, a 50 MB study.
 #   load   64 concurrent S3 clients mixing GET/PUT/LIST for 60 s against
 #          one node: p50/p99 and errors (bench/load_bench.py).
-#   all    s3, dicom, backup, then load (only --quick is passed on to the
+#   cluster  one node vs three on one PostgreSQL + Garage: ingest MB/s and
+#          where the CPU goes (bench/cluster_bench.py).
+#   all    s3, dicom, backup, cluster, then load (only --quick is passed on to the
 #          first three).
 #
 # Installs what it needs like scripts/test.sh (venvs, Garage, Debian's
@@ -35,7 +37,7 @@ source scripts/lib/python.sh
 
 MODE=s3
 case ${1:-} in
-s3 | dicom | backup | load | all)
+s3 | dicom | backup | cluster | load | all)
     MODE=$1
     shift
     ;;
@@ -133,8 +135,38 @@ run_load() {
     trap - EXIT
 }
 
+run_cluster() {
+    # shellcheck source=scripts/lib/postgres.sh
+    source scripts/lib/postgres.sh
+    # shellcheck source=scripts/lib/garage.sh
+    source scripts/lib/garage.sh
+    venv_ensure "$ROOT"
+    garage_ensure_installed
+    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
+        log "cargo build --release -p fulcrum"
+        cargo build --release -p fulcrum
+    fi
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-cluster-bench.XXXXXX")
+    chmod 755 "$tmp"
+    # shellcheck disable=SC2064
+    trap "set +e; garage_stop; pg_stop; rm -rf '$tmp'" EXIT
+    pg_start "$tmp/pg"
+    garage_start "$tmp/garage"
+    .venv/bin/python bench/cluster_bench.py --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp/nodes" --pg-urls "$FULCRUM_E2E_PG_URLS" --buckets "$FULCRUM_E2E_S3_BUCKETS" \
+        --garage-endpoint "$FULCRUM_TEST_S3_ENDPOINT" \
+        --garage-access-key "$FULCRUM_TEST_S3_ACCESS_KEY" --garage-secret-key "$FULCRUM_TEST_S3_SECRET_KEY" \
+        --out "$ROOT/BENCHMARKS.md" "$@"
+    garage_stop
+    pg_stop
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
 case $MODE in
 s3) run_s3 "$@" ;;
+cluster) run_cluster "$@" ;;
 load) run_load "$@" ;;
 dicom) run_dicom "$@" ;;
 backup) run_backup "$@" ;;
@@ -144,6 +176,7 @@ all)
     run_s3 "${quick[@]}"
     run_dicom "${quick[@]}"
     run_backup "${quick[@]}"
+    run_cluster
     run_load
     ;;
 esac

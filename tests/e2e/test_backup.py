@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import time
 
 import pytest
 
@@ -234,3 +235,37 @@ def test_scrub_repairs_a_flipped_and_a_deleted_pack_from_the_backup(fulcrum, s3,
     assert fulcrum.verify().returncode == 0
     for k, v in objects.items():
         assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == v, k
+
+
+def test_the_server_backs_up_and_scrubs_on_schedule_and_forgets_by_policy(fulcrum_factory, tmp_path, key):
+    repo = tmp_path / "repo"
+    cfg = tmp_path / "fulcrum.toml"
+    cfg.write_text(f'[backup]\nrepo = "{repo}"\nevery_hours = 0.0005\nkeep_last = 2\n')
+    srv = fulcrum_factory(
+        {
+            "FULCRUM_CONFIG": str(cfg),
+            "FULCRUM_BACKUP_KEY": key,
+            "FULCRUM_SCRUB_EVERY_HOURS": "0.0005",
+        }
+    )
+    s3 = srv.client()
+    s3.create_bucket(Bucket="sched")
+    s3.put_object(Bucket="sched", Key="a", Body=random_bytes(200_000, seed=61))
+
+    def snapshots():
+        res = backup(srv, repo, key, "list", "--json")
+        return json.loads(res.stdout) if res.returncode == 0 else []
+
+    def log():
+        return srv.log_path.read_text(errors="replace")
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (log().count("saved:") < 3 or "scrub:" not in log()):
+        time.sleep(0.5)
+    # Three periodic runs at least, a scrub, and the keep policy after each
+    # run: never more than 2 snapshots kept.
+    assert log().count("saved:") >= 3 and "scrub:" in log(), log()[-3000:]
+    snaps = snapshots()
+    assert len(snaps) == 2, (len(snaps), log()[-3000:])
+    assert "forgot 1 snapshots" in log(), log()[-3000:]
+    assert all(s["objects"] == 1 for s in snaps)
