@@ -68,13 +68,13 @@ async fn forget_locked(
         return Ok(report);
     }
     // Live blobs: the catalog exports and chunks of the kept snapshots.
+    let index = std::sync::Arc::new(repo.load_index().await?);
     let mut live: HashSet<ChunkId> = HashSet::new();
-    for id in &report.kept {
-        let view = SnapshotView::open(repo, id).await?;
+    for s in all.into_iter().filter(|s| keep.contains(&s.id)) {
+        let view = SnapshotView::open_with(repo, s, index.clone()).await?;
         live.extend(view.snapshot.dump_ids()?);
         live.extend(view.chunk_rows().into_iter().map(|r| r.id));
     }
-    let index = repo.load_index().await?;
     let mut by_pack: HashMap<&str, (u64, u64)> = HashMap::new(); // live, total bytes
     for loc in index.values() {
         let e = by_pack.entry(loc.pack.as_str()).or_default();

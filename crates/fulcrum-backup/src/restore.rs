@@ -68,7 +68,17 @@ impl SnapshotView {
     /// Loads snapshot `id` (a unique prefix or "latest") and its export.
     pub async fn open(repo: &Repo, id: &str) -> BackupResult<Self> {
         let snapshot = repo.find_snapshot(id).await?;
-        let index = repo.load_index().await?;
+        let index = Arc::new(repo.load_index().await?);
+        Self::open_with(repo, snapshot, index).await
+    }
+
+    /// Loads `snapshot`'s export with an index already read (verify and
+    /// prune open every snapshot against one index).
+    pub async fn open_with(
+        repo: &Repo,
+        snapshot: Snapshot,
+        index: Arc<Index>,
+    ) -> BackupResult<Self> {
         let mut bytes = Vec::with_capacity(snapshot.dump_bytes as usize);
         let plain = Codec::new(None, 0);
         for id in snapshot.dump_ids()? {
@@ -89,7 +99,7 @@ impl SnapshotView {
             snapshot,
             dump,
             repo: repo.clone(),
-            index: Arc::new(index),
+            index,
         })
     }
 

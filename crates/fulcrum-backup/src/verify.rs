@@ -53,7 +53,7 @@ async fn verify_locked(
     progress: &mut dyn VerifyProgress,
 ) -> BackupResult<RepoVerifyReport> {
     let mut report = RepoVerifyReport::default();
-    let index = repo.load_index().await?;
+    let index = std::sync::Arc::new(repo.load_index().await?);
     let packs = repo.packs().await?;
     report.packs_total = packs.len() as u64;
     let listed: HashSet<&str> = packs.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -124,24 +124,24 @@ async fn verify_locked(
     // Every snapshot must find its catalog and every chunk it references.
     for s in repo.snapshots().await? {
         report.snapshots += 1;
-        let view = match SnapshotView::open(repo, &s.id).await {
+        let id = s.id.clone();
+        let damaged: HashSet<String> = s.damaged.iter().cloned().collect();
+        let view = match SnapshotView::open_with(repo, s, index.clone()).await {
             Ok(v) => v,
             Err(e) => {
-                report.problems.push(format!("snapshot {}: {e}", s.id));
+                report.problems.push(format!("snapshot {id}: {e}"));
                 continue;
             }
         };
-        let damaged: HashSet<&str> = s.damaged.iter().map(String::as_str).collect();
         let missing: Vec<ChunkId> = view
             .chunk_rows()
             .into_iter()
             .map(|r| r.id)
-            .filter(|id| !index.contains_key(id) && !damaged.contains(id.to_hex().as_str()))
+            .filter(|c| !index.contains_key(c) && !damaged.contains(&c.to_hex()))
             .collect();
         if !missing.is_empty() {
             report.problems.push(format!(
-                "snapshot {}: {} chunks are missing from the repository (first: {})",
-                s.id,
+                "snapshot {id}: {} chunks are missing from the repository (first: {})",
                 missing.len(),
                 missing[0]
             ));
