@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fulcrum_catalog::{BucketRow, Catalog, CatalogStats};
+use fulcrum_catalog::{BucketRow, Catalog, CatalogStats, TierStats};
 use fulcrum_store::{Backend, BackendConfig, Codec, MasterKey};
 use tokio::sync::mpsc;
 
@@ -11,6 +11,7 @@ use crate::committer::{self, CommitJob};
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::Inflight;
 use crate::metrics::Metrics;
+use crate::tier::{ArchiveConfig, ArchiveTier, ReadTracker};
 
 /// Largest object (or part) accepted unless configured otherwise: 5 TiB,
 /// as S3.
@@ -34,6 +35,8 @@ pub struct EngineConfig {
     pub max_object_size: u64,
     /// Identifies this node in the catalog's heartbeat table.
     pub node_id: String,
+    /// The archive tier lifecycle rules move cold data to (none: hot only).
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl EngineConfig {
@@ -46,6 +49,7 @@ impl EngineConfig {
             pack_target: 32 * 1024 * 1024,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             node_id: format!("node-{:016x}", rand::random::<u64>()),
+            archive: None,
         }
     }
 
@@ -70,6 +74,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub commits: mpsc::Sender<CommitJob>,
     pub buckets: BucketCache,
+    pub archive: Option<ArchiveTier>,
+    pub reads: ReadTracker,
 }
 
 /// Bucket rows by (tenant, name), each trusted for a few seconds.
@@ -120,6 +126,8 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// Logical bytes per physical byte.
     pub overall_ratio: f64,
+    /// Packs and chunk bytes per tier (hot, archive).
+    pub tiers: Vec<TierStats>,
 }
 
 /// How often a serving node records its heartbeat (see `heartbeat`).
@@ -147,6 +155,7 @@ impl Engine {
             }));
         }
         let codec = Codec::new(cfg.encryption_key.as_ref(), cfg.zstd_level);
+        let archive = ArchiveTier::open(cfg.archive.as_ref(), cfg.encryption_key.as_ref())?;
         let (tx, rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
             cfg,
@@ -157,6 +166,8 @@ impl Engine {
             metrics: Metrics::default(),
             commits: tx,
             buckets: BucketCache::default(),
+            archive,
+            reads: ReadTracker::default(),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         Ok(Self { inner })
@@ -207,6 +218,7 @@ impl Engine {
             compression_ratio: ratio(c.unique_bytes, c.stored_bytes),
             overall_ratio: ratio(c.logical_bytes, c.pack_bytes),
             catalog: c,
+            tiers: self.inner.catalog.tier_stats().await?,
         })
     }
 

@@ -26,6 +26,9 @@ pub enum EngineError {
     LeaseLost(String),
     #[error("encryption key does not fit this data: {0}")]
     KeyMismatch(String),
+    /// Archive-tier work without an archive backend configured.
+    #[error("{0}")]
+    NoArchive(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]

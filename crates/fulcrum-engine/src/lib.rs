@@ -3,7 +3,9 @@
 //! against the catalog, packs new chunks, acknowledges only after the pack
 //! is durable and the catalog transaction committed (group commit), reads
 //! back with hash verification, and collects garbage safely while writes
-//! go on.
+//! go on;
+//! moves cold data to an archive tier by lifecycle rules and recalls it
+//! transparently.
 
 mod committer;
 mod engine;
@@ -12,9 +14,12 @@ mod gc;
 mod inflight;
 mod ingest;
 mod lease;
+mod lifecycle;
 mod metrics;
 mod objects;
 mod read;
+mod tier;
+mod tier_move;
 mod verify;
 
 pub use engine::{
@@ -24,10 +29,14 @@ pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::ContentDigest;
 pub use lease::{Lease, MAINTENANCE_LEASE};
+pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;
+pub use tier::{ArchiveConfig, DEFAULT_ARCHIVE_ZSTD_LEVEL, READ_TOUCH_INTERVAL};
+pub use tier_move::MoveStats;
 pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{BucketRow, CatalogError, ObjectRow, ObjectSummary, PartRow, UploadRow};
 pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};
+pub use fulcrum_types::Tier;

@@ -38,6 +38,8 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub created_at_ms: i64,
+    /// A tier move left all its chunks on the archive tier.
+    pub archived: bool,
 }
 
 impl ObjectInfo {
@@ -50,6 +52,7 @@ impl ObjectInfo {
             etag: r.etag,
             content_type: r.content_type,
             created_at_ms: r.created_at,
+            archived: r.archived_at.is_some(),
         }
     }
 }
@@ -182,6 +185,7 @@ impl Engine {
                 key: obj.key.clone(),
             });
         }
+        self.after_read(obj.id, &chunks);
         Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fulcrum_catalog::ChunkLoc;
 use fulcrum_store::pack_path;
-use fulcrum_types::PackId;
+use fulcrum_types::{PackId, Tier};
 use futures::{Stream, StreamExt};
 use tracing::error;
 
@@ -21,6 +21,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = EngineResult<Bytes>> + Send>>;
 /// Chunks read from one pack with one ranged request.
 struct Group {
     pack: String,
+    tier: Tier,
     /// (chunk, slice of its plaintext to emit)
     chunks: Vec<(ChunkLoc, std::ops::Range<usize>)>,
 }
@@ -54,6 +55,7 @@ fn plan(chunks: Vec<ChunkLoc>, start: u64, end: u64) -> Vec<Group> {
         }
         groups.push(Group {
             pack: c.pack_id.clone(),
+            tier: c.tier,
             chunks: vec![(c, slice)],
         });
     }
@@ -70,9 +72,14 @@ impl Inner {
             .map(|(c, _)| c.offset + c.stored_len as u64)
             .unwrap_or(first);
         let data = self
-            .backend
+            .backend_for(g.tier)?
             .read_range(&pack_path(&pack), first..last)
             .await?;
+        if g.tier == Tier::Archive {
+            self.metrics
+                .archive_recalled_bytes
+                .inc_by(data.len() as u64);
+        }
         if data.len() as u64 != last - first {
             return Err(EngineError::Corrupt(format!(
                 "pack {} is shorter than the catalog says",
@@ -145,6 +152,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             flags: 0,
+            tier: Tier::Hot,
         }
     }
 
