@@ -20,7 +20,7 @@ pub async fn open(s: &Settings) -> Result<Engine> {
     Ok(Engine::open(s.engine_config()?).await?)
 }
 
-fn human(bytes: i64) -> String {
+pub(crate) fn human(bytes: i64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -58,12 +58,38 @@ pub async fn stats(s: Settings, json: bool) -> Result<u8> {
         println!("dedup ratio        {:.2}", st.dedup_ratio);
         println!("compression ratio  {:.2}", st.compression_ratio);
         println!("overall ratio      {:.2}", st.overall_ratio);
+        for t in &st.tiers {
+            println!(
+                "tier {:<13} {} packs, {} ({} chunk bytes stored, {} raw)",
+                t.tier,
+                t.packs,
+                human(t.pack_bytes),
+                human(t.stored_bytes),
+                human(t.raw_bytes)
+            );
+        }
     }
     engine.close().await;
     Ok(0)
 }
 
-struct Bar(ProgressBar);
+/// A progress bar counting bytes.
+pub(crate) struct Bar(pub ProgressBar);
+
+impl Bar {
+    /// A bar labelled `what`, ticking on its own.
+    pub fn new(what: &str) -> Self {
+        let pb = ProgressBar::new(0);
+        pb.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {what} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        Self(pb)
+    }
+}
 
 impl VerifyProgress for Bar {
     fn start(&mut self, total: u64) {
@@ -77,16 +103,9 @@ impl VerifyProgress for Bar {
 pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    let report = engine.verify(&mut Bar(pb.clone())).await?;
-    pb.finish_and_clear();
+    let mut bar = Bar::new("verifying");
+    let report = engine.verify(&mut bar).await?;
+    bar.0.finish_and_clear();
     engine.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use fulcrum_engine::{BackendConfig, EngineConfig, MasterKey};
+use fulcrum_engine::{ArchiveConfig, BackendConfig, EngineConfig, LifecycleRule, MasterKey};
 use serde::Deserialize;
 
 /// Settings as a TOML file holds them; every field is optional.
@@ -31,6 +31,14 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    pub archive_backend: Option<String>,
+    pub archive_backend_access_key: Option<String>,
+    pub archive_backend_secret_key: Option<String>,
+    pub archive_zstd_level: Option<i32>,
+    pub archive_promote_on_read: Option<bool>,
+    pub lifecycle_interval: Option<String>,
+    /// `[[lifecycle]]` sections.
+    pub lifecycle: Option<Vec<LifecycleRule>>,
 }
 
 impl FileConfig {
@@ -60,6 +68,112 @@ pub struct Settings {
     pub zstd_level: i32,
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
+    pub tier: TierSettings,
+}
+
+/// The archive tier and lifecycle rules.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    /// "fs" (the data dir's `archive/`), fs:///PATH or an S3 URL; unset:
+    /// no archive tier.
+    pub archive_backend: Option<String>,
+    pub archive_access_key: Option<String>,
+    pub archive_secret_key: Option<String>,
+    pub archive_zstd_level: i32,
+    pub promote_on_read: bool,
+    /// How often the server applies the rules (`None`: never).
+    pub interval: Option<std::time::Duration>,
+    pub rules: Vec<LifecycleRule>,
+}
+
+/// An environment variable, unset when empty.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl TierSettings {
+    /// Environment over the file's settings; checks every rule.
+    pub fn resolve(file: &FileConfig) -> Result<Self> {
+        let rules = file.lifecycle.clone().unwrap_or_default();
+        for r in &rules {
+            r.validate().map_err(anyhow::Error::msg)?;
+        }
+        let interval = env("FULCRUM_LIFECYCLE_INTERVAL")
+            .or_else(|| file.lifecycle_interval.clone())
+            .unwrap_or_else(|| "1h".into());
+        Ok(Self {
+            archive_backend: env("FULCRUM_ARCHIVE_BACKEND")
+                .or_else(|| file.archive_backend.clone()),
+            archive_access_key: env("FULCRUM_ARCHIVE_BACKEND_ACCESS_KEY")
+                .or_else(|| file.archive_backend_access_key.clone()),
+            archive_secret_key: env("FULCRUM_ARCHIVE_BACKEND_SECRET_KEY")
+                .or_else(|| file.archive_backend_secret_key.clone()),
+            archive_zstd_level: match env("FULCRUM_ARCHIVE_ZSTD_LEVEL") {
+                Some(v) => v.parse().context("FULCRUM_ARCHIVE_ZSTD_LEVEL")?,
+                None => file
+                    .archive_zstd_level
+                    .unwrap_or(fulcrum_engine::DEFAULT_ARCHIVE_ZSTD_LEVEL),
+            },
+            promote_on_read: match env("FULCRUM_ARCHIVE_PROMOTE_ON_READ") {
+                Some(v) => v
+                    .parse()
+                    .context("FULCRUM_ARCHIVE_PROMOTE_ON_READ (true or false)")?,
+                None => file.archive_promote_on_read.unwrap_or(false),
+            },
+            interval: parse_interval(&interval)?,
+            rules,
+        })
+    }
+}
+
+/// "90s", "30m", "1h", "1d" or plain seconds; "0" or "off": never.
+pub fn parse_interval(s: &str) -> Result<Option<std::time::Duration>> {
+    let s = s.trim();
+    if s == "off" || s == "0" {
+        return Ok(None);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("interval {s:?}: expected e.g. 90s, 30m, 1h or 1d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("interval {s:?}: unit must be s, m, h or d"),
+    };
+    Ok(Some(std::time::Duration::from_secs(secs)))
+}
+
+/// A backend setting: "fs" (or unset) for `default_root`, fs:///PATH, or
+/// s3://BUCKET[/ROOT]?endpoint=URL with credentials from the settings
+/// named by `env_prefix` (`<env_prefix>_ACCESS_KEY`, `_SECRET_KEY`).
+fn backend_config(
+    setting: Option<&str>,
+    creds: (Option<String>, Option<String>),
+    default_root: PathBuf,
+    env_prefix: &str,
+) -> Result<BackendConfig> {
+    Ok(match setting {
+        None | Some("") | Some("fs") => BackendConfig::Fs { root: default_root },
+        Some(url) if url.starts_with("s3://") => {
+            let ak = creds.0.or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
+            let sk = creds
+                .1
+                .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+            let (Some(ak), Some(sk)) = (ak, sk) else {
+                bail!("the S3 backend {url:?} needs credentials: set {env_prefix}_ACCESS_KEY and {env_prefix}_SECRET_KEY");
+            };
+            BackendConfig::parse_s3_url(url, &ak, &sk)?
+        }
+        Some(path) if path.starts_with("fs://") || path.starts_with('/') => BackendConfig::Fs {
+            root: PathBuf::from(path.trim_start_matches("fs://")),
+        },
+        Some(other) => {
+            bail!("unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL")
+        }
+    })
 }
 
 /// The imaging archive's settings.
@@ -88,31 +202,15 @@ pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
 impl Settings {
     pub fn engine_config(&self) -> Result<EngineConfig> {
-        let backend = match self.backend.as_deref() {
-            None | Some("") | Some("fs") => BackendConfig::Fs {
-                root: self.data_dir.join("store"),
-            },
-            Some(url) if url.starts_with("s3://") => {
-                let ak = self
-                    .backend_access_key
-                    .clone()
-                    .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
-                let sk = self
-                    .backend_secret_key
-                    .clone()
-                    .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
-                let (Some(ak), Some(sk)) = (ak, sk) else {
-                    bail!("the S3 backend needs credentials: set FULCRUM_BACKEND_ACCESS_KEY and FULCRUM_BACKEND_SECRET_KEY");
-                };
-                BackendConfig::parse_s3_url(url, &ak, &sk)?
-            }
-            Some(path) if path.starts_with("fs://") || path.starts_with('/') => BackendConfig::Fs {
-                root: PathBuf::from(path.trim_start_matches("fs://")),
-            },
-            Some(other) => bail!(
-                "unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL"
+        let backend = backend_config(
+            self.backend.as_deref(),
+            (
+                self.backend_access_key.clone(),
+                self.backend_secret_key.clone(),
             ),
-        };
+            self.data_dir.join("store"),
+            "FULCRUM_BACKEND",
+        )?;
         let catalog_url = match &self.catalog_url {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data_dir.join("catalog.db").display()),
@@ -129,6 +227,18 @@ impl Settings {
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
         cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        let t = &self.tier;
+        if let Some(url) = t.archive_backend.as_deref() {
+            let mut archive = ArchiveConfig::new(backend_config(
+                Some(url),
+                (t.archive_access_key.clone(), t.archive_secret_key.clone()),
+                self.data_dir.join("archive"),
+                "FULCRUM_ARCHIVE_BACKEND",
+            )?);
+            archive.zstd_level = t.archive_zstd_level;
+            archive.promote_on_read = t.promote_on_read;
+            cfg.archive = Some(archive);
+        }
         Ok(cfg)
     }
 }
@@ -191,6 +301,35 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Archive tier: cold data moves here by lifecycle rules, recompressed at
+# archive_zstd_level; reads recall it transparently. "fs" is the data dir's
+# archive/ folder; a slow disk (fs:///mnt/archive) or a cold S3 bucket work too:
+# archive_backend = "s3://fulcrum-archive/prod?endpoint=http://127.0.0.1:3900&region=garage"
+# archive_backend_access_key = "..."
+# archive_backend_secret_key = "..."
+# archive_backend = "fs"
+archive_zstd_level = 19
+# Move an object back to the hot tier after it was read from the archive.
+archive_promote_on_read = false
+
+# How often the server applies the lifecycle rules ("off": only
+# `fulcrum tier apply`). S3 clients add rules per bucket with
+# PutBucketLifecycleConfiguration.
+lifecycle_interval = "1h"
+
+# Lifecycle rules (conditions combine with AND):
+# [[lifecycle]]
+# id = "cold-scans"
+# bucket = "scans"
+# prefix = "2024/"
+# not_read_days = 180        # neither read nor written for 180 days
+# # older_than_days = 365    # created more than a year ago
+#
+# [[lifecycle]]
+# id = "old-ct"
+# modality = "CT"            # DICOM studies with a CT series ...
+# study_older_than_days = 730  # ... whose StudyDate is over two years ago
 "#;
 
 #[cfg(test)]
@@ -202,6 +341,37 @@ mod tests {
         let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
         assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    #[test]
+    fn lifecycle_rules_and_intervals_parse() {
+        let text = DEFAULT_TOML
+            .replace("# [[lifecycle]]", "[[lifecycle]]")
+            .replace("\n# id", "\nid")
+            .replace("\n# bucket", "\nbucket")
+            .replace("\n# prefix", "\nprefix")
+            .replace("\n# not_read_days", "\nnot_read_days")
+            .replace("\n# modality", "\nmodality")
+            .replace("\n# study_older", "\nstudy_older");
+        let c: FileConfig = toml::from_str(&text).expect("rules parse");
+        let t = TierSettings::resolve(&c).expect("valid rules");
+        assert_eq!(t.rules.len(), 2);
+        assert_eq!(t.rules[1].modality.as_deref(), Some("CT"));
+        assert_eq!(
+            parse_interval("90s").expect("90s"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_interval("2h").expect("2h"),
+            Some(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(parse_interval("off").expect("off"), None);
+        assert!(parse_interval("soon").is_err());
+        let bad: FileConfig = toml::from_str("[[lifecycle]]\nbucket = \"b\"").expect("parses");
+        assert!(
+            TierSettings::resolve(&bad).is_err(),
+            "a rule without a condition"
+        );
     }
 
     #[test]

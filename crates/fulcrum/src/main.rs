@@ -5,13 +5,14 @@ mod commands;
 mod config;
 mod dicom_cli;
 mod serve;
+mod tier_cli;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use config::{FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
+use config::{env, FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: DicomCommand,
     },
+    /// The archive tier: apply lifecycle rules.
+    Tier {
+        #[command(subcommand)]
+        command: TierCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -106,6 +112,20 @@ enum DicomCommand {
 }
 
 #[derive(Subcommand)]
+enum TierCommand {
+    /// Move what the lifecycle rules (config file and S3 bucket rules)
+    /// select to the archive tier.
+    Apply {
+        /// Only show what would move (objects and bytes per rule).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Write a commented default config file.
     Init {
@@ -116,10 +136,6 @@ enum ConfigCommand {
         #[arg(long)]
         force: bool,
     },
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// A comma-separated list, blanks dropped.
@@ -135,6 +151,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
+    let tier = config::TierSettings::resolve(&file)?;
     Ok(Settings {
         data_dir: common
             .data_dir
@@ -193,6 +210,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                     .unwrap_or_else(|| "replace".into()),
             )?,
         },
+        tier,
     })
 }
 
@@ -255,6 +273,9 @@ async fn run(cli: Cli) -> Result<u8> {
                 DicomCommand::Send { study, to } => dicom_cli::send(s, study, to).await,
             }
         }
+        Command::Tier {
+            command: TierCommand::Apply { dry_run, json },
+        } => tier_cli::apply(settings(&cli.common, None)?, dry_run, json).await,
         Command::Config {
             command: ConfigCommand::Init { path, force },
         } => commands::config_init(&path, force),

@@ -160,6 +160,7 @@ pub async fn run(s: Settings) -> Result<()> {
             }
         }
     });
+    let lifecycle = crate::tier_cli::spawn_lifecycle(engine.clone(), &s.tier, stop_rx.clone());
     let archive = fulcrum_dicom::Archive::new(
         engine.clone(),
         fulcrum_dicom::ArchiveConfig {
@@ -206,6 +207,7 @@ pub async fn run(s: Settings) -> Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = heartbeat.await;
+    let _ = lifecycle.await;
     if let Err(e) = engine.leave().await {
         warn!(error = %e, "could not remove this node's heartbeat");
     }
