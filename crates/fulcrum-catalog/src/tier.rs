@@ -58,13 +58,20 @@ pub struct TierStats {
     pub raw_bytes: i64,
 }
 
+fn add_arg<'a, T>(args: &mut AnyArguments, v: T) -> CatalogResult<()>
+where
+    T: 'a + sqlx::Encode<'a, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    args.add(v).map_err(|e| CatalogError::Db {
+        op: "bind",
+        source: sqlx::Error::Encode(e),
+    })
+}
+
 fn bind_i64s(ids: &[i64]) -> CatalogResult<AnyArguments> {
     let mut args = AnyArguments::default();
     for id in ids {
-        args.add(*id).map_err(|e| CatalogError::Db {
-            op: "bind",
-            source: sqlx::Error::Encode(e),
-        })?;
+        add_arg(&mut args, *id)?;
     }
     Ok(args)
 }
@@ -173,10 +180,7 @@ impl Catalog {
                 placeholders(block.len())
             );
             let mut args = bind_i64s(block)?;
-            args.add(tier.as_str()).map_err(|e| CatalogError::Db {
-                op: "bind",
-                source: sqlx::Error::Encode(e),
-            })?;
+            add_arg(&mut args, tier.as_str())?;
             let rows = sqlx::query_with(crate::dynamic(sql), args)
                 .fetch_all(&self.pool)
                 .await
@@ -203,10 +207,7 @@ impl Catalog {
                 placeholders(block.len())
             );
             let mut args = bind_i64s(block)?;
-            args.add(now_ms()).map_err(|e| CatalogError::Db {
-                op: "bind",
-                source: sqlx::Error::Encode(e),
-            })?;
+            add_arg(&mut args, now_ms())?;
             n += sqlx::query_with(crate::dynamic(sql), args)
                 .execute(&self.pool)
                 .await

@@ -41,6 +41,10 @@ fn tier_bytes(stats: &fulcrum_engine::Stats, tier: Tier) -> (i64, i64) {
         .unwrap_or((0, 0))
 }
 
+async fn archived(e: &Engine, bucket: &str, key: &str) -> bool {
+    e.head_object(T, bucket, key).await.expect("head").archived
+}
+
 async fn archive_pack_files(t: &common::Target) -> usize {
     fulcrum_store::Backend::open(&t.archive)
         .expect("archive backend")
@@ -91,18 +95,8 @@ async fn lifecycle_rule_moves_data_to_the_archive_and_reads_stay_byte_exact() {
             archive_pack_files(&t).await > 0,
             "packs on the archive backend"
         );
-        assert!(
-            e.head_object(T, "scans", "old/a")
-                .await
-                .expect("head")
-                .archived
-        );
-        assert!(
-            !e.head_object(T, "scans", "new/shared")
-                .await
-                .expect("head")
-                .archived
-        );
+        assert!(archived(&e, "scans", "old/a").await);
+        assert!(!archived(&e, "scans", "new/shared").await);
 
         let recalls = e.metrics().archive_recalls.get();
         for (k, d) in [
@@ -193,18 +187,8 @@ async fn not_read_rule_spares_objects_read_lately() {
         }
         assert_eq!(selected, 1, "{}: a read object is not cold", t.name);
         apply(&e, &[r], false).await;
-        assert!(
-            e.head_object(T, "docs", "r/idle")
-                .await
-                .expect("head")
-                .archived
-        );
-        assert!(
-            !e.head_object(T, "docs", "r/busy")
-                .await
-                .expect("head")
-                .archived
-        );
+        assert!(archived(&e, "docs", "r/idle").await);
+        assert!(!archived(&e, "docs", "r/busy").await);
     }
 }
 
@@ -290,7 +274,7 @@ async fn promotion_on_read_moves_an_object_back_to_hot() {
             .await
             .expect("put");
         apply(&e, &[rule("b", "", 0)], false).await;
-        assert!(e.head_object(T, "b", "x").await.expect("head").archived);
+        assert!(archived(&e, "b", "x").await);
         assert_eq!(read_all(&e, "b", "x").await.expect("read"), d);
         for _ in 0..100 {
             if e.metrics().archive_promotions.get() > 0 {
@@ -299,7 +283,7 @@ async fn promotion_on_read_moves_an_object_back_to_hot() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(e.metrics().archive_promotions.get(), 1, "{}", t.name);
-        assert!(!e.head_object(T, "b", "x").await.expect("head").archived);
+        assert!(!archived(&e, "b", "x").await);
         let recalls = e.metrics().archive_recalls.get();
         assert_eq!(read_all(&e, "b", "x").await.expect("read"), d);
         assert_eq!(e.metrics().archive_recalls.get(), recalls, "served hot now");

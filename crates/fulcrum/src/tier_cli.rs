@@ -78,12 +78,18 @@ pub fn spawn_lifecycle(
 ) -> tokio::task::JoinHandle<()> {
     let (rules, interval) = (t.rules.clone(), t.interval);
     tokio::spawn(async move {
-        let Some(interval) = interval.filter(|_| engine.has_archive()) else {
-            if !rules.is_empty() {
-                warn!("lifecycle rules are configured but not applied: set archive_backend and lifecycle_interval");
-            }
+        let Some(interval) = interval else {
+            info!(
+                "lifecycle_interval is off: lifecycle rules apply with `fulcrum tier apply` only"
+            );
             return;
         };
+        if !engine.has_archive() {
+            if !rules.is_empty() {
+                warn!("lifecycle rules are configured but there is no archive tier: set archive_backend");
+            }
+            return;
+        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval.max(Duration::from_secs(1))) => {}
