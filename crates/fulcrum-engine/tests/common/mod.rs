@@ -131,6 +131,26 @@ impl Target {
         .expect("backdate objects");
     }
 
+    /// Holds the catalog's write lock on chunk rows (SQLite: the database
+    /// write lock; PostgreSQL: a table lock that blocks updates, not reads)
+    /// until the returned connection runs ROLLBACK or is dropped.
+    pub async fn lock_chunk_writes(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.cfg.catalog_url)
+            .await
+            .expect("connect to the catalog");
+        let sql = if self.cfg.catalog_url.starts_with("sqlite:") {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN; LOCK TABLE chunks IN SHARE ROW EXCLUSIVE MODE"
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("lock chunk writes");
+        conn
+    }
+
     pub async fn open_with_key(
         &self,
         key: Option<MasterKey>,
