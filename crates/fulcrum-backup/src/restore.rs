@@ -415,6 +415,14 @@ async fn restore_locked(
             }
         }
     }
+    // Everything comes back on the hot tier.
+    if let Some(t) = dump.table_mut("objects") {
+        if let Some(c) = t.col("archived_at") {
+            for row in &mut t.rows {
+                row[c] = Value::Null;
+            }
+        }
+    }
     let now = fulcrum_catalog::now_ms();
     dump.tables.push(DumpTable {
         name: "packs".into(),

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
-use fulcrum_types::ChunkId;
+use fulcrum_types::{ChunkId, Tier};
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 
 use crate::db::{now_ms, Catalog};
 use crate::error::{db, CatalogError, CatalogResult};
-use crate::objects::{chunk_loc, ChunkLoc};
+use crate::objects::{chunk_loc, ChunkLoc, CHUNK_COLS};
 
 const UNREFERENCED: &str =
     "NOT EXISTS (SELECT 1 FROM object_chunks oc WHERE oc.chunk_id = chunks.id) \
@@ -37,6 +37,19 @@ pub struct PackUsage {
     pub live_bytes: i64,
     pub live_chunks: i64,
     pub retired_at: Option<i64>,
+    pub tier: Tier,
+}
+
+/// A chunk copied to a new pack: where it was, and its place and stored
+/// form in the new pack (a tier move re-encodes, so length and flags may
+/// change).
+#[derive(Debug, Clone)]
+pub struct Relocation {
+    pub chunk: ChunkId,
+    pub from_pack: String,
+    pub offset: i64,
+    pub stored_len: i64,
+    pub flags: i64,
 }
 
 impl Catalog {
@@ -46,8 +59,8 @@ impl Catalog {
         for block in ids.chunks(500) {
             let ph: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT id, pack_id, pack_offset, stored_len, raw_len, flags FROM chunks \
-                 WHERE condemned_at IS NULL AND id IN ({})",
+                "SELECT {CHUNK_COLS} FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id \
+                 WHERE c.condemned_at IS NULL AND c.id IN ({})",
                 ph.join(",")
             );
             let mut args = AnyArguments::default();
@@ -113,9 +126,9 @@ impl Catalog {
     /// Every pack with its live bytes.
     pub async fn pack_usage(&self) -> CatalogResult<Vec<PackUsage>> {
         let rows = sqlx::query(
-            "SELECT p.id, p.size, CAST(COALESCE(SUM(c.stored_len), 0) AS BIGINT), COUNT(c.id), p.retired_at \
+            "SELECT p.id, p.size, CAST(COALESCE(SUM(c.stored_len), 0) AS BIGINT), COUNT(c.id), p.retired_at, p.tier \
              FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id \
-             GROUP BY p.id, p.size, p.retired_at ORDER BY p.id",
+             GROUP BY p.id, p.size, p.retired_at, p.tier ORDER BY p.id",
         )
         .fetch_all(&self.pool)
         .await
@@ -128,6 +141,7 @@ impl Catalog {
                     live_bytes: r.try_get(2)?,
                     live_chunks: r.try_get(3)?,
                     retired_at: r.try_get(4)?,
+                    tier: Tier::parse(&r.try_get::<String, _>(5)?).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -136,9 +150,10 @@ impl Catalog {
 
     /// The chunks stored in a pack.
     pub async fn chunks_in_pack(&self, pack_id: &str) -> CatalogResult<Vec<ChunkLoc>> {
-        let rows = sqlx::query(
-            "SELECT id, pack_id, pack_offset, stored_len, raw_len, flags FROM chunks WHERE pack_id = $1 ORDER BY pack_offset",
-        )
+        let rows = sqlx::query(crate::dynamic(format!(
+            "SELECT {CHUNK_COLS} FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id \
+             WHERE c.pack_id = $1 ORDER BY c.pack_offset"
+        )))
         .bind(pack_id)
         .fetch_all(&self.pool)
         .await
@@ -146,33 +161,41 @@ impl Catalog {
         rows.iter().map(|r| chunk_loc(r, 0)).collect()
     }
 
-    /// Points moved chunks at their copies in `new_pack` (only those still
-    /// where they were), records the new pack, and retires every pack of
-    /// `sources` left without chunks, in one transaction; returns how many
-    /// packs it retired.
+    /// Records `new_pack` on `tier`, points moved chunks at their copies in
+    /// it (only those still where they were: a concurrent move of the same
+    /// chunk wins or loses as a whole), and retires every pack of `sources`
+    /// left without chunks, in one transaction; returns how many packs it
+    /// retired.
     pub async fn relocate_chunks(
         &self,
+        tier: Tier,
         new_pack: Option<(&str, i64)>,
-        moved: &[(ChunkId, String, i64)],
+        moved: &[Relocation],
         sources: &[String],
     ) -> CatalogResult<u64> {
         let now = now_ms();
         let mut tx = self.begin_write().await.map_err(db("relocate"))?;
         if let Some((id, size)) = new_pack {
-            sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO packs (id, tier, size, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(id)
+                .bind(tier.as_str())
                 .bind(size)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("relocate"))?;
-            for (chunk, old_pack, offset) in moved {
-                sqlx::query("UPDATE chunks SET pack_id = $1, pack_offset = $2 WHERE id = $3 AND pack_id = $4")
-                    .bind(id)
-                    .bind(*offset)
-                    .bind(chunk.as_bytes().to_vec())
-                    .bind(old_pack)
-                    .execute(&mut *tx)
+            for m in moved {
+                sqlx::query(
+                    "UPDATE chunks SET pack_id = $1, pack_offset = $2, stored_len = $3, flags = $4 \
+                     WHERE id = $5 AND pack_id = $6",
+                )
+                .bind(id)
+                .bind(m.offset)
+                .bind(m.stored_len)
+                .bind(m.flags)
+                .bind(m.chunk.as_bytes().to_vec())
+                .bind(&m.from_pack)
+                .execute(&mut *tx)
                     .await
                     .map_err(db("relocate"))?;
             }
@@ -225,6 +248,16 @@ impl Catalog {
         }
         tx.commit().await.map_err(db("repair"))?;
         Ok(())
+    }
+
+    /// The tier pack `pack_id` lives on, if the catalog knows the pack.
+    pub async fn pack_tier(&self, pack_id: &str) -> CatalogResult<Option<Tier>> {
+        let t: Option<String> = sqlx::query_scalar("SELECT tier FROM packs WHERE id = $1")
+            .bind(pack_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("pack tier"))?;
+        Ok(t.map(|t| Tier::parse(&t).unwrap_or_default()))
     }
 
     /// Ids of every pack the catalog knows, retired ones included.

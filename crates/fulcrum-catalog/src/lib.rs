@@ -1,8 +1,9 @@
 //! Fulcrum's catalog: every fact about stored data except the bytes —
 //! tenants, buckets, objects and their chunk lists, where each chunk sits in
-//! which pack, multipart uploads, node heartbeats. SQLite (WAL) embedded,
-//! PostgreSQL for clusters, chosen by URL; one code path through sqlx's
-//! `Any` driver with per-database migrations.
+//! which pack (and so on which tier), lifecycle rules, multipart uploads,
+//! node heartbeats. SQLite (WAL) embedded, PostgreSQL for clusters, chosen
+//! by URL; one code path through sqlx's `Any` driver with per-database
+//! migrations.
 
 mod buckets;
 mod commit;
@@ -16,17 +17,19 @@ mod objects;
 pub mod retention;
 pub mod snapshot;
 mod stats;
+mod tier;
 mod uploads;
 
 pub use buckets::BucketRow;
 pub use commit::{CommitBatch, NewChunk, NewPack, ObjectWrite, PartWrite, Write};
 pub use db::{now_ms, Catalog, DbKind};
 pub use error::{CatalogError, CatalogResult};
-pub use gc::{GcCounts, PackUsage};
+pub use gc::{GcCounts, PackUsage, Relocation};
 pub use leases::LeaseHolder;
 pub use objects::{ChunkLoc, ObjectRow, ObjectSummary};
 pub use retention::{BucketLock, DefaultRetention, LockMode, LockRequest, ObjectLock, Retention};
 pub use stats::CatalogStats;
+pub use tier::{Candidate, Selection, TierStats};
 pub use uploads::{PartRow, UploadRow};
 
 /// Marks SQL built at run time as safe: every dynamic statement here is

@@ -1,7 +1,7 @@
 //! Reading and deleting objects: metadata rows, chunk lists with pack
 //! locations, and ordered listings for S3's ListObjectsV2.
 
-use fulcrum_types::ChunkId;
+use fulcrum_types::{ChunkId, Tier};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -20,6 +20,8 @@ pub struct ObjectRow {
     pub created_at: i64,
     /// Retention and legal hold (see `retention`).
     pub lock: crate::retention::ObjectLock,
+    /// When a tier move archived it (`None`: hot).
+    pub archived_at: Option<i64>,
 }
 
 /// An object as listed (no chunk list).
@@ -29,6 +31,8 @@ pub struct ObjectSummary {
     pub size: i64,
     pub etag: String,
     pub created_at: i64,
+    /// When a tier move archived it (`None`: hot).
+    pub archived_at: Option<i64>,
 }
 
 /// Where one chunk of an object is stored.
@@ -40,10 +44,17 @@ pub struct ChunkLoc {
     pub stored_len: u32,
     pub raw_len: u32,
     pub flags: u8,
+    /// The tier of its pack, which says which backend holds it.
+    pub tier: Tier,
 }
 
 const OBJECT_COLS: &str = "o.id, o.bucket_id, o.key, o.size, o.etag, o.content_type, o.metadata, \
-    o.created_at, l.mode, l.retain_until, l.legal_hold";
+    o.created_at, l.mode, l.retain_until, l.legal_hold, o.archived_at";
+
+/// The columns `chunk_loc` reads, from `chunks c` joined with its pack
+/// (`LEFT JOIN packs p ON p.id = c.pack_id`).
+pub(crate) const CHUNK_COLS: &str =
+    "c.id, c.pack_id, c.pack_offset, c.stored_len, c.raw_len, c.flags, p.tier";
 
 fn object_row(r: &AnyRow) -> Result<ObjectRow, sqlx::Error> {
     Ok(ObjectRow {
@@ -56,6 +67,7 @@ fn object_row(r: &AnyRow) -> Result<ObjectRow, sqlx::Error> {
         metadata: r.try_get(6)?,
         created_at: r.try_get(7)?,
         lock: crate::retention::lock_from(r, 8)?,
+        archived_at: r.try_get(11)?,
     })
 }
 
@@ -72,6 +84,11 @@ pub(crate) fn chunk_loc(r: &AnyRow, first: usize) -> CatalogResult<ChunkLoc> {
         stored_len: r.try_get::<i64, _>(first + 3).map_err(get)? as u32,
         raw_len: r.try_get::<i64, _>(first + 4).map_err(get)? as u32,
         flags: r.try_get::<i64, _>(first + 5).map_err(get)? as u8,
+        tier: r
+            .try_get::<Option<String>, _>(first + 6)
+            .map_err(get)?
+            .and_then(|t| Tier::parse(&t))
+            .unwrap_or_default(),
     })
 }
 
@@ -106,11 +123,10 @@ impl Catalog {
 
     /// The chunks of an object, in order, with where each is stored.
     pub async fn object_chunks(&self, object_id: i64) -> CatalogResult<Vec<ChunkLoc>> {
-        let rows = sqlx::query(
-            "SELECT c.id, c.pack_id, c.pack_offset, c.stored_len, c.raw_len, c.flags \
-             FROM object_chunks oc JOIN chunks c ON c.id = oc.chunk_id \
-             WHERE oc.object_id = $1 ORDER BY oc.seq",
-        )
+        let rows = sqlx::query(crate::dynamic(format!(
+            "SELECT {CHUNK_COLS} FROM object_chunks oc JOIN chunks c ON c.id = oc.chunk_id \
+             LEFT JOIN packs p ON p.id = c.pack_id WHERE oc.object_id = $1 ORDER BY oc.seq"
+        )))
         .bind(object_id)
         .fetch_all(&self.pool)
         .await
@@ -133,7 +149,7 @@ impl Catalog {
         // Keys sort bytewise on both databases (BINARY in SQLite, COLLATE "C"
         // on the PostgreSQL column).
         let rows = sqlx::query(
-            "SELECT key, size, etag, created_at FROM objects WHERE bucket_id = $1 \
+            "SELECT key, size, etag, created_at, archived_at FROM objects WHERE bucket_id = $1 \
              AND key >= $2 AND key < $3 AND key > $4 ORDER BY key LIMIT $5",
         )
         .bind(bucket_id)
@@ -151,6 +167,7 @@ impl Catalog {
                     size: r.try_get(1)?,
                     etag: r.try_get(2)?,
                     created_at: r.try_get(3)?,
+                    archived_at: r.try_get(4)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use fulcrum_catalog::{BucketRow, Catalog, CatalogStats};
+use fulcrum_catalog::{BucketRow, Catalog, CatalogStats, TierStats};
 use fulcrum_store::{Backend, BackendConfig, Codec, MasterKey};
 use tokio::sync::mpsc;
 
@@ -11,6 +11,7 @@ use crate::committer::{self, CommitJob};
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::Inflight;
 use crate::metrics::Metrics;
+use crate::tier::{ArchiveConfig, ArchiveTier, ReadTracker};
 
 /// Largest object (or part) accepted unless configured otherwise: 5 TiB,
 /// as S3.
@@ -36,6 +37,8 @@ pub struct EngineConfig {
     pub node_id: String,
     /// Retention policies applied to new objects (see `retention`).
     pub retention: Vec<crate::retention::RetentionRule>,
+    /// The archive tier lifecycle rules move cold data to (none: hot only).
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl EngineConfig {
@@ -49,6 +52,7 @@ impl EngineConfig {
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             node_id: format!("node-{:016x}", rand::random::<u64>()),
             retention: Vec::new(),
+            archive: None,
         }
     }
 
@@ -73,6 +77,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub commits: mpsc::Sender<CommitJob>,
     pub buckets: BucketCache,
+    pub archive: Option<ArchiveTier>,
+    pub reads: ReadTracker,
 }
 
 /// Bucket rows by (tenant, name), each trusted for a few seconds.
@@ -105,19 +111,26 @@ impl BucketCache {
 }
 
 impl Inner {
-    /// Reads `range` of a pack; a pack shorter than asked is damage.
+    /// Reads `range` of a pack on `tier`'s backend (archive reads count as
+    /// recalls); a pack shorter than asked is damage.
     pub(crate) async fn read_pack_range(
         &self,
         pack: &str,
+        tier: fulcrum_types::Tier,
         range: std::ops::Range<u64>,
     ) -> EngineResult<bytes::Bytes> {
         let pid = fulcrum_types::PackId::parse(pack)
             .map_err(|e| EngineError::Corrupt(format!("pack id {pack:?}: {e}")))?;
         let len = range.end - range.start;
         let data = self
-            .backend
+            .backend_for(tier)?
             .read_range(&fulcrum_store::pack_path(&pid), range)
             .await?;
+        if tier == fulcrum_types::Tier::Archive {
+            self.metrics
+                .archive_recalled_bytes
+                .inc_by(data.len() as u64);
+        }
         if data.len() as u64 != len {
             return Err(EngineError::Corrupt(format!(
                 "pack {pack} is shorter than the catalog says"
@@ -146,6 +159,8 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// Logical bytes per physical byte.
     pub overall_ratio: f64,
+    /// Packs and chunk bytes per tier (hot, archive).
+    pub tiers: Vec<TierStats>,
 }
 
 /// How often a serving node records its heartbeat (see `heartbeat`).
@@ -173,6 +188,7 @@ impl Engine {
             }));
         }
         let codec = Codec::new(cfg.encryption_key.as_ref(), cfg.zstd_level);
+        let archive = ArchiveTier::open(cfg.archive.as_ref(), cfg.encryption_key.as_ref())?;
         let (tx, rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
             cfg,
@@ -183,6 +199,8 @@ impl Engine {
             metrics: Metrics::default(),
             commits: tx,
             buckets: BucketCache::default(),
+            archive,
+            reads: ReadTracker::default(),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         Ok(Self { inner })
@@ -210,13 +228,20 @@ impl Engine {
         &self.inner.codec
     }
 
-    /// Reads `range` of pack `pack` (wherever the pack lives).
+    /// Reads `range` of pack `pack` on whichever tier the catalog says it
+    /// lives.
     pub async fn read_pack_range(
         &self,
         pack: &str,
         range: std::ops::Range<u64>,
     ) -> EngineResult<bytes::Bytes> {
-        self.inner.read_pack_range(pack, range).await
+        let tier = self
+            .inner
+            .catalog
+            .pack_tier(pack)
+            .await?
+            .unwrap_or_default();
+        self.inner.read_pack_range(pack, tier, range).await
     }
 
     pub fn backend_name(&self) -> &str {
@@ -252,6 +277,7 @@ impl Engine {
             compression_ratio: ratio(c.unique_bytes, c.stored_bytes),
             overall_ratio: ratio(c.logical_bytes, c.pack_bytes),
             catalog: c,
+            tiers: self.inner.catalog.tier_stats().await?,
         })
     }
 

@@ -28,6 +28,9 @@ pub enum EngineError {
     KeyMismatch(String),
     #[error("storage is full: {0}")]
     NoSpace(String),
+    /// Archive-tier work without an archive backend configured.
+    #[error("{0}")]
+    NoArchive(String),
     #[error(transparent)]
     Catalog(CatalogError),
     #[error(transparent)]

@@ -2,14 +2,14 @@
 //! chunks, sweep those no in-flight write can still reference, repack
 //! sparse and small packs, delete retired packs after a grace period (so
 //! readers that looked up an old location finish), and delete orphan pack
-//! files that no catalog row names (left by a crash or an aborted upload).
+//! files that no catalog row names (left by a crash or an aborted upload),
+//! on every tier's backend.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use fulcrum_catalog::now_ms;
+use fulcrum_catalog::{now_ms, PackUsage};
 use fulcrum_store::{pack_path, PackBuilder};
-use fulcrum_types::{ChunkId, PackId};
+use fulcrum_types::{ChunkId, PackId, Tier};
 use tracing::{info, warn};
 
 use crate::engine::{Engine, HEARTBEAT_INTERVAL};
@@ -90,10 +90,73 @@ impl Engine {
         report.deleted_chunks = swept.deleted_chunks;
         report.revived_chunks = swept.revived;
 
-        // Repack: sparse packs, and small packs when there are several.
+        // Repack sparse packs, and small packs when there are several,
+        // each tier on its own: chunks never change tier here.
         let usage = cat.pack_usage().await?;
+        for (tier, _) in inner.tier_backends() {
+            let packs: Vec<&PackUsage> = usage.iter().filter(|p| p.tier == tier).collect();
+            self.repack_tier(tier, &packs, opts, &mut report).await?;
+        }
+
+        // Delete retired packs past the grace period.
+        lease.check()?;
+        let grace_ms = opts.grace.as_millis() as i64;
+        let now = now_ms();
+        for p in cat.pack_usage().await? {
+            match p.retired_at {
+                Some(at) if at <= now - grace_ms && p.live_chunks == 0 => {
+                    let Ok(backend) = inner.backend_for(p.tier) else {
+                        warn!(pack = %p.id, tier = %p.tier, "retired pack left: its tier has no backend configured");
+                        continue;
+                    };
+                    if let Ok(pid) = PackId::parse(&p.id) {
+                        backend.delete(&pack_path(&pid)).await?;
+                    }
+                    cat.delete_pack_row(&p.id).await?;
+                    report.deleted_packs += 1;
+                    report.freed_bytes += p.size as u64;
+                }
+                _ => {}
+            }
+        }
+
+        // Orphans: pack files no catalog row names, older than any write in
+        // flight and than the grace period.
+        let known = cat.pack_ids().await?;
+        let orphan_before = safe_before.min(now - grace_ms);
+        for (_, backend) in inner.tier_backends() {
+            for e in backend.list("packs/").await? {
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                let Ok(pid) = PackId::parse(name) else {
+                    continue;
+                };
+                if !known.contains(pid.as_str()) && (pid.created_ms() as i64) < orphan_before {
+                    backend.delete(&e.path).await?;
+                    report.deleted_orphans += 1;
+                    report.freed_bytes += e.size;
+                }
+            }
+            // Temp files of pack writes cut off by a crash: an hour is far
+            // longer than any write in flight takes to finish.
+            report.deleted_orphans += backend.clean_stale_temp(opts.grace.max(STALE_TEMP)).await?;
+        }
+        info!(?report, "garbage collection finished");
+        Ok(report)
+    }
+
+    /// Repacks the sparse and small packs among `packs` (all on `tier`)
+    /// into new packs on the same tier.
+    async fn repack_tier(
+        &self,
+        tier: Tier,
+        packs: &[&PackUsage],
+        opts: &GcOptions,
+        report: &mut GcReport,
+    ) -> EngineResult<()> {
+        let inner = &self.inner;
+        let cat = &inner.catalog;
         let target = inner.cfg.pack_target as i64;
-        let live: Vec<_> = usage.iter().filter(|p| p.retired_at.is_none()).collect();
+        let live: Vec<_> = packs.iter().filter(|p| p.retired_at.is_none()).collect();
         let small: Vec<_> = live
             .iter()
             .filter(|p| p.live_chunks > 0 && p.size < target / 4)
@@ -105,6 +168,7 @@ impl Engine {
                 sources.push(p.id.clone());
             }
         }
+        let backend = inner.backend_for(tier)?;
         let mut builder = PackBuilder::new();
         let mut moved: Vec<(ChunkId, String)> = Vec::new();
         let mut done_sources: Vec<String> = Vec::new();
@@ -113,7 +177,7 @@ impl Engine {
             if !chunks.is_empty() {
                 let pid =
                     PackId::parse(src).map_err(|e| crate::EngineError::Corrupt(e.to_string()))?;
-                let data = inner.backend.read(&pack_path(&pid)).await?;
+                let data = backend.read(&pack_path(&pid)).await?;
                 for c in chunks {
                     let at = c.offset as usize;
                     let Some(stored) = data.get(at..at + c.stored_len as usize) else {
@@ -133,83 +197,31 @@ impl Engine {
             report.repacked_packs += 1;
             if builder.len() >= inner.cfg.pack_target {
                 let b = std::mem::take(&mut builder);
-                self.flush_repack(b, &mut moved, &mut done_sources, &mut report)
+                self.flush_repack(tier, b, &mut moved, &mut done_sources, report)
                     .await?;
             }
         }
-        self.flush_repack(builder, &mut moved, &mut done_sources, &mut report)
-            .await?;
-
-        // Delete retired packs past the grace period.
-        lease.check()?;
-        let grace_ms = opts.grace.as_millis() as i64;
-        let now = now_ms();
-        for p in cat.pack_usage().await? {
-            match p.retired_at {
-                Some(at) if at <= now - grace_ms && p.live_chunks == 0 => {
-                    if let Ok(pid) = PackId::parse(&p.id) {
-                        inner.backend.delete(&pack_path(&pid)).await?;
-                    }
-                    cat.delete_pack_row(&p.id).await?;
-                    report.deleted_packs += 1;
-                    report.freed_bytes += p.size as u64;
-                }
-                _ => {}
-            }
-        }
-
-        // Orphans: pack files no catalog row names, older than any write in
-        // flight and than the grace period.
-        let known = cat.pack_ids().await?;
-        let orphan_before = safe_before.min(now - grace_ms);
-        for e in inner.backend.list("packs/").await? {
-            let name = e.path.rsplit('/').next().unwrap_or_default();
-            let Ok(pid) = PackId::parse(name) else {
-                continue;
-            };
-            if !known.contains(pid.as_str()) && (pid.created_ms() as i64) < orphan_before {
-                inner.backend.delete(&e.path).await?;
-                report.deleted_orphans += 1;
-                report.freed_bytes += e.size;
-            }
-        }
-        // Temp files of pack writes cut off by a crash: an hour is far
-        // longer than any write in flight takes to finish.
-        report.deleted_orphans += inner
-            .backend
-            .clean_stale_temp(opts.grace.max(STALE_TEMP))
-            .await?;
-        info!(?report, "garbage collection finished");
-        Ok(report)
+        self.flush_repack(tier, builder, &mut moved, &mut done_sources, report)
+            .await
     }
 
     /// Writes the repacked chunks (if any), points them at the new pack and
     /// retires the emptied source packs.
     async fn flush_repack(
         &self,
+        tier: Tier,
         builder: PackBuilder,
         moved: &mut Vec<(ChunkId, String)>,
         sources: &mut Vec<String>,
         report: &mut GcReport,
     ) -> EngineResult<()> {
-        let cat = &self.inner.catalog;
         report.moved_chunks += moved.len() as u64;
-        if builder.is_empty() {
-            report.retired_packs += cat.relocate_chunks(None, &[], sources).await?;
-        } else {
-            let (pid, row, entries) = self.inner.write_pack(builder).await?;
-            let old: HashMap<ChunkId, String> = moved.drain(..).collect();
-            let rows: Vec<(ChunkId, String, i64)> = entries
-                .iter()
-                .filter_map(|e| old.get(&e.id).map(|o| (e.id, o.clone(), e.offset as i64)))
-                .collect();
-            report.retired_packs += cat
-                .relocate_chunks(Some((pid.as_str(), row.size)), &rows, sources)
-                .await?;
-            report.written_bytes += row.size as u64;
-        }
-        moved.clear();
-        sources.clear();
+        let (retired, written) = self
+            .inner
+            .write_relocated(tier, builder, moved, sources)
+            .await?;
+        report.retired_packs += retired;
+        report.written_bytes += written;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 use fulcrum_catalog::{NewChunk, NewPack};
 use fulcrum_store::{
-    pack_path, ChunkParams, Chunker, EncodedChunk, PackBuilder, PackEntry, PackStream, StoreResult,
+    ChunkParams, Chunker, EncodedChunk, PackBuilder, PackEntry, PackStream, StoreResult,
 };
 use fulcrum_types::{ChunkId, PackId};
 use futures::TryStreamExt;
@@ -50,16 +50,7 @@ impl Inner {
         &self,
         builder: PackBuilder,
     ) -> EngineResult<(PackId, NewPack, Vec<PackEntry>)> {
-        let id = PackId::generate();
-        let (parts, entries) = builder.seal();
-        let size = parts.iter().map(|p| p.len() as i64).sum();
-        self.backend.write(&pack_path(&id), parts).await?;
-        self.metrics.packs_written.inc();
-        let row = NewPack {
-            id: id.as_str().to_string(),
-            size,
-        };
-        Ok((id, row, entries))
+        self.write_pack_to(fulcrum_types::Tier::Hot, builder).await
     }
 
     /// Hashes a chunk and, unless a copy is already stored, encodes it;

@@ -3,7 +3,9 @@
 //! against the catalog, packs new chunks, acknowledges only after the pack
 //! is durable and the catalog transaction committed (group commit), reads
 //! back with hash verification, and collects garbage safely while writes
-//! go on.
+//! go on;
+//! moves cold data to an archive tier by lifecycle rules and recalls it
+//! transparently.
 
 mod committer;
 mod engine;
@@ -12,11 +14,14 @@ mod gc;
 mod inflight;
 mod ingest;
 mod lease;
+mod lifecycle;
 mod metrics;
 mod objects;
 mod read;
 mod repair;
 pub mod retention;
+mod tier;
+mod tier_move;
 mod verify;
 
 pub use engine::{
@@ -26,10 +31,13 @@ pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};
 pub use ingest::ContentDigest;
 pub use lease::{Lease, MAINTENANCE_LEASE};
+pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
 pub use read::ByteStream;
 pub use repair::ChunkCopy;
+pub use tier::{ArchiveConfig, DEFAULT_ARCHIVE_ZSTD_LEVEL, READ_TOUCH_INTERVAL};
+pub use tier_move::MoveStats;
 pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{
@@ -37,4 +45,5 @@ pub use fulcrum_catalog::{
     ObjectRow, ObjectSummary, PartRow, Retention, UploadRow,
 };
 pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};
+pub use fulcrum_types::Tier;
 pub use retention::RetentionRule;

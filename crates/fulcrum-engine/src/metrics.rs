@@ -1,6 +1,6 @@
 //! Prometheus metrics of the engine and the protocols on it: requests,
 //! bytes in and out, commit latency and batch sizes, corrupt chunks,
-//! archive recalls later. Rendered in the text exposition format.
+//! recalls from the archive tier and what tier moves wrote there. Rendered in the text exposition format.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +28,10 @@ pub struct Metrics {
     pub packs_written: Counter,
     pub commit_seconds: Histogram,
     pub commit_batch_writes: Histogram,
+    pub archive_recalls: Counter,
+    pub archive_recalled_bytes: Counter,
+    pub archive_promotions: Counter,
+    pub archived_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -42,6 +46,30 @@ impl Default for Metrics {
         let packs_written = Counter::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let commit_batch_writes = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let archive_recalls = Counter::default();
+        let archive_recalled_bytes = Counter::default();
+        let archive_promotions = Counter::default();
+        let archived_bytes = Counter::default();
+        registry.register(
+            "archive_recalls",
+            "Object reads served (in part) from the archive tier",
+            archive_recalls.clone(),
+        );
+        registry.register(
+            "archive_recalled_bytes",
+            "Stored bytes read from the archive tier's backend",
+            archive_recalled_bytes.clone(),
+        );
+        registry.register(
+            "archive_promotions",
+            "Objects moved back to the hot tier after a read",
+            archive_promotions.clone(),
+        );
+        registry.register(
+            "archived_bytes",
+            "Pack bytes written to the archive tier by tier moves",
+            archived_bytes.clone(),
+        );
         registry.register(
             "requests",
             "Requests handled, by protocol, operation and status",
@@ -94,6 +122,10 @@ impl Default for Metrics {
             packs_written,
             commit_seconds,
             commit_batch_writes,
+            archive_recalls,
+            archive_recalled_bytes,
+            archive_promotions,
+            archived_bytes,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct ObjectInfo {
     pub created_at_ms: i64,
     /// Retention and legal hold as stored.
     pub lock: ObjectLock,
+    /// A tier move left all its chunks on the archive tier.
+    pub archived: bool,
 }
 
 impl ObjectInfo {
@@ -56,6 +58,7 @@ impl ObjectInfo {
             content_type: r.content_type,
             created_at_ms: r.created_at,
             lock: r.lock,
+            archived: r.archived_at.is_some(),
         }
     }
 }
@@ -189,6 +192,7 @@ impl Engine {
                 key: obj.key.clone(),
             });
         }
+        self.after_read(obj.id, &chunks);
         Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fulcrum_catalog::ChunkLoc;
+use fulcrum_types::Tier;
 use futures::{Stream, StreamExt};
 use tracing::error;
 
@@ -19,6 +20,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = EngineResult<Bytes>> + Send>>;
 /// Chunks read from one pack with one ranged request.
 struct Group {
     pack: String,
+    tier: Tier,
     /// (chunk, slice of its plaintext to emit)
     chunks: Vec<(ChunkLoc, std::ops::Range<usize>)>,
 }
@@ -52,6 +54,7 @@ fn plan(chunks: Vec<ChunkLoc>, start: u64, end: u64) -> Vec<Group> {
         }
         groups.push(Group {
             pack: c.pack_id.clone(),
+            tier: c.tier,
             chunks: vec![(c, slice)],
         });
     }
@@ -66,7 +69,7 @@ impl Inner {
             .last()
             .map(|(c, _)| c.offset + c.stored_len as u64)
             .unwrap_or(first);
-        let data = self.read_pack_range(&g.pack, first..last).await?;
+        let data = self.read_pack_range(&g.pack, g.tier, first..last).await?;
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(g.chunks.len());
@@ -133,6 +136,7 @@ mod tests {
             stored_len: len,
             raw_len: len,
             flags: 0,
+            tier: Tier::Hot,
         }
     }
 

@@ -83,12 +83,13 @@ impl Engine {
         for p in packs.iter().filter(|p| p.live_chunks > 0) {
             let chunks = cat.chunks_in_pack(&p.id).await?;
             report.packs += 1;
-            let data = match PackId::parse(&p.id) {
-                Ok(pid) => inner.backend.read(&pack_path(&pid)).await,
-                Err(e) => Err(fulcrum_store::StoreError::BadPack {
-                    pack: p.id.clone(),
-                    reason: e.to_string(),
-                }),
+            let data = match (PackId::parse(&p.id), inner.backend_for(p.tier)) {
+                (Ok(pid), Ok(backend)) => backend
+                    .read(&pack_path(&pid))
+                    .await
+                    .map_err(|e| e.to_string()),
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(e.to_string()),
             };
             let data = match data {
                 Ok(d) => d,

@@ -4,6 +4,8 @@
 
 mod ids;
 mod space;
+mod tier;
 
 pub use ids::{ChunkId, IdError, PackId, TenantId, DEFAULT_TENANT};
 pub use space::no_space_in;
+pub use tier::Tier;

@@ -181,7 +181,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
         }
         BackupCommand::Run { json } => {
             let engine = open(&s).await?;
-            let mut bar = Bar::bytes("backing up");
+            let mut bar = Bar::new("backing up");
             let out = backup_once(&s, &engine, Some(&mut bar)).await;
             bar.0.finish_and_clear();
             engine.close().await;
@@ -239,7 +239,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                 .ok()
                 .and_then(|c| c.encryption_key)
                 .map(|k| fulcrum_store::Codec::new(Some(&k), 1));
-            let mut bar = Bar::bytes("verifying");
+            let mut bar = Bar::new("verifying");
             let out = fulcrum_backup::verify(&repo, codec.as_ref(), sample, &mut bar).await;
             bar.0.finish_and_clear();
             let r = out?;
@@ -277,7 +277,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
             let repo = repo(&s, false).await?;
             let started = Instant::now();
             if let Some(dir) = to {
-                let mut bar = Bar::bytes("restoring");
+                let mut bar = Bar::new("restoring");
                 let out = fulcrum_backup::restore_to_dir(&repo, &snapshot, &dir, &mut bar).await;
                 bar.0.finish_and_clear();
                 let r = out?;

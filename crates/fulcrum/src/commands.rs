@@ -58,20 +58,31 @@ pub async fn stats(s: Settings, json: bool) -> Result<u8> {
         println!("dedup ratio        {:.2}", st.dedup_ratio);
         println!("compression ratio  {:.2}", st.compression_ratio);
         println!("overall ratio      {:.2}", st.overall_ratio);
+        for t in &st.tiers {
+            println!(
+                "tier {:<13} {} packs, {} ({} chunk bytes stored, {} raw)",
+                t.tier,
+                t.packs,
+                human(t.pack_bytes),
+                human(t.stored_bytes),
+                human(t.raw_bytes)
+            );
+        }
     }
     engine.close().await;
     Ok(0)
 }
 
+/// A progress bar counting bytes.
 pub(crate) struct Bar(pub ProgressBar);
 
 impl Bar {
-    /// A byte progress bar on stderr with rate and ETA, e.g. "verifying".
-    pub(crate) fn bytes(verb: &str) -> Self {
+    /// A bar labelled `what`, ticking on its own.
+    pub fn new(what: &str) -> Self {
         let pb = ProgressBar::new(0);
         pb.set_style(
             ProgressStyle::with_template(&format!(
-                "{{spinner}} {verb} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+                "{{spinner}} {what} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -92,7 +103,7 @@ impl VerifyProgress for Bar {
 pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let mut bar = Bar::bytes("verifying");
+    let mut bar = Bar::new("verifying");
     let report = engine.verify(&mut bar).await?;
     bar.0.finish_and_clear();
     engine.close().await;
@@ -213,7 +224,7 @@ pub async fn scrub_once(
 
 pub async fn scrub(s: Settings, rate_mib: Option<u64>, repair: bool, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
-    let mut bar = Bar::bytes("scrubbing");
+    let mut bar = Bar::new("scrubbing");
     let out = scrub_once(&s, &engine, rate_mib, repair, &mut bar).await;
     bar.0.finish_and_clear();
     engine.close().await;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use fulcrum_engine::{BackendConfig, EngineConfig, MasterKey};
+use fulcrum_engine::{ArchiveConfig, BackendConfig, EngineConfig, LifecycleRule, MasterKey};
 use serde::Deserialize;
 
 /// Settings as a TOML file holds them; every field is optional.
@@ -31,6 +31,14 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    pub archive_backend: Option<String>,
+    pub archive_backend_access_key: Option<String>,
+    pub archive_backend_secret_key: Option<String>,
+    pub archive_zstd_level: Option<i32>,
+    pub archive_promote_on_read: Option<bool>,
+    pub lifecycle_interval: Option<String>,
+    /// `[[lifecycle]]` sections.
+    pub lifecycle: Option<Vec<LifecycleRule>>,
     /// `[[retention]]` sections: retention policies for new objects.
     #[serde(default)]
     pub retention: Vec<fulcrum_engine::RetentionRule>,
@@ -88,6 +96,7 @@ pub struct Settings {
     pub scrub_every_hours: Option<f64>,
     /// ... reading at most this many MiB/s (0: unthrottled).
     pub scrub_rate_mib: u64,
+    pub tier: TierSettings,
 }
 
 /// Where backups go and how often the server takes them.
@@ -113,11 +122,23 @@ impl BackupSettings {
         let Some(repo) = self.repo.as_deref() else {
             bail!("no backup repository: give --repo or set FULCRUM_BACKUP_REPO (a directory or s3://BUCKET/PATH?endpoint=URL)");
         };
+        // A plain path (relative ones too) is a directory repository.
+        let repo = if repo.contains("://") || repo == "fs" {
+            repo.to_string()
+        } else {
+            std::path::absolute(repo)
+                .with_context(|| format!("backup repository path {repo:?}"))?
+                .display()
+                .to_string()
+        };
+        if repo == "fs" {
+            bail!("the backup repository must be a directory path or an s3:// URL, not \"fs\"");
+        }
         let backend = backend_config(
-            repo,
-            self.access_key.clone(),
-            self.secret_key.clone(),
-            "FULCRUM_BACKUP_ACCESS_KEY and FULCRUM_BACKUP_SECRET_KEY",
+            Some(&repo),
+            (self.access_key.clone(), self.secret_key.clone()),
+            PathBuf::from(&repo),
+            "FULCRUM_BACKUP",
         )?;
         let key = match (&self.key, &self.key_file) {
             (Some(hex), _) => MasterKey::from_hex(hex).context("FULCRUM_BACKUP_KEY")?,
@@ -129,30 +150,108 @@ impl BackupSettings {
     }
 }
 
-/// A backend location: a directory (`/PATH`, `fs:///PATH`) or an S3 URL
-/// whose credentials come from `ak`/`sk` or the AWS_* variables.
-pub fn backend_config(
-    url: &str,
-    ak: Option<String>,
-    sk: Option<String>,
-    cred_vars: &str,
+/// The archive tier and lifecycle rules.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    /// "fs" (the data dir's `archive/`), fs:///PATH or an S3 URL; unset:
+    /// no archive tier.
+    pub archive_backend: Option<String>,
+    pub archive_access_key: Option<String>,
+    pub archive_secret_key: Option<String>,
+    pub archive_zstd_level: i32,
+    pub promote_on_read: bool,
+    /// How often the server applies the rules (`None`: never).
+    pub interval: Option<std::time::Duration>,
+    pub rules: Vec<LifecycleRule>,
+}
+
+/// An environment variable, unset when empty.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl TierSettings {
+    /// Environment over the file's settings; checks every rule.
+    pub fn resolve(file: &FileConfig) -> Result<Self> {
+        let rules = file.lifecycle.clone().unwrap_or_default();
+        for r in &rules {
+            r.validate().map_err(anyhow::Error::msg)?;
+        }
+        let interval = env("FULCRUM_LIFECYCLE_INTERVAL")
+            .or_else(|| file.lifecycle_interval.clone())
+            .unwrap_or_else(|| "1h".into());
+        Ok(Self {
+            archive_backend: env("FULCRUM_ARCHIVE_BACKEND")
+                .or_else(|| file.archive_backend.clone()),
+            archive_access_key: env("FULCRUM_ARCHIVE_BACKEND_ACCESS_KEY")
+                .or_else(|| file.archive_backend_access_key.clone()),
+            archive_secret_key: env("FULCRUM_ARCHIVE_BACKEND_SECRET_KEY")
+                .or_else(|| file.archive_backend_secret_key.clone()),
+            archive_zstd_level: match env("FULCRUM_ARCHIVE_ZSTD_LEVEL") {
+                Some(v) => v.parse().context("FULCRUM_ARCHIVE_ZSTD_LEVEL")?,
+                None => file
+                    .archive_zstd_level
+                    .unwrap_or(fulcrum_engine::DEFAULT_ARCHIVE_ZSTD_LEVEL),
+            },
+            promote_on_read: match env("FULCRUM_ARCHIVE_PROMOTE_ON_READ") {
+                Some(v) => v
+                    .parse()
+                    .context("FULCRUM_ARCHIVE_PROMOTE_ON_READ (true or false)")?,
+                None => file.archive_promote_on_read.unwrap_or(false),
+            },
+            interval: parse_interval(&interval)?,
+            rules,
+        })
+    }
+}
+
+/// "90s", "30m", "1h", "1d" or plain seconds; "0" or "off": never.
+pub fn parse_interval(s: &str) -> Result<Option<std::time::Duration>> {
+    let s = s.trim();
+    if s == "off" || s == "0" {
+        return Ok(None);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("interval {s:?}: expected e.g. 90s, 30m, 1h or 1d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("interval {s:?}: unit must be s, m, h or d"),
+    };
+    Ok(Some(std::time::Duration::from_secs(secs)))
+}
+
+/// A backend setting: "fs" (or unset) for `default_root`, fs:///PATH, or
+/// s3://BUCKET[/ROOT]?endpoint=URL with credentials from the settings
+/// named by `env_prefix` (`<env_prefix>_ACCESS_KEY`, `_SECRET_KEY`).
+fn backend_config(
+    setting: Option<&str>,
+    creds: (Option<String>, Option<String>),
+    default_root: PathBuf,
+    env_prefix: &str,
 ) -> Result<BackendConfig> {
-    if url.starts_with("s3://") {
-        let ak = ak.or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
-        let sk = sk.or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
-        let (Some(ak), Some(sk)) = (ak, sk) else {
-            bail!("{url} needs credentials: set {cred_vars}");
-        };
-        return Ok(BackendConfig::parse_s3_url(url, &ak, &sk)?);
-    }
-    let path = url.strip_prefix("fs://").unwrap_or(url);
-    if path.is_empty() || path.contains("://") {
-        bail!(
-            "unknown backend {url:?}: use a directory path, fs:///PATH or s3://BUCKET?endpoint=URL"
-        );
-    }
-    Ok(BackendConfig::Fs {
-        root: PathBuf::from(path),
+    Ok(match setting {
+        None | Some("") | Some("fs") => BackendConfig::Fs { root: default_root },
+        Some(url) if url.starts_with("s3://") => {
+            let ak = creds.0.or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok());
+            let sk = creds
+                .1
+                .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok());
+            let (Some(ak), Some(sk)) = (ak, sk) else {
+                bail!("the S3 backend {url:?} needs credentials: set {env_prefix}_ACCESS_KEY and {env_prefix}_SECRET_KEY");
+            };
+            BackendConfig::parse_s3_url(url, &ak, &sk)?
+        }
+        Some(path) if path.starts_with("fs://") || path.starts_with('/') => BackendConfig::Fs {
+            root: PathBuf::from(path.trim_start_matches("fs://")),
+        },
+        Some(other) => {
+            bail!("unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL")
+        }
     })
 }
 
@@ -182,24 +281,15 @@ pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
 impl Settings {
     pub fn engine_config(&self) -> Result<EngineConfig> {
-        let backend = match self.backend.as_deref() {
-            None | Some("") | Some("fs") => BackendConfig::Fs {
-                root: self.data_dir.join("store"),
-            },
-            Some(url)
-                if url.starts_with("s3://") || url.starts_with("fs://") || url.starts_with('/') =>
-            {
-                backend_config(
-                    url,
-                    self.backend_access_key.clone(),
-                    self.backend_secret_key.clone(),
-                    "FULCRUM_BACKEND_ACCESS_KEY and FULCRUM_BACKEND_SECRET_KEY",
-                )?
-            }
-            Some(other) => bail!(
-                "unknown backend {other:?}: use \"fs\", fs:///PATH or s3://BUCKET?endpoint=URL"
+        let backend = backend_config(
+            self.backend.as_deref(),
+            (
+                self.backend_access_key.clone(),
+                self.backend_secret_key.clone(),
             ),
-        };
+            self.data_dir.join("store"),
+            "FULCRUM_BACKEND",
+        )?;
         let catalog_url = match &self.catalog_url {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data_dir.join("catalog.db").display()),
@@ -217,6 +307,18 @@ impl Settings {
         cfg.zstd_level = self.zstd_level;
         cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
         cfg.retention = self.retention.clone();
+        let t = &self.tier;
+        if let Some(url) = t.archive_backend.as_deref() {
+            let mut archive = ArchiveConfig::new(backend_config(
+                Some(url),
+                (t.archive_access_key.clone(), t.archive_secret_key.clone()),
+                self.data_dir.join("archive"),
+                "FULCRUM_ARCHIVE_BACKEND",
+            )?);
+            archive.zstd_level = t.archive_zstd_level;
+            archive.promote_on_read = t.promote_on_read;
+            cfg.archive = Some(archive);
+        }
         Ok(cfg)
     }
 }
@@ -279,6 +381,35 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Archive tier: cold data moves here by lifecycle rules, recompressed at
+# archive_zstd_level; reads recall it transparently. "fs" is the data dir's
+# archive/ folder; a slow disk (fs:///mnt/archive) or a cold S3 bucket work too:
+# archive_backend = "s3://fulcrum-archive/prod?endpoint=http://127.0.0.1:3900&region=garage"
+# archive_backend_access_key = "..."
+# archive_backend_secret_key = "..."
+# archive_backend = "fs"
+archive_zstd_level = 19
+# Move an object back to the hot tier after it was read from the archive.
+archive_promote_on_read = false
+
+# How often the server applies the lifecycle rules ("off": only
+# `fulcrum tier apply`). S3 clients add rules per bucket with
+# PutBucketLifecycleConfiguration.
+lifecycle_interval = "1h"
+
+# Lifecycle rules (conditions combine with AND):
+# [[lifecycle]]
+# id = "cold-scans"
+# bucket = "scans"
+# prefix = "2024/"
+# not_read_days = 180        # neither read nor written for 180 days
+# # older_than_days = 365    # created more than a year ago
+#
+# [[lifecycle]]
+# id = "old-ct"
+# modality = "CT"            # DICOM studies with a CT series ...
+# study_older_than_days = 730  # ... whose StudyDate is over two years ago
 
 # Background scrub: re-hash all stored data this often, at most this many
 # MiB/s; damaged chunks are repaired from the backup repository.
@@ -360,6 +491,44 @@ mod tests {
             "[[retention]]\nbucket = \"a\"\nmode = \"x\"\nyears = 1"
         )
         .is_err());
+    }
+
+    #[test]
+    fn lifecycle_rules_and_intervals_parse() {
+        // The lifecycle examples of the default config, uncommented.
+        let (head, rest) = DEFAULT_TOML
+            .split_once("# Lifecycle rules")
+            .expect("lifecycle examples present");
+        let (examples, tail) = rest.split_once("\n\n").expect("a block after them");
+        let examples = examples
+            .replace("# [[lifecycle]]", "[[lifecycle]]")
+            .replace("\n# id", "\nid")
+            .replace("\n# bucket", "\nbucket")
+            .replace("\n# prefix", "\nprefix")
+            .replace("\n# not_read_days", "\nnot_read_days")
+            .replace("\n# modality", "\nmodality")
+            .replace("\n# study_older", "\nstudy_older");
+        // Tables last: the top-level keys after them stay top-level.
+        let text = format!("{head}\n\n{tail}\n# Lifecycle rules{examples}\n");
+        let c: FileConfig = toml::from_str(&text).expect("rules parse");
+        let t = TierSettings::resolve(&c).expect("valid rules");
+        assert_eq!(t.rules.len(), 2);
+        assert_eq!(t.rules[1].modality.as_deref(), Some("CT"));
+        assert_eq!(
+            parse_interval("90s").expect("90s"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_interval("2h").expect("2h"),
+            Some(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(parse_interval("off").expect("off"), None);
+        assert!(parse_interval("soon").is_err());
+        let bad: FileConfig = toml::from_str("[[lifecycle]]\nbucket = \"b\"").expect("parses");
+        assert!(
+            TierSettings::resolve(&bad).is_err(),
+            "a rule without a condition"
+        );
     }
 
     #[test]

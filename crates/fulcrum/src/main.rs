@@ -7,13 +7,14 @@ mod config;
 mod dicom_cli;
 mod jobs;
 mod serve;
+mod tier_cli;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use config::{FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
+use config::{env, FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: backup_cli::BackupCommand,
     },
+    /// The archive tier: apply lifecycle rules.
+    Tier {
+        #[command(subcommand)]
+        command: TierCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -128,6 +134,20 @@ enum DicomCommand {
 }
 
 #[derive(Subcommand)]
+enum TierCommand {
+    /// Move what the lifecycle rules (config file and S3 bucket rules)
+    /// select to the archive tier.
+    Apply {
+        /// Only show what would move (objects and bytes per rule).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Write a commented default config file.
     Init {
@@ -138,10 +158,6 @@ enum ConfigCommand {
         #[arg(long)]
         force: bool,
     },
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// A comma-separated list, blanks dropped.
@@ -158,6 +174,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         None => FileConfig::default(),
     };
     let bk = file.backup.clone().unwrap_or_default();
+    let tier = config::TierSettings::resolve(&file)?;
     Ok(Settings {
         data_dir: common
             .data_dir
@@ -243,6 +260,7 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
                 yearly: bk.keep_yearly.unwrap_or(0),
             },
         },
+        tier,
     })
 }
 
@@ -315,6 +333,9 @@ async fn run(cli: Cli) -> Result<u8> {
             target.apply(&mut s);
             backup_cli::run(s, command).await
         }
+        Command::Tier {
+            command: TierCommand::Apply { dry_run, json },
+        } => tier_cli::apply(settings(&cli.common, None)?, dry_run, json).await,
         Command::Config {
             command: ConfigCommand::Init { path, force },
         } => commands::config_init(&path, force),

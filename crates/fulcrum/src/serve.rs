@@ -199,6 +199,7 @@ pub async fn run(s: Settings) -> Result<()> {
             },
         ));
     }
+    let lifecycle = crate::tier_cli::spawn_lifecycle(engine.clone(), &s.tier, stop_rx.clone());
     let archive = fulcrum_dicom::Archive::new(
         engine.clone(),
         fulcrum_dicom::ArchiveConfig {
@@ -250,6 +251,7 @@ pub async fn run(s: Settings) -> Result<()> {
     for j in jobs {
         j.abort();
     }
+    let _ = lifecycle.await;
     if let Err(e) = engine.leave().await {
         warn!(error = %e, "could not remove this node's heartbeat");
     }

@@ -62,7 +62,10 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
                 )
             }
         },
-        EngineError::Store(_) | EngineError::PackWrite(_) | EngineError::KeyMismatch(_) => {
+        EngineError::Store(_)
+        | EngineError::PackWrite(_)
+        | EngineError::KeyMismatch(_)
+        | EngineError::NoArchive(_) => {
             error!(error = %e, "storage failure");
             (
                 C::InternalError,

@@ -64,6 +64,14 @@ pub(crate) fn put_options(
     })
 }
 
+/// The storage class GET and HEAD report: GLACIER_IR for an object on
+/// the archive tier (readable at once, as Glacier Instant Retrieval);
+/// nothing (STANDARD) otherwise.
+fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
+    info.archived
+        .then(|| StorageClass::from_static(StorageClass::GLACIER_IR))
+}
+
 fn meta_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
     (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
@@ -119,9 +127,10 @@ impl S3Api {
                 obj.size = Some(o.size);
                 obj.e_tag = Some(etag(&o.etag));
                 obj.last_modified = Some(ts(o.created_at));
-                obj.storage_class = Some(ObjectStorageClass::from_static(
-                    ObjectStorageClass::STANDARD,
-                ));
+                obj.storage_class = Some(ObjectStorageClass::from_static(match o.archived_at {
+                    Some(_) => ObjectStorageClass::GLACIER_IR,
+                    None => ObjectStorageClass::STANDARD,
+                }));
                 page.contents.push(obj);
             }
         }
@@ -212,6 +221,7 @@ impl S3Api {
         out.object_lock_mode = lock.mode;
         out.object_lock_retain_until_date = lock.until;
         out.object_lock_legal_hold_status = lock.hold;
+        out.storage_class = storage_class(&info);
         Ok(S3Response::new(out))
     }
 
@@ -231,6 +241,7 @@ impl S3Api {
         out.object_lock_mode = lock.mode;
         out.object_lock_retain_until_date = lock.until;
         out.object_lock_legal_hold_status = lock.hold;
+        out.storage_class = storage_class(&info);
         Ok(S3Response::new(out))
     }
 

@@ -13,6 +13,8 @@ use sqlx::Connection;
 pub struct Target {
     pub name: String,
     pub cfg: EngineConfig,
+    /// Where this target's archive tier lives (its own directory or S3 root).
+    pub archive: BackendConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -45,6 +47,9 @@ pub async fn targets() -> Vec<Target> {
     out.push(Target {
         name: "fs+sqlite".into(),
         cfg,
+        archive: BackendConfig::Fs {
+            root: dir.path().join("archive"),
+        },
         _dir: dir,
     });
     let s3 = (
@@ -57,18 +62,24 @@ pub async fn targets() -> Vec<Target> {
     match s3 {
         (Some(endpoint), Some(bucket), Some(ak), Some(sk), Some(pg)) => {
             let dir = tempfile::tempdir().expect("tempdir");
+            let root = format!("/t-{}", unique());
             let backend = BackendConfig::S3 {
                 bucket,
                 endpoint,
                 region: env("FULCRUM_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
                 access_key: ak,
                 secret_key: sk,
-                root: format!("/t-{}", unique()),
+                root: root.clone(),
             };
+            let mut archive = backend.clone();
+            if let BackendConfig::S3 { root: r, .. } = &mut archive {
+                *r = format!("{root}-archive");
+            }
             let cfg = EngineConfig::new(backend, fresh_pg(&pg).await);
             out.push(Target {
                 name: "s3+postgres".into(),
                 cfg,
+                archive,
                 _dir: dir,
             });
         }
@@ -83,6 +94,61 @@ pub async fn targets() -> Vec<Target> {
 impl Target {
     pub async fn open(&self) -> Engine {
         Engine::open(self.cfg.clone()).await.expect("engine opens")
+    }
+
+    /// The engine with this target's archive tier (small packs, so moves
+    /// write several).
+    pub fn tiered_config(&self, promote_on_read: bool) -> EngineConfig {
+        let mut cfg = self.cfg.clone();
+        let mut archive = fulcrum_engine::ArchiveConfig::new(self.archive.clone());
+        archive.promote_on_read = promote_on_read;
+        cfg.archive = Some(archive);
+        cfg.pack_target = 1024 * 1024;
+        cfg
+    }
+
+    pub async fn open_tiered(&self, promote_on_read: bool) -> Engine {
+        Engine::open(self.tiered_config(promote_on_read))
+            .await
+            .expect("engine opens")
+    }
+
+    /// Moves the creation and last-read times of the objects whose key
+    /// starts with `prefix` `days` into the past (straight in the catalog).
+    pub async fn backdate(&self, prefix: &str, days: i64) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.cfg.catalog_url)
+            .await
+            .expect("connect to the catalog");
+        sqlx::query(
+            "UPDATE objects SET created_at = created_at - $1, \
+             last_read_at = last_read_at - $1 WHERE key LIKE $2",
+        )
+        .bind(days * 24 * 3600 * 1000)
+        .bind(format!("{prefix}%"))
+        .execute(&mut conn)
+        .await
+        .expect("backdate objects");
+    }
+
+    /// Holds the catalog's write lock on chunk rows (SQLite: the database
+    /// write lock; PostgreSQL: a table lock that blocks updates, not reads)
+    /// until the returned connection runs ROLLBACK or is dropped.
+    pub async fn lock_chunk_writes(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.cfg.catalog_url)
+            .await
+            .expect("connect to the catalog");
+        let sql = if self.cfg.catalog_url.starts_with("sqlite:") {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN; LOCK TABLE chunks IN SHARE ROW EXCLUSIVE MODE"
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("lock chunk writes");
+        conn
     }
 
     pub async fn open_with_key(
