@@ -32,6 +32,10 @@ SECTIONS = {
         "<!-- BEGIN cluster section: written by bench/run.sh cluster (bench/cluster_bench.py) -->",
         "<!-- END cluster section -->",
     ),
+    "tier": (
+        "<!-- BEGIN tier section: written by bench/tier_bench.py --out -->",
+        "<!-- END tier section -->",
+    ),
     "load": (
         "<!-- BEGIN load section: written by bench/run.sh load (bench/load_bench.py) -->",
         "<!-- END load section -->",

@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--archive-zstd-level", type=int, default=19)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--out", help="write the archive block of this BENCHMARKS.md")
     a = ap.parse_args()
 
     ct = gen.ensure(Path(a.cache), f"ct-{a.ct_slices}", {"v": gen.GEN_VERSION, "slices": a.ct_slices},
@@ -116,6 +117,26 @@ def main():
           f"tier move {move_secs:.1f}s at zstd {a.archive_zstd_level}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
+    if a.out:
+        import benchlib
+
+        tiers = ", ".join(f"{t['tier']} {t['pack_bytes'] / MB:.0f} MB" for t in st["tiers"])
+        benchlib.write_section(a.out, "tier", "\n".join([
+            "## Archive tier: reading an archived study",
+            "",
+            f"Machine: {benchlib.machine_description()}. A {size / MB:.0f} MB CT study ({len(files)} instances) "
+            f"stored by STOW-RS, retrieved by WADO-RS (median of {a.runs}) while hot (zstd 1), then again after "
+            f"a DICOM lifecycle rule moved it to the archive tier (a separate directory, zstd "
+            f"{a.archive_zstd_level}). `.venv/bin/python bench/tier_bench.py --out BENCHMARKS.md` (bench venv).",
+            "",
+            "| | read | MB/s |",
+            "|---|---:|---:|",
+            f"| hot | {median(hot):.3f} s | {res['hot_MBps']:.0f} |",
+            f"| archived | {median(cold):.3f} s | {res['archived_MBps']:.0f} |",
+            "",
+            f"Archived / hot: **{ratio:.2f}×** (target ≤ 2×). Tier move: {move_secs:.1f} s. Storage after the "
+            f"move: {tiers}.",
+        ]))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
