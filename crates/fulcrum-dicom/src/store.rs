@@ -213,21 +213,8 @@ impl Archive {
                 .feed(&buf[before..])
                 .map_err(|e| DicomError::Malformed(e.to_string()))?;
         }
-        if eof && walker.pixel().is_none() {
-            // Everything is here: refuse a truncated instance before parsing it.
-            walker
-                .finish()
-                .map_err(|e| DicomError::Truncated(e.to_string()))?;
-        }
-        let split = match walker.pixel() {
-            Some(p) => p.elem_offset as usize,
-            None if eof => buf.len(),
-            None => walker.root_boundary() as usize,
-        };
+        let (split, parse_end) = header_bounds(&walker, buf.len(), eof)?;
         let header = buf.split_to(split).freeze();
-        let parse_end = walker
-            .opaque_at()
-            .map_or(split, |o| (o as usize).min(split));
         let ex = index_header(header.slice(..parse_end), ts.clone()).await?;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
@@ -440,6 +427,93 @@ impl PendingInstance {
     }
 }
 
+/// Where the header ends once the scanner has seen the first `buf_len`
+/// bytes of the dataset (`eof`: all of it): the split between header and
+/// pixel data, and the end of what the index parser reads (it stops before
+/// a CP-246 sequence dicom-rs cannot parse). A dataset that is all here
+/// and ends inside an element is refused before it is parsed.
+fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usize, usize)> {
+    if eof && walker.pixel().is_none() {
+        walker
+            .finish()
+            .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    }
+    let split = match walker.pixel() {
+        Some(p) => p.elem_offset as usize,
+        None if eof => buf_len,
+        None => walker.root_boundary() as usize,
+    };
+    let parse_end = walker
+        .opaque_at()
+        .map_or(split, |o| (o as usize).min(split));
+    Ok((split, parse_end))
+}
+
+/// What [`inspect_file`] read from a Part 10 file.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub prelude: Prelude,
+    pub extracted: Extracted,
+    /// Root-level Pixel Data (`None` for deflated datasets, which are not scanned).
+    pub pixel: Option<crate::scan::PixelData>,
+}
+
+/// The checks and parsing an upload goes through before anything is
+/// stored, on a whole Part 10 file in memory and without an archive: the
+/// prelude, the element scanner up to Pixel Data (or `header_cap` bytes),
+/// the index attributes of the header, then the scanner over the rest
+/// (truncation). It follows [`Archive::stage_file`] step by step with the
+/// same functions; the `dicom_ingest` fuzz target drives it.
+pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
+    let prelude = parse_prelude(file, true)?
+        .ok_or_else(|| DicomError::NotDicom("the file is too short".into()))?;
+    let dataset = &file[prelude.len..];
+    let ts = prelude.transfer_syntax.clone();
+    let Some(framing) = Framing::of(&ts) else {
+        if dataset.len() > MAX_DEFLATED {
+            return Err(DicomError::TooLarge(MAX_DEFLATED as u64));
+        }
+        let extracted = parse_header(dataset, &ts)?;
+        check(&extracted, &prelude, &StoreContext::default())?;
+        return Ok(Inspected {
+            prelude,
+            extracted,
+            pixel: None,
+        });
+    };
+    let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
+    // The header is read as it arrives: in pieces, until Pixel Data or the cap.
+    let mut walker = Walker::new(framing);
+    let mut read = 0;
+    let mut eof = false;
+    while walker.pixel().is_none() && read < header_cap {
+        if read == dataset.len() {
+            eof = true;
+            break;
+        }
+        let n = (dataset.len() - read).min(READ_SIZE);
+        walker.feed(&dataset[read..read + n]).map_err(malformed)?;
+        read += n;
+    }
+    let (_, parse_end) = header_bounds(&walker, read, eof)?;
+    let extracted = parse_header(&dataset[..parse_end], &ts)?;
+    check(&extracted, &prelude, &StoreContext::default())?;
+    walker.feed(&dataset[read..]).map_err(malformed)?;
+    walker
+        .finish()
+        .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    Ok(Inspected {
+        prelude,
+        extracted,
+        pixel: walker.pixel().cloned(),
+    })
+}
+
+/// Parses a header and extracts its index attributes.
+fn parse_header(header: &[u8], ts: &str) -> DicomResult<Extracted> {
+    parse_dataset(header, ts).and_then(|o| extract(&o))
+}
+
 /// Headers up to this size are parsed on the calling task: a thread
 /// hand-off costs more than parsing a few KiB.
 const INLINE_PARSE: usize = 64 * 1024;
@@ -447,7 +521,7 @@ const INLINE_PARSE: usize = 64 * 1024;
 /// Parses a header and extracts its index attributes.
 async fn index_header(header: Bytes, ts: String) -> DicomResult<Extracted> {
     let small = header.len() <= INLINE_PARSE;
-    let parse = move || parse_dataset(&header, &ts).and_then(|o| extract(&o));
+    let parse = move || parse_header(&header, &ts);
     if small {
         return parse();
     }

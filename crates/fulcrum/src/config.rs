@@ -3,6 +3,7 @@
 //! commented default that `fulcrum config init` writes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use fulcrum_engine::{BackendConfig, EngineConfig, MasterKey};
@@ -56,7 +57,12 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Parses the text of a config file.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
     }
 }
 
@@ -86,6 +92,122 @@ pub struct Settings {
     pub scrub_rate_mib: u64,
 }
 
+/// Settings given as command-line flags: they win over everything.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub data_dir: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub catalog_url: Option<String>,
+    pub http_addr: Option<String>,
+    pub s3_addr: Option<String>,
+    pub dicom_addr: Option<String>,
+    pub max_object_size: Option<u64>,
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+impl Settings {
+    /// Merges flags over the environment (`env` looks a `FULCRUM_*`
+    /// variable up) over the config file.
+    pub fn resolve(
+        file: FileConfig,
+        flags: Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let bk = file.backup.clone().unwrap_or_default();
+        Ok(Settings {
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./fulcrum-data")),
+            http_addr: flags
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            s3_addr: flags
+                .s3_addr
+                .or(file.s3_addr)
+                .unwrap_or_else(|| "127.0.0.1:9000".into()),
+            s3_domains: env("FULCRUM_S3_DOMAINS")
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .or(file.s3_domains)
+                .unwrap_or_else(|| vec!["localhost".into()]),
+            backend: flags.backend.or(file.backend),
+            backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
+            backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),
+            catalog_url: flags.catalog_url.or(file.catalog_url),
+            s3_access_key: env("FULCRUM_S3_ACCESS_KEY").or(file.s3_access_key),
+            s3_secret_key: env("FULCRUM_S3_SECRET_KEY").or(file.s3_secret_key),
+            encryption_key: env("FULCRUM_ENCRYPTION_KEY"),
+            encryption_key_file: env("FULCRUM_ENCRYPTION_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.encryption_key_file),
+            max_object_size: flags
+                .max_object_size
+                .or(file.max_object_size)
+                .unwrap_or(DEFAULT_MAX_OBJECT_SIZE),
+            zstd_level: env("FULCRUM_ZSTD_LEVEL")
+                .and_then(|v| v.parse().ok())
+                .or(file.zstd_level)
+                .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
+            pack_target_mib: file.pack_target_mib.unwrap_or(32),
+            dicom: DicomSettings {
+                addr: flags
+                    .dicom_addr
+                    .or(file.dicom_addr)
+                    .unwrap_or_else(|| "127.0.0.1:11112".into()),
+                ae_title: env("FULCRUM_DICOM_AET")
+                    .or(file.dicom_ae_title)
+                    .unwrap_or_else(|| "FULCRUM".into()),
+                nodes: env("FULCRUM_DICOM_NODES")
+                    .map(|v| list(&v))
+                    .or(file.dicom_nodes)
+                    .unwrap_or_default(),
+                allowed_aets: env("FULCRUM_DICOM_ALLOWED_AETS")
+                    .map(|v| list(&v))
+                    .or(file.dicom_allowed_aets),
+                duplicates: duplicate_policy(
+                    &env("FULCRUM_DICOM_DUPLICATES")
+                        .or(file.dicom_duplicates)
+                        .unwrap_or_else(|| "replace".into()),
+                )?,
+            },
+            scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
+                .and_then(|v| v.parse().ok())
+                .or(file.scrub_every_hours),
+            scrub_rate_mib: env("FULCRUM_SCRUB_RATE_MIB")
+                .and_then(|v| v.parse().ok())
+                .or(file.scrub_rate_mib)
+                .unwrap_or(50),
+            backup: BackupSettings {
+                repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
+                key: env("FULCRUM_BACKUP_KEY"),
+                key_file: env("FULCRUM_BACKUP_KEY_FILE")
+                    .map(PathBuf::from)
+                    .or(bk.key_file),
+                access_key: env("FULCRUM_BACKUP_ACCESS_KEY").or(bk.access_key),
+                secret_key: env("FULCRUM_BACKUP_SECRET_KEY").or(bk.secret_key),
+                every_hours: env("FULCRUM_BACKUP_EVERY_HOURS")
+                    .and_then(|v| v.parse().ok())
+                    .or(bk.every_hours),
+                keep: fulcrum_backup::KeepPolicy {
+                    last: bk.keep_last.unwrap_or(0),
+                    daily: bk.keep_daily.unwrap_or(0),
+                    weekly: bk.keep_weekly.unwrap_or(0),
+                    monthly: bk.keep_monthly.unwrap_or(0),
+                    yearly: bk.keep_yearly.unwrap_or(0),
+                },
+            },
+        })
+    }
+}
+
 /// Where backups go and how often the server takes them.
 #[derive(Debug, Clone, Default)]
 pub struct BackupSettings {
@@ -103,7 +225,20 @@ pub struct BackupSettings {
     pub keep: fulcrum_backup::KeepPolicy,
 }
 
+/// A schedule given in hours: `None` when unset, not positive or not a
+/// number.
+fn period(hours: Option<f64>) -> Option<Duration> {
+    hours
+        .filter(|h| *h > 0.0)
+        .map(|h| Duration::from_secs_f64(h * 3600.0))
+}
+
 impl BackupSettings {
+    /// How often the server takes a backup (`every_hours`).
+    pub fn period(&self) -> Option<Duration> {
+        period(self.every_hours)
+    }
+
     /// The repository's backend and the backup key.
     pub fn target(&self) -> Result<(BackendConfig, MasterKey)> {
         let Some(repo) = self.repo.as_deref() else {
@@ -177,6 +312,11 @@ pub fn duplicate_policy(s: &str) -> Result<fulcrum_dicom::DuplicatePolicy> {
 pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
 impl Settings {
+    /// How often the server scrubs (`scrub_every_hours`).
+    pub fn scrub_period(&self) -> Option<Duration> {
+        period(self.scrub_every_hours)
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let backend = match self.backend.as_deref() {
             None | Some("") | Some("fs") => BackendConfig::Fs {
