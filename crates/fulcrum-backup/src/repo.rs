@@ -178,7 +178,12 @@ pub fn pack_tail<'a>(pack: &str, data: &'a [u8]) -> BackupResult<(usize, &'a [u8
 /// target `catalog_dump` drives both).
 pub fn parse_pack_index(pack: &str, plain: &[u8], blob_area: u64) -> BackupResult<Vec<BlobLoc>> {
     let entries = decode_entries(pack, plain)?;
-    if entries.iter().any(|e| e.offset + e.len as u64 > blob_area) {
+    let outside = |e: &BlobLoc| {
+        e.offset
+            .checked_add(e.len as u64)
+            .is_none_or(|end| end > blob_area)
+    };
+    if entries.iter().any(outside) {
         return Err(BackupError::Damaged(format!(
             "pack {pack}: a blob lies past the blob area"
         )));
@@ -502,5 +507,20 @@ impl Repo {
 
     pub async fn delete_snapshot(&self, id: &str) -> BackupResult<()> {
         Ok(self.backend.delete(&format!("snapshots/{id}")).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `catalog_dump` fuzz target: an index entry whose
+    /// offset + length overflows u64 panicked instead of being damage.
+    #[test]
+    fn fuzz_index_entry_past_u64_is_damage() {
+        let data = include_bytes!("../tests/fuzz/pack_index_offset_overflow");
+        let (start, index) = pack_tail("p", data).expect("the tail is well-formed");
+        let err = parse_pack_index("p", index, start as u64).expect_err("overflowing entry");
+        assert!(matches!(err, BackupError::Damaged(_)), "{err}");
     }
 }

@@ -121,7 +121,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings> {
         let bk = file.backup.clone().unwrap_or_default();
-        Ok(Settings {
+        let s = Settings {
             data_dir: flags
                 .data_dir
                 .or(file.data_dir)
@@ -204,7 +204,10 @@ impl Settings {
                     yearly: bk.keep_yearly.unwrap_or(0),
                 },
             },
-        })
+        };
+        check_hours("scrub_every_hours", s.scrub_every_hours)?;
+        check_hours("backup.every_hours", s.backup.every_hours)?;
+        Ok(s)
     }
 }
 
@@ -225,12 +228,26 @@ pub struct BackupSettings {
     pub keep: fulcrum_backup::KeepPolicy,
 }
 
-/// A schedule given in hours: `None` when unset, not positive or not a
-/// number.
+/// Longest schedule accepted, in hours (ten years).
+const MAX_PERIOD_HOURS: f64 = 87_600.0;
+
+/// Refuses a schedule that is not a number or too long to be a time span
+/// (zero or negative means off).
+fn check_hours(name: &str, hours: Option<f64>) -> Result<()> {
+    match hours {
+        Some(h) if !(h.is_finite() && h <= MAX_PERIOD_HOURS) => {
+            bail!("{name} = {h}: give a number of hours up to {MAX_PERIOD_HOURS} (ten years)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A schedule given in hours: `None` when unset, not positive, or not a
+/// time span (`Settings::resolve` refuses those).
 fn period(hours: Option<f64>) -> Option<Duration> {
     hours
         .filter(|h| *h > 0.0)
-        .map(|h| Duration::from_secs_f64(h * 3600.0))
+        .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
 }
 
 impl BackupSettings {
@@ -311,6 +328,9 @@ pub fn duplicate_policy(s: &str) -> Result<fulcrum_dicom::DuplicatePolicy> {
 
 pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
+/// Largest pack size accepted (packs are held in memory while they fill).
+const MAX_PACK_TARGET_MIB: usize = 4096;
+
 impl Settings {
     /// How often the server scrubs (`scrub_every_hours`).
     pub fn scrub_period(&self) -> Option<Duration> {
@@ -351,7 +371,17 @@ impl Settings {
         };
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
-        cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        cfg.pack_target = self
+            .pack_target_mib
+            .max(1)
+            .checked_mul(1024 * 1024)
+            .filter(|_| self.pack_target_mib <= MAX_PACK_TARGET_MIB)
+            .with_context(|| {
+                format!(
+                    "pack_target_mib = {}: give at most {MAX_PACK_TARGET_MIB} MiB",
+                    self.pack_target_mib
+                )
+            })?;
         Ok(cfg)
     }
 }
@@ -445,6 +475,34 @@ mod tests {
         let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
         assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    fn resolve(text: &str) -> Result<Settings> {
+        Settings::resolve(FileConfig::parse(text)?, Flags::default(), &|_| None)
+    }
+
+    /// Found by the `config` fuzz target: a schedule too long for a
+    /// `Duration` panicked when the server started its jobs.
+    #[test]
+    fn fuzz_huge_schedule_is_refused() {
+        let text = include_str!("../tests/fuzz/huge_scrub_every_hours.toml");
+        let err = resolve(text).expect_err("1.6e36 hours");
+        assert!(err.to_string().contains("scrub_every_hours"), "{err}");
+        for bad in ["inf", "nan", "1e20"] {
+            assert!(resolve(&format!("[backup]\nevery_hours = {bad}")).is_err());
+        }
+        let ok = resolve("scrub_every_hours = -1.0\n[backup]\nevery_hours = 0.5").expect("valid");
+        assert_eq!(ok.scrub_period(), None);
+        assert_eq!(ok.backup.period(), Some(Duration::from_secs(1800)));
+    }
+
+    /// Found by review next to the fuzz target: `pack_target_mib` times
+    /// 1 MiB overflowed.
+    #[test]
+    fn fuzz_huge_pack_target_is_refused() {
+        let s = resolve("pack_target_mib = 9223372036854775807").expect("parses");
+        let err = s.engine_config().expect_err("overflows");
+        assert!(err.to_string().contains("pack_target_mib"), "{err}");
     }
 
     #[test]
