@@ -16,6 +16,8 @@ use fulcrum_catalog::ObjectWrite;
 use fulcrum_engine::{BodyRegion, ChunkParams, ContentDigest};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+#[cfg(test)]
+use crate::archive::ArchiveConfig;
 use crate::archive::{instance_key, Archive};
 use crate::error::{DicomError, DicomResult};
 use crate::index::{extract, Extracted};
@@ -299,7 +301,10 @@ impl Archive {
             }
         }
         let dataset = buf.freeze();
-        let ex = index_header(dataset.clone(), prelude.transfer_syntax.clone()).await?;
+        let (d, cap) = (dataset.clone(), self.cfg.header_cap);
+        let ex = tokio::task::spawn_blocking(move || index_deflated(&d, cap))
+            .await
+            .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         let all = [head, dataset].concat();
@@ -473,7 +478,7 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
         if dataset.len() > MAX_DEFLATED {
             return Err(DicomError::TooLarge(MAX_DEFLATED as u64));
         }
-        let extracted = parse_header(dataset, &ts)?;
+        let extracted = index_deflated(dataset, header_cap)?;
         check(&extracted, &prelude, &StoreContext::default())?;
         return Ok(Inspected {
             prelude,
@@ -508,6 +513,35 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
         pixel: walker.pixel().cloned(),
     })
 }
+
+/// The index attributes of a deflated dataset. It is inflated here, as
+/// far as its header goes (at most `cap` bytes, cut at the last element
+/// boundary), and the scanner checks the element framing before dicom-rs
+/// parses it: dicom-rs allocates whatever length an element claims.
+fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
+    use std::io::Read;
+    let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
+    let mut z = flate2::read::DeflateDecoder::new(deflated);
+    let mut walker = Walker::new(Framing::EXPLICIT_LE);
+    let mut header = Vec::new();
+    let mut piece = vec![0u8; READ_SIZE];
+    let mut eof = false;
+    while walker.pixel().is_none() && header.len() < cap {
+        let n = z
+            .read(&mut piece)
+            .map_err(|e| DicomError::Malformed(format!("cannot inflate the dataset: {e}")))?;
+        if n == 0 {
+            eof = true;
+            break;
+        }
+        walker.feed(&piece[..n]).map_err(malformed)?;
+        header.extend_from_slice(&piece[..n]);
+    }
+    let (_, parse_end) = header_bounds(&walker, header.len(), eof)?;
+    parse_header(&header[..parse_end], EXPLICIT_VR_LE)
+}
+
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Parses a header and extracts its index attributes.
 fn parse_header(header: &[u8], ts: &str) -> DicomResult<Extracted> {
@@ -552,4 +586,25 @@ fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::ArchiveConfig;
+
+    /// Found by the `dicom_ingest` fuzz target: a 920-byte deflated
+    /// instance whose inflated header has an element claiming 3.6 GB made
+    /// dicom-rs allocate it. The scanner now checks the inflated header's
+    /// framing first.
+    #[test]
+    fn fuzz_deflated_element_length_is_checked_before_parsing() {
+        let file = include_bytes!("../tests/fuzz/deflated_element_claims_3gib.dcm");
+        let err = inspect_file(file, ArchiveConfig::default().header_cap)
+            .expect_err("malformed, not an allocation");
+        assert!(
+            matches!(err, DicomError::Malformed(_) | DicomError::Truncated(_)),
+            "{err}"
+        );
+    }
 }
