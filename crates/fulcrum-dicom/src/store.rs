@@ -16,8 +16,6 @@ use fulcrum_catalog::ObjectWrite;
 use fulcrum_engine::{BodyRegion, ChunkParams, ContentDigest};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-#[cfg(test)]
-use crate::archive::ArchiveConfig;
 use crate::archive::{instance_key, Archive};
 use crate::error::{DicomError, DicomResult};
 use crate::index::{extract, Extracted};
