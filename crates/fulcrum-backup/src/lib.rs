@@ -23,7 +23,7 @@ mod verify;
 pub use error::{BackupError, BackupResult};
 pub use forget::{forget, ForgetReport};
 pub use lock::RepoLock;
-pub use repo::{BlobKind, BlobLoc, Index, Repo};
+pub use repo::{pack_tail, parse_pack_index, BlobKind, BlobLoc, Index, Repo};
 pub use restore::{restore_to_dir, RestoreReport, SnapObject, SnapshotView};
 pub use run::{run, RunOptions};
 pub use snapshot::{KeepPolicy, Snapshot};

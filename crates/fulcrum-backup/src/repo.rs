@@ -157,6 +157,40 @@ fn decode_entries(pack: &str, data: &[u8]) -> BackupResult<Vec<BlobLoc>> {
         .collect()
 }
 
+/// Splits a pack file at its tail: where the blob area ends (the sealed
+/// index starts) and the sealed index itself.
+pub fn pack_tail<'a>(pack: &str, data: &'a [u8]) -> BackupResult<(usize, &'a [u8])> {
+    let bad = |why: &str| BackupError::Damaged(format!("pack {pack}: {why}"));
+    if data.len() < 12 || &data[data.len() - 8..] != PACK_MAGIC {
+        return Err(bad("missing pack footer"));
+    }
+    let at = data.len() - 12;
+    let n = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+    let start = at
+        .checked_sub(n)
+        .ok_or_else(|| bad("index longer than pack"))?;
+    Ok((start, &data[start..at]))
+}
+
+/// Parses a pack's index once opened: its entries, each of which must lie
+/// within the pack's first `blob_area` bytes. With [`pack_tail`], what
+/// `Repo::pack_entries` does around the authentication check (the fuzz
+/// target `catalog_dump` drives both).
+pub fn parse_pack_index(pack: &str, plain: &[u8], blob_area: u64) -> BackupResult<Vec<BlobLoc>> {
+    let entries = decode_entries(pack, plain)?;
+    let outside = |e: &BlobLoc| {
+        e.offset
+            .checked_add(e.len as u64)
+            .is_none_or(|end| end > blob_area)
+    };
+    if entries.iter().any(outside) {
+        return Err(BackupError::Damaged(format!(
+            "pack {pack}: a blob lies past the blob area"
+        )));
+    }
+    Ok(entries)
+}
+
 impl Repo {
     /// Opens the repository at `cfg` with `key`; a wrong key is refused
     /// before anything is read.
@@ -319,36 +353,25 @@ impl Repo {
     }
 
     fn decode_index(&self, pack: &str, sealed: &[u8]) -> BackupResult<Vec<BlobLoc>> {
-        let plain = self
-            .sealer
+        decode_entries(pack, &self.open_index(pack, sealed)?)
+    }
+
+    /// The plaintext of a pack's sealed index.
+    fn open_index(&self, pack: &str, sealed: &[u8]) -> BackupResult<Vec<u8>> {
+        self.sealer
             .open(format!("index:{pack}").as_bytes(), sealed)
             .ok_or_else(|| {
                 BackupError::Damaged(format!(
                     "index of pack {pack} fails its authentication check"
                 ))
-            })?;
-        decode_entries(pack, &plain)
+            })
     }
 
     /// The pack's own index, read from its tail (for verify and prune).
     pub fn pack_entries(&self, pack: &str, data: &[u8]) -> BackupResult<Vec<BlobLoc>> {
-        let bad = |why: &str| BackupError::Damaged(format!("pack {pack}: {why}"));
-        if data.len() < 12 || &data[data.len() - 8..] != PACK_MAGIC {
-            return Err(bad("missing pack footer"));
-        }
-        let at = data.len() - 12;
-        let n = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
-        let start = at
-            .checked_sub(n)
-            .ok_or_else(|| bad("index longer than pack"))?;
-        let entries = self.decode_index(pack, &data[start..at])?;
-        if entries
-            .iter()
-            .any(|e| e.offset + e.len as u64 > start as u64)
-        {
-            return Err(bad("a blob lies past the blob area"));
-        }
-        Ok(entries)
+        let (start, sealed) = pack_tail(pack, data)?;
+        let plain = self.open_index(pack, sealed)?;
+        parse_pack_index(pack, &plain, start as u64)
     }
 
     /// Every pack file: (pack id, path, size).
@@ -484,5 +507,20 @@ impl Repo {
 
     pub async fn delete_snapshot(&self, id: &str) -> BackupResult<()> {
         Ok(self.backend.delete(&format!("snapshots/{id}")).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `catalog_dump` fuzz target: an index entry whose
+    /// offset + length overflows u64 panicked instead of being damage.
+    #[test]
+    fn fuzz_index_entry_past_u64_is_damage() {
+        let data = include_bytes!("../tests/fuzz/pack_index_offset_overflow");
+        let (start, index) = pack_tail("p", data).expect("the tail is well-formed");
+        let err = parse_pack_index("p", index, start as u64).expect_err("overflowing entry");
+        assert!(matches!(err, BackupError::Damaged(_)), "{err}");
     }
 }

@@ -18,4 +18,4 @@ pub use fulcrum_catalog::dicom::{
     Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
     SeriesRecord, StudyRecord, MAX_RESULTS,
 };
-pub use store::{Outcome, PendingInstance, StoreContext, StoredInstance};
+pub use store::{inspect_file, Inspected, Outcome, PendingInstance, StoreContext, StoredInstance};

@@ -213,21 +213,8 @@ impl Archive {
                 .feed(&buf[before..])
                 .map_err(|e| DicomError::Malformed(e.to_string()))?;
         }
-        if eof && walker.pixel().is_none() {
-            // Everything is here: refuse a truncated instance before parsing it.
-            walker
-                .finish()
-                .map_err(|e| DicomError::Truncated(e.to_string()))?;
-        }
-        let split = match walker.pixel() {
-            Some(p) => p.elem_offset as usize,
-            None if eof => buf.len(),
-            None => walker.root_boundary() as usize,
-        };
+        let (split, parse_end) = header_bounds(&walker, buf.len(), eof)?;
         let header = buf.split_to(split).freeze();
-        let parse_end = walker
-            .opaque_at()
-            .map_or(split, |o| (o as usize).min(split));
         let ex = index_header(header.slice(..parse_end), ts.clone()).await?;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
@@ -312,7 +299,10 @@ impl Archive {
             }
         }
         let dataset = buf.freeze();
-        let ex = index_header(dataset.clone(), prelude.transfer_syntax.clone()).await?;
+        let (d, cap) = (dataset.clone(), self.cfg.header_cap);
+        let ex = tokio::task::spawn_blocking(move || index_deflated(&d, cap))
+            .await
+            .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         let all = [head, dataset].concat();
@@ -443,6 +433,122 @@ impl PendingInstance {
     }
 }
 
+/// Where the header ends once the scanner has seen the first `buf_len`
+/// bytes of the dataset (`eof`: all of it): the split between header and
+/// pixel data, and the end of what the index parser reads (it stops before
+/// a CP-246 sequence dicom-rs cannot parse). A dataset that is all here
+/// and ends inside an element is refused before it is parsed.
+fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usize, usize)> {
+    if eof && walker.pixel().is_none() {
+        walker
+            .finish()
+            .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    }
+    let split = match walker.pixel() {
+        Some(p) => p.elem_offset as usize,
+        None if eof => buf_len,
+        None => walker.root_boundary() as usize,
+    };
+    let parse_end = walker
+        .opaque_at()
+        .map_or(split, |o| (o as usize).min(split));
+    Ok((split, parse_end))
+}
+
+/// What [`inspect_file`] read from a Part 10 file.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub prelude: Prelude,
+    pub extracted: Extracted,
+    /// Root-level Pixel Data (`None` for deflated datasets, which are not scanned).
+    pub pixel: Option<crate::scan::PixelData>,
+}
+
+/// The checks and parsing an upload goes through before anything is
+/// stored, on a whole Part 10 file in memory and without an archive: the
+/// prelude, the element scanner up to Pixel Data (or `header_cap` bytes),
+/// the index attributes of the header, then the scanner over the rest
+/// (truncation). It follows [`Archive::stage_file`] step by step with the
+/// same functions; the `dicom_ingest` fuzz target drives it.
+pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
+    let prelude = parse_prelude(file, true)?
+        .ok_or_else(|| DicomError::NotDicom("the file is too short".into()))?;
+    let dataset = &file[prelude.len..];
+    let ts = prelude.transfer_syntax.clone();
+    let Some(framing) = Framing::of(&ts) else {
+        if dataset.len() > MAX_DEFLATED {
+            return Err(DicomError::TooLarge(MAX_DEFLATED as u64));
+        }
+        let extracted = index_deflated(dataset, header_cap)?;
+        check(&extracted, &prelude, &StoreContext::default())?;
+        return Ok(Inspected {
+            prelude,
+            extracted,
+            pixel: None,
+        });
+    };
+    let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
+    // The header is read as it arrives: in pieces, until Pixel Data or the cap.
+    let mut walker = Walker::new(framing);
+    let mut read = 0;
+    let mut eof = false;
+    while walker.pixel().is_none() && read < header_cap {
+        if read == dataset.len() {
+            eof = true;
+            break;
+        }
+        let n = (dataset.len() - read).min(READ_SIZE);
+        walker.feed(&dataset[read..read + n]).map_err(malformed)?;
+        read += n;
+    }
+    let (_, parse_end) = header_bounds(&walker, read, eof)?;
+    let extracted = parse_header(&dataset[..parse_end], &ts)?;
+    check(&extracted, &prelude, &StoreContext::default())?;
+    walker.feed(&dataset[read..]).map_err(malformed)?;
+    walker
+        .finish()
+        .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    Ok(Inspected {
+        prelude,
+        extracted,
+        pixel: walker.pixel().cloned(),
+    })
+}
+
+/// The index attributes of a deflated dataset. It is inflated here, as
+/// far as its header goes (at most `cap` bytes, cut at the last element
+/// boundary), and the scanner checks the element framing before dicom-rs
+/// parses it: dicom-rs allocates whatever length an element claims.
+fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
+    use std::io::Read;
+    let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
+    let mut z = flate2::read::DeflateDecoder::new(deflated);
+    let mut walker = Walker::new(Framing::EXPLICIT_LE);
+    let mut header = Vec::new();
+    let mut piece = vec![0u8; READ_SIZE];
+    let mut eof = false;
+    while walker.pixel().is_none() && header.len() < cap {
+        let n = z
+            .read(&mut piece)
+            .map_err(|e| DicomError::Malformed(format!("cannot inflate the dataset: {e}")))?;
+        if n == 0 {
+            eof = true;
+            break;
+        }
+        walker.feed(&piece[..n]).map_err(malformed)?;
+        header.extend_from_slice(&piece[..n]);
+    }
+    let (_, parse_end) = header_bounds(&walker, header.len(), eof)?;
+    parse_header(&header[..parse_end], EXPLICIT_VR_LE)
+}
+
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// Parses a header and extracts its index attributes.
+fn parse_header(header: &[u8], ts: &str) -> DicomResult<Extracted> {
+    parse_dataset(header, ts).and_then(|o| extract(&o))
+}
+
 /// Headers up to this size are parsed on the calling task: a thread
 /// hand-off costs more than parsing a few KiB.
 const INLINE_PARSE: usize = 64 * 1024;
@@ -450,7 +556,7 @@ const INLINE_PARSE: usize = 64 * 1024;
 /// Parses a header and extracts its index attributes.
 async fn index_header(header: Bytes, ts: String) -> DicomResult<Extracted> {
     let small = header.len() <= INLINE_PARSE;
-    let parse = move || parse_dataset(&header, &ts).and_then(|o| extract(&o));
+    let parse = move || parse_header(&header, &ts);
     if small {
         return parse();
     }
@@ -481,4 +587,25 @@ fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::ArchiveConfig;
+
+    /// Found by the `dicom_ingest` fuzz target: a 920-byte deflated
+    /// instance whose inflated header has an element claiming 3.6 GB made
+    /// dicom-rs allocate it. The scanner now checks the inflated header's
+    /// framing first.
+    #[test]
+    fn fuzz_deflated_element_length_is_checked_before_parsing() {
+        let file = include_bytes!("../tests/fuzz/deflated_element_claims_3gib.dcm");
+        let err = inspect_file(file, ArchiveConfig::default().header_cap)
+            .expect_err("malformed, not an allocation");
+        assert!(
+            matches!(err, DicomError::Malformed(_) | DicomError::Truncated(_)),
+            "{err}"
+        );
+    }
 }

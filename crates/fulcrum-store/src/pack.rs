@@ -232,7 +232,8 @@ pub fn parse_trailer(pack: &str, data: &[u8]) -> StoreResult<Vec<PackEntry>> {
             raw_len: u32_at(44),
             flags: raw[48],
         };
-        if e.offset + e.stored_len as u64 > start as u64 {
+        let end = e.offset.checked_add(e.stored_len as u64);
+        if end.is_none_or(|end| end > start as u64) {
             return Err(bad("entry points past the chunk area"));
         }
         out.push(e);
@@ -243,6 +244,15 @@ pub fn parse_trailer(pack: &str, data: &[u8]) -> StoreResult<Vec<PackEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `catalog_dump` fuzz target: an entry whose offset +
+    /// length overflows u64 panicked instead of being a bad pack.
+    #[test]
+    fn fuzz_trailer_entry_past_u64_is_a_bad_pack() {
+        let data = include_bytes!("../tests/fuzz/pack_trailer_offset_overflow");
+        let err = parse_trailer("p", data).expect_err("overflowing entry");
+        assert!(matches!(err, StoreError::BadPack { .. }), "{err}");
+    }
     use crate::codec::Codec;
 
     #[test]

@@ -12,7 +12,7 @@ use fulcrum_backup::{KeepPolicy, Repo, RunOptions, Snapshot, SnapshotView};
 use fulcrum_engine::{Engine, PutOptions};
 
 use crate::commands::{human, open, Bar};
-use crate::config::Settings;
+use fulcrum::config::Settings;
 
 /// Where the repository is and which key opens it (over the environment
 /// and the config file's `[backup]` table).

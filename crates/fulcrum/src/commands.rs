@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use fulcrum_engine::{Engine, GcOptions, VerifyProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Settings, DEFAULT_TOML};
+use fulcrum::config::{Settings, DEFAULT_TOML};
 
 pub async fn open(s: &Settings) -> Result<Engine> {
     if s.catalog_url.is_none() && !s.data_dir.join("catalog.db").exists() {

@@ -3,6 +3,7 @@
 //! commented default that `fulcrum config init` writes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use fulcrum_engine::{ArchiveConfig, BackendConfig, EngineConfig, LifecycleRule, MasterKey};
@@ -67,7 +68,12 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Parses the text of a config file.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
     }
 }
 
@@ -99,6 +105,129 @@ pub struct Settings {
     pub tier: TierSettings,
 }
 
+/// Settings given as command-line flags: they win over everything.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub data_dir: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub catalog_url: Option<String>,
+    pub http_addr: Option<String>,
+    pub s3_addr: Option<String>,
+    pub dicom_addr: Option<String>,
+    pub max_object_size: Option<u64>,
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+impl Settings {
+    /// Merges flags over the environment (`env` looks a `FULCRUM_*`
+    /// variable up) over the config file.
+    pub fn resolve(
+        file: FileConfig,
+        flags: Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let bk = file.backup.clone().unwrap_or_default();
+        let tier = TierSettings::resolve(&file, env)?;
+        let retention = file.retention.clone();
+        let s = Settings {
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./fulcrum-data")),
+            http_addr: flags
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            s3_addr: flags
+                .s3_addr
+                .or(file.s3_addr)
+                .unwrap_or_else(|| "127.0.0.1:9000".into()),
+            s3_domains: env("FULCRUM_S3_DOMAINS")
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .or(file.s3_domains)
+                .unwrap_or_else(|| vec!["localhost".into()]),
+            backend: flags.backend.or(file.backend),
+            backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
+            backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),
+            catalog_url: flags.catalog_url.or(file.catalog_url),
+            s3_access_key: env("FULCRUM_S3_ACCESS_KEY").or(file.s3_access_key),
+            s3_secret_key: env("FULCRUM_S3_SECRET_KEY").or(file.s3_secret_key),
+            encryption_key: env("FULCRUM_ENCRYPTION_KEY"),
+            encryption_key_file: env("FULCRUM_ENCRYPTION_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.encryption_key_file),
+            max_object_size: flags
+                .max_object_size
+                .or(file.max_object_size)
+                .unwrap_or(DEFAULT_MAX_OBJECT_SIZE),
+            zstd_level: env("FULCRUM_ZSTD_LEVEL")
+                .and_then(|v| v.parse().ok())
+                .or(file.zstd_level)
+                .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
+            pack_target_mib: file.pack_target_mib.unwrap_or(32),
+            dicom: DicomSettings {
+                addr: flags
+                    .dicom_addr
+                    .or(file.dicom_addr)
+                    .unwrap_or_else(|| "127.0.0.1:11112".into()),
+                ae_title: env("FULCRUM_DICOM_AET")
+                    .or(file.dicom_ae_title)
+                    .unwrap_or_else(|| "FULCRUM".into()),
+                nodes: env("FULCRUM_DICOM_NODES")
+                    .map(|v| list(&v))
+                    .or(file.dicom_nodes)
+                    .unwrap_or_default(),
+                allowed_aets: env("FULCRUM_DICOM_ALLOWED_AETS")
+                    .map(|v| list(&v))
+                    .or(file.dicom_allowed_aets),
+                duplicates: duplicate_policy(
+                    &env("FULCRUM_DICOM_DUPLICATES")
+                        .or(file.dicom_duplicates)
+                        .unwrap_or_else(|| "replace".into()),
+                )?,
+            },
+            scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
+                .and_then(|v| v.parse().ok())
+                .or(file.scrub_every_hours),
+            scrub_rate_mib: env("FULCRUM_SCRUB_RATE_MIB")
+                .and_then(|v| v.parse().ok())
+                .or(file.scrub_rate_mib)
+                .unwrap_or(50),
+            backup: BackupSettings {
+                repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
+                key: env("FULCRUM_BACKUP_KEY"),
+                key_file: env("FULCRUM_BACKUP_KEY_FILE")
+                    .map(PathBuf::from)
+                    .or(bk.key_file),
+                access_key: env("FULCRUM_BACKUP_ACCESS_KEY").or(bk.access_key),
+                secret_key: env("FULCRUM_BACKUP_SECRET_KEY").or(bk.secret_key),
+                every_hours: env("FULCRUM_BACKUP_EVERY_HOURS")
+                    .and_then(|v| v.parse().ok())
+                    .or(bk.every_hours),
+                keep: fulcrum_backup::KeepPolicy {
+                    last: bk.keep_last.unwrap_or(0),
+                    daily: bk.keep_daily.unwrap_or(0),
+                    weekly: bk.keep_weekly.unwrap_or(0),
+                    monthly: bk.keep_monthly.unwrap_or(0),
+                    yearly: bk.keep_yearly.unwrap_or(0),
+                },
+            },
+            retention,
+            tier,
+        };
+        check_hours("scrub_every_hours", s.scrub_every_hours)?;
+        check_hours("backup.every_hours", s.backup.every_hours)?;
+        Ok(s)
+    }
+}
+
 /// Where backups go and how often the server takes them.
 #[derive(Debug, Clone, Default)]
 pub struct BackupSettings {
@@ -116,7 +245,34 @@ pub struct BackupSettings {
     pub keep: fulcrum_backup::KeepPolicy,
 }
 
+/// Longest schedule accepted, in hours (ten years).
+const MAX_PERIOD_HOURS: f64 = 87_600.0;
+
+/// Refuses a schedule that is not a number or too long to be a time span
+/// (zero or negative means off).
+fn check_hours(name: &str, hours: Option<f64>) -> Result<()> {
+    match hours {
+        Some(h) if !(h.is_finite() && h <= MAX_PERIOD_HOURS) => {
+            bail!("{name} = {h}: give a number of hours up to {MAX_PERIOD_HOURS} (ten years)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A schedule given in hours: `None` when unset, not positive, or not a
+/// time span (`Settings::resolve` refuses those).
+fn period(hours: Option<f64>) -> Option<Duration> {
+    hours
+        .filter(|h| *h > 0.0)
+        .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
+}
+
 impl BackupSettings {
+    /// How often the server takes a backup (`every_hours`).
+    pub fn period(&self) -> Option<Duration> {
+        period(self.every_hours)
+    }
+
     /// The repository's backend and the backup key.
     pub fn target(&self) -> Result<(BackendConfig, MasterKey)> {
         let Some(repo) = self.repo.as_deref() else {
@@ -165,14 +321,9 @@ pub struct TierSettings {
     pub rules: Vec<LifecycleRule>,
 }
 
-/// An environment variable, unset when empty.
-pub fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl TierSettings {
     /// Environment over the file's settings; checks every rule.
-    pub fn resolve(file: &FileConfig) -> Result<Self> {
+    pub fn resolve(file: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let rules = file.lifecycle.clone().unwrap_or_default();
         for r in &rules {
             r.validate().map_err(anyhow::Error::msg)?;
@@ -279,7 +430,15 @@ pub fn duplicate_policy(s: &str) -> Result<fulcrum_dicom::DuplicatePolicy> {
 
 pub use fulcrum_engine::DEFAULT_MAX_OBJECT_SIZE;
 
+/// Largest pack size accepted (packs are held in memory while they fill).
+const MAX_PACK_TARGET_MIB: usize = 4096;
+
 impl Settings {
+    /// How often the server scrubs (`scrub_every_hours`).
+    pub fn scrub_period(&self) -> Option<Duration> {
+        period(self.scrub_every_hours)
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let backend = backend_config(
             self.backend.as_deref(),
@@ -305,7 +464,17 @@ impl Settings {
         };
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
-        cfg.pack_target = self.pack_target_mib.max(1) * 1024 * 1024;
+        cfg.pack_target = self
+            .pack_target_mib
+            .max(1)
+            .checked_mul(1024 * 1024)
+            .filter(|_| self.pack_target_mib <= MAX_PACK_TARGET_MIB)
+            .with_context(|| {
+                format!(
+                    "pack_target_mib = {}: give at most {MAX_PACK_TARGET_MIB} MiB",
+                    self.pack_target_mib
+                )
+            })?;
         cfg.retention = self.retention.clone();
         let t = &self.tier;
         if let Some(url) = t.archive_backend.as_deref() {
@@ -473,6 +642,34 @@ mod tests {
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
     }
 
+    fn resolve(text: &str) -> Result<Settings> {
+        Settings::resolve(FileConfig::parse(text)?, Flags::default(), &|_| None)
+    }
+
+    /// Found by the `config` fuzz target: a schedule too long for a
+    /// `Duration` panicked when the server started its jobs.
+    #[test]
+    fn fuzz_huge_schedule_is_refused() {
+        let text = include_str!("../tests/fuzz/huge_scrub_every_hours.toml");
+        let err = resolve(text).expect_err("1.6e36 hours");
+        assert!(err.to_string().contains("scrub_every_hours"), "{err}");
+        for bad in ["inf", "nan", "1e20"] {
+            assert!(resolve(&format!("[backup]\nevery_hours = {bad}")).is_err());
+        }
+        let ok = resolve("scrub_every_hours = -1.0\n[backup]\nevery_hours = 0.5").expect("valid");
+        assert_eq!(ok.scrub_period(), None);
+        assert_eq!(ok.backup.period(), Some(Duration::from_secs(1800)));
+    }
+
+    /// Found by review next to the fuzz target: `pack_target_mib` times
+    /// 1 MiB overflowed.
+    #[test]
+    fn fuzz_huge_pack_target_is_refused() {
+        let s = resolve("pack_target_mib = 9223372036854775807").expect("parses");
+        let err = s.engine_config().expect_err("overflows");
+        assert!(err.to_string().contains("pack_target_mib"), "{err}");
+    }
+
     #[test]
     fn shipped_retention_examples_parse() {
         // The commented examples of the default config, uncommented.
@@ -511,7 +708,7 @@ mod tests {
         // Tables last: the top-level keys after them stay top-level.
         let text = format!("{head}\n\n{tail}\n# Lifecycle rules{examples}\n");
         let c: FileConfig = toml::from_str(&text).expect("rules parse");
-        let t = TierSettings::resolve(&c).expect("valid rules");
+        let t = TierSettings::resolve(&c, &|_| None).expect("valid rules");
         assert_eq!(t.rules.len(), 2);
         assert_eq!(t.rules[1].modality.as_deref(), Some("CT"));
         assert_eq!(
@@ -526,7 +723,7 @@ mod tests {
         assert!(parse_interval("soon").is_err());
         let bad: FileConfig = toml::from_str("[[lifecycle]]\nbucket = \"b\"").expect("parses");
         assert!(
-            TierSettings::resolve(&bad).is_err(),
+            TierSettings::resolve(&bad, &|_| None).is_err(),
             "a rule without a condition"
         );
     }

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWriteExt;
 
 use crate::commands::open;
-use crate::config::Settings;
+use fulcrum::config::Settings;
 
 /// Files imported at once.
 const PARALLEL_FILES: usize = 4;

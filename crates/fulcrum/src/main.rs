@@ -3,7 +3,6 @@
 
 mod backup_cli;
 mod commands;
-mod config;
 mod dicom_cli;
 mod jobs;
 mod serve;
@@ -14,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use config::{env, FileConfig, Settings, DEFAULT_MAX_OBJECT_SIZE};
+use fulcrum::config::{FileConfig, Flags, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -160,12 +159,8 @@ enum ConfigCommand {
     },
 }
 
-/// A comma-separated list, blanks dropped.
-fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect()
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Settings> {
@@ -173,95 +168,16 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
-    let bk = file.backup.clone().unwrap_or_default();
-    let tier = config::TierSettings::resolve(&file)?;
-    Ok(Settings {
-        data_dir: common
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./fulcrum-data")),
-        http_addr: serve
-            .and_then(|s| s.http_addr.clone())
-            .or(file.http_addr)
-            .unwrap_or_else(|| "127.0.0.1:8080".into()),
-        s3_addr: serve
-            .and_then(|s| s.s3_addr.clone())
-            .or(file.s3_addr)
-            .unwrap_or_else(|| "127.0.0.1:9000".into()),
-        s3_domains: env("FULCRUM_S3_DOMAINS")
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .or(file.s3_domains)
-            .unwrap_or_else(|| vec!["localhost".into()]),
-        backend: common.backend.clone().or(file.backend),
-        backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
-        backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),
-        catalog_url: common.catalog_url.clone().or(file.catalog_url),
-        s3_access_key: env("FULCRUM_S3_ACCESS_KEY").or(file.s3_access_key),
-        s3_secret_key: env("FULCRUM_S3_SECRET_KEY").or(file.s3_secret_key),
-        encryption_key: env("FULCRUM_ENCRYPTION_KEY"),
-        encryption_key_file: env("FULCRUM_ENCRYPTION_KEY_FILE")
-            .map(PathBuf::from)
-            .or(file.encryption_key_file),
-        max_object_size: serve
-            .and_then(|s| s.max_object_size)
-            .or(file.max_object_size)
-            .unwrap_or(DEFAULT_MAX_OBJECT_SIZE),
-        zstd_level: env("FULCRUM_ZSTD_LEVEL")
-            .and_then(|v| v.parse().ok())
-            .or(file.zstd_level)
-            .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
-        pack_target_mib: file.pack_target_mib.unwrap_or(32),
-        dicom: config::DicomSettings {
-            addr: serve
-                .and_then(|s| s.dicom_addr.clone())
-                .or(file.dicom_addr)
-                .unwrap_or_else(|| "127.0.0.1:11112".into()),
-            ae_title: env("FULCRUM_DICOM_AET")
-                .or(file.dicom_ae_title)
-                .unwrap_or_else(|| "FULCRUM".into()),
-            nodes: env("FULCRUM_DICOM_NODES")
-                .map(|v| list(&v))
-                .or(file.dicom_nodes)
-                .unwrap_or_default(),
-            allowed_aets: env("FULCRUM_DICOM_ALLOWED_AETS")
-                .map(|v| list(&v))
-                .or(file.dicom_allowed_aets),
-            duplicates: config::duplicate_policy(
-                &env("FULCRUM_DICOM_DUPLICATES")
-                    .or(file.dicom_duplicates)
-                    .unwrap_or_else(|| "replace".into()),
-            )?,
-        },
-        retention: file.retention,
-        scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
-            .and_then(|v| v.parse().ok())
-            .or(file.scrub_every_hours),
-        scrub_rate_mib: env("FULCRUM_SCRUB_RATE_MIB")
-            .and_then(|v| v.parse().ok())
-            .or(file.scrub_rate_mib)
-            .unwrap_or(50),
-        backup: config::BackupSettings {
-            repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
-            key: env("FULCRUM_BACKUP_KEY"),
-            key_file: env("FULCRUM_BACKUP_KEY_FILE")
-                .map(PathBuf::from)
-                .or(bk.key_file),
-            access_key: env("FULCRUM_BACKUP_ACCESS_KEY").or(bk.access_key),
-            secret_key: env("FULCRUM_BACKUP_SECRET_KEY").or(bk.secret_key),
-            every_hours: env("FULCRUM_BACKUP_EVERY_HOURS")
-                .and_then(|v| v.parse().ok())
-                .or(bk.every_hours),
-            keep: fulcrum_backup::KeepPolicy {
-                last: bk.keep_last.unwrap_or(0),
-                daily: bk.keep_daily.unwrap_or(0),
-                weekly: bk.keep_weekly.unwrap_or(0),
-                monthly: bk.keep_monthly.unwrap_or(0),
-                yearly: bk.keep_yearly.unwrap_or(0),
-            },
-        },
-        tier,
-    })
+    let flags = Flags {
+        data_dir: common.data_dir.clone(),
+        backend: common.backend.clone(),
+        catalog_url: common.catalog_url.clone(),
+        http_addr: serve.and_then(|s| s.http_addr.clone()),
+        s3_addr: serve.and_then(|s| s.s3_addr.clone()),
+        dicom_addr: serve.and_then(|s| s.dicom_addr.clone()),
+        max_object_size: serve.and_then(|s| s.max_object_size),
+    };
+    Settings::resolve(file, flags, &env)
 }
 
 fn init_logging() {

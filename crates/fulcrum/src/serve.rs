@@ -1,7 +1,7 @@
 //! `fulcrum serve`: opens the engine, binds the S3 and admin listeners,
 //! heartbeats for GC safety, and shuts down gracefully on SIGTERM/SIGINT.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::Settings;
+use fulcrum::config::Settings;
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -161,7 +161,7 @@ pub async fn run(s: Settings) -> Result<()> {
         }
     });
     let mut jobs = Vec::new();
-    if let Some(hours) = s.backup.every_hours.filter(|h| *h > 0.0) {
+    if let Some(every) = s.backup.period() {
         s.backup
             .target()
             .context("scheduled backups (backup.every_hours) need a repository and key")?;
@@ -169,7 +169,7 @@ pub async fn run(s: Settings) -> Result<()> {
         jobs.push(crate::jobs::spawn_periodic(
             engine.clone(),
             "backup",
-            Duration::from_secs_f64(hours * 3600.0),
+            every,
             stop_rx.clone(),
             move || {
                 let (settings, job_engine) = (settings.clone(), job_engine.clone());
@@ -177,12 +177,12 @@ pub async fn run(s: Settings) -> Result<()> {
             },
         ));
     }
-    if let Some(hours) = s.scrub_every_hours.filter(|h| *h > 0.0) {
+    if let Some(every) = s.scrub_period() {
         let (settings, job_engine) = (s.clone(), engine.clone());
         jobs.push(crate::jobs::spawn_periodic(
             engine.clone(),
             "scrub",
-            Duration::from_secs_f64(hours * 3600.0),
+            every,
             stop_rx.clone(),
             move || {
                 let (settings, job_engine) = (settings.clone(), job_engine.clone());

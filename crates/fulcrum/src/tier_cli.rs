@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::commands::{human, open, Bar};
-use crate::config::{Settings, TierSettings};
+use fulcrum::config::{Settings, TierSettings};
 
 pub async fn apply(s: Settings, dry_run: bool, json: bool) -> Result<u8> {
     let engine = open(&s).await?;

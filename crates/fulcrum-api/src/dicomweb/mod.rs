@@ -9,8 +9,9 @@ mod encode;
 mod errors;
 mod frames;
 mod json;
-mod media;
-mod multipart;
+// Public for the fuzz targets (`fuzz/`): pure parsers of request headers and bodies.
+pub mod media;
+pub mod multipart;
 mod pixels;
 mod qido;
 mod render;

@@ -12,6 +12,8 @@ use futures::{Stream, StreamExt};
 use memchr::memmem;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::media::MediaType;
+
 /// A body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
 
@@ -244,6 +246,13 @@ impl AsyncRead for PartBody<'_> {
             }
         }
     }
+}
+
+/// The boundary of a request's multipart Content-Type, if it has a usable
+/// one (1-200 characters; RFC 2046 allows 70, clients send more).
+pub fn boundary(ct: &MediaType) -> Option<&str> {
+    ct.param("boundary")
+        .filter(|b| !b.is_empty() && b.len() <= 200)
 }
 
 /// A fresh boundary for a response.

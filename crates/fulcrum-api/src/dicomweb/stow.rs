@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::json::{sequence, strings};
 use super::media::MediaType;
-use super::multipart::{BodyStream, MultipartError, MultipartReader};
+use super::multipart::{self, BodyStream, MultipartError, MultipartReader};
 use super::{ApiError, ApiResult, Base, Ctx};
 
 /// How one part went.
@@ -299,12 +299,9 @@ async fn run(
                     )));
                 }
             }
-            let boundary = ct
-                .param("boundary")
-                .filter(|b| !b.is_empty() && b.len() <= 200)
-                .ok_or_else(|| {
-                    ApiError::bad_request("the multipart Content-Type has no boundary parameter")
-                })?;
+            let boundary = multipart::boundary(&ct).ok_or_else(|| {
+                ApiError::bad_request("the multipart Content-Type has no boundary parameter")
+            })?;
             let mut reader = MultipartReader::new(stream, boundary);
             let mut committed_any = false;
             loop {

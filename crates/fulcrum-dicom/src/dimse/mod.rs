@@ -179,6 +179,25 @@ pub fn is_storage(uid: &str) -> bool {
     }
 }
 
+/// Decodes a C-FIND, C-MOVE or C-GET identifier as the SCP does and
+/// plans its query, without a catalog: the query level, or the failure
+/// status and comment the SCP would answer with. The `dicom_ingest` fuzz
+/// target drives the identifier parsing through it.
+pub fn plan_identifier(
+    identifier: &[u8],
+    ts_uid: &str,
+    patient_root: bool,
+) -> Result<fulcrum_catalog::dicom::Level, (u16, String)> {
+    let model = if patient_root {
+        Model::PatientRoot
+    } else {
+        Model::StudyRoot
+    };
+    find::parse_identifier(identifier, ts_uid)
+        .and_then(|o| find::plan(&o, model))
+        .map(|p| p.level)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
