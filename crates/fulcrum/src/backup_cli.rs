@@ -74,13 +74,16 @@ pub enum BackupCommand {
         /// Restore this bucket's objects (all, or --key / --prefix).
         #[arg(long)]
         bucket: Option<String>,
+        /// Only this object of the bucket.
         #[arg(long, requires = "bucket")]
         key: Option<String>,
+        /// Only the bucket's objects whose keys start with this.
         #[arg(long, requires = "bucket", default_value = "")]
         prefix: String,
         /// Restore this DICOM study (re-indexed as it is stored).
         #[arg(long, conflicts_with = "bucket")]
         study: Option<String>,
+        /// The member hospital (tenant) the bucket or study belongs to.
         #[arg(long, default_value = fulcrum_types::DEFAULT_TENANT)]
         tenant: String,
     },
