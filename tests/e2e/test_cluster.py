@@ -74,7 +74,11 @@ def test_killing_a_node_mid_upload_loses_nothing_acknowledged(fulcrum_factory):
     ]
     for th in threads:
         th.start()
-    time.sleep(1.5)
+    # Kill node 1 mid-upload: once some uploads were acknowledged, never
+    # after all of them (however fast the machine).
+    deadline = time.monotonic() + 60
+    while len(acked) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
     n1.kill()
     for th in threads:
         th.join(timeout=300)
