@@ -12,37 +12,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{noise, read_all, targets, Target};
+use common::{noise, read_all, targets};
 use fulcrum_backup::{
     forget, restore_to_dir, run, verify, BackupError, KeepPolicy, Repo, RunOptions, SnapshotView,
 };
 use fulcrum_engine::{BackendConfig, Engine, EngineConfig, MasterKey, PutOptions};
 
 const T: &str = "default";
-
-/// A repository location beside the target's own data.
-fn repo_cfg(t: &Target, dir: &std::path::Path) -> BackendConfig {
-    match &t.cfg.backend {
-        BackendConfig::S3 {
-            bucket,
-            endpoint,
-            region,
-            access_key,
-            secret_key,
-            root,
-        } => BackendConfig::S3 {
-            bucket: bucket.clone(),
-            endpoint: endpoint.clone(),
-            region: region.clone(),
-            access_key: access_key.clone(),
-            secret_key: secret_key.clone(),
-            root: format!("{root}-backup"),
-        },
-        BackendConfig::Fs { .. } => BackendConfig::Fs {
-            root: dir.to_path_buf(),
-        },
-    }
-}
 
 async fn put(e: &Engine, key: &str, data: &[u8]) {
     e.put_object(T, "b", key, data, PutOptions::default())
@@ -65,9 +41,8 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
 async fn backup_restores_byte_exact_and_runs_are_incremental() {
     for t in targets().await {
         let e = t.open().await;
-        let repo_dir = tempfile::tempdir().expect("tempdir");
         let key = MasterKey::generate();
-        let repo = Repo::init(&repo_cfg(&t, repo_dir.path()), &key)
+        let repo = Repo::init(&t.beside("backup"), &key)
             .await
             .expect("init repo");
         e.create_bucket(T, "b").await.expect("bucket");
@@ -161,7 +136,7 @@ async fn backup_restores_byte_exact_and_runs_are_incremental() {
         ));
         // A wrong key opens nothing.
         assert!(matches!(
-            Repo::open(&repo_cfg(&t, repo_dir.path()), &MasterKey::generate()).await,
+            Repo::open(&t.beside("backup"), &MasterKey::generate()).await,
             Err(BackupError::WrongKey)
         ));
         let r = verify(&repo, Some(e.codec()), 100.0, &mut ())
@@ -176,8 +151,7 @@ async fn backup_restores_byte_exact_and_runs_are_incremental() {
 async fn a_cut_off_run_resumes_and_single_objects_come_back() {
     for t in targets().await {
         let e = t.open().await;
-        let repo_dir = tempfile::tempdir().expect("tempdir");
-        let cfg = repo_cfg(&t, repo_dir.path());
+        let cfg = t.beside("backup");
         let key = MasterKey::generate();
         let (repo, created) = Repo::open_or_init(&cfg, &key).await.expect("repo");
         assert!(created);
@@ -227,8 +201,7 @@ async fn a_cut_off_run_resumes_and_single_objects_come_back() {
 async fn forget_prunes_what_no_kept_snapshot_uses_and_verify_finds_damage() {
     let t = targets().await.remove(0); // the directory repository
     let e = t.open().await;
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let cfg = repo_cfg(&t, repo_dir.path());
+    let cfg = t.beside("backup");
     let repo = Repo::init(&cfg, &MasterKey::generate())
         .await
         .expect("init");
@@ -281,7 +254,10 @@ async fn forget_prunes_what_no_kept_snapshot_uses_and_verify_finds_damage() {
 
     // Flip one byte inside a pack: verify names it.
     let (_, path, _) = repo.packs().await.expect("packs").remove(0);
-    let file = repo_dir.path().join(&path);
+    let BackendConfig::Fs { root } = t.beside("backup") else {
+        panic!("the first target keeps its repository in a directory")
+    };
+    let file = root.join(&path);
     let mut bytes = std::fs::read(&file).expect("read pack");
     bytes[100] ^= 0x40;
     std::fs::write(&file, bytes).expect("write pack");
@@ -298,8 +274,7 @@ async fn forget_prunes_what_no_kept_snapshot_uses_and_verify_finds_damage() {
 async fn scrub_finds_a_lost_pack_and_the_backup_repairs_it() {
     for t in targets().await {
         let e = t.open().await;
-        let repo_dir = tempfile::tempdir().expect("tempdir");
-        let repo = Repo::init(&repo_cfg(&t, repo_dir.path()), &MasterKey::generate())
+        let repo = Repo::init(&t.beside("backup"), &MasterKey::generate())
             .await
             .expect("init");
         e.create_bucket(T, "b").await.expect("bucket");
@@ -364,8 +339,7 @@ async fn an_encrypted_platform_restores_with_its_key_and_verifies_with_it() {
     e.create_bucket(T, "b").await.expect("bucket");
     let d = data(2 * 1024 * 1024, 5);
     put(&e, "x", &d).await;
-    let repo_dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&repo_cfg(&t, repo_dir.path()), &MasterKey::generate())
+    let repo = Repo::init(&t.beside("backup"), &MasterKey::generate())
         .await
         .expect("init");
     run(&e, &repo, &RunOptions::default(), &mut ())

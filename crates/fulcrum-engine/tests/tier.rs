@@ -48,7 +48,7 @@ async fn archived(e: &Engine, bucket: &str, key: &str) -> bool {
 }
 
 async fn archive_pack_files(t: &common::Target) -> usize {
-    fulcrum_store::Backend::open(&t.archive)
+    fulcrum_store::Backend::open(&t.archive())
         .expect("archive backend")
         .list("packs/")
         .await
@@ -337,7 +337,7 @@ async fn archived_chunks_stay_encrypted_and_compress_harder() {
             "{}: level 19 {archive} vs hot {hot}",
             t.name
         );
-        let backend = fulcrum_store::Backend::open(&t.archive).expect("archive backend");
+        let backend = fulcrum_store::Backend::open(&t.archive()).expect("archive backend");
         for p in backend.list("packs/").await.expect("list") {
             let bytes = backend.read(&p.path).await.expect("read pack");
             assert!(

@@ -13,8 +13,6 @@ use sqlx::Connection;
 pub struct Target {
     pub name: String,
     pub cfg: EngineConfig,
-    /// Where this target's archive tier lives (its own directory or S3 root).
-    pub archive: BackendConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -47,9 +45,6 @@ pub async fn targets() -> Vec<Target> {
     out.push(Target {
         name: "fs+sqlite".into(),
         cfg,
-        archive: BackendConfig::Fs {
-            root: dir.path().join("archive"),
-        },
         _dir: dir,
     });
     let s3 = (
@@ -71,15 +66,10 @@ pub async fn targets() -> Vec<Target> {
                 secret_key: sk,
                 root: root.clone(),
             };
-            let mut archive = backend.clone();
-            if let BackendConfig::S3 { root: r, .. } = &mut archive {
-                *r = format!("{root}-archive");
-            }
             let cfg = EngineConfig::new(backend, fresh_pg(&pg).await);
             out.push(Target {
                 name: "s3+postgres".into(),
                 cfg,
-                archive,
                 _dir: dir,
             });
         }
@@ -92,6 +82,23 @@ pub async fn targets() -> Vec<Target> {
 }
 
 impl Target {
+    /// Another location beside this target's data, on the same kind of
+    /// backend: a folder of its temporary directory, or a sibling S3 root
+    /// in the same bucket (the archive tier, a backup repository).
+    pub fn beside(&self, name: &str) -> BackendConfig {
+        let mut cfg = self.cfg.backend.clone();
+        match &mut cfg {
+            BackendConfig::Fs { root } => *root = self._dir.path().join(name),
+            BackendConfig::S3 { root, .. } => *root = format!("{root}-{name}"),
+        }
+        cfg
+    }
+
+    /// Where this target's archive tier lives.
+    pub fn archive(&self) -> BackendConfig {
+        self.beside("archive")
+    }
+
     pub async fn open(&self) -> Engine {
         Engine::open(self.cfg.clone()).await.expect("engine opens")
     }
@@ -100,7 +107,7 @@ impl Target {
     /// write several).
     pub fn tiered_config(&self, promote_on_read: bool) -> EngineConfig {
         let mut cfg = self.cfg.clone();
-        let mut archive = fulcrum_engine::ArchiveConfig::new(self.archive.clone());
+        let mut archive = fulcrum_engine::ArchiveConfig::new(self.archive());
         archive.promote_on_read = promote_on_read;
         cfg.archive = Some(archive);
         cfg.pack_target = 1024 * 1024;
