@@ -1,4 +1,4 @@
-//! Scheduled background jobs of a serving node (backup, scrub): each runs
+//! Scheduled background jobs of a serving node (backup, scrub, lifecycle): each runs
 //! at most once per period across the whole cluster. Every node checks
 //! often; the last successful run is a catalog fact (`meta`), and the job
 //! itself runs under the maintenance lease, so with N nodes a job still

@@ -199,7 +199,11 @@ pub async fn run(s: Settings) -> Result<()> {
             },
         ));
     }
-    let lifecycle = crate::tier_cli::spawn_lifecycle(engine.clone(), &s.tier, stop_rx.clone());
+    jobs.extend(crate::tier_cli::schedule_lifecycle(
+        &engine,
+        &s.tier,
+        stop_rx.clone(),
+    ));
     let archive = fulcrum_dicom::Archive::new(
         engine.clone(),
         fulcrum_dicom::ArchiveConfig {
@@ -247,11 +251,11 @@ pub async fn run(s: Settings) -> Result<()> {
     }
     let _ = heartbeat.await;
     // A job cut off here is safe: a backup resumes from the packs it
-    // wrote, leases expire by themselves.
+    // wrote, a tier move's unfinished archive pack is an orphan GC
+    // removes, leases expire by themselves.
     for j in jobs {
         j.abort();
     }
-    let _ = lifecycle.await;
     if let Err(e) = engine.leave().await {
         warn!(error = %e, "could not remove this node's heartbeat");
     }

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use fulcrum_engine::{Engine, EngineError, TierReport};
+use fulcrum_engine::{Engine, TierReport};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::commands::{human, open, Bar};
 use fulcrum::config::{Settings, TierSettings};
@@ -69,43 +69,43 @@ fn print_report(r: &TierReport) {
     );
 }
 
-/// Applies the lifecycle rules every `interval` until `stop`; does
-/// nothing without an archive tier or an interval.
-pub fn spawn_lifecycle(
-    engine: Engine,
+/// Schedules the lifecycle rules every `lifecycle_interval` as a server
+/// job (`jobs::spawn_periodic`: once per period across a cluster, under
+/// the maintenance lease); `None` without an archive tier or an interval.
+pub fn schedule_lifecycle(
+    engine: &Engine,
     t: &TierSettings,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let (rules, interval) = (t.rules.clone(), t.interval);
-    tokio::spawn(async move {
-        let Some(interval) = interval else {
-            info!(
-                "lifecycle_interval is off: lifecycle rules apply with `fulcrum tier apply` only"
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let Some(interval) = t.interval else {
+        info!("lifecycle_interval is off: lifecycle rules apply with `fulcrum tier apply` only");
+        return None;
+    };
+    if !engine.has_archive() {
+        if !t.rules.is_empty() {
+            warn!(
+                "lifecycle rules are configured but there is no archive tier: set archive_backend"
             );
-            return;
-        };
-        if !engine.has_archive() {
-            if !rules.is_empty() {
-                warn!("lifecycle rules are configured but there is no archive tier: set archive_backend");
-            }
-            return;
         }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval.max(Duration::from_secs(1))) => {}
-                _ = stop.wait_for(|v| *v) => return,
+        return None;
+    }
+    let (rules, job_engine) = (t.rules.clone(), engine.clone());
+    Some(crate::jobs::spawn_periodic(
+        engine.clone(),
+        "lifecycle",
+        interval.max(Duration::from_secs(1)),
+        stop,
+        move || {
+            let (rules, engine) = (rules.clone(), job_engine.clone());
+            async move {
+                let r = engine.tier_apply(&rules, false, &mut ()).await?;
+                Ok(format!(
+                    "lifecycle: {} objects ({}) moved to the archive tier, {} written",
+                    r.archived_objects,
+                    human(r.bytes as i64),
+                    human(r.moved.written_bytes as i64)
+                ))
             }
-            match engine.tier_apply(&rules, false, &mut ()).await {
-                Ok(r) if r.objects > 0 => info!(
-                    objects = r.archived_objects,
-                    bytes = r.bytes,
-                    written = r.moved.written_bytes,
-                    "lifecycle: data moved to the archive tier"
-                ),
-                Ok(_) => debug!("lifecycle: nothing to move"),
-                Err(EngineError::Busy(by)) => debug!(%by, "lifecycle: maintenance runs elsewhere"),
-                Err(e) => warn!(error = %e, "lifecycle run failed"),
-            }
-        }
-    })
+        },
+    ))
 }
