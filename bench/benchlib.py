@@ -51,6 +51,49 @@ def add_e2e_path():
         sys.path.append(E2E_DIR)
 
 
+def free_port():
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def s3_client(endpoint, access_key, secret_key, region="us-east-1", **config):
+    """A boto3 S3 client (path-style, no retries: every failure counts)."""
+    import boto3
+    from botocore.config import Config
+
+    cfg = {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 1}, **config}
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key, config=Config(**cfg))
+
+
+def start_fulcrum(binary, data_dir, env, log_path, timeout=20):
+    """`fulcrum serve` on fresh loopback ports, ready (/healthz answers);
+    returns (process, S3 endpoint)."""
+    import urllib.request
+
+    s3, http, dicom = free_port(), free_port(), free_port()
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [binary, "serve", "--data-dir", str(data_dir), "--s3-addr", f"127.0.0.1:{s3}",
+         "--http-addr", f"127.0.0.1:{http}"],
+        env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}"}, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1)
+            return proc, f"http://127.0.0.1:{s3}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"fulcrum serve did not come up (see {log_path})") from None
+            time.sleep(0.1)
+
+
 def median(xs):
     return statistics.median(xs)
 

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import benchlib
@@ -27,14 +26,6 @@ import benchlib
 ACCESS, SECRET = "clusterbenchaccess", "clusterbenchsecret0123456789"
 OBJ = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pids) -> float:
@@ -60,12 +51,7 @@ def pids_of(pattern: str) -> list[int]:
 
 
 def client(endpoint):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    return benchlib.s3_client(endpoint, ACCESS, SECRET)
 
 
 def putter(proc_id, threads, endpoints, seconds, q):
@@ -104,21 +90,11 @@ def one_round(a, nodes: int, db_url: str, bucket: str, work: Path) -> dict:
            "FULCRUM_BACKEND_ACCESS_KEY": a.garage_access_key, "FULCRUM_BACKEND_SECRET_KEY": a.garage_secret_key}
     try:
         for n in range(nodes):
-            s3, http, dicom = free_port(), free_port(), free_port()
             d = work / f"node{n}"
             d.mkdir(parents=True, exist_ok=True)
-            log = open(d / "log", "wb")
-            procs.append(subprocess.Popen(
-                [a.fulcrum, "serve", "--data-dir", str(d), "--s3-addr", f"127.0.0.1:{s3}", "--http-addr",
-                 f"127.0.0.1:{http}"], env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}"},
-                stdout=log, stderr=subprocess.STDOUT))
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            endpoints.append(f"http://127.0.0.1:{s3}")
+            proc, endpoint = benchlib.start_fulcrum(a.fulcrum, d, env, d / "log", timeout=30)
+            procs.append(proc)
+            endpoints.append(endpoint)
         try:
             client(endpoints[0]).create_bucket(Bucket="ingest")
         except Exception:  # noqa: BLE001 - exists from an earlier round on this catalog

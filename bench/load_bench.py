@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import benchlib
@@ -29,27 +28,12 @@ import benchlib
 ACCESS, SECRET = "loadbenchaccess", "loadbenchsecret0123456789"
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def body(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
 def client(endpoint):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS,
-        aws_secret_access_key=SECRET,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, max_pool_connections=32),
-    )
+    return benchlib.s3_client(endpoint, ACCESS, SECRET, max_pool_connections=32)
 
 
 def worker(proc_id, threads, endpoint, seconds, preload, out_q):
@@ -116,20 +100,9 @@ def main():
     work = Path(a.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    s3_port, http_port, dicom_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "FULCRUM_S3_ACCESS_KEY": ACCESS, "FULCRUM_S3_SECRET_KEY": SECRET, "FULCRUM_LOG": "warn",
-           "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom_port}"}
-    log = open(work / "fulcrum.log", "wb")
-    srv = subprocess.Popen([a.fulcrum, "serve", "--data-dir", str(work / "data"), "--s3-addr", f"127.0.0.1:{s3_port}",
-                            "--http-addr", f"127.0.0.1:{http_port}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "FULCRUM_S3_ACCESS_KEY": ACCESS, "FULCRUM_S3_SECRET_KEY": SECRET, "FULCRUM_LOG": "warn"}
+    srv, endpoint = benchlib.start_fulcrum(a.fulcrum, work / "data", env, work / "fulcrum.log")
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{s3_port}"
         c = client(endpoint)
         c.create_bucket(Bucket="load")
         preload = {}

@@ -4,7 +4,7 @@
 # disk limits (dd, fsync latency). Writes BENCHMARKS.md at the repository root
 # (each workload set replaces only its own section).
 #
-#   bench/run.sh [s3|dicom|all] [--quick] [options]
+#   bench/run.sh [s3|dicom|backup|tier|cluster|load|all] [--quick] [options]
 #
 #   s3     (default) Fulcrum vs Garage on the S3 API (bench/s3_bench.py);
 #          --quick: 1 run per workload, 1 GB instead of 5 GB.
@@ -20,9 +20,10 @@
 #          --quick: 1 run, a 50 MB study.
 #   load   64 concurrent S3 clients mixing GET/PUT/LIST for 60 s against
 #          one node: p50/p99 and errors (bench/load_bench.py).
+#   tier   WADO-RS of a 250 MB CT study hot vs archived (bench/tier_bench.py).
 #   cluster  one node vs three on one PostgreSQL + Garage: ingest MB/s and
 #          where the CPU goes (bench/cluster_bench.py).
-#   all    s3, dicom, backup, cluster, then load (only --quick is passed on to the
+#   all    s3, dicom, backup, tier, cluster, then load (only --quick is passed on to the
 #          first three).
 #
 # Installs what it needs like scripts/test.sh (venvs, Garage, Debian's
@@ -37,7 +38,7 @@ source scripts/lib/python.sh
 
 MODE=s3
 case ${1:-} in
-s3 | dicom | backup | cluster | load | all)
+s3 | dicom | backup | tier | cluster | load | all)
     MODE=$1
     shift
     ;;
@@ -75,16 +76,21 @@ run_s3() {
     trap - EXIT
 }
 
+# The release binary every workload drives (FULCRUM_BENCH_BUILD=0: as is).
+build_release() {
+    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
+        log "cargo build --release -p fulcrum"
+        cargo build --release -p fulcrum
+    fi
+}
+
 run_dicom() {
     # Debian's orthanc package may start its own service on install; the
     # benchmark never uses it (it starts Orthanc itself on free ports).
     apt_ensure orthanc orthanc-dicomweb dcmtk curl
     # its own venv: a benchmark never rebuilds the .venv a running suite uses
     venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
-    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
-        log "cargo build --release -p fulcrum"
-        cargo build --release -p fulcrum
-    fi
+    build_release
     local tmp
     tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-dicom-bench.XXXXXX")
     # shellcheck disable=SC2064
@@ -102,10 +108,7 @@ run_dicom() {
 run_backup() {
     apt_ensure restic borgbackup
     venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
-    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
-        log "cargo build --release -p fulcrum"
-        cargo build --release -p fulcrum
-    fi
+    build_release
     local tmp
     tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-backup-bench.XXXXXX")
     # shellcheck disable=SC2064
@@ -119,12 +122,23 @@ run_backup() {
     trap - EXIT
 }
 
+run_tier() {
+    venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
+    build_release
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-tier-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    bench/.venv/bin/python bench/tier_bench.py --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp" --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
+        --out "$ROOT/BENCHMARKS.md" "$@"
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
 run_load() {
     venv_ensure "$ROOT"
-    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
-        log "cargo build --release -p fulcrum"
-        cargo build --release -p fulcrum
-    fi
+    build_release
     local tmp
     tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-load-bench.XXXXXX")
     # shellcheck disable=SC2064
@@ -142,10 +156,7 @@ run_cluster() {
     source scripts/lib/garage.sh
     venv_ensure "$ROOT"
     garage_ensure_installed
-    if [[ ${FULCRUM_BENCH_BUILD:-1} != 0 ]]; then
-        log "cargo build --release -p fulcrum"
-        cargo build --release -p fulcrum
-    fi
+    build_release
     local tmp
     tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-cluster-bench.XXXXXX")
     chmod 755 "$tmp"
@@ -170,12 +181,14 @@ cluster) run_cluster "$@" ;;
 load) run_load "$@" ;;
 dicom) run_dicom "$@" ;;
 backup) run_backup "$@" ;;
+tier) run_tier "$@" ;;
 all)
     quick=()
     for a in "$@"; do [[ $a == --quick ]] && quick=(--quick); done
     run_s3 "${quick[@]}"
     run_dicom "${quick[@]}"
     run_backup "${quick[@]}"
+    run_tier
     run_cluster
     run_load
     ;;

@@ -127,7 +127,7 @@ def main():
             f"Machine: {benchlib.machine_description()}. A {size / MB:.0f} MB CT study ({len(files)} instances) "
             f"stored by STOW-RS, retrieved by WADO-RS (median of {a.runs}) while hot (zstd 1), then again after "
             f"a DICOM lifecycle rule moved it to the archive tier (a separate directory, zstd "
-            f"{a.archive_zstd_level}). `.venv/bin/python bench/tier_bench.py --out BENCHMARKS.md` (bench venv).",
+            f"{a.archive_zstd_level}). `bench/run.sh tier`.",
             "",
             "| | read | MB/s |",
             "|---|---:|---:|",
