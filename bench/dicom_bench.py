@@ -55,7 +55,7 @@ import benchlib
 import dicom_gen as gen
 import dicom_report
 import qido_index
-from benchlib import median, peak_rss_mb, reset_peak_rss
+from benchlib import free_port, median, peak_rss_mb, reset_peak_rss
 
 benchlib.add_e2e_path()
 from dicom_common import encode_multipart  # noqa: E402 - tests/e2e/dicom_common.py
@@ -65,12 +65,6 @@ MIB = 1024 * 1024
 BOUNDARY = "fulcrum-bench-7d1f0c9a"
 STOW_CT = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log(msg):

@@ -11,7 +11,6 @@ import multiprocessing as mp
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import time
@@ -23,16 +22,10 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from benchlib import dd_rates, fsync_latency_ms, peak_rss_mb, write_keeping_sections
+from benchlib import dd_rates, free_port, fsync_latency_ms, peak_rss_mb, write_keeping_sections
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client(endpoint, ak, sk, region):
