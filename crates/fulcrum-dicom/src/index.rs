@@ -18,6 +18,8 @@ pub struct Extracted {
     pub num_frames: Option<i64>,
     pub num_rows: Option<i64>,
     pub num_columns: Option<i64>,
+    /// Bits Allocated (0028,0100): how wide native pixel samples are.
+    pub bits_allocated: Option<i64>,
 }
 
 /// A text attribute, trimmed; `None` when absent or empty.
@@ -75,5 +77,6 @@ pub fn extract(obj: &InMemDicomObject) -> DicomResult<Extracted> {
         num_frames: int(obj, tags::NUMBER_OF_FRAMES),
         num_rows: int(obj, tags::ROWS),
         num_columns: int(obj, tags::COLUMNS),
+        bits_allocated: int(obj, tags::BITS_ALLOCATED),
     })
 }

@@ -13,14 +13,14 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord};
 use fulcrum_catalog::ObjectWrite;
-use fulcrum_engine::{BodyRegion, ChunkParams, ContentDigest};
+use fulcrum_engine::{BodyRegion, ChunkParams, ContentDigest, Layout};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::archive::{instance_key, Archive};
 use crate::error::{DicomError, DicomResult};
 use crate::index::{extract, Extracted};
 use crate::part10::{build_prelude, parse_prelude, Prelude};
-use crate::scan::{Framing, Walker};
+use crate::scan::{Framing, PixelData, Walker};
 
 /// How a store went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,19 +220,23 @@ impl Archive {
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         // Store: meta + header with small chunks, pixel data with large ones.
         let head_len = head.len() + header.len();
-        let mut regions: Vec<BodyRegion<'_>> = vec![(
-            Box::new(std::io::Cursor::new([head, header].concat())),
+        let mut regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
+            std::io::Cursor::new([head, header].concat()),
             ChunkParams::SMALL,
         )];
+        let layout = sample_layout(walker.pixel(), ex.bits_allocated);
         let rest = std::io::Cursor::new(buf.freeze());
         let watched = Watched {
             inner: src,
             walker: &mut walker,
         };
-        regions.push((
-            Box::new(tokio::io::AsyncReadExt::chain(rest, watched)),
-            ChunkParams::BULK,
-        ));
+        regions.push(
+            BodyRegion::new(
+                tokio::io::AsyncReadExt::chain(rest, watched),
+                ChunkParams::BULK,
+            )
+            .with_layout(layout),
+        );
         let staged = self
             .engine
             .stage(regions, ContentDigest::ChunkList)
@@ -307,8 +311,10 @@ impl Archive {
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         let all = [head, dataset].concat();
         let total = all.len() as i64;
-        let regions: Vec<BodyRegion<'_>> =
-            vec![(Box::new(std::io::Cursor::new(all)), ChunkParams::BULK)];
+        let regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
+            std::io::Cursor::new(all),
+            ChunkParams::BULK,
+        )];
         let staged = self.engine.stage(regions, ContentDigest::ChunkList).await?;
         let rec = InstanceRecord {
             dataset_offset: prelude.len as i64,
@@ -587,6 +593,24 @@ fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<(
         }
     }
     Ok(())
+}
+
+/// How the region from Pixel Data on is laid out, as a compression hint:
+/// native samples of 16 or 32 bits are compressed as byte planes (their
+/// slowly varying high bytes apart from their noisy low bytes), which
+/// shrinks CT/MR pixel data further at about twice zstd's speed.
+/// Encapsulated (already compressed) and 8-bit pixel data stay as bytes.
+fn sample_layout(pixel: Option<&PixelData>, bits_allocated: Option<i64>) -> Layout {
+    match pixel {
+        Some(p) if p.len.is_some() => match (p.element, bits_allocated) {
+            // Float / Double Float Pixel Data: 32- and 64-bit values.
+            (0x0008 | 0x0009, _) => Layout::Samples4,
+            (_, Some(16)) => Layout::Samples2,
+            (_, Some(32)) => Layout::Samples4,
+            _ => Layout::Bytes,
+        },
+        _ => Layout::Bytes,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 use fulcrum_catalog::{NewChunk, NewPack};
 use fulcrum_store::{
-    ChunkParams, Chunker, EncodedChunk, PackBuilder, PackEntry, PackStream, StoreResult,
+    ChunkParams, Chunker, EncodedChunk, Layout, PackBuilder, PackEntry, PackStream, StoreResult,
 };
 use fulcrum_types::{ChunkId, PackId};
 use futures::TryStreamExt;
@@ -56,14 +56,14 @@ impl Inner {
     /// Hashes a chunk and, unless a copy is already stored, encodes it;
     /// runs on the blocking pool so several chunks of one body are
     /// processed in parallel while the next ones are read.
-    async fn prepare(&self, chunk: Bytes) -> EngineResult<Prepared> {
+    async fn prepare(&self, chunk: Bytes, layout: Layout) -> EngineResult<Prepared> {
         let codec = self.codec.clone();
         let (id, chunk) = cpu(chunk.len(), move || (codec.id_of(&chunk), chunk)).await?;
         if !self.catalog.find_chunks(&[id]).await?.is_empty() {
             return Ok(Prepared::Known(id, chunk.len()));
         }
         let codec = self.codec.clone();
-        let enc = cpu(chunk.len(), move || codec.encode(id, chunk)).await?;
+        let enc = cpu(chunk.len(), move || codec.encode_as(id, chunk, layout)).await?;
         Ok(Prepared::New(enc))
     }
 
@@ -95,8 +95,12 @@ impl Inner {
         expected: Option<u64>,
         params: ChunkParams,
     ) -> EngineResult<Ingested> {
-        self.ingest_regions(vec![(Box::new(body), params)], expected, ContentDigest::Md5)
-            .await
+        self.ingest_regions(
+            vec![BodyRegion::new(body, params)],
+            expected,
+            ContentDigest::Md5,
+        )
+        .await
     }
 
     /// Like `ingest`, for a body made of regions read one after the other,
@@ -104,7 +108,7 @@ impl Inner {
     /// DICOM header and its pixel data dedup independently).
     pub(crate) async fn ingest_regions(
         &self,
-        regions: Vec<Region<'_>>,
+        regions: Vec<BodyRegion<'_>>,
         expected: Option<u64>,
         digest: ContentDigest,
     ) -> EngineResult<Ingested> {
@@ -132,13 +136,14 @@ impl Inner {
         // Stage 1 runs as its own future beside stages 2-3 (joined below),
         // so reading and cutting go on while packs are written.
         let (chunk_tx, chunk_rx) =
-            tokio::sync::mpsc::channel::<EngineResult<Bytes>>(PARALLEL_CHUNKS);
+            tokio::sync::mpsc::channel::<EngineResult<(Bytes, Layout)>>(PARALLEL_CHUNKS);
         let produce = async move {
             let mut before = 0u64;
-            for (body, params) in regions {
-                let mut chunker = Chunker::new(body, params);
+            for region in regions {
+                let mut chunker = Chunker::new(region.body, region.params);
                 let go_on = produce_region(
                     &mut chunker,
+                    region.layout,
                     &mut before,
                     max,
                     expected,
@@ -156,9 +161,9 @@ impl Inner {
         });
         let consume = async {
             let mut prepared = std::pin::pin!(chunk_stream
-                .map_ok(|c| {
+                .map_ok(|(c, layout)| {
                     self.metrics.bytes_in.inc_by(c.len() as u64);
-                    self.prepare(c)
+                    self.prepare(c, layout)
                 })
                 .try_buffered(PARALLEL_CHUNKS));
             // New chunks collect in memory; once a body has more than
@@ -269,19 +274,41 @@ pub enum ContentDigest {
     ChunkList,
 }
 
-/// One region of a body and how to cut it.
-pub(crate) type Region<'a> = (Box<dyn AsyncRead + Unpin + Send + 'a>, ChunkParams);
+/// One region of a body: its bytes, how to cut them, and what they are
+/// (a hint for compression).
+pub struct BodyRegion<'a> {
+    pub body: Box<dyn AsyncRead + Unpin + Send + 'a>,
+    pub params: ChunkParams,
+    pub layout: Layout,
+}
+
+impl<'a> BodyRegion<'a> {
+    /// Bytes of no particular layout, cut with `params`.
+    pub fn new(body: impl AsyncRead + Unpin + Send + 'a, params: ChunkParams) -> Self {
+        Self {
+            body: Box::new(body),
+            params,
+            layout: Layout::Bytes,
+        }
+    }
+
+    /// The same region, compressed as `layout` (e.g. 16-bit samples).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        Self { layout, ..self }
+    }
+}
 
 /// Reads and cuts one region, handing chunks to MD5 and to the next
 /// stage; `before` counts the bytes of earlier regions. Returns false when
 /// the body must stop (an error was sent, or the consumer is gone).
 async fn produce_region(
     chunker: &mut Chunker<Box<dyn AsyncRead + Unpin + Send + '_>>,
+    layout: Layout,
     before: &mut u64,
     max: u64,
     expected: Option<u64>,
     md5_tx: Option<&tokio::sync::mpsc::Sender<Bytes>>,
-    chunk_tx: &tokio::sync::mpsc::Sender<EngineResult<Bytes>>,
+    chunk_tx: &tokio::sync::mpsc::Sender<EngineResult<(Bytes, Layout)>>,
 ) -> bool {
     loop {
         let item = match chunker.next_chunk().await {
@@ -289,9 +316,9 @@ async fn produce_region(
                 Err(EngineError::TooLarge { max })
             }
             Ok(Some(c)) => match md5_tx {
-                None => Ok(c),
+                None => Ok((c, layout)),
                 Some(tx) => match tx.send(c.clone()).await {
-                    Ok(()) => Ok(c),
+                    Ok(()) => Ok((c, layout)),
                     Err(_) => Err(EngineError::ShuttingDown),
                 },
             },

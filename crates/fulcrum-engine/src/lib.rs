@@ -44,6 +44,6 @@ pub use fulcrum_catalog::{
     BucketLock, BucketRow, CatalogError, DefaultRetention, LockMode, LockRequest, ObjectLock,
     ObjectRow, ObjectSummary, PartRow, Retention, UploadRow,
 };
-pub use fulcrum_store::{BackendConfig, ChunkParams, MasterKey};
+pub use fulcrum_store::{BackendConfig, ChunkParams, Layout, MasterKey};
 pub use fulcrum_types::Tier;
 pub use retention::RetentionRule;

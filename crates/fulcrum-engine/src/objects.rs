@@ -412,8 +412,7 @@ impl Staged {
     }
 }
 
-/// One region of a staged body and how to cut it.
-pub type BodyRegion<'a> = (Box<dyn AsyncRead + Unpin + Send + 'a>, ChunkParams);
+pub use crate::ingest::BodyRegion;
 
 impl Engine {
     /// Stores a body made of regions, each chunked on its own (a DICOM

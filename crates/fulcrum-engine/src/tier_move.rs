@@ -112,7 +112,9 @@ fn reencode(
     let raw = codec
         .decode(c.id, stored, c.flags, c.raw_len)
         .map_err(|e| e.to_string())?;
-    Ok(codec.encode(c.id, Bytes::from(raw)))
+    // The same layout hint, so sample planes stay split in the archive.
+    let layout = fulcrum_store::Layout::of_flags(c.flags);
+    Ok(codec.encode_as(c.id, Bytes::from(raw), layout))
 }
 
 impl Engine {

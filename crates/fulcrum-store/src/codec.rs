@@ -1,5 +1,6 @@
 //! Turns a chunk's plaintext into its stored form and back: content id
-//! (BLAKE3, keyed when encrypted), zstd compression when it pays, AEAD
+//! (BLAKE3, keyed when encrypted), zstd compression when it pays (of the
+//! bytes split into planes when they are multi-byte samples), AEAD
 //! encryption (XChaCha20-Poly1305), and hash verification on every decode.
 
 use bytes::Bytes;
@@ -15,7 +16,140 @@ pub const FLAG_ZSTD: u8 = 1;
 /// The stored bytes are `nonce(24) || ciphertext || tag(16)`.
 pub const FLAG_AEAD: u8 = 2;
 
+/// The compressed bytes are the plaintext split into 2 byte planes (see
+/// [`Layout::Samples2`]); only together with [`FLAG_ZSTD`].
+pub const FLAG_PLANES2: u8 = 4;
+/// The same with 4 byte planes ([`Layout::Samples4`]).
+pub const FLAG_PLANES4: u8 = 8;
+
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_AEAD | FLAG_PLANES2 | FLAG_PLANES4;
+
 const NONCE_LEN: usize = 24;
+
+/// What a chunk's bytes are, as far as compression cares: a hint from the
+/// writer (e.g. native 16-bit pixel data), never needed to read it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Any bytes.
+    #[default]
+    Bytes,
+    /// A run of 2-byte samples (16-bit pixel data, either byte order).
+    /// Their high bytes vary slowly and their low bytes are noisy: split
+    /// into a plane of each, zstd compresses them smaller and about twice
+    /// as fast as interleaved.
+    Samples2,
+    /// A run of 4-byte samples (32-bit integer or float pixel data, dose
+    /// grids): split into 4 planes.
+    Samples4,
+}
+
+impl Layout {
+    fn width(self) -> usize {
+        match self {
+            Layout::Bytes => 1,
+            Layout::Samples2 => 2,
+            Layout::Samples4 => 4,
+        }
+    }
+
+    fn flag(self) -> u8 {
+        match self {
+            Layout::Bytes => 0,
+            Layout::Samples2 => FLAG_PLANES2,
+            Layout::Samples4 => FLAG_PLANES4,
+        }
+    }
+
+    /// The layout a stored chunk was compressed with (to re-encode it the
+    /// same way, e.g. at another compression level).
+    pub fn of_flags(flags: u8) -> Layout {
+        if flags & FLAG_PLANES4 != 0 {
+            Layout::Samples4
+        } else if flags & FLAG_PLANES2 != 0 {
+            Layout::Samples2
+        } else {
+            Layout::Bytes
+        }
+    }
+}
+
+/// Splits `raw` into `width` planes (every `width`-th byte from offset 0,
+/// then from 1, ...); a tail shorter than one sample stays at the end.
+fn to_planes(raw: &[u8], width: usize) -> Vec<u8> {
+    match width {
+        2 => planes::<2>(raw),
+        4 => planes::<4>(raw),
+        _ => raw.to_vec(),
+    }
+}
+
+/// Inverts [`to_planes`].
+fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
+    match width {
+        2 => interleave::<2>(planes),
+        4 => interleave::<4>(planes),
+        _ => planes.to_vec(),
+    }
+}
+
+fn planes<const W: usize>(raw: &[u8]) -> Vec<u8> {
+    let (samples, tail) = raw.as_chunks::<W>();
+    let n = samples.len();
+    let mut out = vec![0u8; raw.len()];
+    let (body, rest) = out.split_at_mut(n * W);
+    // One pass over the samples, writing every plane.
+    match W {
+        2 => {
+            let (p0, p1) = body.split_at_mut(n);
+            for ((s, a), b) in samples.iter().zip(p0).zip(p1) {
+                *a = s[0];
+                *b = s[1 % W];
+            }
+        }
+        _ => {
+            let (p01, p23) = body.split_at_mut(2 * n);
+            let (p0, p1) = p01.split_at_mut(n);
+            let (p2, p3) = p23.split_at_mut(n);
+            for ((((s, a), b), c), d) in samples.iter().zip(p0).zip(p1).zip(p2).zip(p3) {
+                *a = s[0];
+                *b = s[1 % W];
+                *c = s[2 % W];
+                *d = s[3 % W];
+            }
+        }
+    }
+    rest.copy_from_slice(tail);
+    out
+}
+
+fn interleave<const W: usize>(planes: &[u8]) -> Vec<u8> {
+    let n = planes.len() / W;
+    let mut out = vec![0u8; planes.len()];
+    let (samples, tail) = out.as_chunks_mut::<W>();
+    let (body, rest) = planes.split_at(n * W);
+    match W {
+        2 => {
+            let (p0, p1) = body.split_at(n);
+            for ((s, a), b) in samples.iter_mut().zip(p0).zip(p1) {
+                s[0] = *a;
+                s[1] = *b;
+            }
+        }
+        _ => {
+            let (p01, p23) = body.split_at(2 * n);
+            let (p0, p1) = p01.split_at(n);
+            let (p2, p3) = p23.split_at(n);
+            for ((((s, a), b), c), d) in samples.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
+                s[0] = *a;
+                s[1 % W] = *b;
+                s[2 % W] = *c;
+                s[3 % W] = *d;
+            }
+        }
+    }
+    tail.copy_from_slice(rest);
+    out
+}
 
 /// A chunk ready to append to a pack.
 #[derive(Debug, Clone)]
@@ -70,10 +204,23 @@ impl Codec {
     /// Compresses (when it shrinks the chunk by at least 2 %) and encrypts.
     /// A chunk stored as is shares `raw`'s buffer (no copy).
     pub fn encode(&self, id: ChunkId, raw: Bytes) -> EncodedChunk {
+        self.encode_as(id, raw, Layout::Bytes)
+    }
+
+    /// Like [`Codec::encode`], compressing `raw` as `layout` says it is
+    /// laid out.
+    pub fn encode_as(&self, id: ChunkId, raw: Bytes, layout: Layout) -> EncodedChunk {
         let mut flags = 0u8;
-        let mut data = match self.try_compress(&raw) {
-            Some(c) if c.len() < raw.len() - raw.len() / 50 => {
-                flags |= FLAG_ZSTD;
+        let width = layout.width();
+        let compressed = if width > 1 && raw.len() >= 2 * width {
+            self.try_compress(&to_planes(&raw, width))
+                .map(|c| (c, layout.flag()))
+        } else {
+            self.try_compress(&raw).map(|c| (c, 0))
+        };
+        let mut data = match compressed {
+            Some((c, planes)) if c.len() < raw.len() - raw.len() / 50 => {
+                flags |= FLAG_ZSTD | planes;
                 Bytes::from(c)
             }
             _ => raw.clone(),
@@ -128,6 +275,11 @@ impl Codec {
         raw_len: u32,
     ) -> StoreResult<Vec<u8>> {
         let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+        if flags & !KNOWN_FLAGS != 0
+            || (flags & (FLAG_PLANES2 | FLAG_PLANES4) != 0 && flags & FLAG_ZSTD == 0)
+        {
+            return Err(corrupt(format!("unknown encoding flags {flags:#04x}")));
+        }
         let mut owned: Option<Vec<u8>> = None;
         if flags & FLAG_AEAD != 0 {
             let data = stored;
@@ -150,7 +302,12 @@ impl Codec {
             let data = owned.as_deref().unwrap_or(stored);
             let plain = decompress_with(data, raw_len as usize)
                 .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            owned = Some(plain);
+            let width = Layout::of_flags(flags).width();
+            owned = Some(if width > 1 {
+                from_planes(&plain, width)
+            } else {
+                plain
+            });
         }
         let data = owned.as_deref().unwrap_or(stored);
         if data.len() != raw_len as usize {
@@ -226,6 +383,85 @@ mod tests {
         let enc = round_trip(&codec, &noise);
         assert_eq!(enc.flags & FLAG_ZSTD, 0);
         assert_eq!(enc.data, noise);
+    }
+
+    /// 16-bit samples like CT pixel data: a smooth signal plus noise.
+    fn samples16(n: usize, odd_start: bool) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                let s =
+                    1000 + ((i as f64 / 300.0).sin() * 400.0) as i32 + rand::random::<i32>() % 12;
+                (s as u16).to_le_bytes()
+            })
+            .collect();
+        if odd_start {
+            v.remove(0);
+        }
+        v
+    }
+
+    #[test]
+    fn sample_planes_round_trip_any_length_and_compress_better() {
+        for codec in [
+            Codec::new(None, 1),
+            Codec::new(Some(&MasterKey::generate()), 1),
+        ] {
+            for (layout, flag) in [
+                (Layout::Samples2, FLAG_PLANES2),
+                (Layout::Samples4, FLAG_PLANES4),
+            ] {
+                for odd in [false, true] {
+                    for n in [3usize, 4, 5, 7, 2000, 100_001] {
+                        let raw = samples16(n, odd);
+                        let id = codec.id_of(&raw);
+                        let enc = codec.encode_as(id, Bytes::from(raw.clone()), layout);
+                        let dec = codec
+                            .decode(id, &enc.data, enc.flags, enc.raw_len)
+                            .expect("decodes");
+                        assert_eq!(dec, raw, "{layout:?} n={n} odd={odd}");
+                        if n >= 2000 {
+                            assert_eq!(enc.flags & (flag | FLAG_ZSTD), flag | FLAG_ZSTD);
+                            assert_eq!(Layout::of_flags(enc.flags), layout);
+                        }
+                    }
+                }
+            }
+            let raw = samples16(200_000, false);
+            let id = codec.id_of(&raw);
+            let planes = codec.encode_as(id, Bytes::from(raw.clone()), Layout::Samples2);
+            let plain = codec.encode(id, Bytes::from(raw));
+            assert!(
+                planes.data.len() < plain.data.len(),
+                "{} vs {}",
+                planes.data.len(),
+                plain.data.len()
+            );
+        }
+    }
+
+    #[test]
+    fn planes_invert() {
+        for w in [2, 4] {
+            for n in 0..20 {
+                let raw: Vec<u8> = (0..n as u8).collect();
+                assert_eq!(from_planes(&to_planes(&raw, w), w), raw);
+            }
+        }
+        assert_eq!(to_planes(&[1, 2, 3, 4, 5], 2), vec![1, 3, 2, 4, 5]);
+    }
+
+    #[test]
+    fn incompressible_samples_are_stored_as_is_and_unknown_flags_refused() {
+        let codec = Codec::new(None, 1);
+        let noise: Vec<u8> = (0..65536).map(|_| rand::random::<u8>()).collect();
+        let id = codec.id_of(&noise);
+        let enc = codec.encode_as(id, Bytes::from(noise.clone()), Layout::Samples2);
+        assert_eq!(enc.flags, 0);
+        assert_eq!(enc.data, noise);
+        assert!(codec.decode(id, &enc.data, 0x40, enc.raw_len).is_err());
+        assert!(codec
+            .decode(id, &enc.data, FLAG_PLANES2, enc.raw_len)
+            .is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod pack;
 
 pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter};
 pub use chunker::{ChunkParams, Chunker};
-pub use codec::{Codec, EncodedChunk, FLAG_AEAD, FLAG_ZSTD};
+pub use codec::{Codec, EncodedChunk, Layout, FLAG_AEAD, FLAG_PLANES2, FLAG_PLANES4, FLAG_ZSTD};
 pub use error::{StoreError, StoreResult};
 pub use key::MasterKey;
 pub use pack::{pack_path, PackBuilder, PackEntry, PackStream};
