@@ -443,8 +443,9 @@ async fn native_16_bit_pixels_are_compressed_as_byte_planes_and_read_back_exact(
             (v as i16).to_le_bytes()
         })
         .collect();
-    // What the same bytes take when compressed as plain bytes.
-    let codec = fulcrum_store::Codec::new(None, fulcrum_engine::DEFAULT_ZSTD_LEVEL);
+    // What the same bytes take when compressed as plain bytes at the level
+    // the engine uses for pixel data.
+    let codec = fulcrum_store::Codec::new(None, fulcrum_engine::DEFAULT_PIXEL_ZSTD_LEVEL);
     let plain: usize = fulcrum_store::ChunkParams::BULK
         .split(&px)
         .iter()

@@ -1,21 +1,20 @@
-//! Group commit: one task collects finished writes from all requests,
-//! writes their pack tails as one pack (one fsync or one backend PUT), then
-//! commits all their catalog rows in one transaction, then acknowledges
-//! them all. A batch is whatever queued while the previous one committed,
-//! so a lone write is never delayed by a timer.
+//! Group commit: one task collects finished writes from all requests
+//! (their data already durable: see `persist`), commits all their catalog
+//! rows in one transaction, then acknowledges them all. A batch is
+//! whatever queued while the previous one committed, so a lone write is
+//! never delayed by a timer.
 
 use std::sync::Weak;
 use std::time::Instant;
 
 use fulcrum_catalog::{CommitBatch, NewChunk, NewPack, Write};
-use fulcrum_store::PackBuilder;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::InflightGuard;
-use crate::ingest::{new_chunk, Ingested};
+use crate::ingest::Ingested;
 
 /// At most this many writes share one commit.
 const MAX_BATCH: usize = 512;
@@ -24,7 +23,6 @@ pub(crate) struct CommitJob {
     pub write: Write,
     pub packs: Vec<NewPack>,
     pub chunks: Vec<NewChunk>,
-    pub tail: PackBuilder,
     pub done: oneshot::Sender<EngineResult<()>>,
 }
 
@@ -36,7 +34,6 @@ impl Inner {
             write,
             packs: ing.packs,
             chunks: ing.new_chunks,
-            tail: ing.tail,
             done,
         };
         self.submit(job, ing.guard).await
@@ -48,7 +45,6 @@ impl Inner {
             write,
             packs: Vec::new(),
             chunks: Vec::new(),
-            tail: PackBuilder::new(),
             done,
         };
         self.submit(job, guard).await
@@ -89,74 +85,38 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<CommitJob>) {
 async fn commit_batch(inner: &Inner, jobs: Vec<CommitJob>) {
     let started = Instant::now();
     let n = jobs.len();
-    // One pack for every job's tail; remember which rows are whose.
-    let mut shared = PackBuilder::new();
-    let mut parts = Vec::with_capacity(n);
-    for job in jobs {
-        let entries = shared.append(job.tail);
-        parts.push((job.write, job.packs, job.chunks, entries, job.done));
-    }
-    let mut shared_pack = None;
-    if !shared.is_empty() {
-        match inner.write_pack(shared).await {
-            Ok((id, pack, _)) => shared_pack = Some((pack, id)),
-            Err(e) => {
-                let fail = |e: &EngineError| match e {
-                    EngineError::NoSpace(m) => EngineError::NoSpace(m.clone()),
-                    other => EngineError::PackWrite(other.to_string()),
-                };
-                for (_, _, _, _, done) in parts {
-                    let _ = done.send(Err(fail(&e)));
-                }
-                return;
-            }
-        }
-    }
-    let job_batch = |(write, packs, chunks, entries): (
-        &Write,
-        &Vec<NewPack>,
-        &Vec<NewChunk>,
-        &Vec<fulcrum_store::PackEntry>,
-    )| {
-        let mut b = CommitBatch {
-            packs: packs.clone(),
-            chunks: chunks.clone(),
-            writes: vec![write.clone()],
-        };
-        if let Some((pack, id)) = &shared_pack {
-            if !entries.is_empty() {
-                b.packs.push(pack.clone());
-                b.chunks.extend(entries.iter().map(|e| new_chunk(id, e)));
-            }
-        }
-        b
-    };
     let mut all = CommitBatch::default();
-    for (w, p, c, e, _) in &parts {
-        let b = job_batch((w, p, c, e));
-        all.packs.extend(b.packs);
-        all.chunks.extend(b.chunks);
-        all.writes.extend(b.writes);
+    for job in &jobs {
+        all.packs.extend(job.packs.iter().cloned());
+        all.chunks.extend(job.chunks.iter().cloned());
+        all.writes.push(job.write.clone());
     }
+    // Tails persisted together share a pack row.
     all.packs.sort_by(|a, b| a.id.cmp(&b.id));
     all.packs.dedup_by(|a, b| a.id == b.id);
     match inner.catalog.commit(&all).await {
         Ok(()) => {
-            for (_, _, _, _, done) in parts {
-                let _ = done.send(Ok(()));
+            for job in jobs {
+                let _ = job.done.send(Ok(()));
             }
         }
         Err(e) if n > 1 => {
             // One bad write must not fail its neighbours: retry each alone.
             warn!(error = %e, writes = n, "group commit failed; committing writes one by one");
-            for (w, p, c, en, done) in parts {
-                let b = job_batch((&w, &p, &c, &en));
-                let _ = done.send(inner.catalog.commit(&b).await.map_err(EngineError::from));
+            for job in jobs {
+                let b = CommitBatch {
+                    packs: job.packs,
+                    chunks: job.chunks,
+                    writes: vec![job.write],
+                };
+                let _ = job
+                    .done
+                    .send(inner.catalog.commit(&b).await.map_err(EngineError::from));
             }
         }
         Err(e) => {
-            if let Some((_, _, _, _, done)) = parts.into_iter().next() {
-                let _ = done.send(Err(e.into()));
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.done.send(Err(e.into()));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Ingest: streams a body through the chunker, hashes each chunk, skips
 //! chunks the catalog (or this body) already has, encodes and packs the
 //! rest. Full packs are written at once; the small tail goes to the group
-//! committer, which shares one pack write among many concurrent bodies.
+//! persister, which shares one pack write among many concurrent bodies.
+//! Once ingested, a body's data is durable; committing makes it visible.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -27,8 +28,6 @@ pub(crate) struct Ingested {
     pub chunks: Vec<ChunkId>,
     pub packs: Vec<NewPack>,
     pub new_chunks: Vec<NewChunk>,
-    /// New chunks not yet in a written pack.
-    pub tail: PackBuilder,
     /// Keeps GC from collecting chunks this write relies on until commit.
     pub guard: InflightGuard,
 }
@@ -228,7 +227,7 @@ impl Inner {
             Ok::<_, EngineError>((size, chunks, packs, new_chunks, memory))
         };
         let ((), consumed) = tokio::join!(produce, consume);
-        let (size, chunks, packs, new_chunks, memory) = consumed?;
+        let (size, chunks, mut packs, mut new_chunks, memory) = consumed?;
         let md5 = match digest {
             ContentDigest::Md5 => md5_task.await.map_err(join_err)??,
             // Same bytes, same chunk list: a digest of the list identifies
@@ -252,13 +251,17 @@ impl Inner {
                 });
             }
         }
+        if !memory.is_empty() {
+            let p = self.persist(memory).await?;
+            packs.push(p.pack);
+            new_chunks.extend(p.chunks);
+        }
         Ok(Ingested {
             size,
             md5,
             chunks,
             packs,
             new_chunks,
-            tail: memory,
             guard,
         })
     }

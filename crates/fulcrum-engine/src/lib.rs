@@ -1,7 +1,8 @@
 //! Fulcrum's object engine: the one path every stored byte takes, whatever
 //! protocol brought it. Streams bodies through the chunker, deduplicates
 //! against the catalog, packs new chunks, acknowledges only after the pack
-//! is durable and the catalog transaction committed (group commit), reads
+//! is durable (group persist) and the catalog transaction committed (group
+//! commit), reads
 //! back with hash verification, and collects garbage safely while writes
 //! go on;
 //! moves cold data to an archive tier by lifecycle rules and recalls it
@@ -17,6 +18,7 @@ mod lease;
 mod lifecycle;
 mod metrics;
 mod objects;
+mod persist;
 mod read;
 mod repair;
 pub mod retention;
@@ -25,7 +27,8 @@ mod tier_move;
 mod verify;
 
 pub use engine::{
-    Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_ZSTD_LEVEL, HEARTBEAT_INTERVAL,
+    Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_PIXEL_ZSTD_LEVEL,
+    DEFAULT_ZSTD_LEVEL, HEARTBEAT_INTERVAL,
 };
 pub use error::{EngineError, EngineResult};
 pub use gc::{GcOptions, GcReport};

@@ -166,6 +166,8 @@ pub struct Codec {
     cipher: Option<XChaCha20Poly1305>,
     id_key: Option<[u8; 32]>,
     zstd_level: i32,
+    /// zstd level for sample planes (see [`Codec::with_plane_level`]).
+    plane_level: i32,
 }
 
 impl std::fmt::Debug for Codec {
@@ -173,6 +175,7 @@ impl std::fmt::Debug for Codec {
         f.debug_struct("Codec")
             .field("encrypted", &self.cipher.is_some())
             .field("zstd_level", &self.zstd_level)
+            .field("plane_level", &self.plane_level)
             .finish()
     }
 }
@@ -186,7 +189,17 @@ impl Codec {
             cipher,
             id_key,
             zstd_level,
+            plane_level: zstd_level,
         }
+    }
+
+    /// Compresses sample planes ([`Layout::Samples2`], [`Layout::Samples4`])
+    /// at `level` instead of the general one. Planes of CT pixel data at
+    /// zstd's fast level -1 take ~39 % of their size at ~1.5 GB/s and
+    /// decompress at ~5 GB/s; level 1 takes ~33 % at ~750 MB/s.
+    pub fn with_plane_level(mut self, level: i32) -> Self {
+        self.plane_level = level;
+        self
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -213,10 +226,10 @@ impl Codec {
         let mut flags = 0u8;
         let width = layout.width();
         let compressed = if width > 1 && raw.len() >= 2 * width {
-            self.try_compress(&to_planes(&raw, width))
+            self.try_compress(&to_planes(&raw, width), self.plane_level)
                 .map(|c| (c, layout.flag()))
         } else {
-            self.try_compress(&raw).map(|c| (c, 0))
+            self.try_compress(&raw, self.zstd_level).map(|c| (c, 0))
         };
         let mut data = match compressed {
             Some((c, planes)) if c.len() < raw.len() - raw.len() / 50 => {
@@ -252,7 +265,7 @@ impl Codec {
 
     /// zstd of `raw`, unless a fast trial on a sample says it will not pay
     /// (JPEG pixel data, video, already-compressed archives).
-    fn try_compress(&self, raw: &[u8]) -> Option<Vec<u8>> {
+    fn try_compress(&self, raw: &[u8], level: i32) -> Option<Vec<u8>> {
         const SAMPLE: usize = 64 * 1024;
         if raw.len() >= 4 * SAMPLE {
             let mid = raw.len() / 2;
@@ -262,7 +275,7 @@ impl Codec {
                 return None;
             }
         }
-        compress_with(raw, self.zstd_level)
+        compress_with(raw, level)
     }
 
     /// Inverts `encode` and verifies the content hash; damaged or tampered

@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub encryption_key_file: Option<PathBuf>,
     pub max_object_size: Option<u64>,
     pub zstd_level: Option<i32>,
+    pub pixel_zstd_level: Option<i32>,
     pub pack_target_mib: Option<usize>,
     pub dicom_addr: Option<String>,
     pub dicom_ae_title: Option<String>,
@@ -94,6 +95,7 @@ pub struct Settings {
     pub encryption_key_file: Option<PathBuf>,
     pub max_object_size: u64,
     pub zstd_level: i32,
+    pub pixel_zstd_level: i32,
     pub pack_target_mib: usize,
     pub dicom: DicomSettings,
     pub retention: Vec<fulcrum_engine::RetentionRule>,
@@ -171,6 +173,10 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .or(file.zstd_level)
                 .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
+            pixel_zstd_level: env("FULCRUM_PIXEL_ZSTD_LEVEL")
+                .and_then(|v| v.parse().ok())
+                .or(file.pixel_zstd_level)
+                .unwrap_or(fulcrum_engine::DEFAULT_PIXEL_ZSTD_LEVEL),
             pack_target_mib: file.pack_target_mib.unwrap_or(32),
             dicom: DicomSettings {
                 addr: flags
@@ -464,6 +470,7 @@ impl Settings {
         };
         cfg.max_object_size = self.max_object_size;
         cfg.zstd_level = self.zstd_level;
+        cfg.pixel_zstd_level = self.pixel_zstd_level;
         cfg.pack_target = self
             .pack_target_mib
             .max(1)
@@ -532,6 +539,11 @@ max_object_size = 5497558138880
 
 # zstd level for hot data (1 fastest .. 19 smallest).
 zstd_level = 1
+
+# zstd level for native 16/32-bit DICOM pixel data on the hot tier, which is
+# compressed as byte planes (-1 stores CT in ~39 % of its size at ~1.5 GB/s;
+# 1: ~33 % at ~750 MB/s). The archive tier uses archive_zstd_level.
+pixel_zstd_level = -1
 
 # Packs are written once they hold this many MiB.
 pack_target_mib = 32

@@ -136,7 +136,7 @@ const COMMIT_BATCH: usize = 64;
 const PARALLEL_PART_MAX: usize = 8 * 1024 * 1024;
 
 /// Parts being stored at once by their own tasks.
-const MAX_RUNNING: usize = 8;
+const MAX_RUNNING: usize = 16;
 
 /// Waits for the oldest running parts until fewer than `max` run.
 async fn limit_running(results: &mut [PartResult], max: usize) {
