@@ -134,6 +134,48 @@ impl Catalog {
         rows.iter().map(|r| chunk_loc(r, 0)).collect()
     }
 
+    /// Objects of a bucket by key with their chunk locations, in one query
+    /// per 200 keys: `(key, object id, size, chunks in order)`. Keys with no
+    /// object are left out.
+    pub async fn objects_with_chunks(
+        &self,
+        bucket_id: i64,
+        keys: &[&str],
+    ) -> CatalogResult<Vec<(String, i64, i64, Vec<ChunkLoc>)>> {
+        let mut out: Vec<(String, i64, i64, Vec<ChunkLoc>)> = Vec::new();
+        for block in keys.chunks(200) {
+            let list: Vec<String> = (2..block.len() + 2).map(|n| format!("${n}")).collect();
+            let mut q = sqlx::query(crate::dynamic(format!(
+                "SELECT {CHUNK_COLS}, o.id, o.key, o.size FROM objects o \
+                 JOIN object_chunks oc ON oc.object_id = o.id \
+                 JOIN chunks c ON c.id = oc.chunk_id LEFT JOIN packs p ON p.id = c.pack_id \
+                 WHERE o.bucket_id = $1 AND o.key IN ({}) ORDER BY o.id, oc.seq",
+                list.join(",")
+            )))
+            .bind(bucket_id);
+            for k in block {
+                q = q.bind(k.to_string());
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("objects with chunks"))?;
+            for r in &rows {
+                let get = |i| r.try_get::<i64, _>(i).map_err(db("objects with chunks"));
+                let id = get(7)?;
+                let loc = chunk_loc(r, 0)?;
+                match out.last_mut() {
+                    Some(last) if last.1 == id => last.3.push(loc),
+                    _ => {
+                        let key: String = r.try_get(8).map_err(db("objects with chunks"))?;
+                        out.push((key, id, get(9)?, vec![loc]));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Objects whose key starts with `prefix` and sorts after `after`, in
     /// key order (byte order on both databases), at most `limit`.
     pub async fn list_objects(

@@ -84,26 +84,34 @@ fn placeholders(n: usize) -> String {
 }
 
 impl Catalog {
-    /// Records a read of an object at `now` unless one was recorded within
-    /// `min_interval_ms` (so a busy object costs one write a day at most).
-    pub async fn touch_read(
+    /// Records a read of `objects` at `now`, except those with one recorded
+    /// within `min_interval_ms` (so a busy object costs one write a day at
+    /// most); one statement per 200 objects.
+    pub async fn touch_reads(
         &self,
-        object_id: i64,
+        objects: &[i64],
         now: i64,
         min_interval_ms: i64,
-    ) -> CatalogResult<bool> {
-        let n = sqlx::query(
-            "UPDATE objects SET last_read_at = $1 WHERE id = $2 \
-             AND (last_read_at IS NULL OR last_read_at < $3)",
-        )
-        .bind(now)
-        .bind(object_id)
-        .bind(now - min_interval_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(db("touch read"))?
-        .rows_affected();
-        Ok(n > 0)
+    ) -> CatalogResult<u64> {
+        let mut n = 0;
+        for block in objects.chunks(200) {
+            let sql = format!(
+                "UPDATE objects SET last_read_at = ${} WHERE id IN ({}) \
+                 AND (last_read_at IS NULL OR last_read_at < ${})",
+                block.len() + 1,
+                placeholders(block.len()),
+                block.len() + 2
+            );
+            let mut args = bind_i64s(block)?;
+            add_arg(&mut args, now)?;
+            add_arg(&mut args, now - min_interval_ms)?;
+            n += sqlx::query_with(crate::dynamic(sql), args)
+                .execute(&self.pool)
+                .await
+                .map_err(db("touch reads"))?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     /// The not yet archived objects `sel` selects, in key order.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dicom_object::InMemDicomObject;
 use fulcrum_catalog::dicom::{DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Scope};
-use fulcrum_engine::{ByteStream, Engine, EngineError, ObjectInfo};
+use fulcrum_engine::{ByteStream, Engine, EngineError, ObjectInfo, TaggedStream};
 use futures::TryStreamExt;
 
 use crate::error::{DicomError, DicomResult};
@@ -124,6 +124,26 @@ impl Archive {
     ) -> DicomResult<ByteStream> {
         let obj = self.object(tenant, rec).await?;
         Ok(self.engine.read_object(&obj, start, end).await?)
+    }
+
+    /// Streams several instances' stored bytes whole, one after the other,
+    /// each piece tagged with the instance's index in `recs`; instances
+    /// stored together are read together.
+    pub async fn read_many(
+        &self,
+        tenant: &str,
+        recs: &[InstanceRecord],
+    ) -> DicomResult<TaggedStream> {
+        let keys: Vec<&str> = recs.iter().map(|r| r.object_key.as_str()).collect();
+        self.engine
+            .read_objects(tenant, DICOM_BUCKET, &keys)
+            .await
+            .map_err(|e| match e {
+                EngineError::NoSuchKey { key, .. } => {
+                    DicomError::NotFound(format!("the instance stored as {key}"))
+                }
+                e => e.into(),
+            })
     }
 
     /// Reads a range into memory (headers, frames).

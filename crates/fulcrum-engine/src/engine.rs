@@ -219,6 +219,7 @@ impl Engine {
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         tokio::spawn(persist::run(Arc::downgrade(&inner), prx));
+        tokio::spawn(crate::tier::record_reads(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 

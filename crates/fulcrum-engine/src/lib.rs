@@ -37,7 +37,7 @@ pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::Metrics;
 pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo};
-pub use read::ByteStream;
+pub use read::{ByteStream, TaggedStream};
 pub use repair::ChunkCopy;
 pub use tier::{ArchiveConfig, DEFAULT_ARCHIVE_ZSTD_LEVEL, READ_TOUCH_INTERVAL};
 pub use tier_move::MoveStats;

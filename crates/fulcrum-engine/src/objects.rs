@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use fulcrum_catalog::{
-    BucketRow, CatalogError, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow, PartWrite,
-    UploadRow, Write,
+    BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow,
+    PartWrite, UploadRow, Write,
 };
 use fulcrum_store::ChunkParams;
 use md5::{Digest, Md5};
@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
 use crate::ingest::{ContentDigest, Ingested};
-use crate::read::ByteStream;
+use crate::read::{ByteStream, TaggedStream};
 
 /// What a client says about a body it sends.
 #[derive(Debug, Clone, Default)]
@@ -194,6 +194,49 @@ impl Engine {
         }
         self.after_read(obj.id, &chunks);
         Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
+    }
+
+    /// Streams whole objects of one bucket one after the other, each piece
+    /// tagged with the index of its key in `keys`: one catalog query for
+    /// all of them, and neighbouring objects (e.g. the instances of a study
+    /// stored together) share ranged reads and decoding. A key with no
+    /// object fails the call.
+    pub async fn read_objects(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        keys: &[&str],
+    ) -> EngineResult<TaggedStream> {
+        let b = self.bucket(tenant, bucket).await?;
+        let mut found: std::collections::HashMap<String, (i64, i64, Vec<ChunkLoc>)> = self
+            .inner
+            .catalog
+            .objects_with_chunks(b.id, keys)
+            .await?
+            .into_iter()
+            .map(|(key, id, size, chunks)| (key, (id, size, chunks)))
+            .collect();
+        let mut objects = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (id, size, chunks) = match found.remove(*key) {
+                Some(f) => f,
+                // An object without chunks is empty (or gone).
+                None => {
+                    let info = self.head_object(tenant, bucket, key).await?;
+                    (info.id, info.size as i64, Vec::new())
+                }
+            };
+            let total: u64 = chunks.iter().map(|c| c.raw_len as u64).sum();
+            if total != size as u64 {
+                return Err(EngineError::NoSuchKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                });
+            }
+            self.after_read(id, &chunks);
+            objects.push((size as u64, chunks));
+        }
+        Ok(self.inner.read_many(objects))
     }
 
     /// Deletes an object unless retention or a legal hold protects it.

@@ -21,65 +21,96 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = EngineResult<Bytes>> + Send>>;
 struct Group {
     pack: String,
     tier: Tier,
-    /// (chunk, slice of its plaintext to emit)
-    chunks: Vec<(ChunkLoc, std::ops::Range<usize>)>,
+    /// The pack range read: from the lowest chunk offset to the highest end.
+    start: u64,
+    end: u64,
+    /// Stored bytes of the chunks (the rest of the span is read for nothing).
+    wanted: u64,
+    /// (chunk, slice of its plaintext to emit, which object it belongs to)
+    chunks: Vec<(ChunkLoc, std::ops::Range<usize>, usize)>,
 }
 
+/// A group reads at most this span of a pack ...
 const MAX_GROUP_BYTES: u64 = 16 * 1024 * 1024;
+/// ... of which at most this much is not wanted (bytes between chunks).
 const MAX_GAP: u64 = 1024 * 1024;
 
-fn plan(chunks: Vec<ChunkLoc>, start: u64, end: u64) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
+/// The chunks of `[start, end)` of an object made of `chunks`, each with
+/// the slice of its plaintext that falls in the range.
+fn slices(
+    chunks: Vec<ChunkLoc>,
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (ChunkLoc, std::ops::Range<usize>)> {
     let mut pos = 0u64;
-    for c in chunks {
+    chunks.into_iter().filter_map(move |c| {
         let (c_start, c_end) = (pos, pos + c.raw_len as u64);
         pos = c_end;
         if c_end <= start || c_start >= end {
-            continue;
+            return None;
         }
         let slice = (start.max(c_start) - c_start) as usize..(end.min(c_end) - c_start) as usize;
+        Some((c, slice))
+    })
+}
+
+/// Groups consecutive chunks (in read order) that lie close together in
+/// one pack, in any order there (a pack shared by concurrent writes holds
+/// them in the order they finished), so each group is one ranged read.
+fn plan(items: impl IntoIterator<Item = (ChunkLoc, std::ops::Range<usize>, usize)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (c, slice, tag) in items {
+        let (c_start, c_end) = (c.offset, c.offset + c.stored_len as u64);
         if let Some(g) = groups.last_mut() {
-            if let Some((last, _)) = g.chunks.last() {
-                let first = &g.chunks[0].0;
-                let last_end = last.offset + last.stored_len as u64;
-                if g.pack == c.pack_id
-                    && c.offset >= last_end
-                    && c.offset - last_end <= MAX_GAP
-                    && c.offset + c.stored_len as u64 - first.offset <= MAX_GROUP_BYTES
-                {
-                    g.chunks.push((c, slice));
-                    continue;
-                }
+            let (start, end) = (g.start.min(c_start), g.end.max(c_end));
+            let wanted = g.wanted + c.stored_len as u64;
+            if g.pack == c.pack_id
+                && g.tier == c.tier
+                && end - start <= MAX_GROUP_BYTES
+                && (end - start).saturating_sub(wanted) <= MAX_GAP
+            {
+                g.start = start;
+                g.end = end;
+                g.wanted = wanted;
+                g.chunks.push((c, slice, tag));
+                continue;
             }
         }
         groups.push(Group {
             pack: c.pack_id.clone(),
             tier: c.tier,
-            chunks: vec![(c, slice)],
+            start: c_start,
+            end: c_end,
+            wanted: c.stored_len as u64,
+            chunks: vec![(c, slice, tag)],
         });
     }
     groups
 }
 
+/// Pieces of several objects, in order, each tagged with its object's
+/// index (see `Engine::read_objects`).
+pub type TaggedStream = Pin<Box<dyn Stream<Item = EngineResult<(usize, Bytes)>> + Send>>;
+
+/// Groups fetched and decoded at once.
+const GROUPS_AHEAD: usize = 3;
+
 impl Inner {
-    async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<Bytes>> {
-        let first = g.chunks[0].0.offset;
-        let last = g
-            .chunks
-            .last()
-            .map(|(c, _)| c.offset + c.stored_len as u64)
-            .unwrap_or(first);
-        let data = self.read_pack_range(&g.pack, g.tier, first..last).await?;
+    async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
+        let first = g.start;
+        let data = self
+            .read_pack_range(&g.pack, g.tier, g.start..g.end)
+            .await?;
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(g.chunks.len());
-            for (c, slice) in g.chunks {
+            for (c, slice, tag) in g.chunks {
                 let at = (c.offset - first) as usize;
                 let stored = &data[at..at + c.stored_len as usize];
                 match inner.codec.decode(c.id, stored, c.flags, c.raw_len) {
                     Ok(plain) => {
                         let plain = Bytes::from(plain);
-                        out.push(plain.slice(slice));
+                        out.push((tag, plain.slice(slice)));
                     }
                     Err(e) => {
                         inner.metrics.corrupt_chunks.inc();
@@ -94,23 +125,17 @@ impl Inner {
         .map_err(|e| EngineError::Corrupt(format!("decoder task failed: {e}")))?
     }
 
-    /// Streams `[start, end)` of the object made of `chunks`.
-    pub(crate) fn read_chunks(
-        self: &Arc<Self>,
-        chunks: Vec<ChunkLoc>,
-        start: u64,
-        end: u64,
-    ) -> ByteStream {
-        let groups = plan(chunks, start, end);
+    /// Streams the planned groups' pieces in order, a few groups ahead.
+    fn read_groups(self: &Arc<Self>, groups: Vec<Group>) -> TaggedStream {
         let inner = self.clone();
         let metrics_inner = self.clone();
         let s = futures::stream::iter(groups)
             .map(move |g| inner.clone().fetch_group(g))
-            .buffered(2)
+            .buffered(GROUPS_AHEAD)
             .flat_map(move |r| {
-                let items: Vec<EngineResult<Bytes>> = match r {
+                let items: Vec<EngineResult<(usize, Bytes)>> = match r {
                     Ok(v) => {
-                        for b in &v {
+                        for (_, b) in &v {
                             metrics_inner.metrics.bytes_out.inc_by(b.len() as u64);
                         }
                         v.into_iter().map(Ok).collect()
@@ -120,6 +145,27 @@ impl Inner {
                 futures::stream::iter(items)
             });
         Box::pin(s)
+    }
+
+    /// Streams `[start, end)` of the object made of `chunks`.
+    pub(crate) fn read_chunks(
+        self: &Arc<Self>,
+        chunks: Vec<ChunkLoc>,
+        start: u64,
+        end: u64,
+    ) -> ByteStream {
+        let groups = plan(slices(chunks, start, end).map(|(c, s)| (c, s, 0)));
+        Box::pin(self.read_groups(groups).map(|r| r.map(|(_, b)| b)))
+    }
+
+    /// Streams whole objects one after the other, each piece tagged with
+    /// its object's index; neighbouring objects share ranged reads.
+    pub(crate) fn read_many(self: &Arc<Self>, objects: Vec<(u64, Vec<ChunkLoc>)>) -> TaggedStream {
+        let items = objects
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, (size, chunks))| slices(chunks, 0, size).map(move |(c, s)| (c, s, i)));
+        self.read_groups(plan(items))
     }
 }
 
@@ -148,12 +194,32 @@ mod tests {
             loc(3, "b", 0, 100),
             loc(4, "a", 200, 100),
         ];
-        let g = plan(chunks.clone(), 0, 400);
+        let tagged = |start, end| plan(slices(chunks.clone(), start, end).map(|(c, s)| (c, s, 0)));
+        let g = tagged(0, 400);
         assert_eq!(g.len(), 3);
         assert_eq!(g[0].chunks.len(), 2);
-        let g = plan(chunks, 150, 250);
+        let g = tagged(150, 250);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].chunks[0].1, 50..100);
         assert_eq!(g[1].chunks[0].1, 0..50);
+        // Out of order within a pack still shares a read; far apart does not.
+        let g = plan(
+            [
+                loc(1, "a", 300, 100),
+                loc(2, "a", 0, 100),
+                loc(3, "a", 100, 100),
+            ]
+            .into_iter()
+            .map(|c| (c, 0..100, 0)),
+        );
+        assert_eq!(g.len(), 1);
+        assert_eq!((g[0].start, g[0].end), (0, 400));
+        let far = MAX_GAP + 500;
+        let g = plan(
+            [loc(1, "a", 0, 100), loc(2, "a", far, 100)]
+                .into_iter()
+                .map(|c| (c, 0..100, 0)),
+        );
+        assert_eq!(g.len(), 2);
     }
 }

@@ -2,7 +2,8 @@
 //! which backend holds a pack of a given tier, and what a read does
 //! besides streaming bytes: count a recall when chunks come from the
 //! archive, record the read for "not read for N days" rules (at most once
-//! a day per object, off the request path), and optionally promote the
+//! a day per object, off the request path, many reads per statement), and
+//! optionally promote the
 //! object back to hot in the background.
 
 use std::collections::{HashMap, HashSet};
@@ -71,6 +72,56 @@ impl ArchiveTier {
 pub(crate) struct ReadTracker {
     touched: Mutex<HashMap<i64, Instant>>,
     promoting: Mutex<HashSet<i64>>,
+    /// Reads not yet recorded in the catalog (see `record_reads`).
+    pending: Mutex<Vec<i64>>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Reads are recorded together, this long after the first of a batch: a
+/// study retrieve of 500 instances costs one statement, not 500
+/// transactions.
+const RECORD_DELAY: Duration = Duration::from_millis(200);
+
+/// Records the reads `after_read` queued, in batches, until the engine
+/// is dropped.
+pub(crate) async fn record_reads(inner: std::sync::Weak<Inner>) {
+    let Some(wake) = inner.upgrade().map(|i| i.reads.wake.clone()) else {
+        return;
+    };
+    loop {
+        let notified = wake.notified();
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let has_pending = !strong
+            .reads
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        drop(strong);
+        if !has_pending {
+            // Wakes for new reads; a check now and then ends the loop
+            // once the engine is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(5), notified).await;
+            continue;
+        }
+        tokio::time::sleep(RECORD_DELAY).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let ids = std::mem::take(
+            &mut *strong
+                .reads
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let interval = READ_TOUCH_INTERVAL.as_millis() as i64;
+        if let Err(e) = strong.catalog.touch_reads(&ids, now_ms(), interval).await {
+            debug!(objects = ids.len(), error = %e, "could not record reads");
+        }
+    }
 }
 
 impl ReadTracker {
@@ -173,13 +224,13 @@ impl Engine {
     pub(crate) fn after_read(&self, object_id: i64, chunks: &[ChunkLoc]) {
         let inner = &self.inner;
         if inner.reads.should_touch(object_id) {
-            let cat = inner.catalog.clone();
-            tokio::spawn(async move {
-                let interval = READ_TOUCH_INTERVAL.as_millis() as i64;
-                if let Err(e) = cat.touch_read(object_id, now_ms(), interval).await {
-                    debug!(object_id, error = %e, "could not record a read");
-                }
-            });
+            inner
+                .reads
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(object_id);
+            inner.reads.wake.notify_one();
         }
         if !chunks.iter().any(|c| c.tier == Tier::Archive) {
             return;

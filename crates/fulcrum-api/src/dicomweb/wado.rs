@@ -19,7 +19,7 @@ use tracing::error;
 
 use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
 use super::media::{accept_list, accepts, MediaType};
-use super::multipart::{content_type, new_boundary, response_body, OutPart};
+use super::multipart::{content_type, new_boundary, response_body, OutBody, OutPart};
 use super::pixels::{load, read_frame, Loaded, EXPLICIT_LE};
 use super::{ApiError, ApiResult, Base, Ctx};
 
@@ -73,32 +73,93 @@ async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
             r.sop_uid, r.transfer_syntax
         )));
     }
-    let parts = eager_first(recs, move |rec: InstanceRecord| {
-        let (ctx, base) = (ctx.clone(), base.clone());
-        async move {
-            let size = rec.size.max(0) as u64;
-            // Instances up to PREFETCH_BYTES are read whole, several at a
-            // time (see eager_first); bigger ones stream.
-            let body = if size <= PREFETCH_BYTES {
-                let s = ctx.archive.read(&ctx.tenant, &rec, 0, size).await?;
-                let pieces: Vec<Bytes> = s
-                    .try_collect()
-                    .await
-                    .map_err(|e| ApiError::from(fulcrum_dicom::DicomError::from(e)))?;
-                stream::iter(pieces.into_iter().map(Ok)).boxed()
-            } else {
-                let s = ctx.archive.read(&ctx.tenant, &rec, 0, size).await?;
-                s.map_err(engine_io).boxed()
-            };
-            Ok(OutPart {
-                content_type: format!("application/dicom; transfer-syntax={}", rec.transfer_syntax),
-                location: Some(base.instance(&rec.study_uid, &rec.series_uid, &rec.sop_uid)),
-                body,
-            })
-        }
-    })
+    let parts = eager_first(
+        batches(recs),
+        BATCHES_AHEAD,
+        move |batch: Vec<InstanceRecord>| {
+            let (ctx, base) = (ctx.clone(), base.clone());
+            async move { batch_parts(&ctx, &base, batch).await }
+        },
+    )
     .await?;
     Ok(multipart_response("application/dicom", parts))
+}
+
+/// Instances up to this size are read whole, in batches, before they are
+/// sent; bigger ones stream on their own.
+const PREFETCH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A batch of small instances holds up to this many bytes: read with one
+/// engine call, so instances stored together share ranged reads.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Splits the instances of a retrieve into batches: runs of small ones
+/// (up to BATCH_BYTES), each large one alone.
+fn batches(recs: Vec<InstanceRecord>) -> Vec<Vec<InstanceRecord>> {
+    let mut out: Vec<Vec<InstanceRecord>> = Vec::new();
+    let mut bytes = 0u64;
+    for rec in recs {
+        let size = rec.size.max(0) as u64;
+        let small = size <= PREFETCH_BYTES;
+        let joins = small
+            && bytes + size <= BATCH_BYTES
+            && out
+                .last()
+                .and_then(|b| b.last())
+                .is_some_and(|r| r.size.max(0) as u64 <= PREFETCH_BYTES);
+        if joins {
+            bytes += size;
+            if let Some(b) = out.last_mut() {
+                b.push(rec);
+            }
+        } else {
+            bytes = size;
+            out.push(vec![rec]);
+        }
+    }
+    out
+}
+
+fn dicom_part(base: &Base, rec: &InstanceRecord, body: OutBody) -> OutPart {
+    OutPart {
+        content_type: format!("application/dicom; transfer-syntax={}", rec.transfer_syntax),
+        location: Some(base.instance(&rec.study_uid, &rec.series_uid, &rec.sop_uid)),
+        body,
+    }
+}
+
+/// The parts of one batch: a large instance streams; small ones are read
+/// together into memory.
+async fn batch_parts(
+    ctx: &Ctx,
+    base: &Base,
+    batch: Vec<InstanceRecord>,
+) -> ApiResult<Vec<OutPart>> {
+    if let [rec] = &batch[..] {
+        if rec.size.max(0) as u64 > PREFETCH_BYTES {
+            let s = ctx
+                .archive
+                .read(&ctx.tenant, rec, 0, rec.size as u64)
+                .await?;
+            return Ok(vec![dicom_part(base, rec, s.map_err(engine_io).boxed())]);
+        }
+    }
+    let mut pieces: Vec<Vec<Bytes>> = vec![Vec::new(); batch.len()];
+    let mut s = ctx.archive.read_many(&ctx.tenant, &batch).await?;
+    while let Some((i, b)) = s
+        .try_next()
+        .await
+        .map_err(|e| ApiError::from(fulcrum_dicom::DicomError::from(e)))?
+    {
+        if let Some(p) = pieces.get_mut(i) {
+            p.push(b);
+        }
+    }
+    Ok(batch
+        .iter()
+        .zip(pieces)
+        .map(|(rec, p)| dicom_part(base, rec, stream::iter(p.into_iter().map(Ok)).boxed()))
+        .collect())
 }
 
 pub(crate) async fn study(
@@ -341,52 +402,67 @@ pub(crate) async fn frame_parts(
 ) -> ApiResult<Response> {
     let l = std::sync::Arc::new(l);
     let part_ct = format!("{media}; transfer-syntax={ts}");
-    let parts = eager_first(frames, move |n| {
+    let parts = eager_first(frames, FRAMES_AHEAD, move |n| {
         let (ctx, l, ct) = (ctx.clone(), l.clone(), part_ct.clone());
         async move {
             let bytes = read_frame(&ctx, &l, n).await?;
-            Ok(OutPart {
+            Ok(vec![OutPart {
                 content_type: ct,
                 location: None,
                 body: stream::once(async move { Ok(bytes) }).boxed(),
-            })
+            }])
         }
     })
     .await?;
     Ok(multipart_response(&media, parts))
 }
 
-/// Parts prepared ahead of the one being sent.
-const PARTS_AHEAD: usize = 4;
+/// Frames prepared ahead of the one being sent.
+const FRAMES_AHEAD: usize = 4;
 
-/// Instances up to this size are read whole before they are sent.
-const PREFETCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Batches of instances read ahead of the one being sent (each up to
+/// BATCH_BYTES).
+const BATCHES_AHEAD: usize = 2;
 
-/// The parts of a response: the first one made before answering (so a
-/// failure still gets a proper status), the rest as the client reads.
+/// The parts of a response, made `ahead` items at a time: the first
+/// item's before answering (so a failure still gets a proper status), the
+/// rest as the client reads.
 async fn eager_first<T, F, Fut>(
     items: Vec<T>,
+    ahead: usize,
     make: F,
 ) -> ApiResult<BoxStream<'static, io::Result<OutPart>>>
 where
     T: Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ApiResult<OutPart>> + Send + 'static,
+    Fut: std::future::Future<Output = ApiResult<Vec<OutPart>>> + Send + 'static,
 {
     let mut items = items.into_iter();
     let Some(first) = items.next() else {
         return Ok(stream::empty().boxed());
     };
     let first = make(first).await?;
-    // The next parts are prepared while earlier ones are sent.
+    // The next parts are prepared while earlier ones are sent: each in a
+    // task of its own, so it goes on while the body of an earlier part is
+    // written (the stream itself is polled only between parts).
     let rest = stream::iter(items)
-        .map(make)
-        .buffered(PARTS_AHEAD)
-        .map(|r| {
-            r.map_err(|e| {
-                error!(error = %e.message, "DICOMweb: a part failed mid-response");
-                io::Error::other(e.message)
+        .map(move |item| tokio::spawn(make(item)))
+        .buffered(ahead)
+        .map(|joined| {
+            joined.unwrap_or_else(|e| {
+                error!(error = %e, "DICOMweb: a part's task failed");
+                Err(ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error while reading the instances",
+                ))
             })
+        })
+        .flat_map(|r| match r {
+            Ok(parts) => stream::iter(parts.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => {
+                error!(error = %e.message, "DICOMweb: a part failed mid-response");
+                stream::iter(vec![Err(io::Error::other(e.message))])
+            }
         });
-    Ok(stream::once(async move { Ok(first) }).chain(rest).boxed())
+    Ok(stream::iter(first.into_iter().map(Ok)).chain(rest).boxed())
 }
