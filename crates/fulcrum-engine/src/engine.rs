@@ -130,12 +130,22 @@ impl Inner {
         tier: fulcrum_types::Tier,
         range: std::ops::Range<u64>,
     ) -> EngineResult<bytes::Bytes> {
+        Ok(self.read_pack_span(pack, tier, range).await?.to_bytes())
+    }
+
+    /// Like `read_pack_range`, keeping the backend's pieces (see `Span`).
+    pub(crate) async fn read_pack_span(
+        &self,
+        pack: &str,
+        tier: fulcrum_types::Tier,
+        range: std::ops::Range<u64>,
+    ) -> EngineResult<fulcrum_store::Span> {
         let pid = fulcrum_types::PackId::parse(pack)
             .map_err(|e| EngineError::Corrupt(format!("pack id {pack:?}: {e}")))?;
         let len = range.end - range.start;
         let data = self
             .backend_for(tier)?
-            .read_range(&fulcrum_store::pack_path(&pid), range)
+            .read_span(&fulcrum_store::pack_path(&pid), range)
             .await?;
         if tier == fulcrum_types::Tier::Archive {
             self.metrics

@@ -98,20 +98,15 @@ const GROUPS_AHEAD: usize = 3;
 impl Inner {
     async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
         let first = g.start;
-        let data = self
-            .read_pack_range(&g.pack, g.tier, g.start..g.end)
-            .await?;
+        let data = self.read_pack_span(&g.pack, g.tier, g.start..g.end).await?;
         let inner = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(g.chunks.len());
             for (c, slice, tag) in g.chunks {
                 let at = (c.offset - first) as usize;
-                let stored = &data[at..at + c.stored_len as usize];
-                match inner.codec.decode(c.id, stored, c.flags, c.raw_len) {
-                    Ok(plain) => {
-                        let plain = Bytes::from(plain);
-                        out.push((tag, plain.slice(slice)));
-                    }
+                let stored = data.slice(at..at + c.stored_len as usize);
+                match inner.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
+                    Ok(plain) => out.push((tag, plain.slice(slice))),
                     Err(e) => {
                         inner.metrics.corrupt_chunks.inc();
                         error!(pack = %g.pack, chunk = %c.id, error = %e, "chunk failed verification");

@@ -236,13 +236,18 @@ impl Backend {
 
     /// Reads `range` of an object.
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        Ok(self.read_span(path, range).await?.to_bytes())
+    }
+
+    /// Reads `range` of an object, kept in the pieces the backend returned.
+    pub async fn read_span(&self, path: &str, range: Range<u64>) -> StoreResult<Span> {
         let buf = self
             .op
             .read_with(path)
             .range(range)
             .await
             .map_err(|e| self.err("read", path, e))?;
-        Ok(buf.to_bytes())
+        Ok(Span(buf))
     }
 
     /// Reads a whole object.
@@ -340,6 +345,32 @@ impl BackendWriter {
             .await
             .map_err(|e| self.backend.err("write", &self.path, e))?;
         self.backend.sync_parent(&self.path).await
+    }
+}
+
+/// Bytes read from a backend, kept as the pieces it returned them in: a
+/// slice within one piece is shared, not copied (a large ranged read of a
+/// pack is a list of buffers).
+#[derive(Debug, Clone)]
+pub struct Span(opendal::Buffer);
+
+impl Span {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `range` of the span; copied only when it crosses pieces.
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
+        self.0.slice(range).to_bytes()
+    }
+
+    /// All of it in one buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.to_bytes()
     }
 }
 

@@ -278,6 +278,31 @@ impl Codec {
         compress_with(raw, level)
     }
 
+    /// Like [`Codec::decode`] for a chunk held in a shared buffer: a chunk
+    /// stored as is comes back as that same buffer (verified, not copied).
+    pub fn decode_shared(
+        &self,
+        id: ChunkId,
+        stored: Bytes,
+        flags: u8,
+        raw_len: u32,
+    ) -> StoreResult<Bytes> {
+        if flags != 0 {
+            return self.decode(id, &stored, flags, raw_len).map(Bytes::from);
+        }
+        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+        if stored.len() != raw_len as usize {
+            return Err(corrupt(format!(
+                "length {} instead of {raw_len}",
+                stored.len()
+            )));
+        }
+        if self.id_of(&stored) != id {
+            return Err(corrupt("content hash mismatch".into()));
+        }
+        Ok(stored)
+    }
+
     /// Inverts `encode` and verifies the content hash; damaged or tampered
     /// data is an error, never returned.
     pub fn decode(
@@ -502,6 +527,32 @@ mod tests {
             none.decode(id, &enc.data, enc.flags, enc.raw_len),
             Err(StoreError::KeyMissing { .. })
         ));
+    }
+
+    #[test]
+    fn shared_decode_verifies_and_does_not_copy_raw_chunks() {
+        let codec = Codec::new(None, 1);
+        let noise: Vec<u8> = (0..65536).map(|_| rand::random::<u8>()).collect();
+        let id = codec.id_of(&noise);
+        let enc = codec.encode(id, Bytes::from(noise.clone()));
+        assert_eq!(enc.flags, 0);
+        let out = codec
+            .decode_shared(id, enc.data.clone(), 0, enc.raw_len)
+            .expect("decodes");
+        assert_eq!(out.as_ptr(), enc.data.as_ptr());
+        let mut bad = noise.clone();
+        bad[100] ^= 1;
+        assert!(codec
+            .decode_shared(id, Bytes::from(bad), 0, enc.raw_len)
+            .is_err());
+        assert!(codec
+            .decode_shared(id, enc.data.slice(1..), 0, enc.raw_len)
+            .is_err());
+        let text = b"patient ".repeat(1000);
+        let id = codec.id_of(&text);
+        let enc = codec.encode(id, Bytes::from(text.clone()));
+        let out = codec.decode_shared(id, enc.data, enc.flags, enc.raw_len);
+        assert_eq!(out.expect("decodes"), text);
     }
 
     #[test]

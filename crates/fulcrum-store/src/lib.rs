@@ -12,7 +12,7 @@ pub mod error;
 pub mod key;
 pub mod pack;
 
-pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter};
+pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter, Span};
 pub use chunker::{ChunkParams, Chunker};
 pub use codec::{Codec, EncodedChunk, Layout, FLAG_AEAD, FLAG_PLANES2, FLAG_PLANES4, FLAG_ZSTD};
 pub use error::{StoreError, StoreResult};
