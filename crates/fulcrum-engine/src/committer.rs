@@ -1,6 +1,7 @@
-//! Group commit: one task collects finished writes from all requests
-//! (their data already durable: see `persist`), commits all their catalog
-//! rows in one transaction, then acknowledges them all. A batch is
+//! Group commit: one task collects finished writes from all requests,
+//! writes their small tails as one pack (one fsync or one backend PUT;
+//! larger tails were persisted already, see `persist`), commits all their
+//! catalog rows in one transaction, then acknowledges them all. A batch is
 //! whatever queued while the previous one committed, so a lone write is
 //! never delayed by a timer.
 
@@ -8,6 +9,7 @@ use std::sync::Weak;
 use std::time::Instant;
 
 use fulcrum_catalog::{CommitBatch, NewChunk, NewPack, Write};
+use fulcrum_store::PackBuilder;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -15,6 +17,7 @@ use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::InflightGuard;
 use crate::ingest::Ingested;
+use crate::persist::{pack_tails, same_failure};
 
 /// At most this many writes share one commit.
 const MAX_BATCH: usize = 512;
@@ -23,6 +26,7 @@ pub(crate) struct CommitJob {
     pub write: Write,
     pub packs: Vec<NewPack>,
     pub chunks: Vec<NewChunk>,
+    pub tail: PackBuilder,
     pub done: oneshot::Sender<EngineResult<()>>,
 }
 
@@ -34,6 +38,7 @@ impl Inner {
             write,
             packs: ing.packs,
             chunks: ing.new_chunks,
+            tail: ing.tail,
             done,
         };
         self.submit(job, ing.guard).await
@@ -45,6 +50,7 @@ impl Inner {
             write,
             packs: Vec::new(),
             chunks: Vec::new(),
+            tail: PackBuilder::new(),
             done,
         };
         self.submit(job, guard).await
@@ -82,16 +88,38 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<CommitJob>) {
     }
 }
 
-async fn commit_batch(inner: &Inner, jobs: Vec<CommitJob>) {
+async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     let started = Instant::now();
     let n = jobs.len();
+    // One pack for the small tails.
+    let with_tail: Vec<usize> = (0..n).filter(|&i| !jobs[i].tail.is_empty()).collect();
+    if !with_tail.is_empty() {
+        let tails = with_tail
+            .iter()
+            .map(|&i| std::mem::take(&mut jobs[i].tail))
+            .collect();
+        match pack_tails(inner, tails).await {
+            Ok(persisted) => {
+                for (i, p) in with_tail.into_iter().zip(persisted) {
+                    jobs[i].packs.push(p.pack);
+                    jobs[i].chunks.extend(p.chunks);
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.done.send(Err(same_failure(&e)));
+                }
+                return;
+            }
+        }
+    }
     let mut all = CommitBatch::default();
     for job in &jobs {
         all.packs.extend(job.packs.iter().cloned());
         all.chunks.extend(job.chunks.iter().cloned());
         all.writes.push(job.write.clone());
     }
-    // Tails persisted together share a pack row.
+    // Tails packed together share a pack row.
     all.packs.sort_by(|a, b| a.id.cmp(&b.id));
     all.packs.dedup_by(|a, b| a.id == b.id);
     match inner.catalog.commit(&all).await {

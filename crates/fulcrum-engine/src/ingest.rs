@@ -1,8 +1,8 @@
 //! Ingest: streams a body through the chunker, hashes each chunk, skips
 //! chunks the catalog (or this body) already has, encodes and packs the
-//! rest. Full packs are written at once; the small tail goes to the group
-//! persister, which shares one pack write among many concurrent bodies.
-//! Once ingested, a body's data is durable; committing makes it visible.
+//! rest. Full packs are written at once; the tail goes to the group
+//! persister (or, when small, to the group committer), which shares one
+//! pack write among many concurrent bodies.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -28,6 +28,8 @@ pub(crate) struct Ingested {
     pub chunks: Vec<ChunkId>,
     pub packs: Vec<NewPack>,
     pub new_chunks: Vec<NewChunk>,
+    /// New chunks not yet written: a small tail, packed with the commit.
+    pub tail: PackBuilder,
     /// Keeps GC from collecting chunks this write relies on until commit.
     pub guard: InflightGuard,
 }
@@ -251,17 +253,21 @@ impl Inner {
                 });
             }
         }
-        if !memory.is_empty() {
+        let tail = if memory.len() >= crate::persist::PERSIST_EARLY {
             let p = self.persist(memory).await?;
             packs.push(p.pack);
             new_chunks.extend(p.chunks);
-        }
+            PackBuilder::new()
+        } else {
+            memory
+        };
         Ok(Ingested {
             size,
             md5,
             chunks,
             packs,
             new_chunks,
+            tail,
             guard,
         })
     }

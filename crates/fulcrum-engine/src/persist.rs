@@ -1,12 +1,14 @@
-//! Group persist: one task collects the small tails of bodies whose
-//! ingest just ended (the new chunks too few to stream a pack of their
-//! own), writes whatever queued while the previous write ran as one pack
-//! (one fsync, or one confirmed S3 PUT), and hands each body its pack row
-//! and chunk locations. The data is then durable but not yet visible: the
-//! group committer makes it visible. Done here, at the end of each ingest,
-//! the pack write of one body overlaps with the hashing and compression
-//! of the next ones instead of waiting for the commit (a STOW-RS request's
-//! instances are all committed at its end).
+//! Group persist: one task collects the tails of bodies whose ingest just
+//! ended (new chunks too few to stream a pack of their own, but at least
+//! PERSIST_EARLY bytes), writes whatever queued while the previous write
+//! ran as one pack (one fsync, or one confirmed S3 PUT), and hands each
+//! body its pack row and chunk locations. The data is then durable but not
+//! yet visible: the group committer makes it visible. Done here, at the
+//! end of each ingest, the pack write of one body overlaps with the
+//! hashing and compression of the next ones instead of waiting for the
+//! commit (a STOW-RS request's instances are all committed at its end).
+//! Smaller tails ride with the commit instead (`pack_tails` there), where
+//! one pack and one transaction serve a whole batch of small writes.
 
 use std::sync::Weak;
 
@@ -17,6 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::ingest::new_chunk;
+
+/// Tails of at least this many bytes are persisted when their ingest ends;
+/// smaller ones are packed by the committer.
+pub(crate) const PERSIST_EARLY: usize = 256 * 1024;
 
 /// A pack stops taking more tails past this many bytes.
 const MAX_PACK_BYTES: usize = 32 * 1024 * 1024;
@@ -64,29 +70,43 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<PersistJob>) 
 }
 
 async fn write_batch(inner: &Inner, jobs: Vec<PersistJob>) {
-    let mut shared = PackBuilder::with_capacity(jobs.iter().map(|j| j.tail.len()).sum());
-    let mut parts = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let entries = shared.append(job.tail);
-        parts.push((entries, job.done));
-    }
-    match inner.write_pack(shared).await {
-        Ok((id, pack, _)) => {
-            for (entries, done) in parts {
-                let chunks = entries.iter().map(|e| new_chunk(&id, e)).collect();
-                let _ = done.send(Ok(Persisted {
-                    pack: pack.clone(),
-                    chunks,
-                }));
+    let (tails, dones): (Vec<PackBuilder>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.tail, j.done)).unzip();
+    match pack_tails(inner, tails).await {
+        Ok(persisted) => {
+            for (p, done) in persisted.into_iter().zip(dones) {
+                let _ = done.send(Ok(p));
             }
         }
         Err(e) => {
-            for (_, done) in parts {
-                let _ = done.send(Err(match &e {
-                    EngineError::NoSpace(m) => EngineError::NoSpace(m.clone()),
-                    other => EngineError::PackWrite(other.to_string()),
-                }));
+            for done in dones {
+                let _ = done.send(Err(same_failure(&e)));
             }
         }
+    }
+}
+
+/// Writes `tails` durably as one pack; returns where each went, in order.
+pub(crate) async fn pack_tails(
+    inner: &Inner,
+    tails: Vec<PackBuilder>,
+) -> EngineResult<Vec<Persisted>> {
+    let mut shared = PackBuilder::with_capacity(tails.iter().map(|t| t.len()).sum());
+    let entries: Vec<_> = tails.into_iter().map(|t| shared.append(t)).collect();
+    let (id, pack, _) = inner.write_pack(shared).await?;
+    Ok(entries
+        .into_iter()
+        .map(|entries| Persisted {
+            pack: pack.clone(),
+            chunks: entries.iter().map(|e| new_chunk(&id, e)).collect(),
+        })
+        .collect())
+}
+
+/// The error each write sharing a failed pack write gets.
+pub(crate) fn same_failure(e: &EngineError) -> EngineError {
+    match e {
+        EngineError::NoSpace(m) => EngineError::NoSpace(m.clone()),
+        other => EngineError::PackWrite(other.to_string()),
     }
 }

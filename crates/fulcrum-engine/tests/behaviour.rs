@@ -156,6 +156,47 @@ async fn concurrent_small_writes_share_commits_and_packs() {
 }
 
 #[tokio::test]
+async fn mid_sized_writes_are_persisted_together_before_their_commit() {
+    // 300 KiB bodies: too small to stream packs of their own, large enough
+    // to be written by the persister when their ingest ends.
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let mut tasks = Vec::new();
+        for w in 0..8u64 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..4u64 {
+                    let data = noise(300 * 1024, w * 100 + i);
+                    let key = format!("m{w}/{i}");
+                    e.put_object(T, "b", &key, &data[..], PutOptions::default())
+                        .await
+                        .expect("put");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer task");
+        }
+        let stats = e.stats().await.expect("stats");
+        assert_eq!(stats.catalog.objects, 32, "{}", t.name);
+        assert!(
+            stats.catalog.packs < 32,
+            "{}: {} packs for 32 concurrent writes",
+            t.name,
+            stats.catalog.packs
+        );
+        for (w, i) in [(0u64, 0u64), (3, 2), (7, 3)] {
+            assert_eq!(
+                read_all(&e, "b", &format!("m{w}/{i}")).await.expect("get"),
+                noise(300 * 1024, w * 100 + i)
+            );
+        }
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+    }
+}
+
+#[tokio::test]
 async fn multipart_uploads_join_parts_and_abort_cleanly() {
     for t in targets().await {
         let e = t.open().await;
