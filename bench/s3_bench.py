@@ -45,7 +45,9 @@ class Fulcrum:
         self.n += 1
         self.data = os.path.join(self.workdir, f"fulcrum-{self.n}")
         self.s3_port, self.http_port = free_port(), free_port()
-        env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret", FULCRUM_LOG="warn")
+        # every listener on a free port (a DICOM port in use must not stop the run)
+        env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret", FULCRUM_LOG="warn",
+                   FULCRUM_DICOM_ADDR=f"127.0.0.1:{free_port()}")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data, "--s3-addr", f"127.0.0.1:{self.s3_port}",
              "--http-addr", f"127.0.0.1:{self.http_port}"], env=env)
