@@ -199,8 +199,10 @@ async fn interrupted_move_leaves_data_readable_and_gc_removes_orphans() {
     for t in targets().await {
         let e = t.open_tiered(false).await;
         e.create_bucket(T, "b").await.expect("bucket");
+        // Enough data that the move cannot finish before the lock below is
+        // taken (it once did with 4 x 2 MiB, failing the test at random).
         let data: Vec<Vec<u8>> = (0..4)
-            .map(|i| noise(2 * 1024 * 1024 + i, i as u64))
+            .map(|i| noise(6 * 1024 * 1024 + i, i as u64))
             .collect();
         for (i, d) in data.iter().enumerate() {
             e.put_object(T, "b", &format!("k{i}"), &d[..], PutOptions::default())
