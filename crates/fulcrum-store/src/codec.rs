@@ -97,24 +97,10 @@ fn planes<const W: usize>(raw: &[u8]) -> Vec<u8> {
     let n = samples.len();
     let mut out = vec![0u8; raw.len()];
     let (body, rest) = out.split_at_mut(n * W);
-    // One pass over the samples, writing every plane.
-    match W {
-        2 => {
-            let (p0, p1) = body.split_at_mut(n);
-            for ((s, a), b) in samples.iter().zip(p0).zip(p1) {
-                *a = s[0];
-                *b = s[1 % W];
-            }
-        }
-        _ => {
-            let (p01, p23) = body.split_at_mut(2 * n);
-            let (p0, p1) = p01.split_at_mut(n);
-            let (p2, p3) = p23.split_at_mut(n);
-            for ((((s, a), b), c), d) in samples.iter().zip(p0).zip(p1).zip(p2).zip(p3) {
-                *a = s[0];
-                *b = s[1 % W];
-                *c = s[2 % W];
-                *d = s[3 % W];
+    if n > 0 {
+        for (k, plane) in body.chunks_exact_mut(n).enumerate() {
+            for (b, s) in plane.iter_mut().zip(samples) {
+                *b = s[k];
             }
         }
     }
@@ -127,23 +113,10 @@ fn interleave<const W: usize>(planes: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; planes.len()];
     let (samples, tail) = out.as_chunks_mut::<W>();
     let (body, rest) = planes.split_at(n * W);
-    match W {
-        2 => {
-            let (p0, p1) = body.split_at(n);
-            for ((s, a), b) in samples.iter_mut().zip(p0).zip(p1) {
-                s[0] = *a;
-                s[1] = *b;
-            }
-        }
-        _ => {
-            let (p01, p23) = body.split_at(2 * n);
-            let (p0, p1) = p01.split_at(n);
-            let (p2, p3) = p23.split_at(n);
-            for ((((s, a), b), c), d) in samples.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
-                s[0] = *a;
-                s[1 % W] = *b;
-                s[2 % W] = *c;
-                s[3 % W] = *d;
+    if n > 0 {
+        for (k, plane) in body.chunks_exact(n).enumerate() {
+            for (s, b) in samples.iter_mut().zip(plane) {
+                s[k] = *b;
             }
         }
     }
@@ -290,16 +263,7 @@ impl Codec {
         if flags != 0 {
             return self.decode(id, &stored, flags, raw_len).map(Bytes::from);
         }
-        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
-        if stored.len() != raw_len as usize {
-            return Err(corrupt(format!(
-                "length {} instead of {raw_len}",
-                stored.len()
-            )));
-        }
-        if self.id_of(&stored) != id {
-            return Err(corrupt("content hash mismatch".into()));
-        }
+        self.verify(id, &stored, raw_len)?;
         Ok(stored)
     }
 
@@ -347,7 +311,13 @@ impl Codec {
                 plain
             });
         }
-        let data = owned.as_deref().unwrap_or(stored);
+        self.verify(id, owned.as_deref().unwrap_or(stored), raw_len)?;
+        Ok(owned.unwrap_or_else(|| stored.to_vec()))
+    }
+
+    /// Checks a chunk's plaintext against its length and content id.
+    fn verify(&self, id: ChunkId, data: &[u8], raw_len: u32) -> StoreResult<()> {
+        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
         if data.len() != raw_len as usize {
             return Err(corrupt(format!(
                 "length {} instead of {raw_len}",
@@ -357,7 +327,7 @@ impl Codec {
         if self.id_of(data) != id {
             return Err(corrupt("content hash mismatch".into()));
         }
-        Ok(owned.unwrap_or_else(|| stored.to_vec()))
+        Ok(())
     }
 }
 
