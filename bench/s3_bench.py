@@ -14,7 +14,6 @@ import signal
 import statistics
 import subprocess
 import time
-import urllib.request
 import http.client
 from urllib.parse import urlsplit
 
@@ -22,7 +21,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from benchlib import dd_rates, free_port, fsync_latency_ms, peak_rss_mb, write_keeping_sections
+from benchlib import dd_rates, fsync_latency_ms, peak_rss_mb, start_fulcrum, write_keeping_sections
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -44,20 +43,9 @@ class Fulcrum:
     def start(self):
         self.n += 1
         self.data = os.path.join(self.workdir, f"fulcrum-{self.n}")
-        self.s3_port, self.http_port = free_port(), free_port()
-        # every listener on a free port (a DICOM port in use must not stop the run)
-        env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret", FULCRUM_LOG="warn",
-                   FULCRUM_DICOM_ADDR=f"127.0.0.1:{free_port()}")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data-dir", self.data, "--s3-addr", f"127.0.0.1:{self.s3_port}",
-             "--http-addr", f"127.0.0.1:{self.http_port}"], env=env)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.endpoint = f"http://127.0.0.1:{self.s3_port}"
+        # benchlib picks free ports for every listener and waits for /healthz
+        env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret", FULCRUM_LOG="warn")
+        self.proc, self.endpoint = start_fulcrum(self.binary, self.data, env, os.path.join(self.workdir, f"fulcrum-{self.n}.log"))
         self.bucket = "bench"
         self.s3 = client(self.endpoint, "benchak", "benchsecret", "us-east-1")
         self.s3.create_bucket(Bucket=self.bucket)

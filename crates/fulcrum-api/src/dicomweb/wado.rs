@@ -97,24 +97,20 @@ const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// (up to BATCH_BYTES), each large one alone.
 fn batches(recs: Vec<InstanceRecord>) -> Vec<Vec<InstanceRecord>> {
     let mut out: Vec<Vec<InstanceRecord>> = Vec::new();
-    let mut bytes = 0u64;
+    // Bytes of the last batch while it still takes small instances.
+    let mut open: Option<u64> = None;
     for rec in recs {
         let size = rec.size.max(0) as u64;
         let small = size <= PREFETCH_BYTES;
-        let joins = small
-            && bytes + size <= BATCH_BYTES
-            && out
-                .last()
-                .and_then(|b| b.last())
-                .is_some_and(|r| r.size.max(0) as u64 <= PREFETCH_BYTES);
-        if joins {
-            bytes += size;
-            if let Some(b) = out.last_mut() {
-                b.push(rec);
+        match (open, out.last_mut()) {
+            (Some(bytes), Some(last)) if small && bytes + size <= BATCH_BYTES => {
+                open = Some(bytes + size);
+                last.push(rec);
             }
-        } else {
-            bytes = size;
-            out.push(vec![rec]);
+            _ => {
+                open = small.then_some(size);
+                out.push(vec![rec]);
+            }
         }
     }
     out
@@ -465,4 +461,35 @@ where
             }
         });
     Ok(stream::iter(first.into_iter().map(Ok)).chain(rest).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(size: u64) -> InstanceRecord {
+        InstanceRecord {
+            size: size as i64,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn small_instances_batch_up_to_the_cap_and_large_ones_go_alone() {
+        const MIB: u64 = 1024 * 1024;
+        let sizes = [MIB, MIB, 9 * MIB, MIB, 6 * MIB, 6 * MIB, 6 * MIB, 0];
+        let got: Vec<Vec<u64>> = batches(sizes.iter().map(|&s| rec(s)).collect())
+            .iter()
+            .map(|b| b.iter().map(|r| r.size as u64).collect())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![MIB, MIB],
+                vec![9 * MIB],
+                vec![MIB, 6 * MIB, 6 * MIB],
+                vec![6 * MIB, 0],
+            ]
+        );
+    }
 }
