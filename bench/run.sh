@@ -84,69 +84,49 @@ build_release() {
     fi
 }
 
+# Runs bench/DRIVER with the release binary, a scratch --workdir (removed
+# afterwards) and --out BENCHMARKS.md:  run_driver NAME PYTHON DRIVER [args]
+run_driver() {
+    local name=$1 py=$2 driver=$3
+    shift 3
+    build_release
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-$name-bench.XXXXXX")
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    "$py" "bench/$driver" --fulcrum "$ROOT/target/release/fulcrum" \
+        --workdir "$tmp" --out "$ROOT/BENCHMARKS.md" "$@"
+    rm -rf "$tmp"
+    trap - EXIT
+}
+
+# Generated data shared by the DICOM, backup and tier benchmarks.
+CACHE=${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}
+
 run_dicom() {
     # Debian's orthanc package may start its own service on install; the
     # benchmark never uses it (it starts Orthanc itself on free ports).
     apt_ensure orthanc orthanc-dicomweb dcmtk curl
     # its own venv: a benchmark never rebuilds the .venv a running suite uses
     venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
-    build_release
-    local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-dicom-bench.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" EXIT
     export TCP_NODELAY=1 # DCMTK: without it small PDUs meet Nagle + delayed ACK
-    bench/.venv/bin/python bench/dicom_bench.py \
-        --fulcrum "$ROOT/target/release/fulcrum" \
-        --workdir "$tmp" \
-        --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
-        --out "$ROOT/BENCHMARKS.md" "$@"
-    rm -rf "$tmp"
-    trap - EXIT
+    run_driver dicom bench/.venv/bin/python dicom_bench.py --cache "$CACHE" "$@"
 }
 
 run_backup() {
     apt_ensure restic borgbackup
     venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
-    build_release
-    local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-backup-bench.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" EXIT
-    bench/.venv/bin/python bench/backup_bench.py \
-        --fulcrum "$ROOT/target/release/fulcrum" \
-        --workdir "$tmp" \
-        --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
-        --out "$ROOT/BENCHMARKS.md" "$@"
-    rm -rf "$tmp"
-    trap - EXIT
+    run_driver backup bench/.venv/bin/python backup_bench.py --cache "$CACHE" "$@"
 }
 
 run_tier() {
     venv_ensure "$ROOT" "$ROOT/bench/.venv" "$ROOT/bench/requirements.txt"
-    build_release
-    local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-tier-bench.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" EXIT
-    bench/.venv/bin/python bench/tier_bench.py --fulcrum "$ROOT/target/release/fulcrum" \
-        --workdir "$tmp" --cache "${FULCRUM_BENCH_CACHE:-/var/tmp/fulcrum-bench-cache}" \
-        --out "$ROOT/BENCHMARKS.md" "$@"
-    rm -rf "$tmp"
-    trap - EXIT
+    run_driver tier bench/.venv/bin/python tier_bench.py --cache "$CACHE" "$@"
 }
 
 run_load() {
     venv_ensure "$ROOT"
-    build_release
-    local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/fulcrum-load-bench.XXXXXX")
-    # shellcheck disable=SC2064
-    trap "rm -rf '$tmp'" EXIT
-    .venv/bin/python bench/load_bench.py --fulcrum "$ROOT/target/release/fulcrum" \
-        --workdir "$tmp" --out "$ROOT/BENCHMARKS.md" "$@"
-    rm -rf "$tmp"
-    trap - EXIT
+    run_driver load .venv/bin/python load_bench.py "$@"
 }
 
 run_cluster() {
