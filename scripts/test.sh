@@ -14,7 +14,7 @@
 # the test build saves a release build);
 # FULCRUM_BIN=PATH makes it drive that binary instead, without building.
 #
-# Steps: apt packages (PostgreSQL, DCMTK) -> .venv with tests/e2e/requirements.txt
+# Steps: apt packages (PostgreSQL, DCMTK, rclone) -> .venv with tests/e2e/requirements.txt
 # -> DICOM fixture files (pip download of pinned wheels into
 # tests/fixtures/.cache, once) -> garage (cargo install, cached in ~/.cargo/bin)
 # -> throwaway PostgreSQL and Garage on loopback -> cargo nextest with
@@ -84,6 +84,7 @@ trap 'exit 130' INT TERM
 log "setting up (repo $ROOT)"
 pg_ensure_installed
 dicom_ensure_installed
+apt_ensure rclone # an S3 client nobody here wrote (s3cmd comes from PyPI)
 venv_ensure "$ROOT"
 dicom_fixtures_fetch "$ROOT"
 garage_ensure_installed

@@ -47,7 +47,10 @@ pub async fn serve_s3(
             let m = m.clone();
             let method = req.method().to_string();
             async move {
-                let res = svc.call(req.map(s3s::Body::from)).await;
+                let res = match crate::s3::malformed_region(&req) {
+                    Some(region) => Ok(crate::s3::wrong_region_response(&region)),
+                    None => svc.call(req.map(s3s::Body::from)).await,
+                };
                 let status = match &res {
                     Ok(r) => r.status().as_u16().to_string(),
                     Err(_) => "error".to_string(),

@@ -57,7 +57,8 @@ impl Catalog {
                     if kind == DbKind::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; \
+                             PRAGMA mmap_size = 268435456;",
                         )
                         .await?;
                     }

@@ -2,12 +2,14 @@
 //! engine; s3s parses requests, checks SigV4 (header and presigned) and
 //! writes responses and error XML.
 
+mod acl;
 mod errors;
 mod host;
 mod lifecycle;
 mod lock;
 mod multipart;
 mod objects;
+mod region;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 
 pub(crate) use errors::{api_err, key_check};
 pub use host::Domains;
+pub use region::{malformed_region, wrong_region_response};
 
 /// Root credentials of the S3 API.
 #[derive(Debug, Clone)]
@@ -177,6 +180,47 @@ impl s3s::S3 for S3Api {
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
+    /// Versioning is never enabled: an overwrite replaces the object (locked
+    /// objects refuse it), so the answer is the unversioned state.
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.engine
+            .bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.do_get_bucket_acl(req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.do_put_bucket_acl(req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.do_get_object_acl(req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.do_put_object_acl(req).await
+    }
+
     async fn list_buckets(
         &self,
         _req: S3Request<ListBucketsInput>,
@@ -197,12 +241,9 @@ impl s3s::S3 for S3Api {
                 out
             })
             .collect();
-        let mut owner = Owner::default();
-        owner.id = Some(self.tenant.to_string());
-        owner.display_name = Some(self.tenant.to_string());
         let mut out = ListBucketsOutput::default();
         out.buckets = Some(buckets);
-        out.owner = Some(owner);
+        out.owner = Some(self.owner());
         Ok(S3Response::new(out))
     }
 

@@ -162,7 +162,7 @@ impl S3Api {
         Ok(S3Response::new(out))
     }
 
-    async fn head(&self, bucket: &str, key: &str) -> S3Result<ObjectInfo> {
+    pub(crate) async fn head(&self, bucket: &str, key: &str) -> S3Result<ObjectInfo> {
         key_check(key)?;
         self.engine
             .head_object(&self.tenant, bucket, key)

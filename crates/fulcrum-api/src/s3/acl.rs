@@ -1,0 +1,134 @@
+//! Access control lists. Fulcrum has one owner per tenant (its S3
+//! credentials) and no public or cross-account access through ACLs, so the
+//! ACL of every bucket and object is the owner with FULL_CONTROL. Setting
+//! that same ACL (`private`, `bucket-owner-full-control`, or a policy that
+//! grants only the owner) succeeds, as tools such as s3cmd and rclone send
+//! it by habit; any other grant is refused as not implemented, never
+//! silently ignored.
+
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::errors::api_err;
+use super::S3Api;
+
+impl S3Api {
+    pub(crate) fn owner(&self) -> Owner {
+        let mut owner = Owner::default();
+        owner.id = Some(self.tenant.to_string());
+        owner.display_name = Some(self.tenant.to_string());
+        owner
+    }
+
+    /// The one ACL there is: the owner with full control.
+    fn owner_only(&self) -> (Option<Grants>, Option<Owner>) {
+        let owner = self.owner();
+        let grantee = Grantee {
+            display_name: owner.display_name.clone(),
+            email_address: None,
+            id: owner.id.clone(),
+            type_: Type::from_static(Type::CANONICAL_USER),
+            uri: None,
+        };
+        let mut grant = Grant::default();
+        grant.grantee = Some(grantee);
+        grant.permission = Some(Permission::from_static(Permission::FULL_CONTROL));
+        (Some(vec![grant]), Some(owner))
+    }
+
+    /// Refuses an ACL that would grant anything beyond the owner's control.
+    fn check_owner_only(
+        &self,
+        canned: Option<&str>,
+        policy: Option<&AccessControlPolicy>,
+        grant_headers: [&Option<String>; 5],
+    ) -> S3Result<()> {
+        let grant_headers = grant_headers.iter().any(|g| g.is_some());
+        let canned_ok = matches!(canned, None | Some("private" | "bucket-owner-full-control"));
+        let owner = self.owner().id;
+        let policy_ok = policy.is_none_or(|p| {
+            p.grants.iter().flatten().all(|g| {
+                g.grantee.as_ref().is_some_and(|e| e.id == owner)
+                    && g.permission.as_ref().map(|p| p.as_str()) == Some(Permission::FULL_CONTROL)
+            })
+        });
+        if canned_ok && policy_ok && !grant_headers {
+            return Ok(());
+        }
+        Err(s3_error!(
+            NotImplemented,
+            "Fulcrum does not grant access through ACLs: buckets and objects stay private to \
+             their owner (only the private ACL can be set)"
+        ))
+    }
+
+    pub(crate) async fn do_get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.engine
+            .bucket(&self.tenant, &req.input.bucket)
+            .await
+            .map_err(api_err)?;
+        let (grants, owner) = self.owner_only();
+        let mut out = GetBucketAclOutput::default();
+        out.grants = grants;
+        out.owner = owner;
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.head(&req.input.bucket, &req.input.key).await?;
+        let (grants, owner) = self.owner_only();
+        let mut out = GetObjectAclOutput::default();
+        out.grants = grants;
+        out.owner = owner;
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let i = &req.input;
+        self.engine
+            .bucket(&self.tenant, &i.bucket)
+            .await
+            .map_err(api_err)?;
+        self.check_owner_only(
+            i.acl.as_ref().map(|a| a.as_str()),
+            i.access_control_policy.as_ref(),
+            [
+                &i.grant_full_control,
+                &i.grant_read,
+                &i.grant_read_acp,
+                &i.grant_write,
+                &i.grant_write_acp,
+            ],
+        )?;
+        Ok(S3Response::new(PutBucketAclOutput::default()))
+    }
+
+    pub(crate) async fn do_put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        let i = &req.input;
+        self.head(&i.bucket, &i.key).await?;
+        self.check_owner_only(
+            i.acl.as_ref().map(|a| a.as_str()),
+            i.access_control_policy.as_ref(),
+            [
+                &i.grant_full_control,
+                &i.grant_read,
+                &i.grant_read_acp,
+                &i.grant_write,
+                &i.grant_write_acp,
+            ],
+        )?;
+        Ok(S3Response::new(PutObjectAclOutput::default()))
+    }
+}
