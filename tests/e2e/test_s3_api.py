@@ -365,3 +365,175 @@ def test_presigned_get(s3, bucket):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, timeout=30)
         assert e.value.code == 403, bad
+
+
+# ------------------------------------------------------------ conditional requests
+
+
+def test_conditional_reads_answer_304_and_412(s3, bucket):
+    import datetime as dt
+
+    etag = s3.put_object(Bucket=bucket, Key="c.txt", Body=b"version one")["ETag"]
+    modified = s3.head_object(Bucket=bucket, Key="c.txt")["LastModified"]
+    later, earlier = modified + dt.timedelta(hours=1), modified - dt.timedelta(hours=1)
+    for op in (s3.get_object, s3.head_object):
+        assert op(Bucket=bucket, Key="c.txt", IfMatch=etag)["ETag"] == etag
+        assert op(Bucket=bucket, Key="c.txt", IfNoneMatch='"other"')["ETag"] == etag
+        assert op(Bucket=bucket, Key="c.txt", IfModifiedSince=earlier)["ETag"] == etag
+        assert op(Bucket=bucket, Key="c.txt", IfUnmodifiedSince=later)["ETag"] == etag
+        for kwargs, status in [
+            ({"IfNoneMatch": etag}, 304),
+            ({"IfModifiedSince": later}, 304),
+            ({"IfMatch": '"other"'}, 412),
+            ({"IfUnmodifiedSince": earlier}, 412),
+        ]:
+            with pytest.raises(ClientError) as e:
+                op(Bucket=bucket, Key="c.txt", **kwargs)
+            assert http_status(e.value) == status, (op.__name__, kwargs)
+    # A copy's source conditions fail with 412 and copy nothing.
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(
+            Bucket=bucket, Key="copy.txt", CopySource={"Bucket": bucket, "Key": "c.txt"}, CopySourceIfNoneMatch=etag
+        )
+    assert http_status(e.value) == 412
+    s3.copy_object(Bucket=bucket, Key="copy.txt", CopySource={"Bucket": bucket, "Key": "c.txt"}, CopySourceIfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="copy.txt")["Body"].read() == b"version one"
+
+
+def test_conditional_writes_never_replace_what_they_must_not(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="w.txt", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="w.txt", Body=b"second", IfNoneMatch="*")
+    assert http_status(e.value) == 412 and error_code(e.value) == "PreconditionFailed"
+    first = s3.get_object(Bucket=bucket, Key="w.txt")
+    assert first["Body"].read() == b"first"
+    # If-Match replaces only the version named.
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="w.txt", Body=b"third", IfMatch='"00000000000000000000000000000000"')
+    assert http_status(e.value) == 412
+    s3.put_object(Bucket=bucket, Key="w.txt", Body=b"third", IfMatch=first["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="w.txt")["Body"].read() == b"third"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="absent.txt", Body=b"x", IfMatch=first["ETag"])
+    assert http_status(e.value) == 404
+    # CompleteMultipartUpload: refused over an existing key, the upload stays open.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="w.txt")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="w.txt", UploadId=up, PartNumber=1, Body=b"multipart")
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="w.txt", UploadId=up, MultipartUpload=parts, IfNoneMatch="*")
+    assert http_status(e.value) == 412
+    assert s3.get_object(Bucket=bucket, Key="w.txt")["Body"].read() == b"third"
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="w.txt", UploadId=up)["Parts"]] == [1]
+    s3.abort_multipart_upload(Bucket=bucket, Key="w.txt", UploadId=up)
+
+
+def test_concurrent_create_only_puts_let_exactly_one_win(s3, bucket):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(i):
+        body = f"writer {i}".encode()
+        try:
+            s3.put_object(Bucket=bucket, Key="race.txt", Body=body, IfNoneMatch="*")
+            return body
+        except ClientError as e:
+            assert http_status(e) == 412, e.response
+            return None
+
+    with ThreadPoolExecutor(16) as pool:
+        won = [b for b in pool.map(put, range(32)) if b is not None]
+    assert len(won) == 1, won
+    assert s3.get_object(Bucket=bucket, Key="race.txt")["Body"].read() == won[0]
+
+
+# ------------------------------------------------------------ multipart copy
+
+
+def test_aws_cli_copies_and_moves_large_objects_server_side(fulcrum, tmp_path):
+    # Above its 8 MB threshold the aws cli copies with UploadPartCopy.
+    src, out = tmp_path / "big.bin", tmp_path / "big.out"
+    want = write_random_file(src, 20 * MiB + 11, seed=81)
+    fulcrum.aws("s3", "mb", "s3://cli-copy")
+    fulcrum.aws("s3", "cp", str(src), "s3://cli-copy/a/big.bin")
+    fulcrum.aws("s3", "cp", "s3://cli-copy/a/big.bin", "s3://cli-copy/b/big.bin")
+    fulcrum.aws("s3", "mv", "s3://cli-copy/b/big.bin", "s3://cli-copy/c/big.bin")
+    listing = fulcrum.aws("s3", "ls", "s3://cli-copy", "--recursive").stdout
+    assert "a/big.bin" in listing and "c/big.bin" in listing and "b/big.bin" not in listing, listing
+    fulcrum.aws("s3", "cp", "s3://cli-copy/c/big.bin", str(out))
+    assert sha256_file(out) == want
+
+
+def test_upload_part_copy_ranges_and_errors(s3, bucket):
+    data = random_bytes(12 * MiB + 5, seed=82)
+    s3.put_object(Bucket=bucket, Key="src.bin", Body=data)
+    s3.put_object(Bucket=bucket, Key="tail.bin", Body=b"tail")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="joined.bin")["UploadId"]
+    src = {"Bucket": bucket, "Key": "src.bin"}
+    first = s3.upload_part_copy(
+        Bucket=bucket, Key="joined.bin", UploadId=up, PartNumber=1, CopySource=src, CopySourceRange="bytes=1-6291456"
+    )["CopyPartResult"]
+    assert first["ETag"] == _md5_etag(data[1:6291457])
+    whole = s3.upload_part_copy(
+        Bucket=bucket, Key="joined.bin", UploadId=up, PartNumber=2, CopySource={"Bucket": bucket, "Key": "tail.bin"}
+    )["CopyPartResult"]
+    for kwargs, status in [
+        ({"CopySourceRange": f"bytes=0-{len(data)}"}, 416),  # past the end
+        ({"CopySourceRange": "bytes=9-2"}, 400),
+        ({"CopySourceRange": "0-10"}, 400),
+        ({"CopySourceIfMatch": '"other"'}, 412),
+        ({"CopySource": {"Bucket": bucket, "Key": "missing.bin"}}, 404),
+        ({"PartNumber": 10001}, 400),
+    ]:
+        args = dict(Bucket=bucket, Key="joined.bin", UploadId=up, PartNumber=3, CopySource=src)
+        args.update(kwargs)
+        with pytest.raises(ClientError) as e:
+            s3.upload_part_copy(**args)
+        assert http_status(e.value) == status, (kwargs, e.value.response)
+    parts = [{"PartNumber": 1, "ETag": first["ETag"]}, {"PartNumber": 2, "ETag": whole["ETag"]}]
+    s3.complete_multipart_upload(Bucket=bucket, Key="joined.bin", UploadId=up, MultipartUpload={"Parts": parts})
+    got = s3.get_object(Bucket=bucket, Key="joined.bin")["Body"].read()
+    assert got == data[1:6291457] + b"tail"
+
+
+def test_unversioned_buckets_list_each_object_as_its_null_version(s3, bucket):
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    keys = [f"v/{i}.txt" for i in range(5)] + ["w/x.txt"]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    seen, kwargs = [], {}
+    while True:
+        page = s3.list_object_versions(Bucket=bucket, Prefix="v/", MaxKeys=2, **kwargs)
+        for v in page.get("Versions", []):
+            assert v["VersionId"] == "null" and v["IsLatest"] and v["Size"] == len(v["Key"]), v
+            seen.append(v["Key"])
+        if not page["IsTruncated"]:
+            break
+        kwargs = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+    assert seen == keys[:5]
+    page = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["v/", "w/"]
+
+
+def test_acls_are_owner_only_and_unset_configurations_read_as_none(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="acl.txt", Body=b"x")
+    for acl in (s3.get_bucket_acl(Bucket=bucket), s3.get_object_acl(Bucket=bucket, Key="acl.txt")):
+        assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+        assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"]
+    s3.put_object_acl(Bucket=bucket, Key="acl.txt", ACL="private")
+    with pytest.raises(ClientError) as e:
+        s3.put_object_acl(Bucket=bucket, Key="acl.txt", ACL="public-read")
+    assert error_code(e.value) == "NotImplemented"
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    assert error_code(e.value) == "NotImplemented"
+    for call, code in [
+        (s3.get_bucket_policy, "NoSuchBucketPolicy"),
+        (s3.get_bucket_cors, "NoSuchCORSConfiguration"),
+        (s3.get_bucket_tagging, "NoSuchTagSet"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket)
+        assert error_code(e.value) == code and http_status(e.value) == 404
+        with pytest.raises(ClientError) as e:
+            call(Bucket="no-such-bucket-here")
+        assert error_code(e.value) == "NoSuchBucket"

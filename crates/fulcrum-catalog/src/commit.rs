@@ -42,6 +42,39 @@ pub struct ObjectWrite {
     pub completes_upload: Option<String>,
     /// Retention and legal hold asked for (see `retention`).
     pub lock: crate::retention::LockRequest,
+    /// A precondition on the object the write replaces, checked in the
+    /// transaction that would replace it.
+    pub condition: Option<WriteCondition>,
+}
+
+/// An S3 conditional write (`If-None-Match: *`, `If-Match: "etag"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if no object has the key.
+    Absent,
+    /// Only if an object has the key and, when given, this ETag (hex, no quotes).
+    Present(Option<String>),
+}
+
+impl WriteCondition {
+    /// Checks the condition against the ETag of the object now at the key.
+    fn check(&self, key: &str, current: Option<&str>) -> CatalogResult<()> {
+        let failed = |reason: &str| {
+            Err(CatalogError::ConditionFailed {
+                key: key.to_string(),
+                missing: current.is_none(),
+                reason: reason.to_string(),
+            })
+        };
+        match (self, current) {
+            (WriteCondition::Absent, Some(_)) => failed("an object with this key exists"),
+            (WriteCondition::Present(_), None) => failed("no object has this key"),
+            (WriteCondition::Present(Some(want)), Some(etag)) if want != etag => {
+                failed("the object's ETag differs")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One part of a multipart upload (replacing a part of the same number).
@@ -262,8 +295,25 @@ async fn write_objects(
     fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
     let mut last = std::collections::HashMap::new();
+    let mut writes_per_key = std::collections::HashMap::<_, usize>::new();
     for (i, o) in objects.iter().enumerate() {
         last.insert((o.bucket_id, o.key.as_str()), i);
+        *writes_per_key
+            .entry((o.bucket_id, o.key.as_str()))
+            .or_default() += 1;
+    }
+    // A conditional write must see the writes before it and be seen by
+    // those after it; sharing its key within a batch, it fails the batch
+    // and the committer commits the batch's writes one by one.
+    if let Some(o) = objects
+        .iter()
+        .find(|o| o.condition.is_some() && writes_per_key[&(o.bucket_id, o.key.as_str())] > 1)
+    {
+        return Err(CatalogError::ConditionFailed {
+            key: o.key.clone(),
+            missing: false,
+            reason: "another write to the key was committed with it".into(),
+        });
     }
     let objects: Vec<&ObjectWrite> = objects
         .iter()
@@ -293,6 +343,14 @@ async fn write_objects(
         // Overwrites of protected objects are refused here, in the
         // transaction that would replace them.
         let claimed = crate::retention::claim_objects(tx, &matches, key_args()?).await?;
+        for o in block {
+            if let Some(c) = &o.condition {
+                let current = claimed
+                    .iter()
+                    .find(|c| (c.bucket_id, c.key.as_str()) == (o.bucket_id, o.key.as_str()));
+                c.check(&o.key, current.map(|c| c.etag.as_str()))?;
+            }
+        }
         let carried = crate::retention::check_overwrites(tx, block, &claimed).await?;
         crate::retention::drop_locks(tx, &claimed).await?;
         sqlx::query_with(

@@ -37,6 +37,14 @@ pub enum CatalogError {
     /// `reason` names the protection and its retain-until date.
     #[error("object {key:?} is protected: {reason}")]
     ObjectLocked { key: String, reason: String },
+    /// A conditional write whose condition does not hold; `missing` when
+    /// no object has the key.
+    #[error("object {key:?}: precondition failed: {reason}")]
+    ConditionFailed {
+        key: String,
+        missing: bool,
+        reason: String,
+    },
     #[error("bad query: {0}")]
     BadQuery(String),
     #[error("catalog dump is damaged: {0}")]

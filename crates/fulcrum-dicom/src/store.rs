@@ -425,6 +425,7 @@ impl PendingInstance {
                 // The engine adds the configured policies' retention
                 // (anchored on the Study Date) when it commits.
                 lock: Default::default(),
+                condition: None,
             },
             study: ex.study.clone(),
             series: ex.series.clone(),

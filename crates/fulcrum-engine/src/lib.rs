@@ -45,7 +45,7 @@ pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{
     BucketLock, BucketRow, CatalogError, DefaultRetention, LockMode, LockRequest, ObjectLock,
-    ObjectRow, ObjectSummary, PartRow, Retention, UploadRow,
+    ObjectRow, ObjectSummary, PartRow, Retention, UploadRow, WriteCondition,
 };
 pub use fulcrum_store::{BackendConfig, ChunkParams, Layout, MasterKey};
 pub use fulcrum_types::Tier;

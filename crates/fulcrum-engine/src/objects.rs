@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use fulcrum_catalog::{
     BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow,
-    PartWrite, UploadRow, Write,
+    PartWrite, UploadRow, Write, WriteCondition,
 };
 use fulcrum_store::ChunkParams;
 use md5::{Digest, Md5};
@@ -28,6 +28,8 @@ pub struct PutOptions {
     /// Retention and legal hold the client asked for (no retention: the
     /// bucket's default); configured policies may raise it.
     pub lock: ObjectLock,
+    /// Store only if this holds for the object the write replaces.
+    pub condition: Option<WriteCondition>,
 }
 
 /// An object's metadata as the protocols return it.
@@ -151,6 +153,7 @@ impl Engine {
             chunks: ing.chunks.clone(),
             completes_upload: None,
             lock: self.lock_request(opts.lock, (bucket, key), &opts.metadata),
+            condition: opts.condition,
         };
         let size = ing.size;
         self.inner.commit(ing, Write::Object(write)).await?;
@@ -287,6 +290,7 @@ impl Engine {
             chunks,
             completes_upload: None,
             lock: self.lock_request(lock, (dst_bucket, dst_key), &metadata),
+            condition: None,
         };
         self.inner.commit_rows(Write::Object(write), guard).await?;
         self.head_object(tenant, dst_bucket, dst_key).await
@@ -403,6 +407,20 @@ impl Engine {
         upload_id: &str,
         parts: &[(i64, String)],
     ) -> EngineResult<ObjectInfo> {
+        self.complete_upload_if(tenant, bucket, upload_id, parts, None)
+            .await
+    }
+
+    /// [`Engine::complete_upload`] if `condition` holds for the object the
+    /// upload replaces (the upload stays open when it does not).
+    pub async fn complete_upload_if(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        upload_id: &str,
+        parts: &[(i64, String)],
+        condition: Option<WriteCondition>,
+    ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
         let u = self.upload_row(tenant, bucket, upload_id).await?;
         if parts.is_empty() {
@@ -431,6 +449,7 @@ impl Engine {
             chunks,
             completes_upload: Some(upload_id.to_string()),
             lock,
+            condition,
         };
         self.inner.commit_rows(Write::Object(write), guard).await?;
         self.head_object(tenant, bucket, &u.key).await

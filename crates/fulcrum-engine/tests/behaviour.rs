@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{no_grace, noise, read_all, targets};
-use fulcrum_engine::{EngineError, MasterKey, PutOptions};
+use fulcrum_engine::{CatalogError, EngineError, MasterKey, PutOptions, WriteCondition};
 use futures::StreamExt;
 
 const T: &str = "default";
@@ -540,6 +540,77 @@ async fn concurrent_overwrites_of_one_key_leave_one_whole_object() {
             "{}",
             t.name
         );
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_writes_of_one_key_let_exactly_one_win() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        // Writers racing for a free key, mixed with unconditional writes to
+        // other keys so that they share group commits.
+        let mut tasks = Vec::new();
+        for i in 0..24u64 {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = noise(3_000 + i as usize, 90 + i);
+                let mut o = PutOptions::default();
+                let key = if i % 3 == 0 {
+                    format!("other-{i}")
+                } else {
+                    o.condition = Some(WriteCondition::Absent);
+                    "once".to_string()
+                };
+                let res = e.put_object(T, "b", &key, &body[..], o).await;
+                (key, body, res)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (key, body, res) = task.await.expect("writer");
+            match res {
+                Ok(_) if key == "once" => winners.push(body),
+                Ok(_) => {}
+                Err(EngineError::Catalog(CatalogError::ConditionFailed { missing, .. })) => {
+                    assert!(key == "once" && !missing, "{}", t.name)
+                }
+                Err(e) => panic!("{}: {key}: {e}", t.name),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{}: exactly one create-only write wins",
+            t.name
+        );
+        assert_eq!(read_all(&e, "b", "once").await.expect("get"), winners[0]);
+        // If-Match: only the version named is replaced.
+        let etag = e.head_object(T, "b", "once").await.expect("head").etag;
+        let o = PutOptions {
+            condition: Some(WriteCondition::Present(Some("0".repeat(32)))),
+            ..Default::default()
+        };
+        assert!(e.put_object(T, "b", "once", &b"x"[..], o).await.is_err());
+        let o = PutOptions {
+            condition: Some(WriteCondition::Present(Some(etag))),
+            ..Default::default()
+        };
+        e.put_object(T, "b", "once", &b"new"[..], o)
+            .await
+            .expect("if-match put");
+        assert_eq!(read_all(&e, "b", "once").await.expect("get"), b"new");
+        let o = PutOptions {
+            condition: Some(WriteCondition::Present(None)),
+            ..Default::default()
+        };
+        match e.put_object(T, "b", "missing", &b"x"[..], o).await {
+            Err(EngineError::Catalog(CatalogError::ConditionFailed { missing, .. })) => {
+                assert!(missing)
+            }
+            other => panic!("{}: {other:?}", t.name),
+        }
         assert!(e.verify(&mut ()).await.expect("verify").is_clean());
     }
 }

@@ -4,10 +4,11 @@
 //! that same ACL (`private`, `bucket-owner-full-control`, or a policy that
 //! grants only the owner) succeeds, as tools such as s3cmd and rclone send
 //! it by habit; any other grant is refused as not implemented, never
-//! silently ignored.
+//! silently ignored. Bucket policies, CORS rules and bucket tags cannot be
+//! set either, so reading them answers S3's "none configured" errors.
 
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::errors::api_err;
 use super::S3Api;
@@ -130,5 +131,41 @@ impl S3Api {
             ],
         )?;
         Ok(S3Response::new(PutObjectAclOutput::default()))
+    }
+
+    /// Answers that the bucket has no such configuration (after checking it exists).
+    async fn none_configured(&self, bucket: &str, code: S3ErrorCode, what: &str) -> S3Error {
+        match self.engine.bucket(&self.tenant, bucket).await {
+            Err(e) => api_err(e),
+            Ok(_) => S3Error::with_message(code, format!("The bucket has no {what}.")),
+        }
+    }
+
+    pub(crate) async fn do_get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let c = S3ErrorCode::NoSuchBucketPolicy;
+        Err(self
+            .none_configured(&req.input.bucket, c, "bucket policy")
+            .await)
+    }
+
+    pub(crate) async fn do_get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let c = S3ErrorCode::NoSuchCORSConfiguration;
+        Err(self
+            .none_configured(&req.input.bucket, c, "CORS configuration")
+            .await)
+    }
+
+    pub(crate) async fn do_get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let c = S3ErrorCode::NoSuchTagSet;
+        Err(self.none_configured(&req.input.bucket, c, "tag set").await)
     }
 }

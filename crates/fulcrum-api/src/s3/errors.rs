@@ -45,6 +45,9 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
                 "The specified multipart upload does not exist.".into(),
             ),
             CatalogError::InvalidPart(_) => (C::InvalidPart, c.to_string()),
+            // AWS answers If-Match on a missing key with 404.
+            CatalogError::ConditionFailed { missing: true, .. } => (C::NoSuchKey, c.to_string()),
+            CatalogError::ConditionFailed { .. } => (C::PreconditionFailed, c.to_string()),
             CatalogError::InvalidPartOrder => (C::InvalidPartOrder, c.to_string()),
             CatalogError::PartTooSmall(_) => (C::EntityTooSmall, c.to_string()),
             // What AWS answers, with the protection and its date named.

@@ -3,6 +3,7 @@
 //! writes responses and error XML.
 
 mod acl;
+mod conditions;
 mod errors;
 mod host;
 mod lifecycle;
@@ -207,6 +208,27 @@ impl s3s::S3 for S3Api {
         self.do_put_bucket_acl(req).await
     }
 
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.do_get_bucket_policy(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.do_get_bucket_cors(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.do_get_bucket_tagging(req).await
+    }
+
     async fn get_object_acl(
         &self,
         req: S3Request<GetObjectAclInput>,
@@ -273,6 +295,58 @@ impl s3s::S3 for S3Api {
         out.max_keys = Some(max as i32);
         out.continuation_token = i.continuation_token;
         out.start_after = i.start_after;
+        out.encoding_type = i.encoding_type;
+        Ok(S3Response::new(out))
+    }
+
+    /// Buckets are unversioned: every object is its only version, with
+    /// the version ID `null`, as S3 lists a bucket that never had
+    /// versioning (rclone and backup tools ask before they delete).
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let i = req.input;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let marker = i.key_marker.clone().unwrap_or_default();
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let page = self
+            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
+            .await?;
+        let owner = self.owner();
+        let versions = page
+            .contents
+            .into_iter()
+            .map(|o| {
+                let mut v = ObjectVersion::default();
+                v.storage_class = o
+                    .storage_class
+                    .map(|c| ObjectVersionStorageClass::from(c.as_str().to_string()));
+                v.key = o.key;
+                v.e_tag = o.e_tag;
+                v.size = o.size;
+                v.last_modified = o.last_modified;
+                v.is_latest = Some(true);
+                v.version_id = Some("null".into());
+                v.owner = Some(owner.clone());
+                v
+            })
+            .collect();
+        let mut out = ListObjectVersionsOutput::default();
+        out.is_truncated = Some(page.next.is_some());
+        out.next_key_marker = page
+            .next
+            .as_ref()
+            .map(|n| n.trim_end_matches('\u{10FFFF}').to_string());
+        out.next_version_id_marker = page.next.as_ref().map(|_| "null".to_string());
+        out.common_prefixes = Some(common_prefixes(page.prefixes));
+        out.versions = Some(versions);
+        out.name = Some(i.bucket);
+        out.prefix = Some(prefix);
+        out.delimiter = i.delimiter;
+        out.max_keys = Some(max as i32);
+        out.key_marker = i.key_marker;
+        out.version_id_marker = i.version_id_marker;
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
     }
@@ -360,6 +434,13 @@ impl s3s::S3 for S3Api {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         self.do_upload_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.do_upload_part_copy(req).await
     }
 
     async fn list_parts(

@@ -1,13 +1,55 @@
 //! S3 multipart uploads: create, upload part, list parts, complete (parts
 //! joined by reference in one transaction), abort, list uploads.
 
+use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::objects::{body_reader, etag, put_options, ts};
+use super::conditions::{copy_source_conditions, write_condition, Unchanged};
+use super::objects::{body_reader, copy_source, etag, put_options, ts};
 use super::{api_err, key_check, S3Api};
 
 const MAX_PART_NUMBER: i32 = 10_000;
+/// Largest part UploadPartCopy copies (S3's limit).
+const MAX_PART_BYTES: u64 = 5 << 30;
+
+fn check_part_number(n: i32) -> S3Result<()> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        return Ok(());
+    }
+    Err(S3Error::with_message(
+        S3ErrorCode::InvalidArgument,
+        "Part number must be an integer between 1 and 10000, inclusive.",
+    ))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last` (both given, inclusive)
+/// as a half-open range of an object of `size` bytes.
+fn source_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bad = || {
+        S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    };
+    let (first, last) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last: u64 = last.trim().parse().map_err(|_| bad())?;
+    if first > last {
+        return Err(bad());
+    }
+    if last >= size {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable.",
+        ));
+    }
+    Ok((first, last + 1))
+}
 
 impl S3Api {
     pub(crate) async fn do_create_multipart_upload(
@@ -49,12 +91,7 @@ impl S3Api {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let i = req.input;
-        if !(1..=MAX_PART_NUMBER).contains(&i.part_number) {
-            return Err(S3Error::with_message(
-                S3ErrorCode::InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive.",
-            ));
-        }
+        check_part_number(i.part_number)?;
         let opts = put_options(None, None, i.content_md5, i.content_length)?;
         let e = self
             .engine
@@ -70,6 +107,56 @@ impl S3Api {
             .map_err(api_err)?;
         let mut out = UploadPartOutput::default();
         out.e_tag = Some(etag(&e));
+        Ok(S3Response::new(out))
+    }
+
+    /// A part copied from (a byte range of) a stored object: read, checked
+    /// and stored again like any part (unchanged chunks are deduplicated),
+    /// so a part's ETag is always the MD5 of its bytes.
+    pub(crate) async fn do_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        check_part_number(i.part_number)?;
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let src = self.copy_source_info(&src_bucket, &src_key).await?;
+        copy_source_conditions!(i).check(&src, Unchanged::PreconditionFailed)?;
+        let (start, end) = match &i.copy_source_range {
+            None => (0, src.size),
+            Some(r) => source_range(r, src.size)?,
+        };
+        if end - start > MAX_PART_BYTES {
+            return Err(S3Error::with_message(
+                S3ErrorCode::EntityTooLarge,
+                "A copied part may be at most 5 GiB.",
+            ));
+        }
+        let stream = self
+            .engine
+            .read_object(&src, start, end)
+            .await
+            .map_err(api_err)?
+            .map_err(std::io::Error::other);
+        let mut opts = put_options(None, None, None, None)?;
+        opts.expected_len = Some(end - start);
+        let e = self
+            .engine
+            .upload_part(
+                &self.tenant,
+                &i.bucket,
+                &i.upload_id,
+                i.part_number as i64,
+                tokio_util::io::StreamReader::new(stream),
+                opts,
+            )
+            .await
+            .map_err(api_err)?;
+        let mut result = CopyPartResult::default();
+        result.e_tag = Some(etag(&e));
+        result.last_modified = Some(std::time::SystemTime::now().into());
+        let mut out = UploadPartCopyOutput::default();
+        out.copy_part_result = Some(result);
         Ok(S3Response::new(out))
     }
 
@@ -142,7 +229,13 @@ impl S3Api {
         }
         let info = self
             .engine
-            .complete_upload(&self.tenant, &i.bucket, &i.upload_id, &parts)
+            .complete_upload_if(
+                &self.tenant,
+                &i.bucket,
+                &i.upload_id,
+                &parts,
+                write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
+            )
             .await
             .map_err(api_err)?;
         let mut out = CompleteMultipartUploadOutput::default();

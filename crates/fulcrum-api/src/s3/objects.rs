@@ -13,6 +13,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
+use super::conditions::{copy_source_conditions, read_conditions, write_condition, Unchanged};
 use super::lock::lock_out;
 use super::{api_err, key_check, S3Api};
 
@@ -61,6 +62,7 @@ pub(crate) fn put_options(
         content_md5,
         expected_len: content_length.map(|n| n.max(0) as u64),
         lock: Default::default(),
+        condition: None,
     })
 }
 
@@ -143,7 +145,9 @@ impl S3Api {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
         key_check(&i.key)?;
+        let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
+        opts.condition = condition;
         opts.lock = self
             .lock_headers(
                 &i.bucket,
@@ -176,6 +180,7 @@ impl S3Api {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
         let info = self.head(&i.bucket, &i.key).await?;
+        read_conditions!(i).check(&info, Unchanged::NotModified)?;
         let (start, end, content_range) = match &i.range {
             None => (0, info.size, None),
             Some(r) => {
@@ -229,7 +234,9 @@ impl S3Api {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let info = self.head(&req.input.bucket, &req.input.key).await?;
+        let i = &req.input;
+        let info = self.head(&i.bucket, &i.key).await?;
+        read_conditions!(i).check(&info, Unchanged::NotModified)?;
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
         out.content_type = info.content_type.clone();
@@ -312,15 +319,7 @@ impl S3Api {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let i = req.input;
         key_check(&i.key)?;
-        let (src_bucket, src_key) = match &i.copy_source {
-            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
-            _ => {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::NotImplemented,
-                    "Access point copy sources are not supported.",
-                ))
-            }
-        };
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
         let replace = i
             .metadata_directive
             .as_ref()
@@ -337,6 +336,11 @@ impl S3Api {
                 i.metadata.clone().unwrap_or_default().into_iter().collect(),
             )
         });
+        let source = copy_source_conditions!(i);
+        if !source.is_empty() {
+            let src = self.copy_source_info(&src_bucket, &src_key).await?;
+            source.check(&src, Unchanged::PreconditionFailed)?;
+        }
         let lock = self
             .lock_headers(
                 &i.bucket,
@@ -355,18 +359,46 @@ impl S3Api {
                 lock,
             )
             .await
-            .map_err(|e| match e {
-                EngineError::NoSuchKey { .. } => {
-                    S3Error::with_message(S3ErrorCode::NoSuchKey, "The copy source does not exist.")
-                }
-                e => api_err(e),
-            })?;
+            .map_err(copy_source_err)?;
         let mut res = CopyObjectResult::default();
         res.e_tag = Some(etag(&info.etag));
         res.last_modified = Some(ts(info.created_at_ms));
         let mut out = CopyObjectOutput::default();
         out.copy_object_result = Some(res);
         Ok(S3Response::new(out))
+    }
+}
+
+/// The bucket and key a copy reads from.
+pub(crate) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+    match src {
+        CopySource::Bucket { bucket, key, .. } => {
+            key_check(key)?;
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "Access point copy sources are not supported.",
+        )),
+    }
+}
+
+impl S3Api {
+    /// The object a copy reads from, or NoSuchKey naming it as the source.
+    pub(crate) async fn copy_source_info(&self, bucket: &str, key: &str) -> S3Result<ObjectInfo> {
+        self.engine
+            .head_object(&self.tenant, bucket, key)
+            .await
+            .map_err(copy_source_err)
+    }
+}
+
+fn copy_source_err(e: EngineError) -> S3Error {
+    match e {
+        EngineError::NoSuchKey { .. } => {
+            S3Error::with_message(S3ErrorCode::NoSuchKey, "The copy source does not exist.")
+        }
+        e => api_err(e),
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) struct Claimed {
     pub id: i64,
     pub bucket_id: i64,
     pub key: String,
+    pub etag: String,
     pub lock: ObjectLock,
 }
 
@@ -57,7 +58,7 @@ pub(crate) async fn claim_objects(
 ) -> CatalogResult<Vec<Claimed>> {
     let rows = sqlx::query_with(
         crate::dynamic(format!(
-            "UPDATE objects SET created_at = created_at WHERE {cond} RETURNING id, bucket_id, key"
+            "UPDATE objects SET created_at = created_at WHERE {cond} RETURNING id, bucket_id, key, etag"
         )),
         args,
     )
@@ -70,6 +71,7 @@ pub(crate) async fn claim_objects(
             id: r.try_get(0).map_err(db("claim objects"))?,
             bucket_id: r.try_get(1).map_err(db("claim objects"))?,
             key: r.try_get(2).map_err(db("claim objects"))?,
+            etag: r.try_get(3).map_err(db("claim objects"))?,
             lock: ObjectLock::default(),
         });
     }
