@@ -3,10 +3,11 @@
 Loading 1,000,000 instances through STOW-RS would take longer than the rest of
 the benchmark together, so the rows are written straight into the SQLite
 catalog (`<data dir>/catalog.db`, tables `dicom_studies`, `dicom_series`,
-`dicom_instances` of crates/fulcrum-catalog/migrations/sqlite/0002_dicom.sql)
-**while the server is stopped**, in the form the server itself writes them
-(tenant `default`, upper-cased `*_key` name columns, `instances/<SOP UID>`
-object keys). The objects those keys name are not stored: the benchmark only
+`dicom_instances` of crates/fulcrum-catalog/migrations/sqlite/0002_dicom.sql
+and the stored counts of 0006_dicom_counts.sql) **while the server is
+stopped**, in the form the server itself writes them (tenant `default`,
+upper-cased `*_key` name columns, `instances/<SOP UID>` object keys, each
+study's and series' counts and comma-separated modality and SOP class sets). The objects those keys name are not stored: the benchmark only
 queries the index (QIDO-RS), it never retrieves these instances. No ANALYZE
 or extra index is added.
 
@@ -50,10 +51,12 @@ def populate(db_path: str, instances: int) -> dict:
     def flush():
         cur.executemany("INSERT INTO dicom_studies (tenant, study_uid, patient_id, patient_name, patient_name_key, "
                         "patient_birth_date, patient_sex, study_date, study_time, accession_number, "
-                        "referring_physician, referring_physician_key, study_description, study_id, updated_at) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", st_rows)
+                        "referring_physician, referring_physician_key, study_description, study_id, updated_at, "
+                        "num_series, num_instances, modalities, sop_classes) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", st_rows)
         cur.executemany("INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, "
-                        "series_description, updated_at) VALUES (?,?,?,?,?,?,?)", se_rows)
+                        "series_description, updated_at, num_instances, sop_classes) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)", se_rows)
         cur.executemany("INSERT INTO dicom_instances (tenant, sop_uid, series_uid, study_uid, sop_class_uid, "
                         "instance_number, transfer_syntax, object_key, size, etag, dataset_offset, header_len, "
                         "pixel_offset, pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, created_at) "
@@ -67,12 +70,14 @@ def populate(db_path: str, instances: int) -> dict:
         st_rows.append((TENANT, study_uid, pa["PatientID"], pa["PatientName"], name_key(pa["PatientName"]),
                         pa["PatientBirthDate"], pa["PatientSex"], sa["StudyDate"], sa["StudyTime"],
                         sa["AccessionNumber"], sa["ReferringPhysicianName"], name_key(sa["ReferringPhysicianName"]),
-                        sa["StudyDescription"], sa["StudyID"], now))
+                        sa["StudyDescription"], sa["StudyID"], now, 2, PER_STUDY,
+                        ",".join(gen.MODALITIES[:2]), f"{gen.CT_IMAGE},{gen.MR_IMAGE}"))
         for se in range(2):
             modality = gen.MODALITIES[(s + se) % 2]
             sop_class = gen.CT_IMAGE if modality == "CT" else gen.MR_IMAGE
             series_uid = gen.uid(5, s, se + 1)
-            se_rows.append((TENANT, series_uid, study_uid, modality, se + 1, f"{modality} series {se + 1}", now))
+            se_rows.append((TENANT, series_uid, study_uid, modality, se + 1, f"{modality} series {se + 1}", now,
+                            PER_STUDY // 2, sop_class))
             for i in range(PER_STUDY // 2):
                 sop = gen.uid(5, s, se + 1, i + 1)
                 etag = f"{random.Random(s * 10 + se * 5 + i).getrandbits(128):032x}"

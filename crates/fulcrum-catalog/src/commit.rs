@@ -208,9 +208,9 @@ impl Catalog {
                 }
             }
         }
-        crate::dicom::prepare_dicom_writes(&mut tx, &instances, now).await?;
+        let previous = crate::dicom::prepare_dicom_writes(&mut tx, &instances, now).await?;
         write_objects(&mut tx, &objects, now, &fresh).await?;
-        crate::dicom::write_index(&mut tx, &instances, now).await?;
+        crate::dicom::write_index(&mut tx, &instances, previous, now).await?;
         tx.commit().await.map_err(db("commit"))
     }
 }

@@ -375,6 +375,8 @@ impl Catalog {
             )
             .await?;
         }
+        // A dump from before the stored counts (migration 0006) has none.
+        crate::dicom::refresh_all_counts(&mut tx).await?;
         tx.commit().await.map_err(db("commit import"))?;
         Ok(())
     }

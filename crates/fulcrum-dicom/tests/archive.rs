@@ -123,14 +123,19 @@ async fn store(a: &Archive, bytes: &[u8]) -> Result<Outcome, DicomError> {
         .outcome)
 }
 
-async fn uids(a: &Archive, level: Level, filters: Vec<(Column, Matcher)>) -> Vec<String> {
-    let q = DicomQuery {
+/// A query of every match (no paging).
+fn all(level: Level, filters: Vec<(Column, Matcher)>) -> DicomQuery {
+    DicomQuery {
         tenant: T.into(),
         level,
         filters,
         limit: None,
         offset: 0,
-    };
+    }
+}
+
+async fn uids(a: &Archive, level: Level, filters: Vec<(Column, Matcher)>) -> Vec<String> {
+    let q = all(level, filters);
     let mut out: Vec<String> = a
         .query(&q)
         .await
@@ -288,6 +293,22 @@ async fn store_index_query_and_delete() {
         let m = &a.query(&q).await.expect("query")[0];
         assert_eq!((m.series_count, m.instances), (Some(2), Some(4)));
         assert_eq!(m.modalities, ["CT", "SR"]);
+        let counts = |level, filters: Vec<(Column, Matcher)>| {
+            let q = all(level, filters);
+            let a = &a;
+            async move {
+                let m = a.query(&q).await.expect("query").remove(0);
+                (m.studies, m.series_count, m.instances, m.modalities)
+            }
+        };
+        assert_eq!(
+            counts(Level::Patient, vec![(Column::PatientId, ex("P1"))]).await,
+            (Some(2), Some(4), Some(8), vec!["CT".into(), "SR".into()])
+        );
+        assert_eq!(
+            counts(Level::Series, vec![(Column::SeriesUid, ex("1.2.3.0.0.1"))]).await,
+            (None, None, Some(2), vec![])
+        );
         // Paging is stable.
         let page = |offset| DicomQuery {
             tenant: T.into(),
@@ -322,6 +343,21 @@ async fn store_index_query_and_delete() {
             .await
             .expect("delete series");
         assert_eq!(n, 2);
+        let study = |uid: &str| vec![(Column::StudyUid, ex(uid))];
+        assert_eq!(
+            counts(Level::Study, study("1.2.3.0.0")).await,
+            (None, Some(1), Some(2), vec!["CT".into()])
+        );
+        // An instance re-sent under another study moves, and both studies' counts follow.
+        let moved = Inst {
+            study: "1.2.3.1.1".into(),
+            series: "1.2.3.1.1.0".into(),
+            sop: "1.2.3.1.0.0.0".into(),
+            ..corpus[0].clone()
+        };
+        store(&a, &part10(&moved, 99)).await.expect("re-send");
+        assert_eq!(counts(Level::Study, study("1.2.3.1.0")).await.2, Some(3));
+        assert_eq!(counts(Level::Study, study("1.2.3.1.1")).await.2, Some(5));
         assert_eq!(
             a.delete(T, &Scope::Study("1.2.3.0.0".into()), false)
                 .await

@@ -2,7 +2,10 @@
 //! the same transaction as the instance's object, the duplicate policy
 //! applied there, and removal of studies, series and instances.
 
+mod counts;
 mod query;
+
+pub(crate) use counts::refresh_all as refresh_all_counts;
 
 use sqlx::{Any, Row, Transaction};
 
@@ -139,12 +142,15 @@ pub fn name_key(name: &str) -> String {
 /// Before the object rows of a batch are written: applies the duplicate
 /// policy (an earlier version is renamed under `versions/`, or the write
 /// is refused). One lookup per tenant and block of SOP Instance UIDs.
+/// Returns the (tenant, study) each instance already stored belongs to,
+/// whose counts change if the instance moves.
 pub(crate) async fn prepare_dicom_writes(
     tx: &mut Transaction<'static, Any>,
     writes: &[&DicomWrite],
     now: i64,
-) -> CatalogResult<()> {
+) -> CatalogResult<Vec<(String, String)>> {
     let mut existing: HashMap<(String, String), (String, String)> = HashMap::new();
+    let mut previous = Vec::new();
     let mut tenants: Vec<&str> = writes.iter().map(|w| w.tenant.as_str()).collect();
     tenants.sort();
     tenants.dedup();
@@ -157,17 +163,20 @@ pub(crate) async fn prepare_dicom_writes(
         for block in sops.chunks(IN_BLOCK) {
             let list: Vec<String> = (2..block.len() + 2).map(|n| format!("${n}")).collect();
             let sql = format!(
-                "SELECT sop_uid, etag, object_key FROM dicom_instances \
+                "SELECT sop_uid, etag, object_key, study_uid FROM dicom_instances \
                  WHERE tenant = $1 AND sop_uid IN ({})",
                 list.join(",")
             );
-            let mut q = sqlx::query_as::<_, (String, String, String)>(crate::dynamic(sql))
+            let mut q = sqlx::query_as::<_, (String, String, String, String)>(crate::dynamic(sql))
                 .bind(tenant.to_string());
             for sop in block {
                 q = q.bind(sop.to_string());
             }
-            for (sop, etag, key) in q.fetch_all(&mut **tx).await.map_err(db("find instances"))? {
+            for (sop, etag, key, study) in
+                q.fetch_all(&mut **tx).await.map_err(db("find instances"))?
+            {
                 existing.insert((tenant.to_string(), sop), (etag, key));
+                previous.push((tenant.to_string(), study));
             }
         }
     }
@@ -194,7 +203,7 @@ pub(crate) async fn prepare_dicom_writes(
             }
         }
     }
-    Ok(())
+    Ok(previous)
 }
 
 /// SOP Instance UIDs per lookup statement.
@@ -222,10 +231,13 @@ where
 }
 
 /// After the object rows: the index rows of a batch (upserts, newest
-/// values win), a few multi-row statements per table.
+/// values win), a few multi-row statements per table, then the counts of
+/// the studies touched (those written to and `previous`, the studies
+/// re-sent instances belonged to).
 pub(crate) async fn write_index(
     tx: &mut Transaction<'static, Any>,
     writes: &[&DicomWrite],
+    previous: Vec<(String, String)>,
     now: i64,
 ) -> CatalogResult<()> {
     if writes.is_empty() {
@@ -345,7 +357,20 @@ pub(crate) async fn write_index(
             args.add(now)
         },
     )
-    .await
+    .await?;
+    let mut touched: HashMap<String, Vec<String>> = HashMap::new();
+    let written = writes
+        .iter()
+        .map(|w| (w.tenant.clone(), w.study.study_uid.clone()));
+    for (tenant, study) in written.chain(previous) {
+        touched.entry(tenant).or_default().push(study);
+    }
+    for (tenant, mut studies) in touched {
+        studies.sort();
+        studies.dedup();
+        counts::refresh(tx, &tenant, &studies).await?;
+    }
+    Ok(())
 }
 
 /// Which instances a retrieve or delete is about.
@@ -427,6 +452,17 @@ impl Catalog {
     ) -> CatalogResult<Vec<InstanceRecord>> {
         let mut tx = self.begin_write().await.map_err(db("begin delete"))?;
         let (cond, args) = scope.condition();
+        // Lock the study row first (as ingest's upsert does), so the counts
+        // refreshed below are computed after any concurrent ingest of the
+        // study committed (PostgreSQL; SQLite's write lock covers it).
+        sqlx::query(
+            "UPDATE dicom_studies SET updated_at = updated_at WHERE tenant = $1 AND study_uid = $2",
+        )
+        .bind(tenant)
+        .bind(args[0])
+        .execute(&mut *tx)
+        .await
+        .map_err(db("lock study"))?;
         let sql =
             format!("SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond}");
         let mut q = sqlx::query(crate::dynamic(sql)).bind(tenant);
@@ -503,6 +539,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(db("delete empty study"))?;
+            counts::refresh(&mut tx, tenant, &[study]).await?;
         }
         tx.commit().await.map_err(db("commit delete"))?;
         Ok(gone)

@@ -1,13 +1,13 @@
 //! Index queries for QIDO-RS and C-FIND: one SQL builder for the four
 //! levels (patient, study, series, instance), the matching kinds of PS3.4
 //! C.2.2.2 (single value, wildcard, UID list, range, universal) plus fuzzy
-//! person-name matching, paging, and the computed counts.
-
-use std::collections::HashMap;
+//! person-name matching, paging, and the computed counts (stored on the
+//! study and series rows, see `counts`).
 
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 
+use super::counts::split_set;
 use super::{instance_row, name_key, InstanceRecord, SeriesRecord, StudyRecord};
 use crate::db::{Catalog, DbKind};
 use crate::error::{db, CatalogError, CatalogResult};
@@ -346,18 +346,30 @@ impl Catalog {
             .collect::<String>();
         let limit = q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
         let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
+        // The computed attributes are stored on the rows (see `counts`); a
+        // patient's are those of its studies together.
+        let joined = |col: &str| match self.kind() {
+            DbKind::Sqlite => format!("group_concat({col})"),
+            DbKind::Postgres => format!("string_agg({col}, ',')"),
+        };
         let sql = match q.level {
             Level::Patient => format!(
                 "SELECT s.patient_id, MAX(s.patient_name), MAX(s.patient_birth_date), \
-                 MAX(s.patient_sex), COUNT(*) FROM dicom_studies s WHERE s.tenant = $1{filter} \
-                 GROUP BY s.patient_id ORDER BY s.patient_id{page}"
+                 MAX(s.patient_sex), COUNT(*), CAST(SUM(s.num_series) AS BIGINT), \
+                 CAST(SUM(s.num_instances) AS BIGINT), {}, {} \
+                 FROM dicom_studies s WHERE s.tenant = $1{filter} \
+                 GROUP BY s.patient_id ORDER BY s.patient_id{page}",
+                joined("s.modalities"),
+                joined("s.sop_classes")
             ),
             Level::Study => format!(
-                "SELECT {STUDY_COLS} FROM dicom_studies s WHERE s.tenant = $1{filter} \
+                "SELECT {STUDY_COLS}, s.num_series, s.num_instances, s.modalities, s.sop_classes \
+                 FROM dicom_studies s WHERE s.tenant = $1{filter} \
                  ORDER BY s.study_uid{page}"
             ),
             Level::Series => format!(
-                "SELECT {STUDY_COLS}, {SERIES_COLS} FROM dicom_series r \
+                "SELECT {STUDY_COLS}, {SERIES_COLS}, r.num_instances, r.sop_classes \
+                 FROM dicom_series r \
                  JOIN dicom_studies s ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
                  WHERE r.tenant = $1{filter} ORDER BY r.study_uid, r.series_uid{page}"
             ),
@@ -390,15 +402,25 @@ impl Catalog {
                         ..Default::default()
                     },
                     studies: Some(r.try_get(4).map_err(read)?),
+                    series_count: Some(r.try_get(5).map_err(read)?),
+                    instances: Some(r.try_get(6).map_err(read)?),
+                    modalities: split_set(r.try_get(7).map_err(read)?),
+                    sop_classes: split_set(r.try_get(8).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Study => DicomMatch {
                     study: study_row(r).map_err(read)?,
+                    series_count: Some(r.try_get(11).map_err(read)?),
+                    instances: Some(r.try_get(12).map_err(read)?),
+                    modalities: split_set(r.try_get(13).map_err(read)?),
+                    sop_classes: split_set(r.try_get(14).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Series => DicomMatch {
                     study: study_row(r).map_err(read)?,
                     series: Some(series_row(r, 11).map_err(read)?),
+                    instances: Some(r.try_get(16).map_err(read)?),
+                    sop_classes: split_set(r.try_get(17).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Instance => DicomMatch {
@@ -410,119 +432,6 @@ impl Catalog {
             };
             out.push(m);
         }
-        self.add_counts(&q.tenant, q.level, &mut out).await?;
         Ok(out)
     }
-
-    /// Fills the computed attributes (counts, modalities) of each result
-    /// with a few grouped queries per page of results (not per result).
-    async fn add_counts(
-        &self,
-        tenant: &str,
-        level: Level,
-        out: &mut [DicomMatch],
-    ) -> CatalogResult<()> {
-        for block in out.chunks_mut(IN_LIST) {
-            let keys: Vec<String> = block
-                .iter()
-                .map(|m| match level {
-                    Level::Patient => m.study.patient_id.clone().unwrap_or_default(),
-                    Level::Study => m.study.study_uid.clone(),
-                    Level::Series => m
-                        .series
-                        .as_ref()
-                        .map(|s| s.series_uid.clone())
-                        .unwrap_or_default(),
-                    Level::Instance => String::new(),
-                })
-                .collect();
-            let list = (2..keys.len() + 2)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            // Instances per key and SOP class; series per key and modality.
-            let (classes_sql, series_sql) = match level {
-                Level::Instance => continue,
-                Level::Patient => (
-                    format!(
-                        "SELECT s.patient_id, i.sop_class_uid, COUNT(*) FROM dicom_instances i \
-                         JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
-                         WHERE i.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, i.sop_class_uid"
-                    ),
-                    Some(format!(
-                        "SELECT s.patient_id, r.modality, COUNT(*) FROM dicom_series r \
-                         JOIN dicom_studies s ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
-                         WHERE r.tenant = $1 AND s.patient_id IN ({list}) GROUP BY s.patient_id, r.modality"
-                    )),
-                ),
-                Level::Study => (
-                    format!(
-                        "SELECT study_uid, sop_class_uid, COUNT(*) FROM dicom_instances \
-                         WHERE tenant = $1 AND study_uid IN ({list}) GROUP BY study_uid, sop_class_uid"
-                    ),
-                    Some(format!(
-                        "SELECT study_uid, modality, COUNT(*) FROM dicom_series \
-                         WHERE tenant = $1 AND study_uid IN ({list}) GROUP BY study_uid, modality"
-                    )),
-                ),
-                Level::Series => (
-                    format!(
-                        "SELECT series_uid, sop_class_uid, COUNT(*) FROM dicom_instances \
-                         WHERE tenant = $1 AND series_uid IN ({list}) GROUP BY series_uid, sop_class_uid"
-                    ),
-                    None,
-                ),
-            };
-            let grouped = |sql: String| {
-                let mut q =
-                    sqlx::query_as::<_, (Option<String>, Option<String>, i64)>(crate::dynamic(sql))
-                        .bind(tenant.to_string());
-                for k in &keys {
-                    q = q.bind(k.clone());
-                }
-                q.fetch_all(&self.pool)
-            };
-            let classes = grouped(classes_sql).await.map_err(db("count instances"))?;
-            let series = match series_sql {
-                Some(sql) => grouped(sql).await.map_err(db("count series"))?,
-                None => Vec::new(),
-            };
-            let mut by_key: HashMap<&str, Tally> = HashMap::new();
-            for (k, class, n) in &classes {
-                let e = by_key.entry(k.as_deref().unwrap_or("")).or_default();
-                if let Some(c) = class {
-                    e.0.push(c);
-                }
-                e.1 += n;
-            }
-            for (k, modality, n) in &series {
-                let e = by_key.entry(k.as_deref().unwrap_or("")).or_default();
-                if let Some(md) = modality {
-                    e.2.push(md);
-                }
-                e.3 += n;
-            }
-            for (m, key) in block.iter_mut().zip(&keys) {
-                let (classes, instances, modalities, series) =
-                    by_key.get(key.as_str()).cloned().unwrap_or_default();
-                m.sop_classes = classes.iter().map(|c| c.to_string()).collect();
-                m.sop_classes.sort();
-                m.sop_classes.dedup();
-                m.modalities = modalities.iter().map(|c| c.to_string()).collect();
-                m.modalities.sort();
-                m.modalities.dedup();
-                m.instances = Some(instances);
-                if level != Level::Series {
-                    m.series_count = Some(series);
-                }
-            }
-        }
-        Ok(())
-    }
 }
-
-/// Per result: SOP classes, instances, modalities, series.
-type Tally<'a> = (Vec<&'a str>, i64, Vec<&'a str>, i64);
-
-/// Keys per `IN (…)` list.
-const IN_LIST: usize = 500;
