@@ -58,7 +58,9 @@ import qido_index
 from benchlib import free_port, median, peak_rss_mb, reset_peak_rss
 
 benchlib.add_e2e_path()
-from dicom_common import encode_multipart  # noqa: E402 - tests/e2e/dicom_common.py
+from dicom_common import dcmtk_path, encode_multipart  # noqa: E402 - tests/e2e/dicom_common.py
+
+STORESCU = dcmtk_path("storescu") or "storescu"  # DCMTK's, not pynetdicom's app
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -439,7 +441,7 @@ def count_instances(server, study_uids):
 
 def cstore(server, directory):
     """storescu of every file in `directory` over one association; (seconds, failures text or None)."""
-    cmd = ["storescu", "-aet", "BENCHSCU", "-aec", server.aet, "127.0.0.1", str(server.dicom_port),
+    cmd = [STORESCU, "-aet", "BENCHSCU", "-aec", server.aet, "127.0.0.1", str(server.dicom_port),
            "+sd", str(directory)]
     env = dict(os.environ, TCP_NODELAY="1")
     t = time.perf_counter()
@@ -731,7 +733,7 @@ def main():
     versions = {}
     for s in systems:
         versions[s.name] = s.version()
-    m = re.search(r"v(\d+\.\d+\.\d+)", subprocess.run(["storescu", "--version"], capture_output=True, text=True).stdout)
+    m = re.search(r"v(\d+\.\d+\.\d+)", subprocess.run([STORESCU, "--version"], capture_output=True, text=True).stdout)
     versions["dcmtk"] = f"DCMTK {m.group(1) if m else '?'} (storescu, Debian)"
     raw = {"values": res.v, "errors": res.err, "qido_counts": res.qido_counts, "qido_db_bytes": res.qido_db_bytes,
            "data": {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}, "args": vars(a),

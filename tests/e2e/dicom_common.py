@@ -11,7 +11,11 @@ keep precedence.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import uuid
+from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
@@ -44,3 +48,12 @@ def encode_multipart(parts: list[bytes], content_type="application/dicom", bound
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f'multipart/related; type="{content_type}"; boundary={boundary}'
+
+
+def dcmtk_path(name: str) -> str | None:
+    """DCMTK's `name` on PATH, skipping this Python's venv: pynetdicom
+    installs Python apps of the same names (storescu, findscu, getscu,
+    movescu, echoscu) into a venv's bin, which an activated venv puts first."""
+    venv_bin = Path(sys.executable).parent.resolve()
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != venv_bin]
+    return shutil.which(name, path=os.pathsep.join(dirs))

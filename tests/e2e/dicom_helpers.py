@@ -37,7 +37,7 @@ import requests
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from dicom_common import encode_multipart
+from dicom_common import dcmtk_path, encode_multipart
 from dicom_part10 import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, dataset_bytes, split_part10
 from helpers import ACCESS_KEY, SECRET_KEY, free_port
 
@@ -60,11 +60,17 @@ def dcmtk_env() -> dict:
     return dict(os.environ, TCP_NODELAY="1")
 
 
+def dcmtk_tool(name: str) -> str:
+    """DCMTK's `name` (not pynetdicom's app of the same name); fails the test if missing."""
+    found = dcmtk_path(name)
+    if found is None:
+        pytest.fail(f"DCMTK tool {name} not found: scripts/test.sh installs Debian's dcmtk", pytrace=False)
+    return found
+
+
 def dcmtk(*args, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
     """Run a DCMTK tool (never raises on exit code; fails the test if missing)."""
-    exe = str(args[0])
-    if shutil.which(exe) is None:
-        pytest.fail(f"DCMTK tool {exe} not found: scripts/test.sh installs Debian's dcmtk", pytrace=False)
+    exe = dcmtk_tool(str(args[0]))
     return subprocess.run(
         [exe, *map(str, args[1:])], env=dcmtk_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
@@ -112,10 +118,8 @@ class StoreSCPProcess:
         self.out, self.ae_title, self.port = Path(out), ae_title, free_port()
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = self.out.parent / f"{self.out.name}-storescp.log"
-        if shutil.which("storescp") is None:
-            pytest.fail("storescp not found: scripts/test.sh installs Debian's dcmtk", pytrace=False)
         self.proc = subprocess.Popen(
-            ["storescp", "-v", "+xa", "-pm", "+B", "-od", str(self.out), "-aet", ae_title, *extra, str(self.port)],
+            [dcmtk_tool("storescp"), "-v", "+xa", "-pm", "+B", "-od", str(self.out), "-aet", ae_title, *extra, str(self.port)],
             env=dcmtk_env(),
             stdout=open(self.log, "wb"),
             stderr=subprocess.STDOUT,
