@@ -4,6 +4,7 @@
 
 mod acl;
 mod conditions;
+mod encoding;
 mod errors;
 mod host;
 mod lifecycle;
@@ -121,6 +122,8 @@ fn decode_token(s: &str) -> s3s::S3Result<String> {
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
+
+use encoding::KeyEncoding;
 
 #[async_trait::async_trait]
 impl s3s::S3 for S3Api {
@@ -283,6 +286,8 @@ impl s3s::S3 for S3Api {
         let page = self
             .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &start, max)
             .await?;
+        let enc = KeyEncoding::of(i.encoding_type.as_ref());
+        let page = page.encoded(enc);
         let mut out = ListObjectsV2Output::default();
         out.key_count = Some((page.contents.len() + page.prefixes.len()) as i32);
         out.is_truncated = Some(page.next.is_some());
@@ -290,11 +295,11 @@ impl s3s::S3 for S3Api {
         out.common_prefixes = Some(common_prefixes(page.prefixes));
         out.contents = Some(page.contents);
         out.name = Some(i.bucket);
-        out.prefix = Some(prefix);
-        out.delimiter = i.delimiter;
+        out.prefix = Some(enc.name(prefix));
+        out.delimiter = enc.opt(i.delimiter);
         out.max_keys = Some(max as i32);
         out.continuation_token = i.continuation_token;
-        out.start_after = i.start_after;
+        out.start_after = enc.opt(i.start_after);
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
     }
@@ -313,6 +318,8 @@ impl s3s::S3 for S3Api {
         let page = self
             .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
             .await?;
+        let enc = KeyEncoding::of(i.encoding_type.as_ref());
+        let page = page.encoded(enc);
         let owner = self.owner();
         let versions = page
             .contents
@@ -334,18 +341,19 @@ impl s3s::S3 for S3Api {
             .collect();
         let mut out = ListObjectVersionsOutput::default();
         out.is_truncated = Some(page.next.is_some());
-        out.next_key_marker = page
-            .next
-            .as_ref()
-            .map(|n| n.trim_end_matches('\u{10FFFF}').to_string());
+        out.next_key_marker = enc.opt(
+            page.next
+                .as_ref()
+                .map(|n| n.trim_end_matches('\u{10FFFF}').to_string()),
+        );
         out.next_version_id_marker = page.next.as_ref().map(|_| "null".to_string());
         out.common_prefixes = Some(common_prefixes(page.prefixes));
         out.versions = Some(versions);
         out.name = Some(i.bucket);
-        out.prefix = Some(prefix);
-        out.delimiter = i.delimiter;
+        out.prefix = Some(enc.name(prefix));
+        out.delimiter = enc.opt(i.delimiter);
         out.max_keys = Some(max as i32);
-        out.key_marker = i.key_marker;
+        out.key_marker = enc.opt(i.key_marker);
         out.version_id_marker = i.version_id_marker;
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
@@ -362,19 +370,22 @@ impl s3s::S3 for S3Api {
         let page = self
             .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
             .await?;
+        let enc = KeyEncoding::of(i.encoding_type.as_ref());
+        let page = page.encoded(enc);
         let mut out = ListObjectsOutput::default();
         out.is_truncated = Some(page.next.is_some());
         // NextMarker is the last key or common prefix of this page.
-        out.next_marker = page
-            .next
-            .as_ref()
-            .map(|n| n.trim_end_matches('\u{10FFFF}').to_string());
+        out.next_marker = enc.opt(
+            page.next
+                .as_ref()
+                .map(|n| n.trim_end_matches('\u{10FFFF}').to_string()),
+        );
         out.common_prefixes = Some(common_prefixes(page.prefixes));
         out.contents = Some(page.contents);
         out.name = Some(i.bucket);
-        out.prefix = Some(prefix);
-        out.marker = i.marker;
-        out.delimiter = i.delimiter;
+        out.prefix = Some(enc.name(prefix));
+        out.marker = enc.opt(i.marker);
+        out.delimiter = enc.opt(i.delimiter);
         out.max_keys = Some(max as i32);
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))

@@ -6,6 +6,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
+use super::encoding::KeyEncoding;
 use super::objects::{body_reader, copy_source, etag, put_options, ts};
 use super::{api_err, key_check, S3Api};
 
@@ -263,6 +264,7 @@ impl S3Api {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let i = req.input;
         let prefix = i.prefix.clone().unwrap_or_default();
+        let enc = KeyEncoding::of(i.encoding_type.as_ref());
         let uploads: Vec<MultipartUpload> = self
             .engine
             .list_uploads(&self.tenant, &i.bucket)
@@ -272,7 +274,7 @@ impl S3Api {
             .filter(|u| u.key.starts_with(&prefix))
             .map(|u| {
                 let mut m = MultipartUpload::default();
-                m.key = Some(u.key);
+                m.key = Some(enc.name(u.key));
                 m.upload_id = Some(u.id);
                 m.initiated = Some(ts(u.created_at_ms));
                 m
@@ -280,7 +282,8 @@ impl S3Api {
             .collect();
         let mut out = ListMultipartUploadsOutput::default();
         out.bucket = Some(i.bucket);
-        out.prefix = i.prefix;
+        out.prefix = enc.opt(i.prefix);
+        out.encoding_type = i.encoding_type;
         out.is_truncated = Some(false);
         out.uploads = Some(uploads);
         Ok(S3Response::new(out))

@@ -14,6 +14,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
 use super::conditions::{copy_source_conditions, read_conditions, write_condition, Unchanged};
+use super::encoding::KeyEncoding;
 use super::lock::lock_out;
 use super::{api_err, key_check, S3Api};
 
@@ -84,6 +85,17 @@ pub(crate) struct Page {
     pub prefixes: Vec<String>,
     /// Where the next page starts (set when truncated).
     pub next: Option<String>,
+}
+
+impl Page {
+    /// The page with its keys and common prefixes as the listing sends them.
+    pub(crate) fn encoded(mut self, enc: KeyEncoding) -> Self {
+        for o in &mut self.contents {
+            o.key = enc.opt(o.key.take());
+        }
+        self.prefixes = self.prefixes.into_iter().map(|p| enc.name(p)).collect();
+        self
+    }
 }
 
 impl S3Api {
