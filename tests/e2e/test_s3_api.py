@@ -580,3 +580,79 @@ def test_aws_cli_sync_of_odd_names_is_idempotent(fulcrum, tmp_path):
     # Listed back exactly, the second sync has nothing to send or delete.
     again = fulcrum.aws("s3", "sync", str(src), "s3://cli-odd-names/", "--delete").stdout
     assert again.strip() == "", again
+
+
+# ------------------------------------------------------------ additional checksums
+
+
+def test_additional_checksums_are_verified_before_anything_is_stored(fulcrum, bucket):
+    import base64
+
+    s3 = fulcrum.client(request_checksum_calculation="when_required")
+    body = b"a discharge summary " * 500
+    wrong = {
+        "ChecksumCRC32": "AAAAAA==",
+        "ChecksumSHA1": base64.b64encode(hashlib.sha1(b"other").digest()).decode(),
+        "ChecksumSHA256": base64.b64encode(hashlib.sha256(b"other").digest()).decode(),
+    }
+    for name, value in wrong.items():
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key=f"bad-{name}", Body=body, **{name: value})
+        assert error_code(e.value) == "BadDigest" and http_status(e.value) == 400, name
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=bucket, Key=f"bad-{name}")
+    # What the SDK computes itself is accepted.
+    sdk = fulcrum.client()
+    for alg in ("CRC32", "SHA1", "SHA256"):
+        sdk.put_object(Bucket=bucket, Key=f"good-{alg}", Body=body, ChecksumAlgorithm=alg)
+        assert sdk.get_object(Bucket=bucket, Key=f"good-{alg}")["Body"].read() == body
+    up = sdk.create_multipart_upload(Bucket=bucket, Key="parts", ChecksumAlgorithm="SHA256")["UploadId"]
+    sdk.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=1, Body=body, ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=2, Body=body, **{"ChecksumSHA256": wrong["ChecksumSHA256"]})
+    assert error_code(e.value) == "BadDigest"
+    assert [p["PartNumber"] for p in sdk.list_parts(Bucket=bucket, Key="parts", UploadId=up)["Parts"]] == [1]
+
+
+def test_a_checksum_in_the_aws_chunked_trailer_is_verified(fulcrum, bucket):
+    """What current SDKs send over HTTPS: an aws-chunked body whose CRC32 comes after it."""
+    import base64
+    import zlib
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from helpers import ACCESS_KEY, REGION, SECRET_KEY
+
+    data = b"trailer-checked report " * 300
+
+    def put(key, crc):
+        body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n" + f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+        url = f"{fulcrum.endpoint}/{bucket}/{key}"
+        req = AWSRequest(
+            method="PUT",
+            url=url,
+            data=body,
+            headers={
+                "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                "Content-Encoding": "aws-chunked",
+                "x-amz-decoded-content-length": str(len(data)),
+                "x-amz-trailer": "x-amz-checksum-crc32",
+            },
+        )
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
+        r = urllib.request.Request(url, data=body, method="PUT", headers=dict(req.headers.items()))
+        try:
+            with urllib.request.urlopen(r) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    good = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    assert put("trailer-good", good)[0] == 200
+    status, text = put("trailer-bad", "AAAAAA==")
+    assert status == 400 and "BadDigest" in text, text
+    s3 = fulcrum.client()
+    assert s3.get_object(Bucket=bucket, Key="trailer-good")["Body"].read() == data
+    assert "trailer-bad" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]

@@ -3,6 +3,7 @@
 //! writes responses and error XML.
 
 mod acl;
+mod checksum;
 mod conditions;
 mod encoding;
 mod errors;

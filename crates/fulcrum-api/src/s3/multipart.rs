@@ -5,6 +5,7 @@ use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
+use super::checksum::{announced, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::objects::{body_reader, copy_source, etag, put_options, ts};
@@ -91,8 +92,12 @@ impl S3Api {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let i = req.input;
+        let mut i = req.input;
         check_part_number(i.part_number)?;
+        let (body, verdict) = Checked::new(
+            body_reader(i.body.take()),
+            announced!(i, req.trailing_headers),
+        );
         let opts = put_options(None, None, i.content_md5, i.content_length)?;
         let e = self
             .engine
@@ -101,11 +106,11 @@ impl S3Api {
                 &i.bucket,
                 &i.upload_id,
                 i.part_number as i64,
-                body_reader(i.body),
+                body,
                 opts,
             )
             .await
-            .map_err(api_err)?;
+            .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = UploadPartOutput::default();
         out.e_tag = Some(etag(&e));
         Ok(S3Response::new(out))

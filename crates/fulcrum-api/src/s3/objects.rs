@@ -13,6 +13,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
+use super::checksum::{announced, Checked};
 use super::conditions::{copy_source_conditions, read_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::lock::lock_out;
@@ -155,8 +156,12 @@ impl S3Api {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let i = req.input;
+        let mut i = req.input;
         key_check(&i.key)?;
+        let (body, verdict) = Checked::new(
+            body_reader(i.body.take()),
+            announced!(i, req.trailing_headers),
+        );
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
         opts.condition = condition;
@@ -170,9 +175,9 @@ impl S3Api {
             .await?;
         let info = self
             .engine
-            .put_object(&self.tenant, &i.bucket, &i.key, body_reader(i.body), opts)
+            .put_object(&self.tenant, &i.bucket, &i.key, body, opts)
             .await
-            .map_err(api_err)?;
+            .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = PutObjectOutput::default();
         out.e_tag = Some(etag(&info.etag));
         Ok(S3Response::new(out))

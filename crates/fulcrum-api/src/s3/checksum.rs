@@ -1,0 +1,241 @@
+//! Additional checksums (`x-amz-checksum-crc32`, `-crc32c`, `-crc64nvme`,
+//! `-sha1`, `-sha256`) on PutObject and UploadPart, in a header or in the
+//! trailer of an `aws-chunked` body (what current AWS SDKs send by
+//! default). The body is hashed as it is read; at its end the sums are
+//! compared, and a mismatch fails the read, so the engine never commits the
+//! object: the client gets 400 `BadDigest` and nothing is stored.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use s3s::checksum::ChecksumHasher;
+use s3s::crypto::Checksum as _;
+use s3s::dto::{Checksum, ChecksumAlgorithm};
+use s3s::{S3Error, S3ErrorCode, TrailingHeaders};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// The checksums a request announces: values from headers, and the
+/// algorithm whose value comes in the trailer.
+#[derive(Default)]
+pub(crate) struct Announced {
+    pub headers: Checksum,
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub trailers: Option<TrailingHeaders>,
+}
+
+/// The checksums announced by an input with S3's `checksum_*` fields
+/// (PutObject, UploadPart), `$trailers` the request's trailing headers.
+macro_rules! announced {
+    ($i:expr, $trailers:expr) => {{
+        let mut headers = s3s::dto::Checksum::default();
+        headers.checksum_crc32 = $i.checksum_crc32.take();
+        headers.checksum_crc32c = $i.checksum_crc32c.take();
+        headers.checksum_sha1 = $i.checksum_sha1.take();
+        headers.checksum_sha256 = $i.checksum_sha256.take();
+        headers.checksum_crc64nvme = $i.checksum_crc64nvme.take();
+        $crate::s3::checksum::Announced {
+            headers,
+            algorithm: $i.checksum_algorithm.take(),
+            trailers: $trailers,
+        }
+    }};
+}
+pub(crate) use announced;
+
+/// Why a body was refused; set by the reader, read by the handler.
+#[derive(Clone, Default)]
+pub(crate) struct Verdict(Arc<Mutex<Option<String>>>);
+
+impl Verdict {
+    /// The error for the client when the checksum did not match.
+    pub(crate) fn error(&self) -> Option<S3Error> {
+        let msg = self.0.lock().ok()?.clone()?;
+        Some(S3Error::with_message(S3ErrorCode::BadDigest, msg))
+    }
+}
+
+const NAMES: [&str; 5] = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"];
+
+fn fields(c: &Checksum) -> [&Option<String>; 5] {
+    [
+        &c.checksum_crc32,
+        &c.checksum_crc32c,
+        &c.checksum_sha1,
+        &c.checksum_sha256,
+        &c.checksum_crc64nvme,
+    ]
+}
+
+/// A body reader that checks the announced checksums at its end.
+pub(crate) struct Checked<R> {
+    inner: R,
+    hasher: Option<ChecksumHasher>,
+    announced: Announced,
+    verdict: Verdict,
+}
+
+impl<R> Checked<R> {
+    /// Wraps `inner`; passes it through untouched when nothing is announced.
+    pub(crate) fn new(inner: R, announced: Announced) -> (Self, Verdict) {
+        let mut h = ChecksumHasher::default();
+        let wanted = |name: &str| {
+            announced
+                .algorithm
+                .as_ref()
+                .is_some_and(|a| a.as_str().eq_ignore_ascii_case(name))
+        };
+        let given = fields(&announced.headers).map(|f| f.is_some());
+        let on = |i: usize| given[i] || wanted(NAMES[i]);
+        use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
+        h.crc32 = on(0).then(Crc32::new);
+        h.crc32c = on(1).then(Crc32c::new);
+        h.sha1 = on(2).then(Sha1::new);
+        h.sha256 = on(3).then(Sha256::new);
+        h.crc64nvme = on(4).then(Crc64Nvme::new);
+        let any = (0..5).any(on);
+        let verdict = Verdict::default();
+        let me = Self {
+            inner,
+            hasher: any.then_some(h),
+            announced,
+            verdict: verdict.clone(),
+        };
+        (me, verdict)
+    }
+
+    /// The value the client sent for algorithm `i`: header, else trailer.
+    fn expected(&self, i: usize) -> Option<String> {
+        if let Some(v) = fields(&self.announced.headers)[i] {
+            return Some(v.clone());
+        }
+        let name = format!("x-amz-checksum-{}", NAMES[i].to_ascii_lowercase());
+        self.announced.trailers.as_ref().and_then(|t| {
+            t.read(|h| {
+                h.get(&name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .flatten()
+        })
+    }
+
+    /// Compares the sums at the end of the body.
+    fn finish(&mut self) -> Result<(), String> {
+        let Some(h) = self.hasher.take() else {
+            return Ok(());
+        };
+        let got = h.finalize();
+        for (i, computed) in fields(&got).into_iter().enumerate() {
+            let Some(computed) = computed else { continue };
+            match self.expected(i) {
+                Some(want) if want.trim() == computed => {}
+                Some(_) => {
+                    return Err(format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        NAMES[i]
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "x-amz-sdk-checksum-algorithm is {} but no x-amz-checksum-{} value came with the body.",
+                        NAMES[i],
+                        NAMES[i].to_ascii_lowercase()
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Checked<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(new);
+                }
+            } else if buf.remaining() > 0 {
+                // End of the body.
+                if let Err(msg) = self.finish() {
+                    if let Ok(mut v) = self.verdict.0.lock() {
+                        *v = Some(msg.clone());
+                    }
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        msg,
+                    )));
+                }
+            }
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn crc32_of(data: &[u8]) -> String {
+        let mut h = ChecksumHasher {
+            crc32: Some(s3s::crypto::Crc32::new()),
+            ..Default::default()
+        };
+        h.update(data);
+        h.finalize().checksum_crc32.unwrap_or_default()
+    }
+
+    async fn read(
+        data: &'static [u8],
+        announced: Announced,
+    ) -> (std::io::Result<Vec<u8>>, Verdict) {
+        let (mut r, verdict) = Checked::new(data, announced);
+        let mut out = Vec::new();
+        let res = r.read_to_end(&mut out).await.map(|_| out);
+        (res, verdict)
+    }
+
+    #[tokio::test]
+    async fn matching_sums_pass_and_others_fail_at_the_end() {
+        let body: &[u8] = b"a county hospital's report";
+        let mut ok = Announced::default();
+        ok.headers.checksum_crc32 = Some(crc32_of(body));
+        let (res, verdict) = read(body, ok).await;
+        assert_eq!(res.expect("read"), body);
+        assert!(verdict.error().is_none());
+
+        let mut bad = Announced::default();
+        bad.headers.checksum_crc32 = Some(crc32_of(b"something else"));
+        let (res, verdict) = read(body, bad).await;
+        assert!(res.is_err());
+        assert_eq!(
+            verdict
+                .error()
+                .map(|e| e.code().as_str().to_string())
+                .as_deref(),
+            Some("BadDigest")
+        );
+
+        // Announced for the trailer, which never came.
+        let missing = Announced {
+            algorithm: Some(ChecksumAlgorithm::from_static(ChecksumAlgorithm::SHA256)),
+            ..Default::default()
+        };
+        let (res, verdict) = read(body, missing).await;
+        assert!(res.is_err() && verdict.error().is_some());
+
+        // Nothing announced: passed through.
+        let (res, verdict) = read(body, Announced::default()).await;
+        assert_eq!(res.expect("read"), body);
+        assert!(verdict.error().is_none());
+    }
+}
