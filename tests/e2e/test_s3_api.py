@@ -656,3 +656,55 @@ def test_a_checksum_in_the_aws_chunked_trailer_is_verified(fulcrum, bucket):
     s3 = fulcrum.client()
     assert s3.get_object(Bucket=bucket, Key="trailer-good")["Body"].read() == data
     assert "trailer-bad" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_standard_object_headers_are_kept_and_returned(s3, bucket):
+    import datetime as dt
+
+    expires = dt.datetime(2027, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    headers = dict(
+        CacheControl="max-age=600",
+        ContentDisposition='attachment; filename="discharge-summary.pdf"',
+        ContentEncoding="gzip",
+        ContentLanguage="zh-CN",
+        Expires=expires,
+    )
+    s3.put_object(Bucket=bucket, Key="h.pdf", Body=b"%PDF", ContentType="application/pdf", Metadata={"ward": "7"}, **headers)
+
+    def check(key, want_meta):
+        for r in (s3.head_object(Bucket=bucket, Key=key), s3.get_object(Bucket=bucket, Key=key)):
+            for name, value in headers.items():
+                assert r.get(name) == value, (key, name, r.get(name))
+            assert r["Metadata"] == want_meta, r["Metadata"]
+            assert r["ContentType"] == "application/pdf"
+
+    check("h.pdf", {"ward": "7"})
+    s3.copy_object(Bucket=bucket, Key="copy.pdf", CopySource={"Bucket": bucket, "Key": "h.pdf"})
+    check("copy.pdf", {"ward": "7"})
+    s3.copy_object(
+        Bucket=bucket,
+        Key="replaced.pdf",
+        CopySource={"Bucket": bucket, "Key": "h.pdf"},
+        MetadataDirective="REPLACE",
+        ContentType="application/pdf",
+        Metadata={"ward": "9"},
+    )
+    r = s3.head_object(Bucket=bucket, Key="replaced.pdf")
+    assert r["Metadata"] == {"ward": "9"} and "ContentDisposition" not in r and "CacheControl" not in r
+    up = s3.create_multipart_upload(
+        Bucket=bucket, Key="mp.pdf", ContentType="application/pdf", Metadata={"ward": "7"}, **headers
+    )["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp.pdf", UploadId=up, PartNumber=1, Body=b"%PDF")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp.pdf", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    )
+    check("mp.pdf", {"ward": "7"})
+    # A presigned link may override what is stored.
+    url = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": "h.pdf", "ResponseContentDisposition": "inline"},
+        ExpiresIn=60,
+    )
+    with urllib.request.urlopen(url) as resp:
+        assert resp.headers["Content-Disposition"] == "inline"
+        assert resp.read() == b"%PDF"

@@ -7,6 +7,7 @@ mod checksum;
 mod conditions;
 mod encoding;
 mod errors;
+mod headers;
 mod host;
 mod lifecycle;
 mod lock;

@@ -8,6 +8,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use super::checksum::{announced, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
+use super::headers::stored_headers;
 use super::objects::{body_reader, copy_source, etag, put_options, ts};
 use super::{api_err, key_check, S3Api};
 
@@ -58,9 +59,10 @@ impl S3Api {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let i = req.input;
+        let mut i = req.input;
         key_check(&i.key)?;
-        let metadata = i.metadata.unwrap_or_default().into_iter().collect();
+        let mut metadata = i.metadata.take().unwrap_or_default().into_iter().collect();
+        stored_headers!(i).store_in(&mut metadata);
         let lock = self
             .lock_headers(
                 &i.bucket,

@@ -16,6 +16,7 @@ use tokio_util::io::StreamReader;
 use super::checksum::{announced, Checked};
 use super::conditions::{copy_source_conditions, read_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
+use super::headers::{set_stored_headers, stored_headers, user_metadata, StoredHeaders};
 use super::lock::lock_out;
 use super::{api_err, key_check, S3Api};
 
@@ -74,10 +75,6 @@ pub(crate) fn put_options(
 fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
     info.archived
         .then(|| StorageClass::from_static(StorageClass::GLACIER_IR))
-}
-
-fn meta_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
-    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// One page of a listing: objects and common prefixes, in key order.
@@ -163,7 +160,9 @@ impl S3Api {
             announced!(i, req.trailing_headers),
         );
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+        let stored = stored_headers!(i);
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
+        stored.store_in(&mut opts.metadata);
         opts.condition = condition;
         opts.lock = self
             .lock_headers(
@@ -237,7 +236,8 @@ impl S3Api {
         out.content_type = info.content_type.clone();
         out.e_tag = Some(etag(&info.etag));
         out.last_modified = Some(ts(info.created_at_ms));
-        out.metadata = meta_out(&info.metadata);
+        out.metadata = user_metadata(&info.metadata);
+        set_stored_headers!(out, StoredHeaders::of(&info.metadata));
         out.accept_ranges = Some("bytes".into());
         let lock = lock_out(&info);
         out.object_lock_mode = lock.mode;
@@ -259,7 +259,8 @@ impl S3Api {
         out.content_type = info.content_type.clone();
         out.e_tag = Some(etag(&info.etag));
         out.last_modified = Some(ts(info.created_at_ms));
-        out.metadata = meta_out(&info.metadata);
+        out.metadata = user_metadata(&info.metadata);
+        set_stored_headers!(out, StoredHeaders::of(&info.metadata));
         out.accept_ranges = Some("bytes".into());
         let lock = lock_out(&info);
         out.object_lock_mode = lock.mode;
@@ -348,10 +349,10 @@ impl S3Api {
             ));
         }
         let new_meta = replace.then(|| {
-            (
-                i.content_type.clone(),
-                i.metadata.clone().unwrap_or_default().into_iter().collect(),
-            )
+            let mut metadata: BTreeMap<String, String> =
+                i.metadata.clone().unwrap_or_default().into_iter().collect();
+            stored_headers!(i).store_in(&mut metadata);
+            (i.content_type.clone(), metadata)
         });
         let source = copy_source_conditions!(i);
         if !source.is_empty() {
