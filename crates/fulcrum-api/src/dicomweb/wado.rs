@@ -60,6 +60,31 @@ fn multipart_response(part_type: &str, parts: BoxStream<'static, io::Result<OutP
     res
 }
 
+/// True when the client takes only single-part answers (`Accept:
+/// application/octet-stream`, no multipart/related): PS3.18 lets bulk data
+/// that is one value be sent so.
+fn single_part(accept: &[MediaType]) -> bool {
+    accept.iter().all(|m| m.essence != "multipart/related")
+        && accept
+            .iter()
+            .any(|m| m.essence == "application/octet-stream")
+}
+
+/// One part as the whole response, or as a multipart/related of one part.
+fn one_part(accept: &[MediaType], part: OutPart) -> Response {
+    if !single_part(accept) {
+        return multipart_response(
+            "application/octet-stream",
+            stream::once(async move { Ok(part) }).boxed(),
+        );
+    }
+    let mut res = axum::body::Body::from_stream(part.body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&part.content_type) {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    res
+}
+
 async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
     let recs = instances_of(&ctx, &scope).await?;
     let accept = accept_of(&headers);
@@ -288,14 +313,24 @@ pub(crate) async fn bulkdata(
     if !is_pixels {
         let value = find_bulk(&l.header, &path)
             .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
-        return octet_parts(&accept, vec![Bytes::from(value)]);
+        if !accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
+            return Err(ApiError::not_acceptable(
+                "bulk data is sent as application/octet-stream",
+            ));
+        }
+        let part = OutPart {
+            content_type: "application/octet-stream".into(),
+            location: None,
+            body: stream::once(async move { Ok(Bytes::from(value)) }).boxed(),
+        };
+        return Ok(one_part(&accept, part));
     }
     let (media, aliases, ts) = l.frame_media();
     if !l.encapsulated() {
         if !accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
             return Err(not_acceptable_pixels(media, &ts));
         }
-        return native_value(ctx, l).await;
+        return native_value(ctx, l, &accept).await;
     }
     if !accepts(&accept, media, aliases, &ts) && !octet_any(&accept, &ts) {
         return Err(not_acceptable_pixels(media, &ts));
@@ -310,7 +345,7 @@ pub(crate) async fn bulkdata(
 }
 
 /// Native Pixel Data as one part: the stored value, little endian.
-async fn native_value(ctx: Ctx, l: Loaded) -> ApiResult<Response> {
+async fn native_value(ctx: Ctx, l: Loaded, accept: &[MediaType]) -> ApiResult<Response> {
     let ct = format!("application/octet-stream; transfer-syntax={EXPLICIT_LE}");
     let body = match (l.rec.pixel_offset, l.rec.pixel_len) {
         (Some(off), Some(len)) => {
@@ -349,10 +384,7 @@ async fn native_value(ctx: Ctx, l: Loaded) -> ApiResult<Response> {
         location: None,
         body,
     };
-    Ok(multipart_response(
-        "application/octet-stream",
-        stream::once(async move { Ok(part) }).boxed(),
-    ))
+    Ok(one_part(accept, part))
 }
 
 /// `application/octet-stream; transfer-syntax=*` (or the stored syntax)
@@ -369,23 +401,6 @@ pub(crate) fn not_acceptable_pixels(media: &str, ts: &str) -> ApiError {
         "the pixel data is stored as {media} (transfer syntax {ts}) and this archive does not \
          transcode: accept multipart/related; type=\"{media}\" or type=\"*/*\""
     ))
-}
-
-fn octet_parts(accept: &[MediaType], values: Vec<Bytes>) -> ApiResult<Response> {
-    if !accepts(accept, "application/octet-stream", &[], EXPLICIT_LE) {
-        return Err(ApiError::not_acceptable(
-            "bulk data is sent as application/octet-stream",
-        ));
-    }
-    let parts = stream::iter(values.into_iter().map(|v| {
-        Ok(OutPart {
-            content_type: "application/octet-stream".into(),
-            location: None,
-            body: stream::once(async move { Ok(v) }).boxed(),
-        })
-    }))
-    .boxed();
-    Ok(multipart_response("application/octet-stream", parts))
 }
 
 /// Frames as parts, read one at a time as the client takes them.

@@ -127,6 +127,18 @@ async fn metadata_points_at_bulk_data() {
     let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/00091010"), None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(parts(&ct, &body)[0].1, vec![7u8; 3000]);
+    // A client that takes only a single part gets the bare value.
+    let single = Some("application/octet-stream");
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/7FE00010"), single)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("application/octet-stream"), "{ct}");
+    assert_eq!(body.to_vec(), frame_pixels(&s, 0));
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/00091010"), single)).await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (StatusCode::OK, "application/octet-stream")
+    );
+    assert_eq!(body.to_vec(), vec![7u8; 3000]);
     let (status, _, _) = call(&e.app, get(&format!("{inst}/bulkdata/00091011"), None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
