@@ -134,6 +134,9 @@ const COMMIT_BATCH: usize = 64;
 /// their own, so the CPU work of several parts (hashing, compression)
 /// overlaps while the next part is read; bigger parts stream.
 const PARALLEL_PART_MAX: usize = 8 * 1024 * 1024;
+/// Room past the expected size, so the end of a part is found without
+/// growing the buffer (reading to the end needs a little spare capacity).
+const PART_SLACK: usize = 64 * 1024;
 
 /// Parts being stored at once by their own tasks.
 const MAX_RUNNING: usize = 16;
@@ -178,17 +181,22 @@ async fn limit_running(results: &mut [PartResult], max: usize) {
 }
 
 /// Reads one part and stores it: in a task of its own when it is small.
+/// `size_hint` is the size of the part before (the parts of one request,
+/// slices of a series, tend to be alike): the buffer starts there, so
+/// reading a part does not copy it again at each doubling of the buffer.
 async fn stage_part(
     ctx: &Ctx,
     results: &mut Vec<PartResult>,
     mut body: impl AsyncRead + Unpin + Send,
     study: &Option<String>,
+    size_hint: &mut usize,
 ) {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity((*size_hint + PART_SLACK).min(PARALLEL_PART_MAX + PART_SLACK));
     let read = (&mut body)
         .take(PARALLEL_PART_MAX as u64 + 1)
         .read_to_end(&mut buf)
         .await;
+    *size_hint = buf.len();
     match read {
         Err(e) => {
             warn!(error = %e, "STOW-RS: reading a part failed");
@@ -200,6 +208,9 @@ async fn stage_part(
             });
         }
         Ok(_) if buf.len() <= PARALLEL_PART_MAX => {
+            if buf.capacity() > 2 * buf.len() + PART_SLACK {
+                buf.shrink_to_fit(); // a small part after a large one
+            }
             limit_running(results, MAX_RUNNING).await;
             let (ctx, study) = (ctx.clone(), study.clone());
             results.push(PartResult::Running(tokio::spawn(async move {
@@ -304,6 +315,7 @@ async fn run(
             })?;
             let mut reader = MultipartReader::new(stream, boundary);
             let mut committed_any = false;
+            let mut size_hint = 0;
             loop {
                 let part = match reader.next_part().await {
                     Ok(Some(p)) => p,
@@ -330,7 +342,7 @@ async fn run(
                     });
                     continue;
                 }
-                stage_part(&ctx, &mut results, reader.body(), &study).await;
+                stage_part(&ctx, &mut results, reader.body(), &study, &mut size_hint).await;
                 if staged(&results) >= COMMIT_BATCH {
                     commit_staged(&mut results).await;
                     committed_any = true;
