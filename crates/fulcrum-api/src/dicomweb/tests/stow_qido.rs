@@ -87,6 +87,9 @@ async fn stow_stores_and_qido_finds_by_patient_id() {
         "/studies?limit=x",
         "/studies?Modality=CT",
         "/series?includefield=Nope",
+        "/studies?StudyDate=bad",
+        "/studies?StudyDate=2020-01-01",
+        "/studies?StudyDate=20200101-2021",
     ] {
         let (status, ct, body) = call(&e.app, get(uri, None)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
