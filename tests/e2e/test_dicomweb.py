@@ -477,3 +477,46 @@ def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dico
     for srv in (sqlite, pg):
         dw = DicomWeb(srv)
         assert len(dw.qido_all("/instances", page=9)) == len(files)
+
+
+# ---------------------------------------------------------------- character sets
+
+
+def _named(charset, name: str, pid: str, description: str) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.PatientName, ds.PatientID, ds.StudyDescription = name, pid, description
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.7", "OT"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "charset, name, description",
+    [
+        ("GB18030", "张^三", "胸部CT 平扫"),
+        ("ISO_IR 192", "李^四", "胸部CT 平扫"),
+        (["", "ISO 2022 IR 58"], "王^五", "胸部CT 平扫"),  # code extension: dicom-rs alone read it as Latin-1
+        ("ISO_IR 100", "Müller^Jörg", "Thorax-CT nativ"),
+    ],
+)
+def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, name, description):
+    dw = DicomWeb(pacs)
+    pid = "CS-" + "".join(c for c in str(charset) if c.isalnum())
+    res = dw.stow([_named(charset, name, pid, description)])
+    assert res.status == 200, res.text
+    for params in ({"PatientID": pid}, {"PatientName": name.split("^")[0] + "*"}):
+        found = dw.qido("/studies", dict(params, includefield="StudyDescription"))
+        assert [jval(s, "PatientName") for s in found] == [name], (params, found)
+        assert jval(found[0], "StudyDescription") == description
+    study = jval(found[0], "StudyInstanceUID")
+    meta = dw.qido(f"/studies/{study}/metadata")
+    assert jval(meta[0], "PatientName") == name

@@ -4,6 +4,7 @@
 //! HTTP layer lives in fulcrum-api and calls [`Archive`].
 
 mod archive;
+pub mod charset;
 pub mod dimse;
 mod error;
 pub mod index;
@@ -18,4 +19,6 @@ pub use fulcrum_catalog::dicom::{
     Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
     SeriesRecord, StudyRecord, MAX_RESULTS,
 };
-pub use store::{inspect_file, Inspected, Outcome, PendingInstance, StoreContext, StoredInstance};
+pub use store::{
+    inspect_file, parse_dataset, Inspected, Outcome, PendingInstance, StoreContext, StoredInstance,
+};

@@ -52,14 +52,17 @@ pub struct StoreContext {
     pub study_uid: Option<String>,
 }
 
-/// Parses a bare dataset in a transfer syntax (deflated ones are inflated).
-pub(crate) fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject> {
+/// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
+/// its text decoded in its character set (see [`crate::charset`]).
+pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts)
-        .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))
+    let mut obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))?;
+    crate::charset::repair(&mut obj);
+    Ok(obj)
 }
 
 /// Reads into `buf` until it holds at least `want` bytes or the source ends;

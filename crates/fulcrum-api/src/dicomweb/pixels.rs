@@ -9,7 +9,6 @@ use dicom_core::value::Value as DicomValue;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use fulcrum_dicom::scan::Framing;
 use fulcrum_dicom::InstanceRecord;
 
@@ -28,11 +27,7 @@ pub(crate) struct Loaded {
 }
 
 fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
-    let ts = TransferSyntaxRegistry
-        .get(ts_uid)
-        .or_else(|| TransferSyntaxRegistry.get(EXPLICIT_LE))
-        .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
+    fulcrum_dicom::parse_dataset(bytes, ts_uid).map_err(|e| e.to_string())
 }
 
 /// Reads and parses the header, with the pixel element's header in the

@@ -75,12 +75,14 @@ pub(crate) fn parse_identifier(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomO
                 format!("malformed identifier: {e}"),
             )
         })?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
+    let mut obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
         refuse(
             status::UNABLE_TO_PROCESS,
             format!("malformed identifier: {e}"),
         )
-    })
+    })?;
+    crate::charset::repair(&mut obj);
+    Ok(obj)
 }
 
 /// Turns an identifier into a query plan.
