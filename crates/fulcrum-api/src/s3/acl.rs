@@ -10,8 +10,24 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::errors::api_err;
 use super::S3Api;
+
+/// [`S3Api::check_owner_only`] of a Put*Acl input.
+macro_rules! check_owner_only {
+    ($api:expr, $i:expr) => {
+        $api.check_owner_only(
+            $i.acl.as_ref().map(|a| a.as_str()),
+            $i.access_control_policy.as_ref(),
+            [
+                &$i.grant_full_control,
+                &$i.grant_read,
+                &$i.grant_read_acp,
+                &$i.grant_write,
+                &$i.grant_write_acp,
+            ],
+        )
+    };
+}
 
 impl S3Api {
     pub(crate) fn owner(&self) -> Owner {
@@ -67,10 +83,7 @@ impl S3Api {
         &self,
         req: S3Request<GetBucketAclInput>,
     ) -> S3Result<S3Response<GetBucketAclOutput>> {
-        self.engine
-            .bucket(&self.tenant, &req.input.bucket)
-            .await
-            .map_err(api_err)?;
+        self.bucket_exists(&req.input.bucket).await?;
         let (grants, owner) = self.owner_only();
         let mut out = GetBucketAclOutput::default();
         out.grants = grants;
@@ -95,21 +108,8 @@ impl S3Api {
         req: S3Request<PutBucketAclInput>,
     ) -> S3Result<S3Response<PutBucketAclOutput>> {
         let i = &req.input;
-        self.engine
-            .bucket(&self.tenant, &i.bucket)
-            .await
-            .map_err(api_err)?;
-        self.check_owner_only(
-            i.acl.as_ref().map(|a| a.as_str()),
-            i.access_control_policy.as_ref(),
-            [
-                &i.grant_full_control,
-                &i.grant_read,
-                &i.grant_read_acp,
-                &i.grant_write,
-                &i.grant_write_acp,
-            ],
-        )?;
+        self.bucket_exists(&i.bucket).await?;
+        check_owner_only!(self, i)?;
         Ok(S3Response::new(PutBucketAclOutput::default()))
     }
 
@@ -119,53 +119,21 @@ impl S3Api {
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         let i = &req.input;
         self.head(&i.bucket, &i.key).await?;
-        self.check_owner_only(
-            i.acl.as_ref().map(|a| a.as_str()),
-            i.access_control_policy.as_ref(),
-            [
-                &i.grant_full_control,
-                &i.grant_read,
-                &i.grant_read_acp,
-                &i.grant_write,
-                &i.grant_write_acp,
-            ],
-        )?;
+        check_owner_only!(self, i)?;
         Ok(S3Response::new(PutObjectAclOutput::default()))
     }
 
     /// Answers that the bucket has no such configuration (after checking it exists).
-    async fn none_configured(&self, bucket: &str, code: S3ErrorCode, what: &str) -> S3Error {
-        match self.engine.bucket(&self.tenant, bucket).await {
-            Err(e) => api_err(e),
-            Ok(_) => S3Error::with_message(code, format!("The bucket has no {what}.")),
-        }
-    }
-
-    pub(crate) async fn do_get_bucket_policy(
+    pub(crate) async fn none_configured<T>(
         &self,
-        req: S3Request<GetBucketPolicyInput>,
-    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
-        let c = S3ErrorCode::NoSuchBucketPolicy;
-        Err(self
-            .none_configured(&req.input.bucket, c, "bucket policy")
-            .await)
-    }
-
-    pub(crate) async fn do_get_bucket_cors(
-        &self,
-        req: S3Request<GetBucketCorsInput>,
-    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-        let c = S3ErrorCode::NoSuchCORSConfiguration;
-        Err(self
-            .none_configured(&req.input.bucket, c, "CORS configuration")
-            .await)
-    }
-
-    pub(crate) async fn do_get_bucket_tagging(
-        &self,
-        req: S3Request<GetBucketTaggingInput>,
-    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        let c = S3ErrorCode::NoSuchTagSet;
-        Err(self.none_configured(&req.input.bucket, c, "tag set").await)
+        bucket: &str,
+        code: S3ErrorCode,
+        what: &str,
+    ) -> S3Result<T> {
+        self.bucket_exists(bucket).await?;
+        Err(S3Error::with_message(
+            code,
+            format!("The bucket has no {what}."),
+        ))
     }
 }

@@ -58,6 +58,15 @@ impl S3Api {
         b.set_host(domains);
         b.build()
     }
+
+    /// Fails with NoSuchBucket unless the tenant has bucket `name`.
+    pub(crate) async fn bucket_exists(&self, name: &str) -> s3s::S3Result<()> {
+        self.engine
+            .bucket(&self.tenant, name)
+            .await
+            .map(|_| ())
+            .map_err(api_err)
+    }
 }
 
 /// The root credentials; an unknown access key is `InvalidAccessKeyId`,
@@ -168,10 +177,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.engine
-            .bucket(&self.tenant, &req.input.bucket)
-            .await
-            .map_err(api_err)?;
+        self.bucket_exists(&req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -179,10 +185,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.engine
-            .bucket(&self.tenant, &req.input.bucket)
-            .await
-            .map_err(api_err)?;
+        self.bucket_exists(&req.input.bucket).await?;
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
@@ -192,10 +195,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        self.engine
-            .bucket(&self.tenant, &req.input.bucket)
-            .await
-            .map_err(api_err)?;
+        self.bucket_exists(&req.input.bucket).await?;
         Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
 
@@ -217,21 +217,27 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<GetBucketPolicyInput>,
     ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
-        self.do_get_bucket_policy(req).await
+        let code = s3s::S3ErrorCode::NoSuchBucketPolicy;
+        self.none_configured(&req.input.bucket, code, "bucket policy")
+            .await
     }
 
     async fn get_bucket_cors(
         &self,
         req: S3Request<GetBucketCorsInput>,
     ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-        self.do_get_bucket_cors(req).await
+        let code = s3s::S3ErrorCode::NoSuchCORSConfiguration;
+        self.none_configured(&req.input.bucket, code, "CORS configuration")
+            .await
     }
 
     async fn get_bucket_tagging(
         &self,
         req: S3Request<GetBucketTaggingInput>,
     ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        self.do_get_bucket_tagging(req).await
+        let code = s3s::S3ErrorCode::NoSuchTagSet;
+        self.none_configured(&req.input.bucket, code, "tag set")
+            .await
     }
 
     async fn get_object_acl(

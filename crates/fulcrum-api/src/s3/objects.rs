@@ -292,10 +292,7 @@ impl S3Api {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let i = req.input;
-        self.engine
-            .bucket(&self.tenant, &i.bucket)
-            .await
-            .map_err(api_err)?;
+        self.bucket_exists(&i.bucket).await?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         let bypass = i.bypass_governance_retention.unwrap_or(false);
