@@ -134,8 +134,6 @@ fn decode_token(s: &str) -> s3s::S3Result<String> {
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
-use encoding::KeyEncoding;
-
 #[async_trait::async_trait]
 impl s3s::S3 for S3Api {
     async fn create_bucket(
@@ -285,29 +283,31 @@ impl s3s::S3 for S3Api {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let prefix = i.prefix.clone().unwrap_or_default();
         let start = match &i.continuation_token {
             Some(t) => decode_token(t)?,
             None => i.start_after.clone().unwrap_or_default(),
         };
-        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let page = self
-            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &start, max)
+        let l = self
+            .listing(
+                &i.bucket,
+                (i.prefix, i.delimiter),
+                &start,
+                i.max_keys,
+                i.encoding_type.as_ref(),
+            )
             .await?;
-        let enc = KeyEncoding::of(i.encoding_type.as_ref());
-        let page = page.encoded(enc);
         let mut out = ListObjectsV2Output::default();
-        out.key_count = Some((page.contents.len() + page.prefixes.len()) as i32);
-        out.is_truncated = Some(page.next.is_some());
-        out.next_continuation_token = page.next.as_deref().map(encode_token);
-        out.common_prefixes = Some(common_prefixes(page.prefixes));
-        out.contents = Some(page.contents);
+        out.key_count = Some((l.page.contents.len() + l.page.prefixes.len()) as i32);
+        out.is_truncated = Some(l.page.next.is_some());
+        out.next_continuation_token = l.page.next.as_deref().map(encode_token);
+        out.common_prefixes = Some(common_prefixes(l.page.prefixes));
+        out.contents = Some(l.page.contents);
         out.name = Some(i.bucket);
-        out.prefix = Some(enc.name(prefix));
-        out.delimiter = enc.opt(i.delimiter);
-        out.max_keys = Some(max as i32);
+        out.prefix = Some(l.prefix);
+        out.delimiter = l.delimiter;
+        out.max_keys = Some(l.max_keys);
         out.continuation_token = i.continuation_token;
-        out.start_after = enc.opt(i.start_after);
+        out.start_after = l.enc.opt(i.start_after);
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
     }
@@ -320,16 +320,19 @@ impl s3s::S3 for S3Api {
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let i = req.input;
-        let prefix = i.prefix.clone().unwrap_or_default();
         let marker = i.key_marker.clone().unwrap_or_default();
-        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let page = self
-            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
+        let l = self
+            .listing(
+                &i.bucket,
+                (i.prefix, i.delimiter),
+                &marker,
+                i.max_keys,
+                i.encoding_type.as_ref(),
+            )
             .await?;
-        let enc = KeyEncoding::of(i.encoding_type.as_ref());
-        let page = page.encoded(enc);
         let owner = self.owner();
-        let versions = page
+        let versions = l
+            .page
             .contents
             .into_iter()
             .map(|o| {
@@ -348,20 +351,16 @@ impl s3s::S3 for S3Api {
             })
             .collect();
         let mut out = ListObjectVersionsOutput::default();
-        out.is_truncated = Some(page.next.is_some());
-        out.next_key_marker = enc.opt(
-            page.next
-                .as_ref()
-                .map(|n| n.trim_end_matches('\u{10FFFF}').to_string()),
-        );
-        out.next_version_id_marker = page.next.as_ref().map(|_| "null".to_string());
-        out.common_prefixes = Some(common_prefixes(page.prefixes));
+        out.is_truncated = Some(l.page.next.is_some());
+        out.next_version_id_marker = l.next_marker.as_ref().map(|_| "null".to_string());
+        out.next_key_marker = l.next_marker;
+        out.common_prefixes = Some(common_prefixes(l.page.prefixes));
         out.versions = Some(versions);
         out.name = Some(i.bucket);
-        out.prefix = Some(enc.name(prefix));
-        out.delimiter = enc.opt(i.delimiter);
-        out.max_keys = Some(max as i32);
-        out.key_marker = enc.opt(i.key_marker);
+        out.prefix = Some(l.prefix);
+        out.delimiter = l.delimiter;
+        out.max_keys = Some(l.max_keys);
+        out.key_marker = l.enc.opt(i.key_marker);
         out.version_id_marker = i.version_id_marker;
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
@@ -372,29 +371,26 @@ impl s3s::S3 for S3Api {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let prefix = i.prefix.clone().unwrap_or_default();
         let marker = i.marker.clone().unwrap_or_default();
-        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let page = self
-            .list_page(&i.bucket, &prefix, i.delimiter.as_deref(), &marker, max)
+        let l = self
+            .listing(
+                &i.bucket,
+                (i.prefix, i.delimiter),
+                &marker,
+                i.max_keys,
+                i.encoding_type.as_ref(),
+            )
             .await?;
-        let enc = KeyEncoding::of(i.encoding_type.as_ref());
-        let page = page.encoded(enc);
         let mut out = ListObjectsOutput::default();
-        out.is_truncated = Some(page.next.is_some());
-        // NextMarker is the last key or common prefix of this page.
-        out.next_marker = enc.opt(
-            page.next
-                .as_ref()
-                .map(|n| n.trim_end_matches('\u{10FFFF}').to_string()),
-        );
-        out.common_prefixes = Some(common_prefixes(page.prefixes));
-        out.contents = Some(page.contents);
+        out.is_truncated = Some(l.page.next.is_some());
+        out.next_marker = l.next_marker;
+        out.common_prefixes = Some(common_prefixes(l.page.prefixes));
+        out.contents = Some(l.page.contents);
         out.name = Some(i.bucket);
-        out.prefix = Some(enc.name(prefix));
-        out.marker = enc.opt(i.marker);
-        out.delimiter = enc.opt(i.delimiter);
-        out.max_keys = Some(max as i32);
+        out.prefix = Some(l.prefix);
+        out.marker = l.enc.opt(i.marker);
+        out.delimiter = l.delimiter;
+        out.max_keys = Some(l.max_keys);
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
     }

@@ -87,7 +87,7 @@ pub(crate) struct Page {
 
 impl Page {
     /// The page with its keys and common prefixes as the listing sends them.
-    pub(crate) fn encoded(mut self, enc: KeyEncoding) -> Self {
+    fn encoded(mut self, enc: KeyEncoding) -> Self {
         for o in &mut self.contents {
             o.key = enc.opt(o.key.take());
         }
@@ -96,8 +96,59 @@ impl Page {
     }
 }
 
+/// A page of a listing request (ListObjects v1/v2, ListObjectVersions) and
+/// the request's values as the response echoes them, names encoded as the
+/// client's `encoding-type` asks.
+pub(crate) struct Listed {
+    pub page: Page,
+    pub max_keys: i32,
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// NextMarker / NextKeyMarker: the last key or common prefix of a
+    /// truncated page.
+    pub next_marker: Option<String>,
+    pub enc: KeyEncoding,
+}
+
 impl S3Api {
-    pub(crate) async fn list_page(
+    /// Lists a page for a request: at most `max_keys` (default and cap
+    /// 1000) keys and common prefixes after `start`.
+    pub(crate) async fn listing(
+        &self,
+        bucket: &str,
+        (prefix, delimiter): (Option<String>, Option<String>),
+        start: &str,
+        max_keys: Option<i32>,
+        encoding: Option<&EncodingType>,
+    ) -> S3Result<Listed> {
+        let prefix = prefix.unwrap_or_default();
+        let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
+        let enc = KeyEncoding::of(encoding);
+        let page = self
+            .list_page(
+                bucket,
+                &prefix,
+                delimiter.as_deref(),
+                start,
+                max_keys as usize,
+            )
+            .await?
+            .encoded(enc);
+        let next_marker = page
+            .next
+            .as_ref()
+            .map(|n| enc.name(n.trim_end_matches('\u{10FFFF}').to_string()));
+        Ok(Listed {
+            page,
+            max_keys,
+            prefix: enc.name(prefix),
+            delimiter: enc.opt(delimiter),
+            next_marker,
+            enc,
+        })
+    }
+
+    async fn list_page(
         &self,
         bucket: &str,
         prefix: &str,
