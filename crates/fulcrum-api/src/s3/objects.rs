@@ -77,6 +77,25 @@ fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
         .then(|| StorageClass::from_static(StorageClass::GLACIER_IR))
 }
 
+/// The fields GET and HEAD both answer about an object: type, ETag, date,
+/// user metadata and stored headers, retention, storage class.
+macro_rules! describe_object {
+    ($out:expr, $info:expr) => {{
+        let info: &ObjectInfo = &$info;
+        $out.content_type = info.content_type.clone();
+        $out.e_tag = Some(etag(&info.etag));
+        $out.last_modified = Some(ts(info.created_at_ms));
+        $out.metadata = user_metadata(&info.metadata);
+        set_stored_headers!($out, StoredHeaders::of(&info.metadata));
+        $out.accept_ranges = Some("bytes".into());
+        let lock = lock_out(info);
+        $out.object_lock_mode = lock.mode;
+        $out.object_lock_retain_until_date = lock.until;
+        $out.object_lock_legal_hold_status = lock.hold;
+        $out.storage_class = storage_class(info);
+    }};
+}
+
 /// One page of a listing: objects and common prefixes, in key order.
 pub(crate) struct Page {
     pub contents: Vec<Object>,
@@ -284,17 +303,7 @@ impl S3Api {
         out.body = Some(StreamingBlob::wrap(ChannelBody::spawn(body)));
         out.content_length = Some((end - start) as i64);
         out.content_range = content_range;
-        out.content_type = info.content_type.clone();
-        out.e_tag = Some(etag(&info.etag));
-        out.last_modified = Some(ts(info.created_at_ms));
-        out.metadata = user_metadata(&info.metadata);
-        set_stored_headers!(out, StoredHeaders::of(&info.metadata));
-        out.accept_ranges = Some("bytes".into());
-        let lock = lock_out(&info);
-        out.object_lock_mode = lock.mode;
-        out.object_lock_retain_until_date = lock.until;
-        out.object_lock_legal_hold_status = lock.hold;
-        out.storage_class = storage_class(&info);
+        describe_object!(out, info);
         Ok(S3Response::new(out))
     }
 
@@ -307,17 +316,7 @@ impl S3Api {
         read_conditions!(i).check(&info, Unchanged::NotModified)?;
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
-        out.content_type = info.content_type.clone();
-        out.e_tag = Some(etag(&info.etag));
-        out.last_modified = Some(ts(info.created_at_ms));
-        out.metadata = user_metadata(&info.metadata);
-        set_stored_headers!(out, StoredHeaders::of(&info.metadata));
-        out.accept_ranges = Some("bytes".into());
-        let lock = lock_out(&info);
-        out.object_lock_mode = lock.mode;
-        out.object_lock_retain_until_date = lock.until;
-        out.object_lock_legal_hold_status = lock.hold;
-        out.storage_class = storage_class(&info);
+        describe_object!(out, info);
         Ok(S3Response::new(out))
     }
 
