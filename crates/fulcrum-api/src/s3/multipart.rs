@@ -1,6 +1,7 @@
 //! S3 multipart uploads: create, upload part, list parts, complete (parts
 //! joined by reference in one transaction), abort, list uploads.
 
+use fulcrum_engine::{EngineError, PutOptions};
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -55,6 +56,20 @@ fn source_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
 }
 
 impl S3Api {
+    /// Stores `body` as part `n` of an upload; returns its ETag.
+    async fn store_part<R: tokio::io::AsyncRead + Unpin + Send>(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        n: i32,
+        body: R,
+        opts: PutOptions,
+    ) -> Result<String, EngineError> {
+        self.engine
+            .upload_part(&self.tenant, bucket, upload_id, n as i64, body, opts)
+            .await
+    }
+
     pub(crate) async fn do_create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
@@ -102,15 +117,7 @@ impl S3Api {
         );
         let opts = put_options(None, None, i.content_md5, i.content_length)?;
         let e = self
-            .engine
-            .upload_part(
-                &self.tenant,
-                &i.bucket,
-                &i.upload_id,
-                i.part_number as i64,
-                body,
-                opts,
-            )
+            .store_part(&i.bucket, &i.upload_id, i.part_number, body, opts)
             .await
             .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = UploadPartOutput::default();
@@ -146,18 +153,13 @@ impl S3Api {
             .await
             .map_err(api_err)?
             .map_err(std::io::Error::other);
-        let mut opts = put_options(None, None, None, None)?;
-        opts.expected_len = Some(end - start);
+        let opts = PutOptions {
+            expected_len: Some(end - start),
+            ..Default::default()
+        };
+        let body = tokio_util::io::StreamReader::new(stream);
         let e = self
-            .engine
-            .upload_part(
-                &self.tenant,
-                &i.bucket,
-                &i.upload_id,
-                i.part_number as i64,
-                tokio_util::io::StreamReader::new(stream),
-                opts,
-            )
+            .store_part(&i.bucket, &i.upload_id, i.part_number, body, opts)
             .await
             .map_err(api_err)?;
         let mut result = CopyPartResult::default();
