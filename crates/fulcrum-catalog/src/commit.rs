@@ -294,20 +294,18 @@ async fn write_objects(
     now: i64,
     fresh: &std::collections::HashSet<ChunkId>,
 ) -> CatalogResult<()> {
-    let mut last = std::collections::HashMap::new();
-    let mut writes_per_key = std::collections::HashMap::<_, usize>::new();
+    // Per key: the index of its last write in the batch, and how many.
+    let mut by_key = std::collections::HashMap::<_, (usize, usize)>::new();
     for (i, o) in objects.iter().enumerate() {
-        last.insert((o.bucket_id, o.key.as_str()), i);
-        *writes_per_key
-            .entry((o.bucket_id, o.key.as_str()))
-            .or_default() += 1;
+        let e = by_key.entry((o.bucket_id, o.key.as_str())).or_default();
+        *e = (i, e.1 + 1);
     }
     // A conditional write must see the writes before it and be seen by
     // those after it; sharing its key within a batch, it fails the batch
     // and the committer commits the batch's writes one by one.
     if let Some(o) = objects
         .iter()
-        .find(|o| o.condition.is_some() && writes_per_key[&(o.bucket_id, o.key.as_str())] > 1)
+        .find(|o| o.condition.is_some() && by_key[&(o.bucket_id, o.key.as_str())].1 > 1)
     {
         return Err(CatalogError::ConditionFailed {
             key: o.key.clone(),
@@ -318,7 +316,7 @@ async fn write_objects(
     let objects: Vec<&ObjectWrite> = objects
         .iter()
         .enumerate()
-        .filter(|(i, o)| last.get(&(o.bucket_id, o.key.as_str())) == Some(i))
+        .filter(|(i, o)| by_key[&(o.bucket_id, o.key.as_str())].0 == *i)
         .map(|(_, o)| *o)
         .collect();
     let referenced: Vec<ChunkId> = objects

@@ -12,7 +12,6 @@ use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{s3_error, S3Result};
 
 /// The read preconditions of a request.
-#[derive(Default)]
 pub(crate) struct ReadConditions<'a> {
     pub if_match: Option<&'a ETagCondition>,
     pub if_none_match: Option<&'a ETagCondition>,
