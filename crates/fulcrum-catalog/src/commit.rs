@@ -7,7 +7,7 @@ use fulcrum_types::ChunkId;
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments, Row, Transaction};
 
-use crate::db::{now_ms, Catalog};
+use crate::db::{now_ms, Catalog, DbKind};
 use crate::error::{db, CatalogError, CatalogResult};
 
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ const SQLITE_MAX_PARAMS: usize = 240;
 
 /// Rows of `cols` values per multi-row statement on this connection.
 fn rows_per_statement(tx: &Transaction<'static, Any>, cols: usize, max_rows: usize) -> usize {
-    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+    if DbKind::of(tx) == DbKind::Sqlite {
         (SQLITE_MAX_PARAMS / cols.max(1)).clamp(1, max_rows)
     } else {
         max_rows
@@ -259,10 +259,9 @@ async fn check_chunks_present(
     unique.dedup();
     let per = rows_per_statement(tx, 1, ROWS_PER_INSERT);
     for block in unique.chunks(per) {
-        let placeholders: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT COUNT(*) FROM chunks WHERE id IN ({})",
-            placeholders.join(",")
+            crate::placeholders(1, block.len())
         );
         let mut args = AnyArguments::default();
         for id in block {

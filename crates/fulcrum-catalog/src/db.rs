@@ -26,6 +26,27 @@ pub enum DbKind {
     Postgres,
 }
 
+impl DbKind {
+    /// The database a transaction runs on.
+    pub(crate) fn of(tx: &sqlx::Transaction<'static, sqlx::Any>) -> Self {
+        if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        }
+    }
+
+    /// The values of `col` over a group joined by commas (`distinct`:
+    /// each value once), in this database's dialect.
+    pub(crate) fn comma_list(self, col: &str, distinct: bool) -> String {
+        let d = if distinct { "DISTINCT " } else { "" };
+        match self {
+            DbKind::Sqlite => format!("group_concat({d}{col})"),
+            DbKind::Postgres => format!("string_agg({d}{col}, ',')"),
+        }
+    }
+}
+
 /// A handle on the catalog database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Catalog {

@@ -57,11 +57,10 @@ impl Catalog {
     pub async fn find_chunks(&self, ids: &[ChunkId]) -> CatalogResult<HashMap<ChunkId, ChunkLoc>> {
         let mut out = HashMap::new();
         for block in ids.chunks(500) {
-            let ph: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT {CHUNK_COLS} FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id \
                  WHERE c.condemned_at IS NULL AND c.id IN ({})",
-                ph.join(",")
+                crate::placeholders(1, block.len())
             );
             let mut args = AnyArguments::default();
             for id in block {

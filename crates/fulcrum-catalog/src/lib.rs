@@ -34,6 +34,14 @@ pub use uploads::{PartRow, UploadRow};
 
 /// Marks SQL built at run time as safe: every dynamic statement here is
 /// assembled from constants and numbered placeholders, never from input.
+/// `$from,$from+1,…` : `n` numbered parameters for an `IN (…)` list.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub(crate) fn dynamic(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }

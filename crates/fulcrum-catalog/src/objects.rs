@@ -144,13 +144,12 @@ impl Catalog {
     ) -> CatalogResult<Vec<(String, i64, i64, Vec<ChunkLoc>)>> {
         let mut out: Vec<(String, i64, i64, Vec<ChunkLoc>)> = Vec::new();
         for block in keys.chunks(200) {
-            let list: Vec<String> = (2..block.len() + 2).map(|n| format!("${n}")).collect();
             let mut q = sqlx::query(crate::dynamic(format!(
                 "SELECT {CHUNK_COLS}, o.id, o.key, o.size FROM objects o \
                  JOIN object_chunks oc ON oc.object_id = o.id \
                  JOIN chunks c ON c.id = oc.chunk_id LEFT JOIN packs p ON p.id = c.pack_id \
                  WHERE o.bucket_id = $1 AND o.key IN ({}) ORDER BY o.id, oc.seq",
-                list.join(",")
+                crate::placeholders(2, block.len())
             )))
             .bind(bucket_id);
             for k in block {
@@ -262,12 +261,11 @@ impl Catalog {
     pub async fn objects_referencing(&self, chunks: &[ChunkId]) -> CatalogResult<Vec<String>> {
         let mut out = std::collections::BTreeSet::new();
         for block in chunks.chunks(500) {
-            let ph: Vec<String> = (1..=block.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT DISTINCT b.name, o.key FROM object_chunks oc \
                  JOIN objects o ON o.id = oc.object_id JOIN buckets b ON b.id = o.bucket_id \
                  WHERE oc.chunk_id IN ({})",
-                ph.join(",")
+                crate::placeholders(1, block.len())
             );
             let mut q = sqlx::query(crate::dynamic(sql));
             for id in block {

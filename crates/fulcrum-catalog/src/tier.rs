@@ -76,13 +76,6 @@ fn bind_i64s(ids: &[i64]) -> CatalogResult<AnyArguments> {
     Ok(args)
 }
 
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 impl Catalog {
     /// Records a read of `objects` at `now`, except those with one recorded
     /// within `min_interval_ms` (so a busy object costs one write a day at
@@ -99,7 +92,7 @@ impl Catalog {
                 "UPDATE objects SET last_read_at = ${} WHERE id IN ({}) \
                  AND (last_read_at IS NULL OR last_read_at < ${})",
                 block.len() + 1,
-                placeholders(block.len()),
+                crate::placeholders(1, block.len()),
                 block.len() + 2
             );
             let mut args = bind_i64s(block)?;
@@ -185,7 +178,7 @@ impl Catalog {
                  JOIN chunks c ON c.id = oc.chunk_id JOIN packs p ON p.id = c.pack_id \
                  WHERE p.tier = ${} AND oc.object_id IN ({})",
                 block.len() + 1,
-                placeholders(block.len())
+                crate::placeholders(1, block.len())
             );
             let mut args = bind_i64s(block)?;
             add_arg(&mut args, tier.as_str())?;
@@ -212,7 +205,7 @@ impl Catalog {
                  AND NOT EXISTS (SELECT 1 FROM object_chunks oc JOIN chunks c ON c.id = oc.chunk_id \
                  JOIN packs p ON p.id = c.pack_id WHERE oc.object_id = objects.id AND p.tier = 'hot')",
                 block.len() + 1,
-                placeholders(block.len())
+                crate::placeholders(1, block.len())
             );
             let mut args = bind_i64s(block)?;
             add_arg(&mut args, now_ms())?;

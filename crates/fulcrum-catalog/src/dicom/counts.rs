@@ -14,16 +14,8 @@ use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments, Transaction};
 
 use crate::commit::bind_err;
+use crate::db::DbKind;
 use crate::error::{db, CatalogResult};
-
-/// Distinct values of `col` joined by commas, in the database's dialect.
-fn distinct_list(tx: &Transaction<'static, Any>, col: &str) -> String {
-    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
-        format!("group_concat(DISTINCT {col})")
-    } else {
-        format!("string_agg(DISTINCT {col}, ',')")
-    }
-}
 
 /// Studies per refresh statement.
 const STUDIES_PER_STATEMENT: usize = 200;
@@ -35,13 +27,11 @@ pub(crate) async fn refresh(
     tenant: &str,
     study_uids: &[String],
 ) -> CatalogResult<()> {
-    let classes = distinct_list(tx, "i.sop_class_uid");
-    let modalities = distinct_list(tx, "r.modality");
+    let kind = DbKind::of(tx);
+    let classes = kind.comma_list("i.sop_class_uid", true);
+    let modalities = kind.comma_list("r.modality", true);
     for block in study_uids.chunks(STUDIES_PER_STATEMENT) {
-        let list = (2..block.len() + 2)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = crate::placeholders(2, block.len());
         let args = || -> CatalogResult<AnyArguments> {
             let mut a = AnyArguments::default();
             a.add(tenant.to_string()).map_err(bind_err)?;

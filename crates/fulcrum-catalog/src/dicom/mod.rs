@@ -161,11 +161,10 @@ pub(crate) async fn prepare_dicom_writes(
             .map(|w| w.instance.sop_uid.as_str())
             .collect();
         for block in sops.chunks(IN_BLOCK) {
-            let list: Vec<String> = (2..block.len() + 2).map(|n| format!("${n}")).collect();
             let sql = format!(
                 "SELECT sop_uid, etag, object_key, study_uid FROM dicom_instances \
                  WHERE tenant = $1 AND sop_uid IN ({})",
-                list.join(",")
+                crate::placeholders(2, block.len())
             );
             let mut q = sqlx::query_as::<_, (String, String, String, String)>(crate::dynamic(sql))
                 .bind(tenant.to_string());

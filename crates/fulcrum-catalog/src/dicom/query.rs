@@ -348,10 +348,7 @@ impl Catalog {
         let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
         // The computed attributes are stored on the rows (see `counts`); a
         // patient's are those of its studies together.
-        let joined = |col: &str| match self.kind() {
-            DbKind::Sqlite => format!("group_concat({col})"),
-            DbKind::Postgres => format!("string_agg({col}, ',')"),
-        };
+        let joined = |col: &str| self.kind().comma_list(col, false);
         let sql = match q.level {
             Level::Patient => format!(
                 "SELECT s.patient_id, MAX(s.patient_name), MAX(s.patient_birth_date), \

@@ -42,13 +42,6 @@ pub(crate) struct Claimed {
     pub lock: ObjectLock,
 }
 
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Claims the objects `cond` selects (binding `args`) and reads their
 /// protection.
 pub(crate) async fn claim_objects(
@@ -78,7 +71,7 @@ pub(crate) async fn claim_objects(
     for block in out.chunks_mut(200) {
         let sql = format!(
             "SELECT object_id, mode, retain_until, legal_hold FROM object_locks WHERE object_id IN ({})",
-            placeholders(1, block.len())
+            crate::placeholders(1, block.len())
         );
         let mut q = sqlx::query(crate::dynamic(sql));
         for c in block.iter() {
@@ -129,7 +122,7 @@ pub(crate) async fn drop_locks(
     for block in ids.chunks(200) {
         let sql = format!(
             "DELETE FROM object_locks WHERE object_id IN ({})",
-            placeholders(1, block.len())
+            crate::placeholders(1, block.len())
         );
         let mut q = sqlx::query(crate::dynamic(sql));
         for id in block {
@@ -210,7 +203,7 @@ pub(crate) async fn store_write_locks(
         let sql = format!(
             "SELECT bucket_id, default_mode, default_days, default_years FROM bucket_locks \
              WHERE enabled <> 0 AND default_mode IS NOT NULL AND bucket_id IN ({})",
-            placeholders(1, block.len())
+            crate::placeholders(1, block.len())
         );
         let mut q = sqlx::query(crate::dynamic(sql));
         for id in block {
