@@ -483,17 +483,17 @@ def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dico
 
 
 def _named(charset, name: str, pid: str, description: str) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    from dicom_common import file_meta
 
     ds = Dataset()
     ds.SpecificCharacterSet = charset
     ds.PatientName, ds.PatientID, ds.StudyDescription = name, pid, description
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
     ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.7", "OT"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
     out = io.BytesIO()
     pydicom.dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()

@@ -33,18 +33,13 @@ def _run(cmd: list, check=True, binary=False) -> subprocess.CompletedProcess:
     return res
 
 
-def _tree(root: Path) -> dict:
-    root.mkdir(parents=True)
-    (root / "sub").mkdir()
-    files = {
-        "small.bin": write_random_file(root / "small.bin", 10_000, seed=71),
-        "big.bin": write_random_file(root / "big.bin", 12 * MiB + 3, seed=72),
-        "sub/note.txt": None,
-        "empty": None,
-    }
+def _tree(root: Path) -> None:
+    """small.bin, big.bin (multipart size), sub/note.txt and an empty file."""
+    (root / "sub").mkdir(parents=True)
+    write_random_file(root / "small.bin", 10_000, seed=71)
+    write_random_file(root / "big.bin", 12 * MiB + 3, seed=72)
     (root / "sub" / "note.txt").write_text("hello from a county hospital\n")
     (root / "empty").write_bytes(b"")
-    return files
 
 
 def _md5(path: Path) -> str:
