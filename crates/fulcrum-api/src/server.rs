@@ -46,15 +46,21 @@ pub async fn serve_s3(
             let svc = svc.clone();
             let m = m.clone();
             let method = req.method().to_string();
+            let path = req.uri().path().to_string();
             async move {
-                let res = match crate::s3::malformed_region(&req) {
-                    Some(region) => Ok(crate::s3::wrong_region_response(&region)),
+                let id = crate::s3::new_request_id();
+                let res = match crate::s3::refuse_early(&req) {
+                    Some(refusal) => Ok(refusal),
                     None => svc.call(req.map(s3s::Body::from)).await,
                 };
+                let res = res.map(|r| crate::s3::stamp(r, &id));
                 let status = match &res {
                     Ok(r) => r.status().as_u16().to_string(),
                     Err(_) => "error".to_string(),
                 };
+                if !status.starts_with(['1', '2', '3']) {
+                    tracing::debug!(request_id = %id, %method, %path, %status, "S3 request failed");
+                }
                 m.metrics().request("s3", &method, &status);
                 res
             }

@@ -68,19 +68,29 @@ impl Catalog {
             .collect()
     }
 
-    /// Deletes an empty bucket (no objects, no multipart uploads in progress).
+    /// Deletes a bucket that holds no objects. Multipart uploads still in
+    /// progress do not keep it (S3 deletes such a bucket too): they are
+    /// aborted with it, and their parts' chunks become garbage.
     pub async fn delete_bucket(&self, tenant: &str, name: &str) -> CatalogResult<()> {
         let bucket = self.bucket(tenant, name).await?;
         let mut tx = self.begin_write().await.map_err(db("delete bucket"))?;
-        let used: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM objects WHERE bucket_id = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket_id = $1 LIMIT 1",
-        )
-        .bind(bucket.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("delete bucket"))?;
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket_id = $1 LIMIT 1")
+                .bind(bucket.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("delete bucket"))?;
         if used.is_some() {
             return Err(CatalogError::BucketNotEmpty(name.to_string()));
+        }
+        let uploads: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM uploads WHERE bucket_id = $1")
+                .bind(bucket.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("delete bucket"))?;
+        for upload in uploads {
+            crate::uploads::remove_upload(&mut tx, &upload).await?;
         }
         sqlx::query("DELETE FROM bucket_locks WHERE bucket_id = $1")
             .bind(bucket.id)

@@ -111,22 +111,7 @@ impl Catalog {
     /// Removes an upload and its parts; their chunks become garbage.
     pub async fn abort_upload(&self, upload_id: &str) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("abort upload"))?;
-        for table in ["upload_locks", "upload_part_chunks", "upload_parts"] {
-            sqlx::query(crate::dynamic(format!(
-                "DELETE FROM {table} WHERE upload_id = $1"
-            )))
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("abort upload"))?;
-        }
-        let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("abort upload"))?
-            .rows_affected();
-        if n == 0 {
+        if !remove_upload(&mut tx, upload_id).await? {
             return Err(CatalogError::NoSuchUpload(upload_id.to_string()));
         }
         tx.commit().await.map_err(db("abort upload"))
@@ -183,4 +168,27 @@ impl Catalog {
         }
         Ok((size, chunks, etags))
     }
+}
+
+/// Deletes an upload's rows in `tx`; returns whether it existed.
+pub(crate) async fn remove_upload(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    upload_id: &str,
+) -> CatalogResult<bool> {
+    for table in ["upload_locks", "upload_part_chunks", "upload_parts"] {
+        sqlx::query(crate::dynamic(format!(
+            "DELETE FROM {table} WHERE upload_id = $1"
+        )))
+        .bind(upload_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("abort upload"))?;
+    }
+    let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
+        .bind(upload_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("abort upload"))?
+        .rows_affected();
+    Ok(n > 0)
 }

@@ -493,6 +493,29 @@ async fn buckets_are_created_listed_and_deleted_only_when_empty() {
             .await
             .expect("delete empty bucket");
         assert!(e.list_buckets(T).await.expect("list").is_empty());
+        // A multipart upload in progress does not keep a bucket (as in S3):
+        // it is aborted with the bucket and its part becomes garbage.
+        e.create_bucket(T, "two").await.expect("create");
+        let id = e
+            .create_upload(T, "two", "mp", None, BTreeMap::new(), Default::default())
+            .await
+            .expect("create upload");
+        e.upload_part(T, "two", &id, 1, &noise(100_000, 21)[..], opts())
+            .await
+            .expect("part");
+        let chunks_before = e.stats().await.expect("stats").catalog.chunks;
+        e.delete_bucket(T, "two")
+            .await
+            .expect("delete a bucket with an upload in progress");
+        assert!(e.list_buckets(T).await.expect("list").is_empty());
+        e.gc(&no_grace()).await.expect("gc");
+        assert!(
+            e.stats().await.expect("stats").catalog.chunks < chunks_before,
+            "{}: the aborted part's chunks are collected",
+            t.name
+        );
+        e.create_bucket(T, "two").await.expect("create again");
+        assert!(e.list_uploads(T, "two").await.expect("uploads").is_empty());
         let err = e
             .put_object(T, "nope", "k", &b"x"[..], opts())
             .await

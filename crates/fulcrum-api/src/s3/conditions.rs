@@ -97,7 +97,7 @@ impl ReadConditions<'_> {
         };
         if not_modified {
             return Err(match unchanged {
-                Unchanged::NotModified => s3_error!(NotModified),
+                Unchanged::NotModified => not_modified_error(info),
                 Unchanged::PreconditionFailed => s3_error!(
                     PreconditionFailed,
                     "At least one of the pre-conditions you specified did not hold (If-None-Match / If-Modified-Since)"
@@ -106,6 +106,27 @@ impl ReadConditions<'_> {
         }
         Ok(())
     }
+}
+
+/// A 304, which names the object's ETag and Last-Modified (RFC 9110
+/// section 15.4.5; clients revalidating a cache read them).
+fn not_modified_error(info: &ObjectInfo) -> s3s::S3Error {
+    let mut e = s3_error!(NotModified);
+    let mut headers = hyper::HeaderMap::new();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+        headers.insert(hyper::header::ETAG, v);
+    }
+    let mut modified = Vec::new();
+    let formatted = super::objects::ts(info.created_at_ms)
+        .format(s3s::dto::TimestampFormat::HttpDate, &mut modified)
+        .is_ok();
+    if let Ok(v) = hyper::header::HeaderValue::from_bytes(&modified) {
+        if formatted {
+            headers.insert(hyper::header::LAST_MODIFIED, v);
+        }
+    }
+    e.set_headers(headers);
+    e
 }
 
 /// The condition of a conditional write.

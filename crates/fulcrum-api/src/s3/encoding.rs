@@ -1,9 +1,22 @@
 //! `encoding-type=url` on listings. boto3, the aws cli and rclone ask for it
 //! and percent-decode every key, prefix, delimiter and marker of the answer,
 //! so those must then be sent encoded: a key `a%20b` or `x+y` sent raw comes
-//! back to the client as `a b` or `x y`.
+//! back to the client as `a b` or `x y`. The encoding is AWS's: every byte
+//! but the URI-unreserved characters and `/` is percent-encoded (a space is
+//! `%20`, never `+`), so `quux ab/` is sent as `quux%20ab/` and a `/`
+//! delimiter as `/`, which clients that ask for the encoding themselves
+//! (and so do not decode) compare as such.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::EncodingType;
+
+/// What AWS leaves as is in an encoded listing.
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// Whether a listing's names are sent URL-encoded.
 #[derive(Clone, Copy)]
@@ -17,7 +30,7 @@ impl KeyEncoding {
     /// A name as the listing sends it.
     pub(crate) fn name(self, s: String) -> String {
         if self.0 {
-            form_urlencoded::byte_serialize(s.as_bytes()).collect()
+            utf8_percent_encode(&s, KEEP).to_string()
         } else {
             s
         }
@@ -52,5 +65,9 @@ mod tests {
             assert_eq!(back, key);
         }
         assert_eq!(KeyEncoding::of(None).name("a%20b".into()), "a%20b");
+        // As AWS sends them (ceph's s3-tests check these exact forms).
+        assert_eq!(url.name("quux ab/".into()), "quux%20ab/");
+        assert_eq!(url.name("foo+1/".into()), "foo%2B1/");
+        assert_eq!(url.name("/".into()), "/");
     }
 }

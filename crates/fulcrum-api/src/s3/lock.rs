@@ -20,10 +20,17 @@ fn ms(t: &Timestamp) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn mode_from(s: &str) -> S3Result<LockMode> {
-    LockMode::parse(s).ok_or_else(|| {
+/// A retention mode as S3 spells it (upper case); anything else is
+/// refused with `bad` (InvalidArgument in a header, MalformedXML in a
+/// request body).
+fn mode_from(s: &str, bad: &S3ErrorCode) -> S3Result<LockMode> {
+    match s {
+        ObjectLockMode::GOVERNANCE | ObjectLockMode::COMPLIANCE => LockMode::parse(s),
+        _ => None,
+    }
+    .ok_or_else(|| {
         err(
-            S3ErrorCode::InvalidArgument,
+            bad.clone(),
             "Unknown retention mode: use GOVERNANCE or COMPLIANCE.",
         )
     })
@@ -38,7 +45,11 @@ fn mode_out(m: LockMode) -> &'static str {
 
 /// A retention from a mode and a date, both or neither; the date must be
 /// in the future.
-fn retention_from(mode: Option<&str>, until: Option<&Timestamp>) -> S3Result<Option<Retention>> {
+fn retention_from(
+    mode: Option<&str>,
+    until: Option<&Timestamp>,
+    bad: &S3ErrorCode,
+) -> S3Result<Option<Retention>> {
     match (mode, until) {
         (None, None) => Ok(None),
         (Some(m), Some(t)) => {
@@ -50,7 +61,7 @@ fn retention_from(mode: Option<&str>, until: Option<&Timestamp>) -> S3Result<Opt
                 ));
             }
             Ok(Some(Retention {
-                mode: mode_from(m)?,
+                mode: mode_from(m, bad)?,
                 until_ms,
             }))
         }
@@ -61,14 +72,11 @@ fn retention_from(mode: Option<&str>, until: Option<&Timestamp>) -> S3Result<Opt
     }
 }
 
-fn legal_hold_from(s: &str) -> S3Result<bool> {
+fn legal_hold_from(s: &str, bad: &S3ErrorCode) -> S3Result<bool> {
     match s {
         ObjectLockLegalHoldStatus::ON => Ok(true),
         ObjectLockLegalHoldStatus::OFF => Ok(false),
-        _ => Err(err(
-            S3ErrorCode::InvalidArgument,
-            "Legal hold status must be ON or OFF.",
-        )),
+        _ => Err(err(bad.clone(), "Legal hold status must be ON or OFF.")),
     }
 }
 
@@ -86,8 +94,15 @@ impl S3Api {
             return Ok(ObjectLock::default());
         }
         let lock = ObjectLock {
-            retention: retention_from(mode.map(|m| m.as_str()), until)?,
-            legal_hold: hold.map(|h| legal_hold_from(h.as_str())).transpose()? == Some(true),
+            retention: retention_from(
+                mode.map(|m| m.as_str()),
+                until,
+                &S3ErrorCode::InvalidArgument,
+            )?,
+            legal_hold: hold
+                .map(|h| legal_hold_from(h.as_str(), &S3ErrorCode::InvalidArgument))
+                .transpose()?
+                == Some(true),
         };
         self.require_lock(bucket, "Bucket is missing ObjectLockConfiguration")
             .await?;
@@ -112,6 +127,23 @@ impl S3Api {
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
         let i = req.input;
+        // Object Lock is chosen when a bucket is created (buckets keep no
+        // versions, so it cannot be turned on later, as AWS refuses it on
+        // an unversioned bucket).
+        let mut state = err(
+            S3ErrorCode::InvalidBucketState,
+            "Object Lock can only be configured on a bucket created with it (x-amz-bucket-object-lock-enabled: true).",
+        );
+        state.set_status_code(hyper::StatusCode::CONFLICT);
+        let enabled = self
+            .engine
+            .bucket_lock(&self.tenant, &i.bucket)
+            .await
+            .map_err(api_err)?
+            .enabled;
+        if !enabled {
+            return Err(state);
+        }
         let cfg = i.object_lock_configuration.unwrap_or_default();
         if cfg.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some(ObjectLockEnabled::ENABLED)
         {
@@ -137,13 +169,15 @@ impl S3Api {
                     }
                 };
                 if days < 0 || years < 0 || days + years == 0 {
-                    return Err(err(
-                        S3ErrorCode::InvalidArgument,
+                    let mut e = err(
+                        S3ErrorCode::Custom("InvalidRetentionPeriod".into()),
                         "Default retention period must be a positive integer value.",
-                    ));
+                    );
+                    e.set_status_code(hyper::StatusCode::BAD_REQUEST);
+                    return Err(e);
                 }
                 Some(DefaultRetention {
-                    mode: mode_from(mode)?,
+                    mode: mode_from(mode, &S3ErrorCode::MalformedXML)?,
                     days: days.into(),
                     years: years.into(),
                 })
@@ -223,6 +257,7 @@ impl S3Api {
         let retention = retention_from(
             r.mode.as_ref().map(|m| m.as_str()),
             r.retain_until_date.as_ref(),
+            &S3ErrorCode::MalformedXML,
         )?;
         self.engine
             .set_object_retention(
@@ -273,7 +308,7 @@ impl S3Api {
                 &self.tenant,
                 &i.bucket,
                 &i.key,
-                legal_hold_from(status.as_str())?,
+                legal_hold_from(status.as_str(), &S3ErrorCode::MalformedXML)?,
             )
             .await
             .map_err(api_err)?;

@@ -13,7 +13,9 @@ mod lifecycle;
 mod lock;
 mod multipart;
 mod objects;
+mod presign;
 mod region;
+mod request_id;
 
 use std::sync::Arc;
 
@@ -23,7 +25,18 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 
 pub(crate) use errors::{api_err, key_check};
 pub use host::Domains;
-pub use region::{malformed_region, wrong_region_response};
+pub use request_id::{new_request_id, stamp};
+
+/// An answer given before s3s sees the request, for requests s3s would
+/// answer wrongly: a signing region that is not a region name (see
+/// `region`), a presigned URL valid for longer than SigV4 allows or for
+/// a negative time (see `presign`).
+pub fn refuse_early<B>(req: &hyper::Request<B>) -> Option<hyper::Response<s3s::Body>> {
+    if let Some(region) = region::malformed_region(req) {
+        return Some(region::wrong_region_response(&region));
+    }
+    presign::refused_lifetime(req).map(presign::refusal_response)
+}
 
 /// Root credentials of the S3 API.
 #[derive(Debug, Clone)]
@@ -287,7 +300,7 @@ impl s3s::S3 for S3Api {
             Some(t) => decode_token(t)?,
             None => i.start_after.clone().unwrap_or_default(),
         };
-        let l = self
+        let mut l = self
             .listing(
                 &i.bucket,
                 (i.prefix, i.delimiter),
@@ -296,6 +309,9 @@ impl s3s::S3 for S3Api {
                 i.encoding_type.as_ref(),
             )
             .await?;
+        if i.fetch_owner == Some(true) {
+            l.page.owned_by(&self.owner());
+        }
         let mut out = ListObjectsV2Output::default();
         out.key_count = Some((l.page.contents.len() + l.page.prefixes.len()) as i32);
         out.is_truncated = Some(l.page.next.is_some());
@@ -372,7 +388,10 @@ impl s3s::S3 for S3Api {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
         let marker = i.marker.clone().unwrap_or_default();
-        let l = self
+        // Version 1 echoes its prefix as sent, encoded or not (AWS does;
+        // boto3 decodes only the delimiter and markers of a v1 answer).
+        let raw_prefix = i.prefix.clone().unwrap_or_default();
+        let mut l = self
             .listing(
                 &i.bucket,
                 (i.prefix, i.delimiter),
@@ -381,14 +400,16 @@ impl s3s::S3 for S3Api {
                 i.encoding_type.as_ref(),
             )
             .await?;
+        l.page.owned_by(&self.owner());
         let mut out = ListObjectsOutput::default();
         out.is_truncated = Some(l.page.next.is_some());
         out.next_marker = l.next_marker;
         out.common_prefixes = Some(common_prefixes(l.page.prefixes));
         out.contents = Some(l.page.contents);
         out.name = Some(i.bucket);
-        out.prefix = Some(l.prefix);
-        out.marker = l.enc.opt(i.marker);
+        out.prefix = Some(raw_prefix);
+        // Echoed even when empty, as S3 does (clients read it).
+        out.marker = Some(l.enc.name(i.marker.unwrap_or_default()));
         out.delimiter = l.delimiter;
         out.max_keys = Some(l.max_keys);
         out.encoding_type = i.encoding_type;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use fulcrum_engine::{EngineError, ObjectInfo, PutOptions};
 use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
 use super::checksum::{announced, Checked};
@@ -23,6 +23,9 @@ use super::{api_err, key_check, S3Api};
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
+
+/// The most keys one DeleteObjects request may name (S3's limit).
+const MAX_DELETE_KEYS: usize = 1000;
 
 pub(crate) fn etag(e: &str) -> ETag {
     ETag::Strong(e.to_string())
@@ -105,6 +108,14 @@ pub(crate) struct Page {
 }
 
 impl Page {
+    /// Names `owner` as every object's owner (ListObjects v1 always does,
+    /// v2 when asked with fetch-owner).
+    pub(crate) fn owned_by(&mut self, owner: &s3s::dto::Owner) {
+        for o in &mut self.contents {
+            o.owner = Some(owner.clone());
+        }
+    }
+
     /// The page with its keys and common prefixes as the listing sends them.
     fn encoded(mut self, enc: KeyEncoding) -> Self {
         for o in &mut self.contents {
@@ -141,6 +152,8 @@ impl S3Api {
         encoding: Option<&EncodingType>,
     ) -> S3Result<Listed> {
         let prefix = prefix.unwrap_or_default();
+        // An empty delimiter is no delimiter, and is not echoed back.
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
         let enc = KeyEncoding::of(encoding);
         let page = self
@@ -181,7 +194,11 @@ impl S3Api {
             prefixes: Vec::new(),
             next: None,
         };
-        let delimiter = delimiter.filter(|d| !d.is_empty());
+        // max-keys=0 asks for nothing, and S3 answers with an empty page
+        // that is not truncated.
+        if max_keys == 0 {
+            return Ok(page);
+        }
         'fetch: loop {
             let rows = self
                 .engine
@@ -200,7 +217,12 @@ impl S3Api {
                 if let Some(i) = delimiter.and_then(|d| rest.find(d).map(|i| i + d.len())) {
                     let cp = format!("{prefix}{}", &rest[..i]);
                     after = format!("{cp}\u{10FFFF}");
-                    page.prefixes.push(cp);
+                    // A marker that is a common prefix (the NextMarker of
+                    // the page that ended with it) has had it listed: its
+                    // keys sort after it but roll up into it.
+                    if cp.as_str() > start_after {
+                        page.prefixes.push(cp);
+                    }
                     continue 'fetch;
                 }
                 after = o.key.clone();
@@ -343,6 +365,13 @@ impl S3Api {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let i = req.input;
         self.bucket_exists(&i.bucket).await?;
+        if i.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "a DeleteObjects request names at most {MAX_DELETE_KEYS} keys, this one {}",
+                i.delete.objects.len()
+            ));
+        }
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         let bypass = i.bypass_governance_retention.unwrap_or(false);

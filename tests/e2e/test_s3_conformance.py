@@ -1,0 +1,174 @@
+"""S3 behaviour that ceph's s3-tests suite checks and that Fulcrum got wrong
+when that suite was first run against it: listing edge cases, the exact
+form of `encoding-type=url`, request IDs, 304 headers, presigned URL
+lifetimes, deleting a bucket with an upload in progress, the DeleteObjects
+key limit and Object Lock's error codes. Each test states what AWS answers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from botocore.exceptions import ClientError
+
+from helpers import error_code, http_status
+
+
+def _put(s3, bucket, keys):
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+
+
+def _keys(page):
+    return [o["Key"] for o in page.get("Contents", [])]
+
+
+def _prefixes(page):
+    return [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+
+
+def test_a_marker_that_is_a_common_prefix_is_not_listed_again(s3, bucket):
+    _put(s3, bucket, ["asdf", "boo/bar", "boo/baz/xyzzy", "cquux/thud", "cquux/bla"])
+    pages, marker = [], ""
+    while True:
+        page = s3.list_objects(Bucket=bucket, Delimiter="/", MaxKeys=1, Marker=marker)
+        pages.append((_keys(page), _prefixes(page), page["IsTruncated"]))
+        if not page["IsTruncated"]:
+            break
+        marker = page["NextMarker"]
+    assert pages == [(["asdf"], [], True), ([], ["boo/"], True), ([], ["cquux/"], False)]
+    # The same through version 2's continuation tokens.
+    page = s3.list_objects_v2(Bucket=bucket, Delimiter="/", MaxKeys=2)
+    assert (_keys(page), _prefixes(page)) == (["asdf"], ["boo/"])
+    page = s3.list_objects_v2(
+        Bucket=bucket, Delimiter="/", MaxKeys=2, ContinuationToken=page["NextContinuationToken"]
+    )
+    assert (_keys(page), _prefixes(page), page["IsTruncated"]) == ([], ["cquux/"], False)
+
+
+def test_listing_echoes_and_limits_as_s3_does(s3, bucket):
+    _put(s3, bucket, ["bar", "baz", "foo/x"])
+    # max-keys=0: nothing, and not truncated.
+    page = s3.list_objects(Bucket=bucket, MaxKeys=0)
+    assert (_keys(page), page["IsTruncated"]) == ([], False)
+    # An empty delimiter is no delimiter and is not echoed.
+    page = s3.list_objects(Bucket=bucket, Delimiter="")
+    assert "Delimiter" not in page and _keys(page) == ["bar", "baz", "foo/x"]
+    # Version 1 always names the marker and every object's owner.
+    page = s3.list_objects(Bucket=bucket)
+    assert page["Marker"] == ""
+    owner = s3.get_bucket_acl(Bucket=bucket)["Owner"]
+    assert all(o["Owner"]["ID"] == owner["ID"] for o in page["Contents"]), page
+    # Version 2 names owners only when asked.
+    assert all("Owner" not in o for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    asked = s3.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]
+    assert all(o["Owner"]["ID"] == owner["ID"] for o in asked)
+
+
+def test_url_encoded_listings_use_aws_encoding(s3, bucket):
+    # Asked for explicitly, boto3 does not decode: these are the bytes sent.
+    _put(s3, bucket, ["foo+1/bar", "foo/bar/xyzzy", "quux ab/thud", "asdf+b"])
+    for page in (
+        s3.list_objects(Bucket=bucket, Delimiter="/", EncodingType="url"),
+        s3.list_objects_v2(Bucket=bucket, Delimiter="/", EncodingType="url"),
+    ):
+        assert page["Delimiter"] == "/"
+        assert _keys(page) == ["asdf%2Bb"]
+        assert _prefixes(page) == ["foo%2B1/", "foo/", "quux%20ab/"]
+    # Version 1 echoes its prefix as sent (boto3 asks for the encoding
+    # itself there and would not decode it).
+    s3.put_object(Bucket=bucket, Key="\nnewline", Body=b"x")
+    page = s3.list_objects(Bucket=bucket, Prefix="\n")
+    assert page["Prefix"] == "\n" and _keys(page) == ["\nnewline"]
+
+
+def test_every_response_has_a_request_id_and_errors_name_it(s3, bucket):
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "missing"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url)
+    assert e.value.code == 404
+    rid = e.value.headers["x-amz-request-id"]
+    body = ET.fromstring(e.value.read())
+    assert body.findtext("Code") == "NoSuchKey"
+    assert rid and body.findtext("RequestId") == rid
+    ok = s3.list_objects_v2(Bucket=bucket)["ResponseMetadata"]
+    assert ok["RequestId"] and ok["HTTPHeaders"]["x-amz-request-id"] == ok["RequestId"]
+    # Two requests, two IDs.
+    assert s3.list_objects_v2(Bucket=bucket)["ResponseMetadata"]["RequestId"] != ok["RequestId"]
+
+
+def test_not_modified_names_the_etag_and_date(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="foo", Body=b"bar")["ETag"]
+    modified = s3.head_object(Bucket=bucket, Key="foo")["LastModified"]
+    for cond in ({"IfNoneMatch": etag}, {"IfModifiedSince": modified}):
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="foo", **cond)
+        headers = e.value.response["ResponseMetadata"]["HTTPHeaders"]
+        assert http_status(e.value) == 304
+        assert headers["etag"] == etag
+        assert headers["last-modified"].endswith(" GMT"), headers
+
+
+def test_presigned_urls_live_at_most_seven_days(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="foo", Body=b"x")
+
+    def status(expires):
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "foo"}, ExpiresIn=expires)
+        try:
+            return urllib.request.urlopen(url).status, ""
+        except urllib.error.HTTPError as e:
+            return e.code, ET.fromstring(e.read()).findtext("Code")
+
+    assert status(604800) == (200, "")
+    assert status(604801) == (403, "AccessDenied")
+    assert status(-7) == (403, "AccessDenied")
+
+
+def test_a_bucket_with_only_an_upload_in_progress_can_be_deleted(s3, bucket):
+    up = s3.create_multipart_upload(Bucket=bucket, Key="half")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="half", UploadId=up, PartNumber=1, Body=b"p" * 1000)
+    s3.delete_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    # Created again, it has no trace of the aborted upload.
+    s3.create_bucket(Bucket=bucket)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    with pytest.raises(ClientError) as e:
+        s3.list_parts(Bucket=bucket, Key="half", UploadId=up)
+    assert error_code(e.value) == "NoSuchUpload"
+
+
+def test_delete_objects_names_at_most_1000_keys(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    many = {"Objects": [{"Key": "keep"}] + [{"Key": f"k{i}"} for i in range(1000)]}
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete=many)
+    assert (http_status(e.value), error_code(e.value)) == (400, "MalformedXML")
+    assert s3.head_object(Bucket=bucket, Key="keep")["ContentLength"] == 1, "nothing was deleted"
+
+
+def test_object_lock_requests_get_aws_error_codes(s3, bucket):
+    rule = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}
+
+    def refused(call, **kw):
+        with pytest.raises(ClientError) as e:
+            call(**kw)
+        return http_status(e.value), error_code(e.value)
+
+    # Not created with Object Lock: it cannot be configured later.
+    assert refused(s3.put_object_lock_configuration, Bucket=bucket, ObjectLockConfiguration=rule) == (409, "InvalidBucketState")
+    s3.create_bucket(Bucket="locked-codes", ObjectLockEnabledForBucket=True)
+    bad_days = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 0}}}
+    assert refused(s3.put_object_lock_configuration, Bucket="locked-codes", ObjectLockConfiguration=bad_days) == (400, "InvalidRetentionPeriod")
+    bad_mode = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "abc", "Days": 1}}}
+    assert refused(s3.put_object_lock_configuration, Bucket="locked-codes", ObjectLockConfiguration=bad_mode) == (400, "MalformedXML")
+    s3.put_object(Bucket="locked-codes", Key="k", Body=b"x")
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    assert refused(s3.put_object_retention, Bucket="locked-codes", Key="k", Retention={"Mode": "governance", "RetainUntilDate": until}) == (400, "MalformedXML")
+    assert refused(s3.put_object_legal_hold, Bucket="locked-codes", Key="k", LegalHold={"Status": "abc"}) == (400, "MalformedXML")
+    # Nothing of that took: the object is unprotected and deletable.
+    assert "ObjectLockMode" not in s3.head_object(Bucket="locked-codes", Key="k")
+    s3.put_object_lock_configuration(Bucket="locked-codes", ObjectLockConfiguration=rule)
