@@ -708,3 +708,66 @@ def test_standard_object_headers_are_kept_and_returned(s3, bucket):
     with urllib.request.urlopen(url) as resp:
         assert resp.headers["Content-Disposition"] == "inline"
         assert resp.read() == b"%PDF"
+
+
+# ------------------------------------------------------------ object tagging
+
+
+def test_object_tags_set_read_counted_and_copied(fulcrum, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="scan", Body=b"x" * 100, Tagging="dept=radiology&phi=yes")
+    head = s3.head_object(Bucket=bucket, Key="scan")
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "2"
+    assert "Metadata" not in head or head["Metadata"] == {}, "tags are not user metadata"
+    assert s3.get_object(Bucket=bucket, Key="scan")["TagCount"] == 2
+    tags = s3.get_object_tagging(Bucket=bucket, Key="scan")["TagSet"]
+    assert tags == [{"Key": "dept", "Value": "radiology"}, {"Key": "phi", "Value": "yes"}]
+    # Replaced by the aws cli, in place: same ETag and Last-Modified.
+    fulcrum.aws(
+        "s3api", "put-object-tagging", "--bucket", bucket, "--key", "scan",
+        "--tagging", '{"TagSet": [{"Key": "study", "Value": "1.2.3 & more"}]}',
+    )
+    out = fulcrum.aws("s3api", "get-object-tagging", "--bucket", bucket, "--key", "scan").stdout
+    assert '"study"' in out and "1.2.3 & more" in out and "radiology" not in out, out
+    again = s3.head_object(Bucket=bucket, Key="scan")
+    assert (again["ETag"], again["LastModified"]) == (head["ETag"], head["LastModified"])
+    # A copy keeps them, or takes new ones with the REPLACE directive.
+    s3.copy_object(Bucket=bucket, Key="kept", CopySource={"Bucket": bucket, "Key": "scan"})
+    assert s3.get_object_tagging(Bucket=bucket, Key="kept")["TagSet"] == [{"Key": "study", "Value": "1.2.3 & more"}]
+    s3.copy_object(
+        Bucket=bucket, Key="retagged", CopySource={"Bucket": bucket, "Key": "scan"},
+        TaggingDirective="REPLACE", Tagging="a=1",
+    )
+    assert s3.get_object_tagging(Bucket=bucket, Key="retagged")["TagSet"] == [{"Key": "a", "Value": "1"}]
+    # A multipart upload takes them at creation.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", Tagging="k=v")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, Body=b"p")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=up,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    assert s3.get_object_tagging(Bucket=bucket, Key="mp")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    # Deleted: no tags, no count.
+    assert s3.delete_object_tagging(Bucket=bucket, Key="scan")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert s3.get_object_tagging(Bucket=bucket, Key="scan")["TagSet"] == []
+    assert "x-amz-tagging-count" not in s3.head_object(Bucket=bucket, Key="scan")["ResponseMetadata"]["HTTPHeaders"]
+
+
+def test_tags_beyond_s3s_limits_are_refused_and_change_nothing(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="keep=1")
+    too_many = {"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]}
+    long_key = {"TagSet": [{"Key": "k" * 129, "Value": "v"}]}
+    long_value = {"TagSet": [{"Key": "k", "Value": "v" * 257}]}
+    for tagging in (too_many, long_key, long_value):
+        with pytest.raises(ClientError) as e:
+            s3.put_object_tagging(Bucket=bucket, Key="k", Tagging=tagging)
+        assert (http_status(e.value), error_code(e.value)) == (400, "InvalidTag")
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [{"Key": "keep", "Value": "1"}]
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="new", Body=b"x", Tagging="&".join(f"k{i}=v" for i in range(11)))
+    assert error_code(e.value) == "InvalidTag"
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="new")
+    assert http_status(e.value) == 404
+    with pytest.raises(ClientError) as e:
+        s3.put_object_tagging(Bucket=bucket, Key="missing", Tagging={"TagSet": []})
+    assert error_code(e.value) == "NoSuchKey"

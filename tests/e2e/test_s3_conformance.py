@@ -172,3 +172,24 @@ def test_object_lock_requests_get_aws_error_codes(s3, bucket):
     # Nothing of that took: the object is unprotected and deletable.
     assert "ObjectLockMode" not in s3.head_object(Bucket="locked-codes", Key="k")
     s3.put_object_lock_configuration(Bucket="locked-codes", ObjectLockConfiguration=rule)
+
+
+def test_a_retried_completion_gets_the_object_the_upload_made(s3, bucket):
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", Metadata={"ward": "icu"})["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, Body=b"x" * 1000)
+    parts = {"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]}
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)
+    # The first answer lost, the client (an SDK's retry) sends it again.
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)
+    assert again["ETag"] == first["ETag"]
+    # The upload's own mark is not user metadata.
+    assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"] == {"ward": "icu"}
+    # A copy was made by no upload; once replaced, the key is not the upload's.
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "mp"})
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="copy", UploadId=up, MultipartUpload=parts)
+    assert error_code(e.value) == "NoSuchUpload"
+    s3.put_object(Bucket=bucket, Key="mp", Body=b"replaced")
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)
+    assert error_code(e.value) == "NoSuchUpload"

@@ -215,6 +215,55 @@ impl Catalog {
             .map_err(db("list objects"))
     }
 
+    /// Sets one entry of an object's metadata (removes it with `None`) in
+    /// place: the object keeps its content, ETag and Last-Modified (S3
+    /// object tagging). Returns false when there is no such object. A
+    /// compare-and-swap on the metadata text, retried, so two concurrent
+    /// changes of different entries both land.
+    pub async fn set_object_meta(
+        &self,
+        bucket_id: i64,
+        key: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> CatalogResult<bool> {
+        loop {
+            let old: Option<String> = sqlx::query_scalar(
+                "SELECT metadata FROM objects WHERE bucket_id = $1 AND key = $2",
+            )
+            .bind(bucket_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("set object metadata"))?;
+            let Some(old) = old else {
+                return Ok(false);
+            };
+            let mut m: std::collections::BTreeMap<String, String> =
+                serde_json::from_str(&old).unwrap_or_default();
+            match value {
+                Some(v) => m.insert(name.to_string(), v.to_string()),
+                None => m.remove(name),
+            };
+            let new = serde_json::to_string(&m)
+                .map_err(|e| CatalogError::BadRow(format!("object metadata: {e}")))?;
+            let n = sqlx::query(
+                "UPDATE objects SET metadata = $1 WHERE bucket_id = $2 AND key = $3 AND metadata = $4",
+            )
+            .bind(new)
+            .bind(bucket_id)
+            .bind(key)
+            .bind(old)
+            .execute(&self.pool)
+            .await
+            .map_err(db("set object metadata"))?
+            .rows_affected();
+            if n > 0 {
+                return Ok(true);
+            }
+        }
+    }
+
     /// Deletes an object; its chunks become garbage for GC. Returns whether
     /// it existed. An object under retention or legal hold is refused
     /// ([`CatalogError::ObjectLocked`]).

@@ -81,6 +81,10 @@ pub struct UploadInfo {
     pub created_at_ms: i64,
 }
 
+/// The metadata entry naming the multipart upload that made an object
+/// (names starting with ':' are the platform's own, never user metadata).
+pub const UPLOAD_ID_META: &str = ":upload-id";
+
 fn metadata_json(m: &BTreeMap<String, String>) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
@@ -263,6 +267,28 @@ impl Engine {
             .await?)
     }
 
+    /// Sets (or, with `None`, removes) one entry of an object's metadata
+    /// without rewriting the object (tags): allowed under retention and
+    /// legal hold, which protect content, not labels.
+    pub async fn set_object_meta(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        (name, value): (&str, Option<&str>),
+    ) -> EngineResult<()> {
+        let b = self.bucket(tenant, bucket).await?;
+        match self
+            .inner
+            .catalog
+            .set_object_meta(b.id, key, name, value)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(Self::no_such_key(bucket, key)),
+        }
+    }
+
     /// Copies an object by reference: the new object shares every chunk.
     /// `replace` gives new content type and metadata; `lock` is what the
     /// copy asks for (the source's protection is not copied, as in S3).
@@ -278,8 +304,10 @@ impl Engine {
         let src = self.head_object(tenant, src_bucket, src_key).await?;
         let dst = self.bucket(tenant, dst_bucket).await?;
         let chunks = self.inner.catalog.object_chunk_ids(src.id).await?;
-        let (content_type, metadata) =
+        let (content_type, mut metadata) =
             replace.unwrap_or((src.content_type.clone(), src.metadata.clone()));
+        // A copy was made by no upload.
+        metadata.remove(UPLOAD_ID_META);
         let write = ObjectWrite {
             bucket_id: dst.id,
             key: dst_key.to_string(),
@@ -411,6 +439,26 @@ impl Engine {
             .await
     }
 
+    /// The object at `key` if the upload `upload_id` made it and nothing
+    /// has replaced it since: a retried CompleteMultipartUpload (the first
+    /// answer was lost) is answered with it, as S3 does, instead of with
+    /// NoSuchUpload for an upload that succeeded.
+    pub async fn completed_by(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> EngineResult<Option<ObjectInfo>> {
+        match self.head_object(tenant, bucket, key).await {
+            Ok(info) => Ok((info.metadata.get(UPLOAD_ID_META).map(String::as_str)
+                == Some(upload_id))
+            .then_some(info)),
+            Err(EngineError::NoSuchKey { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Engine::complete_upload`] if `condition` holds for the object the
     /// upload replaces (the upload stays open when it does not).
     pub async fn complete_upload_if(
@@ -432,8 +480,9 @@ impl Engine {
             md5.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
         }
         let etag = format!("{}-{}", hex::encode(md5.finalize()), etags.len());
-        let metadata: BTreeMap<String, String> =
+        let mut metadata: BTreeMap<String, String> =
             serde_json::from_str(&u.metadata).unwrap_or_default();
+        metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());
         let lock = self.lock_request(
             self.upload_lock(upload_id).await?,
             (bucket, &u.key),
@@ -445,7 +494,7 @@ impl Engine {
             size,
             etag,
             content_type: u.content_type.clone(),
-            metadata: u.metadata.clone(),
+            metadata: metadata_json(&metadata),
             chunks,
             completes_upload: Some(upload_id.to_string()),
             lock,

@@ -255,7 +255,7 @@ impl Engine {
         Ok(self.inner.catalog.set_bucket_lock(b.id, lock).await?)
     }
 
-    fn no_such_key(bucket: &str, key: &str) -> EngineError {
+    pub(crate) fn no_such_key(bucket: &str, key: &str) -> EngineError {
         EngineError::NoSuchKey {
             bucket: bucket.to_string(),
             key: key.to_string(),

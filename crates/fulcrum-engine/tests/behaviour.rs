@@ -235,6 +235,28 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
             read_all(&e, "b", "mp").await.expect("get"),
             [p1, p2].concat()
         );
+        // A retried completion finds the object the upload made, until
+        // something else replaces it.
+        assert!(e.complete_upload(T, "b", &id, &[]).await.is_err());
+        let again = e
+            .completed_by(T, "b", "mp", &id)
+            .await
+            .expect("completed by")
+            .expect("the upload made the object");
+        assert_eq!(again.etag, info.etag);
+        assert!(e
+            .completed_by(T, "b", "mp", "another-upload")
+            .await
+            .expect("completed by")
+            .is_none());
+        e.put_object(T, "b", "mp", &b"replaced"[..], opts())
+            .await
+            .expect("overwrite");
+        assert!(e
+            .completed_by(T, "b", "mp", &id)
+            .await
+            .expect("completed by")
+            .is_none());
         assert!(e.list_uploads(T, "b").await.expect("uploads").is_empty());
         // Abort leaves nothing behind after GC.
         let id = e
@@ -667,5 +689,46 @@ async fn maintenance_runs_on_one_node_at_a_time() {
             .expect("lease free after GC")
             .release()
             .await;
+    }
+}
+
+#[tokio::test]
+async fn metadata_entries_change_in_place() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let mut o = opts();
+        o.metadata.insert("ward".into(), "icu".into());
+        e.put_object(T, "b", "k", &b"content"[..], o)
+            .await
+            .expect("put");
+        let before = e.head_object(T, "b", "k").await.expect("head");
+        e.set_object_meta(T, "b", "k", (":tagging", Some("a=1")))
+            .await
+            .expect("set");
+        let after = e.head_object(T, "b", "k").await.expect("head");
+        assert_eq!(
+            after.metadata.get(":tagging").map(String::as_str),
+            Some("a=1")
+        );
+        assert_eq!(after.metadata.get("ward").map(String::as_str), Some("icu"));
+        assert_eq!(
+            (after.etag.as_str(), after.created_at_ms),
+            (before.etag.as_str(), before.created_at_ms),
+            "{}",
+            t.name
+        );
+        e.set_object_meta(T, "b", "k", (":tagging", None))
+            .await
+            .expect("remove");
+        assert_eq!(
+            e.head_object(T, "b", "k").await.expect("head").metadata,
+            before.metadata
+        );
+        assert_eq!(read_all(&e, "b", "k").await.expect("get"), b"content");
+        assert!(e
+            .set_object_meta(T, "b", "missing", (":tagging", Some("a=1")))
+            .await
+            .is_err());
     }
 }

@@ -16,6 +16,7 @@ mod objects;
 mod presign;
 mod region;
 mod request_id;
+mod tagging;
 
 use std::sync::Arc;
 
@@ -414,6 +415,27 @@ impl s3s::S3 for S3Api {
         out.max_keys = Some(l.max_keys);
         out.encoding_type = i.encoding_type;
         Ok(S3Response::new(out))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.do_put_object_tagging(req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.do_get_object_tagging(req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.do_delete_object_tagging(req).await
     }
 
     async fn put_object(

@@ -1,7 +1,7 @@
 //! S3 multipart uploads: create, upload part, list parts, complete (parts
 //! joined by reference in one transaction), abort, list uploads.
 
-use fulcrum_engine::{EngineError, PutOptions};
+use fulcrum_engine::{CatalogError, EngineError, PutOptions};
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -78,6 +78,10 @@ impl S3Api {
         key_check(&i.key)?;
         let mut metadata = i.metadata.take().unwrap_or_default().into_iter().collect();
         stored_headers!(i).store_in(&mut metadata);
+        super::tagging::store_in(
+            &mut metadata,
+            &super::tagging::from_header(i.tagging.as_deref().unwrap_or(""))?,
+        );
         let lock = self
             .lock_headers(
                 &i.bucket,
@@ -237,7 +241,7 @@ impl S3Api {
                 "The XML you provided did not list any parts.",
             ));
         }
-        let info = self
+        let done = self
             .engine
             .complete_upload_if(
                 &self.tenant,
@@ -246,8 +250,17 @@ impl S3Api {
                 &parts,
                 write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
             )
-            .await
-            .map_err(api_err)?;
+            .await;
+        let info = match done {
+            // A retry of a completion that succeeded (its answer was lost).
+            Err(e @ EngineError::Catalog(CatalogError::NoSuchUpload(_))) => self
+                .engine
+                .completed_by(&self.tenant, &i.bucket, &i.key, &i.upload_id)
+                .await
+                .map_err(api_err)?
+                .ok_or_else(|| api_err(e))?,
+            done => done.map_err(api_err)?,
+        };
         let mut out = CompleteMultipartUploadOutput::default();
         out.bucket = Some(i.bucket);
         out.key = Some(info.key);

@@ -18,6 +18,7 @@ use super::conditions::{copy_source_conditions, read_conditions, write_condition
 use super::encoding::KeyEncoding;
 use super::headers::{set_stored_headers, stored_headers, user_metadata, StoredHeaders};
 use super::lock::lock_out;
+use super::tagging;
 use super::{api_err, key_check, S3Api};
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
@@ -253,8 +254,10 @@ impl S3Api {
         );
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         let stored = stored_headers!(i);
+        let tags = tagging::from_header(i.tagging.as_deref().unwrap_or(""))?;
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
         stored.store_in(&mut opts.metadata);
+        tagging::store_in(&mut opts.metadata, &tags);
         opts.condition = condition;
         opts.lock = self
             .lock_headers(
@@ -326,6 +329,7 @@ impl S3Api {
         out.content_length = Some((end - start) as i64);
         out.content_range = content_range;
         describe_object!(out, info);
+        out.tag_count = tagging::count(&info.metadata);
         Ok(S3Response::new(out))
     }
 
@@ -339,7 +343,12 @@ impl S3Api {
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
         describe_object!(out, info);
-        Ok(S3Response::new(out))
+        let mut res = S3Response::new(out);
+        // HeadObjectOutput has no field for it; S3 sends it on HEAD too.
+        if let Some(n) = tagging::count(&info.metadata) {
+            res.headers.insert("x-amz-tagging-count", n.into());
+        }
+        Ok(res)
     }
 
     pub(crate) async fn do_delete_object(
@@ -418,23 +427,42 @@ impl S3Api {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace && src_bucket == i.bucket && src_key == i.key {
+        let new_tags = match &i.tagging_directive {
+            Some(d) if d.as_str() == TaggingDirective::REPLACE => {
+                Some(tagging::from_header(i.tagging.as_deref().unwrap_or(""))?)
+            }
+            _ => None,
+        };
+        if !replace && new_tags.is_none() && src_bucket == i.bucket && src_key == i.key {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
             ));
         }
-        let new_meta = replace.then(|| {
-            let mut metadata: BTreeMap<String, String> =
-                i.metadata.clone().unwrap_or_default().into_iter().collect();
-            stored_headers!(i).store_in(&mut metadata);
-            (i.content_type.clone(), metadata)
-        });
         let source = copy_source_conditions!(i);
-        if !source.is_empty() {
-            let src = self.copy_source_info(&src_bucket, &src_key).await?;
-            source.check(&src, Unchanged::PreconditionFailed)?;
+        // The source is read first when the conditions or a replaced
+        // metadata or tag set need it; otherwise the engine copies all.
+        let src = match !source.is_empty() || replace || new_tags.is_some() {
+            true => Some(self.copy_source_info(&src_bucket, &src_key).await?),
+            false => None,
+        };
+        if let Some(src) = &src {
+            source.check(src, Unchanged::PreconditionFailed)?;
         }
+        let new_meta = src.filter(|_| replace || new_tags.is_some()).map(|src| {
+            let (content_type, mut metadata) = match replace {
+                true => {
+                    let mut m: BTreeMap<String, String> =
+                        i.metadata.clone().unwrap_or_default().into_iter().collect();
+                    stored_headers!(i).store_in(&mut m);
+                    (i.content_type.clone(), m)
+                }
+                false => (src.content_type.clone(), src.metadata.clone()),
+            };
+            let tags = new_tags.unwrap_or_else(|| tagging::of(&src.metadata));
+            tagging::store_in(&mut metadata, &tags);
+            (content_type, metadata)
+        });
         let lock = self
             .lock_headers(
                 &i.bucket,
