@@ -280,10 +280,34 @@ def test_delete_bucket_must_be_empty(s3, bucket):
     assert http_status(e.value) == 404
 
 
-def test_create_existing_bucket_fails(s3, bucket):
+def test_creating_an_existing_bucket_changes_nothing(s3, bucket):
+    # As in S3's us-east-1 (and Ceph RGW): creating a bucket one has, as it
+    # is, succeeds and keeps what it holds; another Object Lock setting fails.
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"x")
+    s3.create_bucket(Bucket=bucket)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["kept"]
     with pytest.raises(ClientError) as e:
-        s3.create_bucket(Bucket=bucket)
-    assert error_code(e.value) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    assert (http_status(e.value), error_code(e.value)) == (409, "BucketAlreadyOwnedByYou")
+    with pytest.raises(ClientError) as e:
+        s3.get_object_lock_configuration(Bucket=bucket)
+    assert error_code(e.value) == "ObjectLockConfigurationNotFoundError"
+
+
+def test_list_buckets_pages_and_prefix(s3):
+    names = [f"page-{c}" for c in "dcba"] + ["other-z"]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    got, token = [], {}
+    while True:
+        page = s3.list_buckets(MaxBuckets=2, Prefix="page-", **token)
+        assert len(page["Buckets"]) <= 2
+        got += [b["Name"] for b in page["Buckets"]]
+        if "ContinuationToken" not in page:
+            break
+        token = {"ContinuationToken": page["ContinuationToken"]}
+    assert got == ["page-a", "page-b", "page-c", "page-d"]
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == sorted(names)
 
 
 # ------------------------------------------------------------ multipart
@@ -771,3 +795,44 @@ def test_tags_beyond_s3s_limits_are_refused_and_change_nothing(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_object_tagging(Bucket=bucket, Key="missing", Tagging={"TagSet": []})
     assert error_code(e.value) == "NoSuchKey"
+
+
+# ------------------------------------------------------------ one part of a multipart object
+
+
+def test_get_and_head_of_one_part(s3, bucket):
+    # SDK transfer managers download a multipart object part by part.
+    sizes = [5 * MiB, 5 * MiB, 1 * MiB + 7]
+    data = [random_bytes(n, seed=40 + i) for i, n in enumerate(sizes)]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    parts = [
+        {"ETag": s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=i + 1, Body=d)["ETag"], "PartNumber": i + 1}
+        for i, d in enumerate(data)
+    ]
+    etag = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": parts})["ETag"]
+    start = 0
+    for n, d in enumerate(data, start=1):
+        head = s3.head_object(Bucket=bucket, Key="mp", PartNumber=n)
+        assert (head["PartsCount"], head["ContentLength"], head["ETag"]) == (3, len(d), etag)
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=n)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        assert got["ContentRange"] == f"bytes {start}-{start + len(d) - 1}/{sum(sizes)}"
+        assert (got["PartsCount"], got["ETag"]) == (3, etag)
+        assert got["Body"].read() == d
+        start += len(d)
+    for call in (s3.get_object, s3.head_object):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket, Key="mp", PartNumber=4)
+        assert http_status(e.value) == 416
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="mp", PartNumber=1, Range="bytes=0-9")
+    assert http_status(e.value) == 400
+    # An object of one PUT is its own part 1.
+    s3.put_object(Bucket=bucket, Key="single", Body=b"body")
+    got = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert got["Body"].read() == b"body" and "PartsCount" not in got
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert http_status(e.value) == 416
+    # The part sizes are not user metadata.
+    assert s3.head_object(Bucket=bucket, Key="mp").get("Metadata", {}) == {}

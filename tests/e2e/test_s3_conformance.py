@@ -193,3 +193,27 @@ def test_a_retried_completion_gets_the_object_the_upload_made(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)
     assert error_code(e.value) == "NoSuchUpload"
+
+
+def test_version_ids_other_than_null_name_nothing(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"current")
+    # A delete of an "old version" must never delete the object.
+    for call, kw in (
+        (s3.delete_object, {}),
+        (s3.get_object, {}),
+        (s3.head_object, {}),
+    ):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket, Key="k", VersionId="3HL4kqtJlcpXroDTDmJ", **kw)
+        assert http_status(e.value) == 400
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "k", "VersionId": "old"})
+    assert error_code(e.value) == "InvalidArgument"
+    out = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "k", "VersionId": "old"}, {"Key": "gone", "VersionId": "null"}]}
+    )
+    assert [(x["Key"], x["VersionId"], x["Code"]) for x in out["Errors"]] == [("k", "old", "InvalidArgument")]
+    assert [(x["Key"], x["VersionId"]) for x in out["Deleted"]] == [("gone", "null")]
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"current"
+    s3.delete_object(Bucket=bucket, Key="k", VersionId="null")
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

@@ -137,14 +137,14 @@ impl Catalog {
     }
 
     /// Checks the client's part list against the stored parts and returns
-    /// (size, chunk list, part ETags) of the object they form.
+    /// (part sizes, chunk list, part ETags) of the object they form.
     pub async fn assemble_upload(
         &self,
         upload_id: &str,
         parts: &[(i64, String)],
-    ) -> CatalogResult<(i64, Vec<ChunkId>, Vec<String>)> {
+    ) -> CatalogResult<(Vec<i64>, Vec<ChunkId>, Vec<String>)> {
         let stored = self.list_parts(upload_id).await?;
-        let mut size = 0i64;
+        let mut sizes = Vec::with_capacity(parts.len());
         let mut chunks = Vec::new();
         let mut etags = Vec::new();
         let mut last = 0i64;
@@ -162,11 +162,11 @@ impl Catalog {
             if i + 1 < parts.len() && part.size < MIN_PART_SIZE {
                 return Err(CatalogError::PartTooSmall(*number));
             }
-            size += part.size;
+            sizes.push(part.size);
             chunks.extend(self.part_chunks(upload_id, *number).await?);
             etags.push(part.etag.clone());
         }
-        Ok((size, chunks, etags))
+        Ok((sizes, chunks, etags))
     }
 }
 

@@ -36,7 +36,10 @@ pub use ingest::ContentDigest;
 pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::Metrics;
-pub use objects::{BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo, UPLOAD_ID_META};
+pub use objects::{
+    part_range, BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo, PARTS_META,
+    UPLOAD_ID_META,
+};
 pub use read::{ByteStream, TaggedStream};
 pub use repair::ChunkCopy;
 pub use tier::{ArchiveConfig, DEFAULT_ARCHIVE_ZSTD_LEVEL, READ_TOUCH_INTERVAL};

@@ -85,6 +85,54 @@ pub struct UploadInfo {
 /// (names starting with ':' are the platform's own, never user metadata).
 pub const UPLOAD_ID_META: &str = ":upload-id";
 
+/// The metadata entry giving the part sizes of an object made by a
+/// multipart upload, as runs `size*count` (`5242880*3,1048576`): GET and
+/// HEAD of one part (`partNumber`) read it.
+pub const PARTS_META: &str = ":parts";
+
+fn part_runs(sizes: &[i64]) -> String {
+    let mut runs: Vec<(i64, usize)> = Vec::new();
+    for &s in sizes {
+        match runs.last_mut() {
+            Some((size, n)) if *size == s => *n += 1,
+            _ => runs.push((s, 1)),
+        }
+    }
+    runs.iter()
+        .map(|(s, n)| {
+            if *n == 1 {
+                s.to_string()
+            } else {
+                format!("{s}*{n}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The byte range of part `n` (from 1) of an object and its number of
+/// parts: `None` for an object not made by a multipart upload, and a
+/// range of `None` when it has no part `n`.
+pub fn part_range(
+    metadata: &BTreeMap<String, String>,
+    n: u32,
+) -> Option<(Option<std::ops::Range<u64>>, u32)> {
+    let mut sizes = Vec::new();
+    for run in metadata.get(PARTS_META)?.split(',') {
+        let (size, count) = match run.split_once('*') {
+            Some((s, c)) => (s.parse::<u64>().ok()?, c.parse::<usize>().ok()?),
+            None => (run.parse::<u64>().ok()?, 1),
+        };
+        sizes.extend(std::iter::repeat_n(size, count));
+    }
+    let count = sizes.len() as u32;
+    let range = (1..=count).contains(&n).then(|| {
+        let start: u64 = sizes[..(n - 1) as usize].iter().sum();
+        start..start + sizes[(n - 1) as usize]
+    });
+    Some((range, count))
+}
+
 fn metadata_json(m: &BTreeMap<String, String>) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
@@ -474,7 +522,8 @@ impl Engine {
         if parts.is_empty() {
             return Err(CatalogError::InvalidPart(0).into());
         }
-        let (size, chunks, etags) = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let (sizes, chunks, etags) = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let size = sizes.iter().sum();
         let mut md5 = Md5::new();
         for e in &etags {
             md5.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
@@ -483,6 +532,7 @@ impl Engine {
         let mut metadata: BTreeMap<String, String> =
             serde_json::from_str(&u.metadata).unwrap_or_default();
         metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());
+        metadata.insert(PARTS_META.to_string(), part_runs(&sizes));
         let lock = self.lock_request(
             self.upload_lock(upload_id).await?,
             (bucket, &u.key),
@@ -557,5 +607,26 @@ impl Engine {
             }
         }
         self.inner.commit(staged.ing, write).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_are_kept_as_runs_and_give_each_part_its_range() {
+        let sizes = [5, 5, 5, 2, 2, 1];
+        let runs = part_runs(&sizes);
+        assert_eq!(runs, "5*3,2*2,1");
+        let meta = BTreeMap::from([(PARTS_META.to_string(), runs)]);
+        assert_eq!(part_range(&meta, 1), Some((Some(0..5), 6)));
+        assert_eq!(part_range(&meta, 4), Some((Some(15..17), 6)));
+        assert_eq!(part_range(&meta, 6), Some((Some(19..20), 6)));
+        assert_eq!(part_range(&meta, 7), Some((None, 6)));
+        assert_eq!(part_range(&meta, 0), Some((None, 6)));
+        assert_eq!(part_range(&BTreeMap::new(), 1), None);
+        let bad = BTreeMap::from([(PARTS_META.to_string(), "5*x".to_string())]);
+        assert_eq!(part_range(&bad, 1), None);
     }
 }

@@ -81,6 +81,20 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
 
 /// Object keys are opaque strings in the catalog (never paths), so `..`
 /// is harmless; NUL cannot be stored and S3 caps keys at 1024 bytes.
+/// Buckets keep no versions: each object is its only version, `null`
+/// (as ListObjectVersions says). Any other version ID names nothing, and
+/// is refused as S3 refuses an unknown one on an unversioned bucket;
+/// above all a delete of an "old version" must not delete the object.
+pub(crate) fn version_check(version: Option<&str>) -> Result<(), S3Error> {
+    match version {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "Invalid version id specified: this bucket keeps no versions (each object is version null).",
+        )),
+    }
+}
+
 pub(crate) fn key_check(key: &str) -> Result<(), S3Error> {
     if key.is_empty() {
         return Err(S3Error::with_message(

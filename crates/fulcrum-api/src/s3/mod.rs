@@ -20,11 +20,11 @@ mod tagging;
 
 use std::sync::Arc;
 
-use fulcrum_engine::Engine;
+use fulcrum_engine::{CatalogError, Engine, EngineError};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
-pub(crate) use errors::{api_err, key_check};
+pub(crate) use errors::{api_err, key_check, version_check};
 pub use host::Domains;
 pub use request_id::{new_request_id, stamp};
 
@@ -155,11 +155,32 @@ impl s3s::S3 for S3Api {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         bucket_check(&req.input.bucket)?;
-        self.engine
+        let want_lock = req.input.object_lock_enabled_for_bucket == Some(true);
+        match self
+            .engine
             .create_bucket(&self.tenant, &req.input.bucket)
             .await
-            .map_err(api_err)?;
-        if req.input.object_lock_enabled_for_bucket == Some(true) {
+        {
+            Ok(_) => {}
+            // Creating a bucket one already has, as it is, succeeds and
+            // changes nothing, as in S3's us-east-1 (the region Fulcrum
+            // reports); asking for another Object Lock setting does not.
+            Err(e @ EngineError::Catalog(CatalogError::BucketExists(_))) => {
+                let lock = self
+                    .engine
+                    .bucket_lock(&self.tenant, &req.input.bucket)
+                    .await
+                    .map_err(api_err)?;
+                if lock.enabled != want_lock {
+                    return Err(api_err(e));
+                }
+                let mut out = CreateBucketOutput::default();
+                out.location = Some(format!("/{}", req.input.bucket));
+                return Ok(S3Response::new(out));
+            }
+            Err(e) => return Err(api_err(e)),
+        }
+        if want_lock {
             let lock = fulcrum_engine::BucketLock {
                 enabled: true,
                 default: None,
@@ -266,28 +287,61 @@ impl s3s::S3 for S3Api {
         self.do_put_object_acl(req).await
     }
 
+    /// Buckets in name order; with `max-buckets` a page at a time
+    /// (continuation token: the last name sent) and with `prefix` only
+    /// the names that start with it, as S3's paginated ListBuckets.
     async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self
+        let i = req.input;
+        let after = i
+            .continuation_token
+            .as_deref()
+            .map(decode_token)
+            .transpose()?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let max = match i.max_buckets {
+            Some(n) if !(1..=10_000).contains(&n) => {
+                return Err(s3s::s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be from 1 to 10000"
+                ))
+            }
+            Some(n) => n as usize,
+            None => usize::MAX,
+        };
+        let mut names = self
             .engine
             .list_buckets(&self.tenant)
             .await
-            .map_err(api_err)?
+            .map_err(api_err)?;
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut page: Vec<_> = names
             .into_iter()
             // Names starting with a dot belong to platform services (the
             // DICOM archive's `.dicom`); S3 bucket names never start with one.
-            .filter(|b| !b.name.starts_with('.'))
-            .map(|b| {
-                let mut out = Bucket::default();
-                out.name = Some(b.name);
-                out.creation_date = Some(objects::ts(b.created_at));
-                out
-            })
+            .filter(|b| !b.name.starts_with('.') && b.name.starts_with(&prefix))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .take(max.saturating_add(1))
             .collect();
+        let more = page.len() > max;
+        page.truncate(max);
         let mut out = ListBucketsOutput::default();
-        out.buckets = Some(buckets);
+        out.continuation_token = more
+            .then(|| page.last().map(|b| encode_token(&b.name)))
+            .flatten();
+        out.buckets = Some(
+            page.into_iter()
+                .map(|b| {
+                    let mut out = Bucket::default();
+                    out.name = Some(b.name);
+                    out.creation_date = Some(objects::ts(b.created_at));
+                    out
+                })
+                .collect(),
+        );
+        out.prefix = i.prefix;
         out.owner = Some(self.owner());
         Ok(S3Response::new(out))
     }

@@ -19,10 +19,53 @@ use super::encoding::KeyEncoding;
 use super::headers::{set_stored_headers, stored_headers, user_metadata, StoredHeaders};
 use super::lock::lock_out;
 use super::tagging;
-use super::{api_err, key_check, S3Api};
+use super::{api_err, key_check, version_check, S3Api};
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
+    format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1))
+}
+
+/// The byte range and parts count a GET or HEAD of part `part_number`
+/// reads: one part of an object made by a multipart upload; part 1 of any
+/// other object is all of it (`None`: read as a whole).
+fn one_part(
+    info: &ObjectInfo,
+    part_number: Option<i32>,
+    ranged: bool,
+) -> S3Result<Option<(std::ops::Range<u64>, Option<i32>)>> {
+    let Some(n) = part_number else {
+        return Ok(None);
+    };
+    if ranged {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    let n = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+        s3_error!(
+            InvalidArgument,
+            "Part number must be an integer from 1 to 10000"
+        )
+    })?;
+    let unsatisfiable = || {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("InvalidPartNumber".into()),
+            "The requested part number is not satisfiable",
+        );
+        e.set_status_code(hyper::StatusCode::RANGE_NOT_SATISFIABLE);
+        e
+    };
+    match fulcrum_engine::part_range(&info.metadata, n) {
+        Some((Some(r), count)) => Ok(Some((r, Some(count as i32)))),
+        Some((None, _)) => Err(unsatisfiable()),
+        None if n == 1 => Ok(None),
+        None => Err(unsatisfiable()),
+    }
 }
 
 /// The most keys one DeleteObjects request may name (S3's limit).
@@ -290,23 +333,21 @@ impl S3Api {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
+        version_check(i.version_id.as_deref())?;
         let info = self.head(&i.bucket, &i.key).await?;
         read_conditions!(i).check(&info, Unchanged::NotModified)?;
-        let (start, end, content_range) = match &i.range {
-            None => (0, info.size, None),
-            Some(r) => {
+        let part = one_part(&info, i.part_number, i.range.is_some())?;
+        let (start, end, content_range) = match (&i.range, &part) {
+            (_, Some((r, _))) => (r.start, r.end, Some(content_range(r, info.size))),
+            (None, None) => (0, info.size, None),
+            (Some(r), None) => {
                 let range = r.check(info.size).map_err(|_| {
                     S3Error::with_message(
                         S3ErrorCode::InvalidRange,
                         "The requested range is not satisfiable.",
                     )
                 })?;
-                let cr = format!(
-                    "bytes {}-{}/{}",
-                    range.start,
-                    range.end.saturating_sub(1),
-                    info.size
-                );
+                let cr = content_range(&range, info.size);
                 (range.start, range.end, Some(cr))
             }
         };
@@ -330,6 +371,7 @@ impl S3Api {
         out.content_range = content_range;
         describe_object!(out, info);
         out.tag_count = tagging::count(&info.metadata);
+        out.parts_count = part.and_then(|(_, n)| n);
         Ok(S3Response::new(out))
     }
 
@@ -338,12 +380,22 @@ impl S3Api {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
+        version_check(i.version_id.as_deref())?;
         let info = self.head(&i.bucket, &i.key).await?;
         read_conditions!(i).check(&info, Unchanged::NotModified)?;
+        let part = one_part(&info, i.part_number, i.range.is_some())?;
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
         describe_object!(out, info);
+        if let Some((r, count)) = &part {
+            out.content_length = Some((r.end - r.start) as i64);
+            out.content_range = Some(content_range(r, info.size));
+            out.parts_count = *count;
+        }
         let mut res = S3Response::new(out);
+        if part.is_some() {
+            res.status = Some(hyper::StatusCode::PARTIAL_CONTENT);
+        }
         // HeadObjectOutput has no field for it; S3 sends it on HEAD too.
         if let Some(n) = tagging::count(&info.metadata) {
             res.headers.insert("x-amz-tagging-count", n.into());
@@ -356,6 +408,7 @@ impl S3Api {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         key_check(&req.input.key)?;
+        version_check(req.input.version_id.as_deref())?;
         self.engine
             .delete_object_with(
                 &self.tenant,
@@ -385,7 +438,8 @@ impl S3Api {
         let mut errors = Vec::new();
         let bypass = i.bypass_governance_retention.unwrap_or(false);
         for o in i.delete.objects {
-            let res = match key_check(&o.key) {
+            let version = o.version_id.clone();
+            let res = match key_check(&o.key).and(version_check(version.as_deref())) {
                 Ok(()) => self
                     .engine
                     .delete_object_with(&self.tenant, &i.bucket, &o.key, bypass)
@@ -397,11 +451,13 @@ impl S3Api {
                 Ok(_) => {
                     let mut d = DeletedObject::default();
                     d.key = Some(o.key);
+                    d.version_id = version;
                     deleted.push(d);
                 }
                 Err(e) => {
                     let mut err = s3s::dto::Error::default();
                     err.key = Some(o.key);
+                    err.version_id = version;
                     err.code = Some(e.code().as_str().to_string());
                     err.message = e.message().map(|m| m.to_string());
                     errors.push(err);
@@ -494,8 +550,13 @@ impl S3Api {
 /// The bucket and key a copy reads from.
 pub(crate) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
     match src {
-        CopySource::Bucket { bucket, key, .. } => {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
             key_check(key)?;
+            version_check(version_id.as_deref())?;
             Ok((bucket.to_string(), key.to_string()))
         }
         _ => Err(S3Error::with_message(
