@@ -797,6 +797,33 @@ def test_tags_beyond_s3s_limits_are_refused_and_change_nothing(s3, bucket):
     assert error_code(e.value) == "NoSuchKey"
 
 
+def test_bucket_tags_set_read_and_deleted(fulcrum, s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert (http_status(e.value), error_code(e.value)) == (404, "NoSuchTagSet")
+    tags = [{"Key": f"k{i:02d}", "Value": f"v{i}"} for i in range(50)]
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == tags
+    fulcrum.aws("s3api", "put-bucket-tagging", "--bucket", bucket, "--tagging", "TagSet=[{Key=site,Value=county-7}]")
+    out = fulcrum.aws("s3api", "get-bucket-tagging", "--bucket", bucket).stdout
+    assert "county-7" in out and "k00" not in out, out
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(51)]})
+    assert error_code(e.value) == "InvalidTag"
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "site", "Value": "county-7"}]
+    s3.delete_bucket_tagging(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert error_code(e.value) == "NoSuchTagSet"
+    # Gone with the bucket: a new bucket of the same name has none.
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    s3.delete_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert error_code(e.value) == "NoSuchTagSet"
+
+
 # ------------------------------------------------------------ one part of a multipart object
 
 

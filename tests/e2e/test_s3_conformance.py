@@ -217,3 +217,54 @@ def test_version_ids_other_than_null_name_nothing(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="k", VersionId="null")["Body"].read() == b"current"
     s3.delete_object(Bucket=bucket, Key="k", VersionId="null")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_bucket_cors_lets_allowed_origins_call_from_a_browser(s3, bucket):
+    import requests
+
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_cors(Bucket=bucket)
+    assert (http_status(e.value), error_code(e.value)) == (404, "NoSuchCORSConfiguration")
+    rules = [
+        {"AllowedMethods": ["GET", "HEAD"], "AllowedOrigins": ["https://*.hospital.example"],
+         "AllowedHeaders": ["range", "x-amz-*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600},
+        {"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"]},
+    ]
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
+    got = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert [(r["AllowedMethods"], r["AllowedOrigins"]) for r in got] == [(r["AllowedMethods"], r["AllowedOrigins"]) for r in rules]
+    s3.put_object(Bucket=bucket, Key="scan.dcm", Body=b"pixels")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "scan.dcm"})
+    origin = "https://viewer.hospital.example"
+    # Preflight: allowed, with the rule's headers; refused for others.
+    pre = requests.options(url, headers={"Origin": origin, "Access-Control-Request-Method": "GET",
+                                         "Access-Control-Request-Headers": "Range, X-Amz-Meta-Ward"})
+    assert pre.status_code == 200, pre.text
+    assert pre.headers["access-control-allow-origin"] == origin
+    assert pre.headers["access-control-allow-headers"] == "range, x-amz-meta-ward"
+    assert pre.headers["access-control-max-age"] == "600"
+    for headers in (
+        {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        {"Origin": origin, "Access-Control-Request-Method": "DELETE"},
+        {"Origin": origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"},
+    ):
+        assert requests.options(url, headers=headers).status_code == 403, headers
+    assert requests.options(url).status_code == 400, "a preflight without Origin"
+    # The actual request: CORS headers for an allowed origin only, errors included.
+    r = requests.get(url, headers={"Origin": origin})
+    assert r.content == b"pixels" and r.headers["access-control-allow-origin"] == origin
+    assert r.headers["access-control-expose-headers"] == "ETag"
+    assert "access-control-allow-origin" not in requests.get(url, headers={"Origin": "https://evil.example"}).headers
+    missing = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "missing"})
+    r = requests.get(missing, headers={"Origin": origin})
+    assert r.status_code == 404 and r.headers["access-control-allow-origin"] == origin
+    put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "upload"})
+    r = requests.put(put, data=b"from a browser", headers={"Origin": "https://anywhere.example"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    # Refused configurations change nothing; deleted, nothing is allowed.
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["PATCH"], "AllowedOrigins": ["*"]}]})
+    assert http_status(e.value) == 400
+    assert len(s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) == 2
+    s3.delete_bucket_cors(Bucket=bucket)
+    assert requests.options(url, headers={"Origin": origin, "Access-Control-Request-Method": "GET"}).status_code == 403

@@ -26,7 +26,8 @@ pub async fn serve_s3(
     domains: Domains,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let service = S3Api::new(engine.clone(), tenant).into_service(creds, domains);
+    let api = S3Api::new(engine.clone(), tenant);
+    let service = api.clone().into_service(creds, domains.clone());
     let metrics_engine = engine.clone();
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -42,16 +43,34 @@ pub async fn serve_s3(
         let _ = socket.set_nodelay(true);
         let svc = service.clone();
         let m = metrics_engine.clone();
+        let (api, domains) = (api.clone(), domains.clone());
         let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let svc = svc.clone();
             let m = m.clone();
+            let (api, domains) = (api.clone(), domains.clone());
             let method = req.method().to_string();
             let path = req.uri().path().to_string();
             async move {
                 let id = crate::s3::new_request_id();
-                let res = match crate::s3::refuse_early(&req) {
-                    Some(refusal) => Ok(refusal),
-                    None => svc.call(req.map(s3s::Body::from)).await,
+                // Browsers' cross-origin requests: preflights are answered
+                // here, allowed requests get CORS headers on their answer.
+                let cors = crate::s3::CorsAsk::of(&req).map(|ask| (domains.bucket_of(&req), ask));
+                let res = match (&cors, req.method() == hyper::Method::OPTIONS) {
+                    (Some((bucket, ask)), true) => Ok(api.preflight(bucket.as_deref(), ask).await),
+                    (None, true) => Ok(crate::s3::bad_preflight()),
+                    _ => match crate::s3::refuse_early(&req) {
+                        Some(refusal) => Ok(refusal),
+                        None => svc.call(req.map(s3s::Body::from)).await,
+                    },
+                };
+                let res = match (res, &cors) {
+                    (Ok(mut r), Some((Some(bucket), ask))) if !ask.preflight => {
+                        if let Some(h) = api.cors_headers(bucket, ask).await {
+                            r.headers_mut().extend(h);
+                        }
+                        Ok(r)
+                    }
+                    (res, _) => res,
                 };
                 let res = res.map(|r| crate::s3::stamp(r, &id));
                 let status = match &res {

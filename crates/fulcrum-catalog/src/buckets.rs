@@ -92,6 +92,11 @@ impl Catalog {
         for upload in uploads {
             crate::uploads::remove_upload(&mut tx, &upload).await?;
         }
+        sqlx::query("DELETE FROM bucket_settings WHERE bucket_id = $1")
+            .bind(bucket.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete bucket"))?;
         sqlx::query("DELETE FROM bucket_locks WHERE bucket_id = $1")
             .bind(bucket.id)
             .execute(&mut *tx)
@@ -103,5 +108,49 @@ impl Catalog {
             .await
             .map_err(db("delete bucket"))?;
         tx.commit().await.map_err(db("delete bucket"))
+    }
+
+    /// A bucket setting (`None`: not set).
+    pub async fn bucket_setting(
+        &self,
+        bucket_id: i64,
+        name: &str,
+    ) -> CatalogResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM bucket_settings WHERE bucket_id = $1 AND name = $2")
+            .bind(bucket_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("bucket setting"))
+    }
+
+    /// Sets a bucket setting, or removes it with `None`; returns whether
+    /// it was set before.
+    pub async fn set_bucket_setting(
+        &self,
+        bucket_id: i64,
+        name: &str,
+        value: Option<&str>,
+    ) -> CatalogResult<bool> {
+        let mut tx = self.begin_write().await.map_err(db("set bucket setting"))?;
+        let had = sqlx::query("DELETE FROM bucket_settings WHERE bucket_id = $1 AND name = $2")
+            .bind(bucket_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("set bucket setting"))?
+            .rows_affected()
+            > 0;
+        if let Some(v) = value {
+            sqlx::query("INSERT INTO bucket_settings (bucket_id, name, value) VALUES ($1, $2, $3)")
+                .bind(bucket_id)
+                .bind(name)
+                .bind(v)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("set bucket setting"))?;
+        }
+        tx.commit().await.map_err(db("set bucket setting"))?;
+        Ok(had)
     }
 }

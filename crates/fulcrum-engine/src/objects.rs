@@ -175,6 +175,33 @@ impl Engine {
         Ok(self.inner.catalog.list_buckets(tenant).await?)
     }
 
+    /// A bucket setting (its tag set, ...); `None` when not set.
+    pub async fn bucket_setting(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        name: &str,
+    ) -> EngineResult<Option<String>> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self.inner.catalog.bucket_setting(b.id, name).await?)
+    }
+
+    /// Sets a bucket setting, or removes it with `None`; returns whether
+    /// it was set before.
+    pub async fn set_bucket_setting(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        (name, value): (&str, Option<&str>),
+    ) -> EngineResult<bool> {
+        let b = self.bucket(tenant, bucket).await?;
+        Ok(self
+            .inner
+            .catalog
+            .set_bucket_setting(b.id, name, value)
+            .await?)
+    }
+
     pub async fn delete_bucket(&self, tenant: &str, name: &str) -> EngineResult<()> {
         self.inner
             .buckets

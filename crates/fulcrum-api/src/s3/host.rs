@@ -21,6 +21,26 @@ impl Domains {
     }
 }
 
+impl Domains {
+    /// The bucket a request addresses: from a virtual host under one of
+    /// the domains, else the first segment of a path-style URL.
+    pub fn bucket_of<B>(&self, req: &hyper::Request<B>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(req.uri().host());
+        if let Some(b) = host
+            .and_then(|h| self.parse_host_header(h).ok())
+            .and_then(|v| v.bucket().map(str::to_string))
+        {
+            return Some(b);
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_string())
+    }
+}
+
 impl S3Host for Domains {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
         if host.starts_with('[') {

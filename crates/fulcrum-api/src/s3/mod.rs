@@ -5,6 +5,7 @@
 mod acl;
 mod checksum;
 mod conditions;
+mod cors;
 mod encoding;
 mod errors;
 mod headers;
@@ -24,6 +25,7 @@ use fulcrum_engine::{CatalogError, Engine, EngineError};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
+pub use cors::{bad_preflight, CorsAsk};
 pub(crate) use errors::{api_err, key_check, version_check};
 pub use host::Domains;
 pub use request_id::{new_request_id, stamp};
@@ -80,6 +82,40 @@ impl S3Api {
             .await
             .map(|_| ())
             .map_err(api_err)
+    }
+
+    /// A bucket setting (tag set, CORS rules): `None` when not set.
+    pub(crate) async fn setting(&self, bucket: &str, name: &str) -> S3Result<Option<String>> {
+        self.engine
+            .bucket_setting(&self.tenant, bucket, name)
+            .await
+            .map_err(api_err)
+    }
+
+    /// Sets a bucket setting, or removes it with `None`.
+    pub(crate) async fn set_setting(
+        &self,
+        bucket: &str,
+        name: &str,
+        value: Option<&str>,
+    ) -> S3Result<()> {
+        self.engine
+            .set_bucket_setting(&self.tenant, bucket, (name, value))
+            .await
+            .map(|_| ())
+            .map_err(api_err)
+    }
+
+    /// Removes a bucket setting: the 204 of S3's Delete* configuration calls.
+    pub(crate) async fn clear_setting<T: Default>(
+        &self,
+        bucket: &str,
+        name: &str,
+    ) -> S3Result<S3Response<T>> {
+        self.set_setting(bucket, name, None).await?;
+        let mut res = S3Response::new(T::default());
+        res.status = Some(hyper::StatusCode::NO_CONTENT);
+        Ok(res)
     }
 }
 
@@ -259,18 +295,42 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<GetBucketCorsInput>,
     ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-        let code = s3s::S3ErrorCode::NoSuchCORSConfiguration;
-        self.none_configured(&req.input.bucket, code, "CORS configuration")
-            .await
+        self.do_get_bucket_cors(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.do_put_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.do_delete_bucket_cors(req).await
     }
 
     async fn get_bucket_tagging(
         &self,
         req: S3Request<GetBucketTaggingInput>,
     ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        let code = s3s::S3ErrorCode::NoSuchTagSet;
-        self.none_configured(&req.input.bucket, code, "tag set")
-            .await
+        self.do_get_bucket_tagging(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.do_put_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.do_delete_bucket_tagging(req).await
     }
 
     async fn get_object_acl(

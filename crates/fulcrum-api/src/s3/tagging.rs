@@ -1,5 +1,6 @@
-//! Object tagging: up to 10 key/value tags per object, within S3's limits
-//! (keys of 1-128 characters, values of at most 256, keys unique). Tags
+//! Object and bucket tagging: up to 10 key/value tags per object and 50 per
+//! bucket, within S3's limits (keys of 1-128 characters, values of at most
+//! 256, keys unique). A bucket's tag set is a bucket setting. Object tags
 //! are set by PutObjectTagging or by the `x-amz-tagging` header of
 //! PutObject, CreateMultipartUpload and CopyObject (with the REPLACE
 //! tagging directive), read by GetObjectTagging and counted in the
@@ -18,7 +19,11 @@ use super::{api_err, key_check, S3Api};
 /// The metadata entry holding an object's tags.
 const TAGGING: &str = ":tagging";
 
-const MAX_TAGS: usize = 10;
+/// The bucket setting holding a bucket's tags.
+const BUCKET_TAGGING: &str = "tagging";
+
+const MAX_OBJECT_TAGS: usize = 10;
+const MAX_BUCKET_TAGS: usize = 50;
 const MAX_KEY_CHARS: usize = 128;
 const MAX_VALUE_CHARS: usize = 256;
 
@@ -32,7 +37,7 @@ fn invalid(msg: String) -> S3Error {
 }
 
 /// Tags from key/value pairs, refused unless within S3's limits.
-fn checked(pairs: impl IntoIterator<Item = (String, String)>) -> S3Result<Tags> {
+fn checked(pairs: impl IntoIterator<Item = (String, String)>, max: usize) -> S3Result<Tags> {
     let mut tags = Tags::new();
     for (k, v) in pairs {
         if k.is_empty() || k.chars().count() > MAX_KEY_CHARS {
@@ -49,38 +54,49 @@ fn checked(pairs: impl IntoIterator<Item = (String, String)>) -> S3Result<Tags> 
             return Err(invalid(format!("the tag key {k:?} is given twice")));
         }
     }
-    if tags.len() > MAX_TAGS {
-        return Err(invalid(format!(
-            "an object has at most {MAX_TAGS} tags, not {}",
-            tags.len()
-        )));
+    if tags.len() > max {
+        return Err(invalid(format!("at most {max} tags, not {}", tags.len())));
     }
     Ok(tags)
 }
 
 /// Tags from an `x-amz-tagging` header (`k1=v1&k2`, URL-encoded).
 pub(crate) fn from_header(h: &str) -> S3Result<Tags> {
-    checked(form_urlencoded::parse(h.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())))
+    checked(
+        form_urlencoded::parse(h.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        MAX_OBJECT_TAGS,
+    )
 }
 
-fn from_tag_set(t: Tagging) -> S3Result<Tags> {
+fn from_tag_set(t: Tagging, max: usize) -> S3Result<Tags> {
     checked(
         t.tag_set
             .into_iter()
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())),
+        max,
     )
+}
+
+fn parse(s: &str) -> Tags {
+    form_urlencoded::parse(s.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn tag_set(tags: Tags) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|(k, v)| {
+            let mut t = Tag::default();
+            t.key = Some(k);
+            t.value = Some(v);
+            t
+        })
+        .collect()
 }
 
 /// An object's tags, from its metadata.
 pub(crate) fn of(metadata: &BTreeMap<String, String>) -> Tags {
-    metadata
-        .get(TAGGING)
-        .map(|s| {
-            form_urlencoded::parse(s.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    metadata.get(TAGGING).map(|s| parse(s)).unwrap_or_default()
 }
 
 /// The `x-amz-tagging-count` of an object, when it has tags.
@@ -124,7 +140,7 @@ impl S3Api {
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let i = req.input;
-        let tags = from_tag_set(i.tagging)?;
+        let tags = from_tag_set(i.tagging, MAX_OBJECT_TAGS)?;
         self.set_tags(&i.bucket, &i.key, &tags).await?;
         Ok(S3Response::new(PutObjectTaggingOutput::default()))
     }
@@ -136,15 +152,7 @@ impl S3Api {
         let i = req.input;
         let info = self.head(&i.bucket, &i.key).await?;
         let mut out = GetObjectTaggingOutput::default();
-        out.tag_set = of(&info.metadata)
-            .into_iter()
-            .map(|(k, v)| {
-                let mut t = Tag::default();
-                t.key = Some(k);
-                t.value = Some(v);
-                t
-            })
-            .collect();
+        out.tag_set = tag_set(of(&info.metadata));
         Ok(S3Response::new(out))
     }
 
@@ -157,6 +165,46 @@ impl S3Api {
         let mut res = S3Response::new(DeleteObjectTaggingOutput::default());
         res.status = Some(hyper::StatusCode::NO_CONTENT);
         Ok(res)
+    }
+}
+
+impl S3Api {
+    pub(crate) async fn do_put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let i = req.input;
+        let tags = from_tag_set(i.tagging, MAX_BUCKET_TAGS)?;
+        self.set_setting(&i.bucket, BUCKET_TAGGING, encoded(&tags).as_deref())
+            .await?;
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    /// A bucket's tag set; NoSuchTagSet when it has none.
+    pub(crate) async fn do_get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let bucket = &req.input.bucket;
+        let Some(tags) = self
+            .setting(bucket, BUCKET_TAGGING)
+            .await?
+            .map(|s| parse(&s))
+        else {
+            return self
+                .none_configured(bucket, S3ErrorCode::NoSuchTagSet, "tag set")
+                .await;
+        };
+        let mut out = GetBucketTaggingOutput::default();
+        out.tag_set = tag_set(tags);
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn do_delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.clear_setting(&req.input.bucket, BUCKET_TAGGING).await
     }
 }
 
