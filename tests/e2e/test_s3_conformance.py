@@ -2,7 +2,9 @@
 when that suite was first run against it: listing edge cases, the exact
 form of `encoding-type=url`, request IDs, 304 headers, presigned URL
 lifetimes, deleting a bucket with an upload in progress, the DeleteObjects
-key limit and Object Lock's error codes. Each test states what AWS answers.
+key limit, Object Lock's error codes, retried completions, version IDs,
+bucket CORS and `response-*` header overrides. Each test states what AWS
+answers.
 """
 
 from __future__ import annotations
@@ -268,3 +270,26 @@ def test_bucket_cors_lets_allowed_origins_call_from_a_browser(s3, bucket):
     assert len(s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) == 2
     s3.delete_bucket_cors(Bucket=bucket)
     assert requests.options(url, headers={"Origin": origin, "Access-Control-Request-Method": "GET"}).status_code == 403
+
+
+def test_response_header_overrides_on_presigned_links(s3, bucket):
+    import requests
+
+    s3.put_object(Bucket=bucket, Key="report-7f3a", Body=b"%PDF-1.4 report", ContentType="application/octet-stream",
+                  CacheControl="no-cache")
+    params = {
+        "Bucket": bucket, "Key": "report-7f3a",
+        "ResponseContentDisposition": 'attachment; filename="discharge summary.pdf"',
+        "ResponseContentType": "application/pdf",
+        "ResponseCacheControl": "private, max-age=60",
+    }
+    r = requests.get(s3.generate_presigned_url("get_object", Params=params))
+    assert r.status_code == 200 and r.content == b"%PDF-1.4 report"
+    assert r.headers["content-disposition"] == 'attachment; filename="discharge summary.pdf"'
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["cache-control"] == "private, max-age=60"
+    # This answer only: the stored headers are unchanged.
+    head = s3.head_object(Bucket=bucket, Key="report-7f3a")
+    assert (head["ContentType"], head["CacheControl"]) == ("application/octet-stream", "no-cache")
+    assert "ContentDisposition" not in head
+    assert s3.head_object(Bucket=bucket, Key="report-7f3a", ResponseContentType="text/plain")["ContentType"] == "text/plain"

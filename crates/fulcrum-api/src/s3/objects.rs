@@ -143,6 +143,36 @@ macro_rules! describe_object {
     }};
 }
 
+/// The `response-*` query parameters of a GET or HEAD override the stored
+/// headers in this answer only: a presigned link that makes a browser save
+/// a file under a given name (`response-content-disposition`) or show it as
+/// a given type, as web portals hand out.
+macro_rules! response_overrides {
+    ($out:expr, $i:expr) => {{
+        $out.cache_control = $i
+            .response_cache_control
+            .clone()
+            .or($out.cache_control.take());
+        $out.content_disposition = $i
+            .response_content_disposition
+            .clone()
+            .or($out.content_disposition.take());
+        $out.content_encoding = $i
+            .response_content_encoding
+            .clone()
+            .or($out.content_encoding.take());
+        $out.content_language = $i
+            .response_content_language
+            .clone()
+            .or($out.content_language.take());
+        $out.content_type = $i
+            .response_content_type
+            .clone()
+            .or($out.content_type.take());
+        $out.expires = $i.response_expires.clone().or($out.expires.take());
+    }};
+}
+
 /// One page of a listing: objects and common prefixes, in key order.
 pub(crate) struct Page {
     pub contents: Vec<Object>,
@@ -370,6 +400,7 @@ impl S3Api {
         out.content_length = Some((end - start) as i64);
         out.content_range = content_range;
         describe_object!(out, info);
+        response_overrides!(out, i);
         out.tag_count = tagging::count(&info.metadata);
         out.parts_count = part.and_then(|(_, n)| n);
         Ok(S3Response::new(out))
@@ -387,6 +418,7 @@ impl S3Api {
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
         describe_object!(out, info);
+        response_overrides!(out, i);
         if let Some((r, count)) = &part {
             out.content_length = Some((r.end - r.start) as i64);
             out.content_range = Some(content_range(r, info.size));
