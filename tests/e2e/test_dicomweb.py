@@ -520,3 +520,72 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
     study = jval(found[0], "StudyInstanceUID")
     meta = dw.qido(f"/studies/{study}/metadata")
     assert jval(meta[0], "PatientName") == name
+
+
+def _jpeg_instance(pixels: np.ndarray, photometric: str, study: str) -> bytes:
+    """A Secondary Capture instance whose one frame is a baseline JPEG made
+    by Pillow (libjpeg), not by the archive's decoder."""
+    from pydicom.dataset import Dataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, generate_uid
+
+    import dicom_common
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "JPEG-1", "Frame^Decode", "OT"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = 1 if pixels.ndim == 2 else 3
+    ds.PhotometricInterpretation = photometric
+    if pixels.ndim == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_grayscale_jpeg_frames_are_decoded_when_uncompressed_ones_are_asked_for(pacs):
+    # Uncompressed frames asked for (application/octet-stream, whose default
+    # transfer syntax is Explicit VR Little Endian) used to get 406 from a
+    # JPEG-compressed instance.
+    from pydicom.uid import generate_uid
+
+    dw = DicomWeb(pacs)
+    study = generate_uid()
+    yy, xx = np.mgrid[0:64, 0:96]
+    gray = ((xx * 2 + yy) % 256).astype(np.uint8)
+    color = np.stack([gray, 255 - gray, gray // 2], axis=-1)
+    parts = [_jpeg_instance(gray, "MONOCHROME2", study), _jpeg_instance(color, "YBR_FULL_422", study)]
+    assert dw.stow(parts).status == 200
+    client = dw.client()
+    series = client.search_for_series(study)
+    by_photometric = {}
+    for s in series:
+        inst = client.search_for_instances(study, jval(s, "SeriesInstanceUID"))[0]
+        meta = client.retrieve_instance_metadata(study, jval(s, "SeriesInstanceUID"), jval(inst, "SOPInstanceUID"))
+        by_photometric[jval(meta, "PhotometricInterpretation")] = (jval(s, "SeriesInstanceUID"), jval(inst, "SOPInstanceUID"))
+    se, sop = by_photometric["MONOCHROME2"]
+    (frame,) = client.retrieve_instance_frames(study, se, sop, [1], media_types=("application/octet-stream",))
+    got = np.frombuffer(frame, dtype=np.uint8).reshape(gray.shape)
+    expected = np.asarray(Image.open(io.BytesIO(pydicom.encaps.generate_frames(
+        pydicom.dcmread(io.BytesIO(parts[0])).PixelData, number_of_frames=1).__next__())))
+    # Two JPEG decoders (jpeg-decoder here, libjpeg in Pillow) may round the
+    # inverse DCT differently by a unit.
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2
+    # The stored JPEG is still there as is for who asks for it.
+    (stored,) = client.retrieve_instance_frames(study, se, sop, [1], media_types=("image/jpeg",))
+    assert stored.startswith(b"\xff\xd8")
+    # Colour is not decoded (its header would misdescribe RGB): a clear 406.
+    se, sop = by_photometric["YBR_FULL_422"]
+    r = dw.get(f"/studies/{study}/series/{se}/instances/{sop}/frames/1",
+               'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1')
+    assert r.status_code == 406 and "transcode" in r.text

@@ -73,10 +73,43 @@ pub(crate) async fn frames(
         media
     } else if l.encapsulated() && octet_any(&accept, &ts) {
         "application/octet-stream"
+    } else if transcodable(&l, &ts)
+        && super::media::accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE)
+    {
+        // Uncompressed frames asked for (dicomweb-client's default):
+        // grayscale JPEG frames are decoded for them.
+        let media = (
+            "application/octet-stream".to_string(),
+            EXPLICIT_LE.to_string(),
+        );
+        return frame_parts(ctx, l, nums, media, Some(jpeg_frame_to_native)).await;
     } else {
         return Err(not_acceptable_pixels(media, &ts));
     };
-    frame_parts(ctx, l, nums, label.to_string(), ts).await
+    frame_parts(ctx, l, nums, (label.to_string(), ts), None).await
+}
+
+/// Explicit VR Little Endian, the transfer syntax of uncompressed frames.
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+/// Frames this archive decodes when uncompressed ones are asked for: JPEG
+/// (baseline, extended, lossless) of grayscale images.
+fn transcodable(l: &Loaded, ts: &str) -> bool {
+    let spec = Spec::of(&l.header);
+    l.encapsulated()
+        && is_jpeg_family(ts)
+        && spec.samples == 1
+        && spec.photometric.starts_with("MONOCHROME")
+}
+
+fn jpeg_frame_to_native(frame: &[u8]) -> ApiResult<Vec<u8>> {
+    super::render::jpeg_to_native(frame).map_err(|e| match e {
+        RenderError::Unsupported(m) => ApiError::not_acceptable(m),
+        RenderError::Corrupt(m) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the stored frame could not be decoded: {m}"),
+        ),
+    })
 }
 
 /// Query parameters of rendered resources (PS3.18 8.3.5.1).

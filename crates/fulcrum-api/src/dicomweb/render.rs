@@ -285,8 +285,26 @@ fn color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
     })
 }
 
-fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
-    let decoded = std::panic::catch_unwind(|| {
+/// A grayscale JPEG frame (baseline, extended, lossless) decoded to native
+/// little-endian samples (1 or 2 bytes each), as a frame is sent in
+/// Explicit VR Little Endian. Color is refused: decoding turns YCbCr into
+/// RGB, which the instance's header would misdescribe.
+pub fn jpeg_to_native(b: &[u8]) -> Result<Vec<u8>, RenderError> {
+    let (pixels, info) = decode_jpeg(b)?;
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => Ok(pixels),
+        jpeg_decoder::PixelFormat::L16 => Ok(pixels
+            .chunks_exact(2)
+            .flat_map(|c| u16::from_ne_bytes([c[0], c[1]]).to_le_bytes())
+            .collect()),
+        f => Err(RenderError::Unsupported(format!(
+            "a {f:?} JPEG frame is not transcoded here (grayscale only)"
+        ))),
+    }
+}
+
+fn decode_jpeg(b: &[u8]) -> Result<(Vec<u8>, jpeg_decoder::ImageInfo), RenderError> {
+    std::panic::catch_unwind(|| {
         let mut d = jpeg_decoder::Decoder::new(Cursor::new(b));
         d.set_max_decoding_buffer_size(1 << 30);
         let pixels = d.decode().map_err(|e| match e {
@@ -300,8 +318,11 @@ fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, Rend
             .ok_or_else(|| RenderError::Corrupt("JPEG without a frame header".into()))?;
         Ok((pixels, info))
     })
-    .map_err(|_| RenderError::Corrupt("the JPEG data could not be decoded".into()))?;
-    let (pixels, info) = decoded?;
+    .map_err(|_| RenderError::Corrupt("the JPEG data could not be decoded".into()))?
+}
+
+fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+    let (pixels, info) = decode_jpeg(b)?;
     let (w, h) = (info.width as u32, info.height as u32);
     use jpeg_decoder::PixelFormat as F;
     let mut s = spec.clone();

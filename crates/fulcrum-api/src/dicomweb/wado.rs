@@ -341,7 +341,7 @@ pub(crate) async fn bulkdata(
         "application/octet-stream"
     };
     let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
-    frame_parts(ctx, l, frames, label.to_string(), ts).await
+    frame_parts(ctx, l, frames, (label.to_string(), ts), None).await
 }
 
 /// Native Pixel Data as one part: the stored value, little endian.
@@ -403,20 +403,32 @@ pub(crate) fn not_acceptable_pixels(media: &str, ts: &str) -> ApiError {
     ))
 }
 
-/// Frames as parts, read one at a time as the client takes them.
+/// Turns a stored frame into the one sent (a transcoding).
+pub(crate) type FrameTranscode = fn(&[u8]) -> ApiResult<Vec<u8>>;
+
+/// Frames as parts, read one at a time as the client takes them, each
+/// passed through `transcode` when given (on the blocking pool).
 pub(crate) async fn frame_parts(
     ctx: Ctx,
     l: Loaded,
     frames: Vec<u32>,
-    media: String,
-    ts: String,
+    (media, ts): (String, String),
+    transcode: Option<FrameTranscode>,
 ) -> ApiResult<Response> {
     let l = std::sync::Arc::new(l);
     let part_ct = format!("{media}; transfer-syntax={ts}");
     let parts = eager_first(frames, FRAMES_AHEAD, move |n| {
         let (ctx, l, ct) = (ctx.clone(), l.clone(), part_ct.clone());
         async move {
-            let bytes = read_frame(&ctx, &l, n).await?;
+            let mut bytes = read_frame(&ctx, &l, n).await?;
+            if let Some(f) = transcode {
+                bytes = tokio::task::spawn_blocking(move || f(&bytes))
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    })??
+                    .into();
+            }
             Ok(vec![OutPart {
                 content_type: ct,
                 location: None,
