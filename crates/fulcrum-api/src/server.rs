@@ -55,22 +55,22 @@ pub async fn serve_s3(
                 // Browsers' cross-origin requests: preflights are answered
                 // here, allowed requests get CORS headers on their answer.
                 let cors = crate::s3::CorsAsk::of(&req).map(|ask| (domains.bucket_of(&req), ask));
-                let res = match (&cors, req.method() == hyper::Method::OPTIONS) {
-                    (Some((bucket, ask)), true) => Ok(api.preflight(bucket.as_deref(), ask).await),
-                    (None, true) => Ok(crate::s3::bad_preflight()),
-                    _ => match crate::s3::refuse_early(&req) {
+                let res = if req.method() == hyper::Method::OPTIONS {
+                    Ok(match &cors {
+                        Some((bucket, ask)) => api.preflight(bucket.as_deref(), ask).await,
+                        None => crate::s3::bad_preflight(),
+                    })
+                } else {
+                    let mut res = match crate::s3::refuse_early(&req) {
                         Some(refusal) => Ok(refusal),
                         None => svc.call(req.map(s3s::Body::from)).await,
-                    },
-                };
-                let res = match (res, &cors) {
-                    (Ok(mut r), Some((Some(bucket), ask))) if !ask.preflight => {
+                    };
+                    if let (Ok(r), Some((Some(bucket), ask))) = (&mut res, &cors) {
                         if let Some(h) = api.cors_headers(bucket, ask).await {
                             r.headers_mut().extend(h);
                         }
-                        Ok(r)
                     }
-                    (res, _) => res,
+                    res
                 };
                 let res = res.map(|r| crate::s3::stamp(r, &id));
                 let status = match &res {

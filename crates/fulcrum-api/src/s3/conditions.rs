@@ -116,14 +116,9 @@ fn not_modified_error(info: &ObjectInfo) -> s3s::S3Error {
     if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
         headers.insert(hyper::header::ETAG, v);
     }
-    let mut modified = Vec::new();
-    let formatted = super::objects::ts(info.created_at_ms)
-        .format(s3s::dto::TimestampFormat::HttpDate, &mut modified)
-        .is_ok();
-    if let Ok(v) = hyper::header::HeaderValue::from_bytes(&modified) {
-        if formatted {
-            headers.insert(hyper::header::LAST_MODIFIED, v);
-        }
+    let modified = super::headers::http_date(&super::objects::ts(info.created_at_ms));
+    if let Some(v) = modified.and_then(|m| hyper::header::HeaderValue::from_str(&m).ok()) {
+        headers.insert(hyper::header::LAST_MODIFIED, v);
     }
     e.set_headers(headers);
     e

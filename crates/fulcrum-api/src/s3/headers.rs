@@ -47,13 +47,16 @@ macro_rules! set_stored_headers {
 }
 pub(crate) use {set_stored_headers, stored_headers};
 
+/// `t` as an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`).
+pub(crate) fn http_date(t: &Timestamp) -> Option<String> {
+    let mut out = Vec::new();
+    t.format(TimestampFormat::HttpDate, &mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
 impl StoredHeaders {
     fn texts(&self) -> [(&'static str, Option<String>); 5] {
-        let expires = self.expires.as_ref().and_then(|t| {
-            let mut out = Vec::new();
-            t.format(TimestampFormat::HttpDate, &mut out).ok()?;
-            String::from_utf8(out).ok()
-        });
+        let expires = self.expires.as_ref().and_then(http_date);
         // aws-chunked is how the body was sent, not how it is stored.
         let encoding = self.content_encoding.as_deref().map(|e| {
             e.split(',')

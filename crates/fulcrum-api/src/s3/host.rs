@@ -19,9 +19,7 @@ impl Domains {
                 .collect(),
         )
     }
-}
 
-impl Domains {
     /// The bucket a request addresses: from a virtual host under one of
     /// the domains, else the first segment of a path-style URL.
     pub fn bucket_of<B>(&self, req: &hyper::Request<B>) -> Option<String> {

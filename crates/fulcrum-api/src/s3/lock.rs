@@ -15,6 +15,12 @@ fn err(code: S3ErrorCode, msg: &str) -> S3Error {
     S3Error::with_message(code, msg.to_string())
 }
 
+/// The refusal of a lock request on a bucket without Object Lock.
+const NO_LOCK: (S3ErrorCode, &str) = (
+    S3ErrorCode::InvalidRequest,
+    "Bucket is missing Object Lock Configuration",
+);
+
 fn ms(t: &Timestamp) -> i64 {
     let t = time::OffsetDateTime::from(t.clone());
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -104,20 +110,30 @@ impl S3Api {
                 .transpose()?
                 == Some(true),
         };
-        self.require_lock(bucket, "Bucket is missing ObjectLockConfiguration")
-            .await?;
+        self.require_lock(
+            bucket,
+            (
+                S3ErrorCode::InvalidRequest,
+                "Bucket is missing ObjectLockConfiguration",
+            ),
+        )
+        .await?;
         Ok(lock)
     }
 
-    /// Refuses with InvalidRequest unless the bucket has Object Lock.
-    async fn require_lock(&self, bucket: &str, msg: &str) -> S3Result<BucketLock> {
+    /// Refuses with `code` and `msg` unless the bucket has Object Lock.
+    async fn require_lock(
+        &self,
+        bucket: &str,
+        (code, msg): (S3ErrorCode, &str),
+    ) -> S3Result<BucketLock> {
         let lock = self
             .engine
             .bucket_lock(&self.tenant, bucket)
             .await
             .map_err(api_err)?;
         if !lock.enabled {
-            return Err(err(S3ErrorCode::InvalidRequest, msg));
+            return Err(err(code, msg));
         }
         Ok(lock)
     }
@@ -130,20 +146,14 @@ impl S3Api {
         // Object Lock is chosen when a bucket is created (buckets keep no
         // versions, so it cannot be turned on later, as AWS refuses it on
         // an unversioned bucket).
-        let mut state = err(
-            S3ErrorCode::InvalidBucketState,
-            "Object Lock can only be configured on a bucket created with it (x-amz-bucket-object-lock-enabled: true).",
-        );
-        state.set_status_code(hyper::StatusCode::CONFLICT);
-        let enabled = self
-            .engine
-            .bucket_lock(&self.tenant, &i.bucket)
-            .await
-            .map_err(api_err)?
-            .enabled;
-        if !enabled {
-            return Err(state);
-        }
+        self.require_lock(
+            &i.bucket,
+            (
+                S3ErrorCode::InvalidBucketState,
+                "Object Lock can only be configured on a bucket created with it (x-amz-bucket-object-lock-enabled: true).",
+            ),
+        )
+        .await?;
         let cfg = i.object_lock_configuration.unwrap_or_default();
         if cfg.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some(ObjectLockEnabled::ENABLED)
         {
@@ -239,8 +249,7 @@ impl S3Api {
             .await
             .map_err(api_err)?;
         if info.lock.is_empty() {
-            self.require_lock(bucket, "Bucket is missing Object Lock Configuration")
-                .await?;
+            self.require_lock(bucket, NO_LOCK).await?;
         }
         Ok(info.lock)
     }
@@ -251,8 +260,7 @@ impl S3Api {
     ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
         let i = req.input;
         key_check(&i.key)?;
-        self.require_lock(&i.bucket, "Bucket is missing Object Lock Configuration")
-            .await?;
+        self.require_lock(&i.bucket, NO_LOCK).await?;
         let r = i.retention.unwrap_or_default();
         let retention = retention_from(
             r.mode.as_ref().map(|m| m.as_str()),
@@ -297,8 +305,7 @@ impl S3Api {
     ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
         let i = req.input;
         key_check(&i.key)?;
-        self.require_lock(&i.bucket, "Bucket is missing Object Lock Configuration")
-            .await?;
+        self.require_lock(&i.bucket, NO_LOCK).await?;
         let status = i
             .legal_hold
             .and_then(|h| h.status)

@@ -106,16 +106,15 @@ impl S3Api {
             .map_err(api_err)
     }
 
-    /// Removes a bucket setting: the 204 of S3's Delete* configuration calls.
+    /// Removes a bucket setting: S3's Delete* configuration calls (s3s
+    /// answers them 204).
     pub(crate) async fn clear_setting<T: Default>(
         &self,
         bucket: &str,
         name: &str,
     ) -> S3Result<S3Response<T>> {
         self.set_setting(bucket, name, None).await?;
-        let mut res = S3Response::new(T::default());
-        res.status = Some(hyper::StatusCode::NO_CONTENT);
-        Ok(res)
+        Ok(S3Response::new(T::default()))
     }
 }
 

@@ -78,10 +78,7 @@ impl S3Api {
         key_check(&i.key)?;
         let mut metadata = i.metadata.take().unwrap_or_default().into_iter().collect();
         stored_headers!(i).store_in(&mut metadata);
-        super::tagging::store_in(
-            &mut metadata,
-            &super::tagging::from_header(i.tagging.as_deref().unwrap_or(""))?,
-        );
+        super::tagging::put_header(&mut metadata, i.tagging.as_deref())?;
         let lock = self
             .lock_headers(
                 &i.bucket,

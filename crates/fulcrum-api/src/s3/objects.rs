@@ -327,10 +327,9 @@ impl S3Api {
         );
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         let stored = stored_headers!(i);
-        let tags = tagging::from_header(i.tagging.as_deref().unwrap_or(""))?;
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
         stored.store_in(&mut opts.metadata);
-        tagging::store_in(&mut opts.metadata, &tags);
+        tagging::put_header(&mut opts.metadata, i.tagging.as_deref())?;
         opts.condition = condition;
         opts.lock = self
             .lock_headers(
@@ -517,7 +516,7 @@ impl S3Api {
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let new_tags = match &i.tagging_directive {
             Some(d) if d.as_str() == TaggingDirective::REPLACE => {
-                Some(tagging::from_header(i.tagging.as_deref().unwrap_or(""))?)
+                Some(tagging::from_header(i.tagging.as_deref())?)
             }
             _ => None,
         };

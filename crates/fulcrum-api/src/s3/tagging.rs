@@ -31,9 +31,7 @@ const MAX_VALUE_CHARS: usize = 256;
 pub(crate) type Tags = BTreeMap<String, String>;
 
 fn invalid(msg: String) -> S3Error {
-    let mut e = S3Error::with_message(S3ErrorCode::InvalidTag, msg);
-    e.set_status_code(hyper::StatusCode::BAD_REQUEST);
-    e
+    S3Error::with_message(S3ErrorCode::InvalidTag, msg)
 }
 
 /// Tags from key/value pairs, refused unless within S3's limits.
@@ -60,12 +58,22 @@ fn checked(pairs: impl IntoIterator<Item = (String, String)>, max: usize) -> S3R
     Ok(tags)
 }
 
-/// Tags from an `x-amz-tagging` header (`k1=v1&k2`, URL-encoded).
-pub(crate) fn from_header(h: &str) -> S3Result<Tags> {
-    checked(
-        form_urlencoded::parse(h.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
-        MAX_OBJECT_TAGS,
-    )
+/// The key/value pairs of a URL-encoded tag list (`k1=v1&k2`), as the
+/// `x-amz-tagging` header sends them and as they are stored.
+fn pairs(s: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(s.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+/// Tags from an `x-amz-tagging` header (none when it is absent).
+pub(crate) fn from_header(h: Option<&str>) -> S3Result<Tags> {
+    checked(pairs(h.unwrap_or("")), MAX_OBJECT_TAGS)
+}
+
+/// Puts the tags of an `x-amz-tagging` header into new metadata (PUT,
+/// CreateMultipartUpload), refused unless within S3's limits.
+pub(crate) fn put_header(metadata: &mut BTreeMap<String, String>, h: Option<&str>) -> S3Result<()> {
+    store_in(metadata, &from_header(h)?);
+    Ok(())
 }
 
 fn from_tag_set(t: Tagging, max: usize) -> S3Result<Tags> {
@@ -78,9 +86,7 @@ fn from_tag_set(t: Tagging, max: usize) -> S3Result<Tags> {
 }
 
 fn parse(s: &str) -> Tags {
-    form_urlencoded::parse(s.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    pairs(s).collect()
 }
 
 fn tag_set(tags: Tags) -> Vec<Tag> {
@@ -162,13 +168,9 @@ impl S3Api {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let i = req.input;
         self.set_tags(&i.bucket, &i.key, &Tags::new()).await?;
-        let mut res = S3Response::new(DeleteObjectTaggingOutput::default());
-        res.status = Some(hyper::StatusCode::NO_CONTENT);
-        Ok(res)
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
     }
-}
 
-impl S3Api {
     pub(crate) async fn do_put_bucket_tagging(
         &self,
         req: S3Request<PutBucketTaggingInput>,
@@ -214,7 +216,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip_through_metadata_in_key_order() {
-        let tags = from_header("foo=bar&bar&a%20b=c%26d").expect("tags");
+        let tags = from_header(Some("foo=bar&bar&a%20b=c%26d")).expect("tags");
         let mut m = BTreeMap::new();
         store_in(&mut m, &tags);
         assert_eq!(
@@ -235,12 +237,13 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("&")
         };
-        assert!(from_header(&n(10)).is_ok());
-        assert!(from_header(&n(11)).is_err());
-        assert!(from_header(&format!("{}=v", "k".repeat(128))).is_ok());
-        assert!(from_header(&format!("{}=v", "k".repeat(129))).is_err());
-        assert!(from_header(&format!("k={}", "v".repeat(257))).is_err());
-        assert!(from_header("k=1&k=2").is_err());
-        assert!(from_header("=v").is_err());
+        assert!(from_header(Some(&n(10))).is_ok());
+        assert!(from_header(Some(&n(11))).is_err());
+        assert!(from_header(Some(&format!("{}=v", "k".repeat(128)))).is_ok());
+        assert!(from_header(Some(&format!("{}=v", "k".repeat(129)))).is_err());
+        assert!(from_header(Some(&format!("k={}", "v".repeat(257)))).is_err());
+        assert!(from_header(Some("k=1&k=2")).is_err());
+        assert!(from_header(Some("=v")).is_err());
+        assert!(from_header(None).expect("no header").is_empty());
     }
 }
