@@ -124,33 +124,28 @@ impl Catalog {
             .map_err(db("bucket setting"))
     }
 
-    /// Sets a bucket setting, or removes it with `None`; returns whether
-    /// it was set before.
+    /// Sets a bucket setting, or removes it with `None`.
     pub async fn set_bucket_setting(
         &self,
         bucket_id: i64,
         name: &str,
         value: Option<&str>,
-    ) -> CatalogResult<bool> {
-        let mut tx = self.begin_write().await.map_err(db("set bucket setting"))?;
-        let had = sqlx::query("DELETE FROM bucket_settings WHERE bucket_id = $1 AND name = $2")
+    ) -> CatalogResult<()> {
+        let q = match value {
+            Some(v) => sqlx::query(
+                "INSERT INTO bucket_settings (bucket_id, name, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bucket_id, name) DO UPDATE SET value = excluded.value",
+            )
             .bind(bucket_id)
             .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("set bucket setting"))?
-            .rows_affected()
-            > 0;
-        if let Some(v) = value {
-            sqlx::query("INSERT INTO bucket_settings (bucket_id, name, value) VALUES ($1, $2, $3)")
+            .bind(v),
+            None => sqlx::query("DELETE FROM bucket_settings WHERE bucket_id = $1 AND name = $2")
                 .bind(bucket_id)
-                .bind(name)
-                .bind(v)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("set bucket setting"))?;
-        }
-        tx.commit().await.map_err(db("set bucket setting"))?;
-        Ok(had)
+                .bind(name),
+        };
+        q.execute(&self.pool)
+            .await
+            .map_err(db("set bucket setting"))?;
+        Ok(())
     }
 }

@@ -117,19 +117,19 @@ pub fn part_range(
     metadata: &BTreeMap<String, String>,
     n: u32,
 ) -> Option<(Option<std::ops::Range<u64>>, u32)> {
-    let mut sizes = Vec::new();
+    let (mut start, mut count, mut range) = (0u64, 0u32, None);
     for run in metadata.get(PARTS_META)?.split(',') {
-        let (size, count) = match run.split_once('*') {
-            Some((s, c)) => (s.parse::<u64>().ok()?, c.parse::<usize>().ok()?),
+        let (size, times) = match run.split_once('*') {
+            Some((s, c)) => (s.parse::<u64>().ok()?, c.parse::<u32>().ok()?),
             None => (run.parse::<u64>().ok()?, 1),
         };
-        sizes.extend(std::iter::repeat_n(size, count));
+        if range.is_none() && n > count && n <= count + times {
+            let at = start + u64::from(n - count - 1) * size;
+            range = Some(at..at + size);
+        }
+        start += u64::from(times) * size;
+        count += times;
     }
-    let count = sizes.len() as u32;
-    let range = (1..=count).contains(&n).then(|| {
-        let start: u64 = sizes[..(n - 1) as usize].iter().sum();
-        start..start + sizes[(n - 1) as usize]
-    });
     Some((range, count))
 }
 
@@ -186,14 +186,13 @@ impl Engine {
         Ok(self.inner.catalog.bucket_setting(b.id, name).await?)
     }
 
-    /// Sets a bucket setting, or removes it with `None`; returns whether
-    /// it was set before.
+    /// Sets a bucket setting, or removes it with `None`.
     pub async fn set_bucket_setting(
         &self,
         tenant: &str,
         bucket: &str,
         (name, value): (&str, Option<&str>),
-    ) -> EngineResult<bool> {
+    ) -> EngineResult<()> {
         let b = self.bucket(tenant, bucket).await?;
         Ok(self
             .inner

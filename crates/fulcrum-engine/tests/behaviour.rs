@@ -732,3 +732,40 @@ async fn metadata_entries_change_in_place() {
             .is_err());
     }
 }
+
+#[tokio::test]
+async fn bucket_settings_are_set_replaced_removed_and_go_with_the_bucket() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let get = |name: &'static str| {
+            let e = e.clone();
+            async move { e.bucket_setting(T, "b", name).await.expect("read") }
+        };
+        assert_eq!(get("tagging").await, None, "{}", t.name);
+        e.set_bucket_setting(T, "b", ("tagging", Some("a=1")))
+            .await
+            .expect("set");
+        e.set_bucket_setting(T, "b", ("tagging", Some("a=2")))
+            .await
+            .expect("replace");
+        e.set_bucket_setting(T, "b", ("cors", Some("[]")))
+            .await
+            .expect("another");
+        assert_eq!(get("tagging").await.as_deref(), Some("a=2"), "{}", t.name);
+        e.set_bucket_setting(T, "b", ("tagging", None))
+            .await
+            .expect("remove");
+        assert_eq!(get("tagging").await, None);
+        assert_eq!(get("cors").await.as_deref(), Some("[]"));
+        e.delete_bucket(T, "b").await.expect("delete");
+        e.create_bucket(T, "b").await.expect("again");
+        assert_eq!(
+            get("cors").await,
+            None,
+            "{}: removed with the bucket",
+            t.name
+        );
+        assert!(e.bucket_setting(T, "nope", "cors").await.is_err());
+    }
+}

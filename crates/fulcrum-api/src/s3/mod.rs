@@ -102,7 +102,6 @@ impl S3Api {
         self.engine
             .set_bucket_setting(&self.tenant, bucket, (name, value))
             .await
-            .map(|_| ())
             .map_err(api_err)
     }
 
