@@ -76,8 +76,9 @@ pub(crate) async fn frames(
     } else if transcodable(&l, &ts)
         && super::media::accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE)
     {
-        // Uncompressed frames asked for (dicomweb-client's default):
-        // grayscale JPEG frames are decoded for them.
+        // Uncompressed frames asked for (application/octet-stream, whose
+        // default transfer syntax is Explicit VR Little Endian): grayscale
+        // JPEG frames are decoded for them.
         let media = (
             "application/octet-stream".to_string(),
             EXPLICIT_LE.to_string(),
@@ -235,12 +236,7 @@ async fn render_frame(
     {
         return Ok(image(Format::Jpeg, frame.to_vec()));
     }
-    let _slot = ctx.render_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
-    })?;
+    let _slot = ctx.decode_slot().await?;
     let format = r.format;
     let out = tokio::task::spawn_blocking(move || {
         let src = if jpeg {

@@ -47,6 +47,18 @@ pub(crate) struct Ctx {
     pub render_slots: Arc<Semaphore>,
 }
 
+impl Ctx {
+    /// A slot of `render_slots`, held while an image is decoded or encoded.
+    pub(crate) async fn decode_slot(&self) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
+        self.render_slots.acquire().await.map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
+        })
+    }
+}
+
 /// The DICOMweb service for one tenant. `admin` guards DELETE (HTTP Basic
 /// with the access key as user name and the secret key as password).
 pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router {

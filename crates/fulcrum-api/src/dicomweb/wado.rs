@@ -407,7 +407,8 @@ pub(crate) fn not_acceptable_pixels(media: &str, ts: &str) -> ApiError {
 pub(crate) type FrameTranscode = fn(&[u8]) -> ApiResult<Vec<u8>>;
 
 /// Frames as parts, read one at a time as the client takes them, each
-/// passed through `transcode` when given (on the blocking pool).
+/// passed through `transcode` when given (on the blocking pool, holding a
+/// decode slot as rendering does).
 pub(crate) async fn frame_parts(
     ctx: Ctx,
     l: Loaded,
@@ -422,11 +423,10 @@ pub(crate) async fn frame_parts(
         async move {
             let mut bytes = read_frame(&ctx, &l, n).await?;
             if let Some(f) = transcode {
+                let _slot = ctx.decode_slot().await?;
                 bytes = tokio::task::spawn_blocking(move || f(&bytes))
                     .await
-                    .map_err(|e| {
-                        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-                    })??
+                    .map_err(super::errors::join_error)??
                     .into();
             }
             Ok(vec![OutPart {
