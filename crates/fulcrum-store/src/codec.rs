@@ -76,97 +76,81 @@ impl Layout {
 /// Splits `raw` into `width` planes (every `width`-th byte from offset 0,
 /// then from 1, ...); a tail shorter than one sample stays at the end.
 fn to_planes(raw: &[u8], width: usize) -> Vec<u8> {
+    let body = raw.len() / width * width;
+    let mut out = vec![0u8; raw.len()];
+    let (planes, rest) = out.split_at_mut(body);
     match width {
-        2 => planes::<2>(raw),
-        4 => planes::<4>(raw),
-        _ => raw.to_vec(),
+        2 => split2(&raw[..body], planes),
+        4 => split4(&raw[..body], planes),
+        _ => planes.copy_from_slice(&raw[..body]),
     }
+    rest.copy_from_slice(&raw[body..]);
+    out
 }
 
 /// Inverts [`to_planes`].
 fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
-    match width {
-        2 => interleave::<2>(planes),
-        4 => interleave::<4>(planes),
-        _ => planes.to_vec(),
-    }
-}
-
-// Both directions walk the samples once, in order, reading or writing
-// the W planes side by side (zips, so no bounds checks and the loops
-// vectorize); a pass per plane with strided accesses was several times
-// slower, a tenth of a CT study's STOW or WADO CPU.
-
-fn planes<const W: usize>(raw: &[u8]) -> Vec<u8> {
-    let (samples, tail) = raw.as_chunks::<W>();
-    let n = samples.len();
-    let mut out = vec![0u8; raw.len()];
-    let (body, rest) = out.split_at_mut(n * W);
-    match W {
-        2 => {
-            let (p0, p1) = body.split_at_mut(n);
-            for ((s, a), b) in samples.iter().zip(p0).zip(p1) {
-                *a = s[0];
-                *b = s[1];
-            }
-        }
-        4 => {
-            let (p01, p23) = body.split_at_mut(2 * n);
-            let (p0, p1) = p01.split_at_mut(n);
-            let (p2, p3) = p23.split_at_mut(n);
-            for ((((s, a), b), c), d) in samples.iter().zip(p0).zip(p1).zip(p2).zip(p3) {
-                *a = s[0];
-                *b = s[1];
-                *c = s[2];
-                *d = s[3];
-            }
-        }
-        _ => {
-            for (k, plane) in body.chunks_exact_mut(n.max(1)).enumerate() {
-                for (b, s) in plane.iter_mut().zip(samples) {
-                    *b = s[k];
-                }
-            }
-        }
-    }
-    rest.copy_from_slice(tail);
-    out
-}
-
-fn interleave<const W: usize>(planes: &[u8]) -> Vec<u8> {
-    let n = planes.len() / W;
+    let body = planes.len() / width * width;
     let mut out = vec![0u8; planes.len()];
-    let (samples, tail) = out.as_chunks_mut::<W>();
-    let (body, rest) = planes.split_at(n * W);
-    match W {
-        2 => {
-            let (p0, p1) = body.split_at(n);
-            for ((s, a), b) in samples.iter_mut().zip(p0).zip(p1) {
-                s[0] = *a;
-                s[1] = *b;
-            }
-        }
-        4 => {
-            let (p01, p23) = body.split_at(2 * n);
-            let (p0, p1) = p01.split_at(n);
-            let (p2, p3) = p23.split_at(n);
-            for ((((s, a), b), c), d) in samples.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
-                s[0] = *a;
-                s[1] = *b;
-                s[2] = *c;
-                s[3] = *d;
-            }
-        }
-        _ => {
-            for (k, plane) in body.chunks_exact(n.max(1)).enumerate() {
-                for (s, b) in samples.iter_mut().zip(plane) {
-                    s[k] = *b;
-                }
-            }
-        }
+    let (samples, rest) = out.split_at_mut(body);
+    match width {
+        2 => join2(&planes[..body], samples),
+        4 => join4(&planes[..body], samples),
+        _ => samples.copy_from_slice(&planes[..body]),
     }
-    tail.copy_from_slice(rest);
+    rest.copy_from_slice(&planes[body..]);
     out
+}
+
+// Both directions walk the samples once, in order, reading or writing the
+// planes side by side (zips, so no bounds checks and the loops vectorize);
+// a pass per plane with strided accesses was several times slower, a tenth
+// of a CT study's STOW or WADO CPU.
+
+fn split2(raw: &[u8], planes: &mut [u8]) {
+    let (samples, _) = raw.as_chunks::<2>();
+    let (p0, p1) = planes.split_at_mut(samples.len());
+    for ((s, a), b) in samples.iter().zip(p0).zip(p1) {
+        *a = s[0];
+        *b = s[1];
+    }
+}
+
+fn split4(raw: &[u8], planes: &mut [u8]) {
+    let (samples, _) = raw.as_chunks::<4>();
+    let n = samples.len();
+    let (p01, p23) = planes.split_at_mut(2 * n);
+    let (p0, p1) = p01.split_at_mut(n);
+    let (p2, p3) = p23.split_at_mut(n);
+    for ((((s, a), b), c), d) in samples.iter().zip(p0).zip(p1).zip(p2).zip(p3) {
+        *a = s[0];
+        *b = s[1];
+        *c = s[2];
+        *d = s[3];
+    }
+}
+
+fn join2(planes: &[u8], raw: &mut [u8]) {
+    let (samples, _) = raw.as_chunks_mut::<2>();
+    let (p0, p1) = planes.split_at(samples.len());
+    for ((s, a), b) in samples.iter_mut().zip(p0).zip(p1) {
+        s[0] = *a;
+        s[1] = *b;
+    }
+}
+
+fn join4(planes: &[u8], raw: &mut [u8]) {
+    let (samples, _) = raw.as_chunks_mut::<4>();
+    let n = samples.len();
+    let (p01, p23) = planes.split_at(2 * n);
+    let (p0, p1) = p01.split_at(n);
+    let (p2, p3) = p23.split_at(n);
+    for ((((s, a), b), c), d) in samples.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
+        s[0] = *a;
+        s[1] = *b;
+        s[2] = *c;
+        s[3] = *d;
+    }
 }
 
 /// A chunk ready to append to a pack.
