@@ -226,8 +226,9 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
             .complete_upload(T, "b", &id, &[(1, "00".into()), (2, e2.clone())])
             .await
             .is_err());
+        let parts = [(1, e1), (2, e2)];
         let info = e
-            .complete_upload(T, "b", &id, &[(1, e1), (2, e2)])
+            .complete_upload(T, "b", &id, &parts)
             .await
             .expect("complete");
         assert!(info.etag.ends_with("-2"));
@@ -237,7 +238,15 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
         );
         // A retried completion finds the object the upload made, until
         // something else replaces it.
-        assert!(e.complete_upload(T, "b", &id, &[]).await.is_err());
+        let retried = e.complete_upload(T, "b", &id, &parts).await;
+        assert!(
+            matches!(
+                retried,
+                Err(EngineError::Catalog(CatalogError::NoSuchUpload(_)))
+            ),
+            "{}: the upload is gone once completed",
+            t.name
+        );
         let again = e
             .completed_by(T, "b", "mp", &id)
             .await
