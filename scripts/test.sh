@@ -96,6 +96,11 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fulcrum-test.XXXXXX")
 chmod 755 "$TMP" # the PostgreSQL OS user must reach $TMP/pg
 mkdir -p "$TMP/pids"
+# The e2e suite needs a few GB at its peak (a 1 GB upload, its copy, the
+# server's packs); say how much there is, so a full disk is not a mystery.
+avail_kb=$(df -Pk "$TMP" | awk 'NR == 2 { print $4 }')
+log "free space under $TMP: $((avail_kb / 1024 / 1024)) GB"
+((avail_kb < 6 * 1024 * 1024)) && log "WARNING: less than 6 GB free; the large-object tests may fail with 507 (disk full)"
 pg_start "$TMP/pg"
 garage_start "$TMP/garage"
 export FULCRUM_TEST_REQUIRE_ALL=1

@@ -15,6 +15,7 @@ of real-world files (dicom_fixtures.py), `gen_studies` a generated set.
 from __future__ import annotations
 
 import itertools
+import shutil
 
 import pytest
 
@@ -73,6 +74,11 @@ def fulcrum_factory(binary, tmp_path, request):
 
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     _stop_all(servers, failed)
+    if not failed:
+        # pytest keeps every tmp_path until the session ends; a passed test's
+        # data dirs (up to gigabytes) only fill the disk for the tests after it.
+        for srv in servers:
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -129,7 +135,11 @@ def module_pacs_factory(binary, tmp_path_factory, request):
         return srv.start().wait_dicom_ready()
 
     yield start
-    _stop_all(servers, request.session.testsfailed > failed_before)
+    failed = request.session.testsfailed > failed_before
+    _stop_all(servers, failed)
+    if not failed:
+        for srv in servers:
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,9 @@ def test_aws_cli_1gb_multipart_round_trip(fulcrum, tmp_path):
     head = fulcrum.client().head_object(Bucket="cli-huge", Key="1g.bin")
     assert head["ContentLength"] == 1024 * MiB
     fulcrum.aws("s3", "cp", "s3://cli-huge/1g.bin", str(dst))
-    assert sha256_file(dst) == want
+    got = sha256_file(dst)
+    dst.unlink()
+    assert got == want
 
 
 # ------------------------------------------------------------ listing
