@@ -34,6 +34,8 @@ source scripts/lib/postgres.sh
 source scripts/lib/garage.sh
 # shellcheck source=scripts/lib/dicom.sh
 source scripts/lib/dicom.sh
+# shellcheck source=scripts/lib/node.sh
+source scripts/lib/node.sh
 
 QUICK=0 RUN_RUST=1 RUN_E2E=1
 PYTEST_ARGS=()
@@ -86,6 +88,7 @@ pg_ensure_installed
 dicom_ensure_installed
 apt_ensure rclone # an S3 client nobody here wrote (s3cmd comes from PyPI)
 venv_ensure "$ROOT"
+node_ensure "$ROOT"
 dicom_fixtures_fetch "$ROOT"
 garage_ensure_installed
 if ! command -v cargo-nextest >/dev/null; then

@@ -12,6 +12,7 @@ pub mod part10;
 pub mod query;
 pub mod scan;
 mod store;
+pub mod unknown_vr;
 
 pub use archive::{instance_key, Archive, ArchiveConfig, DICOM_BUCKET};
 pub use error::{status, DicomError, DicomResult};

@@ -308,10 +308,12 @@ pub fn all_fields(level: Level) -> Vec<Tag> {
 }
 
 /// Turns a query key's value into a matcher; `None` is universal matching
-/// (an empty value, or `*`). `fuzzy` applies to person names.
+/// (an empty value, or only `*`: "*" matches any value, a zero-length one
+/// included, so `**`, what a viewer sends for an empty `*…*` search box,
+/// matches absent values too). `fuzzy` applies to person names.
 pub fn matcher(attr: &QueryAttr, value: &str, fuzzy: bool) -> Option<Matcher> {
     let v = value.trim_matches(|c: char| c == ' ' || c == '\0');
-    if v.is_empty() || v == "*" {
+    if v.chars().all(|c| c == '*') {
         return None;
     }
     match attr.vr {
@@ -429,6 +431,7 @@ mod tests {
         let name = lookup("PatientName").expect("known");
         assert_eq!(matcher(name, "", false), None);
         assert_eq!(matcher(name, "*", false), None);
+        assert_eq!(matcher(name, "**", false), None);
         assert_eq!(
             matcher(name, "DOE*", false),
             Some(Matcher::Wildcard("DOE*".into()))

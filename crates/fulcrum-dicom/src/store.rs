@@ -53,7 +53,9 @@ pub struct StoreContext {
 }
 
 /// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
-/// its text decoded in its character set (see [`crate::charset`]).
+/// its text decoded in its character set (see [`crate::charset`]) and
+/// standard attributes written as UN read with their VR (see
+/// [`crate::unknown_vr`]).
 pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
@@ -61,6 +63,9 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
     let mut obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))?;
+    if ts.endianness() == dicom_encoding::Endianness::Little {
+        crate::unknown_vr::resolve(&mut obj);
+    }
     crate::charset::repair(&mut obj);
     Ok(obj)
 }
