@@ -3,12 +3,15 @@ study loading, frames rendered in the browser) asks a DICOMweb server, played
 by tests/e2e/viewer/ohif_client.js with the npm packages OHIF is built on
 (dicomweb-client, dcmjs) and cornerstone's frame request and multipart
 parsing, against every real-world fixture; frames and bulk data must come
-back as pydicom reads them from the sent files.
+back as pydicom reads them from the sent files. And WADO-URI, as
+cornerstone's `wadouri:` loader fetches and parses it (dicom-parser,
+viewer/wadouri_client.js), and as EMR links ask for rendered images.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import requests
+from PIL import Image
 from pydicom.encaps import generate_frames
 
 from dicom_helpers import DicomWeb, stow_ok
@@ -37,15 +42,22 @@ def _node() -> str:
     return node
 
 
-def ohif(srv, name_fragment: str = "") -> dict:
+def node_script(script: str, *args: str):
     res = subprocess.run(
-        [_node(), str(VIEWER_DIR / "ohif_client.js"), DicomWeb(srv).base, name_fragment],
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [_node(), str(VIEWER_DIR / script), *args], capture_output=True, text=True, timeout=600
     )
-    assert res.returncode == 0, f"ohif_client.js exited {res.returncode}: {res.stderr[-3000:]}"
+    assert res.returncode == 0, f"{script} exited {res.returncode}: {res.stderr[-3000:]}"
     return json.loads(res.stdout)
+
+
+def ohif(srv, name_fragment: str = "") -> dict:
+    return node_script("ohif_client.js", DicomWeb(srv).base, name_fragment)
+
+
+def wado_uri(srv, f, **params) -> str:
+    """The WADO-URI URL of fixture `f` with extra parameters."""
+    query = {"requestType": "WADO", "studyUID": f.study_uid, "seriesUID": f.series_uid, "objectUID": f.sop_uid}
+    return requests.Request("GET", DicomWeb(srv).base + "/wado", params={**query, **params}).prepare().url
 
 
 def sha(b: bytes) -> str:
@@ -166,3 +178,94 @@ def test_ohif_shows_instances_whose_attributes_were_written_as_un(pacs, dicom_fi
     ((inst,),) = [se["instances"] for st in report["studies"] for se in st["series"]]
     assert inst["sop"] == f.sop_uid
     assert [(fr["ts"], fr["sha256"]) for fr in inst["frames"]] == expected_frames(pydicom.dcmread(f.path))
+
+
+# ---------------------------------------------------------------- WADO-URI
+
+
+def test_wadouri_loader_gets_every_file_byte_exact(viewer_archive):
+    srv, files = viewer_archive
+    got = node_script("wadouri_client.js", *[wado_uri(srv, f, contentType="application/dicom") for f in files])
+    wrong, frames = [], 0
+    for f, e in zip(files, got, strict=True):
+        if (e["status"], e["type"], e["sha256"]) != (200, "application/dicom", sha(f.read())):
+            wrong.append(f"{f.rel}: {e['status']} {e['type']} (same bytes: {e['sha256'] == sha(f.read())})")
+            continue
+        if "error" in e or (e["sop"], e["transferSyntax"]) != (f.sop_uid, f.transfer_syntax):
+            wrong.append(f"{f.rel}: dicom-parser read {e}")
+            continue
+        ds = pydicom.dcmread(f.path)
+        want = expected_frames(ds) if "PixelData" in ds and "Rows" in ds else None
+        if "frame1" in e and want and f.transfer_syntax != BIG_ENDIAN:
+            frames += 1
+            if e["frame1"] != want[0][1]:
+                wrong.append(f"{f.rel}: the loader's frame differs")
+    assert not wrong, "\n".join(wrong)
+    assert frames >= 40, f"only {frames} frames compared"
+
+
+def _pick(files, pred):
+    return next(f for f in sorted(files, key=lambda f: f.size) if pred(pydicom.dcmread(f.path)))
+
+
+def test_wadouri_renders_images_and_refuses_what_it_cannot_honour(viewer_archive):
+    srv, files = viewer_archive
+    ct = _pick(
+        files,
+        lambda ds: ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+        and ds.get("PhotometricInterpretation") == "MONOCHROME2"
+        and int(ds.get("NumberOfFrames") or 1) == 1
+        and int(ds.get("Rows") or 0) >= 64,
+    )
+    ds = pydicom.dcmread(ct.path)
+
+    # An image by default: a JPEG of it, full size.
+    r = requests.get(wado_uri(srv, ct), timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg", r.text[:300]
+    assert Image.open(io.BytesIO(r.content)).size == (ds.Columns, ds.Rows)
+    # PNG, scaled to a height, aspect kept.
+    r = requests.get(wado_uri(srv, ct, contentType="image/png", rows=32), timeout=60)
+    assert r.headers["Content-Type"] == "image/png"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.size == (round(ds.Columns * 32 / ds.Rows), 32)
+    # Another window gives another image.
+    narrow, wide = (
+        requests.get(wado_uri(srv, ct, contentType="image/png", windowCenter=c, windowWidth=w), timeout=60).content
+        for c, w in ((0, 1), (1000, 8000))
+    )
+    assert narrow != wide
+
+    # Multi-frame: frameNumber picks the frame; one past the end is 400.
+    mf = _pick(
+        files,
+        lambda d: d.file_meta.TransferSyntaxUID == EXPLICIT_LE
+        and int(d.get("NumberOfFrames") or 1) > 1
+        and d.get("SamplesPerPixel") == 1
+        and int(d.get("BitsAllocated") or 0) in (8, 16),
+    )
+    n = int(pydicom.dcmread(mf.path, stop_before_pixels=True).NumberOfFrames)
+    first, second = (
+        requests.get(wado_uri(srv, mf, contentType="image/png", frameNumber=k), timeout=60) for k in (1, 2)
+    )
+    assert first.status_code == second.status_code == 200 and first.content != second.content
+    assert requests.get(wado_uri(srv, mf, frameNumber=n + 1), timeout=60).status_code == 400
+
+    # Not an image: the object itself by default.
+    sr = _pick(files, lambda d: "PixelData" not in d and "Rows" not in d)
+    r = requests.get(wado_uri(srv, sr), timeout=60)
+    assert (r.status_code, r.headers["Content-Type"], r.content) == (200, "application/dicom", sr.read())
+
+    assert requests.get(wado_uri(srv, ct, contentType="application/dicom", transferSyntax="*"), timeout=60).content == ct.read()
+    for params, status in (
+        ({"contentType": "application/dicom", "transferSyntax": "1.2.840.10008.1.2.4.50"}, 406),
+        ({"contentType": "text/html"}, 406),
+        ({"anonymize": "yes"}, 400),
+        ({"region": "0,0,0.5,0.5"}, 400),
+        ({"requestType": "WADOX"}, 400),
+        ({"objectUID": "1.2.3.4.5.6.7"}, 404),
+        ({"objectUID": ""}, 400),
+        ({"windowCenter": "40"}, 400),
+    ):
+        r = requests.get(wado_uri(srv, ct, **params), timeout=60)
+        assert r.status_code == status, (params, r.status_code, r.text[:300])
+        assert r.json()["message"], r.text

@@ -115,11 +115,11 @@ fn jpeg_frame_to_native(frame: &[u8]) -> ApiResult<Vec<u8>> {
 
 /// Query parameters of rendered resources (PS3.18 8.3.5.1).
 #[derive(Debug, Clone)]
-struct Rendering {
-    format: Format,
-    quality: u8,
-    viewport: Option<(u32, u32)>,
-    window: Option<(f64, f64)>,
+pub(crate) struct Rendering {
+    pub format: Format,
+    pub quality: u8,
+    pub viewport: Option<(u32, u32)>,
+    pub window: Option<(f64, f64)>,
 }
 
 fn numbers(name: &str, v: &str) -> ApiResult<Vec<f64>> {
@@ -202,7 +202,7 @@ fn image(format: Format, bytes: Vec<u8>) -> Response {
     res
 }
 
-async fn render_frame(
+pub(crate) async fn render_frame(
     ctx: &Ctx,
     l: Loaded,
     n: u32,

@@ -1,6 +1,6 @@
 //! DICOMweb (PS3.18) on the archive: STOW-RS, QIDO-RS, WADO-RS (instances,
-//! metadata, bulk data, frames, rendered images and thumbnails) and DELETE
-//! for administrators, with CORS for browser viewers. Routes are relative
+//! metadata, bulk data, frames, rendered images and thumbnails), WADO-URI
+//! (`/wado`) and DELETE for administrators, with CORS for browser viewers. Routes are relative
 //! to the service root; the caller nests them (e.g. under `/dicom-web`).
 
 mod base;
@@ -17,6 +17,7 @@ mod qido;
 mod render;
 mod stow;
 mod wado;
+mod wado_uri;
 
 #[cfg(test)]
 mod tests;
@@ -124,6 +125,7 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
         )
         .route("/series", get(qido::all_series))
         .route("/instances", get(qido::all_instances))
+        .route("/wado", get(wado_uri::retrieve))
         .fallback(not_found)
         .with_state(ctx)
         .layer(from_fn(cors))

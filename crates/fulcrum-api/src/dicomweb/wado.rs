@@ -45,7 +45,7 @@ pub(crate) async fn instances_of(ctx: &Ctx, scope: &Scope) -> ApiResult<Vec<Inst
     Ok(recs)
 }
 
-fn engine_io(e: fulcrum_engine::EngineError) -> io::Error {
+pub(crate) fn engine_io(e: fulcrum_engine::EngineError) -> io::Error {
     error!(error = %e, "DICOMweb: reading stored bytes failed mid-response");
     io::Error::other("stored data could not be read")
 }
