@@ -589,3 +589,38 @@ def test_grayscale_jpeg_frames_are_decoded_when_uncompressed_ones_are_asked_for(
     r = dw.get(f"/studies/{study}/series/{se}/instances/{sop}/frames/1",
                'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1')
     assert r.status_code == 406 and "transcode" in r.text
+
+
+RLE = "1.2.840.10008.1.2.5"
+
+
+def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dicom_fixtures):
+    # RLE Lossless frames asked for uncompressed (and rendered images of
+    # them) used to get 406; now each frame equals pydicom's decoding of the
+    # sent file, for 8, 16 and 32 bits, gray, RGB and palette colour.
+    dw = DicomWeb(pacs)
+    client = dw.client()
+    files = [f for f in dicom_fixtures.valid if f.transfer_syntax == RLE]
+    files += [dicom_fixtures.by_rel("pydicom/rtdose_rle.dcm")]  # 32-bit, multi-frame, UN-coded header
+    assert {32, 16, 8} <= {pydicom.dcmread(f.path, stop_before_pixels=True).BitsAllocated for f in files}
+    for f in files:  # one at a time: some share a SOP Instance UID (newest wins)
+        stow_ok(dw, [f.path])
+        ds = pydicom.dcmread(f.path)
+        arr = ds.pixel_array
+        n = int(ds.get("NumberOfFrames") or 1)
+        want = [np.ascontiguousarray(arr[k] if n > 1 else arr) for k in range(n)]
+        want = [w.astype(w.dtype.newbyteorder("<")).tobytes() for w in want]
+        got = client.retrieve_instance_frames(
+            f.study_uid, f.series_uid, f.sop_uid, list(range(1, n + 1)), media_types=("application/octet-stream",)
+        )
+        assert got == want, f.rel
+        if ds.PhotometricInterpretation == "MONOCHROME2" or ds.PhotometricInterpretation == "RGB" and ds.BitsAllocated <= 16:
+            r = dw.get(f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}/frames/{n}/rendered",
+                       "image/png")
+            assert r.status_code == 200, (f.rel, r.text[:300])
+            assert Image.open(io.BytesIO(r.content)).size == (ds.Columns, ds.Rows)
+    # The stored RLE is still there as is for who asks for it.
+    f = files[0]
+    (stored,) = client.retrieve_instance_frames(f.study_uid, f.series_uid, f.sop_uid, [1],
+                                                media_types=(("image/x-dicom-rle", RLE),))
+    assert stored == next(pydicom.encaps.generate_frames(pydicom.dcmread(f.path).PixelData, number_of_frames=1))

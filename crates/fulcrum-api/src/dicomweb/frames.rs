@@ -3,6 +3,8 @@
 //! instances, series and studies. Decoding runs on blocking threads, at
 //! most two at a time.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,9 @@ use super::errors::join_error;
 use super::media::range_covers;
 use super::pixels::{load, read_frame, Loaded};
 use super::render::{render, RenderError, Source, Spec};
-use super::wado::{accept_of, frame_parts, instances_of, not_acceptable_pixels, octet_any};
+use super::wado::{
+    accept_of, frame_parts, instances_of, not_acceptable_pixels, octet_any, FrameTranscode,
+};
 use super::{ApiError, ApiResult, Ctx};
 
 /// Most frames one request may name.
@@ -73,17 +77,17 @@ pub(crate) async fn frames(
         media
     } else if l.encapsulated() && octet_any(&accept, &ts) {
         "application/octet-stream"
-    } else if transcodable(&l, &ts)
-        && super::media::accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE)
+    } else if let Some(decode) = transcoding(&l, &ts)
+        .filter(|_| super::media::accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE))
     {
         // Uncompressed frames asked for (application/octet-stream, whose
         // default transfer syntax is Explicit VR Little Endian): grayscale
-        // JPEG frames are decoded for them.
+        // JPEG and any RLE frames are decoded for them.
         let media = (
             "application/octet-stream".to_string(),
             EXPLICIT_LE.to_string(),
         );
-        return frame_parts(ctx, l, nums, media, Some(jpeg_frame_to_native)).await;
+        return frame_parts(ctx, l, nums, media, Some(decode)).await;
     } else {
         return Err(not_acceptable_pixels(media, &ts));
     };
@@ -93,25 +97,37 @@ pub(crate) async fn frames(
 /// Explicit VR Little Endian, the transfer syntax of uncompressed frames.
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
-/// Frames this archive decodes when uncompressed ones are asked for: JPEG
-/// (baseline, extended, lossless) of grayscale images.
-fn transcodable(l: &Loaded, ts: &str) -> bool {
+/// How this archive decodes frames when uncompressed ones are asked for:
+/// JPEG (baseline, extended, lossless) of grayscale images, and RLE.
+fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
     let spec = Spec::of(&l.header);
-    l.encapsulated()
-        && is_jpeg_family(ts)
-        && spec.samples == 1
-        && spec.photometric.starts_with("MONOCHROME")
+    if !l.encapsulated() {
+        return None;
+    }
+    if ts == RLE {
+        return Some(Arc::new(move |frame: &[u8]| {
+            super::rle::decode(frame, &spec).map_err(decode_error)
+        }));
+    }
+    (is_jpeg_family(ts) && spec.samples == 1 && spec.photometric.starts_with("MONOCHROME")).then(
+        || -> FrameTranscode {
+            Arc::new(|frame: &[u8]| super::render::jpeg_to_native(frame).map_err(decode_error))
+        },
+    )
 }
 
-fn jpeg_frame_to_native(frame: &[u8]) -> ApiResult<Vec<u8>> {
-    super::render::jpeg_to_native(frame).map_err(|e| match e {
+fn decode_error(e: RenderError) -> ApiError {
+    match e {
         RenderError::Unsupported(m) => ApiError::not_acceptable(m),
         RenderError::Corrupt(m) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the stored frame could not be decoded: {m}"),
         ),
-    })
+    }
 }
+
+/// RLE Lossless.
+const RLE: &str = "1.2.840.10008.1.2.5";
 
 /// Query parameters of rendered resources (PS3.18 8.3.5.1).
 #[derive(Debug, Clone)]
@@ -216,11 +232,12 @@ pub(crate) async fn render_frame(
     }
     check_frames(&l, &[n])?;
     let ts = l.rec.transfer_syntax.clone();
-    let jpeg = l.encapsulated();
+    let rle = l.encapsulated() && ts == RLE;
+    let jpeg = l.encapsulated() && !rle;
     if jpeg && !is_jpeg_family(&ts) {
         return Err(ApiError::not_acceptable(format!(
-            "images in transfer syntax {ts} cannot be rendered by this archive (JPEG and uncompressed \
-             only); retrieve the frames instead"
+            "images in transfer syntax {ts} cannot be rendered by this archive (JPEG, RLE and \
+             uncompressed only); retrieve the frames instead"
         )));
     }
     let spec = Spec::of(&l.header);
@@ -239,8 +256,15 @@ pub(crate) async fn render_frame(
     let _slot = ctx.decode_slot().await?;
     let format = r.format;
     let out = tokio::task::spawn_blocking(move || {
+        let decoded = if rle {
+            super::rle::decode(&frame, &spec)?
+        } else {
+            Vec::new()
+        };
         let src = if jpeg {
             Source::Jpeg(&frame)
+        } else if rle {
+            Source::Native(&decoded)
         } else {
             Source::Native(&frame)
         };

@@ -15,6 +15,7 @@ pub mod multipart;
 mod pixels;
 mod qido;
 mod render;
+mod rle;
 mod stow;
 mod wado;
 mod wado_uri;

@@ -2,7 +2,8 @@
 //! thumbnails (scaling and encoding are in `encode`): native grayscale (8/16/32-bit, signed or not, rescale, window
 //! center/width or min/max, MONOCHROME1 inverted), native RGB / YBR_FULL /
 //! YBR_FULL_422, and JPEG (baseline, extended, lossless) decoded with the
-//! pure-Rust jpeg-decoder. CPU-bound: callers run it on a blocking thread.
+//! pure-Rust jpeg-decoder (RLE frames are decoded to native first, see
+//! `rle`). CPU-bound: callers run it on a blocking thread.
 
 use std::io::Cursor;
 

@@ -1,8 +1,9 @@
 //! WADO-RS retrieve (PS3.18 10.4): studies, series and instances as
 //! multipart/related application/dicom (the stored bytes, streamed), their
 //! metadata as DICOM JSON with BulkDataURIs, and the bulk data itself.
-//! Transcoding is out of scope: a client that insists on another transfer
-//! syntax than the stored one gets 406.
+//! Instances are not transcoded: a client that insists on another transfer
+//! syntax than the stored one gets 406 (frames asked for uncompressed are
+//! decoded when they are RLE or grayscale JPEG, see `frames`).
 
 use std::io;
 
@@ -404,7 +405,7 @@ pub(crate) fn not_acceptable_pixels(media: &str, ts: &str) -> ApiError {
 }
 
 /// Turns a stored frame into the one sent (a transcoding).
-pub(crate) type FrameTranscode = fn(&[u8]) -> ApiResult<Vec<u8>>;
+pub(crate) type FrameTranscode = std::sync::Arc<dyn Fn(&[u8]) -> ApiResult<Vec<u8>> + Send + Sync>;
 
 /// Frames as parts, read one at a time as the client takes them, each
 /// passed through `transcode` when given (on the blocking pool, holding a
@@ -419,11 +420,12 @@ pub(crate) async fn frame_parts(
     let l = std::sync::Arc::new(l);
     let part_ct = format!("{media}; transfer-syntax={ts}");
     let parts = eager_first(frames, FRAMES_AHEAD, move |n| {
-        let (ctx, l, ct) = (ctx.clone(), l.clone(), part_ct.clone());
+        let (ctx, l, ct, transcode) = (ctx.clone(), l.clone(), part_ct.clone(), transcode.clone());
         async move {
             let mut bytes = read_frame(&ctx, &l, n).await?;
             if let Some(f) = transcode {
                 let _slot = ctx.decode_slot().await?;
+                let f = f.clone();
                 bytes = tokio::task::spawn_blocking(move || f(&bytes))
                     .await
                     .map_err(super::errors::join_error)??
