@@ -87,6 +87,9 @@ log "setting up (repo $ROOT)"
 pg_ensure_installed
 dicom_ensure_installed
 apt_ensure rclone # an S3 client nobody here wrote (s3cmd comes from PyPI)
+# A PACS next to Fulcrum (test_pacs_orthanc.py starts its own on free ports;
+# the service Debian's package may start is never used).
+apt_ensure orthanc orthanc-dicomweb
 venv_ensure "$ROOT"
 node_ensure "$ROOT"
 dicom_fixtures_fetch "$ROOT"
