@@ -181,6 +181,19 @@ def test_orthanc_echoes_stores_finds_and_moves_with_fulcrum(pacs_pair):
     wrong = [f.rel for f in files if not same_elements(got[f.sop_uid], f.read())]
     assert not wrong, f"datasets changed on their way: {wrong}"
 
+    # Storage commitment asked by Orthanc; the report comes on a new
+    # association from Fulcrum to Orthanc (a known node).
+    missing = "1.2.3.4.5.6.7.8.9"
+    refs = [[f.sop_class, f.sop_uid] for f in files] + [[files[0].sop_class, missing]]
+    job = orthanc.call("POST", "/modalities/fulcrum/storage-commitment", {"DicomInstances": refs, "Timeout": 30})
+    deadline = time.monotonic() + 30
+    while (report := orthanc.call("GET", job["Path"]))["Status"] == "Pending" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert report["Status"] == "Failure", report  # one instance is not there
+    assert sorted(x["SOPInstanceUID"] for x in report["Success"]) == sorted(f.sop_uid for f in files)
+    ((failed_uid, reason),) = [(x["SOPInstanceUID"], x["FailureReason"]) for x in report["Failures"]]
+    assert (failed_uid, reason) == (missing, 0x0112)
+
     # C-FIND of Fulcrum from Orthanc.
     studies = sorted({f.study_uid for f in files})
     q = orthanc.call(

@@ -51,7 +51,10 @@ fn unpack(seg: &[u8], out: &mut [u8]) -> Result<(), RenderError> {
 /// Decodes one frame: samples interleaved (or by plane when the header's
 /// Planar Configuration is 1), each sample little endian.
 pub fn decode(frame: &[u8], spec: &Spec) -> Result<Vec<u8>, RenderError> {
-    if spec.bits_allocated == 0 || !spec.bits_allocated.is_multiple_of(8) || spec.bits_allocated > 64 {
+    if spec.bits_allocated == 0
+        || !spec.bits_allocated.is_multiple_of(8)
+        || spec.bits_allocated > 64
+    {
         return Err(RenderError::Unsupported(format!(
             "RLE with {} bits allocated cannot be decoded",
             spec.bits_allocated

@@ -19,6 +19,10 @@ pub const C_MOVE_RSP: u16 = 0x8021;
 pub const C_ECHO_RQ: u16 = 0x0030;
 pub const C_ECHO_RSP: u16 = 0x8030;
 pub const C_CANCEL_RQ: u16 = 0x0FFF;
+pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
+pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
+pub const N_ACTION_RQ: u16 = 0x0130;
+pub const N_ACTION_RSP: u16 = 0x8130;
 
 /// CommandDataSetType value meaning "no data set follows".
 pub const NO_DATASET: u16 = 0x0101;
@@ -60,6 +64,10 @@ pub struct CommandSet {
     pub sub_ops: Option<SubOps>,
     /// (0000,0902), at most 64 characters.
     pub error_comment: Option<String>,
+    /// (0000,1008) Action Type ID of N-ACTION.
+    pub action_type: Option<u16>,
+    /// (0000,1002) Event Type ID of N-EVENT-REPORT.
+    pub event_type: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,12 +92,14 @@ impl CommandSet {
             field: self.field | 0x8000,
             responding_to: self.message_id,
             sop_class: self.sop_class.clone(),
-            sop_instance: if self.field == C_STORE_RQ {
+            sop_instance: if matches!(self.field, C_STORE_RQ | N_ACTION_RQ | N_EVENT_REPORT_RQ) {
                 self.sop_instance.clone()
             } else {
                 String::new()
             },
             status,
+            action_type: self.action_type,
+            event_type: self.event_type,
             ..Default::default()
         }
     }
@@ -161,6 +171,8 @@ impl CommandSet {
             },
             sub_ops,
             error_comment: str_of(&obj, tags::ERROR_COMMENT),
+            action_type: u16_of(&obj, tags::ACTION_TYPE_ID)?,
+            event_type: u16_of(&obj, tags::EVENT_TYPE_ID)?,
         })
     }
 
@@ -212,6 +224,12 @@ impl CommandSet {
             el.push(us(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS, n.completed));
             el.push(us(tags::NUMBER_OF_FAILED_SUBOPERATIONS, n.failed));
             el.push(us(tags::NUMBER_OF_WARNING_SUBOPERATIONS, n.warning));
+        }
+        if let Some(t) = self.event_type {
+            el.push(us(tags::EVENT_TYPE_ID, t));
+        }
+        if let Some(t) = self.action_type {
+            el.push(us(tags::ACTION_TYPE_ID, t));
         }
         if let Some((ae, id)) = &self.move_originator {
             el.push(DataElement::new(

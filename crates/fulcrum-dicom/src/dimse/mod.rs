@@ -1,10 +1,11 @@
 //! DIMSE network services on dicom-ul: the SCP behind `fulcrum serve`
-//! (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and the C-STORE SCU behind
+//! (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, Storage Commitment) and the C-STORE SCU behind
 //! `fulcrum dicom send` and C-MOVE. This file holds the public
 //! configuration types, the SOP classes we serve and the status codes.
 
 mod association;
 pub mod command;
+mod commit;
 mod find;
 mod pdata;
 mod retrieve;
@@ -142,6 +143,8 @@ pub(crate) enum Service {
     Find(Model),
     Move(Model),
     Get(Model),
+    /// Storage Commitment Push Model (N-ACTION, N-EVENT-REPORT).
+    Commitment,
     Unsupported,
 }
 
@@ -156,6 +159,7 @@ impl Service {
             uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE => Service::Move(StudyRoot),
             uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET => Service::Get(PatientRoot),
             uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET => Service::Get(StudyRoot),
+            uids::STORAGE_COMMITMENT_PUSH_MODEL => Service::Commitment,
             uid if is_storage(uid) => Service::Storage,
             _ => Service::Unsupported,
         }

@@ -14,7 +14,7 @@ use super::association::{Link, LinkError};
 use super::command::{self as cmd, CommandError, CommandSet};
 use super::pdata::{self, CommandAssembler};
 use super::store::StoreJob;
-use super::{find, retrieve, status, DimseConfig, Service};
+use super::{commit, find, retrieve, status, DimseConfig, Service};
 use crate::Archive;
 
 /// Largest C-FIND/MOVE/GET identifier accepted.
@@ -32,6 +32,8 @@ pub(crate) enum Fatal {
     Abort(String),
     PeerAborted,
     Closed,
+    /// The peer released the association (A-RELEASE-RP sent).
+    Released,
 }
 
 impl From<LinkError> for Fatal {
@@ -101,30 +103,18 @@ impl Session {
                 _ = stop.cancelled() => break Fatal::Abort("the server is shutting down".into()),
                 r = self.link.receive() => r,
             };
-            match pdu {
-                Ok(Pdu::PData { data }) => {
-                    if let Err(e) = self.on_pdvs(data).await {
-                        break e;
-                    }
-                }
-                Ok(Pdu::ReleaseRQ) => {
-                    if !matches!(self.state, State::Idle) {
-                        warn!(peer = %self.peer_ae, addr = %self.addr, "release requested in the middle of a message");
-                    }
-                    if let Err(e) = self.link.release_reply().await {
-                        debug!(peer = %self.peer_ae, "release reply not sent: {e}");
-                    }
-                    info!(peer = %self.peer_ae, addr = %self.addr, "association released");
-                    return;
-                }
-                Ok(Pdu::AbortRQ { .. }) => break Fatal::PeerAborted,
-                Ok(other) => {
-                    break Fatal::Abort(format!("unexpected {}", other.short_description()))
-                }
-                Err(e) => break e.into(),
+            let handled = match pdu {
+                Ok(pdu) => self.handle_pdu(pdu).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = handled {
+                break e;
             }
         };
         match end {
+            Fatal::Released => {
+                info!(peer = %self.peer_ae, addr = %self.addr, "association released")
+            }
             Fatal::PeerAborted => {
                 info!(peer = %self.peer_ae, addr = %self.addr, "association aborted by the peer")
             }
@@ -135,6 +125,28 @@ impl Session {
                 warn!(peer = %self.peer_ae, addr = %self.addr, "aborting the association: {reason}");
                 self.link.abort().await;
             }
+        }
+    }
+
+    /// One PDU of the association's normal flow; a release ends it with
+    /// `Fatal::Released` once answered.
+    pub(crate) async fn handle_pdu(&mut self, pdu: Pdu) -> Result<(), Fatal> {
+        match pdu {
+            Pdu::PData { data } => self.on_pdvs(data).await,
+            Pdu::ReleaseRQ => {
+                if !matches!(self.state, State::Idle) {
+                    warn!(peer = %self.peer_ae, addr = %self.addr, "release requested in the middle of a message");
+                }
+                if let Err(e) = self.link.release_reply().await {
+                    debug!(peer = %self.peer_ae, "release reply not sent: {e}");
+                }
+                Err(Fatal::Released)
+            }
+            Pdu::AbortRQ { .. } => Err(Fatal::PeerAborted),
+            other => Err(Fatal::Abort(format!(
+                "unexpected {}",
+                other.short_description()
+            ))),
         }
     }
 
@@ -196,7 +208,8 @@ impl Session {
             }
             (cmd::C_FIND_RQ, Service::Find(_))
             | (cmd::C_MOVE_RQ, Service::Move(_))
-            | (cmd::C_GET_RQ, Service::Get(_)) => {
+            | (cmd::C_GET_RQ, Service::Get(_))
+            | (cmd::N_ACTION_RQ, Service::Commitment) => {
                 if !c.has_dataset {
                     let rsp = c
                         .response(status::IDENTIFIER_DOES_NOT_MATCH)
@@ -309,6 +322,7 @@ impl Session {
                     Service::Get(model) => {
                         retrieve::run_get(self, pc, &ts, model, &cmd, &buf).await
                     }
+                    Service::Commitment => commit::run(self, pc, &ts, &cmd, &buf).await,
                     _ => Ok(()),
                 }
             }
@@ -362,10 +376,21 @@ impl Session {
         sub_id: u16,
         op_id: u16,
     ) -> Result<CommandSet, Fatal> {
+        self.await_response(cmd::C_STORE_RSP, sub_id, op_id).await
+    }
+
+    /// Waits for the response `field` to our request `id`, sent while
+    /// operation `op_id` of the peer runs (0: none).
+    pub(crate) async fn await_response(
+        &mut self,
+        field: u16,
+        id: u16,
+        op_id: u16,
+    ) -> Result<CommandSet, Fatal> {
         loop {
             let pdu = self.link.receive().await?;
             if let Some(rsp) = self.during_operation(pdu, op_id)? {
-                if rsp.field == cmd::C_STORE_RSP && rsp.responding_to == sub_id {
+                if rsp.field == field && rsp.responding_to == id {
                     return Ok(rsp);
                 }
                 warn!(peer = %self.peer_ae, "unexpected response {:#06x} to {} ignored", rsp.field, rsp.responding_to);

@@ -1,0 +1,134 @@
+"""Storage Commitment Push Model (PS3.4 annex J) with pynetdicom as the
+modality: it asks (N-ACTION) whether the archive took responsibility for
+the instances it sent, and gets the answer (N-EVENT-REPORT) either on the
+same association, when it waits there, or on a new association to its own
+SCP after it released, the way most modalities work. Orthanc as a second
+peer: test_pacs_orthanc.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
+
+import dicom_gen
+from dicom_helpers import DicomWeb, stow_ok
+from helpers import free_port
+
+COMMITMENT_INSTANCE = UID("1.2.840.10008.1.20.1.1")
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+
+
+def _request(instances, missing: str) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = generate_uid()
+    refs = []
+    for i in instances:
+        item = Dataset()
+        item.ReferencedSOPClassUID = i.sop_class
+        item.ReferencedSOPInstanceUID = i.sop_uid
+        refs.append(item)
+    item = Dataset()
+    item.ReferencedSOPClassUID = instances[0].sop_class
+    item.ReferencedSOPInstanceUID = missing
+    refs.append(item)
+    ds.ReferencedSOPSequence = refs
+    return ds
+
+
+class Reports:
+    """Collects N-EVENT-REPORT requests received by a handler."""
+
+    def __init__(self):
+        self.got: list[tuple[int, Dataset]] = []
+        self.on_own_association = None  # whether the archive opened the one the report came on
+        self.arrived = threading.Event()
+
+    def handler(self, event):
+        self.got.append((event.request.EventTypeID, event.event_information))
+        self.on_own_association = event.assoc.is_acceptor
+        self.arrived.set()
+        return 0x0000, None
+
+
+def _check(reports: Reports, request: Dataset, instances, missing: str):
+    assert reports.arrived.wait(20), "no N-EVENT-REPORT arrived"
+    ((event_type, info),) = reports.got
+    assert event_type == 2  # some instances failed
+    assert info.TransactionUID == request.TransactionUID
+    assert sorted(x.ReferencedSOPInstanceUID for x in info.ReferencedSOPSequence) == sorted(i.sop_uid for i in instances)
+    (failed,) = info.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == missing and failed.FailureReason == NO_SUCH_OBJECT_INSTANCE
+
+
+def _stored(pacs, tmp_path, n=3):
+    instances = dicom_gen.generate(tmp_path / "gen", seed=31, patients=1, studies_per_patient=1,
+                                   series_per_study=1, instances_per_series=n)
+    stow_ok(DicomWeb(pacs), [i.path for i in instances])
+    return instances
+
+
+def test_commitment_report_on_the_same_association(pacs, tmp_path):
+    instances = _stored(pacs, tmp_path)
+    missing = generate_uid()
+    request = _request(instances, missing)
+    reports = Reports()
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet,
+                         evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handler)])
+    assert assoc.is_established
+    try:
+        status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
+        assert status.Status == 0x0000, status
+        _check(reports, request, instances, missing)
+        assert reports.on_own_association is False
+    finally:
+        assoc.release()
+
+
+def test_commitment_report_on_a_new_association_after_release(pacs_factory, tmp_path):
+    reports = Reports()
+    port = free_port()
+    modality = AE(ae_title="MODALITY")
+    modality.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+    modality.add_requested_context(StorageCommitmentPushModel)
+    server = modality.start_server(("127.0.0.1", port), block=False,
+                                   evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handler)])
+    try:
+        pacs = pacs_factory({"FULCRUM_DICOM_NODES": f"MODALITY@127.0.0.1:{port}"})
+        instances = _stored(pacs, tmp_path)
+        missing = generate_uid()
+        request = _request(instances, missing)
+        assoc = modality.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+        assert assoc.is_established
+        status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
+        assoc.release()
+        assert status.Status == 0x0000, status
+        _check(reports, request, instances, missing)
+        assert reports.on_own_association is True
+    finally:
+        server.shutdown()
+
+
+def test_bad_commitment_requests_get_their_status(pacs):
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(StorageCommitmentPushModel)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    try:
+        no_refs = Dataset()
+        no_refs.TransactionUID = generate_uid()
+        status, _ = assoc.send_n_action(no_refs, 1, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
+        assert status.Status == 0x0120  # missing attribute
+        status, _ = assoc.send_n_action(no_refs, 7, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
+        assert status.Status == 0x0123  # no such action
+        # The association goes on.
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
