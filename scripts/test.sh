@@ -86,7 +86,7 @@ trap 'exit 130' INT TERM
 log "setting up (repo $ROOT)"
 pg_ensure_installed
 dicom_ensure_installed
-apt_ensure rclone # an S3 client nobody here wrote (s3cmd comes from PyPI)
+apt_ensure rclone restic # S3 clients nobody here wrote (s3cmd comes from PyPI)
 # A PACS next to Fulcrum (test_pacs_orthanc.py starts its own on free ports;
 # the service Debian's package may start is never used).
 apt_ensure orthanc orthanc-dicomweb

@@ -2,6 +2,7 @@
 configuration `s3cmd --configure` writes (signing region `US`), and rclone
 (Debian) with its generic S3 provider. Both check what they transfer by MD5
 (the ETag of a single-part upload, or their own metadata for multipart).
+And restic (Debian), backing up into a Fulcrum bucket.
 """
 
 import hashlib
@@ -136,3 +137,33 @@ def test_rclone_copy_check_sync_and_purge(fulcrum, tmp_path):
     _run([*rclone, "purge", "fulcrum:tools-rclone"])
     res = _run([*rclone, "lsf", "fulcrum:tools-rclone"], check=False)
     assert res.returncode != 0 and "directory not found" in res.stderr, res
+
+
+def test_restic_backs_up_into_fulcrum(fulcrum, tmp_path):
+    # A hospital server backed up with restic (Debian) into a Fulcrum bucket:
+    # init, two backups, a full check of the data, restore, forget + prune.
+    src = tmp_path / "src"
+    _tree(src)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               RESTIC_PASSWORD="county-hospital", RESTIC_REPOSITORY=f"s3:{fulcrum.endpoint}/restic-repo",
+               RESTIC_CACHE_DIR=str(tmp_path / "cache"))
+
+    def restic(*args):
+        res = subprocess.run([_tool("restic"), *map(str, args)], env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"restic {' '.join(map(str, args))}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+        return res.stdout
+
+    restic("init")
+    restic("backup", src)
+    write_random_file(src / "sub" / "later.bin", 3 * MiB, seed=73)
+    restic("backup", src)
+    restic("check", "--read-data")
+    out = tmp_path / "out"
+    restic("restore", "latest", "--target", out)
+    restored = next(p for p in out.rglob("small.bin")).parent
+    for f in src.rglob("*"):
+        if f.is_file():
+            assert _md5(restored / f.relative_to(src)) == _md5(f), f
+    restic("forget", "--keep-last", "1", "--prune")
+    restic("check", "--read-data")
+    assert restic("snapshots", "--json").count('"id"') == 1
