@@ -20,6 +20,7 @@ Byte-exact oracles:
 from __future__ import annotations
 
 import email.message
+import io
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 from pydicom.datadict import tag_for_keyword
@@ -659,3 +661,21 @@ def compare_with_capture(dw: "DicomWeb", capture: dict[str, dict[str, Received]]
                 f" TS {p10.transfer_syntax})"
             )
     return problems
+
+
+def named_instance(charset, name: str, pid: str, description: str) -> bytes:
+    """A small Part 10 instance whose patient name and study description are
+    written in `charset` (a (0008,0005) value or list of values)."""
+    from pydicom.uid import generate_uid
+
+    from dicom_common import file_meta
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.PatientName, ds.PatientID, ds.StudyDescription = name, pid, description
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.7", "OT"
+    ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()

@@ -44,6 +44,7 @@ from dicom_helpers import (
     ensure_storage_classes,
     ident,
     link_files,
+    named_instance,
     scu,
     send_chunked,
     stored_problems,
@@ -462,6 +463,24 @@ def test_pynetdicom_c_find(archive):
 
 
 # ---------------------------------------------------------------- C-MOVE / C-GET
+
+
+@pytest.mark.parametrize(
+    "query_charset, answer_charset",
+    [("GB18030", "GB18030"), ("ISO_IR 192", "ISO_IR 192"), ("ISO_IR 100", "ISO_IR 192"), (None, "ISO_IR 192")],
+)
+def test_c_find_answers_in_the_query_character_set_when_it_can(pacs, query_charset, answer_charset):
+    # A modality asking in GB18030 may not read UTF-8: names come back in the
+    # query's character set when it can say them (Latin-1 cannot say 张).
+    name = "张^三"
+    assert DicomWeb(pacs).stow([named_instance("GB18030", name, "CF-GB", "胸部CT 平扫")]).status == 200
+    q = ident(QueryRetrieveLevel="STUDY", PatientID="CF-GB", PatientName="", StudyDescription="")
+    if query_charset:
+        q.SpecificCharacterSet = query_charset
+    (match,), final = c_find(pacs, "S", q)
+    assert final == SUCCESS
+    assert match.SpecificCharacterSet == answer_charset
+    assert (str(match.PatientName), match.StudyDescription) == (name, "胸部CT 平扫")
 
 
 def test_movescu_to_storescp_byte_exact(archive):

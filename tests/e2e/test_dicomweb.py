@@ -19,6 +19,7 @@ import dicom_gen
 from dicom_helpers import (
     DicomWeb,
     dumps,
+    named_instance,
     jval,
     jvals,
     stow_ok,
@@ -482,23 +483,6 @@ def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dico
 # ---------------------------------------------------------------- character sets
 
 
-def _named(charset, name: str, pid: str, description: str) -> bytes:
-    from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
-
-    from dicom_common import file_meta
-
-    ds = Dataset()
-    ds.SpecificCharacterSet = charset
-    ds.PatientName, ds.PatientID, ds.StudyDescription = name, pid, description
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.7", "OT"
-    ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
-    out = io.BytesIO()
-    pydicom.dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize(
     "charset, name, description",
     [
@@ -511,7 +495,7 @@ def _named(charset, name: str, pid: str, description: str) -> bytes:
 def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, name, description):
     dw = DicomWeb(pacs)
     pid = "CS-" + "".join(c for c in str(charset) if c.isalnum())
-    res = dw.stow([_named(charset, name, pid, description)])
+    res = dw.stow([named_instance(charset, name, pid, description)])
     assert res.status == 200, res.text
     for params in ({"PatientID": pid}, {"PatientName": name.split("^")[0] + "*"}):
         found = dw.qido("/studies", dict(params, includefield="StudyDescription"))

@@ -36,6 +36,8 @@ pub(crate) struct Plan {
     pub filters: Vec<(Column, Matcher)>,
     /// The keys to return, with the VR the requester used.
     pub keys: Vec<(Tag, VR)>,
+    /// The query's own character set when it names one (single-valued).
+    pub charset: Option<String>,
 }
 
 impl Plan {
@@ -121,11 +123,18 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
             ))
         }
     };
+    let charset = ident
+        .get(tags::SPECIFIC_CHARACTER_SET)
+        .and_then(|e| e.to_multi_str().ok())
+        .filter(|v| v.len() == 1)
+        .map(|v| v[0].trim().to_string())
+        .filter(|v| !v.is_empty());
     let mut p = Plan {
         level,
         level_text,
         filters: Vec::new(),
         keys: Vec::new(),
+        charset,
     };
     for e in ident.iter() {
         let tag = e.tag();
@@ -192,10 +201,17 @@ pub(crate) fn response(m: &DicomMatch, plan: &Plan, our_ae: &str) -> InMemDicomO
         .iter()
         .any(|e| e.to_str().map(|s| !s.is_ascii()).unwrap_or(false));
     if non_ascii {
+        // In the query's character set when it can say every value (a
+        // modality asking in GB18030 may not read UTF-8), else UTF-8.
+        let cs = plan
+            .charset
+            .as_deref()
+            .filter(|cs| encodes_all(&obj, cs))
+            .unwrap_or("ISO_IR 192");
         obj.put(DataElement::new(
             tags::SPECIFIC_CHARACTER_SET,
             VR::CS,
-            PrimitiveValue::from("ISO_IR 192"),
+            PrimitiveValue::from(cs),
         ));
     } else if charset_asked {
         obj.put(DataElement::new(
@@ -205,6 +221,19 @@ pub(crate) fn response(m: &DicomMatch, plan: &Plan, our_ae: &str) -> InMemDicomO
         ));
     }
     obj
+}
+
+/// Whether character set `cs` (a single (0008,0005) value dicom-rs
+/// writes) can encode every text value of `obj`.
+fn encodes_all(obj: &InMemDicomObject, cs: &str) -> bool {
+    use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
+    let Some(codec) = SpecificCharacterSet::from_code(cs) else {
+        return false;
+    };
+    obj.iter()
+        .filter(|e| !matches!(e.vr(), VR::SQ | VR::UI | VR::CS | VR::DA | VR::TM | VR::AE))
+        .filter_map(|e| e.to_str().ok())
+        .all(|s| s.is_ascii() || codec.encode(&s).is_ok())
 }
 
 /// Runs a C-FIND: Pending per match, then Success (or Cancel, or a failure).
@@ -350,6 +379,56 @@ mod tests {
             .get("1.2.840.10008.1.2")
             .expect("implicit LE");
         r.write_dataset_with_ts(&mut buf, ts).expect("encodes");
+    }
+
+    #[test]
+    fn answers_come_in_the_query_character_set_when_it_can_say_them() {
+        let query = |cs: &str| {
+            ident(
+                "STUDY",
+                vec![
+                    DataElement::new(
+                        tags::SPECIFIC_CHARACTER_SET,
+                        VR::CS,
+                        PrimitiveValue::from(cs),
+                    ),
+                    DataElement::new(tags::PATIENT_NAME, VR::PN, PrimitiveValue::Empty),
+                ],
+            )
+        };
+        let m = DicomMatch {
+            study: StudyRecord {
+                study_uid: "1.2.3".into(),
+                patient_name: Some("张^三".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let ts = TransferSyntaxRegistry
+            .get("1.2.840.10008.1.2.1")
+            .expect("explicit LE");
+        let p = plan(&query("GB18030"), Model::StudyRoot).expect("plan");
+        let r = response(&m, &p, "FULCRUM");
+        let cs = r
+            .element(tags::SPECIFIC_CHARACTER_SET)
+            .ok()
+            .and_then(|e| e.to_str().ok().map(|s| s.to_string()));
+        assert_eq!(cs.as_deref(), Some("GB18030"));
+        let mut buf = Vec::new();
+        r.write_dataset_with_ts(&mut buf, ts).expect("encodes");
+        // 张 in GB18030 is D5 C5.
+        assert!(
+            buf.windows(2).any(|w| w == [0xD5, 0xC5]),
+            "not written in GB18030"
+        );
+        // Latin-1 cannot say it: UTF-8 then.
+        let p = plan(&query("ISO_IR 100"), Model::StudyRoot).expect("plan");
+        let r = response(&m, &p, "FULCRUM");
+        let cs = r
+            .element(tags::SPECIFIC_CHARACTER_SET)
+            .ok()
+            .and_then(|e| e.to_str().ok().map(|s| s.to_string()));
+        assert_eq!(cs.as_deref(), Some("ISO_IR 192"));
     }
 
     #[test]
