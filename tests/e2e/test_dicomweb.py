@@ -16,10 +16,12 @@ import pytest
 from PIL import Image
 
 import dicom_gen
+from dicom_common import encode_multipart
 from dicom_helpers import (
     DicomWeb,
     dumps,
     named_instance,
+    parse_multipart,
     jval,
     jvals,
     stow_ok,
@@ -478,6 +480,101 @@ def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dico
     for srv in (sqlite, pg):
         dw = DicomWeb(srv)
         assert len(dw.qido_all("/instances", page=9)) == len(files)
+
+
+# ---------------------------------------------------------------- DICOM XML
+
+
+XML_PARTS = 'multipart/related; type="application/dicom+xml"'
+PN_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
+
+
+def _xml_as_json(node) -> dict:
+    """A NativeDicomModel (or Item) element read back into DICOM JSON form."""
+    out = {}
+    for a in node.findall("DicomAttribute"):
+        el = {"vr": a.get("vr")}
+        bulk, inline = a.find("BulkData"), a.find("InlineBinary")
+        if bulk is not None:
+            el["BulkDataURI"] = bulk.get("uri")
+        elif inline is not None:
+            el["InlineBinary"] = inline.text
+        elif a.get("vr") == "SQ":
+            items = sorted(a.findall("Item"), key=lambda i: int(i.get("number")))
+            if items:
+                el["Value"] = [_xml_as_json(i) for i in items]
+        elif a.get("vr") == "PN":
+            names = []
+            for pn in sorted(a.findall("PersonName"), key=lambda p: int(p.get("number"))):
+                groups = {}
+                for g in pn:
+                    comps = [(g.findtext(c) or "") for c in PN_PARTS]
+                    groups[g.tag] = "^".join(comps).rstrip("^")
+                names.append(groups)
+            if names:
+                el["Value"] = names
+        else:
+            vals = sorted(a.findall("Value"), key=lambda v: int(v.get("number")))
+            if vals:
+                el["Value"] = [v.text for v in vals]
+        out[a.get("tag")] = el
+    return out
+
+
+def _comparable(ds: dict) -> dict:
+    """DICOM JSON with numbers as text and PN groups without trailing '^'."""
+    out = {}
+    for t, el in ds.items():
+        el = dict(el)
+        if "Value" in el:
+            if el["vr"] == "SQ":
+                el["Value"] = [_comparable(i) for i in el["Value"]]
+            elif el["vr"] == "PN":
+                el["Value"] = [{g: n.rstrip("^") for g, n in v.items()} for v in el["Value"]]
+            else:
+                el["Value"] = [None if v is None else str(v) for v in el["Value"]]
+        out[t] = el
+    return out
+
+
+def _xml_parts(r) -> list[dict]:
+    import xml.etree.ElementTree as ET
+
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["Content-Type"].startswith(XML_PARTS), r.headers["Content-Type"]
+    docs = []
+    for headers, body in parse_multipart(r.content, r.headers["Content-Type"]):
+        assert headers["content-type"].startswith("application/dicom+xml")
+        root = ET.fromstring(body)
+        assert root.tag == "NativeDicomModel"
+        docs.append(_xml_as_json(root))
+    return docs
+
+
+def test_search_results_metadata_and_stow_answers_in_dicom_xml(web):
+    # PS3.18 requires multipart/related; type="application/dicom+xml" beside
+    # JSON: the same datasets, in the Native DICOM Model of PS3.19.
+    dw, i0 = web.dw, web.raw_set[1]
+    want = dw.qido("/studies", {"limit": "1000"})
+    got = _xml_parts(dw.get("/studies?limit=1000", XML_PARTS))
+    assert [_comparable(x) for x in want] == got
+    series = f"/studies/{i0.study_uid}/series/{i0.series_uid}"
+    want = dw.metadata(series)
+    got = _xml_parts(dw.get(series + "/metadata", XML_PARTS))
+    assert sorted(map(dumps, (_comparable(x) for x in want))) == sorted(map(dumps, got))
+    assert all("BulkDataURI" in x["7FE00010"] for x in got)
+    # STOW-RS answers in one document.
+    import xml.etree.ElementTree as ET
+
+    body, ct = encode_multipart([i0.read()])
+    r = dw.s.post(dw.base + "/studies", data=body, headers={"Content-Type": ct, "Accept": "application/dicom+xml"},
+                  timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/dicom+xml", r.text[:300]
+    answer = _xml_as_json(ET.fromstring(r.content))
+    (ref,) = answer["00081199"]["Value"]
+    assert ref["00081155"]["Value"] == [i0.sop_uid]
+    # Only XML as a single part is not a form metadata comes in.
+    assert dw.get(series + "/metadata", "application/dicom+xml").status_code == 406
 
 
 # ---------------------------------------------------------------- character sets

@@ -120,6 +120,31 @@ pub fn range_covers(range: &str, offered: &str, aliases: &[&str]) -> bool {
     }
 }
 
+/// How datasets (search results, metadata, STOW-RS answers) are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetFormat {
+    /// `application/dicom+json` (PS3.18 F.2), the default.
+    Json,
+    /// `application/dicom+xml` (PS3.19 A.1): one document per part of a
+    /// multipart/related answer, or one document for a STOW-RS answer.
+    Xml,
+}
+
+/// The first dataset form an `Accept` list allows: JSON (also as
+/// `application/json` or a wildcard) or XML, which is multipart/related
+/// unless `single_xml` (a STOW-RS answer is one document).
+pub fn dataset_format(list: &[MediaType], single_xml: bool) -> Option<DatasetFormat> {
+    list.iter().find_map(|m| {
+        let (range, _) = m.wanted();
+        if range == "application/dicom+xml" {
+            (m.essence == "multipart/related" || single_xml).then_some(DatasetFormat::Xml)
+        } else {
+            range_covers(&range, "application/dicom+json", &["application/json"])
+                .then_some(DatasetFormat::Json)
+        }
+    })
+}
+
 /// Whether an `Accept` list allows parts of `offered` type encoded in
 /// `ts`. A missing transfer-syntax parameter is taken as "as stored":
 /// PS3.18 would default to Explicit VR Little Endian, but this archive
@@ -146,6 +171,24 @@ mod tests {
         assert_eq!(m.param("boundary"), Some("a;b,c"));
         assert_eq!(MediaType::parse("nonsense"), None);
         assert_eq!(MediaType::parse(""), None);
+    }
+
+    #[test]
+    fn dataset_forms() {
+        let f = |a: &str, single| dataset_format(&accept_list([a].into_iter()), single);
+        assert_eq!(f("", false), Some(DatasetFormat::Json));
+        assert_eq!(f("application/json", false), Some(DatasetFormat::Json));
+        assert_eq!(
+            f(r#"multipart/related; type="application/dicom+xml""#, false),
+            Some(DatasetFormat::Xml)
+        );
+        assert_eq!(f("application/dicom+xml", false), None);
+        assert_eq!(f("application/dicom+xml", true), Some(DatasetFormat::Xml));
+        assert_eq!(
+            f("application/dicom+xml, application/dicom+json", false),
+            Some(DatasetFormat::Json)
+        );
+        assert_eq!(f("image/png", false), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod rle;
 mod stow;
 mod wado;
 mod wado_uri;
+mod xml;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,9 @@ use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS}
 use serde_json::Value;
 
 use super::json::{dataset, parse_tag, strings};
-use super::media::{accept_list, accepts};
+use super::media::{accept_list, dataset_format, DatasetFormat};
+use super::wado::xml_parts;
+use super::xml;
 use super::{ApiError, ApiResult, Base, Ctx};
 
 /// A parsed QIDO query string.
@@ -167,11 +169,12 @@ async fn search(
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    if !accepts(&accept, "application/dicom+json", &["application/json"], "") {
+    let Some(format) = dataset_format(&accept, false) else {
         return Err(ApiError::not_acceptable(
-            "search results are sent as application/dicom+json only",
+            "search results are sent as application/dicom+json or multipart/related; \
+             type=\"application/dicom+xml\"",
         ));
-    }
+    };
     let mut s = parse(level, raw.as_deref())?;
     let mut filters = fixed;
     filters.append(&mut s.filters);
@@ -193,11 +196,17 @@ async fn search(
             dataset(&ds, None, extra)
         })
         .collect();
-    let mut res = Value::Array(out).to_string().into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/dicom+json"),
-    );
+    let mut res = match format {
+        DatasetFormat::Json => {
+            let mut res = Value::Array(out).to_string().into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/dicom+json"),
+            );
+            res
+        }
+        DatasetFormat::Xml => xml_parts(out.iter().map(xml::document).collect()),
+    };
     let mut warnings = Vec::new();
     if !s.ignored.is_empty() {
         warnings.push(format!(

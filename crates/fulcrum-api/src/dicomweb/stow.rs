@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{error, info, warn};
 
 use super::json::{sequence, strings};
-use super::media::MediaType;
+use super::media::{dataset_format, DatasetFormat, MediaType};
 use super::multipart::{self, BodyStream, MultipartError, MultipartReader};
 use super::{ApiError, ApiResult, Base, Ctx};
 
@@ -299,6 +299,12 @@ async fn run(
         .ok_or_else(|| {
             ApiError::unsupported_media(format!("missing or unreadable Content-Type: {HOW}"))
         })?;
+    let accept = super::wado::accept_of(&headers);
+    let Some(format) = dataset_format(&accept, true) else {
+        return Err(ApiError::not_acceptable(
+            "STOW-RS answers are sent as application/dicom+json or application/dicom+xml",
+        ));
+    };
     let stream: BodyStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
     let mut results = Vec::new();
     match ct.essence.as_str() {
@@ -368,7 +374,7 @@ async fn run(
         .filter(|r| matches!(r, PartResult::Stored(_)))
         .count();
     info!(tenant = %ctx.tenant, stored, failed = results.len() - stored, "STOW-RS");
-    Ok(answer(&base, study.as_deref(), results))
+    Ok(answer(&base, study.as_deref(), results, format))
 }
 
 fn malformed(e: MultipartError) -> ApiError {
@@ -383,7 +389,12 @@ fn malformed(e: MultipartError) -> ApiError {
 
 /// The STOW-RS response dataset and its status: 200 all stored, 202 some
 /// failed, 409 none stored (PS3.18 10.5.3).
-fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Response {
+fn answer(
+    base: &Base,
+    study: Option<&str>,
+    results: Vec<PartResult>,
+    format: DatasetFormat,
+) -> Response {
     let mut referenced = Vec::new();
     let mut all_full = true;
     let mut failed = Vec::new();
@@ -444,10 +455,15 @@ fn answer(base: &Base, study: Option<&str>, results: Vec<PartResult>) -> Respons
     if !referenced.is_empty() {
         out.insert("00081199".into(), sequence(referenced));
     }
-    let mut res = (code, Value::Object(out).to_string()).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/dicom+json"),
-    );
+    let (body, media) = match format {
+        DatasetFormat::Json => (Value::Object(out).to_string(), "application/dicom+json"),
+        DatasetFormat::Xml => (
+            super::xml::document(&Value::Object(out)),
+            "application/dicom+xml",
+        ),
+    };
+    let mut res = (code, body).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
     res
 }

@@ -19,10 +19,10 @@ use serde_json::Value;
 use tracing::error;
 
 use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
-use super::media::{accept_list, accepts, MediaType};
+use super::media::{accept_list, accepts, dataset_format, DatasetFormat, MediaType};
 use super::multipart::{content_type, new_boundary, response_body, OutBody, OutPart};
 use super::pixels::{load, read_frame, Loaded, EXPLICIT_LE};
-use super::{ApiError, ApiResult, Base, Ctx};
+use super::{xml, ApiError, ApiResult, Base, Ctx};
 
 pub(crate) fn accept_of(headers: &HeaderMap) -> Vec<MediaType> {
     accept_list(
@@ -230,23 +230,33 @@ fn instance_json(base: &Base, l: &Loaded) -> Value {
     dataset(&l.header, Some(Bulk { instance_url: &url }), extra)
 }
 
-async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
-    if !accepts(
-        &accept_of(&headers),
-        "application/dicom+json",
-        &["application/json"],
-        "",
-    ) {
-        return Err(ApiError::not_acceptable(
-            "metadata is sent as application/dicom+json only",
-        ));
+fn xml_part(doc: String) -> OutPart {
+    OutPart {
+        content_type: "application/dicom+xml; charset=utf-8".into(),
+        location: None,
+        body: stream::once(async move { Ok(Bytes::from(doc)) }).boxed(),
     }
+}
+
+/// XML documents as the parts of a multipart/related answer.
+pub(crate) fn xml_parts(docs: Vec<String>) -> Response {
+    let parts = docs.into_iter().map(|d| Ok(xml_part(d)));
+    multipart_response("application/dicom+xml", stream::iter(parts).boxed())
+}
+
+async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
+    let Some(format) = dataset_format(&accept_of(&headers), false) else {
+        return Err(ApiError::not_acceptable(
+            "metadata is sent as application/dicom+json or multipart/related; \
+             type=\"application/dicom+xml\"",
+        ));
+    };
     let mut recs = instances_of(&ctx, &scope).await?.into_iter();
     // The first one before answering, so a failure still gets a status.
     let Some(first) = recs.next() else {
         return Err(ApiError::not_found("nothing to describe"));
     };
-    let first = instance_json(&base, &load(&ctx, first).await?).to_string();
+    let first = instance_json(&base, &load(&ctx, first).await?);
     let rest = stream::iter(recs)
         .map(move |rec| {
             let (ctx, base) = (ctx.clone(), base.clone());
@@ -255,12 +265,18 @@ async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
                     error!(error = %e.message, "DICOMweb: metadata failed mid-response");
                     io::Error::other(e.message)
                 })?;
-                Ok::<_, io::Error>(Bytes::from(format!(",{}", instance_json(&base, &l))))
+                Ok::<_, io::Error>(instance_json(&base, &l))
             }
         })
         .buffered(4);
-    let body = stream::once(async move { Ok(Bytes::from(format!("[{first}"))) })
-        .chain(rest)
+    let all = stream::once(async move { Ok(first) }).chain(rest);
+    if format == DatasetFormat::Xml {
+        let parts = all.map_ok(|v| xml_part(xml::document(&v)));
+        return Ok(multipart_response("application/dicom+xml", parts.boxed()));
+    }
+    let body = all
+        .enumerate()
+        .map(|(i, v)| v.map(|v| Bytes::from(format!("{}{v}", if i == 0 { "[" } else { "," }))))
         .chain(stream::once(async { Ok(Bytes::from_static(b"]")) }));
     let mut res = axum::body::Body::from_stream(body).into_response();
     res.headers_mut().insert(
