@@ -112,16 +112,19 @@ def link_files(dest: Path, paths) -> Path:
 class StoreSCPProcess:
     """DCMTK `storescp +B -od OUT` on a free port (a C-MOVE / send destination).
 
-    Accepts every transfer syntax DCMTK knows (+xa) and unknown SOP classes
-    (-pm); +B writes each dataset exactly as received after a fresh meta.
+    Accepts every transfer syntax DCMTK knows (+xa; `uncompressed_only`:
+    storescp's default, Explicit and Implicit VR only) and unknown SOP
+    classes (-pm); +B writes each dataset exactly as received after a
+    fresh meta.
     """
 
-    def __init__(self, out: Path, ae_title="STORESCP", extra=()):
+    def __init__(self, out: Path, ae_title="STORESCP", extra=(), uncompressed_only=False):
         self.out, self.ae_title, self.port = Path(out), ae_title, free_port()
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = self.out.parent / f"{self.out.name}-storescp.log"
         self.proc = subprocess.Popen(
-            [dcmtk_tool("storescp"), "-v", "+xa", "-pm", "+B", "-od", str(self.out), "-aet", ae_title, *extra, str(self.port)],
+            [dcmtk_tool("storescp"), "-v", *([] if uncompressed_only else ["+xa"]), "-pm", "+B", "-od", str(self.out),
+             "-aet", ae_title, *extra, str(self.port)],
             env=dcmtk_env(),
             stdout=open(self.log, "wb"),
             stderr=subprocess.STDOUT,

@@ -643,3 +643,58 @@ def test_c_get_without_scp_role_sends_nothing(archive):
     assert not received
     failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
     assert final.Status != SUCCESS or failed > 0, f"C-GET without roles: 0x{final.Status:04X}, {failed} failed"
+
+
+DECODABLE = {
+    "1.2.840.10008.1.2.5": "lossless",  # RLE
+    "1.2.840.10008.1.2.4.50": "lossy",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "lossy",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "lossless",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "lossless",  # JPEG lossless SV1
+}
+
+
+def test_c_move_decodes_rle_and_jpeg_for_a_peer_that_takes_only_uncompressed(pacs_factory, tmp_path, dicom_fixtures):
+    # A workstation that accepts no compressed transfer syntax (storescp's
+    # default) used to get a failed sub-operation for each RLE or JPEG
+    # instance; now their frames are decoded and sent uncompressed.
+    dest = StoreSCPProcess(tmp_path / "plain", ae_title="PLAIN", uncompressed_only=True)
+    try:
+        srv = pacs_factory({"FULCRUM_DICOM_NODES": dest.node})
+        files = [f for f in dicom_fixtures.unique_valid if f.transfer_syntax in DECODABLE]
+        assert {f.transfer_syntax for f in files} >= set(DECODABLE) - {"1.2.840.10008.1.2.4.57"}, "fixtures lost"
+        dw = DicomWeb(srv)
+        for f in files:
+            assert dw.stow([f.read()]).status == 200, f.rel
+        outcome = {}
+        for f in files:
+            keys = ["QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={f.study_uid}", f"SeriesInstanceUID={f.series_uid}",
+                    f"SOPInstanceUID={f.sop_uid}"]
+            res = _qr_scu("movescu", srv, keys, "-S", "-aem", dest.ae_title)
+            outcome[f.rel] = res.returncode
+        got = {pydicom.dcmread(p).SOPInstanceUID: p for p in dest.files()}
+        wrong = []
+        for f in files:
+            if f.sop_uid not in got:
+                # 12-bit lossy JPEG (extended, process 4) is beyond the pure-Rust decoder: a failed sub-operation.
+                ok = f.transfer_syntax == "1.2.840.10008.1.2.4.51" and pydicom.dcmread(f.path).BitsStored > 8
+                if not ok:
+                    wrong.append(f"{f.rel}: not received ({outcome[f.rel]})")
+                continue
+            mine, theirs = pydicom.dcmread(got[f.sop_uid]), pydicom.dcmread(f.path)
+            if mine.file_meta.TransferSyntaxUID.is_compressed:
+                wrong.append(f"{f.rel}: sent compressed")
+                continue
+            a, b = mine.pixel_array.astype(int), theirs.pixel_array.astype(int)
+            if a.shape != b.shape:
+                wrong.append(f"{f.rel}: shape {a.shape} != {b.shape}")
+                continue
+            # Lossless codecs decode exactly; two JPEG decoders may round a
+            # lossy one (its inverse DCT, chroma upsampling) a little differently.
+            lossless = DECODABLE[f.transfer_syntax] == "lossless"
+            d = abs(a - b)
+            if d.size and (d.max() > 0 if lossless else d.max() > 8 or d.mean() > 0.5):
+                wrong.append(f"{f.rel}: pixels differ by up to {abs(a - b).max()}, {abs(a - b).mean():.3f} on average")
+        assert not wrong, "\n".join(wrong)
+    finally:
+        dest.stop()

@@ -5,6 +5,7 @@
 
 mod archive;
 pub mod charset;
+pub mod decode;
 pub mod dimse;
 mod error;
 pub mod index;

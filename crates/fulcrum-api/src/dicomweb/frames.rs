@@ -106,7 +106,7 @@ fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
     }
     if ts == RLE {
         return Some(Arc::new(move |frame: &[u8]| {
-            super::rle::decode(frame, &spec).map_err(decode_error)
+            fulcrum_dicom::decode::rle(frame, &spec.geometry()).map_err(|e| decode_error(e.into()))
         }));
     }
     (is_jpeg_family(ts) && spec.samples == 1 && spec.photometric.starts_with("MONOCHROME")).then(
@@ -257,7 +257,7 @@ pub(crate) async fn render_frame(
     let format = r.format;
     let out = tokio::task::spawn_blocking(move || {
         let decoded = if rle {
-            super::rle::decode(&frame, &spec)?
+            fulcrum_dicom::decode::rle(&frame, &spec.geometry())?
         } else {
             Vec::new()
         };

@@ -15,7 +15,6 @@ pub mod multipart;
 mod pixels;
 mod qido;
 mod render;
-mod rle;
 mod stow;
 mod wado;
 mod wado_uri;

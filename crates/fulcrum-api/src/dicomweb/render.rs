@@ -1,14 +1,13 @@
 //! Rendering one frame to an 8-bit image for WADO-RS rendered resources and
 //! thumbnails (scaling and encoding are in `encode`): native grayscale (8/16/32-bit, signed or not, rescale, window
 //! center/width or min/max, MONOCHROME1 inverted), native RGB / YBR_FULL /
-//! YBR_FULL_422, and JPEG (baseline, extended, lossless) decoded with the
-//! pure-Rust jpeg-decoder (RLE frames are decoded to native first, see
-//! `rle`). CPU-bound: callers run it on a blocking thread.
-
-use std::io::Cursor;
+//! YBR_FULL_422, and JPEG (baseline, extended, lossless); frames are
+//! decoded by `fulcrum_dicom::decode` (RLE to native first). CPU-bound:
+//! callers run it on a blocking thread.
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
+use fulcrum_dicom::decode::{self, DecodeError, Geometry};
 
 use super::pixels::int;
 
@@ -291,79 +290,64 @@ fn color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
 /// Explicit VR Little Endian. Color is refused: decoding turns YCbCr into
 /// RGB, which the instance's header would misdescribe.
 pub fn jpeg_to_native(b: &[u8]) -> Result<Vec<u8>, RenderError> {
-    let (pixels, info) = decode_jpeg(b)?;
-    match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => Ok(pixels),
-        jpeg_decoder::PixelFormat::L16 => Ok(pixels
-            .chunks_exact(2)
-            .flat_map(|c| u16::from_ne_bytes([c[0], c[1]]).to_le_bytes())
-            .collect()),
-        f => Err(RenderError::Unsupported(format!(
-            "a {f:?} JPEG frame is not transcoded here (grayscale only)"
-        ))),
+    let d = decode::jpeg(b, None)?;
+    if d.samples != 1 {
+        return Err(RenderError::Unsupported(
+            "a colour JPEG frame is not transcoded here (grayscale only)".into(),
+        ));
+    }
+    Ok(d.pixels)
+}
+
+impl From<DecodeError> for RenderError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Unsupported(m) => RenderError::Unsupported(m),
+            DecodeError::Corrupt(m) => RenderError::Corrupt(m),
+        }
     }
 }
 
-fn decode_jpeg(b: &[u8]) -> Result<(Vec<u8>, jpeg_decoder::ImageInfo), RenderError> {
-    std::panic::catch_unwind(|| {
-        let mut d = jpeg_decoder::Decoder::new(Cursor::new(b));
-        d.set_max_decoding_buffer_size(1 << 30);
-        let pixels = d.decode().map_err(|e| match e {
-            jpeg_decoder::Error::Unsupported(f) => {
-                RenderError::Unsupported(format!("this JPEG cannot be decoded here ({f:?})"))
-            }
-            e => RenderError::Corrupt(format!("JPEG: {e}")),
-        })?;
-        let info = d
-            .info()
-            .ok_or_else(|| RenderError::Corrupt("JPEG without a frame header".into()))?;
-        Ok((pixels, info))
-    })
-    .map_err(|_| RenderError::Corrupt("the JPEG data could not be decoded".into()))?
+impl Spec {
+    /// The frame geometry the decoders need.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            rows: self.rows,
+            cols: self.cols,
+            samples: self.samples,
+            bits_allocated: self.bits_allocated,
+            planar: self.planar,
+        }
+    }
 }
 
 fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
-    let (pixels, info) = decode_jpeg(b)?;
-    let (w, h) = (info.width as u32, info.height as u32);
-    use jpeg_decoder::PixelFormat as F;
+    let d = decode::jpeg(b, Some(&spec.photometric))?;
     let mut s = spec.clone();
-    s.rows = h;
-    s.cols = w;
+    s.rows = d.height;
+    s.cols = d.width;
     s.samples = 1;
     s.planar = 0;
     if s.photometric != "MONOCHROME1" {
         s.photometric = "MONOCHROME2".into();
     }
-    match info.pixel_format {
-        F::L8 => {
+    match (d.samples, d.bits) {
+        (1, 8) => {
             s.bits_allocated = 8;
             s.bits_stored = s.bits_stored.clamp(1, 8);
-            gray(&s, &pixels, window)
+            gray(&s, &d.pixels, window)
         }
-        F::L16 => {
-            // jpeg-decoder gives native-endian 16-bit samples.
-            let le: Vec<u8> = pixels
-                .chunks_exact(2)
-                .flat_map(|c| u16::from_ne_bytes([c[0], c[1]]).to_le_bytes())
-                .collect();
+        (1, _) => {
             s.bits_allocated = 16;
             s.bits_stored = s.bits_stored.clamp(1, 16);
-            gray(&s, &le, window)
+            gray(&s, &d.pixels, window)
         }
-        F::RGB24 => {
-            if pixels.len() < w as usize * h as usize * 3 {
-                return Err(RenderError::Corrupt("JPEG decoded short".into()));
-            }
-            Ok(Image {
-                width: w,
-                height: h,
-                channels: 3,
-                data: pixels,
-            })
-        }
-        F::CMYK32 => Err(RenderError::Unsupported(
-            "CMYK JPEG cannot be rendered".into(),
-        )),
+        _ => Ok(Image {
+            width: d.width,
+            height: d.height,
+            channels: 3,
+            data: d.pixels,
+        }),
     }
 }
 

@@ -2,11 +2,13 @@
 //! (`fulcrum dicom send`, C-MOVE), and the C-STORE sub-operation both it
 //! and C-GET use. Data sets go out as stored, straight from the engine,
 //! fragmented to the peer's maximum PDU. Only when the peer accepted no
-//! context in the stored transfer syntax is a native (uncompressed or
-//! deflated) data set re-encoded, losslessly, to one it accepted.
+//! context in the stored transfer syntax is the data set converted to a
+//! native one it accepted: native (uncompressed or deflated) data sets are
+//! re-encoded losslessly, RLE and JPEG frames decoded (`crate::decode`;
+//! a workstation that takes only uncompressed images still gets them).
 
 use dicom_dictionary_std::uids;
-use dicom_encoding::TransferSyntaxIndex;
+use dicom_encoding::{Endianness, TransferSyntaxIndex};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::AsyncClientAssociation;
@@ -81,20 +83,40 @@ fn is_native(ts: &str) -> bool {
         .is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported())
 }
 
+/// Little endian and not encapsulated: what decoded frames can be written in.
+fn is_native_le(ts: &str) -> bool {
+    is_native(ts)
+        && TransferSyntaxRegistry
+            .get(ts)
+            .is_some_and(|t| t.endianness() == Endianness::Little)
+}
+
+/// Whether an instance stored in `ts` can be sent in a native syntax:
+/// native data re-encoded losslessly, RLE and JPEG frames decoded.
+fn convertible(ts: &str) -> bool {
+    is_native(ts) || crate::decode::decodable(ts)
+}
+
 /// The context to send an instance on among accepted `(id, abstract
-/// syntax, transfer syntax)`: its stored syntax, else (native data only)
-/// any native one.
+/// syntax, transfer syntax)`: its stored syntax, else a native one when the
+/// data can be converted (any native one for native data, a little endian
+/// one for decoded frames).
 pub(crate) fn choose_context(
     contexts: &[(u8, String, String)],
     rec: &InstanceRecord,
 ) -> Option<(u8, String)> {
     let same_class = || contexts.iter().filter(|c| c.1 == rec.sop_class_uid);
+    let stored = rec.transfer_syntax.as_str();
     same_class()
-        .find(|c| c.2 == rec.transfer_syntax)
+        .find(|c| c.2 == stored)
         .or_else(|| {
-            is_native(&rec.transfer_syntax)
-                .then(|| same_class().find(|c| is_native(&c.2)))
-                .flatten()
+            if is_native(stored) {
+                same_class().find(|c| is_native(&c.2))
+            } else if crate::decode::decodable(stored) {
+                same_class().find(|c| is_native_le(&c.2))
+            } else {
+                None
+            }
         })
         .map(|c| (c.0, c.2.clone()))
 }
@@ -207,8 +229,14 @@ async fn transcode(
         ) else {
             return Err(format!("cannot convert {from} to {to}"));
         };
-        let obj =
+        let mut obj =
             InMemDicomObject::read_dataset_with_ts(&bytes[..], f).map_err(|e| e.to_string())?;
+        if f.is_encapsulated_pixel_data() {
+            if t.is_encapsulated_pixel_data() || t.endianness() != Endianness::Little {
+                return Err(format!("cannot convert {from} to {to}"));
+            }
+            crate::decode::decompress(&mut obj, &from).map_err(|e| e.to_string())?;
+        }
         let mut out = Vec::with_capacity(bytes.len() + 1024);
         obj.write_dataset_with_ts(&mut out, t)
             .map_err(|e| e.to_string())?;
@@ -245,7 +273,7 @@ impl StoreScu {
             uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
             uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
         ];
-        for r in instances.iter().filter(|r| is_native(&r.transfer_syntax)) {
+        for r in instances.iter().filter(|r| convertible(&r.transfer_syntax)) {
             let p = (r.sop_class_uid.clone(), fallback.clone());
             if !proposals.contains(&p) {
                 proposals.push(p);
