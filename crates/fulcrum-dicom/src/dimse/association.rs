@@ -31,6 +31,8 @@ use crate::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION};
 
 const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a rejected requester may take to close the connection.
+const ARTIM: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LinkError {
@@ -173,6 +175,14 @@ impl Link {
             });
             let _ = link.send_pdu(&rj).await;
             let _ = link.socket.shutdown().await;
+            // PS3.8 Sta13: the requester closes the connection once it has
+            // read the rejection (ARTIM bounds the wait). Closing first
+            // races with its read, and it may see an abort instead.
+            let mut sink = [0u8; 512];
+            let _ = tokio::time::timeout(ARTIM, async {
+                while matches!(link.socket.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
             return Err(LinkError::Rejected(reason));
         }
         let mut reply_vars = vec![
