@@ -510,6 +510,9 @@ class DicomWeb:
     def __init__(self, server, timeout: float = 120):
         self.server = server
         self.s = requests.Session()
+        if getattr(server, "tls_ca", None):
+            self.s.verify = server.tls_ca
+            self.s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
         self.timeout = timeout
 
     @property

@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -159,14 +160,23 @@ class FulcrumServer:
     # -- lifecycle
 
     @property
+    def tls_ca(self) -> str | None:
+        """With FULCRUM_TLS_CERT (a self-signed certificate): the file to trust."""
+        return self.extra_env.get("FULCRUM_TLS_CERT")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_ca else "http"
+
+    @property
     def endpoint(self) -> str:
         """S3 endpoint URL."""
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def http_url(self) -> str:
         """Admin HTTP base URL (/healthz, /metrics)."""
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def dicom_aet(self) -> str:
@@ -233,7 +243,8 @@ class FulcrumServer:
                     f"fulcrum serve exited with {self.proc.returncode} before it was ready\n" + self.log_tail()
                 )
             try:
-                with urllib.request.urlopen(self.http_url + "/healthz", timeout=2) as r:
+                ctx = ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else None
+                with urllib.request.urlopen(self.http_url + "/healthz", timeout=2, context=ctx) as r:
                     body = r.read().decode(errors="replace").strip()
                     if r.status == 200 and body == "ok":
                         return
@@ -324,6 +335,7 @@ class FulcrumServer:
         return boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
+            verify=self.tls_ca or True,
             region_name=REGION,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
@@ -346,6 +358,8 @@ class FulcrumServer:
             AWS_MAX_ATTEMPTS="1",
         )
         cmd = [aws_cli(), *args, "--endpoint-url", self.endpoint]
+        if self.tls_ca:
+            cmd += ["--ca-bundle", self.tls_ca]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if check and res.returncode != 0:
             raise AssertionError(

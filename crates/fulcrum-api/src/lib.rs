@@ -10,6 +10,8 @@ pub mod admin;
 pub mod dicomweb;
 pub mod s3;
 pub mod server;
+pub mod tls;
 
 pub use s3::{Domains, S3Api, S3Credentials};
 pub use server::{serve_http, serve_s3};
+pub use tls::{Incoming, Tls, TlsError};

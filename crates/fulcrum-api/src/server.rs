@@ -1,6 +1,7 @@
 //! Listeners: the S3 API on hyper (s3s service) and the admin router on
-//! axum, both stopping gracefully when `shutdown` fires: no new
-//! connections, in-flight requests run to completion.
+//! axum, plain or TLS (`tls::Incoming`), both stopping gracefully when
+//! `shutdown` fires: no new connections, in-flight requests run to
+//! completion.
 
 use std::future::Future;
 
@@ -8,10 +9,10 @@ use fulcrum_engine::Engine;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::s3::{Domains, S3Api, S3Credentials};
+use crate::tls::Incoming;
 
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -19,7 +20,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Serves the S3 API until `shutdown` completes, then waits for open
 /// requests to finish.
 pub async fn serve_s3(
-    listener: TcpListener,
+    mut listener: Incoming,
     engine: Engine,
     tenant: &str,
     creds: &S3Credentials,
@@ -34,13 +35,10 @@ pub async fn serve_s3(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
-            res = listener.accept() => match res {
-                Ok(c) => c,
-                Err(e) => { warn!(error = %e, "accept failed"); continue; }
-            },
+            c = listener.next() => c,
             _ = &mut shutdown => break,
         };
-        let _ = socket.set_nodelay(true);
+        let peer = peer.remote;
         let svc = service.clone();
         let m = metrics_engine.clone();
         let (api, domains) = (api.clone(), domains.clone());
@@ -107,7 +105,7 @@ pub async fn serve_s3(
 /// Serves the HTTP port until `shutdown` completes: `/healthz`,
 /// `/metrics`, and the protocols nested in `extra` (DICOMweb).
 pub async fn serve_http(
-    listener: TcpListener,
+    listener: Incoming,
     engine: Engine,
     extra: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -17,6 +17,8 @@ pub struct FileConfig {
     pub http_addr: Option<String>,
     pub s3_addr: Option<String>,
     pub s3_domains: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub backend: Option<String>,
     pub backend_access_key: Option<String>,
     pub backend_secret_key: Option<String>,
@@ -85,6 +87,8 @@ pub struct Settings {
     pub http_addr: String,
     pub s3_addr: String,
     pub s3_domains: Vec<String>,
+    /// PEM certificate chain and key: the HTTP and S3 ports speak HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub backend: Option<String>,
     pub backend_access_key: Option<String>,
     pub backend_secret_key: Option<String>,
@@ -155,6 +159,14 @@ impl Settings {
                 .map(|v| v.split(',').map(str::to_string).collect())
                 .or(file.s3_domains)
                 .unwrap_or_else(|| vec!["localhost".into()]),
+            tls: match (
+                env("FULCRUM_TLS_CERT").map(PathBuf::from).or(file.tls_cert),
+                env("FULCRUM_TLS_KEY").map(PathBuf::from).or(file.tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("TLS needs both a certificate and a key (tls_cert and tls_key, or FULCRUM_TLS_CERT and FULCRUM_TLS_KEY)"),
+            },
             backend: flags.backend.or(file.backend),
             backend_access_key: env("FULCRUM_BACKEND_ACCESS_KEY").or(file.backend_access_key),
             backend_secret_key: env("FULCRUM_BACKEND_SECRET_KEY").or(file.backend_secret_key),
@@ -516,6 +528,11 @@ s3_addr = "127.0.0.1:9000"
 # Base domains for virtual-hosted-style requests (bucket.DOMAIN); requests to
 # any other host name or an IP address are path-style.
 s3_domains = ["localhost"]
+
+# HTTPS on the HTTP and S3 ports (TLS 1.2/1.3): a PEM certificate chain, leaf
+# first, and its PEM private key. Both or neither.
+# tls_cert = "/etc/fulcrum/tls/fullchain.pem"   # or FULCRUM_TLS_CERT
+# tls_key = "/etc/fulcrum/tls/key.pem"          # or FULCRUM_TLS_KEY
 
 # Where packs are stored: "fs" (the data dir) or an S3-compatible bucket:
 # backend = "s3://fulcrum-packs/prod?endpoint=http://127.0.0.1:3900&region=garage"

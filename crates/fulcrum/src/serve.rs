@@ -131,7 +131,13 @@ pub async fn run(s: Settings) -> Result<()> {
     let dicom_listener = TcpListener::bind(&s.dicom.addr)
         .await
         .with_context(|| format!("binding DICOM address {}", s.dicom.addr))?;
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(fulcrum_api::Tls::from_pem_files(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     info!(
+        scheme,
         s3 = %s3_listener.local_addr()?,
         http = %http_listener.local_addr()?,
         dicom = %dicom_listener.local_addr()?,
@@ -220,7 +226,7 @@ pub async fn run(s: Settings) -> Result<()> {
         ),
     );
     let admin = tokio::spawn(fulcrum_api::serve_http(
-        http_listener,
+        fulcrum_api::Incoming::new(http_listener, tls.clone())?,
         engine.clone(),
         dicomweb,
         wait(stop_rx.clone()),
@@ -232,7 +238,7 @@ pub async fn run(s: Settings) -> Result<()> {
         wait(stop_rx.clone()),
     ));
     let s3 = fulcrum_api::serve_s3(
-        s3_listener,
+        fulcrum_api::Incoming::new(s3_listener, tls)?,
         engine.clone(),
         fulcrum_types::DEFAULT_TENANT,
         &creds,

@@ -10,26 +10,34 @@ use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::serve::IncomingStream;
-use tokio::net::TcpListener;
+
+use crate::tls::{Incoming, Peer};
 
 /// The local address a connection came in on. Serve with
 /// `router.into_make_service_with_connect_info::<ServedOn>()` so URLs get
 /// the right port for clients whose Host header omits it (dicomweb-client
 /// sends `Host: 127.0.0.1` when talking to `127.0.0.1:8080`).
 #[derive(Debug, Clone, Copy)]
-pub struct ServedOn(pub SocketAddr);
+pub struct ServedOn {
+    pub local: SocketAddr,
+    pub tls: bool,
+}
 
-impl Connected<IncomingStream<'_, TcpListener>> for ServedOn {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        ServedOn(stream.io().local_addr().unwrap_or(*stream.remote_addr()))
+impl Connected<IncomingStream<'_, Incoming>> for ServedOn {
+    fn connect_info(stream: IncomingStream<'_, Incoming>) -> Self {
+        let peer: &Peer = stream.remote_addr();
+        ServedOn {
+            local: peer.local,
+            tls: peer.tls,
+        }
     }
 }
 
 /// The port to add to a Host header without one: only when the host is
 /// the very address the connection came in on (or `localhost` on a
 /// loopback one), never behind a proxy that names the public host.
-fn missing_port(headers: &HeaderMap, host: &str, served_on: Option<SocketAddr>) -> Option<u16> {
-    let local = served_on?;
+fn missing_port(headers: &HeaderMap, host: &str, served_on: Option<ServedOn>) -> Option<u16> {
+    let ServedOn { local, tls } = served_on?;
     let has_port = match host.rfind(']') {
         Some(end) => host[end..].contains(':'),
         None => host.contains(':'),
@@ -40,7 +48,11 @@ fn missing_port(headers: &HeaderMap, host: &str, served_on: Option<SocketAddr>) 
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let same = bare.parse::<std::net::IpAddr>().ok() == Some(local.ip())
         || (bare.eq_ignore_ascii_case("localhost") && local.ip().is_loopback());
-    let default = if scheme(headers) == "https" { 443 } else { 80 };
+    let default = if scheme(headers, tls) == "https" {
+        443
+    } else {
+        80
+    };
     (same && local.port() != default).then_some(local.port())
 }
 
@@ -62,17 +74,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Base {
             .strip_suffix(parts.uri.path())
             .unwrap_or("/dicom-web")
             .trim_end_matches('/');
-        let served_on = parts
-            .extensions
-            .get::<ConnectInfo<ServedOn>>()
-            .map(|c| c.0 .0);
+        let on = parts.extensions.get::<ConnectInfo<ServedOn>>().map(|c| c.0);
         let host = host(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
-        let port = missing_port(&parts.headers, host, served_on)
+        let port = missing_port(&parts.headers, host, on)
             .map(|p| format!(":{p}"))
             .unwrap_or_default();
         Ok(Base(format!(
             "{}://{host}{port}{prefix}",
-            scheme(&parts.headers)
+            scheme(&parts.headers, on.is_some_and(|o| o.tls))
         )))
     }
 }
@@ -104,12 +113,15 @@ fn host<'a>(headers: &'a HeaderMap, authority: Option<&'a str>) -> &'a str {
         .unwrap_or("localhost")
 }
 
-fn scheme(headers: &HeaderMap) -> &'static str {
+/// X-Forwarded-Proto when a proxy says, else what the connection is.
+fn scheme(headers: &HeaderMap, tls: bool) -> &'static str {
     match headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
     {
         Some(p) if p.trim().eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.trim().eq_ignore_ascii_case("http") => "http",
+        _ if tls => "https",
         _ => "http",
     }
 }

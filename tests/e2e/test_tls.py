@@ -1,0 +1,109 @@
+"""HTTPS on the S3 and HTTP ports (tls_cert / tls_key, FULCRUM_TLS_CERT /
+FULCRUM_TLS_KEY): aws cli, boto3 and dicomweb-client over TLS with
+a certificate they are told to trust; URLs the server builds say https;
+plain HTTP on a TLS port gets nowhere; a bad certificate or key stops the
+server at start with a clear message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from dicom_helpers import DicomWeb, stow_ok
+from helpers import FulcrumServer, MiB, sha256_file, write_random_file
+
+
+def _certificate(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, with its key."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    res = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=fulcrum-e2e",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(fulcrum_factory, tmp_path):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is needed to make a test certificate", pytrace=False)
+    cert, key = _certificate(tmp_path)
+    return fulcrum_factory({"FULCRUM_TLS_CERT": str(cert), "FULCRUM_TLS_KEY": str(key)})
+
+
+def test_s3_and_dicomweb_over_https(tls_server, tmp_path, gen_studies):
+    srv = tls_server
+    assert srv.endpoint.startswith("https://")
+    # aws cli (multipart) and boto3 over TLS.
+    src = tmp_path / "big.bin"
+    want = write_random_file(src, 20 * MiB, seed=91)
+    srv.aws("s3", "mb", "s3://tls-bucket")
+    srv.aws("s3", "cp", str(src), "s3://tls-bucket/big.bin")
+    out = tmp_path / "out.bin"
+    srv.aws("s3", "cp", "s3://tls-bucket/big.bin", str(out))
+    assert sha256_file(out) == want
+    s3 = srv.client()
+    s3.put_object(Bucket="tls-bucket", Key="small", Body=b"over tls")
+    assert s3.get_object(Bucket="tls-bucket", Key="small")["Body"].read() == b"over tls"
+    # DICOMweb: STOW, QIDO with https RetrieveURLs, WADO through dicomweb-client.
+    dw = DicomWeb(srv)
+    stow_ok(dw, [i.path for i in gen_studies[:4]])
+    studies = dw.qido("/studies")
+    urls = [s["00081190"]["Value"][0] for s in studies]
+    assert urls and all(u.startswith(f"https://127.0.0.1:{srv.http_port}/dicom-web/studies/") for u in urls), urls
+    from dicomweb_client.api import DICOMwebClient
+
+    session = requests.Session()
+    session.verify, session.trust_env = srv.tls_ca, False
+    client = DICOMwebClient(url=dw.base, session=session)
+    i = gen_studies[0]
+    assert client.retrieve_instance(i.study_uid, i.series_uid, i.sop_uid).SOPInstanceUID == i.sop_uid
+    assert dw.instance_bytes(i.study_uid, i.series_uid, i.sop_uid) == i.read()
+    assert requests.get(srv.http_url + "/healthz", verify=srv.tls_ca, timeout=10).text.strip() == "ok"
+
+
+def test_plain_http_and_untrusted_clients_get_nowhere(tls_server):
+    srv = tls_server
+    # Plain HTTP to a TLS port: no HTTP answer.
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(10)
+        try:
+            reply = s.recv(100)
+        except (ConnectionResetError, TimeoutError):
+            reply = b""
+    assert not reply.startswith(b"HTTP/"), reply
+    # A client that does not trust the certificate refuses it.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(srv.http_url + "/healthz", timeout=10)
+    # And the server is still fine.
+    assert requests.get(srv.http_url + "/healthz", verify=srv.tls_ca, timeout=10).ok
+
+
+def test_bad_certificate_or_key_stops_the_server_with_a_clear_message(binary, tmp_path):
+    cert, key = _certificate(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_cert, _ = _certificate(tmp_path / "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a pem file\n")
+    cases = [
+        ({"FULCRUM_TLS_CERT": str(cert)}, "both a certificate and a key"),
+        ({"FULCRUM_TLS_CERT": str(tmp_path / "missing.pem"), "FULCRUM_TLS_KEY": str(key)}, "missing.pem"),
+        ({"FULCRUM_TLS_CERT": str(garbage), "FULCRUM_TLS_KEY": str(key)}, "garbage.pem"),
+        ({"FULCRUM_TLS_CERT": str(cert), "FULCRUM_TLS_KEY": str(garbage)}, "garbage.pem"),
+        ({"FULCRUM_TLS_CERT": str(other_cert), "FULCRUM_TLS_KEY": str(key)}, "do not go together"),
+    ]
+    for n, (env, says) in enumerate(cases):
+        srv = FulcrumServer(binary, tmp_path / f"data{n}", tmp_path / f"server{n}", env)
+        with pytest.raises(RuntimeError) as e:
+            srv.start()
+        assert "exited with" in str(e.value) and says in srv.log_path.read_text(), (env, srv.log_tail())
