@@ -1,5 +1,6 @@
 """HTTPS on the S3 and HTTP ports (tls_cert / tls_key, FULCRUM_TLS_CERT /
-FULCRUM_TLS_KEY): aws cli, boto3 and dicomweb-client over TLS with
+FULCRUM_TLS_KEY) and DICOM over TLS on its own port (dicom_tls_addr):
+aws cli, boto3, dicomweb-client and DCMTK over TLS with
 a certificate they are told to trust; URLs the server builds say https;
 plain HTTP on a TLS port gets nowhere; a bad certificate or key stops the
 server at start with a clear message.
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicom_helpers import DicomWeb, stow_ok
-from helpers import FulcrumServer, MiB, sha256_file, write_random_file
+from dicom_helpers import DicomWeb, dcmtk, describe, stow_ok
+from dicom_part10 import dataset_bytes
+from helpers import FulcrumServer, MiB, free_port, sha256_file, write_random_file
 
 
 def _certificate(d: Path) -> tuple[Path, Path]:
@@ -107,3 +109,31 @@ def test_bad_certificate_or_key_stops_the_server_with_a_clear_message(binary, tm
         with pytest.raises(RuntimeError) as e:
             srv.start()
         assert "exited with" in str(e.value) and says in srv.log_path.read_text(), (env, srv.log_tail())
+
+
+def test_dicom_over_tls_with_dcmtk(fulcrum_factory, tmp_path, gen_studies):
+    # DIMSE over TLS (PS3.15 B.1) on its own port, with the same certificate:
+    # DCMTK's echoscu, storescu and findscu as anonymous TLS clients that
+    # trust it; plain DICOM on that port gets nowhere.
+    cert, key = _certificate(tmp_path)
+    port = free_port()
+    srv = fulcrum_factory({"FULCRUM_TLS_CERT": str(cert), "FULCRUM_TLS_KEY": str(key),
+                           "FULCRUM_DICOM_TLS_ADDR": f"127.0.0.1:{port}"})
+    tls = ["+tla", "+cf", str(cert)]
+    res = dcmtk("echoscu", "-aec", srv.dicom_aet, *tls, "127.0.0.1", port)
+    assert res.returncode == 0, describe(res)
+    i = gen_studies[0]
+    res = dcmtk("storescu", "-aec", srv.dicom_aet, *tls, "127.0.0.1", port, i.path)
+    assert res.returncode == 0, describe(res)
+    assert dataset_bytes(DicomWeb(srv).instance_bytes(i.study_uid, i.series_uid, i.sop_uid)) == dataset_bytes(i.read())
+    res = dcmtk("findscu", "-S", "-aec", srv.dicom_aet, *tls, "-k", "QueryRetrieveLevel=STUDY",
+                "-k", f"StudyInstanceUID={i.study_uid}", "-k", "PatientID", "127.0.0.1", port)
+    assert res.returncode == 0 and i.patient_id in res.stdout + res.stderr, describe(res)
+    res = dcmtk("echoscu", "-aec", srv.dicom_aet, "127.0.0.1", port)
+    assert res.returncode != 0, describe(res)
+    # Without a certificate there is no DICOM TLS port.
+    bare = FulcrumServer(srv.binary, tmp_path / "bare", tmp_path / "bare-server",
+                         {"FULCRUM_DICOM_TLS_ADDR": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(RuntimeError):
+        bare.start()
+    assert "needs tls_cert and tls_key" in bare.log_path.read_text()

@@ -128,6 +128,11 @@ impl Incoming {
         })
     }
 
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
     /// The next connection, waiting as long as it takes.
     pub async fn next(&mut self) -> (Pin<Box<dyn Io>>, Peer) {
         let (io, remote) = self.next_raw().await;

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub pixel_zstd_level: Option<i32>,
     pub pack_target_mib: Option<usize>,
     pub dicom_addr: Option<String>,
+    pub dicom_tls_addr: Option<String>,
     pub dicom_ae_title: Option<String>,
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
@@ -195,6 +196,7 @@ impl Settings {
                     .dicom_addr
                     .or(file.dicom_addr)
                     .unwrap_or_else(|| "127.0.0.1:11112".into()),
+                tls_addr: env("FULCRUM_DICOM_TLS_ADDR").or(file.dicom_tls_addr),
                 ae_title: env("FULCRUM_DICOM_AET")
                     .or(file.dicom_ae_title)
                     .unwrap_or_else(|| "FULCRUM".into()),
@@ -240,6 +242,9 @@ impl Settings {
             retention,
             tier,
         };
+        if s.dicom.tls_addr.is_some() && s.tls.is_none() {
+            bail!("dicom_tls_addr (FULCRUM_DICOM_TLS_ADDR) needs tls_cert and tls_key (FULCRUM_TLS_CERT, FULCRUM_TLS_KEY)");
+        }
         check_hours("scrub_every_hours", s.scrub_every_hours)?;
         check_hours("backup.every_hours", s.backup.every_hours)?;
         Ok(s)
@@ -429,6 +434,8 @@ fn backend_config(
 pub struct DicomSettings {
     /// DIMSE listener.
     pub addr: String,
+    /// DIMSE over TLS (PS3.15 B.1, usually port 2762), with the `tls_*` certificate.
+    pub tls_addr: Option<String>,
     pub ae_title: String,
     /// Known C-MOVE destinations, `AET@HOST:PORT`.
     pub nodes: Vec<String>,
@@ -567,6 +574,8 @@ pack_target_mib = 32
 
 # DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and its AE title.
 dicom_addr = "127.0.0.1:11112"
+# DIMSE over TLS (PS3.15 B.1) on a second port, with tls_cert / tls_key:
+# dicom_tls_addr = "0.0.0.0:2762"
 dicom_ae_title = "FULCRUM"
 
 # C-MOVE destinations this archive may send to, as "AET@HOST:PORT".

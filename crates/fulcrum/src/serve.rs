@@ -116,6 +116,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// DIMSE over TLS: connections whose handshake `Incoming` completed.
+struct DicomTls(fulcrum_api::Incoming);
+
+impl fulcrum_dicom::dimse::Accept for DicomTls {
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        std::pin::Pin<Box<dyn fulcrum_dicom::dimse::Io>>,
+        std::net::SocketAddr,
+    )> {
+        let (io, peer) = self.0.next().await;
+        Ok((Box::pin(io), peer.remote))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (TLS)", self.0.local_addr())
+    }
+}
+
 pub async fn run(s: Settings) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&s.data_dir)
@@ -231,6 +250,20 @@ pub async fn run(s: Settings) -> Result<()> {
         dicomweb,
         wait(stop_rx.clone()),
     ));
+    let dimse_tls = match (&s.dicom.tls_addr, &tls) {
+        (Some(addr), Some(tls)) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding DICOM TLS address {addr}"))?;
+            Some(tokio::spawn(fulcrum_dicom::dimse::serve(
+                DicomTls(fulcrum_api::Incoming::new(l, Some(tls.clone()))?),
+                archive.clone(),
+                dimse_config(&s)?,
+                wait(stop_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
     let dimse = tokio::spawn(fulcrum_dicom::dimse::serve(
         dicom_listener,
         archive,
@@ -250,10 +283,12 @@ pub async fn run(s: Settings) -> Result<()> {
     s3.await?;
     let _ = stop_tx.send(true);
     let _ = admin.await;
-    match dimse.await {
-        Ok(Err(e)) => warn!(error = %e, "DICOM listener failed"),
-        Err(e) => warn!(error = %e, "DICOM listener task failed"),
-        Ok(Ok(())) => {}
+    for task in std::iter::once(dimse).chain(dimse_tls) {
+        match task.await {
+            Ok(Err(e)) => warn!(error = %e, "DICOM listener failed"),
+            Err(e) => warn!(error = %e, "DICOM listener task failed"),
+            Ok(Ok(())) => {}
+        }
     }
     let _ = heartbeat.await;
     // A job cut off here is safe: a backup resumes from the packs it

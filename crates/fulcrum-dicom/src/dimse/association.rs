@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::io::Cursor;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -22,7 +23,7 @@ use dicom_ul::pdu::{
     PDU_HEADER_SIZE,
 };
 use dicom_ul::{read_pdu, write_pdu, Pdu};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::warn;
 
@@ -85,9 +86,13 @@ pub(crate) struct Context {
     pub requester_scp: bool,
 }
 
+/// A connection associations run on: TCP, or TLS over it.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// An accepted association: its contexts and its PDU I/O.
 pub(crate) struct Link {
-    socket: TcpStream,
+    socket: Pin<Box<dyn Io>>,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
     our_max: u32,
@@ -125,7 +130,10 @@ pub(crate) fn choose_ts(proposed: &[String]) -> Option<String> {
 
 impl Link {
     /// Reads the A-ASSOCIATE-RQ and accepts or rejects it.
-    pub(crate) async fn accept(socket: TcpStream, policy: &Policy) -> Result<Link, LinkError> {
+    pub(crate) async fn accept(
+        socket: Pin<Box<dyn Io>>,
+        policy: &Policy,
+    ) -> Result<Link, LinkError> {
         let mut link = Link {
             socket,
             read_buf: BytesMut::with_capacity(READ_CHUNK),

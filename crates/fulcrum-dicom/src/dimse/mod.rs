@@ -22,8 +22,9 @@ use dicom_core::dictionary::{UidDictionary, UidType};
 use dicom_dictionary_std::uids;
 use dicom_dictionary_std::StandardSopClassDictionary;
 
+pub use association::Io;
 pub use scu::{send, SendReport};
-pub use server::serve;
+pub use server::{serve, Accept};
 
 /// A remote DICOM application entity: `AET@HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,16 +6,17 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_ul::pdu::MINIMUM_PDU_SIZE;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::association::{Link, LinkError, Policy, Wire};
+use super::association::{Io, Link, LinkError, Policy, Wire};
 use super::session::{Session, Shared};
 use super::DimseConfig;
 use crate::Archive;
@@ -34,10 +35,38 @@ fn policy(cfg: &DimseConfig) -> Policy {
     }
 }
 
+/// Where the listener takes connections from: a TCP listener, or (DICOM
+/// over TLS, PS3.15 B.1) one that hands over connections whose TLS
+/// handshake is done.
+pub trait Accept: Send {
+    /// The next connection and its peer address.
+    fn accept(
+        &mut self,
+    ) -> impl Future<Output = std::io::Result<(Pin<Box<dyn Io>>, SocketAddr)>> + Send;
+    /// What the listener is bound to, for the log.
+    fn describe(&self) -> String;
+}
+
+impl Accept for TcpListener {
+    async fn accept(&mut self) -> std::io::Result<(Pin<Box<dyn Io>>, SocketAddr)> {
+        let (sock, addr) = TcpListener::accept(self).await?;
+        if let Err(e) = sock.set_nodelay(true) {
+            warn!(%addr, "TCP_NODELAY not set: {e}");
+        }
+        Ok((Box::pin(sock), addr))
+    }
+
+    fn describe(&self) -> String {
+        self.local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into())
+    }
+}
+
 /// Serves DIMSE on `listener` until `shutdown` completes, then waits for
 /// associations in flight (up to a grace period) and aborts the rest.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: impl Accept,
     archive: Archive,
     cfg: DimseConfig,
     shutdown: impl Future<Output = ()>,
@@ -47,7 +76,7 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
-    info!(addr = ?listener.local_addr().ok(), ae = %shared.cfg.ae_title, "DIMSE listening");
+    info!(addr = %listener.describe(), ae = %shared.cfg.ae_title, "DIMSE listening");
     loop {
         tokio::select! {
             biased;
@@ -110,15 +139,12 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
 }
 
 async fn association(
-    sock: TcpStream,
+    sock: Pin<Box<dyn Io>>,
     addr: SocketAddr,
     policy: Arc<Policy>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    if let Err(e) = sock.set_nodelay(true) {
-        warn!(%addr, "TCP_NODELAY not set: {e}");
-    }
     let link = tokio::select! {
         () = stop.cancelled() => return,
         r = Link::accept(sock, &policy) => match r {
