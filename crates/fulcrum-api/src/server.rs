@@ -92,6 +92,7 @@ pub async fn serve_s3(
             }
         });
     }
+    drop(listener);
     info!("S3 listener closed; waiting for requests in flight");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await

@@ -87,9 +87,12 @@ impl Tls {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// A connection, its peer and the local address it came in on.
+type Accepted = (Pin<Box<dyn Io>>, SocketAddr, SocketAddr);
+
 enum Source {
     Plain(TcpListener),
-    Tls(mpsc::Receiver<(Pin<Box<dyn Io>>, SocketAddr)>),
+    Tls(mpsc::Receiver<Accepted>),
 }
 
 /// Where a connection comes from and how it came in.
@@ -133,24 +136,26 @@ impl Incoming {
         self.local
     }
 
-    /// The next connection, waiting as long as it takes.
+    /// The next connection, waiting as long as it takes. `Peer::local` is
+    /// the connection's own local address (not the listener's 0.0.0.0).
     pub async fn next(&mut self) -> (Pin<Box<dyn Io>>, Peer) {
-        let (io, remote) = self.next_raw().await;
+        let (io, remote, local) = self.next_raw().await;
         let peer = Peer {
             remote,
-            local: self.local,
+            local,
             tls: self.tls,
         };
         (io, peer)
     }
 
-    async fn next_raw(&mut self) -> (Pin<Box<dyn Io>>, SocketAddr) {
+    async fn next_raw(&mut self) -> Accepted {
         match &mut self.source {
             Source::Plain(l) => loop {
                 match l.accept().await {
                     Ok((s, peer)) => {
                         let _ = s.set_nodelay(true);
-                        return (Box::pin(s), peer);
+                        let local = s.local_addr().unwrap_or(self.local);
+                        return (Box::pin(s), peer, local);
                     }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -168,11 +173,7 @@ impl Incoming {
 
 /// Accepts TCP connections and completes their handshakes, each in its own
 /// task, until the `Incoming` they feed is dropped.
-async fn handshakes(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(Pin<Box<dyn Io>>, SocketAddr)>,
-) {
+async fn handshakes(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<Accepted>) {
     loop {
         let (sock, peer): (TcpStream, SocketAddr) = tokio::select! {
             () = tx.closed() => return,
@@ -186,11 +187,14 @@ async fn handshakes(
             },
         };
         let _ = sock.set_nodelay(true);
+        let Ok(local) = sock.local_addr() else {
+            continue;
+        };
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                 Ok(Ok(stream)) => {
-                    let _ = tx.send((Box::pin(stream), peer)).await;
+                    let _ = tx.send((Box::pin(stream), peer, local)).await;
                 }
                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
