@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dicom_helpers import DicomWeb, dcmtk, describe, stow_ok
+from dicom_helpers import DicomWeb, StoreSCPProcess, dcmtk, describe, stow_ok
 from dicom_part10 import dataset_bytes
 from helpers import FulcrumServer, MiB, free_port, sha256_file, write_random_file
 
@@ -32,6 +32,24 @@ def _certificate(d: Path) -> tuple[Path, Path]:
     )
     assert res.returncode == 0, res.stderr
     return cert, key
+
+
+def _ca_signed_certificate(d: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a leaf certificate it signed for 127.0.0.1: (cert, key, ca).
+    rustls (webpki) rightly refuses a CA certificate used as a server's own."""
+    ca, ca_key, csr = d / "ca.pem", d / "ca.key", d / "leaf.csr"
+    cert, key, ext = d / "leaf.pem", d / "leaf.key", d / "leaf.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for cmd in (
+        ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=fulcrum-e2e-ca"],
+        ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=fulcrum-e2e-peer"],
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+         "-days", "2", "-extfile", ext],
+    ):
+        res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    return cert, key, ca
 
 
 @pytest.fixture
@@ -137,3 +155,36 @@ def test_dicom_over_tls_with_dcmtk(fulcrum_factory, tmp_path, gen_studies):
     with pytest.raises(RuntimeError):
         bare.start()
     assert "needs tls_cert and tls_key" in bare.log_path.read_text()
+
+
+def test_c_move_and_send_to_a_tls_node(pacs_factory, tmp_path, gen_studies):
+    # A partner PACS reached over TLS (AET@HOST:PORT/tls): DCMTK's storescp
+    # with its own certificate, trusted through dicom_tls_ca; C-MOVE and
+    # `fulcrum dicom send` deliver byte-exact datasets over it.
+    cert, key, ca = _ca_signed_certificate(tmp_path)
+    dest = StoreSCPProcess(tmp_path / "tlsdest", ae_title="TLSDEST", extra=("+tls", str(key), str(cert), "-ic"))
+    try:
+        srv = pacs_factory({"FULCRUM_DICOM_NODES": dest.node + "/tls", "FULCRUM_DICOM_TLS_CA": str(ca)})
+        study = gen_studies[0].study_uid
+        instances = [i for i in gen_studies if i.study_uid == study]
+        stow_ok(DicomWeb(srv), [i.path for i in instances])
+        res = dcmtk("movescu", "-S", "-aec", srv.dicom_aet, "-aem", dest.ae_title, "-k", "QueryRetrieveLevel=STUDY",
+                    "-k", f"StudyInstanceUID={study}", "127.0.0.1", srv.dicom_port)
+        assert res.returncode == 0, describe(res)
+        want = {i.sop_uid: dataset_bytes(i.read()) for i in instances}
+        assert dest.datasets() == want
+        for p in dest.files():
+            p.unlink()
+        res = srv.dicom_cli("send", "--study", study, "--to", dest.node + "/tls")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert dest.datasets() == want
+        # Plain DICOM to the TLS peer fails, and a TLS node without trust anchors is refused at start.
+        res = srv.dicom_cli("send", "--study", study, "--to", dest.node)
+        assert res.returncode != 0
+        bad = FulcrumServer(srv.binary, tmp_path / "bad", tmp_path / "bad-server",
+                            {"FULCRUM_DICOM_NODES": dest.node + "/tls"})
+        with pytest.raises(RuntimeError):
+            bad.start()
+        assert "set dicom_tls_ca" in bad.log_path.read_text()
+    finally:
+        dest.stop()

@@ -530,7 +530,7 @@ async fn associations_are_vetted_and_half_sent_instances_never_stored() {
         .expect("stored");
     let node: Node = format!("TWIN@{}", twin.addr).parse().expect("node");
     let mut seen = Vec::new();
-    let report = dimse::send(&srv.archive, T, &[rec], "FULCRUM", &node, |r, s| {
+    let report = dimse::send(&srv.archive, T, &[rec], "FULCRUM", &node, None, |r, s| {
         seen.push((r.sop_uid.clone(), s))
     })
     .await

@@ -32,6 +32,7 @@ pub struct FileConfig {
     pub pack_target_mib: Option<usize>,
     pub dicom_addr: Option<String>,
     pub dicom_tls_addr: Option<String>,
+    pub dicom_tls_ca: Option<PathBuf>,
     pub dicom_ae_title: Option<String>,
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
@@ -197,6 +198,9 @@ impl Settings {
                     .or(file.dicom_addr)
                     .unwrap_or_else(|| "127.0.0.1:11112".into()),
                 tls_addr: env("FULCRUM_DICOM_TLS_ADDR").or(file.dicom_tls_addr),
+                tls_ca: env("FULCRUM_DICOM_TLS_CA")
+                    .map(PathBuf::from)
+                    .or(file.dicom_tls_ca),
                 ae_title: env("FULCRUM_DICOM_AET")
                     .or(file.dicom_ae_title)
                     .unwrap_or_else(|| "FULCRUM".into()),
@@ -248,6 +252,20 @@ impl Settings {
         check_hours("scrub_every_hours", s.scrub_every_hours)?;
         check_hours("backup.every_hours", s.backup.every_hours)?;
         Ok(s)
+    }
+}
+
+impl Settings {
+    /// Trust anchors for DICOM nodes reached over TLS, if configured.
+    pub fn dicom_tls_client(&self) -> Result<Option<fulcrum_dicom::dimse::TlsClient>> {
+        self.dicom
+            .tls_ca
+            .as_deref()
+            .map(|p| {
+                fulcrum_dicom::dimse::TlsClient::from_ca_file(p)
+                    .map_err(|e| anyhow::anyhow!("dicom_tls_ca: {e}"))
+            })
+            .transpose()
     }
 }
 
@@ -436,6 +454,8 @@ pub struct DicomSettings {
     pub addr: String,
     /// DIMSE over TLS (PS3.15 B.1, usually port 2762), with the `tls_*` certificate.
     pub tls_addr: Option<String>,
+    /// CA certificate(s) trusted for nodes reached over TLS (`AET@HOST:PORT/tls`).
+    pub tls_ca: Option<PathBuf>,
     pub ae_title: String,
     /// Known C-MOVE destinations, `AET@HOST:PORT`.
     pub nodes: Vec<String>,
@@ -577,6 +597,10 @@ dicom_addr = "127.0.0.1:11112"
 # DIMSE over TLS (PS3.15 B.1) on a second port, with tls_cert / tls_key:
 # dicom_tls_addr = "0.0.0.0:2762"
 dicom_ae_title = "FULCRUM"
+
+# CA certificate(s) (PEM) trusted for nodes reached over TLS, named
+# "AET@HOST:PORT/tls" in dicom_nodes or `dicom send --to`:
+# dicom_tls_ca = "/etc/fulcrum/tls/hospital-ca.pem"
 
 # C-MOVE destinations this archive may send to, as "AET@HOST:PORT".
 # dicom_nodes = ["WORKSTATION1@10.0.0.21:104", "PARTNER_PACS@pacs.example:11112"]

@@ -208,6 +208,7 @@ pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
         &instances,
         &s.dicom.ae_title,
         &dest,
+        s.dicom_tls_client()?.as_ref(),
         |rec, res| {
             if let Err(e) = res {
                 bar.println(format!("FAILED: {}: {e}", rec.sop_uid));

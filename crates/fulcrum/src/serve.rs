@@ -95,10 +95,17 @@ fn dimse_config(s: &Settings) -> Result<fulcrum_dicom::dimse::DimseConfig> {
                 .map_err(|e| anyhow::anyhow!("DICOM node {n:?}: {e} (expected AET@HOST:PORT)"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let tls_client = s.dicom_tls_client()?;
+    if let Some(n) = nodes.iter().find(|n| n.tls && tls_client.is_none()) {
+        anyhow::bail!(
+            "DICOM node {n} is reached over TLS: set dicom_tls_ca (FULCRUM_DICOM_TLS_CA) to the CA certificate(s) to trust"
+        );
+    }
     Ok(fulcrum_dicom::dimse::DimseConfig {
         ae_title: s.dicom.ae_title.clone(),
         tenant: fulcrum_types::DEFAULT_TENANT.to_string(),
         nodes,
+        tls_client,
         allowed_aets: s.dicom.allowed_aets.clone(),
         ..Default::default()
     })

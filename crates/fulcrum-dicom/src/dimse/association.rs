@@ -24,7 +24,6 @@ use dicom_ul::pdu::{
 };
 use dicom_ul::{read_pdu, write_pdu, Pdu};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::warn;
 
 use super::{is_storage, Service};
@@ -55,7 +54,7 @@ pub(crate) trait Wire: Send {
     fn send_pdu(&mut self, pdu: &Pdu) -> impl Future<Output = Result<(), LinkError>> + Send;
 }
 
-impl Wire for AsyncClientAssociation<TcpStream> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Wire for AsyncClientAssociation<S> {
     fn peer_max(&self) -> u32 {
         self.peer_max_pdu_length()
     }

@@ -17,14 +17,16 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ClientAssociationOptions;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
 use super::command::{self as cmd, CommandSet};
 use super::pdata::{self, CommandAssembler};
 use super::session::{Fatal, Session};
-use super::{status, Node};
+use super::{status, Node, TlsClient};
 use crate::Archive;
 
 /// The well-known SOP Instance of the Storage Commitment Push Model.
@@ -282,6 +284,7 @@ fn event_report(id: u16, report: &Report) -> CommandSet {
 /// Delivers the report on a new association, in the background.
 fn deliver_later(s: &Session, report: Report) {
     let our_ae = s.shared.cfg.ae_title.clone();
+    let tls = s.shared.cfg.tls_client.clone();
     let Some(node) = s
         .shared
         .cfg
@@ -296,7 +299,7 @@ fn deliver_later(s: &Session, report: Report) {
     };
     tokio::spawn(async move {
         for attempt in 1..=DELIVERY_ATTEMPTS {
-            match send_report(&our_ae, &node, &report).await {
+            match send_report(&our_ae, &node, tls.as_ref(), &report).await {
                 Ok(status) => {
                     info!(dest = %node, transaction = %report.transaction_uid, status = format_args!("{status:#06x}"),
                           "storage commitment report delivered");
@@ -311,10 +314,16 @@ fn deliver_later(s: &Session, report: Report) {
     });
 }
 
-/// One N-EVENT-REPORT on a new association to `dest`, in the SCP role.
-pub(crate) async fn send_report(our_ae: &str, dest: &Node, report: &Report) -> Result<u16, String> {
+/// One N-EVENT-REPORT on a new association to `dest`, in the SCP role
+/// (over TLS for a `/tls` node, trusting `tls`).
+pub(crate) async fn send_report(
+    our_ae: &str,
+    dest: &Node,
+    tls: Option<&TlsClient>,
+    report: &Report,
+) -> Result<u16, String> {
     let class = uids::STORAGE_COMMITMENT_PUSH_MODEL;
-    let mut assoc = ClientAssociationOptions::new()
+    let opts = ClientAssociationOptions::new()
         .calling_ae_title(our_ae.to_string())
         .called_ae_title(dest.ae_title.clone())
         .with_presentation_context(
@@ -327,10 +336,31 @@ pub(crate) async fn send_report(our_ae: &str, dest: &Node, report: &Report) -> R
         .with_role_selection(class, false, true)
         .connection_timeout(REPORT_TIMEOUT)
         .read_timeout(REPORT_TIMEOUT)
-        .write_timeout(REPORT_TIMEOUT)
-        .establish_async(dest.addr.as_str())
+        .write_timeout(REPORT_TIMEOUT);
+    let refused = |e: dicom_ul::association::Error| format!("cannot associate: {e}");
+    if !dest.tls {
+        let assoc = opts
+            .establish_async(dest.addr.as_str())
+            .await
+            .map_err(refused)?;
+        return exchange(assoc, our_ae, report).await;
+    }
+    let tls = tls.ok_or("a TLS node but no trust anchors (dicom_tls_ca)")?;
+    let assoc = opts
+        .tls_config(tls.0.clone())
+        .server_name(dest.host())
+        .establish_tls_async(dest.addr.as_str())
         .await
-        .map_err(|e| format!("cannot associate: {e}"))?;
+        .map_err(refused)?;
+    exchange(assoc, our_ae, report).await
+}
+
+/// Sends the report on an established association and takes the answer.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut assoc: AsyncClientAssociation<S>,
+    our_ae: &str,
+    report: &Report,
+) -> Result<u16, String> {
     let Some((pc, ts)) = assoc
         .presentation_contexts()
         .iter()

@@ -16,6 +16,7 @@ mod store;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_core::dictionary::{UidDictionary, UidType};
@@ -26,12 +27,63 @@ pub use association::Io;
 pub use scu::{send, SendReport};
 pub use server::{serve, Accept};
 
-/// A remote DICOM application entity: `AET@HOST:PORT`.
+/// A remote DICOM application entity: `AET@HOST:PORT`, or
+/// `AET@HOST:PORT/tls` for one reached over TLS (PS3.15 B.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub ae_title: String,
     /// `host:port`
     pub addr: String,
+    pub tls: bool,
+}
+
+impl Node {
+    /// The host part of the address (the name a TLS certificate must carry).
+    pub fn host(&self) -> &str {
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// Trust anchors for DICOM over TLS to nodes (`dicom_tls_ca`).
+#[derive(Clone)]
+pub struct TlsClient(pub(crate) Arc<tokio_rustls::rustls::ClientConfig>);
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+impl TlsClient {
+    /// Trusts the certificates in a PEM file (a hospital's CA, or a peer's
+    /// self-signed certificate).
+    pub fn from_ca_file(path: &std::path::Path) -> Result<TlsClient, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        let certs =
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no CERTIFICATE block", path.display()));
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsClient(Arc::new(cfg)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +95,10 @@ impl FromStr for Node {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        let (s, tls) = match s.strip_suffix("/tls") {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
         let (ae, addr) = s
             .rsplit_once('@')
             .ok_or_else(|| NodeParseError(format!("{s:?} has no '@'")))?;
@@ -61,13 +117,18 @@ impl FromStr for Node {
         Ok(Node {
             ae_title: ae.to_string(),
             addr: addr.to_string(),
+            tls,
         })
     }
 }
 
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.ae_title, self.addr)
+        write!(f, "{}@{}", self.ae_title, self.addr)?;
+        if self.tls {
+            f.write_str("/tls")?;
+        }
+        Ok(())
     }
 }
 
@@ -80,6 +141,8 @@ pub struct DimseConfig {
     pub tenant: String,
     /// Known C-MOVE destinations.
     pub nodes: Vec<Node>,
+    /// Trust anchors for nodes reached over TLS.
+    pub tls_client: Option<TlsClient>,
     /// Calling AE titles allowed to associate; `None` admits any.
     pub allowed_aets: Option<Vec<String>>,
     /// Largest PDU we accept (advertised in the association).
@@ -94,6 +157,7 @@ impl Default for DimseConfig {
             ae_title: "FULCRUM".into(),
             tenant: fulcrum_types::DEFAULT_TENANT.into(),
             nodes: Vec::new(),
+            tls_client: None,
             allowed_aets: None,
             max_pdu: DEFAULT_MAX_PDU,
             idle_timeout: Duration::from_secs(60),
@@ -214,7 +278,13 @@ mod tests {
         assert_eq!(n.addr, "10.0.0.5:104");
         assert_eq!(n.to_string(), "PACS@10.0.0.5:104");
         let v6: Node = "A@[::1]:11112".parse().expect("ipv6");
-        assert_eq!(v6.addr, "[::1]:11112");
+        assert_eq!(
+            (v6.addr.as_str(), v6.host(), v6.tls),
+            ("[::1]:11112", "::1", false)
+        );
+        let tls: Node = "PARTNER@pacs.example:2762/tls".parse().expect("tls");
+        assert_eq!((tls.host(), tls.tls), ("pacs.example", true));
+        assert_eq!(tls.to_string(), "PARTNER@pacs.example:2762/tls");
         for bad in [
             "",
             "PACS",

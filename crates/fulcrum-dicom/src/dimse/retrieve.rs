@@ -236,7 +236,8 @@ pub(crate) async fn run_move(
         s.shared.cfg.tenant.clone(),
         s.shared.cfg.ae_title.clone(),
     );
-    let mut scu = match StoreScu::connect(&our_ae, &dest, &recs).await {
+    let tls = s.shared.cfg.tls_client.clone();
+    let mut scu = match StoreScu::connect(&our_ae, &dest, &recs, tls.as_ref()).await {
         Ok(scu) => scu,
         Err(e) => {
             warn!(peer = %s.peer_ae, "C-MOVE: {e}");

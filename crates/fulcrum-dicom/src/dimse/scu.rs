@@ -14,15 +14,16 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ClientAssociationOptions;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
 use super::association::{LinkError, Wire};
 use super::command::{CommandSet, C_STORE_RQ, C_STORE_RSP};
 use super::pdata::{self, CommandAssembler, DataSender};
-use super::{status, Node, DEFAULT_MAX_PDU};
+use super::{status, Node, TlsClient, DEFAULT_MAX_PDU};
 use crate::{Archive, DicomError, InstanceRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -246,21 +247,31 @@ async fn transcode(
     .map_err(|e| e.to_string())?
 }
 
-/// An association to a storage SCP.
-pub(crate) struct StoreScu {
-    assoc: Option<AsyncClientAssociation<TcpStream>>,
-    contexts: Vec<(u8, String, String)>,
-    next_id: u16,
-    dest: Node,
+/// An association to a storage SCP, plain or over TLS (a node named
+/// `AET@HOST:PORT/tls`): a [`Scu`] on either stream.
+pub(crate) struct StoreScu(Box<dyn Sender>);
+
+/// What a C-STORE SCU does, whatever its stream.
+trait Sender: Send {
+    fn store<'a>(
+        &'a mut self,
+        archive: &'a Archive,
+        tenant: &'a str,
+        rec: &'a InstanceRecord,
+        originator: Option<(&'a str, u16)>,
+    ) -> BoxFuture<'a, Result<(u16, Option<String>), String>>;
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
 impl StoreScu {
     /// Associates with `dest`, proposing one context per (SOP class,
-    /// stored transfer syntax) and an uncompressed fallback per class.
+    /// stored transfer syntax) and an uncompressed fallback per class;
+    /// over TLS when the node says so (`tls` holds the trust anchors).
     pub(crate) async fn connect(
         calling_ae: &str,
         dest: &Node,
         instances: &[InstanceRecord],
+        tls: Option<&TlsClient>,
     ) -> Result<Self, DicomError> {
         let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
         for r in instances {
@@ -293,30 +304,101 @@ impl StoreScu {
         for (class, ts) in proposals {
             opts = opts.with_presentation_context(class, ts);
         }
+        let refused = |e: dicom_ul::association::Error| {
+            // The causes too: "could not connect" alone hides a TLS failure.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            DicomError::Network(format!("cannot associate with {dest}: {msg}"))
+        };
+        if !dest.tls {
+            let mut assoc = opts
+                .establish_async(dest.addr.as_str())
+                .await
+                .map_err(refused)?;
+            if let Err(e) = assoc.inner_stream().set_nodelay(true) {
+                debug!("TCP_NODELAY not set: {e}");
+            }
+            return Ok(StoreScu(Box::new(Scu::new(assoc, dest))));
+        }
+        let Some(tls) = tls else {
+            return Err(DicomError::Network(format!(
+                "{dest} is a TLS node but no trust anchors are configured (dicom_tls_ca)"
+            )));
+        };
         let mut assoc = opts
-            .establish_async(dest.addr.as_str())
+            .tls_config(tls.0.clone())
+            .server_name(dest.host())
+            .establish_tls_async(dest.addr.as_str())
             .await
-            .map_err(|e| DicomError::Network(format!("cannot associate with {dest}: {e}")))?;
-        if let Err(e) = assoc.inner_stream().set_nodelay(true) {
+            .map_err(refused)?;
+        if let Err(e) = assoc.inner_stream().get_ref().0.set_nodelay(true) {
             debug!("TCP_NODELAY not set: {e}");
         }
+        Ok(StoreScu(Box::new(Scu::new(assoc, dest))))
+    }
+
+    /// Sends one instance; the peer's status and comment, or why it could
+    /// not be sent.
+    pub(crate) async fn store(
+        &mut self,
+        archive: &Archive,
+        tenant: &str,
+        rec: &InstanceRecord,
+        originator: Option<(&str, u16)>,
+    ) -> Result<(u16, Option<String>), String> {
+        self.0.store(archive, tenant, rec, originator).await
+    }
+
+    pub(crate) async fn release(self) {
+        self.0.release().await
+    }
+}
+
+/// One association, on a stream `S`.
+pub(crate) struct Scu<S> {
+    assoc: Option<AsyncClientAssociation<S>>,
+    contexts: Vec<(u8, String, String)>,
+    next_id: u16,
+    dest: Node,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sender for Scu<S> {
+    fn store<'a>(
+        &'a mut self,
+        archive: &'a Archive,
+        tenant: &'a str,
+        rec: &'a InstanceRecord,
+        originator: Option<(&'a str, u16)>,
+    ) -> BoxFuture<'a, Result<(u16, Option<String>), String>> {
+        Box::pin(self.store_one(archive, tenant, rec, originator))
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.release_now())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Scu<S> {
+    fn new(assoc: AsyncClientAssociation<S>, dest: &Node) -> Self {
         let contexts = assoc
             .presentation_contexts()
             .iter()
             .filter(|c| c.reason == PresentationContextResultReason::Acceptance)
             .map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone()))
             .collect();
-        Ok(Self {
+        Self {
             assoc: Some(assoc),
             contexts,
             next_id: 1,
             dest: dest.clone(),
-        })
+        }
     }
 
-    /// Sends one instance; the peer's status and comment, or why it could
-    /// not be sent.
-    pub(crate) async fn store(
+    async fn store_one(
         &mut self,
         archive: &Archive,
         tenant: &str,
@@ -352,7 +434,7 @@ impl StoreScu {
         }
     }
 
-    pub(crate) async fn release(mut self) {
+    async fn release_now(mut self) {
         if let Some(a) = self.assoc.take() {
             if let Err(e) = a.release().await {
                 debug!(dest = %self.dest, "release failed: {e}");
@@ -361,8 +443,8 @@ impl StoreScu {
     }
 }
 
-async fn await_store_rsp(
-    assoc: &mut AsyncClientAssociation<TcpStream>,
+async fn await_store_rsp<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    assoc: &mut AsyncClientAssociation<S>,
     id: u16,
 ) -> Result<CommandSet, SubOpError> {
     let mut asm = CommandAssembler::default();
@@ -398,13 +480,14 @@ pub async fn send(
     instances: &[InstanceRecord],
     calling_ae: &str,
     dest: &Node,
+    tls: Option<&TlsClient>,
     mut progress: impl FnMut(&InstanceRecord, Result<u16, String>),
 ) -> Result<SendReport, DicomError> {
     let mut report = SendReport::default();
     if instances.is_empty() {
         return Ok(report);
     }
-    let mut scu = StoreScu::connect(calling_ae, dest, instances).await?;
+    let mut scu = StoreScu::connect(calling_ae, dest, instances, tls).await?;
     for rec in instances {
         let r = scu.store(archive, tenant, rec, None).await;
         let r = report.record(rec, r);
