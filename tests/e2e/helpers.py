@@ -161,8 +161,9 @@ class FulcrumServer:
 
     @property
     def tls_ca(self) -> str | None:
-        """With FULCRUM_TLS_CERT (a self-signed certificate): the file to trust."""
-        return self.extra_env.get("FULCRUM_TLS_CERT")
+        """With FULCRUM_TLS_CERT: the file clients trust (E2E_TLS_TRUST, a
+        test CA, else the certificate itself when self-signed)."""
+        return self.extra_env.get("E2E_TLS_TRUST") or self.extra_env.get("FULCRUM_TLS_CERT")
 
     @property
     def scheme(self) -> str:

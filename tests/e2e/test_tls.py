@@ -34,21 +34,30 @@ def _certificate(d: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def _openssl(*cmd):
+    res = subprocess.run(["openssl", *map(str, cmd)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+
+def _issue(d: Path, ca: Path, ca_key: Path, name: str) -> tuple[Path, Path]:
+    """A leaf certificate for 127.0.0.1 that the test CA signs: (cert, key)."""
+    cert, key, csr, ext = d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    _openssl("req", *EC, "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+             "-days", "2", "-extfile", ext)
+    return cert, key
+
+
 def _ca_signed_certificate(d: Path) -> tuple[Path, Path, Path]:
     """A test CA and a leaf certificate it signed for 127.0.0.1: (cert, key, ca).
     rustls (webpki) rightly refuses a CA certificate used as a server's own."""
-    ca, ca_key, csr = d / "ca.pem", d / "ca.key", d / "leaf.csr"
-    cert, key, ext = d / "leaf.pem", d / "leaf.key", d / "leaf.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    for cmd in (
-        ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=fulcrum-e2e-ca"],
-        ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=fulcrum-e2e-peer"],
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
-         "-days", "2", "-extfile", ext],
-    ):
-        res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-        assert res.returncode == 0, res.stderr
+    ca, ca_key = d / "ca.pem", d / "ca.key"
+    _openssl("req", "-x509", *EC, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=fulcrum-e2e-ca")
+    cert, key = _issue(d, ca, ca_key, "peer")
     return cert, key, ca
 
 
@@ -186,5 +195,36 @@ def test_c_move_and_send_to_a_tls_node(pacs_factory, tmp_path, gen_studies):
         with pytest.raises(RuntimeError):
             bad.start()
         assert "set dicom_tls_ca" in bad.log_path.read_text()
+    finally:
+        dest.stop()
+
+
+def test_mutual_tls_between_secure_nodes(fulcrum_factory, tmp_path, gen_studies):
+    # IHE ATNA secure nodes authenticate each other: with dicom_tls_client_ca
+    # the DICOM TLS port takes only peers whose certificate the CA signed,
+    # and Fulcrum shows its own certificate to peers that require one.
+    peer_cert, peer_key, ca = _ca_signed_certificate(tmp_path)
+    own_cert, own_key = _issue(tmp_path, ca, tmp_path / "ca.key", "fulcrum")
+    port = free_port()
+    dest = StoreSCPProcess(tmp_path / "strict", ae_title="STRICT", extra=("+tls", str(peer_key), str(peer_cert),
+                                                                           "+cf", str(ca), "-rc"))
+    try:
+        srv = fulcrum_factory({
+            "FULCRUM_TLS_CERT": str(own_cert), "FULCRUM_TLS_KEY": str(own_key),
+            "FULCRUM_DICOM_TLS_ADDR": f"127.0.0.1:{port}", "FULCRUM_DICOM_TLS_CLIENT_CA": str(ca),
+            "FULCRUM_DICOM_TLS_CA": str(ca), "FULCRUM_DICOM_NODES": dest.node + "/tls", "E2E_TLS_TRUST": str(ca),
+        })
+        srv.wait_dicom_ready()
+        signed = ["+tls", str(peer_key), str(peer_cert), "+cf", str(ca)]
+        res = dcmtk("echoscu", "-aec", srv.dicom_aet, *signed, "127.0.0.1", port)
+        assert res.returncode == 0, describe(res)
+        res = dcmtk("echoscu", "-aec", srv.dicom_aet, "+tla", "+cf", str(ca), "127.0.0.1", port)
+        assert res.returncode != 0, "an anonymous TLS client was let in"
+        # Outgoing: storescp requires a client certificate (-rc) and gets Fulcrum's.
+        i = gen_studies[0]
+        stow_ok(DicomWeb(srv), [i.path])
+        res = srv.dicom_cli("send", "--study", i.study_uid, "--to", dest.node + "/tls")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert i.sop_uid in dest.datasets()
     finally:
         dest.stop()

@@ -47,35 +47,71 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// PEM certificates: a chain, or a set of trust anchors.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |msg: String| TlsError::Certificate {
+        path: path.into(),
+        msg,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE block in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// A PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
+        path: path.into(),
+        msg: e.to_string(),
+    })
+}
+
 impl Tls {
     /// Reads a PEM certificate chain (leaf first) and a PEM private key
     /// (PKCS#8, PKCS#1 or SEC1) and checks that they match.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| TlsError::Certificate {
-                path: cert.into(),
-                msg: e.to_string(),
-            })?
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Certificate {
-                path: cert.into(),
-                msg: e.to_string(),
-            })?;
-        if chain.is_empty() {
-            return Err(TlsError::Certificate {
-                path: cert.into(),
-                msg: "no CERTIFICATE block in the file".into(),
-            });
-        }
-        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-            path: key.into(),
-            msg: e.to_string(),
-        })?;
+        Self::build(cert, key, None)
+    }
+
+    /// Like [`Tls::from_pem_files`], and clients must present a certificate
+    /// that a CA of `client_ca` signed (mutual TLS, as IHE ATNA secure
+    /// nodes authenticate each other).
+    pub fn requiring_clients(cert: &Path, key: &Path, client_ca: &Path) -> Result<Tls, TlsError> {
+        Self::build(cert, key, Some(client_ca))
+    }
+
+    fn build(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Tls, TlsError> {
+        let chain = read_certificates(cert)?;
+        let key_der = read_key(key)?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in read_certificates(ca)? {
+                    roots.add(c).map_err(|e| TlsError::Certificate {
+                        path: ca.into(),
+                        msg: e.to_string(),
+                    })?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut cfg = builder
             .with_single_cert(chain, key_der)
             .map_err(|e| TlsError::Config(e.to_string()))?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

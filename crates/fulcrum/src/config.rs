@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub dicom_addr: Option<String>,
     pub dicom_tls_addr: Option<String>,
     pub dicom_tls_ca: Option<PathBuf>,
+    pub dicom_tls_client_ca: Option<PathBuf>,
     pub dicom_ae_title: Option<String>,
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
@@ -201,6 +202,9 @@ impl Settings {
                 tls_ca: env("FULCRUM_DICOM_TLS_CA")
                     .map(PathBuf::from)
                     .or(file.dicom_tls_ca),
+                tls_client_ca: env("FULCRUM_DICOM_TLS_CLIENT_CA")
+                    .map(PathBuf::from)
+                    .or(file.dicom_tls_client_ca),
                 ae_title: env("FULCRUM_DICOM_AET")
                     .or(file.dicom_ae_title)
                     .unwrap_or_else(|| "FULCRUM".into()),
@@ -262,7 +266,8 @@ impl Settings {
             .tls_ca
             .as_deref()
             .map(|p| {
-                fulcrum_dicom::dimse::TlsClient::from_ca_file(p)
+                let identity = self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+                fulcrum_dicom::dimse::TlsClient::from_ca_file(p, identity)
                     .map_err(|e| anyhow::anyhow!("dicom_tls_ca: {e}"))
             })
             .transpose()
@@ -456,6 +461,8 @@ pub struct DicomSettings {
     pub tls_addr: Option<String>,
     /// CA certificate(s) trusted for nodes reached over TLS (`AET@HOST:PORT/tls`).
     pub tls_ca: Option<PathBuf>,
+    /// When set, the DICOM TLS port requires client certificates this CA signed.
+    pub tls_client_ca: Option<PathBuf>,
     pub ae_title: String,
     /// Known C-MOVE destinations, `AET@HOST:PORT`.
     pub nodes: Vec<String>,
@@ -596,6 +603,9 @@ pack_target_mib = 32
 dicom_addr = "127.0.0.1:11112"
 # DIMSE over TLS (PS3.15 B.1) on a second port, with tls_cert / tls_key:
 # dicom_tls_addr = "0.0.0.0:2762"
+# Require peers on that port to present a certificate this CA signed (mutual
+# TLS, as IHE ATNA secure nodes do; outgoing TLS presents tls_cert when asked):
+# dicom_tls_client_ca = "/etc/fulcrum/tls/hospital-ca.pem"
 dicom_ae_title = "FULCRUM"
 
 # CA certificate(s) (PEM) trusted for nodes reached over TLS, named

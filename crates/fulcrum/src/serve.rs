@@ -257,7 +257,11 @@ pub async fn run(s: Settings) -> Result<()> {
         dicomweb,
         wait(stop_rx.clone()),
     ));
-    let dimse_tls = match (&s.dicom.tls_addr, &tls) {
+    let dicom_tls = match (&s.tls, &s.dicom.tls_client_ca) {
+        (Some((cert, key)), Some(ca)) => Some(fulcrum_api::Tls::requiring_clients(cert, key, ca)?),
+        _ => tls.clone(),
+    };
+    let dimse_tls = match (&s.dicom.tls_addr, &dicom_tls) {
         (Some(addr), Some(tls)) => {
             let l = TcpListener::bind(addr)
                 .await

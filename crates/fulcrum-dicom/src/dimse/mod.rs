@@ -59,9 +59,13 @@ impl fmt::Debug for TlsClient {
 }
 
 impl TlsClient {
-    /// Trusts the certificates in a PEM file (a hospital's CA, or a peer's
-    /// self-signed certificate).
-    pub fn from_ca_file(path: &std::path::Path) -> Result<TlsClient, String> {
+    /// Trusts the certificates in a PEM file (a hospital's CA); with
+    /// `identity` (PEM certificate chain and key) it authenticates itself
+    /// to peers that ask (mutual TLS, IHE ATNA secure nodes).
+    pub fn from_ca_file(
+        path: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<TlsClient, String> {
         use tokio_rustls::rustls::pki_types::pem::PemObject;
         use tokio_rustls::rustls::pki_types::CertificateDer;
         let mut roots = tokio_rustls::rustls::RootCertStore::empty();
@@ -77,11 +81,24 @@ impl TlsClient {
             return Err(format!("{}: no CERTIFICATE block", path.display()));
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        let builder = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let cfg = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("{}: {e}", cert.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("{}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("our certificate and key: {e}"))?
+            }
+        };
         Ok(TlsClient(Arc::new(cfg)))
     }
 }
