@@ -37,8 +37,22 @@ READY_TIMEOUT_SECS = 20
 MiB = 1024 * 1024
 
 
+_port_rng = random.Random()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the kernel says is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now, chosen below the
+    kernel's ephemeral range (32768-60999 on Linux): a port the kernel hands
+    out is also what the suite's many outgoing connections get, and one of
+    them can take it before the server binds it."""
+    for _ in range(100):
+        port = _port_rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -208,6 +222,22 @@ class FulcrumServer:
         assert self.proc is None, "server already running"
         if extra_env is not None:
             self.extra_env.update(extra_env)
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                # A port taken between choosing and binding it: new ports.
+                if attempt == 2 or "Address already in use" not in self._last_start_log():
+                    raise
+                self._forget_pid()
+        raise AssertionError("unreachable")
+
+    def _last_start_log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text.rsplit("===== start #", 1)[-1]
+
+    def _start_once(self) -> "FulcrumServer":
+        self.proc = None
         self.http_port, self.s3_port, self.dicom_port = free_port(), free_port(), free_port()
         self.starts += 1
         log = open(self.log_path, "ab")
