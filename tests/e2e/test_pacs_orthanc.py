@@ -21,7 +21,7 @@ import pydicom
 import pytest
 import requests
 
-from dicom_helpers import DicomWeb
+from dicom_helpers import DicomWeb, stop_process
 from helpers import free_port
 
 ORTHANC_AET = "ORTHANC"
@@ -113,12 +113,7 @@ class Orthanc:
         return "Orthanc log:\n" + self.log.read_text(errors="replace")[-4000:]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 @pytest.fixture

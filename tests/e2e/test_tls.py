@@ -21,19 +21,6 @@ from dicom_part10 import dataset_bytes
 from helpers import FulcrumServer, MiB, free_port, sha256_file, write_random_file
 
 
-def _certificate(d: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, with its key."""
-    cert, key = d / "cert.pem", d / "key.pem"
-    res = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=fulcrum-e2e",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        capture_output=True, text=True,
-    )
-    assert res.returncode == 0, res.stderr
-    return cert, key
-
-
 def _openssl(*cmd):
     res = subprocess.run(["openssl", *map(str, cmd)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -49,6 +36,14 @@ def _issue(d: Path, ca: Path, ca_key: Path, name: str) -> tuple[Path, Path]:
     _openssl("req", *EC, "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
     _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
              "-days", "2", "-extfile", ext)
+    return cert, key
+
+
+def _certificate(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, with its key."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    _openssl("req", "-x509", *EC, "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=fulcrum-e2e",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
     return cert, key
 
 

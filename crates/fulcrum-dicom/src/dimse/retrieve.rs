@@ -16,9 +16,9 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use fulcrum_catalog::dicom::{Column, DicomQuery, Level, Scope};
 use tracing::{info, warn};
 
-use super::command::{CommandSet, SubOps};
+use super::command::{CommandSet, SubOps, C_STORE_RSP};
 use super::find::{parse_identifier, plan, Plan, Refusal};
-use super::scu::{choose_context, send_store, SendReport, StoreScu};
+use super::scu::{choose_context, connect, send_store, SendReport};
 use super::session::{Fatal, Session};
 use super::{is_storage, status, Model};
 use crate::{Archive, DicomError, InstanceRecord};
@@ -237,7 +237,7 @@ pub(crate) async fn run_move(
         s.shared.cfg.ae_title.clone(),
     );
     let tls = s.shared.cfg.tls_client.clone();
-    let mut scu = match StoreScu::connect(&our_ae, &dest, &recs, tls.as_ref()).await {
+    let mut scu = match connect(&our_ae, &dest, &recs, tls.as_ref()).await {
         Ok(scu) => scu,
         Err(e) => {
             warn!(peer = %s.peer_ae, "C-MOVE: {e}");
@@ -310,7 +310,7 @@ pub(crate) async fn run_get(
                     Err(e) if e.fatal => return Err(Fatal::Abort(e.message)),
                     Err(e) => Err(e.message),
                     Ok(()) => {
-                        let rsp = s.await_store_rsp(id, rq.message_id).await?;
+                        let rsp = s.await_response(C_STORE_RSP, id, rq.message_id).await?;
                         Ok((rsp.status, rsp.error_comment))
                     }
                 }

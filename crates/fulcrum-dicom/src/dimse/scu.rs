@@ -249,10 +249,11 @@ async fn transcode(
 
 /// An association to a storage SCP, plain or over TLS (a node named
 /// `AET@HOST:PORT/tls`): a [`Scu`] on either stream.
-pub(crate) struct StoreScu(Box<dyn Sender>);
+pub(crate) type StoreScu = Box<dyn Sender>;
 
-/// What a C-STORE SCU does, whatever its stream.
-trait Sender: Send {
+/// What a C-STORE SCU does, whatever its stream: send one instance (the
+/// peer's status and comment, or why it could not be sent), release.
+pub(crate) trait Sender: Send {
     fn store<'a>(
         &'a mut self,
         archive: &'a Archive,
@@ -263,99 +264,81 @@ trait Sender: Send {
     fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
-impl StoreScu {
-    /// Associates with `dest`, proposing one context per (SOP class,
-    /// stored transfer syntax) and an uncompressed fallback per class;
-    /// over TLS when the node says so (`tls` holds the trust anchors).
-    pub(crate) async fn connect(
-        calling_ae: &str,
-        dest: &Node,
-        instances: &[InstanceRecord],
-        tls: Option<&TlsClient>,
-    ) -> Result<Self, DicomError> {
-        let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
-        for r in instances {
-            let p = (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]);
-            if !proposals.contains(&p) {
-                proposals.push(p);
-            }
+/// Associates with `dest`, proposing one context per (SOP class, stored
+/// transfer syntax) and an uncompressed fallback per class; over TLS when
+/// the node says so (`tls` holds the trust anchors).
+pub(crate) async fn connect(
+    calling_ae: &str,
+    dest: &Node,
+    instances: &[InstanceRecord],
+    tls: Option<&TlsClient>,
+) -> Result<StoreScu, DicomError> {
+    let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
+    for r in instances {
+        let p = (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]);
+        if !proposals.contains(&p) {
+            proposals.push(p);
         }
-        let fallback = vec![
-            uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
-            uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
-        ];
-        for r in instances.iter().filter(|r| convertible(&r.transfer_syntax)) {
-            let p = (r.sop_class_uid.clone(), fallback.clone());
-            if !proposals.contains(&p) {
-                proposals.push(p);
-            }
+    }
+    let fallback = vec![
+        uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
+        uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+    ];
+    for r in instances.iter().filter(|r| convertible(&r.transfer_syntax)) {
+        let p = (r.sop_class_uid.clone(), fallback.clone());
+        if !proposals.contains(&p) {
+            proposals.push(p);
         }
-        if proposals.len() > MAX_CONTEXTS {
-            warn!(dest = %dest, "{} presentation contexts needed, {MAX_CONTEXTS} proposed", proposals.len());
-            proposals.truncate(MAX_CONTEXTS);
+    }
+    if proposals.len() > MAX_CONTEXTS {
+        warn!(dest = %dest, "{} presentation contexts needed, {MAX_CONTEXTS} proposed", proposals.len());
+        proposals.truncate(MAX_CONTEXTS);
+    }
+    let mut opts = ClientAssociationOptions::new()
+        .calling_ae_title(calling_ae.to_string())
+        .called_ae_title(dest.ae_title.clone())
+        .max_pdu_length(DEFAULT_MAX_PDU)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .read_timeout(RESPONSE_TIMEOUT)
+        .write_timeout(RESPONSE_TIMEOUT);
+    for (class, ts) in proposals {
+        opts = opts.with_presentation_context(class, ts);
+    }
+    let refused = |e: dicom_ul::association::Error| {
+        // The causes too: "could not connect" alone hides a TLS failure.
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
         }
-        let mut opts = ClientAssociationOptions::new()
-            .calling_ae_title(calling_ae.to_string())
-            .called_ae_title(dest.ae_title.clone())
-            .max_pdu_length(DEFAULT_MAX_PDU)
-            .connection_timeout(CONNECT_TIMEOUT)
-            .read_timeout(RESPONSE_TIMEOUT)
-            .write_timeout(RESPONSE_TIMEOUT);
-        for (class, ts) in proposals {
-            opts = opts.with_presentation_context(class, ts);
-        }
-        let refused = |e: dicom_ul::association::Error| {
-            // The causes too: "could not connect" alone hides a TLS failure.
-            let mut msg = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                msg.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            DicomError::Network(format!("cannot associate with {dest}: {msg}"))
-        };
-        if !dest.tls {
-            let mut assoc = opts
-                .establish_async(dest.addr.as_str())
-                .await
-                .map_err(refused)?;
-            if let Err(e) = assoc.inner_stream().set_nodelay(true) {
-                debug!("TCP_NODELAY not set: {e}");
-            }
-            return Ok(StoreScu(Box::new(Scu::new(assoc, dest))));
-        }
-        let Some(tls) = tls else {
-            return Err(DicomError::Network(format!(
-                "{dest} is a TLS node but no trust anchors are configured (dicom_tls_ca)"
-            )));
-        };
+        DicomError::Network(format!("cannot associate with {dest}: {msg}"))
+    };
+    if !dest.tls {
         let mut assoc = opts
-            .tls_config(tls.0.clone())
-            .server_name(dest.host())
-            .establish_tls_async(dest.addr.as_str())
+            .establish_async(dest.addr.as_str())
             .await
             .map_err(refused)?;
-        if let Err(e) = assoc.inner_stream().get_ref().0.set_nodelay(true) {
+        if let Err(e) = assoc.inner_stream().set_nodelay(true) {
             debug!("TCP_NODELAY not set: {e}");
         }
-        Ok(StoreScu(Box::new(Scu::new(assoc, dest))))
+        return Ok(Box::new(Scu::new(assoc, dest)));
     }
-
-    /// Sends one instance; the peer's status and comment, or why it could
-    /// not be sent.
-    pub(crate) async fn store(
-        &mut self,
-        archive: &Archive,
-        tenant: &str,
-        rec: &InstanceRecord,
-        originator: Option<(&str, u16)>,
-    ) -> Result<(u16, Option<String>), String> {
-        self.0.store(archive, tenant, rec, originator).await
+    let Some(tls) = tls else {
+        return Err(DicomError::Network(format!(
+            "{dest} is a TLS node but no trust anchors are configured (dicom_tls_ca)"
+        )));
+    };
+    let mut assoc = opts
+        .tls_config(tls.0.clone())
+        .server_name(dest.host())
+        .establish_tls_async(dest.addr.as_str())
+        .await
+        .map_err(refused)?;
+    if let Err(e) = assoc.inner_stream().get_ref().0.set_nodelay(true) {
+        debug!("TCP_NODELAY not set: {e}");
     }
-
-    pub(crate) async fn release(self) {
-        self.0.release().await
-    }
+    Ok(Box::new(Scu::new(assoc, dest)))
 }
 
 /// One association, on a stream `S`.
@@ -487,7 +470,7 @@ pub async fn send(
     if instances.is_empty() {
         return Ok(report);
     }
-    let mut scu = StoreScu::connect(calling_ae, dest, instances, tls).await?;
+    let mut scu = connect(calling_ae, dest, instances, tls).await?;
     for rec in instances {
         let r = scu.store(archive, tenant, rec, None).await;
         let r = report.record(rec, r);

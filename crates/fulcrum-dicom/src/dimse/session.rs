@@ -370,15 +370,6 @@ impl Session {
         }
     }
 
-    /// Waits for the C-STORE-RSP to sub-operation `sub_id` of C-GET `op_id`.
-    pub(crate) async fn await_store_rsp(
-        &mut self,
-        sub_id: u16,
-        op_id: u16,
-    ) -> Result<CommandSet, Fatal> {
-        self.await_response(cmd::C_STORE_RSP, sub_id, op_id).await
-    }
-
     /// Waits for the response `field` to our request `id`, sent while
     /// operation `op_id` of the peer runs (0: none).
     pub(crate) async fn await_response(
