@@ -71,9 +71,10 @@ def s3_client(endpoint, access_key, secret_key, region="us-east-1", **config):
         aws_secret_access_key=secret_key, config=Config(**cfg))
 
 
-def start_fulcrum(binary, data_dir, env, log_path, timeout=20):
+def start_fulcrum(binary, data_dir, env, log_path, timeout=20, cpu_cap=None):
     """`fulcrum serve` on fresh loopback ports, ready (/healthz answers);
-    returns (process, S3 endpoint)."""
+    returns (process, S3 endpoint). With `cpu_cap` (a CpuCap) the server
+    runs inside that CPU limit from its first instruction."""
     import urllib.request
 
     s3, http, dicom = free_port(), free_port(), free_port()
@@ -81,7 +82,8 @@ def start_fulcrum(binary, data_dir, env, log_path, timeout=20):
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", str(data_dir), "--s3-addr", f"127.0.0.1:{s3}",
          "--http-addr", f"127.0.0.1:{http}"],
-        env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}"}, stdout=log, stderr=subprocess.STDOUT)
+        env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}"}, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=cpu_cap.join if cpu_cap else None)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -92,6 +94,74 @@ def start_fulcrum(binary, data_dir, env, log_path, timeout=20):
                 proc.kill()
                 raise RuntimeError(f"fulcrum serve did not come up (see {log_path})") from None
             time.sleep(0.1)
+
+
+class CpuCap:
+    """A cgroup that limits its processes to `cores` CPUs' worth of time (CFS
+    quota), to stand in for a machine of that size: on the 2-core benchmark
+    machine, nodes capped this way behave like small separate machines
+    while the shared services keep the rest. cgroup v2 (cpu.max) or v1
+    (cpu.cfs_quota_us); needs root. `CpuCap.available()` says whether it can
+    work here."""
+
+    V2 = "/sys/fs/cgroup"
+    V1 = "/sys/fs/cgroup/cpu"
+    PERIOD_US = 10_000
+
+    def __init__(self, name, cores):
+        quota = max(1000, int(cores * self.PERIOD_US))
+        if self._v2():
+            self.path = os.path.join(self.V2, name)
+            os.makedirs(self.path, exist_ok=True)
+            with open(os.path.join(self.path, "cpu.max"), "w") as f:
+                f.write(f"{quota} {self.PERIOD_US}")
+        else:
+            self.path = os.path.join(self.V1, name)
+            os.makedirs(self.path, exist_ok=True)
+            with open(os.path.join(self.path, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(self.PERIOD_US))
+            with open(os.path.join(self.path, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota))
+        self.cores = cores
+
+    @classmethod
+    def _v2(cls):
+        try:
+            with open(os.path.join(cls.V2, "cgroup.subtree_control")) as f:
+                return "cpu" in f.read().split()
+        except OSError:
+            return False
+
+    @classmethod
+    def available(cls):
+        """None when capping works here, else why not."""
+        if os.geteuid() != 0:
+            return "needs root (cgroup writes)"
+        if cls._v2() or os.path.exists(os.path.join(cls.V1, "cpu.cfs_quota_us")):
+            return None
+        return "no cgroup CPU controller (v2 cpu.max or v1 cpu.cfs_quota_us)"
+
+    def join(self):
+        """Moves the calling process into the cgroup (a Popen preexec_fn)."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def throttled_seconds(self):
+        """Time the cgroup's processes waited for quota so far."""
+        with open(os.path.join(self.path, "cpu.stat")) as f:
+            for line in f:
+                k, v = line.split()
+                if k == "throttled_usec":
+                    return int(v) / 1e6
+                if k == "throttled_time":
+                    return int(v) / 1e9
+        return 0.0
+
+    def remove(self):
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
 
 
 def median(xs):

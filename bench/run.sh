@@ -22,7 +22,9 @@
 #          one node: p50/p99 and errors (bench/load_bench.py).
 #   tier   WADO-RS of a 250 MB CT study hot vs archived (bench/tier_bench.py).
 #   cluster  one node vs three on one PostgreSQL + Garage: ingest MB/s and
-#          where the CPU goes (bench/cluster_bench.py).
+#          where the CPU goes, with the nodes sharing the cores and with
+#          each capped to --node-cores CPUs in a cgroup (root; default 0.1)
+#          (bench/cluster_bench.py).
 #   all    s3, dicom, backup, tier, cluster, then load (only --quick is passed on to the
 #          first three).
 #
