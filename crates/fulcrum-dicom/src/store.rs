@@ -50,6 +50,8 @@ pub struct StoredInstance {
 pub struct StoreContext {
     /// STOW-RS to `/studies/{uid}`: the instance must belong to it.
     pub study_uid: Option<String>,
+    /// Instances committed together (one STOW-RS request) share packs.
+    pub batch: Option<fulcrum_engine::StageBatch>,
 }
 
 /// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
@@ -247,7 +249,7 @@ impl Archive {
         );
         let staged = self
             .engine
-            .stage(regions, ContentDigest::ChunkList)
+            .stage(regions, ContentDigest::ChunkList, ctx.batch.as_ref())
             .await
             .map_err(|e| match e {
                 fulcrum_engine::EngineError::Store(fulcrum_store::StoreError::Source(io)) => {
@@ -323,7 +325,10 @@ impl Archive {
             std::io::Cursor::new(all),
             ChunkParams::BULK,
         )];
-        let staged = self.engine.stage(regions, ContentDigest::ChunkList).await?;
+        let staged = self
+            .engine
+            .stage(regions, ContentDigest::ChunkList, ctx.batch.as_ref())
+            .await?;
         let rec = InstanceRecord {
             dataset_offset: prelude.len as i64,
             header_len: total,

@@ -33,7 +33,12 @@ pub(crate) struct CommitJob {
 impl Inner {
     /// Hands a write to the committer and waits until it is durable and
     /// visible (or failed, leaving nothing visible).
-    pub(crate) async fn commit(&self, ing: Ingested, write: Write) -> EngineResult<()> {
+    pub(crate) async fn commit(&self, mut ing: Ingested, write: Write) -> EngineResult<()> {
+        if let Some(batch) = ing.batch.take() {
+            // Every pack of the batch: rows shared by several writes are
+            // inserted once.
+            ing.packs.extend(batch.seal(self).await?);
+        }
         let job = |done| CommitJob {
             write,
             packs: ing.packs,

@@ -17,6 +17,7 @@ use md5::{Digest, Md5};
 use tokio::io::AsyncRead;
 use tokio::task::JoinHandle;
 
+use crate::batch::{Pushed, StageBatch};
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::InflightGuard;
@@ -32,6 +33,9 @@ pub(crate) struct Ingested {
     pub tail: PackBuilder,
     /// Keeps GC from collecting chunks this write relies on until commit.
     pub guard: InflightGuard,
+    /// The batch whose shared pack holds some of the new chunks: sealed
+    /// (made durable) before the commit.
+    pub batch: Option<StageBatch>,
 }
 
 pub(crate) fn new_chunk(pack: &PackId, e: &PackEntry) -> NewChunk {
@@ -100,18 +104,21 @@ impl Inner {
             vec![BodyRegion::new(body, params)],
             expected,
             ContentDigest::Md5,
+            None,
         )
         .await
     }
 
     /// Like `ingest`, for a body made of regions read one after the other,
     /// each cut with its own parameters and never across a boundary (a
-    /// DICOM header and its pixel data dedup independently).
+    /// DICOM header and its pixel data dedup independently). With a
+    /// `batch`, the new chunks left at the end go to its shared pack.
     pub(crate) async fn ingest_regions(
         &self,
         regions: Vec<BodyRegion<'_>>,
         expected: Option<u64>,
         digest: ContentDigest,
+        batch: Option<&StageBatch>,
     ) -> EngineResult<Ingested> {
         let guard = self.inflight.begin();
         let max = self.cfg.max_object_size;
@@ -253,6 +260,16 @@ impl Inner {
                 });
             }
         }
+        let (memory, batch) = match batch.filter(|_| !memory.is_empty()) {
+            Some(b) => match b.push(self, memory).await? {
+                Pushed::Written(rows) => {
+                    new_chunks.extend(rows);
+                    (PackBuilder::new(), Some(b.clone()))
+                }
+                Pushed::Sealed(memory) => (memory, None),
+            },
+            None => (memory, None),
+        };
         let tail = if memory.len() >= crate::persist::PERSIST_EARLY {
             let p = self.persist(memory).await?;
             packs.push(p.pack);
@@ -269,6 +286,7 @@ impl Inner {
             new_chunks,
             tail,
             guard,
+            batch,
         })
     }
 }
@@ -354,7 +372,7 @@ async fn produce_region(
 const PARALLEL_CHUNKS: usize = 2;
 
 /// A streamed pack being finished (trailer, close, fsync) in the background.
-type Finishing = JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>;
+pub(crate) type Finishing = JoinHandle<StoreResult<(PackId, u64, Vec<PackEntry>)>>;
 
 /// Streamed packs of one body being finished at once.
 const MAX_PACK_WRITES: usize = 2;
@@ -380,6 +398,6 @@ async fn cpu<T: Send + 'static>(
     }
 }
 
-fn join_err(e: tokio::task::JoinError) -> EngineError {
+pub(crate) fn join_err(e: tokio::task::JoinError) -> EngineError {
     EngineError::Store(fulcrum_store::StoreError::Source(std::io::Error::other(e)))
 }

@@ -8,6 +8,7 @@
 //! moves cold data to an archive tier by lifecycle rules and recalls it
 //! transparently.
 
+mod batch;
 mod committer;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ mod tier;
 mod tier_move;
 mod verify;
 
+pub use batch::StageBatch;
 pub use engine::{
     Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_PIXEL_ZSTD_LEVEL,
     DEFAULT_ZSTD_LEVEL, HEARTBEAT_INTERVAL,

@@ -11,6 +11,7 @@ use fulcrum_store::ChunkParams;
 use md5::{Digest, Md5};
 use tokio::io::AsyncRead;
 
+use crate::batch::StageBatch;
 use crate::engine::Engine;
 use crate::error::{EngineError, EngineResult};
 use crate::ingest::{ContentDigest, Ingested};
@@ -604,13 +605,18 @@ pub use crate::ingest::BodyRegion;
 impl Engine {
     /// Stores a body made of regions, each chunked on its own (a DICOM
     /// header with small chunks, its pixel data with large ones), without
-    /// making it visible.
+    /// making it visible. Bodies staged in one `batch` share its packs
+    /// (see [`StageBatch`]).
     pub async fn stage(
         &self,
         regions: Vec<BodyRegion<'_>>,
         digest: ContentDigest,
+        batch: Option<&StageBatch>,
     ) -> EngineResult<Staged> {
-        let ing = self.inner.ingest_regions(regions, None, digest).await?;
+        let ing = self
+            .inner
+            .ingest_regions(regions, None, digest, batch)
+            .await?;
         Ok(Staged { ing })
     }
 

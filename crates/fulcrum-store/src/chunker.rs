@@ -96,6 +96,12 @@ impl<R: AsyncRead + Unpin> Chunker<R> {
             return Ok(None);
         }
         let n = self.params.cut(&self.buf);
+        if self.eof && n == self.buf.len() {
+            // The last chunk: the buffer will not be read into again, so it
+            // becomes the chunk itself (a body smaller than one chunk, such
+            // as an image's pixel data, is never copied here).
+            return Ok(Some(self.buf.split().freeze()));
+        }
         // Copy the chunk out rather than splitting the buffer: a split-off
         // chunk would pin the whole read buffer while it is hashed, packed
         // and MD5'd, and the buffer could never be reused in place.

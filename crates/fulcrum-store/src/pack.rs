@@ -103,16 +103,8 @@ impl PackBuilder {
     /// Moves all chunks of `other` to the end of this builder and returns
     /// their entries at their new offsets.
     pub fn append(&mut self, other: PackBuilder) -> Vec<PackEntry> {
-        let base = self.data.len() as u64;
+        let moved = shifted(other.entries, self.data.len() as u64);
         self.data.extend_from_slice(&other.data);
-        let moved: Vec<PackEntry> = other
-            .entries
-            .into_iter()
-            .map(|mut e| {
-                e.offset += base;
-                e
-            })
-            .collect();
         self.entries.extend(moved.iter().cloned());
         moved
     }
@@ -126,6 +118,17 @@ impl PackBuilder {
             self.entries,
         )
     }
+}
+
+/// `entries` moved `base` bytes further into a pack.
+fn shifted(entries: Vec<PackEntry>, base: u64) -> Vec<PackEntry> {
+    entries
+        .into_iter()
+        .map(|mut e| {
+            e.offset += base;
+            e
+        })
+        .collect()
 }
 
 /// The trailer listing `entries`, with the footer.
@@ -158,7 +161,9 @@ impl PackStream {
         let id = PackId::generate();
         let mut writer = backend.writer(&pack_path(&id)).await?;
         let len = builder.data.len() as u64;
-        writer.write(Bytes::from(builder.data)).await?;
+        if len > 0 {
+            writer.write(Bytes::from(builder.data)).await?;
+        }
         Ok(Self {
             id,
             writer,
@@ -186,6 +191,21 @@ impl PackStream {
         });
         self.len += chunk.data.len() as u64;
         self.writer.write(chunk.data).await
+    }
+
+    /// Appends every chunk `builder` holds (one write); returns their
+    /// entries at their offsets in this pack.
+    pub async fn append(&mut self, builder: PackBuilder) -> StoreResult<Vec<PackEntry>> {
+        let moved = shifted(builder.entries, self.len);
+        self.len += builder.data.len() as u64;
+        self.entries.extend(moved.iter().cloned());
+        self.writer.write(Bytes::from(builder.data)).await?;
+        Ok(moved)
+    }
+
+    /// This pack's id.
+    pub fn id(&self) -> &PackId {
+        &self.id
     }
 
     /// Writes the trailer and closes the pack durably; returns its id,

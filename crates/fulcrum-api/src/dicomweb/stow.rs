@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fulcrum_dicom::part10::parse_prelude;
 use fulcrum_dicom::{status, DicomError, PendingInstance, StoreContext, StoredInstance};
+use fulcrum_engine::StageBatch;
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -73,7 +74,7 @@ async fn with_prefix<R: AsyncRead + Unpin>(mut src: R) -> io::Result<impl AsyncR
 async fn store_one<R: AsyncRead + Unpin + Send>(
     ctx: &Ctx,
     src: R,
-    study: &Option<String>,
+    sctx: &StoreContext,
 ) -> PartResult {
     let src = match with_prefix(src).await {
         Ok(s) => s,
@@ -92,10 +93,7 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
         let room = TAP_LEN.saturating_sub(head.len());
         head.extend_from_slice(&new[..new.len().min(room)]);
     });
-    let sctx = StoreContext {
-        study_uid: study.clone(),
-    };
-    let staged = ctx.archive.stage_file(&ctx.tenant, tap, &sctx).await;
+    let staged = ctx.archive.stage_file(&ctx.tenant, tap, sctx).await;
     match staged {
         Ok(pending) => PartResult::Staged(Box::new(pending)),
         Err(e) => {
@@ -188,7 +186,7 @@ async fn stage_part(
     ctx: &Ctx,
     results: &mut Vec<PartResult>,
     mut body: impl AsyncRead + Unpin + Send,
-    study: &Option<String>,
+    sctx: &StoreContext,
     size_hint: &mut usize,
 ) {
     let mut buf = Vec::with_capacity((*size_hint + PART_SLACK).min(PARALLEL_PART_MAX + PART_SLACK));
@@ -212,14 +210,14 @@ async fn stage_part(
                 buf.shrink_to_fit(); // a small part after a large one
             }
             limit_running(results, MAX_RUNNING).await;
-            let (ctx, study) = (ctx.clone(), study.clone());
+            let (ctx, sctx) = (ctx.clone(), sctx.clone());
             results.push(PartResult::Running(tokio::spawn(async move {
-                store_one(&ctx, io::Cursor::new(buf), &study).await
+                store_one(&ctx, io::Cursor::new(buf), &sctx).await
             })));
         }
         Ok(_) => {
             let src = io::Cursor::new(buf).chain(body);
-            results.push(store_one(ctx, src, study).await);
+            results.push(store_one(ctx, src, sctx).await);
         }
     }
 }
@@ -307,6 +305,11 @@ async fn run(
     };
     let stream: BodyStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
     let mut results = Vec::new();
+    // The parts staged for one commit share packs, written as they come.
+    let mut sctx = StoreContext {
+        study_uid: study.clone(),
+        batch: Some(StageBatch::default()),
+    };
     match ct.essence.as_str() {
         "multipart/related" => {
             if let Some(t) = ct.param("type") {
@@ -348,10 +351,11 @@ async fn run(
                     });
                     continue;
                 }
-                stage_part(&ctx, &mut results, reader.body(), &study, &mut size_hint).await;
+                stage_part(&ctx, &mut results, reader.body(), &sctx, &mut size_hint).await;
                 if staged(&results) >= COMMIT_BATCH {
                     commit_staged(&mut results).await;
                     committed_any = true;
+                    sctx.batch = Some(StageBatch::default());
                 }
             }
             if results.is_empty() {
@@ -360,7 +364,8 @@ async fn run(
         }
         "application/dicom" => {
             let reader = tokio_util::io::StreamReader::new(stream);
-            results.push(store_one(&ctx, reader, &study).await);
+            sctx.batch = None; // one instance: its tail rides with the commit
+            results.push(store_one(&ctx, reader, &sctx).await);
         }
         other => {
             return Err(ApiError::unsupported_media(format!(

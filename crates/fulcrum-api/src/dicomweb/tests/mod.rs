@@ -26,13 +26,14 @@ pub const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub struct Env {
     _dir: tempfile::TempDir,
     pub app: Router,
+    pub engine: Engine,
 }
 
 pub async fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = EngineConfig::local(dir.path());
     let engine = Engine::open(cfg).await.expect("engine opens");
-    let archive = Archive::new(engine, ArchiveConfig::default());
+    let archive = Archive::new(engine.clone(), ArchiveConfig::default());
     let admin = S3Credentials {
         access_key: "admin".into(),
         secret_key: "s3cret".into(),
@@ -40,6 +41,7 @@ pub async fn env() -> Env {
     Env {
         _dir: dir,
         app: super::router(archive, "default".into(), admin),
+        engine,
     }
 }
 

@@ -85,6 +85,52 @@ async fn retrieve_is_byte_exact_at_every_level() {
 }
 
 #[tokio::test]
+async fn a_request_larger_than_one_commit_reads_back_byte_exact() {
+    // 150 instances (more than one commit's worth, so the request's parts
+    // go to several stage batches and their shared packs), distinct pixel
+    // data, and a part that is not DICOM in the middle, whose data is never
+    // committed.
+    let e = env().await;
+    let files: Vec<(Spec, Vec<u8>)> = (0..150u16)
+        .map(|i| {
+            let mut s = Spec::new(Box::leak(format!("1.2.826.0.1.99.1.1.{}", 1000 + i).into()));
+            (s.rows, s.cols) = (16 + i % 50, 40 + i / 50);
+            let f = instance(&s);
+            (s, f)
+        })
+        .collect();
+    let mut body: Vec<&[u8]> = files.iter().map(|(_, f)| f.as_slice()).collect();
+    body.insert(
+        70,
+        b"not a DICOM file at all, but long enough to be read as a part",
+    );
+    let (status, res) = stow(&e.app, &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{res}");
+    assert_eq!(res["00081199"]["Value"].as_array().map(Vec::len), Some(150));
+    assert_eq!(res["00081198"]["Value"].as_array().map(Vec::len), Some(1));
+    let check = |e: &Env| {
+        let (app, files) = (e.app.clone(), &files);
+        async move {
+            let (status, ct, got) = call(&app, get("/studies/1.2.826.0.1.99.1", None)).await;
+            assert_eq!(status, StatusCode::OK);
+            let got = parts(&ct, &got);
+            assert_eq!(got.len(), files.len());
+            for (s, f) in files {
+                assert!(got.iter().any(|p| &p.1 == f), "{} byte-exact", s.sop);
+            }
+        }
+    };
+    check(&e).await;
+    let gc = fulcrum_engine::GcOptions {
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    e.engine.gc(&gc).await.expect("gc");
+    check(&e).await;
+    assert!(e.engine.verify(&mut ()).await.expect("verify").is_clean());
+}
+
+#[tokio::test]
 async fn metadata_points_at_bulk_data() {
     let e = env().await;
     let s = Spec::new("1.2.826.0.1.99.1.1.1");
