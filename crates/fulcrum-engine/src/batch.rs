@@ -5,7 +5,7 @@
 //! are appended to a shared pack as each body's ingest ends, so the pack
 //! data is written while later bodies are still being read and hashed, and
 //! the commit only finishes the pack (trailer, fsync or last upload) before
-//! its catalog transaction. The pack becomes visible only through the
+//! its catalog transaction. Small tails still go with the commit. The pack becomes visible only through the
 //! commits of its bodies: bodies dropped instead leave their chunks as
 //! garbage for GC, and a pack no commit named is an orphan GC deletes.
 
@@ -19,6 +19,12 @@ use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::ingest::{join_err, new_chunk};
 use crate::persist::same_failure;
+
+/// Tails at least this big go to the batch's pack; smaller ones (a small
+/// instance's few KiB) ride with the commit as without a batch, where one
+/// write packs the tails of every request committing at the time instead
+/// of one write per body.
+pub(crate) const BATCH_MIN: usize = 64 * 1024;
 
 /// Bodies staged for one commit (pass it to [`crate::Engine::stage`]);
 /// cheap to clone (clones share the batch).

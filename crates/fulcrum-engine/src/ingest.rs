@@ -260,7 +260,7 @@ impl Inner {
                 });
             }
         }
-        let (memory, batch) = match batch.filter(|_| !memory.is_empty()) {
+        let (memory, batch) = match batch.filter(|_| memory.len() >= crate::batch::BATCH_MIN) {
             Some(b) => match b.push(self, memory).await? {
                 Pushed::Written(rows) => {
                     new_chunks.extend(rows);

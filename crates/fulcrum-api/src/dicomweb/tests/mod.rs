@@ -123,6 +123,31 @@ pub fn frame_pixels(s: &Spec, f: u32) -> Vec<u8> {
 
 /// A Part 10 file, explicit VR little endian, 16-bit MONOCHROME2.
 pub fn instance(s: &Spec) -> Vec<u8> {
+    let words: Vec<u16> = (0..s.frames)
+        .flat_map(|f| frame_pixels(s, f))
+        .collect::<Vec<u8>>()
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    instance_with_pixels(s, words)
+}
+
+/// Like [`instance`], with pseudo-random 16-bit pixels (incompressible).
+pub fn noisy_instance(s: &Spec, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let n = s.frames as usize * s.rows as usize * s.cols as usize;
+    let words = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u16
+        })
+        .collect();
+    instance_with_pixels(s, words)
+}
+
+fn instance_with_pixels(s: &Spec, words: Vec<u16>) -> Vec<u8> {
     let mut o = base_object(s);
     let mut put = |t, v: u16| o.put(DataElement::new(t, VR::US, PrimitiveValue::from(v)));
     put(tags::BITS_ALLOCATED, 16);
@@ -140,12 +165,6 @@ pub fn instance(s: &Spec) -> Vec<u8> {
         VR::OB,
         PrimitiveValue::U8(vec![7u8; 3000].into()),
     ));
-    let words: Vec<u16> = (0..s.frames)
-        .flat_map(|f| frame_pixels(s, f))
-        .collect::<Vec<u8>>()
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
     o.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OW,

@@ -87,15 +87,21 @@ async fn retrieve_is_byte_exact_at_every_level() {
 #[tokio::test]
 async fn a_request_larger_than_one_commit_reads_back_byte_exact() {
     // 150 instances (more than one commit's worth, so the request's parts
-    // go to several stage batches and their shared packs), distinct pixel
-    // data, and a part that is not DICOM in the middle, whose data is never
-    // committed.
+    // go to several stage batches and their shared packs): half of them
+    // with incompressible pixel data large enough for the batch's pack,
+    // half small enough to ride with the commit; and a part that is not
+    // DICOM in the middle, whose data is never committed.
     let e = env().await;
     let files: Vec<(Spec, Vec<u8>)> = (0..150u16)
         .map(|i| {
             let mut s = Spec::new(Box::leak(format!("1.2.826.0.1.99.1.1.{}", 1000 + i).into()));
-            (s.rows, s.cols) = (16 + i % 50, 40 + i / 50);
-            let f = instance(&s);
+            let f = if i % 2 == 0 {
+                (s.rows, s.cols) = (200 + i % 7, 256);
+                noisy_instance(&s, i as u64)
+            } else {
+                (s.rows, s.cols) = (16 + i % 50, 40 + i / 50);
+                instance(&s)
+            };
             (s, f)
         })
         .collect();
