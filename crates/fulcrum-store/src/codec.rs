@@ -88,17 +88,29 @@ fn to_planes(raw: &[u8], width: usize) -> Vec<u8> {
     out
 }
 
-/// Inverts [`to_planes`].
+/// Inverts [`to_planes`]. The samples are joined a block at a time on the
+/// stack and appended, so the output is written once (never zero-filled
+/// first: a tenth of a WADO-RS retrieve's CPU went to that).
 fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
-    let body = planes.len() / width * width;
-    let mut out = vec![0u8; planes.len()];
-    let (samples, rest) = out.split_at_mut(body);
-    match width {
-        2 => join2(&planes[..body], samples),
-        4 => join4(&planes[..body], samples),
-        _ => samples.copy_from_slice(&planes[..body]),
+    const BLOCK: usize = 1024;
+    let n = planes.len() / width;
+    let mut out = Vec::with_capacity(planes.len());
+    let plane = |k: usize| &planes[k * n..(k + 1) * n];
+    let mut block = [0u8; 4 * BLOCK];
+    let mut at = 0;
+    while at < n && width > 1 {
+        let m = BLOCK.min(n - at);
+        let dst = &mut block[..m * width];
+        let part = |k: usize| &plane(k)[at..at + m];
+        if width == 2 {
+            join2([part(0), part(1)], dst);
+        } else {
+            join4([part(0), part(1), part(2), part(3)], dst);
+        }
+        out.extend_from_slice(dst);
+        at += m;
     }
-    rest.copy_from_slice(&planes[body..]);
+    out.extend_from_slice(&planes[out.len()..]);
     out
 }
 
@@ -130,21 +142,16 @@ fn split4(raw: &[u8], planes: &mut [u8]) {
     }
 }
 
-fn join2(planes: &[u8], raw: &mut [u8]) {
+fn join2([p0, p1]: [&[u8]; 2], raw: &mut [u8]) {
     let (samples, _) = raw.as_chunks_mut::<2>();
-    let (p0, p1) = planes.split_at(samples.len());
     for ((s, a), b) in samples.iter_mut().zip(p0).zip(p1) {
         s[0] = *a;
         s[1] = *b;
     }
 }
 
-fn join4(planes: &[u8], raw: &mut [u8]) {
+fn join4([p0, p1, p2, p3]: [&[u8]; 4], raw: &mut [u8]) {
     let (samples, _) = raw.as_chunks_mut::<4>();
-    let n = samples.len();
-    let (p01, p23) = planes.split_at(2 * n);
-    let (p0, p1) = p01.split_at(n);
-    let (p2, p3) = p23.split_at(n);
     for ((((s, a), b), c), d) in samples.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
         s[0] = *a;
         s[1] = *b;
@@ -331,14 +338,13 @@ impl Codec {
         }
         if flags & FLAG_ZSTD != 0 {
             let data = owned.as_deref().unwrap_or(stored);
-            let plain = decompress_with(data, raw_len as usize)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
             let width = Layout::of_flags(flags).width();
-            owned = Some(if width > 1 {
-                from_planes(&plain, width)
+            let plain = if width > 1 {
+                decompress_planes(data, raw_len as usize, width)
             } else {
-                plain
-            });
+                decompress_with(data, raw_len as usize)
+            };
+            owned = Some(plain.map_err(|e| corrupt(format!("zstd: {e}")))?);
         }
         self.verify(id, owned.as_deref().unwrap_or(stored), raw_len)?;
         Ok(owned.unwrap_or_else(|| stored.to_vec()))
@@ -372,18 +378,47 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Decompresses with this thread's reused context.
-fn decompress_with(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+thread_local! {
+    /// Decompressed sample planes, reused from chunk to chunk: only their
+    /// joined form leaves (a fresh buffer per chunk costs page faults).
+    static PLANES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decompresses sample planes into this thread's planes buffer and joins
+/// them into samples.
+fn decompress_planes(data: &[u8], capacity: usize, width: usize) -> std::io::Result<Vec<u8>> {
+    PLANES.with(|cell| {
+        let mut planes = cell.borrow_mut();
+        planes.clear();
+        planes.reserve(capacity);
+        with_decompressor(|d| d.decompress_to_buffer(data, &mut *planes))?;
+        let out = from_planes(&planes, width);
+        if planes.capacity() > 8 * 1024 * 1024 {
+            *planes = Vec::new(); // keep no more than a chunk's worth
+        }
+        Ok(out)
+    })
+}
+
+/// Runs `f` with this thread's reused decompression context.
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     DECOMPRESSOR.with(|cell| {
         let mut d = cell.borrow_mut();
         if d.is_none() {
             *d = Some(zstd::bulk::Decompressor::new()?);
         }
         match d.as_mut() {
-            Some(d) => d.decompress(data, capacity),
-            None => zstd::bulk::decompress(data, capacity),
+            Some(d) => f(d),
+            None => Err(std::io::Error::other("no zstd context")),
         }
     })
+}
+
+/// Decompresses with this thread's reused context.
+fn decompress_with(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    with_decompressor(|d| d.decompress(data, capacity))
 }
 
 fn compress_with(data: &[u8], level: i32) -> Option<Vec<u8>> {
