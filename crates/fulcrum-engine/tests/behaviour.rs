@@ -6,7 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{no_grace, noise, read_all, targets};
-use fulcrum_engine::{CatalogError, EngineError, MasterKey, PutOptions, WriteCondition};
+use fulcrum_catalog::{ObjectWrite, Write};
+use fulcrum_engine::{
+    BodyRegion, CatalogError, ChunkParams, ContentDigest, EngineError, MasterKey, PutOptions,
+    StageBatch, WriteCondition,
+};
 use futures::StreamExt;
 
 const T: &str = "default";
@@ -191,6 +195,58 @@ async fn mid_sized_writes_are_persisted_together_before_their_commit() {
                 read_all(&e, "b", &format!("m{w}/{i}")).await.expect("get"),
                 noise(300 * 1024, w * 100 + i)
             );
+        }
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+    }
+}
+
+#[tokio::test]
+async fn bodies_staged_in_one_batch_share_a_pack_and_read_back_exact() {
+    // 300 KiB incompressible bodies: tails big enough for the batch's pack.
+    // The last one is staged but never committed: its chunks are garbage.
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let bucket = e.bucket(T, "b").await.expect("bucket row");
+        let batch = StageBatch::default();
+        let bodies: Vec<Vec<u8>> = (0..6).map(|i| noise(300 * 1024, 900 + i)).collect();
+        let mut staged = Vec::new();
+        for body in &bodies {
+            let region = BodyRegion::new(&body[..], ChunkParams::BULK);
+            let s = e
+                .stage(vec![region], ContentDigest::Md5, Some(&batch))
+                .await
+                .expect("stage");
+            staged.push(s);
+        }
+        staged.pop();
+        let commits = staged.into_iter().enumerate().map(|(i, s)| {
+            let w = ObjectWrite {
+                bucket_id: bucket.id,
+                key: format!("k{i}"),
+                size: s.size() as i64,
+                etag: s.etag(),
+                content_type: None,
+                metadata: "{}".into(),
+                chunks: Vec::new(),
+                completes_upload: None,
+                lock: Default::default(),
+                condition: None,
+            };
+            e.commit_staged(s, Write::Object(w))
+        });
+        for r in futures::future::join_all(commits).await {
+            r.expect("commit");
+        }
+        let stats = e.stats().await.expect("stats");
+        assert_eq!(stats.catalog.objects, 5, "{}", t.name);
+        assert_eq!(stats.catalog.packs, 1, "{}: one shared pack", t.name);
+        for round in ["before gc", "after gc"] {
+            for (i, body) in bodies.iter().take(5).enumerate() {
+                let got = read_all(&e, "b", &format!("k{i}")).await.expect("get");
+                assert!(&got == body, "{}: k{i} {round}", t.name);
+            }
+            e.gc(&no_grace()).await.expect("gc");
         }
         assert!(e.verify(&mut ()).await.expect("verify").is_clean());
     }
