@@ -266,9 +266,13 @@ impl Settings {
             .tls_ca
             .as_deref()
             .map(|p| {
-                let identity = self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-                fulcrum_dicom::dimse::TlsClient::from_ca_file(p, identity)
-                    .map_err(|e| anyhow::anyhow!("dicom_tls_ca: {e}"))
+                use fulcrum_api::tls::{read_certificates, read_key};
+                let identity = match &self.tls {
+                    Some((cert, key)) => Some((read_certificates(cert)?, read_key(key)?)),
+                    None => None,
+                };
+                fulcrum_dicom::dimse::TlsClient::new(read_certificates(p)?, identity)
+                    .map_err(|e| anyhow::anyhow!("dicom_tls_ca {}: {e}", p.display()))
             })
             .transpose()
     }

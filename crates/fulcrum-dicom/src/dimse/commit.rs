@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::command::{self as cmd, CommandSet};
 use super::pdata::{self, CommandAssembler};
+use super::scu::{associate, Established};
 use super::session::{Fatal, Session};
 use super::{status, Node, TlsClient};
 use crate::Archive;
@@ -337,22 +338,13 @@ pub(crate) async fn send_report(
         .connection_timeout(REPORT_TIMEOUT)
         .read_timeout(REPORT_TIMEOUT)
         .write_timeout(REPORT_TIMEOUT);
-    let refused = |e: dicom_ul::association::Error| format!("cannot associate: {e}");
-    if !dest.tls {
-        let assoc = opts
-            .establish_async(dest.addr.as_str())
-            .await
-            .map_err(refused)?;
-        return exchange(assoc, our_ae, report).await;
-    }
-    let tls = tls.ok_or("a TLS node but no trust anchors (dicom_tls_ca)")?;
-    let assoc = opts
-        .tls_config(tls.0.clone())
-        .server_name(dest.host())
-        .establish_tls_async(dest.addr.as_str())
+    match associate(opts, dest, tls)
         .await
-        .map_err(refused)?;
-    exchange(assoc, our_ae, report).await
+        .map_err(|e| e.to_string())?
+    {
+        Established::Plain(a) => exchange(*a, our_ae, report).await,
+        Established::Tls(a) => exchange(*a, our_ae, report).await,
+    }
 }
 
 /// Sends the report on an established association and takes the answer.

@@ -22,6 +22,7 @@ use std::time::Duration;
 use dicom_core::dictionary::{UidDictionary, UidType};
 use dicom_dictionary_std::uids;
 use dicom_dictionary_std::StandardSopClassDictionary;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use association::Io;
 pub use scu::{send, SendReport};
@@ -59,45 +60,30 @@ impl fmt::Debug for TlsClient {
 }
 
 impl TlsClient {
-    /// Trusts the certificates in a PEM file (a hospital's CA); with
-    /// `identity` (PEM certificate chain and key) it authenticates itself
-    /// to peers that ask (mutual TLS, IHE ATNA secure nodes).
-    pub fn from_ca_file(
-        path: &std::path::Path,
-        identity: Option<(&std::path::Path, &std::path::Path)>,
+    /// Trusts `roots` (a hospital's CA certificates); with `identity` (our
+    /// certificate chain and key) it authenticates itself to peers that ask
+    /// (mutual TLS, IHE ATNA secure nodes). The caller reads the PEM files.
+    pub fn new(
+        roots: Vec<CertificateDer<'static>>,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     ) -> Result<TlsClient, String> {
-        use tokio_rustls::rustls::pki_types::pem::PemObject;
-        use tokio_rustls::rustls::pki_types::CertificateDer;
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        let certs =
-            CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for c in certs {
-            let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut store = tokio_rustls::rustls::RootCertStore::empty();
+        for c in roots {
+            store.add(c).map_err(|e| e.to_string())?;
         }
-        if roots.is_empty() {
-            return Err(format!("{}: no CERTIFICATE block", path.display()));
+        if store.is_empty() {
+            return Err("no trusted certificate".into());
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
         let builder = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots);
+            .with_root_certificates(store);
         let cfg = match identity {
             None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
-                use tokio_rustls::rustls::pki_types::PrivateKeyDer;
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("{}: {e}", cert.display()))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("{}: {e}", key.display()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("our certificate and key: {e}"))?
-            }
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("our certificate and key: {e}"))?,
         };
         Ok(TlsClient(Arc::new(cfg)))
     }

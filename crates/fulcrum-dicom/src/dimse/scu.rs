@@ -273,19 +273,19 @@ pub(crate) async fn connect(
     instances: &[InstanceRecord],
     tls: Option<&TlsClient>,
 ) -> Result<StoreScu, DicomError> {
-    let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
-    for r in instances {
-        let p = (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]);
-        if !proposals.contains(&p) {
-            proposals.push(p);
-        }
-    }
     let fallback = vec![
         uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
         uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
     ];
-    for r in instances.iter().filter(|r| convertible(&r.transfer_syntax)) {
-        let p = (r.sop_class_uid.clone(), fallback.clone());
+    let stored = instances
+        .iter()
+        .map(|r| (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]));
+    let native = instances
+        .iter()
+        .filter(|r| convertible(&r.transfer_syntax))
+        .map(|r| (r.sop_class_uid.clone(), fallback.clone()));
+    let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
+    for p in stored.chain(native) {
         if !proposals.contains(&p) {
             proposals.push(p);
         }
@@ -304,6 +304,27 @@ pub(crate) async fn connect(
     for (class, ts) in proposals {
         opts = opts.with_presentation_context(class, ts);
     }
+    Ok(match associate(opts, dest, tls).await? {
+        Established::Plain(a) => Box::new(Scu::new(*a, dest)),
+        Established::Tls(a) => Box::new(Scu::new(*a, dest)),
+    })
+}
+
+/// An association we opened: over plain TCP, or TLS for a `/tls` node
+/// (boxed: a TLS association is over a kilobyte).
+pub(crate) enum Established {
+    Plain(Box<AsyncClientAssociation<tokio::net::TcpStream>>),
+    Tls(Box<AsyncClientAssociation<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+}
+
+/// Opens the association `opts` describe with `dest` (TLS for a `/tls`
+/// node, trusting `tls`), with TCP_NODELAY: every outgoing association
+/// (C-STORE SCU, storage commitment reports) goes through here.
+pub(crate) async fn associate(
+    opts: ClientAssociationOptions<'_>,
+    dest: &Node,
+    tls: Option<&TlsClient>,
+) -> Result<Established, DicomError> {
     let refused = |e: dicom_ul::association::Error| {
         // The causes too: "could not connect" alone hides a TLS failure.
         let mut msg = e.to_string();
@@ -314,15 +335,18 @@ pub(crate) async fn connect(
         }
         DicomError::Network(format!("cannot associate with {dest}: {msg}"))
     };
+    let nodelay = |s: &tokio::net::TcpStream| {
+        if let Err(e) = s.set_nodelay(true) {
+            debug!("TCP_NODELAY not set: {e}");
+        }
+    };
     if !dest.tls {
         let mut assoc = opts
             .establish_async(dest.addr.as_str())
             .await
             .map_err(refused)?;
-        if let Err(e) = assoc.inner_stream().set_nodelay(true) {
-            debug!("TCP_NODELAY not set: {e}");
-        }
-        return Ok(Box::new(Scu::new(assoc, dest)));
+        nodelay(assoc.inner_stream());
+        return Ok(Established::Plain(Box::new(assoc)));
     }
     let Some(tls) = tls else {
         return Err(DicomError::Network(format!(
@@ -335,10 +359,8 @@ pub(crate) async fn connect(
         .establish_tls_async(dest.addr.as_str())
         .await
         .map_err(refused)?;
-    if let Err(e) = assoc.inner_stream().get_ref().0.set_nodelay(true) {
-        debug!("TCP_NODELAY not set: {e}");
-    }
-    Ok(Box::new(Scu::new(assoc, dest)))
+    nodelay(assoc.inner_stream().get_ref().0);
+    Ok(Established::Tls(Box::new(assoc)))
 }
 
 /// One association, on a stream `S`.
