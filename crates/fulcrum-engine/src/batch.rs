@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
-use crate::ingest::{join_err, new_chunk};
+use crate::ingest::new_chunk;
 use crate::persist::same_failure;
 
 /// Tails at least this big go to the batch's pack; smaller ones (a small
@@ -124,18 +124,8 @@ async fn finish_all(inner: &Inner, st: &mut State) -> EngineResult<Vec<NewPack>>
     let mut first_err = None;
     // Every finish is awaited, even after a failure, so none is left running.
     for h in handles {
-        match h
-            .await
-            .map_err(join_err)
-            .and_then(|r| r.map_err(EngineError::from))
-        {
-            Ok((id, size, _)) => {
-                inner.metrics.packs_written.inc();
-                packs.push(NewPack {
-                    id: id.as_str().to_string(),
-                    size: size as i64,
-                });
-            }
+        match inner.finished_pack(h).await {
+            Ok((pack, _)) => packs.push(pack),
             Err(e) => {
                 first_err.get_or_insert(e);
             }

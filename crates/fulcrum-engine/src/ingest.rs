@@ -72,21 +72,19 @@ impl Inner {
         Ok(Prepared::New(enc))
     }
 
-    /// Waits for a streamed pack to be finished (durable) and records it.
-    async fn finished_pack(
+    /// Waits for a streamed pack to be finished (durable), counts it, and
+    /// returns its row and where its chunks are.
+    pub(crate) async fn finished_pack(
         &self,
         h: Finishing,
-        packs: &mut Vec<NewPack>,
-        rows: &mut Vec<NewChunk>,
-    ) -> EngineResult<()> {
+    ) -> EngineResult<(NewPack, Vec<NewChunk>)> {
         let (id, size, entries) = h.await.map_err(join_err)??;
         self.metrics.packs_written.inc();
-        rows.extend(entries.iter().map(|e| new_chunk(&id, e)));
-        packs.push(NewPack {
+        let pack = NewPack {
             id: id.as_str().to_string(),
             size: size as i64,
-        });
-        Ok(())
+        };
+        Ok((pack, entries.iter().map(|e| new_chunk(&id, e)).collect()))
     }
 
     /// Chunks and stores a body. `expected` is its declared length, if any.
@@ -210,7 +208,9 @@ impl Inner {
                         if ps.len() >= self.cfg.pack_target as u64 {
                             if finishing.len() >= MAX_PACK_WRITES {
                                 if let Some(h) = finishing.pop_front() {
-                                    self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+                                    let (pack, rows) = self.finished_pack(h).await?;
+                                    packs.push(pack);
+                                    new_chunks.extend(rows);
                                 }
                             }
                             if let Some(full) = stream.take() {
@@ -231,7 +231,9 @@ impl Inner {
                 finishing.push_back(tokio::spawn(ps.finish()));
             }
             for h in finishing {
-                self.finished_pack(h, &mut packs, &mut new_chunks).await?;
+                let (pack, rows) = self.finished_pack(h).await?;
+                packs.push(pack);
+                new_chunks.extend(rows);
             }
             Ok::<_, EngineError>((size, chunks, packs, new_chunks, memory))
         };
@@ -398,6 +400,6 @@ async fn cpu<T: Send + 'static>(
     }
 }
 
-pub(crate) fn join_err(e: tokio::task::JoinError) -> EngineError {
+fn join_err(e: tokio::task::JoinError) -> EngineError {
     EngineError::Store(fulcrum_store::StoreError::Source(std::io::Error::other(e)))
 }
