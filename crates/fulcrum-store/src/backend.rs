@@ -11,6 +11,7 @@ use opendal::layers::RetryLayer;
 use opendal::{services, ErrorKind, Operator};
 
 use crate::error::{StoreError, StoreResult};
+use crate::local_writer::LocalWriter;
 
 /// Which backend to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,12 +174,20 @@ impl Backend {
     /// writer is closed (a temp file renamed into place, or an S3 multipart
     /// upload completed); a writer dropped unclosed leaves nothing visible.
     pub async fn writer(&self, path: &str) -> StoreResult<BackendWriter> {
-        let mut w = self.op.writer_with(path);
-        if self.fs_root.is_none() {
+        let inner = match &self.fs_root {
+            Some(root) => {
+                let made = LocalWriter::create(root, root.join(path)).await;
+                Sink::Local(made.map_err(|e| io_at(&root.join(".tmp").to_string_lossy(), e))?)
+            }
             // S3 multipart parts must be at least 5 MiB.
-            w = w.chunk(8 * 1024 * 1024);
-        }
-        let inner = w.await.map_err(|e| self.err("write", path, e))?;
+            None => Sink::Remote(
+                self.op
+                    .writer_with(path)
+                    .chunk(8 * 1024 * 1024)
+                    .await
+                    .map_err(|e| self.err("write", path, e))?,
+            ),
+        };
         Ok(BackendWriter {
             inner,
             backend: self.clone(),
@@ -357,35 +366,53 @@ fn local_io<T>(
     path: &str,
     r: Result<std::io::Result<T>, tokio::task::JoinError>,
 ) -> StoreResult<T> {
-    let io = |source| StoreError::Io {
-        path: path.to_string(),
-        source,
-    };
-    r.map_err(|e| io(std::io::Error::other(e)))?.map_err(io)
+    r.map_err(|e| io_at(path, std::io::Error::other(e)))?
+        .map_err(|e| io_at(path, e))
 }
 
 /// A streamed write to one backend object (see `Backend::writer`).
 pub struct BackendWriter {
-    inner: opendal::Writer,
+    inner: Sink,
     backend: Backend,
     path: String,
 }
 
+enum Sink {
+    /// A filesystem backend: our own writer, which hands data to the disk
+    /// as it comes (see `local_writer`).
+    Local(LocalWriter),
+    Remote(opendal::Writer),
+}
+
 impl BackendWriter {
     pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
-        self.inner
-            .write(data)
-            .await
-            .map_err(|e| self.backend.err("write", &self.path, e))
+        match &mut self.inner {
+            Sink::Local(w) => w.write(data).await.map_err(|e| io_at(&self.path, e)),
+            Sink::Remote(w) => w
+                .write(data)
+                .await
+                .map_err(|e| self.backend.err("write", &self.path, e)),
+        }
     }
 
     /// Finishes the object and returns once it is durable.
-    pub async fn close(mut self) -> StoreResult<()> {
-        self.inner
-            .close()
-            .await
-            .map_err(|e| self.backend.err("write", &self.path, e))?;
+    pub async fn close(self) -> StoreResult<()> {
+        match self.inner {
+            Sink::Local(w) => w.close().await.map_err(|e| io_at(&self.path, e))?,
+            Sink::Remote(mut w) => w
+                .close()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.backend.err("write", &self.path, e))?,
+        }
         self.backend.sync_parent(&self.path).await
+    }
+}
+
+fn io_at(path: &str, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_string(),
+        source,
     }
 }
 
@@ -441,5 +468,39 @@ mod tests {
         assert!(BackendConfig::parse_s3_url("s3://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("http://b", "a", "s").is_err());
         assert!(BackendConfig::parse_s3_url("s3://b?endpoint=x&color=red", "a", "s").is_err());
+    }
+
+    fn temp_files(root: &Path) -> usize {
+        std::fs::read_dir(root.join(".tmp"))
+            .expect("temp dir")
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_file_appears_whole_when_closed_and_never_before() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let backend = Backend::open(&BackendConfig::Fs { root: root.clone() }).expect("open");
+        // Pieces past several background syncs, and an uneven last one.
+        let data: Vec<u8> = (0..5 * crate::local_writer::KICK as usize + 12_345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let mut w = backend.writer("packs/ab/one").await.expect("writer");
+        for piece in data.chunks(300_000) {
+            w.write(Bytes::copy_from_slice(piece)).await.expect("write");
+            assert_eq!(backend.size("packs/ab/one").await.expect("size"), None);
+        }
+        w.close().await.expect("close");
+        let back = backend.read("packs/ab/one").await.expect("read");
+        assert!(back == data, "read back differs");
+        assert_eq!(temp_files(&root), 0);
+
+        // Dropped unclosed: no object and no temp file left behind.
+        let mut w = backend.writer("packs/ab/two").await.expect("writer");
+        w.write(Bytes::from_static(b"half")).await.expect("write");
+        assert_eq!(temp_files(&root), 1);
+        drop(w);
+        assert_eq!(backend.size("packs/ab/two").await.expect("size"), None);
+        assert_eq!(temp_files(&root), 0);
     }
 }

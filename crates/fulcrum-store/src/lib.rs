@@ -10,6 +10,7 @@ pub mod chunker;
 pub mod codec;
 pub mod error;
 pub mod key;
+mod local_writer;
 pub mod pack;
 
 pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter, Span};

