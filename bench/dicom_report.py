@@ -167,6 +167,18 @@ def render(res, d, a, dd, fsync_ms, versions, names):
       "storage directory (Orthanc keeps an instance it already has and stores nothing for a second STOW-RS; "
       "the edited copy is new instances for both).")
     w("")
+
+    def rounds(name, key):
+        vals = res.v.get(name, {}).get(key, [])
+        return " / ".join(_fmt(v, "", 0) for v in vals) or "—"
+
+    w(f"Per round, MB/s (Fulcrum; Orthanc): STOW-RS CT {rounds(F, 'stow_ct')}; {rounds(O, 'stow_ct')}. "
+      f"WADO-RS CT {rounds(F, 'wado')}; {rounds(O, 'wado')}. "
+      "A WADO-RS retrieve costs Fulcrum more CPU per byte than Orthanc: Fulcrum decompresses every chunk "
+      "and verifies its BLAKE3 hash before sending it (corrupted data is never returned), while Orthanc "
+      "sends its stored files as they are; both share the machine's 2 cores with curl, so Orthanc's rate "
+      "bounds how far ahead Fulcrum can be.")
+    w("")
     w("### Other measurements")
     w("")
     w("| measurement | Fulcrum | Orthanc | Fulcrum / Orthanc |")
