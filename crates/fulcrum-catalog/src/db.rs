@@ -73,6 +73,12 @@ impl Catalog {
         let pool = AnyPoolOptions::new()
             .max_connections(if kind == DbKind::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(30))
+            // A pooled SQLite connection is a file handle of this process
+            // and cannot go stale: pinging its worker thread before every
+            // query doubled the thread hand-offs of each catalog call. A
+            // PostgreSQL connection can (a restarted server), so it is
+            // still checked.
+            .test_before_acquire(kind != DbKind::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if kind == DbKind::Sqlite {
