@@ -206,6 +206,53 @@ impl MultipartReader {
     pub fn body(&mut self) -> PartBody<'_> {
         PartBody { r: self }
     }
+
+    /// Reads the current part's body into memory without copying it out
+    /// of the reader's buffer (the part is split off it). `expected` bytes
+    /// are made room for at once, so the buffer does not grow (and copy)
+    /// by doubling. A part longer than `max` comes back as its head, the
+    /// rest to be read with [`MultipartReader::body`].
+    pub async fn read_part(&mut self, max: usize, expected: usize) -> io::Result<PartData> {
+        if self.state != State::Body {
+            return Ok(PartData::Whole(Bytes::new()));
+        }
+        self.buf.reserve(expected.min(max) + PART_SLACK);
+        loop {
+            if let Some(i) = self.find_delimiter() {
+                // The delimiter stays for next_part.
+                return Ok(PartData::Whole(self.take(i)));
+            }
+            if self.clear > max {
+                let n = self.clear;
+                return Ok(PartData::Head(self.take(n)));
+            }
+            if !self.fill().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the multipart body ended inside a part",
+                ));
+            }
+        }
+    }
+
+    /// The first `n` bytes of the buffer, split off it.
+    fn take(&mut self, n: usize) -> Bytes {
+        let head = self.buf.split_to(n).freeze();
+        self.clear = self.clear.saturating_sub(n);
+        head
+    }
+}
+
+/// Room past a part's expected size, so the delimiter after it is read
+/// without growing the buffer.
+const PART_SLACK: usize = 64 * 1024;
+
+/// What [`MultipartReader::read_part`] read.
+pub enum PartData {
+    /// The whole body.
+    Whole(Bytes),
+    /// The first bytes of a body longer than the limit.
+    Head(Bytes),
 }
 
 /// The body of the current part, read straight from the request stream.
@@ -371,6 +418,44 @@ mod tests {
         assert!(parts(b"--XyZ\r\nContent-Type: a", 3).await.is_err());
         assert!(parts(b"--XyZjunk\r\n\r\nx\r\n--XyZ--", 3).await.is_err());
         assert!(parts(b"", 3).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn parts_read_whole_match_streamed_ones_and_long_ones_come_as_head() {
+        let body = b"preamble\r\n--XyZ  \r\nContent-Type: application/dicom\r\n\r\none\r\n--X\r\n--XyZ\r\n\r\n\r\ntwo\r\n\r\n--XyZ\r\n\r\n\r\n--XyZ--\r\nepilogue";
+        for size in [1, 2, 3, 7, 16, 1000] {
+            let mut r = MultipartReader::new(chunked(body, size), "XyZ");
+            let mut got = Vec::new();
+            while r.next_part().await.expect("parses").is_some() {
+                match r.read_part(100, 0).await.expect("reads") {
+                    PartData::Whole(b) => got.push(b),
+                    PartData::Head(_) => panic!("short parts come whole"),
+                }
+            }
+            let expected: [&[u8]; 3] = [b"one\r\n--X", b"\r\ntwo\r\n", b""];
+            assert_eq!(got, expected, "chunk size {size}");
+        }
+        // Longer than the limit: a head past it, then the rest streams.
+        let long: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut body = b"--XyZ\r\n\r\n".to_vec();
+        body.extend_from_slice(&long);
+        body.extend_from_slice(b"\r\n--XyZ\r\n\r\nlast\r\n--XyZ--");
+        let mut r = MultipartReader::new(chunked(&body, 700), "XyZ");
+        assert!(r.next_part().await.expect("first").is_some());
+        let PartData::Head(head) = r.read_part(1000, 1000).await.expect("reads") else {
+            panic!("a long part comes as its head");
+        };
+        assert!(head.len() > 1000 && long.starts_with(&head));
+        let mut rest = Vec::new();
+        r.body().read_to_end(&mut rest).await.expect("rest");
+        assert_eq!([&head[..], &rest[..]].concat(), long);
+        assert!(r.next_part().await.expect("second").is_some());
+        assert!(matches!(r.read_part(1000, 0).await, Ok(PartData::Whole(b)) if b == b"last"[..]));
+        assert!(r.next_part().await.expect("end").is_none());
+        // Truncated inside a part.
+        let mut r = MultipartReader::new(chunked(b"--XyZ\r\n\r\nunterminated", 4), "XyZ");
+        assert!(r.next_part().await.expect("first").is_some());
+        assert!(r.read_part(1000, 0).await.is_err());
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use super::json::{sequence, strings};
 use super::media::{dataset_format, DatasetFormat, MediaType};
-use super::multipart::{self, BodyStream, MultipartError, MultipartReader};
+use super::multipart::{self, BodyStream, MultipartError, MultipartReader, PartData};
 use super::{ApiError, ApiResult, Base, Ctx};
 
 /// How one part went.
@@ -132,9 +132,6 @@ const COMMIT_BATCH: usize = 64;
 /// their own, so the CPU work of several parts (hashing, compression)
 /// overlaps while the next part is read; bigger parts stream.
 const PARALLEL_PART_MAX: usize = 8 * 1024 * 1024;
-/// Room past the expected size, so the end of a part is found without
-/// growing the buffer (reading to the end needs a little spare capacity).
-const PART_SLACK: usize = 64 * 1024;
 
 /// Parts being stored at once by their own tasks.
 const MAX_RUNNING: usize = 16;
@@ -180,22 +177,17 @@ async fn limit_running(results: &mut [PartResult], max: usize) {
 
 /// Reads one part and stores it: in a task of its own when it is small.
 /// `size_hint` is the size of the part before (the parts of one request,
-/// slices of a series, tend to be alike): the buffer starts there, so
-/// reading a part does not copy it again at each doubling of the buffer.
+/// slices of a series, tend to be alike): room for that much is made at
+/// once, so reading a part does not copy it again at each doubling of the
+/// buffer.
 async fn stage_part(
     ctx: &Ctx,
     results: &mut Vec<PartResult>,
-    mut body: impl AsyncRead + Unpin + Send,
+    reader: &mut MultipartReader,
     sctx: &StoreContext,
     size_hint: &mut usize,
 ) {
-    let mut buf = Vec::with_capacity((*size_hint + PART_SLACK).min(PARALLEL_PART_MAX + PART_SLACK));
-    let read = (&mut body)
-        .take(PARALLEL_PART_MAX as u64 + 1)
-        .read_to_end(&mut buf)
-        .await;
-    *size_hint = buf.len();
-    match read {
+    match reader.read_part(PARALLEL_PART_MAX, *size_hint).await {
         Err(e) => {
             warn!(error = %e, "STOW-RS: reading a part failed");
             results.push(PartResult::Failed {
@@ -205,18 +197,17 @@ async fn stage_part(
                 full: false,
             });
         }
-        Ok(_) if buf.len() <= PARALLEL_PART_MAX => {
-            if buf.capacity() > 2 * buf.len() + PART_SLACK {
-                buf.shrink_to_fit(); // a small part after a large one
-            }
+        Ok(PartData::Whole(part)) => {
+            *size_hint = part.len();
             limit_running(results, MAX_RUNNING).await;
             let (ctx, sctx) = (ctx.clone(), sctx.clone());
             results.push(PartResult::Running(tokio::spawn(async move {
-                store_one(&ctx, io::Cursor::new(buf), &sctx).await
+                store_one(&ctx, io::Cursor::new(part), &sctx).await
             })));
         }
-        Ok(_) => {
-            let src = io::Cursor::new(buf).chain(body);
+        Ok(PartData::Head(head)) => {
+            *size_hint = head.len();
+            let src = io::Cursor::new(head).chain(reader.body());
             results.push(store_one(ctx, src, sctx).await);
         }
     }
@@ -351,7 +342,7 @@ async fn run(
                     });
                     continue;
                 }
-                stage_part(&ctx, &mut results, reader.body(), &sctx, &mut size_hint).await;
+                stage_part(&ctx, &mut results, &mut reader, &sctx, &mut size_hint).await;
                 if staged(&results) >= COMMIT_BATCH {
                     commit_staged(&mut results).await;
                     committed_any = true;
