@@ -11,7 +11,7 @@ use opendal::layers::RetryLayer;
 use opendal::{services, ErrorKind, Operator};
 
 use crate::error::{StoreError, StoreResult};
-use crate::local_writer::LocalWriter;
+use crate::local_writer::{self, LocalWriter};
 
 /// Which backend to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +160,18 @@ impl Backend {
 
     /// Writes a whole object (given as consecutive parts) and returns
     /// once it is durable: on S3 when the server confirmed the PUT, on a
-    /// filesystem after the file (OpenDAL fsyncs it before renaming it into
-    /// place) and its folder are synced.
+    /// filesystem once the file was fsynced, renamed into place and its
+    /// folder fsynced (see `local_writer`).
     pub async fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        if let Some(root) = &self.fs_root {
+            let written = local_writer::write_whole(root, root.join(path), parts).await;
+            return written.map_err(|e| io_at(path, e));
+        }
         self.op
             .write(path, opendal::Buffer::from(parts))
             .await
-            .map_err(|e| self.err("write", path, e))?;
-        self.sync_parent(path).await
+            .map(|_| ())
+            .map_err(|e| self.err("write", path, e))
     }
 
     /// Starts a streamed write: the object appears, durable, only when the
@@ -224,23 +228,6 @@ impl Backend {
         })
         .await;
         local_io(&dir_for_err, removed)
-    }
-
-    /// On a filesystem, fsyncs the folder holding `path` so a rename into
-    /// it survives a crash.
-    async fn sync_parent(&self, path: &str) -> StoreResult<()> {
-        let Some(root) = &self.fs_root else {
-            return Ok(());
-        };
-        let dir = root
-            .join(path)
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| root.clone());
-        let dir_for_err = dir.display().to_string();
-        let synced =
-            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await;
-        local_io(&dir_for_err, synced)
     }
 
     /// Reads `range` of an object.
@@ -398,14 +385,13 @@ impl BackendWriter {
     /// Finishes the object and returns once it is durable.
     pub async fn close(self) -> StoreResult<()> {
         match self.inner {
-            Sink::Local(w) => w.close().await.map_err(|e| io_at(&self.path, e))?,
+            Sink::Local(w) => w.close().await.map_err(|e| io_at(&self.path, e)),
             Sink::Remote(mut w) => w
                 .close()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.backend.err("write", &self.path, e))?,
+                .map_err(|e| self.backend.err("write", &self.path, e)),
         }
-        self.backend.sync_parent(&self.path).await
     }
 }
 
@@ -477,7 +463,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_streamed_file_appears_whole_when_closed_and_never_before() {
+    async fn files_appear_whole_once_durable_and_failed_writes_leave_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
         let backend = Backend::open(&BackendConfig::Fs { root: root.clone() }).expect("open");
@@ -501,6 +487,21 @@ mod tests {
         assert_eq!(temp_files(&root), 1);
         drop(w);
         assert_eq!(backend.size("packs/ab/two").await.expect("size"), None);
+        assert_eq!(temp_files(&root), 0);
+
+        // Written whole: the same, and a failed write leaves no temp file.
+        let parts = vec![Bytes::from_static(b"one "), Bytes::from_static(b"two")];
+        backend
+            .write("packs/cd/whole", parts.clone())
+            .await
+            .expect("write");
+        assert_eq!(
+            &backend.read("packs/cd/whole").await.expect("read")[..],
+            b"one two"
+        );
+        std::fs::write(root.join("packs/file"), b"not a folder").expect("blocker");
+        let failed = backend.write("packs/file/x", parts).await;
+        assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
         assert_eq!(temp_files(&root), 0);
     }
 }
