@@ -110,30 +110,56 @@ fn to_planes(raw: &[u8], width: usize) -> Vec<u8> {
     with_planes(raw, width, <[u8]>::to_vec)
 }
 
-/// Inverts [`to_planes`]. The samples are joined a block at a time on the
-/// stack and appended, so the output is written once (never zero-filled
-/// first: a tenth of a WADO-RS retrieve's CPU went to that).
+/// Inverts [`to_planes`], joining the samples straight into a buffer
+/// taken from the pool of output buffers (see [`Pooled`]): a buffer used
+/// before is neither zero-filled nor faulted in again.
 fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
-    const BLOCK: usize = 1024;
     let n = planes.len() / width;
-    let mut out = Vec::with_capacity(planes.len());
+    let mut out = OUT_POOL
+        .lock()
+        .ok()
+        .and_then(|mut pool| pool.pop())
+        .unwrap_or_default();
+    // Shrinking or reusing initialised bytes writes nothing; only growth
+    // is zero-filled.
+    out.resize(planes.len(), 0);
+    let body = n * width;
     let plane = |k: usize| &planes[k * n..(k + 1) * n];
-    let mut block = [0u8; 4 * BLOCK];
-    let mut at = 0;
-    while at < n && width > 1 {
-        let m = BLOCK.min(n - at);
-        let dst = &mut block[..m * width];
-        let part = |k: usize| &plane(k)[at..at + m];
-        if width == 2 {
-            join2([part(0), part(1)], dst);
-        } else {
-            join4([part(0), part(1), part(2), part(3)], dst);
-        }
-        out.extend_from_slice(dst);
-        at += m;
+    match width {
+        2 => join2([plane(0), plane(1)], &mut out[..body]),
+        4 => join4([plane(0), plane(1), plane(2), plane(3)], &mut out[..body]),
+        _ => out[..body].copy_from_slice(&planes[..body]),
     }
-    out.extend_from_slice(&planes[out.len()..]);
+    out[body..].copy_from_slice(&planes[body..]);
     out
+}
+
+/// Joined sample buffers given back once sent, for the next chunk.
+static OUT_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A decoded chunk whose buffer goes back to [`OUT_POOL`] when the last
+/// `Bytes` sharing it is dropped (a retrieve decodes chunk after chunk of
+/// the same size; fresh 512 KiB buffers cost page faults and zeroing).
+struct Pooled(Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        const KEEP: usize = 16;
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() <= 8 * 1024 * 1024 {
+            if let Ok(mut pool) = OUT_POOL.lock() {
+                if pool.len() < KEEP {
+                    pool.push(buf);
+                }
+            }
+        }
+    }
 }
 
 // Both directions walk the samples once, in order, reading or writing the
@@ -341,7 +367,12 @@ impl Codec {
         raw_len: u32,
     ) -> StoreResult<Bytes> {
         if flags != 0 {
-            return self.decode(id, &stored, flags, raw_len).map(Bytes::from);
+            let plain = self.decode(id, &stored, flags, raw_len)?;
+            return Ok(if Layout::of_flags(flags).width() > 1 {
+                Bytes::from_owner(Pooled(plain))
+            } else {
+                Bytes::from(plain)
+            });
         }
         self.verify(id, &stored, raw_len)?;
         Ok(stored)
@@ -552,6 +583,36 @@ mod tests {
                 plain.data.len()
             );
         }
+    }
+
+    #[test]
+    fn pooled_sample_buffers_come_back_exact_whatever_size_came_before() {
+        let codec = Codec::new(None, 1);
+        let long = samples16(300_001, false);
+        let short = samples16(70_000, true);
+        let enc = |raw: &Vec<u8>| {
+            let id = codec.id_of(raw);
+            (
+                id,
+                codec.encode_as(id, Bytes::from(raw.clone()), Layout::Samples2),
+            )
+        };
+        let (long_id, long_enc) = enc(&long);
+        let (short_id, short_enc) = enc(&short);
+        assert_ne!(long_enc.flags & FLAG_PLANES2, 0);
+        let dec = |id, e: &EncodedChunk| {
+            codec
+                .decode_shared(id, e.data.clone(), e.flags, e.raw_len)
+                .expect("decodes")
+        };
+        for _ in 0..3 {
+            // Each decoded buffer is dropped (back to the pool) before the next.
+            assert!(dec(long_id, &long_enc) == long);
+            assert!(dec(short_id, &short_enc) == short);
+        }
+        let held = dec(short_id, &short_enc);
+        assert!(dec(long_id, &long_enc) == long);
+        assert!(held == short, "a buffer still in use is never handed out");
     }
 
     #[test]
