@@ -5,9 +5,10 @@
 //! are appended to a shared pack as each body's ingest ends, so the pack
 //! data is written while later bodies are still being read and hashed, and
 //! the commit only finishes the pack (trailer, fsync or last upload) before
-//! its catalog transaction. Small tails still go with the commit. The pack becomes visible only through the
-//! commits of its bodies: bodies dropped instead leave their chunks as
-//! garbage for GC, and a pack no commit named is an orphan GC deletes.
+//! its catalog transaction. Small tails still go with the commit. The pack
+//! becomes visible only through the commits of its bodies: bodies dropped
+//! instead leave their chunks as garbage for GC, and a pack no commit named
+//! is an orphan GC deletes.
 
 use std::sync::Arc;
 

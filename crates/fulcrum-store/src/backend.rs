@@ -1,6 +1,8 @@
 //! Where packs live: a thin, durable facade over an OpenDAL operator
 //! (the local filesystem by default, any S3-compatible cluster for
-//! scale-out). Writes return only once the data is durable.
+//! scale-out). Writes return only once the data is durable. On a
+//! filesystem, writes and ranged reads bypass OpenDAL (`local_writer`,
+//! `read_local`); listing, stat and delete go through it.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use opendal::layers::RetryLayer;
 use opendal::{services, ErrorKind, Operator};
 
 use crate::error::{StoreError, StoreResult};
-use crate::local_writer::{self, LocalWriter};
+use crate::local_writer::{self, blocking, LocalWriter};
 
 /// Which backend to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,14 +93,11 @@ impl Backend {
         let cfg_err = |e: opendal::Error| StoreError::Config(e.to_string());
         match cfg {
             BackendConfig::Fs { root } => {
-                std::fs::create_dir_all(root.join(".tmp")).map_err(|source| StoreError::Io {
-                    path: root.display().to_string(),
-                    source,
-                })?;
+                // Temp files of writes in progress (see `local_writer`).
+                std::fs::create_dir_all(root.join(".tmp"))
+                    .map_err(|e| io_at(&root.to_string_lossy(), e))?;
                 let root_str = root.to_string_lossy().to_string();
-                let builder = services::Fs::default()
-                    .root(&root_str)
-                    .atomic_write_dir(&root.join(".tmp").to_string_lossy());
+                let builder = services::Fs::default().root(&root_str);
                 let op = Operator::new(builder).map_err(cfg_err)?;
                 Ok(Self {
                     op,
@@ -208,7 +207,7 @@ impl Backend {
         };
         let dir = root.join(".tmp");
         let dir_for_err = dir.display().to_string();
-        let removed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let removed = blocking(move || {
             let mut n = 0;
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
@@ -227,7 +226,7 @@ impl Backend {
             Ok(n)
         })
         .await;
-        local_io(&dir_for_err, removed)
+        removed.map_err(|e| io_at(&dir_for_err, e))
     }
 
     /// Reads `range` of an object.
@@ -258,7 +257,7 @@ impl Backend {
     async fn read_local(&self, root: &Path, path: &str, range: Range<u64>) -> StoreResult<Span> {
         let file = root.join(path);
         let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let read = blocking(move || {
             let f = std::fs::File::open(&file)?;
             let mut buf = Vec::with_capacity(len);
             while buf.len() < len {
@@ -271,9 +270,7 @@ impl Backend {
             buf.truncate(len);
             Ok(buf)
         })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
+        .await;
         match read {
             Ok(buf) => Ok(Span(opendal::Buffer::from(Bytes::from(buf)))),
             Err(e) => {
@@ -346,15 +343,6 @@ impl Backend {
             Err(e) => Err(self.err("stat", path, e)),
         }
     }
-}
-
-/// The outcome of blocking local-file work, with the path in any error.
-fn local_io<T>(
-    path: &str,
-    r: Result<std::io::Result<T>, tokio::task::JoinError>,
-) -> StoreResult<T> {
-    r.map_err(|e| io_at(path, std::io::Error::other(e)))?
-        .map_err(|e| io_at(path, e))
 }
 
 /// A streamed write to one backend object (see `Backend::writer`).

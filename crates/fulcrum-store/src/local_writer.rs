@@ -29,7 +29,9 @@ pub(crate) struct LocalWriter {
     closed: bool,
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking file work on the blocking pool; a task that could not
+/// finish is an I/O error too.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f)
