@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     pub buckets: BucketCache,
     pub archive: Option<ArchiveTier>,
     pub reads: ReadTracker,
+    /// Chunk-decoding jobs of reads running at once: one per core (see
+    /// `read::DECODE_JOB_BYTES`).
+    pub decoders: tokio::sync::Semaphore,
 }
 
 /// Bucket rows by (tenant, name), each trusted for a few seconds.
@@ -226,6 +229,9 @@ impl Engine {
             buckets: BucketCache::default(),
             archive,
             reads: ReadTracker::default(),
+            decoders: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         tokio::spawn(persist::run(Arc::downgrade(&inner), prx));

@@ -95,29 +95,83 @@ pub type TaggedStream = Pin<Box<dyn Stream<Item = EngineResult<(usize, Bytes)>> 
 /// Groups fetched and decoded at once.
 const GROUPS_AHEAD: usize = 3;
 
+/// A group's chunks are decoded in jobs of about this much plaintext, run
+/// side by side (up to one per core, see `Inner::decoders`): one job per
+/// group left a retrieve of many small instances stored together (one
+/// group per batch) decoding on a single core while the others idled.
+const DECODE_JOB_BYTES: u64 = 2 * 1024 * 1024;
+
+/// `chunks` cut, in order, into runs of at least DECODE_JOB_BYTES of
+/// plaintext (the last one may be shorter).
+fn decode_jobs<T>(chunks: impl IntoIterator<Item = (ChunkLoc, T)>) -> Vec<Vec<(ChunkLoc, T)>> {
+    let mut jobs: Vec<Vec<(ChunkLoc, T)>> = Vec::new();
+    let mut open = 0u64;
+    for item in chunks {
+        let raw = item.0.raw_len as u64;
+        match jobs.last_mut() {
+            Some(job) if open < DECODE_JOB_BYTES => job.push(item),
+            _ => {
+                open = 0;
+                jobs.push(vec![item]);
+            }
+        }
+        open += raw;
+    }
+    jobs
+}
+
+/// What a decoded chunk becomes: the slice of its plaintext to emit and
+/// the object it belongs to.
+type Piece = (std::ops::Range<usize>, usize);
+
 impl Inner {
     async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
         let first = g.start;
         let data = self.read_pack_span(&g.pack, g.tier, g.start..g.end).await?;
-        let inner = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(g.chunks.len());
-            for (c, slice, tag) in g.chunks {
-                let at = (c.offset - first) as usize;
-                let stored = data.slice(at..at + c.stored_len as usize);
-                match inner.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
-                    Ok(plain) => out.push((tag, plain.slice(slice))),
-                    Err(e) => {
-                        inner.metrics.corrupt_chunks.inc();
-                        error!(pack = %g.pack, chunk = %c.id, error = %e, "chunk failed verification");
-                        return Err(EngineError::from(e));
-                    }
+        let pack: Arc<str> = g.pack.into();
+        let chunks = g
+            .chunks
+            .into_iter()
+            .map(|(c, slice, tag)| (c, (slice, tag)));
+        let jobs = decode_jobs(chunks).into_iter().map(|job| {
+            let (inner, data, pack) = (self.clone(), data.clone(), pack.clone());
+            async move {
+                // A closed semaphore cannot happen (it is never closed);
+                // decoding without a slot would still be correct.
+                let _slot = inner.decoders.acquire().await.ok();
+                let worker = inner.clone();
+                tokio::task::spawn_blocking(move || worker.decode_job(&data, first, job, &pack))
+                    .await
+                    .map_err(|e| EngineError::Corrupt(format!("decoder task failed: {e}")))?
+            }
+        });
+        let decoded = futures::future::try_join_all(jobs).await?;
+        Ok(decoded.into_iter().flatten().collect())
+    }
+
+    /// Decodes and verifies a run of chunks out of `data` (a pack's bytes
+    /// from offset `first`).
+    fn decode_job(
+        &self,
+        data: &fulcrum_store::Span,
+        first: u64,
+        job: Vec<(ChunkLoc, Piece)>,
+        pack: &str,
+    ) -> EngineResult<Vec<(usize, Bytes)>> {
+        let mut out = Vec::with_capacity(job.len());
+        for (c, (slice, tag)) in job {
+            let at = (c.offset - first) as usize;
+            let stored = data.slice(at..at + c.stored_len as usize);
+            match self.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
+                Ok(plain) => out.push((tag, plain.slice(slice))),
+                Err(e) => {
+                    self.metrics.corrupt_chunks.inc();
+                    error!(pack, chunk = %c.id, error = %e, "chunk failed verification");
+                    return Err(EngineError::from(e));
                 }
             }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| EngineError::Corrupt(format!("decoder task failed: {e}")))?
+        }
+        Ok(out)
     }
 
     /// Streams the planned groups' pieces in order, a few groups ahead.
@@ -216,5 +270,21 @@ mod tests {
                 .map(|c| (c, 0..100, 0)),
         );
         assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn decode_jobs_keep_order_and_hold_at_least_the_job_size() {
+        const MIB: u32 = 1024 * 1024;
+        let sizes = [MIB / 2, MIB / 2, MIB, MIB / 2, 3 * MIB, MIB, 10];
+        let chunks = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (loc(i as u8, "a", 0, n), i));
+        let jobs: Vec<Vec<usize>> = decode_jobs(chunks)
+            .into_iter()
+            .map(|j| j.into_iter().map(|(_, i)| i).collect())
+            .collect();
+        assert_eq!(jobs, vec![vec![0, 1, 2], vec![3, 4], vec![5, 6]]);
+        assert!(decode_jobs::<()>(Vec::new()).is_empty());
     }
 }

@@ -122,7 +122,7 @@ fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
     let mut out = OUT_POOL
         .lock()
         .ok()
-        .and_then(|mut pool| pool.pop())
+        .and_then(|mut pool| pool.take())
         .unwrap_or_default();
     // Shrinking or reusing initialised bytes writes nothing; only growth
     // is zero-filled.
@@ -138,8 +138,38 @@ fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
     out
 }
 
-/// Joined sample buffers given back once sent, for the next chunk.
-static OUT_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// Joined sample buffers given back once sent, for the next chunks.
+static OUT_POOL: std::sync::Mutex<OutPool> = std::sync::Mutex::new(OutPool {
+    bufs: Vec::new(),
+    bytes: 0,
+});
+
+/// Free output buffers, together at most [`OutPool::MAX_BYTES`]: a
+/// retrieve keeps tens of decoded chunks in flight (parts read ahead,
+/// several decoders), and a pool smaller than that hands out fresh,
+/// zero-filled buffers for most of them.
+struct OutPool {
+    bufs: Vec<Vec<u8>>,
+    /// Capacity of `bufs`, summed.
+    bytes: usize,
+}
+
+impl OutPool {
+    const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        let buf = self.bufs.pop()?;
+        self.bytes -= buf.capacity();
+        Some(buf)
+    }
+
+    fn give(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_MAX && self.bytes + buf.capacity() <= Self::MAX_BYTES {
+            self.bytes += buf.capacity();
+            self.bufs.push(buf);
+        }
+    }
+}
 
 /// A decoded chunk whose buffer goes back to [`OUT_POOL`] when the last
 /// `Bytes` sharing it is dropped (a retrieve decodes chunk after chunk of
@@ -154,14 +184,9 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        const KEEP: usize = 16;
         let buf = std::mem::take(&mut self.0);
-        if buf.capacity() <= KEEP_MAX {
-            if let Ok(mut pool) = OUT_POOL.lock() {
-                if pool.len() < KEEP {
-                    pool.push(buf);
-                }
-            }
+        if let Ok(mut pool) = OUT_POOL.lock() {
+            pool.give(buf);
         }
     }
 }

@@ -463,7 +463,7 @@ const FRAMES_AHEAD: usize = 4;
 
 /// Batches of instances read ahead of the one being sent (each up to
 /// BATCH_BYTES).
-const BATCHES_AHEAD: usize = 2;
+const BATCHES_AHEAD: usize = 4;
 
 /// The parts of a response, made `ahead` items at a time: the first
 /// item's before answering (so a failure still gets a proper status), the
