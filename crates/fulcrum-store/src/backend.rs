@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 use opendal::layers::RetryLayer;
 use opendal::{services, ErrorKind, Operator};
 
+use crate::bufpool::BufPool;
 use crate::error::{StoreError, StoreResult};
 use crate::local_writer::{self, blocking, LocalWriter};
 
@@ -249,17 +250,19 @@ impl Backend {
     }
 
     /// On a filesystem, `range` of a file read with positioned reads into
-    /// one buffer that is not zero-filled first. OpenDAL's filesystem
-    /// reader zero-fills and returns 2 MiB pieces, out of which a chunk
-    /// lying across two must be copied: together a fifth of the CPU of a
-    /// large GET. Errors are reported as OpenDAL's would be (a missing
-    /// file is NotFound).
+    /// one buffer that is not zero-filled first, taken from (and given
+    /// back to) [`READ_POOL`]. OpenDAL's filesystem reader zero-fills and
+    /// returns 2 MiB pieces, out of which a chunk lying across two must be
+    /// copied: together a fifth of the CPU of a large GET. Errors are
+    /// reported as OpenDAL's would be (a missing file is NotFound).
     async fn read_local(&self, root: &Path, path: &str, range: Range<u64>) -> StoreResult<Span> {
         let file = root.join(path);
         let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
         let read = blocking(move || {
             let f = std::fs::File::open(&file)?;
-            let mut buf = Vec::with_capacity(len);
+            let mut buf = READ_POOL.take(len);
+            buf.clear();
+            buf.reserve(len);
             while buf.len() < len {
                 let at = range.start + buf.len() as u64;
                 let spare = rustix::buffer::spare_capacity(&mut buf);
@@ -272,7 +275,7 @@ impl Backend {
         })
         .await;
         match read {
-            Ok(buf) => Ok(Span(opendal::Buffer::from(Bytes::from(buf)))),
+            Ok(buf) => Ok(Span(opendal::Buffer::from(READ_POOL.lend(buf)))),
             Err(e) => {
                 let kind = match e.kind() {
                     std::io::ErrorKind::NotFound => ErrorKind::NotFound,
@@ -389,6 +392,11 @@ fn io_at(path: &str, source: std::io::Error) -> StoreError {
         source,
     }
 }
+
+/// Buffers of ranged pack reads on a filesystem (up to the engine's
+/// 16 MiB read groups plus a chunk), reused once every chunk read from
+/// one is decoded or sent.
+static READ_POOL: BufPool = BufPool::new(64 * 1024 * 1024, 20 * 1024 * 1024);
 
 /// Bytes read from a backend, kept as the pieces it returned them in: a
 /// slice within one piece is shared, not copied (a large ranged read of a

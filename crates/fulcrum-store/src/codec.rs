@@ -8,6 +8,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use fulcrum_types::ChunkId;
 
+use crate::bufpool::BufPool;
 use crate::error::{StoreError, StoreResult};
 use crate::key::MasterKey;
 
@@ -115,15 +116,11 @@ fn to_planes(raw: &[u8], width: usize) -> Vec<u8> {
 }
 
 /// Inverts [`to_planes`], joining the samples straight into a buffer
-/// taken from the pool of output buffers (see [`Pooled`]): a buffer used
+/// taken from the pool of output buffers ([`OUT_POOL`]): a buffer used
 /// before is neither zero-filled nor faulted in again.
 fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
     let n = planes.len() / width;
-    let mut out = OUT_POOL
-        .lock()
-        .ok()
-        .and_then(|mut pool| pool.take())
-        .unwrap_or_default();
+    let mut out = OUT_POOL.take(planes.len());
     // Shrinking or reusing initialised bytes writes nothing; only growth
     // is zero-filled.
     out.resize(planes.len(), 0);
@@ -138,58 +135,10 @@ fn from_planes(planes: &[u8], width: usize) -> Vec<u8> {
     out
 }
 
-/// Joined sample buffers given back once sent, for the next chunks.
-static OUT_POOL: std::sync::Mutex<OutPool> = std::sync::Mutex::new(OutPool {
-    bufs: Vec::new(),
-    bytes: 0,
-});
-
-/// Free output buffers, together at most [`OutPool::MAX_BYTES`]: a
-/// retrieve keeps tens of decoded chunks in flight (parts read ahead,
-/// several decoders), and a pool smaller than that hands out fresh,
-/// zero-filled buffers for most of them.
-struct OutPool {
-    bufs: Vec<Vec<u8>>,
-    /// Capacity of `bufs`, summed.
-    bytes: usize,
-}
-
-impl OutPool {
-    const MAX_BYTES: usize = 64 * 1024 * 1024;
-
-    fn take(&mut self) -> Option<Vec<u8>> {
-        let buf = self.bufs.pop()?;
-        self.bytes -= buf.capacity();
-        Some(buf)
-    }
-
-    fn give(&mut self, buf: Vec<u8>) {
-        if buf.capacity() <= KEEP_MAX && self.bytes + buf.capacity() <= Self::MAX_BYTES {
-            self.bytes += buf.capacity();
-            self.bufs.push(buf);
-        }
-    }
-}
-
-/// A decoded chunk whose buffer goes back to [`OUT_POOL`] when the last
-/// `Bytes` sharing it is dropped (a retrieve decodes chunk after chunk of
-/// the same size; fresh 512 KiB buffers cost page faults and zeroing).
-struct Pooled(Vec<u8>);
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if let Ok(mut pool) = OUT_POOL.lock() {
-            pool.give(buf);
-        }
-    }
-}
+/// Joined sample buffers, given back once sent: a retrieve keeps tens of
+/// decoded chunks in flight (parts read ahead, several decoders), and a
+/// pool smaller than that hands out fresh, zero-filled buffers for most.
+static OUT_POOL: BufPool = BufPool::new(64 * 1024 * 1024, KEEP_MAX);
 
 // Both directions walk the samples once, in order, reading or writing the
 // planes side by side (zips, so no bounds checks; the joins vectorize, the
@@ -399,7 +348,7 @@ impl Codec {
         if flags != 0 {
             let plain = self.decode(id, &stored, flags, raw_len)?;
             return Ok(if Layout::of_flags(flags).width() > 1 {
-                Bytes::from_owner(Pooled(plain))
+                OUT_POOL.lend(plain)
             } else {
                 Bytes::from(plain)
             });

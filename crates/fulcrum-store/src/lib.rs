@@ -6,6 +6,7 @@
 //! combines this layer with the catalog.
 
 pub mod backend;
+mod bufpool;
 pub mod chunker;
 pub mod codec;
 pub mod error;
