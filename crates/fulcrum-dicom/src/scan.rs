@@ -1,8 +1,9 @@
 //! A push parser over a dataset's bytes that finds element boundaries
 //! without decoding values: where root-level Pixel Data starts, where the
 //! fragments of encapsulated Pixel Data are, and whether the stream ended
-//! on an element boundary (truncation). It is fed the bytes as they
-//! arrive (PDVs, HTTP body pieces) and keeps only a header's worth of them.
+//! on an element boundary (truncation) or in zero padding after the last
+//! element. It is fed the bytes as they arrive (PDVs, HTTP body pieces)
+//! and keeps only a header's worth of them.
 
 use thiserror::Error;
 
@@ -124,6 +125,10 @@ pub struct Walker {
     pixel_done: bool,
     root_boundary: u64,
     opaque_at: Option<u64>,
+    /// Where zero bytes in place of a root-level element begin: padding
+    /// some writers leave after the dataset, which DCMTK and pydicom
+    /// accept; everything from there on must be zero.
+    padding_at: Option<u64>,
 }
 
 const LONG_VRS: [&[u8; 2]; 11] = [
@@ -146,6 +151,7 @@ impl Walker {
             pixel_done: false,
             root_boundary: 0,
             opaque_at: None,
+            padding_at: None,
         }
     }
 
@@ -177,10 +183,22 @@ impl Walker {
         self.opaque_at
     }
 
+    /// Where the elements seen so far end: the start of the zero padding
+    /// that ends the dataset, or of a header not yet complete (at the end
+    /// of the stream, a few zero bytes too short for a header).
+    pub fn data_end(&self) -> u64 {
+        self.padding_at.unwrap_or(self.pos - self.hdr.len() as u64)
+    }
+
     /// Whether the parser stands between root-level elements (open
-    /// defined-length frames that end exactly here count as closed).
+    /// defined-length frames that end exactly here count as closed), or
+    /// in the zero padding after them (2 to 7 zero bytes at the very end,
+    /// too short for an element header, count as padding too; a single
+    /// one could be the first byte of a big-endian group number).
     pub fn at_root_boundary(&self) -> bool {
-        self.skip == 0 && self.hdr.is_empty() && self.stack.iter().all(|f| f.end == Some(self.pos))
+        let closed = self.stack.iter().all(|f| f.end == Some(self.pos));
+        let padded = self.hdr.len() != 1 && self.hdr.iter().all(|&b| b == 0);
+        self.padding_at.is_some() || (self.skip == 0 && closed && padded)
     }
 
     /// Closes the defined-length sequences and items that end here.
@@ -207,6 +225,14 @@ impl Walker {
 
     /// Consumes the next bytes of the dataset.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), ScanError> {
+        if self.padding_at.is_some() {
+            if let Some(i) = data.iter().position(|&b| b != 0) {
+                self.pos += i as u64;
+                return Err(self.malformed("data after the zero padding that ends the dataset"));
+            }
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len() as u64);
@@ -239,6 +265,11 @@ impl Walker {
                 continue;
             }
             let hdr = std::mem::take(&mut self.hdr);
+            if self.stack.is_empty() && hdr.iter().all(|&b| b == 0) {
+                // No element has tag (0000,0000) in a dataset: padding.
+                self.padding_at = Some(self.pos - hdr.len() as u64);
+                return self.feed(data);
+            }
             self.header(&hdr)?;
         }
         Ok(())
@@ -478,6 +509,50 @@ mod tests {
             assert_eq!(&d[off as usize..(off + len as u64) as usize], &[7, 7]);
             assert!(w.pixel_complete());
         }
+    }
+
+    #[test]
+    fn zero_padding_after_the_dataset_ends_it() {
+        let (d, _) = sample();
+        for pad in [2, 7, 8, 9, 5000] {
+            for piece in [1, 3, 64, 8192] {
+                let padded = [d.clone(), vec![0; pad]].concat();
+                let mut w = Walker::new(Framing::EXPLICIT_LE);
+                for p in padded.chunks(piece) {
+                    w.feed(p).expect("padding is fine");
+                }
+                w.finish().expect("padding ends the dataset");
+                assert_eq!(
+                    w.data_end(),
+                    d.len() as u64,
+                    "{pad} bytes in pieces of {piece}"
+                );
+                assert!(w.pixel_complete());
+            }
+        }
+        // A lone zero byte could be half a big-endian group number.
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        w.feed(&[d.clone(), vec![0]].concat()).expect("so far");
+        assert!(w.finish().is_err());
+        // Anything but zeros after the padding is refused.
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        w.feed(&[d.clone(), vec![0; 20]].concat()).expect("so far");
+        let err = w.feed(&[0, 0, 5]).expect_err("data after padding");
+        assert_eq!(
+            err,
+            ScanError::Malformed {
+                offset: d.len() as u64 + 22,
+                reason: "data after the zero padding that ends the dataset"
+            }
+        );
+        // Zeros where an element is expected inside a sequence are not padding.
+        let mut seq = le_elem(0x0008, 0x1115, b"SQ", &[]);
+        seq.truncate(seq.len() - 4);
+        seq.extend_from_slice(&UNDEFINED.to_le_bytes());
+        seq.extend(item(0xE000, UNDEFINED));
+        seq.extend_from_slice(&[0; 16]);
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        assert!(w.feed(&seq).is_err() || w.finish().is_err());
     }
 
     #[test]

@@ -471,7 +471,9 @@ fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usi
     };
     let parse_end = walker
         .opaque_at()
-        .map_or(split, |o| (o as usize).min(split));
+        .map_or(split, |o| o as usize)
+        .min(split)
+        .min(walker.data_end() as usize);
     Ok((split, parse_end))
 }
 
