@@ -482,6 +482,78 @@ def test_qido_same_answers_on_sqlite_and_postgresql(pacs_factory, tmp_path, dico
         assert len(dw.qido_all("/instances", page=9)) == len(files)
 
 
+@pytest.mark.parametrize("catalog", ["sqlite", "postgresql"])
+def test_an_instance_without_patient_attributes_does_not_erase_its_studys(pacs_factory, tmp_path, catalog):
+    """Real studies mix instances whose patient module is filled in with ones
+    where it is empty (a DWI series exported without it): the study keeps the
+    values it has, whether the empty instance comes in a later request or
+    later in the same one, and is still found by them at every level."""
+    from test_backends import _postgres_env
+
+    insts = dicom_gen.generate(
+        tmp_path / "g", seed=21, patients=1, studies_per_patient=1, series_per_study=2, instances_per_series=2
+    )
+    first = insts[0]
+    files = []
+    for i, inst in enumerate(insts):
+        if i % 2 == 0:
+            files.append(inst.path)
+            continue
+        ds = pydicom.dcmread(inst.path)
+        ds.PatientID = ""
+        ds.PatientName = ""
+        ds.AccessionNumber = ""
+        del ds.StudyDescription
+        ds.SeriesDescription = ""
+        blank = tmp_path / "blank" / f"{i}.dcm"
+        dicom_gen._write(ds, blank)
+        files.append(blank)
+    srv = pacs_factory(_postgres_env() if catalog == "postgresql" else None)
+    dw = DicomWeb(srv)
+    # Series 1: filled, then blank in a request of its own; series 2: both in one request.
+    stow_ok(dw, files[:1], batch=1)
+    stow_ok(dw, files[1:2], batch=1)
+    stow_ok(dw, files[2:], batch=2)
+    studies = dw.qido("/studies", {"PatientID": first.patient_id, "includefield": "all"})
+    assert len(studies) == 1, dumps(studies)
+    st = studies[0]
+    assert jval(st, "PatientName") == first.patient_name
+    assert jval(st, "AccessionNumber") == first.accession
+    assert jval(st, "StudyDescription") == first.study_description
+    assert int(jval(st, "NumberOfStudyRelatedInstances")) == 4
+    assert len(dw.qido("/instances", {"PatientID": first.patient_id})) == 4
+    series = dw.qido(f"/studies/{first.study_uid}/series", {"includefield": "all"})
+    assert sorted(jval(x, "SeriesDescription") for x in series) == sorted({x.series_description for x in insts})
+    # A new value still replaces the old one (a corrected name).
+    ds = pydicom.dcmread(insts[0].path)
+    ds.PatientName = "CORRECTED^NAME"
+    dicom_gen._write(ds, tmp_path / "fixed.dcm")
+    stow_ok(dw, [tmp_path / "fixed.dcm"], batch=1)
+    st = dw.qido("/studies", {"StudyInstanceUID": first.study_uid})[0]
+    assert jval(st, "PatientName") == "CORRECTED^NAME"
+    dw.s.close()
+
+
+def test_zero_padding_after_the_dataset_is_accepted_and_kept(pacs, tmp_path):
+    """Some writers pad a file with zero bytes after its last element (DCMTK
+    and pydicom read such files): it is stored byte for byte, indexed, and
+    served back as sent; anything but zeros after the padding is refused."""
+    inst = dicom_gen.generate(tmp_path / "g", seed=22, patients=1, studies_per_patient=1,
+                              series_per_study=1, instances_per_series=2)
+    padded = inst[0].path.read_bytes() + bytes(5000)
+    dw = DicomWeb(pacs)
+    res = dw.stow([padded])
+    assert res.status == 200 and not res.failed, str(res)
+    got = dw.instance_bytes(inst[0].study_uid, inst[0].series_uid, inst[0].sop_uid)
+    assert got == padded
+    assert len(dw.qido("/instances", {"SOPInstanceUID": inst[0].sop_uid})) == 1
+    junk = inst[1].path.read_bytes() + bytes(64) + b"\x08\x00\x10\x00" + bytes(4)
+    res = dw.stow([junk])
+    assert res.status == 409 and len(res.failed) == 1, str(res)
+    assert dw.qido("/instances", {"SOPInstanceUID": inst[1].sop_uid}) == []
+    dw.s.close()
+
+
 # ---------------------------------------------------------------- DICOM XML
 
 

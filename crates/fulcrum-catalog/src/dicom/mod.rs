@@ -43,6 +43,46 @@ pub struct SeriesRecord {
     pub series_description: Option<String>,
 }
 
+/// Sets `$field` of `$into` from `$from` where `$from` has a value.
+macro_rules! fill_fields {
+    ($into:ident, $from:ident, $($field:ident),+) => {
+        $(if $from.$field.is_some() {
+            $into.$field.clone_from(&$from.$field);
+        })+
+    };
+}
+
+impl StudyRecord {
+    /// Takes `newer`'s attributes where it has them. A study's (and its
+    /// patient's) attributes are those of its latest instance, but one
+    /// that lacks a value (an empty Patient ID) does not erase it: the
+    /// upsert keeps the stored value the same way.
+    pub fn fill_from(&mut self, newer: &StudyRecord) {
+        fill_fields!(
+            self,
+            newer,
+            patient_id,
+            patient_name,
+            patient_birth_date,
+            patient_sex,
+            study_date,
+            study_time,
+            accession_number,
+            referring_physician,
+            study_description,
+            study_id
+        );
+    }
+}
+
+impl SeriesRecord {
+    /// Like [`StudyRecord::fill_from`].
+    pub fn fill_from(&mut self, newer: &SeriesRecord) {
+        self.study_uid.clone_from(&newer.study_uid);
+        fill_fields!(self, newer, modality, series_number, series_description);
+    }
+}
+
 /// An instance and where its parts sit in its stored Part 10 object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceRecord {
@@ -208,6 +248,28 @@ pub(crate) async fn prepare_dicom_writes(
 /// SOP Instance UIDs per lookup statement.
 const IN_BLOCK: usize = 200;
 
+/// One row per key, in order of first appearance, each the merge of
+/// that key's rows in order (`fold` folds a later row into it): the study
+/// and series rows of a batch of instances.
+fn merged_by_key<K: std::hash::Hash + Eq, T>(
+    rows: impl Iterator<Item = T>,
+    key: impl Fn(&T) -> K,
+    fold: impl Fn(&mut T, &T),
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    let mut at: HashMap<K, usize> = HashMap::new();
+    for r in rows {
+        match at.get(&key(&r)) {
+            Some(&i) => fold(&mut out[i], &r),
+            None => {
+                at.insert(key(&r), out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
 /// The last of several rows with the same key (PostgreSQL refuses an
 /// upsert that touches one row twice; later writes win, as one by one).
 fn last_by_key<'a, K: std::hash::Hash + Eq, T>(
@@ -242,9 +304,11 @@ pub(crate) async fn write_index(
     if writes.is_empty() {
         return Ok(());
     }
-    let studies = last_by_key(writes.iter().copied(), |w| {
-        (w.tenant.clone(), w.study.study_uid.clone())
-    });
+    let studies = merged_by_key(
+        writes.iter().map(|w| (w.tenant.clone(), w.study.clone())),
+        |(t, r)| (t.clone(), r.study_uid.clone()),
+        |into, (_, r)| into.1.fill_from(r),
+    );
     insert_rows(
         tx,
         (
@@ -252,21 +316,26 @@ pub(crate) async fn write_index(
              patient_birth_date, patient_sex, study_date, study_time, accession_number, \
              referring_physician, referring_physician_key, study_description, study_id, updated_at)",
             15,
-            "ON CONFLICT (tenant, study_uid) DO UPDATE SET patient_id = excluded.patient_id, \
-             patient_name = excluded.patient_name, patient_name_key = excluded.patient_name_key, \
-             patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex, \
-             study_date = excluded.study_date, study_time = excluded.study_time, \
-             accession_number = excluded.accession_number, \
-             referring_physician = excluded.referring_physician, \
-             referring_physician_key = excluded.referring_physician_key, \
-             study_description = excluded.study_description, study_id = excluded.study_id, \
+            "ON CONFLICT (tenant, study_uid) DO UPDATE SET \
+             patient_id = COALESCE(excluded.patient_id, dicom_studies.patient_id), \
+             patient_name = COALESCE(excluded.patient_name, dicom_studies.patient_name), \
+             patient_name_key = COALESCE(excluded.patient_name_key, dicom_studies.patient_name_key), \
+             patient_birth_date = COALESCE(excluded.patient_birth_date, dicom_studies.patient_birth_date), \
+             patient_sex = COALESCE(excluded.patient_sex, dicom_studies.patient_sex), \
+             study_date = COALESCE(excluded.study_date, dicom_studies.study_date), \
+             study_time = COALESCE(excluded.study_time, dicom_studies.study_time), \
+             accession_number = COALESCE(excluded.accession_number, dicom_studies.accession_number), \
+             referring_physician = COALESCE(excluded.referring_physician, dicom_studies.referring_physician), \
+             referring_physician_key = \
+               COALESCE(excluded.referring_physician_key, dicom_studies.referring_physician_key), \
+             study_description = COALESCE(excluded.study_description, dicom_studies.study_description), \
+             study_id = COALESCE(excluded.study_id, dicom_studies.study_id), \
              updated_at = excluded.updated_at",
         ),
         &studies,
         "index studies",
-        |args, w| {
-            let s = &w.study;
-            args.add(w.tenant.clone())?;
+        |args, (tenant, s)| {
+            args.add(tenant.clone())?;
             args.add(s.study_uid.clone())?;
             args.add(s.patient_id.clone())?;
             args.add(s.patient_name.clone())?;
@@ -284,9 +353,11 @@ pub(crate) async fn write_index(
         },
     )
     .await?;
-    let series = last_by_key(writes.iter().copied(), |w| {
-        (w.tenant.clone(), w.series.series_uid.clone())
-    });
+    let series = merged_by_key(
+        writes.iter().map(|w| (w.tenant.clone(), w.series.clone())),
+        |(t, r)| (t.clone(), r.series_uid.clone()),
+        |into, (_, r)| into.1.fill_from(r),
+    );
     insert_rows(
         tx,
         (
@@ -294,14 +365,15 @@ pub(crate) async fn write_index(
              series_description, updated_at)",
             7,
             "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
-             modality = excluded.modality, series_number = excluded.series_number, \
-             series_description = excluded.series_description, updated_at = excluded.updated_at",
+             modality = COALESCE(excluded.modality, dicom_series.modality), \
+             series_number = COALESCE(excluded.series_number, dicom_series.series_number), \
+             series_description = COALESCE(excluded.series_description, dicom_series.series_description), \
+             updated_at = excluded.updated_at",
         ),
         &series,
         "index series",
-        |args, w| {
-            let r = &w.series;
-            args.add(w.tenant.clone())?;
+        |args, (tenant, r)| {
+            args.add(tenant.clone())?;
             args.add(r.series_uid.clone())?;
             args.add(r.study_uid.clone())?;
             args.add(r.modality.clone())?;
