@@ -157,9 +157,21 @@ fn primitive(vr: VR, v: &PrimitiveValue, e: &InMemElement, uri: Option<String>) 
                 }),
             };
         }
-        VR::PN => {
-            return serde_json::to_value(DicomJson::from(e)).unwrap_or_else(|_| strings(vr_s, &[]));
-        }
+        // dicom-json writes a value of only spaces as an empty object; it
+        // is an empty value (null, PS3.18 F.2.5), as QIDO-RS answers it.
+        VR::PN => match serde_json::to_value(DicomJson::from(e)) {
+            Ok(Value::Object(mut pn)) => match pn.remove("Value") {
+                Some(Value::Array(names)) => names
+                    .into_iter()
+                    .map(|n| match n {
+                        Value::Object(o) if o.is_empty() => Value::Null,
+                        n => n,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
         VR::IS | VR::DS => numeric_text(vr, v),
         VR::FL | VR::FD | VR::SL | VR::SS | VR::SV | VR::UL | VR::US | VR::UV => numbers(v),
         VR::AT => match v {
@@ -298,6 +310,16 @@ mod tests {
             PrimitiveValue::from(" 7 "),
         ));
         obj.put(DataElement::new(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            PrimitiveValue::from("              "),
+        ));
+        obj.put(DataElement::new(
+            tags::PERFORMING_PHYSICIAN_NAME,
+            VR::PN,
+            dicom_value!(Strs, ["Roe^Jane", "  "]),
+        ));
+        obj.put(DataElement::new(
             tags::PIXEL_SPACING,
             VR::DS,
             dicom_value!(Strs, ["0.5", "0.25"]),
@@ -328,6 +350,11 @@ mod tests {
         let extra = vec![(tags::PIXEL_DATA, bulk("OW", "u".into()))];
         let v = dataset(&obj, Some(b), extra);
         assert_eq!(v["00100010"]["Value"][0]["Alphabetic"], "Doe^John");
+        assert_eq!(v["00080090"], json!({"vr": "PN"}), "spaces only: empty");
+        assert_eq!(
+            v["00081050"]["Value"],
+            json!([{"Alphabetic": "Roe^Jane"}, null])
+        );
         assert_eq!(v["00200013"]["Value"][0], 7);
         assert_eq!(v["00280030"]["Value"], json!([0.5, 0.25]));
         assert_eq!(v["00080008"]["Value"], json!(["ORIGINAL", null]));
