@@ -95,6 +95,12 @@ pub(crate) struct Inner {
     pub decoders: tokio::sync::Semaphore,
 }
 
+/// CPU cores this process may use (2 when unknown): how many CPU-bound
+/// jobs (decoding, re-encoding) run side by side.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Bucket rows by (tenant, name), each trusted for a few seconds.
 #[derive(Default)]
 pub(crate) struct BucketCache(
@@ -229,9 +235,7 @@ impl Engine {
             buckets: BucketCache::default(),
             archive,
             reads: ReadTracker::default(),
-            decoders: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            decoders: tokio::sync::Semaphore::new(cores()),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         tokio::spawn(persist::run(Arc::downgrade(&inner), prx));

@@ -17,6 +17,10 @@ use crate::error::{EngineError, EngineResult};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = EngineResult<Bytes>> + Send>>;
 
+/// A chunk to read, the slice of its plaintext to emit, and the index of
+/// the object it belongs to.
+type Piece = (ChunkLoc, std::ops::Range<usize>, usize);
+
 /// Chunks read from one pack with one ranged request.
 struct Group {
     pack: String,
@@ -26,8 +30,7 @@ struct Group {
     end: u64,
     /// Stored bytes of the chunks (the rest of the span is read for nothing).
     wanted: u64,
-    /// (chunk, slice of its plaintext to emit, which object it belongs to)
-    chunks: Vec<(ChunkLoc, std::ops::Range<usize>, usize)>,
+    chunks: Vec<Piece>,
 }
 
 /// A group reads at most this span of a pack ...
@@ -57,7 +60,7 @@ fn slices(
 /// Groups consecutive chunks (in read order) that lie close together in
 /// one pack, in any order there (a pack shared by concurrent writes holds
 /// them in the order they finished), so each group is one ranged read.
-fn plan(items: impl IntoIterator<Item = (ChunkLoc, std::ops::Range<usize>, usize)>) -> Vec<Group> {
+fn plan(items: impl IntoIterator<Item = Piece>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for (c, slice, tag) in items {
         let (c_start, c_end) = (c.offset, c.offset + c.stored_len as u64);
@@ -103,8 +106,8 @@ const DECODE_JOB_BYTES: u64 = 2 * 1024 * 1024;
 
 /// `chunks` cut, in order, into runs of at least DECODE_JOB_BYTES of
 /// plaintext (the last one may be shorter).
-fn decode_jobs<T>(chunks: impl IntoIterator<Item = (ChunkLoc, T)>) -> Vec<Vec<(ChunkLoc, T)>> {
-    let mut jobs: Vec<Vec<(ChunkLoc, T)>> = Vec::new();
+fn decode_jobs(chunks: Vec<Piece>) -> Vec<Vec<Piece>> {
+    let mut jobs: Vec<Vec<Piece>> = Vec::new();
     let mut open = 0u64;
     for item in chunks {
         let raw = item.0.raw_len as u64;
@@ -120,30 +123,20 @@ fn decode_jobs<T>(chunks: impl IntoIterator<Item = (ChunkLoc, T)>) -> Vec<Vec<(C
     jobs
 }
 
-/// What a decoded chunk becomes: the slice of its plaintext to emit and
-/// the object it belongs to.
-type Piece = (std::ops::Range<usize>, usize);
-
 impl Inner {
     async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
         let first = g.start;
         let data = self.read_pack_span(&g.pack, g.tier, g.start..g.end).await?;
         let pack: Arc<str> = g.pack.into();
-        let chunks = g
-            .chunks
-            .into_iter()
-            .map(|(c, slice, tag)| (c, (slice, tag)));
-        let jobs = decode_jobs(chunks).into_iter().map(|job| {
-            let (inner, data, pack) = (self.clone(), data.clone(), pack.clone());
-            async move {
-                // A closed semaphore cannot happen (it is never closed);
-                // decoding without a slot would still be correct.
-                let _slot = inner.decoders.acquire().await.ok();
-                let worker = inner.clone();
-                tokio::task::spawn_blocking(move || worker.decode_job(&data, first, job, &pack))
-                    .await
-                    .map_err(|e| EngineError::Corrupt(format!("decoder task failed: {e}")))?
-            }
+        let (this, data, pack) = (&self, &data, &pack);
+        let jobs = decode_jobs(g.chunks).into_iter().map(|job| async move {
+            // A closed semaphore cannot happen (it is never closed);
+            // decoding without a slot would still be correct.
+            let _slot = this.decoders.acquire().await.ok();
+            let (inner, data, pack) = (this.clone(), data.clone(), pack.clone());
+            tokio::task::spawn_blocking(move || inner.decode_job(&data, first, job, &pack))
+                .await
+                .map_err(|e| EngineError::Corrupt(format!("decoder task failed: {e}")))?
         });
         let decoded = futures::future::try_join_all(jobs).await?;
         Ok(decoded.into_iter().flatten().collect())
@@ -155,11 +148,11 @@ impl Inner {
         &self,
         data: &fulcrum_store::Span,
         first: u64,
-        job: Vec<(ChunkLoc, Piece)>,
+        job: Vec<Piece>,
         pack: &str,
     ) -> EngineResult<Vec<(usize, Bytes)>> {
         let mut out = Vec::with_capacity(job.len());
-        for (c, (slice, tag)) in job {
+        for (c, slice, tag) in job {
             let at = (c.offset - first) as usize;
             let stored = data.slice(at..at + c.stored_len as usize);
             match self.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
@@ -279,12 +272,13 @@ mod tests {
         let chunks = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| (loc(i as u8, "a", 0, n), i));
+            .map(|(i, &n)| (loc(i as u8, "a", 0, n), 0..0, i))
+            .collect();
         let jobs: Vec<Vec<usize>> = decode_jobs(chunks)
             .into_iter()
-            .map(|j| j.into_iter().map(|(_, i)| i).collect())
+            .map(|j| j.into_iter().map(|(_, _, i)| i).collect())
             .collect();
         assert_eq!(jobs, vec![vec![0, 1, 2], vec![3, 4], vec![5, 6]]);
-        assert!(decode_jobs::<()>(Vec::new()).is_empty());
+        assert!(decode_jobs(Vec::new()).is_empty());
     }
 }

@@ -131,9 +131,7 @@ impl Engine {
         let mut builder = PackBuilder::new();
         let mut moved: Vec<(ChunkId, String)> = Vec::new();
         let mut sources: Vec<String> = Vec::new();
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let workers = crate::engine::cores();
         let mut groups: Vec<(String, Vec<ChunkLoc>)> = Vec::new();
         for c in chunks.into_iter().filter(|c| c.tier != to) {
             match groups.last_mut() {
