@@ -159,19 +159,20 @@ fn primitive(vr: VR, v: &PrimitiveValue, e: &InMemElement, uri: Option<String>) 
         }
         // dicom-json writes a value of only spaces as an empty object; it
         // is an empty value (null, PS3.18 F.2.5), as QIDO-RS answers it.
-        VR::PN => match serde_json::to_value(DicomJson::from(e)) {
-            Ok(Value::Object(mut pn)) => match pn.remove("Value") {
-                Some(Value::Array(names)) => names
-                    .into_iter()
-                    .map(|n| match n {
-                        Value::Object(o) if o.is_empty() => Value::Null,
-                        n => n,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        },
+        VR::PN => serde_json::to_value(DicomJson::from(e))
+            .ok()
+            .and_then(|mut pn| pn.get_mut("Value").map(Value::take))
+            .and_then(|names| match names {
+                Value::Array(names) => Some(names),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| match n {
+                Value::Object(o) if o.is_empty() => Value::Null,
+                n => n,
+            })
+            .collect(),
         VR::IS | VR::DS => numeric_text(vr, v),
         VR::FL | VR::FD | VR::SL | VR::SS | VR::SV | VR::UL | VR::US | VR::UV => numbers(v),
         VR::AT => match v {

@@ -249,8 +249,9 @@ pub(crate) async fn prepare_dicom_writes(
 const IN_BLOCK: usize = 200;
 
 /// One row per key, in order of first appearance, each the merge of
-/// that key's rows in order (`fold` folds a later row into it): the study
-/// and series rows of a batch of instances.
+/// that key's rows in order (`fold` folds a later row into it): the
+/// study, series and instance rows of a batch (PostgreSQL refuses an
+/// upsert that touches one row twice).
 fn merged_by_key<K: std::hash::Hash + Eq, T>(
     rows: impl Iterator<Item = T>,
     key: impl Fn(&T) -> K,
@@ -270,25 +271,30 @@ fn merged_by_key<K: std::hash::Hash + Eq, T>(
     out
 }
 
-/// The last of several rows with the same key (PostgreSQL refuses an
-/// upsert that touches one row twice; later writes win, as one by one).
-fn last_by_key<'a, K: std::hash::Hash + Eq, T>(
-    rows: impl Iterator<Item = &'a T>,
-    key: impl Fn(&T) -> K,
-) -> Vec<&'a T>
-where
-    T: 'a,
-{
-    let rows: Vec<&T> = rows.collect();
-    let mut last = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        last.insert(key(r), i);
-    }
-    rows.iter()
-        .enumerate()
-        .filter(|(i, r)| last.get(&key(r)) == Some(i))
-        .map(|(_, r)| *r)
-        .collect()
+/// Study columns an instance may lack a value for, in the order they are
+/// bound (see `StudyRecord::fill_from`); the patient's are among them.
+const STUDY_ATTRS: [&str; 12] = [
+    "patient_id",
+    "patient_name",
+    "patient_name_key",
+    "patient_birth_date",
+    "patient_sex",
+    "study_date",
+    "study_time",
+    "accession_number",
+    "referring_physician",
+    "referring_physician_key",
+    "study_description",
+    "study_id",
+];
+
+/// `SET` assignments of an upsert that take each of `cols` from the new
+/// row unless it is NULL there, keeping the stored value then.
+fn keep_stored_unless_given(table: &str, cols: &[&str]) -> String {
+    cols.iter()
+        .map(|c| format!("{c} = COALESCE(excluded.{c}, {table}.{c})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// After the object rows: the index rows of a batch (upserts, newest
@@ -312,25 +318,15 @@ pub(crate) async fn write_index(
     insert_rows(
         tx,
         (
-            "INSERT INTO dicom_studies (tenant, study_uid, patient_id, patient_name, patient_name_key, \
-             patient_birth_date, patient_sex, study_date, study_time, accession_number, \
-             referring_physician, referring_physician_key, study_description, study_id, updated_at)",
-            15,
-            "ON CONFLICT (tenant, study_uid) DO UPDATE SET \
-             patient_id = COALESCE(excluded.patient_id, dicom_studies.patient_id), \
-             patient_name = COALESCE(excluded.patient_name, dicom_studies.patient_name), \
-             patient_name_key = COALESCE(excluded.patient_name_key, dicom_studies.patient_name_key), \
-             patient_birth_date = COALESCE(excluded.patient_birth_date, dicom_studies.patient_birth_date), \
-             patient_sex = COALESCE(excluded.patient_sex, dicom_studies.patient_sex), \
-             study_date = COALESCE(excluded.study_date, dicom_studies.study_date), \
-             study_time = COALESCE(excluded.study_time, dicom_studies.study_time), \
-             accession_number = COALESCE(excluded.accession_number, dicom_studies.accession_number), \
-             referring_physician = COALESCE(excluded.referring_physician, dicom_studies.referring_physician), \
-             referring_physician_key = \
-               COALESCE(excluded.referring_physician_key, dicom_studies.referring_physician_key), \
-             study_description = COALESCE(excluded.study_description, dicom_studies.study_description), \
-             study_id = COALESCE(excluded.study_id, dicom_studies.study_id), \
-             updated_at = excluded.updated_at",
+            &format!(
+                "INSERT INTO dicom_studies (tenant, study_uid, {}, updated_at)",
+                STUDY_ATTRS.join(", ")
+            ),
+            STUDY_ATTRS.len() + 3,
+            &format!(
+                "ON CONFLICT (tenant, study_uid) DO UPDATE SET {}, updated_at = excluded.updated_at",
+                keep_stored_unless_given("dicom_studies", &STUDY_ATTRS)
+            ),
         ),
         &studies,
         "index studies",
@@ -364,11 +360,14 @@ pub(crate) async fn write_index(
             "INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, \
              series_description, updated_at)",
             7,
-            "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, \
-             modality = COALESCE(excluded.modality, dicom_series.modality), \
-             series_number = COALESCE(excluded.series_number, dicom_series.series_number), \
-             series_description = COALESCE(excluded.series_description, dicom_series.series_description), \
-             updated_at = excluded.updated_at",
+            &format!(
+                "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, {}, \
+                 updated_at = excluded.updated_at",
+                keep_stored_unless_given(
+                    "dicom_series",
+                    &["modality", "series_number", "series_description"]
+                )
+            ),
         ),
         &series,
         "index series",
@@ -383,9 +382,12 @@ pub(crate) async fn write_index(
         },
     )
     .await?;
-    let instances = last_by_key(writes.iter().copied(), |w| {
-        (w.tenant.clone(), w.instance.sop_uid.clone())
-    });
+    // Later writes of an instance win, as one by one.
+    let instances = merged_by_key(
+        writes.iter().copied(),
+        |w| (w.tenant.clone(), w.instance.sop_uid.clone()),
+        |into, w| *into = *w,
+    );
     let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
     insert_rows(
         tx,
