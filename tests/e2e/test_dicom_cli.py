@@ -9,8 +9,10 @@ checked through the server (QIDO, WADO-RS) or a DCMTK storescp.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
+from dicom_common import dcmtk_path
 from dicom_helpers import DicomWeb, StoreSCPProcess, send_chunked, sop_uid_of, stow_ok
 from dicom_part10 import dataset_bytes, split_part10
 from helpers import random_bytes
@@ -94,6 +96,36 @@ def test_import_fails_when_a_dicom_file_cannot_be_stored(pacs, gen_studies, dico
     assert sorted(DicomWeb(srv).locate()) == sorted(x.sop_uid for x in gen_studies[:4])
     res = srv.verify()
     assert res.returncode == 0, _out(res)
+
+
+def test_import_of_a_cd_skips_its_dicomdir(pacs, gen_studies, tmp_path):
+    """A patient's CD as DCMTK's dcmmkdir writes it: DICOM/IMn files and the
+    DICOMDIR indexing them. The instances are imported; the DICOMDIR (Media
+    Storage Directory Storage, no instance) is listed as skipped, not as a
+    failure, and a STOW-RS of it is refused with 0x0122 (SOP class not
+    supported), storing nothing."""
+    srv = pacs
+    srv.stop()
+    cd = tmp_path / "cd"
+    (cd / "DICOM").mkdir(parents=True)
+    insts = gen_studies[:4]
+    for i, inst in enumerate(insts):
+        shutil.copyfile(inst.path, cd / "DICOM" / f"IM{i}")
+    mk = subprocess.run([dcmtk_path("dcmmkdir") or "dcmmkdir", "+r", "--invent", "-Pgp", "DICOM"],
+                        cwd=cd, capture_output=True, text=True)
+    assert mk.returncode == 0 and (cd / "DICOMDIR").exists(), mk.stdout + mk.stderr
+    res = srv.dicom_cli("import", cd)
+    assert res.returncode == 0, _out(res)
+    assert "DICOMDIR, skipped" in _out(res) and "1 DICOMDIR skipped, 0 failed" in _out(res), _out(res)
+    srv.start().wait_dicom_ready()
+    dw = DicomWeb(srv)
+    assert sorted(dw.locate()) == sorted(x.sop_uid for x in insts)
+    before = srv.stats()
+    r = dw.stow([(cd / "DICOMDIR").read_bytes()])
+    assert r.status == 409, r
+    assert [reason for _, reason in r.failed] == [0x0122], r
+    assert sorted(dw.locate()) == sorted(x.sop_uid for x in insts)
+    assert srv.stats()["physical_bytes"] == before["physical_bytes"]
 
 
 def test_export_writes_each_instance_byte_exact(pacs, gen_studies, tmp_path):

@@ -15,6 +15,13 @@ pub enum DicomError {
     Truncated(String),
     #[error("the instance has no {0}")]
     MissingAttribute(&'static str),
+    /// A DICOMDIR: the index of a CD, DVD or USB stick, not an instance
+    /// (its SOP class, Media Storage Directory Storage, is no storage class).
+    #[error(
+        "a DICOMDIR (the directory of a storage medium), not an instance: \
+         the files it lists are stored on their own"
+    )]
+    MediaDirectory,
     #[error("{0}")]
     Mismatch(String),
     #[error(
@@ -56,6 +63,7 @@ impl DicomError {
                 status::DOES_NOT_MATCH_SOP_CLASS
             }
             DicomError::Duplicate(_) => status::DUPLICATE,
+            DicomError::MediaDirectory => status::SOP_CLASS_NOT_SUPPORTED,
             DicomError::TooLarge(_) => status::OUT_OF_RESOURCES,
             DicomError::Engine(EngineError::IncompleteBody { .. }) => status::CANNOT_UNDERSTAND,
             DicomError::Engine(_) => status::OUT_OF_RESOURCES,

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use dicom_dictionary_std::uids;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord};
@@ -159,6 +160,9 @@ impl Archive {
                 return Err(DicomError::NotDicom("the file is too short".into()));
             }
         };
+        if prelude.sop_class_uid.as_deref() == Some(uids::MEDIA_STORAGE_DIRECTORY_STORAGE) {
+            return Err(DicomError::MediaDirectory);
+        }
         let head = buf.split_to(prelude.len).freeze();
         self.store_parts(tenant, head, prelude, buf, src, ctx).await
     }

@@ -554,6 +554,25 @@ async fn bad_input_is_refused_and_nothing_indexed() {
         o.write_all(&mut no_study).expect("write");
         let err = store(&a, &no_study).await.expect_err("no study uid");
         assert_eq!(err.status(), 0xA900, "{err}");
+        // A DICOMDIR (Media Storage Directory Storage) indexes a medium; it
+        // is no instance.
+        let dir = InMemDicomObject::from_element_iter([DataElement::new(
+            tags::FILE_SET_ID,
+            VR::CS,
+            PrimitiveValue::from("CD1"),
+        )])
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid("1.2.840.10008.1.3.10")
+                .media_storage_sop_instance_uid("1.2.3.4")
+                .transfer_syntax("1.2.840.10008.1.2.1"),
+        )
+        .expect("meta");
+        let mut dicomdir = Vec::new();
+        dir.write_all(&mut dicomdir).expect("write");
+        let err = store(&a, &dicomdir).await.expect_err("dicomdir");
+        assert!(matches!(err, DicomError::MediaDirectory), "{err}");
+        assert_eq!(err.status(), 0x0122, "{err}");
         assert!(
             uids(&a, Level::Instance, vec![]).await.is_empty(),
             "{}",

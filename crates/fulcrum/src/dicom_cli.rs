@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fulcrum_dicom::{Archive, ArchiveConfig, Outcome, Scope, StoreContext};
+use fulcrum_dicom::{Archive, ArchiveConfig, DicomError, Outcome, Scope, StoreContext};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWriteExt;
@@ -52,8 +52,26 @@ pub async fn archive(s: &Settings, create: bool) -> Result<Archive> {
     Ok(Archive::new(engine, cfg))
 }
 
+/// Why a file was not imported.
+#[derive(Debug)]
+enum Failed {
+    Open(String),
+    Store(DicomError),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Open(e) => write!(f, "cannot open: {e}"),
+            Failed::Store(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Imports every file under `paths`; returns the exit code (1 when a DICOM
-/// file could not be stored).
+/// file could not be stored; files that are not DICOM and DICOMDIRs, the
+/// directory of a CD or DVD whose instances are files of their own, are
+/// listed but are no failure).
 pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     let mut files = Vec::new();
     collect(&paths, &mut files)?;
@@ -66,7 +84,7 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     );
     let started = Instant::now();
     let bytes = Arc::new(AtomicU64::new(0));
-    let results: Vec<(PathBuf, Result<Outcome, String>)> = futures::stream::iter(files)
+    let results: Vec<(PathBuf, Result<Outcome, Failed>)> = futures::stream::iter(files)
         .map(|path| {
             let archive = archive.clone();
             let bar = bar.clone();
@@ -75,7 +93,7 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
                 let res = async {
                     let f = tokio::fs::File::open(&path)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Failed::Open(e.to_string()))?;
                     let r = archive
                         .store_file(
                             tenant,
@@ -83,7 +101,7 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
                             &StoreContext::default(),
                         )
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Failed::Store)?;
                     bytes.fetch_add(r.size, Ordering::Relaxed);
                     Ok(r.outcome)
                 }
@@ -99,15 +117,20 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
         .collect()
         .await;
     bar.finish_and_clear();
-    let (mut stored, mut skipped, mut replaced, mut not_dicom, mut failed) = (0, 0, 0, 0, 0);
+    let (mut stored, mut skipped, mut replaced, mut not_dicom, mut dirs, mut failed) =
+        (0, 0, 0, 0, 0, 0);
     for (path, r) in &results {
         match r {
             Ok(Outcome::Stored) => stored += 1,
             Ok(Outcome::AlreadyStored) => skipped += 1,
             Ok(Outcome::Replaced) => replaced += 1,
-            Err(e) if e.starts_with("not a DICOM file") => {
+            Err(Failed::Store(DicomError::NotDicom(_))) => {
                 not_dicom += 1;
                 println!("not DICOM: {}", path.display());
+            }
+            Err(Failed::Store(DicomError::MediaDirectory)) => {
+                dirs += 1;
+                println!("DICOMDIR, skipped: {}", path.display());
             }
             Err(e) => {
                 failed += 1;
@@ -117,8 +140,13 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     }
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     let mb = bytes.load(Ordering::Relaxed) as f64 / 1e6;
+    let dirs = match dirs {
+        0 => String::new(),
+        1 => ", 1 DICOMDIR skipped".into(),
+        n => format!(", {n} DICOMDIRs skipped"),
+    };
     println!(
-        "imported {stored} new, {replaced} replaced, {skipped} already stored, {not_dicom} not DICOM, {failed} failed; {mb:.1} MB in {secs:.1} s ({:.0} instances/s, {:.1} MB/s)",
+        "imported {stored} new, {replaced} replaced, {skipped} already stored, {not_dicom} not DICOM{dirs}, {failed} failed; {mb:.1} MB in {secs:.1} s ({:.0} instances/s, {:.1} MB/s)",
         (stored + skipped + replaced) as f64 / secs,
         mb / secs
     );

@@ -103,6 +103,7 @@ impl From<DicomError> for ApiError {
         match e {
             DicomError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             DicomError::BadQuery(q) => ApiError::bad_request(format!("bad query: {q}")),
+            e @ DicomError::MediaDirectory => ApiError::bad_request(e.to_string()),
             DicomError::Duplicate(uid) => ApiError::new(
                 StatusCode::CONFLICT,
                 format!("SOP Instance {uid} is already stored with different content"),
