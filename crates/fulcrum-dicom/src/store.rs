@@ -277,6 +277,7 @@ impl Archive {
             pixel_vr: pixel
                 .and_then(|p| p.vr)
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
+            pixel_element: pixel.map(|p| i64::from(p.element)),
             fragments,
             header_len: head_len as i64,
             dataset_offset,

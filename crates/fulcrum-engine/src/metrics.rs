@@ -22,6 +22,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    /// Plaintext bytes of the chunks reads decoded and verified: above
+    /// `bytes_out` when reads need small parts of large chunks.
+    pub chunk_bytes_read: Counter,
     pub chunks_new: Counter,
     pub chunks_deduplicated: Counter,
     pub corrupt_chunks: Counter,
@@ -40,6 +43,7 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
+        let chunk_bytes_read = Counter::default();
         let chunks_new = Counter::default();
         let chunks_deduplicated = Counter::default();
         let corrupt_chunks = Counter::default();
@@ -82,6 +86,11 @@ impl Default for Metrics {
         );
         registry.register("bytes_out", "Body bytes sent to clients", bytes_out.clone());
         registry.register(
+            "chunk_bytes_read",
+            "Plaintext bytes of chunks decoded and verified by reads",
+            chunk_bytes_read.clone(),
+        );
+        registry.register(
             "chunks_new",
             "Chunks stored because no copy existed",
             chunks_new.clone(),
@@ -116,6 +125,7 @@ impl Default for Metrics {
             requests,
             bytes_in,
             bytes_out,
+            chunk_bytes_read,
             chunks_new,
             chunks_deduplicated,
             corrupt_chunks,

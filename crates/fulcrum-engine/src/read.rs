@@ -156,7 +156,10 @@ impl Inner {
             let at = (c.offset - first) as usize;
             let stored = data.slice(at..at + c.stored_len as usize);
             match self.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
-                Ok(plain) => out.push((tag, plain.slice(slice))),
+                Ok(plain) => {
+                    self.metrics.chunk_bytes_read.inc_by(u64::from(c.raw_len));
+                    out.push((tag, plain.slice(slice)));
+                }
                 Err(e) => {
                     self.metrics.corrupt_chunks.inc();
                     error!(pack, chunk = %c.id, error = %e, "chunk failed verification");

@@ -30,13 +30,16 @@ fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
     fulcrum_dicom::parse_dataset(bytes, ts_uid).map_err(|e| e.to_string())
 }
 
-/// Reads and parses the header, with the pixel element's header in the
-/// same ranged read.
+/// Reads and parses the header. The pixel tag is the catalog's; for rows
+/// that lack it, the pixel element's header is read in the same ranged
+/// read, which decodes the first chunk of the pixel data too (a CT slice's
+/// whole pixel data: 500 of them made a study's metadata 8x slower).
 pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
     let start = rec.dataset_offset.max(0) as u64;
     let head_end = (rec.header_len.max(0) as u64).max(start);
+    let known = rec.pixel_element.and_then(|e| u16::try_from(e).ok());
     let end = match rec.pixel_offset {
-        Some(p) if p as u64 >= head_end && p as u64 - head_end <= 12 => p as u64,
+        Some(p) if known.is_none() && p as u64 >= head_end && p as u64 - head_end <= 12 => p as u64,
         _ => head_end,
     };
     let bytes = ctx
@@ -59,16 +62,17 @@ pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
         )
     })?;
     let big = Framing::of(&rec.transfer_syntax).is_some_and(|f| f.big_endian);
-    let pixel_tag = match elem.get(..4) {
-        Some(b) if big => Tag(
+    let pixel_tag = match (known, elem.get(..4)) {
+        (Some(e), _) => Tag(0x7FE0, e),
+        (None, Some(b)) if big => Tag(
             u16::from_be_bytes([b[0], b[1]]),
             u16::from_be_bytes([b[2], b[3]]),
         ),
-        Some(b) => Tag(
+        (None, Some(b)) => Tag(
             u16::from_le_bytes([b[0], b[1]]),
             u16::from_le_bytes([b[2], b[3]]),
         ),
-        None => tags::PIXEL_DATA,
+        (None, None) => tags::PIXEL_DATA,
     };
     Ok(Loaded {
         rec,

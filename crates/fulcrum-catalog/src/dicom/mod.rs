@@ -103,6 +103,9 @@ pub struct InstanceRecord {
     pub pixel_offset: Option<i64>,
     pub pixel_len: Option<i64>,
     pub pixel_vr: Option<String>,
+    /// Element number of the pixel tag (7FE0,eeee); `None` in rows written
+    /// before it was recorded.
+    pub pixel_element: Option<i64>,
     /// Encapsulated Pixel Data: JSON `[[offset, len], …]`, Basic Offset Table first.
     pub fragments: Option<String>,
     pub num_frames: Option<i64>,
@@ -140,7 +143,7 @@ pub fn version_key(sop_uid: &str, etag: &str, at_ms: i64) -> String {
 
 const INSTANCE_COLS: &str = "sop_uid, series_uid, study_uid, sop_class_uid, instance_number, \
     transfer_syntax, object_key, size, etag, dataset_offset, header_len, pixel_offset, \
-    pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, created_at";
+    pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, pixel_element, created_at";
 
 pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRecord, sqlx::Error> {
     Ok(InstanceRecord {
@@ -162,7 +165,8 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
         num_frames: r.try_get(f + 15)?,
         num_rows: r.try_get(f + 16)?,
         num_columns: r.try_get(f + 17)?,
-        created_at: r.try_get(f + 18)?,
+        pixel_element: r.try_get(f + 18)?,
+        created_at: r.try_get(f + 19)?,
     })
 }
 
@@ -393,7 +397,7 @@ pub(crate) async fn write_index(
         tx,
         (
             &prefix,
-            20,
+            21,
             "ON CONFLICT (tenant, sop_uid) DO UPDATE SET series_uid = excluded.series_uid, \
              study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
              instance_number = excluded.instance_number, transfer_syntax = excluded.transfer_syntax, \
@@ -402,7 +406,8 @@ pub(crate) async fn write_index(
              pixel_offset = excluded.pixel_offset, pixel_len = excluded.pixel_len, \
              pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
              num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
-             num_columns = excluded.num_columns, created_at = excluded.created_at",
+             num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
+             created_at = excluded.created_at",
         ),
         &instances,
         "index instances",
@@ -427,6 +432,7 @@ pub(crate) async fn write_index(
             args.add(i.num_frames)?;
             args.add(i.num_rows)?;
             args.add(i.num_columns)?;
+            args.add(i.pixel_element)?;
             args.add(now)
         },
     )

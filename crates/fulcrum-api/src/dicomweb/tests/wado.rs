@@ -196,6 +196,68 @@ async fn metadata_points_at_bulk_data() {
 }
 
 #[tokio::test]
+async fn metadata_reads_the_header_and_not_the_pixel_data() {
+    let e = env().await;
+    let mut s = Spec::new("1.2.826.0.1.99.1.1.7");
+    (s.rows, s.cols) = (512, 512);
+    assert_eq!(
+        stow(&e.app, &[&noisy_instance(&s, 3)]).await.0,
+        StatusCode::OK
+    );
+    let decoded = || e.engine.metrics().chunk_bytes_read.get();
+    let inst = format!("{UID_PATH}/{}", s.sop);
+    let before = decoded();
+    let (status, _, body) = call(&e.app, get(&format!("{inst}/metadata"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)[0]["7FE00010"]["vr"], "OW");
+    let header_only = decoded() - before;
+    assert!(
+        header_only < 64 * 1024,
+        "metadata decoded {header_only} bytes of chunks (the pixel data alone is 512 KiB)"
+    );
+    let (status, _, _) = call(&e.app, get(&format!("{inst}/bulkdata/7FE00010"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        decoded() - before >= 512 * 512 * 2,
+        "the pixel data is read when asked for"
+    );
+}
+
+#[tokio::test]
+async fn float_pixel_data_in_implicit_vr_is_bulk_data_under_its_own_tag() {
+    let e = env().await;
+    let s = Spec::new("1.2.826.0.1.99.1.1.8");
+    let mut o = base_object(&s);
+    o.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(32_u16),
+    ));
+    let floats: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
+    o.put(DataElement::new(
+        tags::FLOAT_PIXEL_DATA,
+        VR::OF,
+        PrimitiveValue::F32(floats.clone().into()),
+    ));
+    let file = write(o, "1.2.840.10008.1.2");
+    assert_eq!(stow(&e.app, &[&file]).await.0, StatusCode::OK);
+    let inst = format!("{UID_PATH}/{}", s.sop);
+    let (status, _, body) = call(&e.app, get(&format!("{inst}/metadata"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let m = &json(&body)[0];
+    assert_eq!(m["7FE00008"]["vr"], "OF");
+    assert_eq!(
+        m["7FE00008"]["BulkDataURI"],
+        format!("http://pacs.example:8080{inst}/bulkdata/7FE00008")
+    );
+    assert!(m.get("7FE00010").is_none(), "{m}");
+    let (status, ct, body) = call(&e.app, get(&format!("{inst}/bulkdata/7FE00008"), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let want: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
+    assert_eq!(parts(&ct, &body)[0].1, want);
+}
+
+#[tokio::test]
 async fn frames_of_a_native_multiframe_instance() {
     let e = env().await;
     let mut s = Spec::new("1.2.826.0.1.99.1.1.5");
