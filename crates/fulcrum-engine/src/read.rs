@@ -104,6 +104,12 @@ const GROUPS_AHEAD: usize = 3;
 /// group per batch) decoding on a single core while the others idled.
 const DECODE_JOB_BYTES: u64 = 2 * 1024 * 1024;
 
+/// A group with at most this much plaintext is decoded where it was read,
+/// not handed to a blocking thread: tens of microseconds of work (a
+/// header, a small object), less than the hand-offs cost, which were most
+/// of the time of a metadata or frame request.
+const INLINE_DECODE_BYTES: u64 = 64 * 1024;
+
 /// `chunks` cut, in order, into runs of at least DECODE_JOB_BYTES of
 /// plaintext (the last one may be shorter).
 fn decode_jobs(chunks: Vec<Piece>) -> Vec<Vec<Piece>> {
@@ -128,6 +134,10 @@ impl Inner {
         let first = g.start;
         let data = self.read_pack_span(&g.pack, g.tier, g.start..g.end).await?;
         let pack: Arc<str> = g.pack.into();
+        let raw: u64 = g.chunks.iter().map(|(c, _, _)| u64::from(c.raw_len)).sum();
+        if raw <= INLINE_DECODE_BYTES {
+            return self.decode_job(&data, first, g.chunks, &pack);
+        }
         let (this, data, pack) = (&self, &data, &pack);
         let jobs = decode_jobs(g.chunks).into_iter().map(|job| async move {
             // A closed semaphore cannot happen (it is never closed);

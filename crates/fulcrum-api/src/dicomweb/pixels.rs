@@ -30,6 +30,9 @@ fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
     fulcrum_dicom::parse_dataset(bytes, ts_uid).map_err(|e| e.to_string())
 }
 
+/// Headers up to this size are parsed on the request's own task.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
 /// Reads and parses the header. The pixel tag is the catalog's; for rows
 /// that lack it, the pixel element's header is read in the same ranged
 /// read, which decodes the first chunk of the pixel data too (a CT slice's
@@ -48,13 +51,20 @@ pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
         .await?;
     let split = (head_end - start) as usize;
     let ts = rec.transfer_syntax.clone();
-    let (header, elem) = tokio::task::spawn_blocking(move || {
+    let parsed = move || {
         let head = bytes.slice(..split.min(bytes.len()));
         parse(&head, &ts).map(|h| (h, bytes.slice(split.min(bytes.len())..)))
-    })
-    .await
-    .map_err(join_error)?
-    .map_err(|e| {
+    };
+    // A header of a few KiB parses in microseconds: a hand-off to a
+    // blocking thread would cost more.
+    let parsed = if split <= INLINE_PARSE_BYTES {
+        parsed()
+    } else {
+        tokio::task::spawn_blocking(parsed)
+            .await
+            .map_err(join_error)?
+    };
+    let (header, elem) = parsed.map_err(|e| {
         tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
