@@ -393,6 +393,33 @@ async fn gc_frees_deleted_data_and_keeps_live_data() {
 }
 
 #[tokio::test]
+async fn an_overwrite_replaces_the_chunk_list_and_gc_frees_the_old_version() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let (old, new) = (noise(3 * 1024 * 1024, 40), noise(3 * 1024 * 1024, 41));
+        e.put_object(T, "b", "x", &old[..], opts())
+            .await
+            .expect("put");
+        e.put_object(T, "b", "x", &new[..], opts())
+            .await
+            .expect("overwrite");
+        assert_eq!(read_all(&e, "b", "x").await.expect("get"), new);
+        let report = e.gc(&no_grace()).await.expect("gc");
+        assert!(report.deleted_chunks > 0, "{}: {report:?}", t.name);
+        let after = e.stats().await.expect("stats");
+        assert!(
+            after.physical_bytes < (new.len() as i64) * 5 / 4,
+            "{}: the replaced version still takes space: {} bytes",
+            t.name,
+            after.physical_bytes
+        );
+        assert_eq!(read_all(&e, "b", "x").await.expect("get"), new);
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+    }
+}
+
+#[tokio::test]
 async fn gc_never_collects_chunks_an_inflight_write_relies_on() {
     use tokio::io::AsyncWriteExt;
     for t in targets().await {
