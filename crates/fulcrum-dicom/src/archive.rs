@@ -138,12 +138,36 @@ impl Archive {
         self.engine
             .read_objects(tenant, DICOM_BUCKET, &keys)
             .await
-            .map_err(|e| match e {
-                EngineError::NoSuchKey { key, .. } => {
-                    DicomError::NotFound(format!("the instance stored as {key}"))
-                }
-                e => e.into(),
-            })
+            .map_err(not_found)
+    }
+
+    /// Reads a range of each of several instances into memory (their
+    /// headers, say) with one engine call: one catalog query, and
+    /// instances stored together share ranged reads.
+    pub async fn read_ranges(
+        &self,
+        tenant: &str,
+        items: &[(&InstanceRecord, std::ops::Range<u64>)],
+    ) -> DicomResult<Vec<Bytes>> {
+        let keys: Vec<(&str, std::ops::Range<u64>)> = items
+            .iter()
+            .map(|(r, range)| (r.object_key.as_str(), range.clone()))
+            .collect();
+        let mut s = self
+            .engine
+            .read_object_ranges(tenant, DICOM_BUCKET, &keys)
+            .await
+            .map_err(not_found)?;
+        let mut out: Vec<Vec<u8>> = items
+            .iter()
+            .map(|(_, r)| Vec::with_capacity(r.end.saturating_sub(r.start).min(1 << 20) as usize))
+            .collect();
+        while let Some((i, b)) = s.try_next().await? {
+            if let Some(o) = out.get_mut(i) {
+                o.extend_from_slice(&b);
+            }
+        }
+        Ok(out.into_iter().map(Bytes::from).collect())
     }
 
     /// Reads a range into memory (headers, frames).
@@ -199,5 +223,16 @@ impl Archive {
             .delete_dicom(tenant, bucket, scope, bypass_governance)
             .await?;
         Ok(gone.len())
+    }
+}
+
+/// An instance whose object is gone is not found; other errors are the
+/// engine's.
+fn not_found(e: EngineError) -> DicomError {
+    match e {
+        EngineError::NoSuchKey { key, .. } => {
+            DicomError::NotFound(format!("the instance stored as {key}"))
+        }
+        e => e.into(),
     }
 }

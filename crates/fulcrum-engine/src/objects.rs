@@ -2,6 +2,7 @@
 //! uploads, as every protocol sees them.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use fulcrum_catalog::{
     BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow,
@@ -289,17 +290,30 @@ impl Engine {
         bucket: &str,
         keys: &[&str],
     ) -> EngineResult<TaggedStream> {
+        let whole: Vec<(&str, Range<u64>)> = keys.iter().map(|k| (*k, 0..u64::MAX)).collect();
+        self.read_object_ranges(tenant, bucket, &whole).await
+    }
+
+    /// Like [`Engine::read_objects`], a range of each object (cut to its
+    /// size): the headers of a study's instances, say, in one call.
+    pub async fn read_object_ranges(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        items: &[(&str, Range<u64>)],
+    ) -> EngineResult<TaggedStream> {
+        let keys: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
         let b = self.bucket(tenant, bucket).await?;
         let mut found: std::collections::HashMap<String, (i64, i64, Vec<ChunkLoc>)> = self
             .inner
             .catalog
-            .objects_with_chunks(b.id, keys)
+            .objects_with_chunks(b.id, &keys)
             .await?
             .into_iter()
             .map(|(key, id, size, chunks)| (key, (id, size, chunks)))
             .collect();
         let mut objects = Vec::with_capacity(keys.len());
-        for key in keys {
+        for (key, range) in items {
             let (id, size, chunks) = match found.remove(*key) {
                 Some(f) => f,
                 // An object without chunks is empty (or gone).
@@ -316,7 +330,8 @@ impl Engine {
                 });
             }
             self.after_read(id, &chunks);
-            objects.push((size as u64, chunks));
+            let size = size as u64;
+            objects.push((range.start.min(size)..range.end.min(size), chunks));
         }
         Ok(self.inner.read_many(objects))
     }

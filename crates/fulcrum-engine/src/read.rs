@@ -213,13 +213,19 @@ impl Inner {
         Box::pin(self.read_groups(groups).map(|r| r.map(|(_, b)| b)))
     }
 
-    /// Streams whole objects one after the other, each piece tagged with
-    /// its object's index; neighbouring objects share ranged reads.
-    pub(crate) fn read_many(self: &Arc<Self>, objects: Vec<(u64, Vec<ChunkLoc>)>) -> TaggedStream {
+    /// Streams a range of each object, one after the other, each piece
+    /// tagged with its object's index; neighbouring objects share ranged
+    /// reads.
+    pub(crate) fn read_many(
+        self: &Arc<Self>,
+        objects: Vec<(std::ops::Range<u64>, Vec<ChunkLoc>)>,
+    ) -> TaggedStream {
         let items = objects
             .into_iter()
             .enumerate()
-            .flat_map(|(i, (size, chunks))| slices(chunks, 0, size).map(move |(c, s)| (c, s, i)));
+            .flat_map(|(i, (r, chunks))| {
+                slices(chunks, r.start, r.end).map(move |(c, s)| (c, s, i))
+            });
         self.read_groups(plan(items))
     }
 }

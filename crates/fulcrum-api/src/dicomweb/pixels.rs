@@ -30,14 +30,18 @@ fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
     fulcrum_dicom::parse_dataset(bytes, ts_uid).map_err(|e| e.to_string())
 }
 
-/// Headers up to this size are parsed on the request's own task.
+/// Headers up to this size (all of a batch together) are parsed on the
+/// request's own task: a few KiB parse in microseconds, less than a
+/// hand-off to a blocking thread costs.
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
-/// Reads and parses the header. The pixel tag is the catalog's; for rows
-/// that lack it, the pixel element's header is read in the same ranged
-/// read, which decodes the first chunk of the pixel data too (a CT slice's
-/// whole pixel data: 500 of them made a study's metadata 8x slower).
-pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
+/// What of an instance's stored bytes its header is: the byte range to
+/// read, where the header ends in it, and the pixel element if the catalog
+/// knows it. For rows that lack it, the pixel element's header is read in
+/// the same range, which decodes the first chunk of the pixel data too (a
+/// CT slice's whole pixel data: 500 of them made a study's metadata 8x
+/// slower).
+fn header_range(rec: &InstanceRecord) -> (std::ops::Range<u64>, usize, Option<u16>) {
     let start = rec.dataset_offset.max(0) as u64;
     let head_end = (rec.header_len.max(0) as u64).max(start);
     let known = rec.pixel_element.and_then(|e| u16::try_from(e).ok());
@@ -45,32 +49,15 @@ pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
         Some(p) if known.is_none() && p as u64 >= head_end && p as u64 - head_end <= 12 => p as u64,
         _ => head_end,
     };
-    let bytes = ctx
-        .archive
-        .read_bytes(&ctx.tenant, &rec, start, end)
-        .await?;
-    let split = (head_end - start) as usize;
-    let ts = rec.transfer_syntax.clone();
-    let parsed = move || {
-        let head = bytes.slice(..split.min(bytes.len()));
-        parse(&head, &ts).map(|h| (h, bytes.slice(split.min(bytes.len())..)))
-    };
-    // A header of a few KiB parses in microseconds: a hand-off to a
-    // blocking thread would cost more.
-    let parsed = if split <= INLINE_PARSE_BYTES {
-        parsed()
-    } else {
-        tokio::task::spawn_blocking(parsed)
-            .await
-            .map_err(join_error)?
-    };
-    let (header, elem) = parsed.map_err(|e| {
-        tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the stored instance's header could not be parsed",
-        )
-    })?;
+    (start..end, (head_end - start) as usize, known)
+}
+
+/// Parses a header read as [`header_range`] says.
+fn loaded(rec: InstanceRecord, bytes: Bytes) -> Result<Loaded, String> {
+    let (_, split, known) = header_range(&rec);
+    let split = split.min(bytes.len());
+    let header = parse(&bytes[..split], &rec.transfer_syntax)?;
+    let elem = &bytes[split..];
     let big = Framing::of(&rec.transfer_syntax).is_some_and(|f| f.big_endian);
     let pixel_tag = match (known, elem.get(..4)) {
         (Some(e), _) => Tag(0x7FE0, e),
@@ -89,6 +76,50 @@ pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
         header,
         pixel_tag,
     })
+}
+
+/// Reads and parses an instance's header.
+pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
+    let mut one = load_many(ctx, vec![rec]).await?;
+    one.pop()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no header was read"))
+}
+
+/// Reads and parses the headers of several instances with one read
+/// (instances stored together share ranged reads), in order.
+pub(crate) async fn load_many(ctx: &Ctx, recs: Vec<InstanceRecord>) -> ApiResult<Vec<Loaded>> {
+    let items: Vec<(&InstanceRecord, std::ops::Range<u64>)> =
+        recs.iter().map(|r| (r, header_range(r).0)).collect();
+    let bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
+    let total: usize = bytes.iter().map(Bytes::len).sum();
+    let parse_all = move || -> Vec<Result<Loaded, (String, String)>> {
+        recs.into_iter()
+            .zip(bytes)
+            .map(|(rec, b)| {
+                let sop = rec.sop_uid.clone();
+                loaded(rec, b).map_err(|e| (sop, e))
+            })
+            .collect()
+    };
+    let parsed = if total <= INLINE_PARSE_BYTES {
+        parse_all()
+    } else {
+        tokio::task::spawn_blocking(parse_all)
+            .await
+            .map_err(join_error)?
+    };
+    parsed
+        .into_iter()
+        .map(|r| {
+            r.map_err(|(sop, e)| {
+                tracing::error!(sop = %sop, error = %e, "DICOMweb: stored header does not parse");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the stored instance's header could not be parsed",
+                )
+            })
+        })
+        .collect()
 }
 
 /// A whole-number attribute (US or IS).

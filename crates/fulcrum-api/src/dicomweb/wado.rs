@@ -21,7 +21,7 @@ use tracing::error;
 use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
 use super::media::{accept_list, accepts, dataset_format, DatasetFormat, MediaType};
 use super::multipart::{content_type, new_boundary, response_body, OutBody, OutPart};
-use super::pixels::{load, read_frame, Loaded, EXPLICIT_LE};
+use super::pixels::{load, load_many, read_frame, Loaded, EXPLICIT_LE};
 use super::{xml, ApiError, ApiResult, Base, Ctx};
 
 pub(crate) fn accept_of(headers: &HeaderMap) -> Vec<MediaType> {
@@ -255,25 +255,39 @@ async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
              type=\"application/dicom+xml\"",
         ));
     };
+    // Headers are read a batch at a time (one read, one catalog query);
+    // the first batch before answering, so a failure still gets a status.
     let mut recs = instances_of(&ctx, &scope).await?.into_iter();
-    // The first one before answering, so a failure still gets a status.
-    let Some(first) = recs.next() else {
+    let mut batches = std::iter::from_fn(move || {
+        let batch: Vec<InstanceRecord> = recs.by_ref().take(METADATA_BATCH).collect();
+        (!batch.is_empty()).then_some(batch)
+    });
+    let Some(first) = batches.next() else {
         return Err(ApiError::not_found("nothing to describe"));
     };
-    let first = instance_json(&base, &load(&ctx, first).await?);
-    let rest = stream::iter(recs)
-        .map(move |rec| {
+    let first = load_many(&ctx, first).await?;
+    let first: Vec<Value> = first.iter().map(|l| instance_json(&base, l)).collect();
+    let rest = stream::iter(batches)
+        .map(move |batch| {
             let (ctx, base) = (ctx.clone(), base.clone());
             async move {
-                let l = load(&ctx, rec).await.map_err(|e| {
+                let loaded = load_many(&ctx, batch).await.map_err(|e| {
                     error!(error = %e.message, "DICOMweb: metadata failed mid-response");
                     io::Error::other(e.message)
                 })?;
-                Ok::<_, io::Error>(instance_json(&base, &l))
+                Ok::<_, io::Error>(
+                    loaded
+                        .iter()
+                        .map(|l| instance_json(&base, l))
+                        .collect::<Vec<_>>(),
+                )
             }
         })
-        .buffered(4);
-    let all = stream::once(async move { Ok(first) }).chain(rest);
+        .buffered(2);
+    let all = stream::once(async move { Ok(first) })
+        .chain(rest)
+        .map_ok(|v| stream::iter(v.into_iter().map(Ok::<_, io::Error>)))
+        .try_flatten();
     if format == DatasetFormat::Xml {
         let parts = all.map_ok(|v| xml_part(xml::document(&v)));
         return Ok(multipart_response("application/dicom+xml", parts.boxed()));
@@ -461,6 +475,9 @@ pub(crate) async fn frame_parts(
     .await?;
     Ok(multipart_response(&media, parts))
 }
+
+/// Instances whose headers a metadata request reads together.
+pub(crate) const METADATA_BATCH: usize = 64;
 
 /// Frames prepared ahead of the one being sent.
 const FRAMES_AHEAD: usize = 4;

@@ -224,6 +224,39 @@ async fn metadata_reads_the_header_and_not_the_pixel_data() {
 }
 
 #[tokio::test]
+async fn metadata_of_more_instances_than_one_read_batch_lists_each_once() {
+    let e = env().await;
+    let n = super::super::wado::METADATA_BATCH * 2 + 3;
+    let files: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let sop: &'static str = Box::leak(format!("1.2.826.0.1.99.1.1.{}", 100 + i).into());
+            instance(&Spec::new(sop))
+        })
+        .collect();
+    let refs: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+    assert_eq!(stow(&e.app, &refs).await.0, StatusCode::OK);
+    let (status, _, body) = call(&e.app, get("/studies/1.2.826.0.1.99.1/metadata", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut got: Vec<String> = json(&body)
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| {
+            m["00080018"]["Value"][0]
+                .as_str()
+                .expect("SOP UID")
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..n)
+        .map(|i| format!("1.2.826.0.1.99.1.1.{}", 100 + i))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn float_pixel_data_in_implicit_vr_is_bulk_data_under_its_own_tag() {
     let e = env().await;
     let s = Spec::new("1.2.826.0.1.99.1.1.8");
