@@ -160,7 +160,7 @@ impl Archive {
             .map_err(not_found)?;
         let mut out: Vec<Vec<u8>> = items
             .iter()
-            .map(|(_, r)| Vec::with_capacity(r.end.saturating_sub(r.start).min(1 << 20) as usize))
+            .map(|(_, r)| Vec::with_capacity(r.end.saturating_sub(r.start).min(1 << 30) as usize))
             .collect();
         while let Some((i, b)) = s.try_next().await? {
             if let Some(o) = out.get_mut(i) {
@@ -178,12 +178,8 @@ impl Archive {
         start: u64,
         end: u64,
     ) -> DicomResult<Bytes> {
-        let mut s = self.read(tenant, rec, start, end).await?;
-        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 30) as usize);
-        while let Some(b) = s.try_next().await? {
-            out.extend_from_slice(&b);
-        }
-        Ok(out.into())
+        let mut one = self.read_ranges(tenant, &[(rec, start..end)]).await?;
+        Ok(one.pop().unwrap_or_default())
     }
 
     /// The parsed header (the dataset before Pixel Data).

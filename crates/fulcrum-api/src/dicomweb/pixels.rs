@@ -53,10 +53,16 @@ fn header_range(rec: &InstanceRecord) -> (std::ops::Range<u64>, usize, Option<u1
 }
 
 /// Parses a header read as [`header_range`] says.
-fn loaded(rec: InstanceRecord, bytes: Bytes) -> Result<Loaded, String> {
+fn loaded(rec: InstanceRecord, bytes: Bytes) -> ApiResult<Loaded> {
     let (_, split, known) = header_range(&rec);
     let split = split.min(bytes.len());
-    let header = parse(&bytes[..split], &rec.transfer_syntax)?;
+    let header = parse(&bytes[..split], &rec.transfer_syntax).map_err(|e| {
+        tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored instance's header could not be parsed",
+        )
+    })?;
     let elem = &bytes[split..];
     let big = Framing::of(&rec.transfer_syntax).is_some_and(|f| f.big_endian);
     let pixel_tag = match (known, elem.get(..4)) {
@@ -92,34 +98,19 @@ pub(crate) async fn load_many(ctx: &Ctx, recs: Vec<InstanceRecord>) -> ApiResult
         recs.iter().map(|r| (r, header_range(r).0)).collect();
     let bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
     let total: usize = bytes.iter().map(Bytes::len).sum();
-    let parse_all = move || -> Vec<Result<Loaded, (String, String)>> {
+    let parse_all = move || -> ApiResult<Vec<Loaded>> {
         recs.into_iter()
             .zip(bytes)
-            .map(|(rec, b)| {
-                let sop = rec.sop_uid.clone();
-                loaded(rec, b).map_err(|e| (sop, e))
-            })
+            .map(|(r, b)| loaded(r, b))
             .collect()
     };
-    let parsed = if total <= INLINE_PARSE_BYTES {
+    if total <= INLINE_PARSE_BYTES {
         parse_all()
     } else {
         tokio::task::spawn_blocking(parse_all)
             .await
             .map_err(join_error)?
-    };
-    parsed
-        .into_iter()
-        .map(|r| {
-            r.map_err(|(sop, e)| {
-                tracing::error!(sop = %sop, error = %e, "DICOMweb: stored header does not parse");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the stored instance's header could not be parsed",
-                )
-            })
-        })
-        .collect()
+    }
 }
 
 /// A whole-number attribute (US or IS).

@@ -248,6 +248,12 @@ pub(crate) fn xml_parts(docs: Vec<String>) -> Response {
     multipart_response("application/dicom+xml", stream::iter(parts).boxed())
 }
 
+/// The metadata of a batch of instances, their headers read together.
+async fn describe(ctx: &Ctx, base: &Base, batch: Vec<InstanceRecord>) -> ApiResult<Vec<Value>> {
+    let loaded = load_many(ctx, batch).await?;
+    Ok(loaded.iter().map(|l| instance_json(base, l)).collect())
+}
+
 async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
     let Some(format) = dataset_format(&accept_of(&headers), false) else {
         return Err(ApiError::not_acceptable(
@@ -265,22 +271,15 @@ async fn metadata(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
     let Some(first) = batches.next() else {
         return Err(ApiError::not_found("nothing to describe"));
     };
-    let first = load_many(&ctx, first).await?;
-    let first: Vec<Value> = first.iter().map(|l| instance_json(&base, l)).collect();
+    let first = describe(&ctx, &base, first).await?;
     let rest = stream::iter(batches)
         .map(move |batch| {
             let (ctx, base) = (ctx.clone(), base.clone());
             async move {
-                let loaded = load_many(&ctx, batch).await.map_err(|e| {
+                describe(&ctx, &base, batch).await.map_err(|e| {
                     error!(error = %e.message, "DICOMweb: metadata failed mid-response");
                     io::Error::other(e.message)
-                })?;
-                Ok::<_, io::Error>(
-                    loaded
-                        .iter()
-                        .map(|l| instance_json(&base, l))
-                        .collect::<Vec<_>>(),
-                )
+                })
             }
         })
         .buffered(2);
