@@ -329,17 +329,14 @@ async fn write_objects(
             .map(|i| format!("(bucket_id = ${} AND key = ${})", 2 * i + 1, 2 * i + 2))
             .collect();
         let matches = matches.join(" OR ");
-        let key_args = || -> CatalogResult<AnyArguments> {
-            let mut args = AnyArguments::default();
-            for o in block {
-                args.add(o.bucket_id).map_err(bind_err)?;
-                args.add(o.key.clone()).map_err(bind_err)?;
-            }
-            Ok(args)
-        };
+        let mut key_args = AnyArguments::default();
+        for o in block {
+            key_args.add(o.bucket_id).map_err(bind_err)?;
+            key_args.add(o.key.clone()).map_err(bind_err)?;
+        }
         // Overwrites of protected objects are refused here, in the
         // transaction that would replace them.
-        let claimed = crate::retention::claim_objects(tx, &matches, key_args()?).await?;
+        let claimed = crate::retention::claim_objects(tx, &matches, key_args).await?;
         for o in block {
             if let Some(c) = &o.condition {
                 let current = claimed

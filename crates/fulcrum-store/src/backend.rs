@@ -262,7 +262,6 @@ impl Backend {
             let f = std::fs::File::open(&file)?;
             let mut buf = READ_POOL.take(len);
             buf.clear();
-            buf.reserve(len);
             while buf.len() < len {
                 let at = range.start + buf.len() as u64;
                 let spare = rustix::buffer::spare_capacity(&mut buf);
