@@ -156,63 +156,92 @@ pub(crate) fn bind_err(e: sqlx::error::BoxDynError) -> CatalogError {
 impl Catalog {
     /// Commits a batch in one transaction; on error nothing of it is visible.
     pub async fn commit(&self, batch: &CommitBatch) -> CatalogResult<()> {
-        let now = now_ms();
+        let ready = std::future::ready(Ok::<(), std::convert::Infallible>(()));
+        self.commit_after(batch, ready)
+            .await
+            .map(|r| r.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Commits a batch once `durable` has succeeded: its statements run
+    /// while `durable` makes the data they reference durable (a pack's
+    /// write and fsync, or its S3 PUT), and only the final COMMIT waits for
+    /// it, so a commit of small writes costs max(pack write, statements)
+    /// instead of their sum. When `durable` fails the transaction is rolled
+    /// back and its error returned inside `Ok`; it takes precedence over a
+    /// failed statement, since nothing of the batch could commit without
+    /// its data.
+    pub async fn commit_after<E>(
+        &self,
+        batch: &CommitBatch,
+        durable: impl std::future::Future<Output = Result<(), E>>,
+    ) -> CatalogResult<Result<(), E>> {
         let mut tx = self.begin_write().await.map_err(db("begin commit"))?;
-        for p in &batch.packs {
-            sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-                .bind(&p.id)
-                .bind(p.size)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("insert pack"))?;
+        let (written, durable) = tokio::join!(write_batch(&mut tx, batch), durable);
+        if let Err(e) = durable {
+            return Ok(Err(e));
         }
-        // One row per chunk id: PostgreSQL rejects an upsert that touches the
-        // same row twice, and two writes of a batch may carry the same chunk.
-        let mut seen = std::collections::HashSet::new();
-        let chunks: Vec<&NewChunk> = batch.chunks.iter().filter(|c| seen.insert(c.id)).collect();
-        insert_rows(
-            &mut tx,
-            (
-                "INSERT INTO chunks (id, pack_id, pack_offset, stored_len, raw_len, flags, created_at)",
-                7,
-                "ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, \
-                 pack_offset = excluded.pack_offset, stored_len = excluded.stored_len, \
-                 raw_len = excluded.raw_len, flags = excluded.flags, condemned_at = NULL \
-                 WHERE chunks.condemned_at IS NOT NULL",
-            ),
-            &chunks,
-            "insert chunks",
-            |args, c| {
-                args.add(c.id.as_bytes().to_vec())?;
-                args.add(c.pack_id.clone())?;
-                args.add(c.offset)?;
-                args.add(c.stored_len)?;
-                args.add(c.raw_len)?;
-                args.add(c.flags)?;
-                args.add(now)
-            },
-        )
-        .await?;
-        // Chunks this batch inserts need no presence check.
-        let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
-        let mut objects = Vec::new();
-        let mut instances = Vec::new();
-        for w in &batch.writes {
-            match w {
-                Write::Object(o) => objects.push(o),
-                Write::Part(p) => write_part(&mut tx, p, now, &fresh).await?,
-                Write::Dicom(d) => {
-                    objects.push(&d.object);
-                    instances.push(d.as_ref());
-                }
+        written?;
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(Ok(()))
+    }
+}
+
+/// Every statement of a commit, in the open transaction `tx`.
+async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) -> CatalogResult<()> {
+    let now = now_ms();
+    for p in &batch.packs {
+        sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(&p.id)
+            .bind(p.size)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("insert pack"))?;
+    }
+    // One row per chunk id: PostgreSQL rejects an upsert that touches the
+    // same row twice, and two writes of a batch may carry the same chunk.
+    let mut seen = std::collections::HashSet::new();
+    let chunks: Vec<&NewChunk> = batch.chunks.iter().filter(|c| seen.insert(c.id)).collect();
+    insert_rows(
+        tx,
+        (
+            "INSERT INTO chunks (id, pack_id, pack_offset, stored_len, raw_len, flags, created_at)",
+            7,
+            "ON CONFLICT (id) DO UPDATE SET pack_id = excluded.pack_id, \
+             pack_offset = excluded.pack_offset, stored_len = excluded.stored_len, \
+             raw_len = excluded.raw_len, flags = excluded.flags, condemned_at = NULL \
+             WHERE chunks.condemned_at IS NOT NULL",
+        ),
+        &chunks,
+        "insert chunks",
+        |args, c| {
+            args.add(c.id.as_bytes().to_vec())?;
+            args.add(c.pack_id.clone())?;
+            args.add(c.offset)?;
+            args.add(c.stored_len)?;
+            args.add(c.raw_len)?;
+            args.add(c.flags)?;
+            args.add(now)
+        },
+    )
+    .await?;
+    // Chunks this batch inserts need no presence check.
+    let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
+    let mut objects = Vec::new();
+    let mut instances = Vec::new();
+    for w in &batch.writes {
+        match w {
+            Write::Object(o) => objects.push(o),
+            Write::Part(p) => write_part(tx, p, now, &fresh).await?,
+            Write::Dicom(d) => {
+                objects.push(&d.object);
+                instances.push(d.as_ref());
             }
         }
-        let previous = crate::dicom::prepare_dicom_writes(&mut tx, &instances, now).await?;
-        write_objects(&mut tx, &objects, now, &fresh).await?;
-        crate::dicom::write_index(&mut tx, &instances, previous, now).await?;
-        tx.commit().await.map_err(db("commit"))
     }
+    let previous = crate::dicom::prepare_dicom_writes(tx, &instances, now).await?;
+    write_objects(tx, &objects, now, &fresh).await?;
+    crate::dicom::write_index(tx, &instances, previous, now).await
 }
 
 /// Inserts `rows` with multi-row `INSERT … VALUES` statements of at most

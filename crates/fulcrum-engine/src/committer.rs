@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use fulcrum_catalog::{CommitBatch, NewChunk, NewPack, Write};
 use fulcrum_store::PackBuilder;
+use fulcrum_types::Tier;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -17,7 +18,7 @@ use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::InflightGuard;
 use crate::ingest::Ingested;
-use crate::persist::{pack_tails, same_failure};
+use crate::persist::{plan_tails, same_failure};
 
 /// At most this many writes share one commit.
 const MAX_BATCH: usize = 512;
@@ -96,27 +97,21 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<CommitJob>) {
 async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     let started = Instant::now();
     let n = jobs.len();
-    // One pack for the small tails.
+    // One pack for the small tails, written while the catalog statements
+    // run (the transaction commits once the pack is durable).
     let with_tail: Vec<usize> = (0..n).filter(|&i| !jobs[i].tail.is_empty()).collect();
+    let mut tail_pack = None;
     if !with_tail.is_empty() {
         let tails = with_tail
             .iter()
             .map(|&i| std::mem::take(&mut jobs[i].tail))
             .collect();
-        match pack_tails(inner, tails).await {
-            Ok(persisted) => {
-                for (i, p) in with_tail.into_iter().zip(persisted) {
-                    jobs[i].packs.push(p.pack);
-                    jobs[i].chunks.extend(p.chunks);
-                }
-            }
-            Err(e) => {
-                for job in jobs {
-                    let _ = job.done.send(Err(same_failure(&e)));
-                }
-                return;
-            }
+        let (pack, persisted) = plan_tails(tails);
+        for (i, p) in with_tail.into_iter().zip(persisted) {
+            jobs[i].packs.push(p.pack);
+            jobs[i].chunks.extend(p.chunks);
         }
+        tail_pack = Some(pack);
     }
     let mut all = CommitBatch::default();
     for job in &jobs {
@@ -127,14 +122,28 @@ async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     // Tails packed together share a pack row.
     all.packs.sort_by(|a, b| a.id.cmp(&b.id));
     all.packs.dedup_by(|a, b| a.id == b.id);
-    match inner.catalog.commit(&all).await {
-        Ok(()) => {
+    let durable = async {
+        match tail_pack {
+            Some(pack) => inner.store_pack(Tier::Hot, pack).await,
+            None => Ok(()),
+        }
+    };
+    match inner.catalog.commit_after(&all, durable).await {
+        Ok(Ok(())) => {
             for job in jobs {
                 let _ = job.done.send(Ok(()));
             }
         }
+        Ok(Err(e)) => {
+            // The tail pack could not be written: nothing was committed.
+            for job in jobs {
+                let _ = job.done.send(Err(same_failure(&e)));
+            }
+            return;
+        }
         Err(e) if n > 1 => {
-            // One bad write must not fail its neighbours: retry each alone.
+            // One bad write must not fail its neighbours: retry each alone
+            // (the tail pack is durable by now).
             warn!(error = %e, writes = n, "group commit failed; committing writes one by one");
             for job in jobs {
                 let b = CommitBatch {

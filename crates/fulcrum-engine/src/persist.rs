@@ -14,11 +14,13 @@ use std::sync::Weak;
 
 use fulcrum_catalog::{NewChunk, NewPack};
 use fulcrum_store::PackBuilder;
+use fulcrum_types::Tier;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::Inner;
 use crate::error::{EngineError, EngineResult};
 use crate::ingest::new_chunk;
+use crate::tier::SealedPack;
 
 /// Tails of at least this many bytes are persisted when their ingest ends;
 /// smaller ones are packed by the committer.
@@ -91,16 +93,25 @@ pub(crate) async fn pack_tails(
     inner: &Inner,
     tails: Vec<PackBuilder>,
 ) -> EngineResult<Vec<Persisted>> {
+    let (pack, persisted) = plan_tails(tails);
+    inner.store_pack(Tier::Hot, pack).await?;
+    Ok(persisted)
+}
+
+/// Lays `tails` out as one pack, not written yet: the pack, and where each
+/// tail will be in it, in order.
+pub(crate) fn plan_tails(tails: Vec<PackBuilder>) -> (SealedPack, Vec<Persisted>) {
     let mut shared = PackBuilder::with_capacity(tails.iter().map(|t| t.len()).sum());
     let entries: Vec<_> = tails.into_iter().map(|t| shared.append(t)).collect();
-    let (id, pack, _) = inner.write_pack(shared).await?;
-    Ok(entries
+    let (pack, _) = SealedPack::seal(shared);
+    let persisted = entries
         .into_iter()
         .map(|entries| Persisted {
-            pack: pack.clone(),
-            chunks: entries.iter().map(|e| new_chunk(&id, e)).collect(),
+            pack: pack.row.clone(),
+            chunks: entries.iter().map(|e| new_chunk(&pack.id, e)).collect(),
         })
-        .collect())
+        .collect();
+    (pack, persisted)
 }
 
 /// The error each write sharing a failed pack write gets.

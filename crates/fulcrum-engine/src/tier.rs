@@ -196,18 +196,41 @@ impl Inner {
         tier: Tier,
         builder: PackBuilder,
     ) -> EngineResult<(PackId, NewPack, Vec<PackEntry>)> {
-        let id = PackId::generate();
-        let (parts, entries) = builder.seal();
-        let size = parts.iter().map(|p| p.len() as i64).sum();
+        let (sealed, entries) = SealedPack::seal(builder);
+        let (id, row) = (sealed.id.clone(), sealed.row.clone());
+        self.store_pack(tier, sealed).await?;
+        Ok((id, row, entries))
+    }
+
+    /// Writes a sealed pack durably to the backend of `tier`.
+    pub(crate) async fn store_pack(&self, tier: Tier, pack: SealedPack) -> EngineResult<()> {
         self.backend_for(tier)?
-            .write(&pack_path(&id), parts)
+            .write(&pack_path(&pack.id), pack.parts)
             .await?;
         self.metrics.packs_written.inc();
+        Ok(())
+    }
+}
+
+/// A pack laid out but not written yet: its id, catalog row and bytes.
+/// Where its chunks will be is known before it is written, so its catalog
+/// rows can be prepared while it is (see `Catalog::commit_after`).
+pub(crate) struct SealedPack {
+    pub id: PackId,
+    pub row: NewPack,
+    parts: Vec<bytes::Bytes>,
+}
+
+impl SealedPack {
+    /// Seals `builder` under a new id; also returns its chunks' entries.
+    pub(crate) fn seal(builder: PackBuilder) -> (Self, Vec<PackEntry>) {
+        let id = PackId::generate();
+        let (parts, entries) = builder.seal();
         let row = NewPack {
             id: id.as_str().to_string(),
-            size,
+            size: parts.iter().map(|p| p.len() as i64).sum(),
         };
-        Ok((id, row, entries))
+        (Self { id, row, parts }, entries)
     }
 }
 

@@ -861,3 +861,46 @@ async fn bucket_settings_are_set_replaced_removed_and_go_with_the_bucket() {
         assert!(e.bucket_setting(T, "nope", "cors").await.is_err());
     }
 }
+
+#[tokio::test]
+async fn a_small_write_whose_pack_cannot_be_written_leaves_nothing() {
+    // A commit's statements run while its pack is being written; when the
+    // write fails they must be rolled back. On a filesystem, a file put in
+    // place of the temp folder makes creating the pack fail.
+    let t = targets().await.into_iter().next().expect("fs target");
+    let fulcrum_engine::BackendConfig::Fs { root } = t.cfg.backend.clone() else {
+        panic!("the first target is a filesystem");
+    };
+    let e = t.open().await;
+    e.create_bucket(T, "b").await.expect("bucket");
+    e.put_object(T, "b", "before", &noise(10_000, 1)[..], opts())
+        .await
+        .expect("put");
+    let tmp = root.join(".tmp");
+    std::fs::remove_dir_all(&tmp).expect("remove temp folder");
+    std::fs::write(&tmp, b"not a folder").expect("block temp folder");
+    let err = e
+        .put_object(T, "b", "lost", &noise(10_000, 2)[..], opts())
+        .await
+        .expect_err("the pack cannot be written");
+    assert!(matches!(err, EngineError::PackWrite(_)), "{err}");
+    let keys: Vec<String> = e
+        .list_objects(T, "b", "", "", 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["before"]);
+    let s = e.stats().await.expect("stats");
+    assert_eq!((s.catalog.packs, s.catalog.chunks), (1, 1));
+    std::fs::remove_file(&tmp).expect("unblock");
+    std::fs::create_dir(&tmp).expect("temp folder");
+    e.put_object(T, "b", "lost", &noise(10_000, 2)[..], opts())
+        .await
+        .expect("put once the folder is back");
+    assert_eq!(
+        read_all(&e, "b", "lost").await.expect("get"),
+        noise(10_000, 2)
+    );
+}
