@@ -245,27 +245,31 @@ async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) ->
 }
 
 /// Inserts `rows` with multi-row `INSERT … VALUES` statements of at most
-/// ROWS_PER_INSERT rows; `bind` adds one row's `cols` values.
+/// ROWS_PER_INSERT rows; `bind` adds one row's `cols` values. Returns the
+/// rows the statements inserted or updated (an upsert's conflict clause
+/// may skip some).
 pub(crate) async fn insert_rows<T>(
     tx: &mut Transaction<'static, Any>,
     (prefix, cols, suffix): (&str, usize, &str),
     rows: &[T],
     op: &'static str,
     bind: impl Fn(&mut AnyArguments, &T) -> Result<(), sqlx::error::BoxDynError>,
-) -> CatalogResult<()> {
+) -> CatalogResult<u64> {
     let per = rows_per_statement(tx, cols, ROWS_PER_INSERT);
+    let mut written = 0;
     for block in rows.chunks(per) {
         let sql = values_sql(prefix, cols, block.len(), suffix);
         let mut args = AnyArguments::default();
         for row in block {
             bind(&mut args, row).map_err(bind_err)?;
         }
-        sqlx::query_with(crate::dynamic(sql), args)
+        written += sqlx::query_with(crate::dynamic(sql), args)
             .execute(&mut **tx)
             .await
-            .map_err(db(op))?;
+            .map_err(db(op))?
+            .rows_affected();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// `(owner, seq, chunk)` rows of a chunk list.
@@ -519,7 +523,8 @@ async fn write_part(
             args.add(chunk.as_bytes().to_vec())
         },
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

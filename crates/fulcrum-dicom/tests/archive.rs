@@ -33,9 +33,15 @@ struct Inst {
 
 /// A Part 10 file: explicit VR LE, 64×64 16-bit noise as native Pixel Data.
 fn part10(i: &Inst, seed: u64) -> Vec<u8> {
+    part10_of_class(i, seed, CT_IMAGE)
+}
+
+const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+fn part10_of_class(i: &Inst, seed: u64, class: &str) -> Vec<u8> {
     let mut o = InMemDicomObject::new_empty();
     let mut put = |tag, vr, v: &str| o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
-    put(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2");
+    put(tags::SOP_CLASS_UID, VR::UI, class);
     put(tags::SOP_INSTANCE_UID, VR::UI, &i.sop);
     put(tags::STUDY_DATE, VR::DA, i.date);
     put(tags::STUDY_TIME, VR::TM, "101500");
@@ -73,7 +79,7 @@ fn part10(i: &Inst, seed: u64) -> Vec<u8> {
         PrimitiveValue::from(noise(64 * 64 * 2, seed)),
     ));
     let meta = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+        .media_storage_sop_class_uid(class)
         .media_storage_sop_instance_uid(i.sop.as_str())
         .transfer_syntax("1.2.840.10008.1.2.1");
     let file = o.with_meta(meta).expect("meta");
@@ -716,5 +722,94 @@ async fn a_ct_rule_archives_old_ct_studies_and_retrieves_stay_byte_exact() {
         assert!(e.metrics().archive_recalls.get() >= old.len() as u64);
         assert!(e.verify(&mut ()).await.expect("verify").is_clean());
         a.engine().close().await;
+    }
+}
+
+/// Every study's and series' counts as QIDO-RS reads them.
+async fn all_counts(
+    a: &Archive,
+) -> Vec<(String, Option<i64>, Option<i64>, Vec<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    for level in [Level::Study, Level::Series] {
+        for m in a.query(&all(level, vec![])).await.expect("query") {
+            let uid = match &m.series {
+                Some(r) => r.series_uid.clone(),
+                None => m.study.study_uid.clone(),
+            };
+            out.push((
+                uid,
+                m.series_count,
+                m.instances,
+                m.modalities,
+                m.sop_classes,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn counts_kept_commit_by_commit_match_a_recount() {
+    for t in targets().await {
+        let e = t.open().await;
+        let a = Archive::new(e.clone(), ArchiveConfig::default());
+        let inst = |study: &str, series: &str, sop: &str, modality| Inst {
+            patient: ("Doe^Jane", "P1"),
+            study: study.into(),
+            series: series.into(),
+            sop: sop.into(),
+            date: "20200115",
+            modality,
+            accession: "ACC",
+            number: 1,
+        };
+        // One instance per commit, as DIMSE C-STORE sends them.
+        for n in 0..5 {
+            let i = inst("9.1", "9.1.1", &format!("9.1.1.{n}"), "CT");
+            store(&a, &part10(&i, n)).await.expect("store");
+        }
+        // A second series of another SOP class.
+        let sc = "1.2.840.10008.5.1.4.1.1.7";
+        for n in 0..2 {
+            let i = inst("9.1", "9.1.2", &format!("9.1.2.{n}"), "OT");
+            store(&a, &part10_of_class(&i, 10 + n, sc))
+                .await
+                .expect("store");
+        }
+        let counts = all_counts(&a).await;
+        assert!(
+            counts.contains(&(
+                "9.1".into(),
+                Some(2),
+                Some(7),
+                vec!["CT".into(), "OT".into()],
+                vec![CT_IMAGE.into(), sc.into()]
+            )),
+            "{counts:?}"
+        );
+        assert!(
+            counts.contains(&("9.1.1".into(), None, Some(5), vec![], vec![CT_IMAGE.into()])),
+            "{counts:?}"
+        );
+        // The same bytes again, then new bytes of a stored instance
+        // (kept as the newest), one under another study, and a series
+        // sent again under another study.
+        let same = inst("9.1", "9.1.1", "9.1.1.0", "CT");
+        store(&a, &part10(&same, 0)).await.expect("identical");
+        store(&a, &part10(&same, 99)).await.expect("replaced");
+        let moved = inst("9.2", "9.2.1", "9.1.1.1", "CT");
+        store(&a, &part10(&moved, 1)).await.expect("moved instance");
+        let series_moved = inst("9.3", "9.1.2", "9.1.2.9", "OT");
+        store(&a, &part10_of_class(&series_moved, 20, sc))
+            .await
+            .expect("moved series");
+        let kept = all_counts(&a).await;
+        e.catalog().recount_dicom().await.expect("recount");
+        assert_eq!(kept, all_counts(&a).await, "{}", t.name);
+        assert!(
+            kept.contains(&("9.1.1".into(), None, Some(4), vec![], vec![CT_IMAGE.into()])),
+            "{kept:?}"
+        );
     }
 }

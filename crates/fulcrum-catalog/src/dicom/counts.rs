@@ -4,11 +4,21 @@
 //! here, in the transaction that adds, moves or removes instances, so
 //! QIDO-RS and C-FIND read them instead of counting per query.
 //!
-//! Under concurrent writers (PostgreSQL, several nodes) the refresh runs
-//! after the transaction locked the study row (ingest's study upsert,
-//! delete's first statement), so its statement snapshot holds every
-//! earlier writer of the study. (A re-sent instance moving out of another
-//! study refreshes that study without locking it first.)
+//! New instances are added to the counts (`apply`): a few statements per
+//! commit however large the study, where recounting it cost a scan of its
+//! instances per commit (a 5,000-instance series sent by DIMSE C-STORE one
+//! instance at a time: 0.9 -> 4.8 ms of statements per instance). Studies
+//! that instances or series left, re-sent instances, and batches adding
+//! several SOP classes to a study are recounted (`refresh`).
+//!
+//! Under concurrent writers (PostgreSQL, several nodes) both run after the
+//! transaction locked the study row (ingest's study upsert, delete's first
+//! statement), so each statement sees every earlier writer of the study,
+//! and an instance counts as new only if this transaction's insert wrote
+//! its row. (A re-sent instance moving out of another study refreshes that
+//! study without locking it first.)
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::any::AnyArguments;
 use sqlx::{Any, Arguments, Transaction};
@@ -19,6 +29,136 @@ use crate::error::{db, CatalogResult};
 
 /// Studies per refresh statement.
 const STUDIES_PER_STATEMENT: usize = 200;
+
+/// At most this many statements add to counts per commit; the studies of
+/// a batch beyond them are recounted (a few statements for many studies).
+const MAX_ADD_STATEMENTS: usize = 16;
+
+/// An instance a commit inserted.
+pub(crate) struct Added<'a> {
+    pub tenant: &'a str,
+    pub study: &'a str,
+    pub series: &'a str,
+    pub sop_class: &'a str,
+}
+
+/// Brings the counts of a commit's studies up to date: adds the `added`
+/// instances to their series and studies, and recounts the studies in
+/// `full` (and those an addition cannot express: several SOP classes
+/// added to one study, or past MAX_ADD_STATEMENTS).
+pub(crate) async fn apply<'a>(
+    tx: &mut Transaction<'static, Any>,
+    added: impl Iterator<Item = Added<'a>>,
+    mut full: BTreeSet<(String, String)>,
+) -> CatalogResult<()> {
+    type Study = (BTreeMap<String, i64>, BTreeSet<String>);
+    let mut by_study: BTreeMap<(String, String), Study> = BTreeMap::new();
+    for a in added {
+        let (series, classes) = by_study
+            .entry((a.tenant.to_string(), a.study.to_string()))
+            .or_default();
+        *series.entry(a.series.to_string()).or_default() += 1;
+        classes.insert(a.sop_class.to_string());
+    }
+    let mut adds = Vec::new();
+    let mut statements = 0;
+    for (study, (series, classes)) in by_study {
+        if full.contains(&study) {
+            continue;
+        }
+        let cost = series.len() + 1;
+        let mut classes = classes.into_iter();
+        match (classes.next(), classes.next()) {
+            (Some(class), None) if statements + cost <= MAX_ADD_STATEMENTS => {
+                statements += cost;
+                adds.push((study, series, class));
+            }
+            _ => {
+                full.insert(study);
+            }
+        }
+    }
+    let full: Vec<(String, String)> = full.into_iter().collect();
+    refresh_each(tx, &full).await?;
+    for ((tenant, study), series, class) in adds {
+        add(tx, &tenant, &study, &series, &class).await?;
+    }
+    Ok(())
+}
+
+/// Adds `series` (series UID -> new instances) of one study, all of SOP
+/// class `class`, to the counts of those series and of the study. The
+/// study's series count and modalities are recounted over its series.
+async fn add(
+    tx: &mut Transaction<'static, Any>,
+    tenant: &str,
+    study: &str,
+    series: &BTreeMap<String, i64>,
+    class: &str,
+) -> CatalogResult<()> {
+    let kind = DbKind::of(tx);
+    let sql = format!(
+        "UPDATE dicom_series SET num_instances = num_instances + $1, sop_classes = {} \
+         WHERE tenant = $3 AND series_uid = $4",
+        with_member(kind, "sop_classes", "$2")
+    );
+    for (uid, n) in series {
+        sqlx::query(crate::dynamic(sql.clone()))
+            .bind(*n)
+            .bind(class)
+            .bind(tenant)
+            .bind(uid)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("add to series counts"))?;
+    }
+    let sql = format!(
+        "UPDATE dicom_studies SET num_instances = num_instances + $1, sop_classes = {}, \
+         num_series = (SELECT COUNT(*) FROM dicom_series r \
+            WHERE r.tenant = dicom_studies.tenant AND r.study_uid = dicom_studies.study_uid), \
+         modalities = (SELECT {} FROM dicom_series r \
+            WHERE r.tenant = dicom_studies.tenant AND r.study_uid = dicom_studies.study_uid) \
+         WHERE tenant = $3 AND study_uid = $4",
+        with_member(kind, "sop_classes", "$2"),
+        kind.comma_list("r.modality", true)
+    );
+    sqlx::query(crate::dynamic(sql))
+        .bind(series.values().sum::<i64>())
+        .bind(class)
+        .bind(tenant)
+        .bind(study)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("add to study counts"))?;
+    Ok(())
+}
+
+/// SQL for the comma-separated set in `col` with the value of parameter
+/// `p` added unless it is there already.
+fn with_member(kind: DbKind, col: &str, p: &str) -> String {
+    let find = match kind {
+        DbKind::Sqlite => "instr",
+        DbKind::Postgres => "strpos",
+    };
+    let p = format!("CAST({p} AS TEXT)");
+    format!(
+        "CASE WHEN {col} IS NULL OR {col} = '' THEN {p} \
+         WHEN {find}(',' || {col} || ',', ',' || {p} || ',') > 0 THEN {col} \
+         ELSE {col} || ',' || {p} END"
+    )
+}
+
+/// Recounts `studies` ((tenant, study UID), sorted by tenant).
+async fn refresh_each(
+    tx: &mut Transaction<'static, Any>,
+    studies: &[(String, String)],
+) -> CatalogResult<()> {
+    for same in studies.chunk_by(|a, b| a.0 == b.0) {
+        let uids: Vec<String> = same.iter().map(|(_, s)| s.clone()).collect();
+        refresh(tx, &same[0].0, &uids).await?;
+    }
+    Ok(())
+}
 
 /// Recomputes the counts and sets of the studies `study_uids` of `tenant`
 /// and of all their series.
@@ -77,11 +217,7 @@ pub(crate) async fn refresh_all(tx: &mut Transaction<'static, Any>) -> CatalogRe
             .fetch_all(&mut **tx)
             .await
             .map_err(db("list studies"))?;
-    for same in studies.chunk_by(|a, b| a.0 == b.0) {
-        let uids: Vec<String> = same.iter().map(|(_, s)| s.clone()).collect();
-        refresh(tx, &same[0].0, &uids).await?;
-    }
-    Ok(())
+    refresh_each(tx, &studies).await
 }
 
 /// A comma-separated set as stored, sorted.

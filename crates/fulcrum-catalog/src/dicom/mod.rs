@@ -9,7 +9,7 @@ pub(crate) use counts::refresh_all as refresh_all_counts;
 
 use sqlx::{Any, Row, Transaction};
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::Arguments;
 
@@ -304,7 +304,8 @@ fn keep_stored_unless_given(table: &str, cols: &[&str]) -> String {
 /// After the object rows: the index rows of a batch (upserts, newest
 /// values win), a few multi-row statements per table, then the counts of
 /// the studies touched (those written to and `previous`, the studies
-/// re-sent instances belonged to).
+/// re-sent instances belonged to): added to for new instances, recounted
+/// where instances or series left a study (see `counts`).
 pub(crate) async fn write_index(
     tx: &mut Transaction<'static, Any>,
     writes: &[&DicomWrite],
@@ -358,58 +359,88 @@ pub(crate) async fn write_index(
         |(t, r)| (t.clone(), r.series_uid.clone()),
         |into, (_, r)| into.1.fill_from(r),
     );
-    insert_rows(
-        tx,
-        (
-            "INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, \
-             series_description, updated_at)",
-            7,
-            &format!(
-                "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, {}, \
-                 updated_at = excluded.updated_at",
-                keep_stored_unless_given(
-                    "dicom_series",
-                    &["modality", "series_number", "series_description"]
-                )
-            ),
-        ),
-        &series,
-        "index series",
-        |args, (tenant, r)| {
-            args.add(tenant.clone())?;
-            args.add(r.series_uid.clone())?;
-            args.add(r.study_uid.clone())?;
-            args.add(r.modality.clone())?;
-            args.add(r.series_number)?;
-            args.add(r.series_description.clone())?;
-            args.add(now)
-        },
-    )
-    .await?;
+    // Studies whose counts are recomputed: those instances left (re-sent
+    // elsewhere or replaced), and both studies of a series that moved.
+    let mut full: BTreeSet<(String, String)> = previous.into_iter().collect();
+    // A series stored under another study is neither updated nor counted
+    // by the first statement: it is found, and moved by the second.
+    if upsert_series(tx, &series, false, now).await? < series.len() as u64 {
+        let mut moved = Vec::new();
+        for (tenant, r) in series {
+            let stored: Option<String> = sqlx::query_scalar(
+                "SELECT study_uid FROM dicom_series WHERE tenant = $1 AND series_uid = $2",
+            )
+            .bind(&tenant)
+            .bind(&r.series_uid)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db("find moved series"))?;
+            if let Some(old) = stored.filter(|old| *old != r.study_uid) {
+                full.insert((tenant.clone(), old));
+                full.insert((tenant.clone(), r.study_uid.clone()));
+                moved.push((tenant, r));
+            }
+        }
+        upsert_series(tx, &moved, true, now).await?;
+    }
     // Later writes of an instance win, as one by one.
     let instances = merged_by_key(
         writes.iter().copied(),
         |w| (w.tenant.clone(), w.instance.sop_uid.clone()),
         |into, w| *into = *w,
     );
+    // New instances are added to the counts. The first statement inserts
+    // only rows not stored yet (by this batch, or by a concurrent writer
+    // that committed first); when it skips any, the second writes them
+    // all and their studies are recounted.
+    let new =
+        insert_instances(tx, &instances, INSTANCE_INSERT, now).await? == instances.len() as u64;
+    if !new {
+        insert_instances(tx, &instances, INSTANCE_UPSERT, now).await?;
+        full.extend(
+            instances
+                .iter()
+                .map(|w| (w.tenant.clone(), w.instance.study_uid.clone())),
+        );
+    }
+    let added = instances.iter().filter(|_| new).map(|w| counts::Added {
+        tenant: &w.tenant,
+        study: &w.instance.study_uid,
+        series: &w.instance.series_uid,
+        sop_class: &w.instance.sop_class_uid,
+    });
+    counts::apply(tx, added, full).await
+}
+
+/// A new instance's row is inserted; a stored one is left as it is.
+const INSTANCE_INSERT: &str = "ON CONFLICT (tenant, sop_uid) DO NOTHING";
+
+/// What a re-sent instance's row takes from the new one.
+const INSTANCE_UPSERT: &str =
+    "ON CONFLICT (tenant, sop_uid) DO UPDATE SET series_uid = excluded.series_uid, \
+     study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
+     instance_number = excluded.instance_number, transfer_syntax = excluded.transfer_syntax, \
+     object_key = excluded.object_key, size = excluded.size, etag = excluded.etag, \
+     dataset_offset = excluded.dataset_offset, header_len = excluded.header_len, \
+     pixel_offset = excluded.pixel_offset, pixel_len = excluded.pixel_len, \
+     pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
+     num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
+     num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
+     created_at = excluded.created_at";
+
+/// Inserts instance rows; `conflict` says what a row already stored does
+/// Returns the rows inserted or updated.
+async fn insert_instances(
+    tx: &mut Transaction<'static, Any>,
+    instances: &[&DicomWrite],
+    conflict: &str,
+    now: i64,
+) -> CatalogResult<u64> {
     let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
     insert_rows(
         tx,
-        (
-            &prefix,
-            21,
-            "ON CONFLICT (tenant, sop_uid) DO UPDATE SET series_uid = excluded.series_uid, \
-             study_uid = excluded.study_uid, sop_class_uid = excluded.sop_class_uid, \
-             instance_number = excluded.instance_number, transfer_syntax = excluded.transfer_syntax, \
-             object_key = excluded.object_key, size = excluded.size, etag = excluded.etag, \
-             dataset_offset = excluded.dataset_offset, header_len = excluded.header_len, \
-             pixel_offset = excluded.pixel_offset, pixel_len = excluded.pixel_len, \
-             pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
-             num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
-             num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
-             created_at = excluded.created_at",
-        ),
-        &instances,
+        (&prefix, 21, conflict),
+        instances,
         "index instances",
         |args, w| {
             let i = &w.instance;
@@ -436,20 +467,53 @@ pub(crate) async fn write_index(
             args.add(now)
         },
     )
-    .await?;
-    let mut touched: HashMap<String, Vec<String>> = HashMap::new();
-    let written = writes
-        .iter()
-        .map(|w| (w.tenant.clone(), w.study.study_uid.clone()));
-    for (tenant, study) in written.chain(previous) {
-        touched.entry(tenant).or_default().push(study);
-    }
-    for (tenant, mut studies) in touched {
-        studies.sort();
-        studies.dedup();
-        counts::refresh(tx, &tenant, &studies).await?;
-    }
-    Ok(())
+    .await
+}
+
+/// Upserts series rows: `moving` also sets their study; otherwise a row
+/// stored under another study is left alone. Returns the rows written.
+async fn upsert_series(
+    tx: &mut Transaction<'static, Any>,
+    series: &[(String, SeriesRecord)],
+    moving: bool,
+    now: i64,
+) -> CatalogResult<u64> {
+    let keep = keep_stored_unless_given(
+        "dicom_series",
+        &["modality", "series_number", "series_description"],
+    );
+    let conflict = if moving {
+        format!(
+            "ON CONFLICT (tenant, series_uid) DO UPDATE SET study_uid = excluded.study_uid, {keep}, \
+             updated_at = excluded.updated_at"
+        )
+    } else {
+        format!(
+            "ON CONFLICT (tenant, series_uid) DO UPDATE SET {keep}, updated_at = excluded.updated_at \
+             WHERE dicom_series.study_uid = excluded.study_uid"
+        )
+    };
+    insert_rows(
+        tx,
+        (
+            "INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, \
+             series_description, updated_at)",
+            7,
+            &conflict,
+        ),
+        series,
+        "index series",
+        |args, (tenant, r)| {
+            args.add(tenant.clone())?;
+            args.add(r.series_uid.clone())?;
+            args.add(r.study_uid.clone())?;
+            args.add(r.modality.clone())?;
+            args.add(r.series_number)?;
+            args.add(r.series_description.clone())?;
+            args.add(now)
+        },
+    )
+    .await
 }
 
 /// Which instances a retrieve or delete is about.
@@ -474,6 +538,15 @@ impl Scope {
 }
 
 impl Catalog {
+    /// Recounts every study and series (NumberOfStudyRelatedInstances and
+    /// the rest) from the instance rows, as a restore does: a check that
+    /// the counts kept up commit by commit are right.
+    pub async fn recount_dicom(&self) -> CatalogResult<()> {
+        let mut tx = self.begin_write().await.map_err(db("begin recount"))?;
+        counts::refresh_all(&mut tx).await?;
+        tx.commit().await.map_err(db("commit recount"))
+    }
+
     /// The instances in a study, series or instance scope, in series then
     /// instance-number order.
     pub async fn dicom_instances(

@@ -254,7 +254,8 @@ pub(crate) async fn store_write_locks(
             args.add(lock.legal_hold as i64)
         },
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 fn default_from(r: &AnyRow, first: usize) -> Result<Option<DefaultRetention>, sqlx::Error> {
