@@ -145,6 +145,12 @@ impl Backend {
     }
 
     /// A human-readable name for logs and errors.
+    /// Whether this backend is a local filesystem (a durable write takes
+    /// a millisecond or so, not a network round trip).
+    pub fn is_local(&self) -> bool {
+        self.fs_root.is_some()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
