@@ -169,13 +169,23 @@ impl Catalog {
     /// instead of their sum. When `durable` fails the transaction is rolled
     /// back and its error returned inside `Ok`; it takes precedence over a
     /// failed statement, since nothing of the batch could commit without
-    /// its data.
+    /// its data. Whatever the outcome, `durable` has run to its end when
+    /// this returns, so a caller that gets a catalog error and retries the
+    /// rows (alone, or one write at a time) finds the data durable.
     pub async fn commit_after<E>(
         &self,
         batch: &CommitBatch,
         durable: impl std::future::Future<Output = Result<(), E>>,
     ) -> CatalogResult<Result<(), E>> {
-        let mut tx = self.begin_write().await.map_err(db("begin commit"))?;
+        let mut tx = match self.begin_write().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                if let Err(d) = durable.await {
+                    return Ok(Err(d));
+                }
+                return Err(db("begin commit")(e));
+            }
+        };
         let (written, durable) = tokio::join!(write_batch(&mut tx, batch), durable);
         if let Err(e) = durable {
             return Ok(Err(e));

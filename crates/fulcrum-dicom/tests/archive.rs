@@ -804,6 +804,17 @@ async fn counts_kept_commit_by_commit_match_a_recount() {
         store(&a, &part10_of_class(&series_moved, 20, sc))
             .await
             .expect("moved series");
+        // One series sent under two studies, committed together.
+        let ctx = StoreContext::default();
+        let one = part10(&inst("9.4", "9.4.1", "9.4.1.0", "CT"), 30);
+        let two = part10(&inst("9.5", "9.4.1", "9.4.1.1", "CT"), 31);
+        let (one, two) = futures::join!(
+            a.stage_file(T, &one[..], &ctx),
+            a.stage_file(T, &two[..], &ctx)
+        );
+        let (one, two) = futures::join!(one.expect("stage").commit(), two.expect("stage").commit());
+        one.expect("commit");
+        two.expect("commit");
         let kept = all_counts(&a).await;
         e.catalog().recount_dicom().await.expect("recount");
         assert_eq!(kept, all_counts(&a).await, "{}", t.name);

@@ -8,7 +8,7 @@
 use std::sync::Weak;
 use std::time::Instant;
 
-use fulcrum_catalog::{CommitBatch, DbKind, NewChunk, NewPack, Write};
+use fulcrum_catalog::{CommitBatch, NewChunk, NewPack, Write};
 use fulcrum_store::PackBuilder;
 use fulcrum_types::Tier;
 use tokio::sync::{mpsc, oneshot};
@@ -122,11 +122,11 @@ async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     // Tails packed together share a pack row.
     all.packs.sort_by(|a, b| a.id.cmp(&b.id));
     all.packs.dedup_by(|a, b| a.id == b.id);
-    // With a SQLite catalog, a pack going over the network (an S3 PUT,
-    // retried for seconds when the backend struggles) is written before
-    // the transaction begins: SQLite's write lock is database-wide, and
-    // every other writer would wait for the PUT.
-    if !inner.backend.is_local() && inner.catalog.kind() == DbKind::Sqlite {
+    // A pack going over the network (an S3 PUT, retried for seconds when
+    // the backend struggles) is written before the transaction begins, so
+    // no lock is held over it: SQLite's write lock is database-wide, and
+    // on PostgreSQL the batch's study rows stay locked until COMMIT.
+    if !inner.backend.is_local() {
         if let Some(pack) = tail_pack.take() {
             if let Err(e) = inner.store_pack(Tier::Hot, pack).await {
                 for job in jobs {

@@ -7,7 +7,7 @@
 //! end of each ingest, the pack write of one body overlaps with the
 //! hashing and compression of the next ones instead of waiting for the
 //! commit (a STOW-RS request's instances are all committed at its end).
-//! Smaller tails ride with the commit instead (`pack_tails` there), where
+//! Smaller tails ride with the commit instead (`plan_tails` there), where
 //! one pack and one transaction serve a whole batch of small writes.
 
 use std::sync::Weak;

@@ -144,13 +144,13 @@ impl Backend {
         }
     }
 
-    /// A human-readable name for logs and errors.
     /// Whether this backend is a local filesystem (a durable write takes
     /// a millisecond or so, not a network round trip).
     pub fn is_local(&self) -> bool {
         self.fs_root.is_some()
     }
 
+    /// A human-readable name for logs and errors.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -15,8 +15,9 @@
 //! transaction locked the study row (ingest's study upsert, delete's first
 //! statement), so each statement sees every earlier writer of the study,
 //! and an instance counts as new only if this transaction's insert wrote
-//! its row. (A re-sent instance moving out of another study refreshes that
-//! study without locking it first.)
+//! its row. (A re-sent instance or a series moving out of another study
+//! refreshes that study without locking it first: a concurrent writer of
+//! that study can leave its counts stale until its next recount.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,12 +54,29 @@ pub(crate) async fn apply<'a>(
 ) -> CatalogResult<()> {
     type Study = (BTreeMap<String, i64>, BTreeSet<String>);
     let mut by_study: BTreeMap<(String, String), Study> = BTreeMap::new();
+    // The studies each series is added under: a series sent under two
+    // studies in one batch ends up under one of them, so both are
+    // recounted.
+    let mut homes: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
     for a in added {
         let (series, classes) = by_study
             .entry((a.tenant.to_string(), a.study.to_string()))
             .or_default();
         *series.entry(a.series.to_string()).or_default() += 1;
         classes.insert(a.sop_class.to_string());
+        homes
+            .entry((a.tenant, a.series))
+            .or_default()
+            .insert(a.study);
+    }
+    for ((tenant, _), studies) in homes {
+        if studies.len() > 1 {
+            full.extend(
+                studies
+                    .into_iter()
+                    .map(|s| (tenant.to_string(), s.to_string())),
+            );
+        }
     }
     let mut adds = Vec::new();
     let mut statements = 0;

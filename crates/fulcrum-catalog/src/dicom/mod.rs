@@ -195,33 +195,9 @@ pub(crate) async fn prepare_dicom_writes(
 ) -> CatalogResult<Vec<(String, String)>> {
     let mut existing: HashMap<(String, String), (String, String)> = HashMap::new();
     let mut previous = Vec::new();
-    let mut tenants: Vec<&str> = writes.iter().map(|w| w.tenant.as_str()).collect();
-    tenants.sort();
-    tenants.dedup();
-    for tenant in tenants {
-        let sops: Vec<&str> = writes
-            .iter()
-            .filter(|w| w.tenant == tenant)
-            .map(|w| w.instance.sop_uid.as_str())
-            .collect();
-        for block in sops.chunks(IN_BLOCK) {
-            let sql = format!(
-                "SELECT sop_uid, etag, object_key, study_uid FROM dicom_instances \
-                 WHERE tenant = $1 AND sop_uid IN ({})",
-                crate::placeholders(2, block.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, String, String, String)>(crate::dynamic(sql))
-                .bind(tenant.to_string());
-            for sop in block {
-                q = q.bind(sop.to_string());
-            }
-            for (sop, etag, key, study) in
-                q.fetch_all(&mut **tx).await.map_err(db("find instances"))?
-            {
-                existing.insert((tenant.to_string(), sop), (etag, key));
-                previous.push((tenant.to_string(), study));
-            }
-        }
+    for s in stored_instances(tx, writes).await? {
+        existing.insert((s.tenant.clone(), s.sop_uid), (s.etag, s.object_key));
+        previous.push((s.tenant, s.study_uid));
     }
     for w in writes {
         let Some((etag, key)) = existing.get(&(w.tenant.clone(), w.instance.sop_uid.clone()))
@@ -247,6 +223,58 @@ pub(crate) async fn prepare_dicom_writes(
         }
     }
     Ok(previous)
+}
+
+/// The row of an instance already stored.
+struct Stored {
+    tenant: String,
+    sop_uid: String,
+    etag: String,
+    object_key: String,
+    study_uid: String,
+}
+
+/// The stored rows of the instances `writes` write, if any: one lookup
+/// per tenant and block of SOP Instance UIDs.
+async fn stored_instances(
+    tx: &mut Transaction<'static, Any>,
+    writes: &[&DicomWrite],
+) -> CatalogResult<Vec<Stored>> {
+    let mut out = Vec::new();
+    let mut tenants: Vec<&str> = writes.iter().map(|w| w.tenant.as_str()).collect();
+    tenants.sort();
+    tenants.dedup();
+    for tenant in tenants {
+        let sops: Vec<&str> = writes
+            .iter()
+            .filter(|w| w.tenant == tenant)
+            .map(|w| w.instance.sop_uid.as_str())
+            .collect();
+        for block in sops.chunks(IN_BLOCK) {
+            let sql = format!(
+                "SELECT sop_uid, etag, object_key, study_uid FROM dicom_instances \
+                 WHERE tenant = $1 AND sop_uid IN ({})",
+                crate::placeholders(2, block.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String, String)>(crate::dynamic(sql))
+                .bind(tenant.to_string());
+            for sop in block {
+                q = q.bind(sop.to_string());
+            }
+            for (sop_uid, etag, object_key, study_uid) in
+                q.fetch_all(&mut **tx).await.map_err(db("find instances"))?
+            {
+                out.push(Stored {
+                    tenant: tenant.to_string(),
+                    sop_uid,
+                    etag,
+                    object_key,
+                    study_uid,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// SOP Instance UIDs per lookup statement.
@@ -396,6 +424,10 @@ pub(crate) async fn write_index(
     let new =
         insert_instances(tx, &instances, INSTANCE_INSERT, now).await? == instances.len() as u64;
     if !new {
+        // Instances stored since `prepare_dicom_writes` looked (by a
+        // concurrent writer) leave the studies they are in now.
+        let now_in = stored_instances(tx, &instances).await?;
+        full.extend(now_in.into_iter().map(|s| (s.tenant, s.study_uid)));
         insert_instances(tx, &instances, INSTANCE_UPSERT, now).await?;
         full.extend(
             instances
