@@ -8,6 +8,7 @@ PostgreSQL catalog and one Garage bucket (no other shared state).
 - `fulcrum gc` against the shared catalog (as node 3's operator would run
   it) while node 2 ingests and deletes: nothing live is collected, and
   `fulcrum verify` is clean afterwards.
+- Two nodes storing one series at once keep its counts exact.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import random
 import threading
 import time
 
-from dicom_helpers import DicomWeb, stow_ok
+import dicom_gen
+from dicom_helpers import DicomWeb, jval, stow_ok
 from helpers import random_bytes
 from test_backends import _garage_env, _postgres_env
 
@@ -135,3 +137,43 @@ def test_gc_on_one_node_while_another_ingests_deletes_nothing_live(fulcrum_facto
         assert c3.get_object(Bucket="churn", Key=k)["Body"].read() == v, k
     res = n3.verify()
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_counts_stay_exact_when_nodes_store_one_series_at_once(fulcrum_factory, tmp_path):
+    """Two nodes take the instances of one series at the same time, one
+    STOW-RS request per instance from three clients each (commits of
+    several instances of the series on each node, racing the other node's
+    on the same study row), then all of it again: every node reports
+    exactly the instances stored, at the study and the series level."""
+    nodes = cluster(fulcrum_factory, n=2)
+    files = dicom_gen.generate(
+        tmp_path / "one",
+        seed=77,
+        patients=1,
+        studies_per_patient=1,
+        series_per_study=1,
+        instances_per_series=60,
+    )
+    study = files[0].study_uid
+    errors: list[str] = []
+
+    def worker(i):
+        dw = DicomWeb(nodes[i % 2])
+        for x in files[i::6]:
+            res = dw.stow([x.read()])
+            if res.status != 200 or res.failed:
+                errors.append(str(res))
+
+    for _ in range(2):
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert not errors, errors[:3]
+        for n in nodes:
+            dw = DicomWeb(n)
+            [s] = dw.qido("/studies", {"StudyInstanceUID": study, "includefield": "00201206,00201208"})
+            assert (jval(s, "NumberOfStudyRelatedSeries"), jval(s, "NumberOfStudyRelatedInstances")) == (1, 60)
+            [r] = dw.qido(f"/studies/{study}/series", {"includefield": "00201209"})
+            assert jval(r, "NumberOfSeriesRelatedInstances") == 60
