@@ -98,7 +98,8 @@ async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     let started = Instant::now();
     let n = jobs.len();
     // One pack for the small tails, written while the catalog statements
-    // run (the transaction commits once the pack is durable).
+    // run on a local disk (the transaction commits once the pack is
+    // durable), before them on a remote backend.
     let with_tail: Vec<usize> = (0..n).filter(|&i| !jobs[i].tail.is_empty()).collect();
     let mut tail_pack = None;
     if !with_tail.is_empty() {
@@ -122,27 +123,25 @@ async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     // Tails packed together share a pack row.
     all.packs.sort_by(|a, b| a.id.cmp(&b.id));
     all.packs.dedup_by(|a, b| a.id == b.id);
-    // A pack going over the network (an S3 PUT, retried for seconds when
-    // the backend struggles) is written before the transaction begins, so
-    // no lock is held over it: SQLite's write lock is database-wide, and
-    // on PostgreSQL the batch's study rows stay locked until COMMIT.
-    if !inner.backend.is_local() {
-        if let Some(pack) = tail_pack.take() {
-            if let Err(e) = inner.store_pack(Tier::Hot, pack).await {
-                for job in jobs {
-                    let _ = job.done.send(Err(same_failure(&e)));
-                }
-                return;
-            }
-        }
-    }
     let durable = async {
         match tail_pack {
             Some(pack) => inner.store_pack(Tier::Hot, pack).await,
             None => Ok(()),
         }
     };
-    match inner.catalog.commit_after(&all, durable).await {
+    // A pack going over the network (an S3 PUT, retried for seconds when
+    // the backend struggles) is written before the transaction begins, so
+    // no lock is held over it: SQLite's write lock is database-wide, and
+    // on PostgreSQL the batch's study rows stay locked until COMMIT.
+    let committed = if inner.backend.is_local() {
+        inner.catalog.commit_after(&all, durable).await
+    } else {
+        match durable.await {
+            Ok(()) => inner.catalog.commit(&all).await.map(Ok),
+            Err(e) => Ok(Err(e)),
+        }
+    };
+    match committed {
         Ok(Ok(())) => {
             for job in jobs {
                 let _ = job.done.send(Ok(()));

@@ -460,7 +460,7 @@ const INSTANCE_UPSERT: &str =
      num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
      created_at = excluded.created_at";
 
-/// Inserts instance rows; `conflict` says what a row already stored does
+/// Inserts instance rows; `conflict` says what a row already stored does.
 /// Returns the rows inserted or updated.
 async fn insert_instances(
     tx: &mut Transaction<'static, Any>,
