@@ -15,9 +15,8 @@
 //! transaction locked the study row (ingest's study upsert, delete's first
 //! statement), so each statement sees every earlier writer of the study,
 //! and an instance counts as new only if this transaction's insert wrote
-//! its row. (A re-sent instance or a series moving out of another study
-//! refreshes that study without locking it first: a concurrent writer of
-//! that study can leave its counts stale until its next recount.)
+//! its row. A recount locks its studies first, also those the transaction
+//! did not write (a study a re-sent instance or a moved series left).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -198,6 +197,23 @@ pub(crate) async fn refresh(
             }
             Ok(a)
         };
+        if kind == DbKind::Postgres {
+            // Lock the study rows first, as a writer of a study does with
+            // its first statement: each statement below then starts after
+            // every concurrent writer of these studies committed, and sees
+            // its rows. (An UPDATE that waited for a row lock re-checks
+            // that row, but its subqueries keep the snapshot taken before
+            // the wait, and would count without the writer's instances.)
+            // SQLite's write lock is database-wide.
+            let lock = format!(
+                "SELECT study_uid FROM dicom_studies WHERE tenant = $1 AND study_uid IN ({list}) \
+                 ORDER BY study_uid FOR UPDATE"
+            );
+            sqlx::query_with(crate::dynamic(lock), args()?)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db("lock studies to recount"))?;
+        }
         let series = format!(
             "UPDATE dicom_series SET \
              num_instances = (SELECT COUNT(*) FROM dicom_instances i \

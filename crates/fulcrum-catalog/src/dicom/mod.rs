@@ -9,7 +9,8 @@ pub(crate) use counts::refresh_all as refresh_all_counts;
 
 use sqlx::{Any, Row, Transaction};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::Arguments;
 
@@ -280,27 +281,25 @@ async fn stored_instances(
 /// SOP Instance UIDs per lookup statement.
 const IN_BLOCK: usize = 200;
 
-/// One row per key, in order of first appearance, each the merge of
-/// that key's rows in order (`fold` folds a later row into it): the
-/// study, series and instance rows of a batch (PostgreSQL refuses an
-/// upsert that touches one row twice).
-fn merged_by_key<K: std::hash::Hash + Eq, T>(
+/// One row per key, sorted by key, each the merge of that key's rows in
+/// order (`fold` folds a later row into it): the study, series and
+/// instance rows of a batch (PostgreSQL refuses an upsert that touches
+/// one row twice). Sorted, so concurrent writers lock rows in one order.
+fn merged_by_key<K: Ord, T>(
     rows: impl Iterator<Item = T>,
     key: impl Fn(&T) -> K,
     fold: impl Fn(&mut T, &T),
 ) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    let mut at: HashMap<K, usize> = HashMap::new();
+    let mut out: BTreeMap<K, T> = BTreeMap::new();
     for r in rows {
-        match at.get(&key(&r)) {
-            Some(&i) => fold(&mut out[i], &r),
-            None => {
-                at.insert(key(&r), out.len());
-                out.push(r);
+        match out.entry(key(&r)) {
+            Entry::Occupied(mut e) => fold(e.get_mut(), &r),
+            Entry::Vacant(e) => {
+                e.insert(r);
             }
         }
     }
-    out
+    out.into_values().collect()
 }
 
 /// Study columns an instance may lack a value for, in the order they are

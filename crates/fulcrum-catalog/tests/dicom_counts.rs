@@ -1,0 +1,187 @@
+//! Study and series counts under concurrent writers on PostgreSQL (the
+//! catalog of a cluster): a commit that recounts a study it did not write
+//! (an instance re-sent under another study leaves it) while another
+//! writer's transaction adds to that study must end with the counts a
+//! full recount gives. Runs when the test script provides PostgreSQL
+//! (FULCRUM_TEST_PG_URL); with FULCRUM_TEST_REQUIRE_ALL=1 its absence
+//! fails the test instead of skipping it.
+
+use std::time::Duration;
+
+use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord, SeriesRecord, StudyRecord};
+use fulcrum_catalog::{Catalog, CommitBatch, ObjectWrite, Write};
+use sqlx::Connection;
+
+const TENANT: &str = "t";
+const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A fresh database on the test PostgreSQL, or None when there is none.
+async fn fresh_pg() -> Option<String> {
+    let Some(base) = env("FULCRUM_TEST_PG_URL") else {
+        assert!(
+            env("FULCRUM_TEST_REQUIRE_ALL").is_none(),
+            "FULCRUM_TEST_REQUIRE_ALL is set but FULCRUM_TEST_PG_URL is not"
+        );
+        eprintln!("note: PostgreSQL test skipped (run scripts/test.sh to include it)");
+        return None;
+    };
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let db = format!("fulcrum_t_{:016x}", rand_u64());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (head, _) = base.rsplit_once('/').expect("PG URL names a database");
+    Some(format!("{head}/{db}"))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// An instance `sop` of `series` in `study`, its object empty; `etag`
+/// tells versions of one instance apart.
+fn instance(bucket_id: i64, study: &str, series: &str, sop: &str, etag: &str) -> Write {
+    let key = format!("instances/{sop}");
+    Write::Dicom(Box::new(DicomWrite {
+        tenant: TENANT.into(),
+        object: ObjectWrite {
+            bucket_id,
+            key: key.clone(),
+            size: 0,
+            etag: etag.into(),
+            content_type: Some("application/dicom".into()),
+            metadata: "{}".into(),
+            chunks: vec![],
+            completes_upload: None,
+            lock: Default::default(),
+            condition: None,
+        },
+        study: StudyRecord {
+            study_uid: study.into(),
+            patient_id: Some("P1".into()),
+            ..Default::default()
+        },
+        series: SeriesRecord {
+            series_uid: series.into(),
+            study_uid: study.into(),
+            modality: Some("CT".into()),
+            ..Default::default()
+        },
+        instance: InstanceRecord {
+            sop_uid: sop.into(),
+            series_uid: series.into(),
+            study_uid: study.into(),
+            sop_class_uid: CT_IMAGE.into(),
+            transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            object_key: key,
+            etag: etag.into(),
+            ..Default::default()
+        },
+        policy: Default::default(),
+    }))
+}
+
+fn batch(writes: Vec<Write>) -> CommitBatch {
+    CommitBatch {
+        writes,
+        ..Default::default()
+    }
+}
+
+/// (uid, instances) of every study and series, as stored and as a
+/// recount from the instance rows gives them.
+async fn counts(url: &str) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+    let stored = sqlx::query_as(
+        "SELECT study_uid, num_instances FROM dicom_studies \
+         UNION ALL SELECT series_uid, num_instances FROM dicom_series ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("stored counts");
+    let recount = sqlx::query_as(
+        "SELECT study_uid, COUNT(*) FROM dicom_instances GROUP BY study_uid \
+         UNION ALL SELECT series_uid, COUNT(*) FROM dicom_instances GROUP BY series_uid ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("recount");
+    (stored, recount)
+}
+
+#[tokio::test]
+async fn a_recount_of_a_study_another_writer_is_adding_to_sees_its_instances() {
+    let Some(url) = fresh_pg().await else {
+        return;
+    };
+    let catalog = Catalog::open(&url).await.expect("open catalog");
+    catalog.ensure_tenant(TENANT).await.expect("tenant");
+    let bucket = catalog
+        .create_bucket(TENANT, "dicom")
+        .await
+        .expect("bucket");
+    let b = bucket.id;
+    catalog
+        .commit(&batch(vec![
+            instance(b, "1.1", "1.1.1", "1.1.1.1", "e1"),
+            instance(b, "1.1", "1.1.1", "1.1.1.2", "e2"),
+        ]))
+        .await
+        .expect("first instances");
+
+    // A writer adds an instance to study 1.1 and holds its transaction
+    // open (its statements have run; COMMIT waits for `durable`).
+    let (release, durable) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let catalog = catalog.clone();
+        tokio::spawn(async move {
+            catalog
+                .commit_after(
+                    &batch(vec![instance(b, "1.1", "1.1.1", "1.1.1.3", "e3")]),
+                    async { durable.await.map_err(|_| "released") },
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meanwhile 1.1.1.1 is sent again, under study 1.2: study 1.1 loses
+    // it and is recounted.
+    let moved = {
+        let catalog = catalog.clone();
+        tokio::spawn(async move {
+            catalog
+                .commit(&batch(vec![instance(b, "1.2", "1.2.1", "1.1.1.1", "e1b")]))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release.send(()).expect("writer waits");
+    writer
+        .await
+        .expect("writer task")
+        .expect("writer commits")
+        .expect("durable");
+    moved.await.expect("move task").expect("move commits");
+
+    let (stored, recount) = counts(&url).await;
+    assert_eq!(stored, recount, "stored counts against a recount");
+    assert!(
+        stored.contains(&("1.1".into(), 2)) && stored.contains(&("1.2".into(), 1)),
+        "{stored:?}"
+    );
+}
