@@ -472,6 +472,48 @@ def test_concurrent_create_only_puts_let_exactly_one_win(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="race.txt")["Body"].read() == won[0]
 
 
+def test_reads_during_overwrites_see_the_old_or_the_new_object_never_a_missing_key(s3, bucket):
+    """S3's read-after-write consistency: while one client overwrites a key,
+    GETs (whole and ranged) of it see one whole version, never 404."""
+    import threading
+    import time
+
+    bodies = [bytes([65 + i % 26]) * 3000 for i in range(26)]
+    s3.put_object(Bucket=bucket, Key="busy", Body=bodies[0])
+    stop = time.monotonic() + 4
+    errors, reads = [], []
+
+    def writer():
+        i = 0
+        while time.monotonic() < stop:
+            i += 1
+            s3.put_object(Bucket=bucket, Key="busy", Body=bodies[i % 26])
+
+    def reader(ranged):
+        while time.monotonic() < stop and len(errors) < 5:
+            try:
+                if ranged:
+                    got = s3.get_object(Bucket=bucket, Key="busy", Range="bytes=0-3")["Body"].read()
+                    ok = len(got) == 4 and got == got[:1] * 4
+                else:
+                    got = s3.get_object(Bucket=bucket, Key="busy")["Body"].read()
+                    ok = got in bodies
+                reads.append(ok)
+                if not ok:
+                    errors.append(f"mixed or wrong bytes: {got[:8]!r}… ({len(got)} bytes)")
+            except ClientError as e:
+                errors.append(f"{http_status(e)} {error_code(e)}")
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader, args=(r,)) for r in (False, False, True, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{len(errors)} failed reads of {len(reads) + len(errors)}: {errors}"
+    assert len(reads) > 100, len(reads)
+
+
 # ------------------------------------------------------------ multipart copy
 
 

@@ -18,6 +18,10 @@ use crate::error::{EngineError, EngineResult};
 use crate::ingest::{ContentDigest, Ingested};
 use crate::read::{ByteStream, TaggedStream};
 
+/// Lookups `open_object` tries before it gives up on an object that keeps
+/// being replaced while it is read.
+const OPEN_ATTEMPTS: usize = 8;
+
 /// What a client says about a body it sends.
 #[derive(Debug, Clone, Default)]
 pub struct PutOptions {
@@ -259,24 +263,70 @@ impl Engine {
         Ok(ObjectInfo::from_row(row))
     }
 
-    /// Streams `[start, end)` of an object found by `head_object`.
+    /// Streams `[start, end)` of an object found by `head_object`; fails
+    /// with NoSuchKey when that version was replaced or deleted since.
     pub async fn read_object(
         &self,
         obj: &ObjectInfo,
         start: u64,
         end: u64,
     ) -> EngineResult<ByteStream> {
+        self.read_version(obj, start, end)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchKey {
+                bucket: String::new(),
+                key: obj.key.clone(),
+            })
+    }
+
+    /// Looks an object up and streams the range of it that `plan` picks
+    /// (after checking the version it is shown, as a conditional GET
+    /// does), from that same version. An object replaced between the
+    /// lookup and the read is looked up again: a reader gets the old
+    /// object or the new one, never "no such key" (S3's read-after-write
+    /// consistency). `err` maps the engine's errors to the caller's.
+    pub async fn open_object<T, E>(
+        &self,
+        (tenant, bucket, key): (&str, &str, &str),
+        err: impl Fn(EngineError) -> E,
+        mut plan: impl FnMut(&ObjectInfo) -> Result<(T, Range<u64>), E>,
+    ) -> Result<(ObjectInfo, T, ByteStream), E> {
+        for _ in 0..OPEN_ATTEMPTS {
+            let info = self.head_object(tenant, bucket, key).await.map_err(&err)?;
+            let (picked, range) = plan(&info)?;
+            if let Some(s) = self
+                .read_version(&info, range.start, range.end)
+                .await
+                .map_err(&err)?
+            {
+                return Ok((info, picked, s));
+            }
+        }
+        Err(err(EngineError::Busy(format!(
+            "{bucket}/{key} was replaced {OPEN_ATTEMPTS} times while being read; retry"
+        ))))
+    }
+
+    /// The stream of `read_object`, or None when the version `obj` was
+    /// replaced or deleted since it was looked up (its chunk rows are gone
+    /// with its row).
+    async fn read_version(
+        &self,
+        obj: &ObjectInfo,
+        start: u64,
+        end: u64,
+    ) -> EngineResult<Option<ByteStream>> {
         let chunks = self.inner.catalog.object_chunks(obj.id).await?;
         let total: u64 = chunks.iter().map(|c| c.raw_len as u64).sum();
         if total != obj.size {
-            // Replaced or deleted since it was looked up.
-            return Err(EngineError::NoSuchKey {
-                bucket: String::new(),
-                key: obj.key.clone(),
-            });
+            return Ok(None);
         }
         self.after_read(obj.id, &chunks);
-        Ok(self.inner.read_chunks(chunks, start, end.min(obj.size)))
+        Ok(Some(self.inner.read_chunks(
+            chunks,
+            start,
+            end.min(obj.size),
+        )))
     }
 
     /// Streams whole objects of one bucket one after the other, each piece

@@ -682,6 +682,50 @@ async fn concurrent_overwrites_of_one_key_leave_one_whole_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_replaced_between_lookup_and_read_is_read_whole_as_the_new_one() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let (old, new) = (noise(300_000, 80), noise(200_000, 81));
+        e.put_object(T, "b", "k", &old[..], opts())
+            .await
+            .expect("put old");
+        // The version looked up first is replaced before it is read, as a
+        // concurrent overwrite does between a GET's lookup and its read.
+        let mut shown = Vec::new();
+        let (info, (), mut s) = e
+            .open_object(
+                (T, "b", "k"),
+                |e| e,
+                |info| {
+                    shown.push(info.size);
+                    if shown.len() == 1 {
+                        tokio::task::block_in_place(|| {
+                            tokio::runtime::Handle::current().block_on(e.put_object(
+                                T,
+                                "b",
+                                "k",
+                                &new[..],
+                                opts(),
+                            ))
+                        })?;
+                    }
+                    Ok(((), 0..info.size))
+                },
+            )
+            .await
+            .expect("an object replaced while read is no missing key");
+        let mut got = Vec::new();
+        while let Some(b) = s.next().await {
+            got.extend_from_slice(&b.expect("bytes"));
+        }
+        assert_eq!(shown, [old.len() as u64, new.len() as u64], "{}", t.name);
+        assert_eq!(info.size, new.len() as u64);
+        assert!(got == new, "{}: not the new object", t.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_only_writes_of_one_key_let_exactly_one_win() {
     for t in targets().await {
         let e = t.open().await;

@@ -10,7 +10,7 @@ use super::checksum::{announced, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::headers::stored_headers;
-use super::objects::{body_reader, copy_source, etag, put_options, ts};
+use super::objects::{body_reader, copy_source, copy_source_err, etag, put_options, ts};
 use super::{api_err, key_check, S3Api};
 
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -136,26 +136,30 @@ impl S3Api {
         let i = req.input;
         check_part_number(i.part_number)?;
         let (src_bucket, src_key) = copy_source(&i.copy_source)?;
-        let src = self.copy_source_info(&src_bucket, &src_key).await?;
-        copy_source_conditions!(i).check(&src, Unchanged::PreconditionFailed)?;
-        let (start, end) = match &i.copy_source_range {
-            None => (0, src.size),
-            Some(r) => source_range(r, src.size)?,
-        };
-        if end - start > MAX_PART_BYTES {
-            return Err(S3Error::with_message(
-                S3ErrorCode::EntityTooLarge,
-                "A copied part may be at most 5 GiB.",
-            ));
-        }
-        let stream = self
+        let (_, len, stream) = self
             .engine
-            .read_object(&src, start, end)
-            .await
-            .map_err(api_err)?
-            .map_err(std::io::Error::other);
+            .open_object(
+                (&self.tenant, &src_bucket, &src_key),
+                copy_source_err,
+                |src| {
+                    copy_source_conditions!(i).check(src, Unchanged::PreconditionFailed)?;
+                    let (start, end) = match &i.copy_source_range {
+                        None => (0, src.size),
+                        Some(r) => source_range(r, src.size)?,
+                    };
+                    if end - start > MAX_PART_BYTES {
+                        return Err(S3Error::with_message(
+                            S3ErrorCode::EntityTooLarge,
+                            "A copied part may be at most 5 GiB.",
+                        ));
+                    }
+                    Ok((end - start, start..end))
+                },
+            )
+            .await?;
+        let stream = stream.map_err(std::io::Error::other);
         let opts = PutOptions {
-            expected_len: Some(end - start),
+            expected_len: Some(len),
             ..Default::default()
         };
         let body = tokio_util::io::StreamReader::new(stream);

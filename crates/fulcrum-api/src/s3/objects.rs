@@ -363,28 +363,29 @@ impl S3Api {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
         version_check(i.version_id.as_deref())?;
-        let info = self.head(&i.bucket, &i.key).await?;
-        read_conditions!(i).check(&info, Unchanged::NotModified)?;
-        let part = one_part(&info, i.part_number, i.range.is_some())?;
-        let (start, end, content_range) = match (&i.range, &part) {
-            (_, Some((r, _))) => (r.start, r.end, Some(content_range(r, info.size))),
-            (None, None) => (0, info.size, None),
-            (Some(r), None) => {
-                let range = r.check(info.size).map_err(|_| {
-                    S3Error::with_message(
-                        S3ErrorCode::InvalidRange,
-                        "The requested range is not satisfiable.",
-                    )
-                })?;
-                let cr = content_range(&range, info.size);
-                (range.start, range.end, Some(cr))
-            }
-        };
-        let mut stream = self
+        key_check(&i.key)?;
+        let (info, (part, content_range, range), mut stream) = self
             .engine
-            .read_object(&info, start, end)
-            .await
-            .map_err(api_err)?;
+            .open_object((&self.tenant, &i.bucket, &i.key), api_err, |info| {
+                read_conditions!(i).check(info, Unchanged::NotModified)?;
+                let part = one_part(info, i.part_number, i.range.is_some())?;
+                let (range, content_range) = match (&i.range, &part) {
+                    (_, Some((r, _))) => (r.clone(), Some(content_range(r, info.size))),
+                    (None, None) => (0..info.size, None),
+                    (Some(r), None) => {
+                        let range = r.check(info.size).map_err(|_| {
+                            S3Error::with_message(
+                                S3ErrorCode::InvalidRange,
+                                "The requested range is not satisfiable.",
+                            )
+                        })?;
+                        let cr = content_range(&range, info.size);
+                        (range, Some(cr))
+                    }
+                };
+                Ok(((part, content_range, range.clone()), range))
+            })
+            .await?;
         // Check the first part before answering, so damage at the start of
         // an object is a clean error response rather than a cut connection.
         let first = stream.next().await;
@@ -396,7 +397,7 @@ impl S3Api {
             .map_err(std::io::Error::other);
         let mut out = GetObjectOutput::default();
         out.body = Some(StreamingBlob::wrap(ChannelBody::spawn(body)));
-        out.content_length = Some((end - start) as i64);
+        out.content_length = Some((range.end - range.start) as i64);
         out.content_range = content_range;
         describe_object!(out, info);
         response_overrides!(out, i);
@@ -607,7 +608,7 @@ impl S3Api {
     }
 }
 
-fn copy_source_err(e: EngineError) -> S3Error {
+pub(crate) fn copy_source_err(e: EngineError) -> S3Error {
     match e {
         EngineError::NoSuchKey { .. } => {
             S3Error::with_message(S3ErrorCode::NoSuchKey, "The copy source does not exist.")
