@@ -1,73 +1,226 @@
-//! Specific Character Set values with code extensions. dicom-rs decodes
-//! text with the first value of (0008,0005) only; the common Chinese,
-//! Japanese and Korean form names the extension in a later value
-//! (`\ISO 2022 IR 58`: ASCII, then GB2312 after an ISO 2022 escape), so
-//! those names came out as Latin-1 mojibake in the index, QIDO-RS, C-FIND
-//! and DICOM JSON. Such text is decoded again here: the Latin-1 characters
-//! give back the bytes, the escape sequences are dropped, and the
-//! extension's character set decodes the rest. Stored bytes are never
-//! touched (retrieval stays byte-exact).
+//! Specific Character Set values with code extensions (PS3.5 6.1.2.5,
+//! Annexes H-K): `\ISO 2022 IR 58` (Chinese), `ISO 2022 IR 13\ISO 2022
+//! IR 87` (Japanese), `\ISO 2022 IR 149` (Korean) and the like, where
+//! escape sequences switch character sets inside a value. dicom-rs
+//! decodes text with the first value of (0008,0005) only, so such names
+//! came out as mojibake, or with raw escape sequences, in the index,
+//! QIDO-RS, C-FIND and DICOM JSON. Such text is decoded again here: the
+//! first value's codec gives back the bytes dicom-rs read, and an ISO 2022
+//! decoder walks them, switching sets at each escape sequence. Stored
+//! bytes are never touched (retrieval stays byte-exact).
 
 use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
+use dicom_encoding::text::{DefaultCharacterSetCodec, SpecificCharacterSet, TextCodec};
 use dicom_object::InMemDicomObject;
+use encoding::{all, DecoderTrap, EncodingRef};
 
 /// VRs whose text follows the Specific Character Set.
 const TEXT_VRS: [VR; 7] = [VR::PN, VR::LO, VR::SH, VR::ST, VR::LT, VR::UT, VR::UC];
 
-/// The extension's character set when (0008,0005) uses code extensions
-/// dicom-rs leaves unapplied (a first value of the default repertoire).
-fn extension(obj: &InMemDicomObject) -> Option<SpecificCharacterSet> {
-    let values = obj.get(tags::SPECIFIC_CHARACTER_SET)?.to_multi_str().ok()?;
-    let first = values.first().map(|v| v.trim()).unwrap_or("");
-    if !(first.is_empty() || first == "ISO 2022 IR 6") {
-        return None;
-    }
-    values
-        .iter()
-        .skip(1)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty() && *v != "ISO 2022 IR 6")
-        .find_map(SpecificCharacterSet::from_code)
+/// A graphic character set an escape sequence (or value 1 of (0008,0005))
+/// designates.
+#[derive(Clone, Copy)]
+enum Set {
+    /// ISO-IR 6 (ASCII) in G0.
+    Ascii,
+    /// ISO-IR 14, JIS X 0201 Romaji, in G0: read as ASCII, as pydicom does.
+    JisRoman,
+    /// ISO-IR 13, JIS X 0201 Katakana, in G1.
+    Katakana,
+    /// ISO-IR 87, JIS X 0208, two bytes in G0.
+    Jis0208,
+    /// ISO-IR 159, JIS X 0212, two bytes in G0.
+    Jis0212,
+    /// ISO-IR 149, KS X 1001, two bytes in G1.
+    Ksx1001,
+    /// ISO-IR 58, GB 2312, two bytes in G1.
+    Gb2312,
+    /// An upper half of an ISO 8859 part (or TIS 620) in G1.
+    Upper(EncodingRef),
 }
 
-/// Drops ISO 2022 escape sequences: ESC, intermediate bytes 0x20-0x2F,
-/// a final byte 0x30-0x7E.
-fn strip_escapes(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
+/// The sets in force: G0 for bytes 0x21-0x7E, G1 for 0xA1-0xFE.
+#[derive(Clone, Copy)]
+struct State {
+    g0: Set,
+    g1: Option<Set>,
+}
+
+/// The set a value of (0008,0005) puts in G1, if any.
+fn g1_of(value: &str) -> Option<Set> {
+    Some(match value {
+        "ISO 2022 IR 13" => Set::Katakana,
+        "ISO 2022 IR 58" => Set::Gb2312,
+        "ISO 2022 IR 149" => Set::Ksx1001,
+        "ISO 2022 IR 100" => Set::Upper(all::ISO_8859_1),
+        "ISO 2022 IR 101" => Set::Upper(all::ISO_8859_2),
+        "ISO 2022 IR 109" => Set::Upper(all::ISO_8859_3),
+        "ISO 2022 IR 110" => Set::Upper(all::ISO_8859_4),
+        "ISO 2022 IR 144" => Set::Upper(all::ISO_8859_5),
+        "ISO 2022 IR 127" => Set::Upper(all::ISO_8859_6),
+        "ISO 2022 IR 126" => Set::Upper(all::ISO_8859_7),
+        "ISO 2022 IR 138" => Set::Upper(all::ISO_8859_8),
+        "ISO 2022 IR 148" => Set::Upper(all::WINDOWS_1254),
+        "ISO 2022 IR 166" => Set::Upper(all::WINDOWS_874),
+        _ => return None,
+    })
+}
+
+/// The state text starts in, for the values of (0008,0005) in ISO 2022
+/// form (an empty value 1: the default repertoire). Bytes above 0x7F
+/// before any G1 designation are read in the first G1 set the values name:
+/// many writers (pydicom among them, and Chinese modalities) send GB 2312
+/// under `\ISO 2022 IR 58` without an escape sequence.
+fn initial(values: &[&str]) -> Option<State> {
+    let first = values.first().copied().unwrap_or("");
+    let g0 = match first {
+        "" | "ISO 2022 IR 6" => Set::Ascii,
+        "ISO 2022 IR 13" => Set::JisRoman,
+        v => {
+            g1_of(v)?;
+            Set::Ascii
+        }
+    };
+    Some(State {
+        g0,
+        g1: values.iter().find_map(|v| g1_of(v)),
+    })
+}
+
+/// What the escape sequence `esc` (the bytes after ESC) designates: into
+/// G0 (`false`) or G1 (`true`).
+fn designated(esc: &[u8]) -> Option<(bool, Set)> {
+    Some(match esc {
+        b"(B" => (false, Set::Ascii),
+        b"(J" => (false, Set::JisRoman),
+        b")I" => (true, Set::Katakana),
+        b"$B" | b"$@" => (false, Set::Jis0208),
+        b"$(D" => (false, Set::Jis0212),
+        b"$)C" => (true, Set::Ksx1001),
+        b"$)A" => (true, Set::Gb2312),
+        b"-A" => (true, Set::Upper(all::ISO_8859_1)),
+        b"-B" => (true, Set::Upper(all::ISO_8859_2)),
+        b"-C" => (true, Set::Upper(all::ISO_8859_3)),
+        b"-D" => (true, Set::Upper(all::ISO_8859_4)),
+        b"-L" => (true, Set::Upper(all::ISO_8859_5)),
+        b"-G" => (true, Set::Upper(all::ISO_8859_6)),
+        b"-F" => (true, Set::Upper(all::ISO_8859_7)),
+        b"-H" => (true, Set::Upper(all::ISO_8859_8)),
+        b"-M" => (true, Set::Upper(all::WINDOWS_1254)),
+        b"-T" => (true, Set::Upper(all::WINDOWS_874)),
+        _ => return None,
+    })
+}
+
+/// Decodes the bytes of one value (one of a multi-valued element's parts)
+/// written with ISO 2022 code extensions, starting in `start`. Designations
+/// last to the end of the value: PS3.5 6.1.2.5.3 has writers return to
+/// the initial sets before each delimiter, but many designate a G1 set
+/// once for the whole value (pydicom does), and G1 bytes are unambiguous.
+fn decode_iso2022(bytes: &[u8], start: State) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut st = start;
+    let two = |set: Set, pair: &[u8]| -> Option<String> {
+        let (enc, raw): (EncodingRef, Vec<u8>) = match set {
+            Set::Jis0208 => (all::EUC_JP, pair.iter().map(|b| b | 0x80).collect()),
+            Set::Jis0212 => (
+                all::EUC_JP,
+                std::iter::once(0x8F)
+                    .chain(pair.iter().map(|b| b | 0x80))
+                    .collect(),
+            ),
+            Set::Ksx1001 => (all::WINDOWS_949, pair.to_vec()),
+            Set::Gb2312 => (all::GBK, pair.to_vec()),
+            _ => return None,
+        };
+        enc.decode(&raw, DecoderTrap::Replace).ok()
+    };
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == 0x1B {
+        let b = bytes[i];
+        if b == 0x1B {
             let mut j = i + 1;
             while j < bytes.len() && (0x20..=0x2F).contains(&bytes[j]) {
                 j += 1;
             }
             if j < bytes.len() && (0x30..=0x7E).contains(&bytes[j]) {
+                match designated(&bytes[i + 1..=j]) {
+                    Some((false, set)) => st.g0 = set,
+                    Some((true, set)) => st.g1 = Some(set),
+                    None => {}
+                }
                 i = j + 1;
                 continue;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
+        let g0_two = matches!(st.g0, Set::Jis0208 | Set::Jis0212);
+        if b < 0x80 {
+            if g0_two && (0x21..=0x7E).contains(&b) && i + 1 < bytes.len() {
+                out.push_str(&two(st.g0, &bytes[i..i + 2]).unwrap_or_default());
+                i += 2;
+                continue;
+            }
+            out.push(b as char);
+            i += 1;
+            continue;
+        }
+        match st.g1 {
+            Some(Set::Katakana) if (0xA1..=0xDF).contains(&b) => {
+                out.extend(char::from_u32(0xFF61 + u32::from(b - 0xA1)));
+                i += 1;
+            }
+            Some(set @ (Set::Ksx1001 | Set::Gb2312)) if i + 1 < bytes.len() => {
+                out.push_str(&two(set, &bytes[i..i + 2]).unwrap_or_default());
+                i += 2;
+            }
+            Some(Set::Upper(enc)) => {
+                out.push_str(&enc.decode(&[b], DecoderTrap::Replace).unwrap_or_default());
+                i += 1;
+            }
+            _ => {
+                out.push(char::REPLACEMENT_CHARACTER);
+                i += 1;
+            }
+        }
     }
     out
 }
 
-/// One string decoded as Latin-1 by dicom-rs, decoded again with `cs`.
-fn redecode(s: &str, cs: &SpecificCharacterSet) -> Option<String> {
+/// How the text of a dataset is to be decoded again: the codec dicom-rs
+/// read it with, and the ISO 2022 state its values start in. None when
+/// (0008,0005) uses no code extensions (dicom-rs decodes it alone).
+struct Extensions {
+    read_with: Box<dyn TextCodec>,
+    start: State,
+}
+
+fn extensions(obj: &InMemDicomObject) -> Option<Extensions> {
+    let values = obj.get(tags::SPECIFIC_CHARACTER_SET)?.to_multi_str().ok()?;
+    let values: Vec<&str> = values.iter().map(|v| v.trim()).collect();
+    if values.len() < 2 && !values.first().is_some_and(|v| v.starts_with("ISO 2022")) {
+        return None;
+    }
+    let first = values.first().copied().unwrap_or("");
+    let start = initial(&values)?;
+    let read_with: Box<dyn TextCodec> = match SpecificCharacterSet::from_code(first) {
+        Some(cs) if !first.is_empty() => Box::new(cs),
+        _ => Box::new(DefaultCharacterSetCodec),
+    };
+    Some(Extensions { read_with, start })
+}
+
+/// One string as dicom-rs decoded it, decoded again with code extensions.
+fn redecode(s: &str, ext: &Extensions) -> Option<String> {
     if s.is_ascii() && !s.contains('\u{1b}') {
         return None;
     }
-    let bytes: Vec<u8> = s
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect::<Option<_>>()?;
-    cs.decode(&strip_escapes(&bytes)).ok()
+    let bytes = ext.read_with.encode(s).ok()?;
+    Some(decode_iso2022(&bytes, ext.start))
 }
 
-fn repair_with(obj: &mut InMemDicomObject, cs: &SpecificCharacterSet) {
+fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
     let mut changed = Vec::new();
     for e in obj.iter().filter(|e| TEXT_VRS.contains(&e.vr())) {
         let parts: &[String] = match e.value() {
@@ -75,7 +228,7 @@ fn repair_with(obj: &mut InMemDicomObject, cs: &SpecificCharacterSet) {
             Value::Primitive(PrimitiveValue::Str(one)) => std::slice::from_ref(one),
             _ => continue,
         };
-        let fixed: Vec<Option<String>> = parts.iter().map(|p| redecode(p, cs)).collect();
+        let fixed: Vec<Option<String>> = parts.iter().map(|p| redecode(p, ext)).collect();
         if fixed.iter().any(Option::is_some) {
             let all: Vec<String> = parts
                 .iter()
@@ -102,9 +255,9 @@ fn repair_with(obj: &mut InMemDicomObject, cs: &SpecificCharacterSet) {
         if let Some(items) = e.items_mut() {
             for item in items.iter_mut() {
                 // An item may name its own character set.
-                match extension(item) {
+                match extensions(item) {
                     Some(own) => repair_with(item, &own),
-                    None => repair_with(item, cs),
+                    None => repair_with(item, ext),
                 }
             }
         }
@@ -114,8 +267,8 @@ fn repair_with(obj: &mut InMemDicomObject, cs: &SpecificCharacterSet) {
 
 /// Decodes the text of a dataset whose character set uses code extensions.
 pub fn repair(obj: &mut InMemDicomObject) {
-    if let Some(cs) = extension(obj) {
-        repair_with(obj, &cs);
+    if let Some(ext) = extensions(obj) {
+        repair_with(obj, &ext);
     }
 }
 
@@ -151,6 +304,114 @@ mod tests {
         assert_eq!(name.as_deref(), Some("王^五"));
         let id = obj.get(tags::PATIENT_ID).and_then(|e| e.to_str().ok());
         assert_eq!(id.as_deref(), Some("CN3"));
+    }
+
+    /// A text element: (group, element), VR, raw value bytes.
+    type Raw<'a> = ((u16, u16), &'a [u8; 2], &'a [u8]);
+
+    /// An explicit VR little endian dataset of (0008,0005) and the
+    /// elements `text`, parsed by dicom-rs.
+    fn parsed(charset: &[u8], text: &[Raw]) -> InMemDicomObject {
+        let mut bytes = Vec::new();
+        let mut put = |(group, elem): (u16, u16), vr: &[u8; 2], value: &[u8]| {
+            let mut v = value.to_vec();
+            if v.len() % 2 == 1 {
+                v.push(b' ');
+            }
+            bytes.extend_from_slice(&group.to_le_bytes());
+            bytes.extend_from_slice(&elem.to_le_bytes());
+            bytes.extend_from_slice(vr);
+            bytes.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(&v);
+        };
+        put((0x0008, 0x0005), b"CS", charset);
+        for (tag, vr, value) in text {
+            put(*tag, vr, value);
+        }
+        let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+        InMemDicomObject::read_dataset_with_ts(&bytes[..], &ts).expect("dataset parses")
+    }
+
+    fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+        obj.get(tag)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn japanese_names_of_ps3_5_annex_h_are_decoded() {
+        // H.3.1: JIS X 0208 after ESC $ B, back to ASCII with ESC ( B.
+        let mut obj = parsed(
+            b"\\ISO 2022 IR 87",
+            &[
+                (
+                    (0x0010, 0x0010),
+                    b"PN",
+                    b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B",
+                ),
+                ((0x0008, 0x1030), b"LO", b"\x1b$BF,It\x1b(BMRI"),
+            ],
+        );
+        repair(&mut obj);
+        assert_eq!(
+            text(&obj, tags::PATIENT_NAME),
+            "Yamada^Tarou=山田^太郎=やまだ^たろう"
+        );
+        assert_eq!(text(&obj, tags::STUDY_DESCRIPTION), "頭部MRI");
+        // H.3.2: half-width katakana of ISO 2022 IR 13 in G1, JIS X 0201
+        // Romaji back with ESC ( J.
+        let mut obj = parsed(
+            b"ISO 2022 IR 13\\ISO 2022 IR 87",
+            &[(
+                (0x0010, 0x0010),
+                b"PN",
+                b"\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^\x1b$B$?$m$&\x1b(J",
+            )],
+        );
+        repair(&mut obj);
+        assert_eq!(
+            text(&obj, tags::PATIENT_NAME),
+            "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
+        );
+    }
+
+    #[test]
+    fn korean_and_latin_extensions_are_decoded() {
+        let hong = "Hong^Gildong=洪^吉洞=홍^길동";
+        let cases: [(&[u8], Raw, &str); 3] = [
+            // PS3.5 I.2: KS X 1001 in G1 after ESC $ ) C, each component.
+            (
+                b"\\ISO 2022 IR 149",
+                (
+                    (0x0010, 0x0010),
+                    b"PN",
+                    b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf",
+                ),
+                hong,
+            ),
+            // As pydicom writes it: KS X 1001 designated once for the value.
+            (
+                b"\\ISO 2022 IR 149",
+                (
+                    (0x0010, 0x0010),
+                    b"PN",
+                    b"\x1b$)CHong^Gildong=\xfb\xf3^\xd1\xce\xd4\xd7=\xc8\xab^\xb1\xe6\xb5\xbf",
+                ),
+                hong,
+            ),
+            // Latin-1 in G1 from value 1, Greek switched in by ESC - F.
+            (
+                b"ISO 2022 IR 100\\ISO 2022 IR 126",
+                ((0x0010, 0x0010), b"PN", b"M\xfcller^\x1b-F\xe1\xe2\xe3"),
+                "Müller^αβγ",
+            ),
+        ];
+        for (charset, raw, want) in cases {
+            let mut obj = parsed(charset, &[raw]);
+            repair(&mut obj);
+            assert_eq!(text(&obj, tags::PATIENT_NAME), want);
+        }
     }
 
     #[test]
