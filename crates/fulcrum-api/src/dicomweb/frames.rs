@@ -87,11 +87,11 @@ pub(crate) async fn frames(
             "application/octet-stream".to_string(),
             EXPLICIT_LE.to_string(),
         );
-        return frame_parts(ctx, l, nums, media, Some(decode)).await;
+        return frame_parts(ctx, l, (nums, &accept), media, Some(decode)).await;
     } else {
         return Err(not_acceptable_pixels(media, &ts));
     };
-    frame_parts(ctx, l, nums, (label.to_string(), ts), None).await
+    frame_parts(ctx, l, (nums, &accept), (label.to_string(), ts), None).await
 }
 
 /// Explicit VR Little Endian, the transfer syntax of uncompressed frames.
@@ -148,7 +148,7 @@ fn numbers(name: &str, v: &str) -> ApiResult<Vec<f64>> {
 }
 
 fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
-    let mut accept = accept_of(headers);
+    let accept = accept_of(headers);
     let mut r = Rendering {
         format: Format::Jpeg,
         quality: 90,
@@ -157,7 +157,6 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.to_ascii_lowercase().as_str() {
-            "accept" => accept = super::media::accept_list(std::iter::once(v.as_ref())),
             "quality" => {
                 r.quality = v
                     .trim()
@@ -177,6 +176,7 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
                 let n = numbers("window", &v)?;
                 r.window = Some((n[0], n[1].max(1.0)));
             }
+            // accept (the Accept header by now: see accept_param),
             // annotation, charset, iccprofile …: accepted and ignored.
             _ => {}
         }
@@ -385,10 +385,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static("image/png"));
         assert_eq!(rendering(&h, None).expect("ok").format, Format::Png);
-        assert_eq!(
-            rendering(&h, Some("accept=image/jpeg")).expect("ok").format,
-            Format::Jpeg
-        );
         h.insert(header::ACCEPT, HeaderValue::from_static("image/gif"));
         assert_eq!(
             rendering(&h, None).expect_err("406").status,

@@ -130,6 +130,29 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
         .fallback(not_found)
         .with_state(ctx)
         .layer(from_fn(cors))
+        .layer(from_fn(accept_param))
+}
+
+/// PS3.18 8.3.3.1: an `accept` query parameter takes the place of the
+/// Accept header (links a browser follows, viewers that name the media
+/// type in a BulkDataURI: `…/bulkdata/00420011?accept=application/pdf`).
+async fn accept_param(mut req: Request, next: Next) -> Response {
+    let asked: Vec<String> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("accept"))
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if !asked.is_empty() {
+        match HeaderValue::from_str(&asked.join(", ")) {
+            Ok(v) => {
+                req.headers_mut().insert(header::ACCEPT, v);
+            }
+            Err(_) => {
+                return ApiError::bad_request("accept: not a media type a header can carry")
+                    .into_response()
+            }
+        }
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

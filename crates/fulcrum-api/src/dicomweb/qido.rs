@@ -67,7 +67,8 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
     let mut fields: Vec<Tag> = query::default_fields(level);
     for (k, v) in &pairs {
         match k.to_ascii_lowercase().as_str() {
-            "fuzzymatching" => {}
+            // accept: the Accept header by now (see accept_param).
+            "fuzzymatching" | "accept" => {}
             "limit" => s.limit = Some(parse_number("limit", v)?),
             "offset" => s.offset = parse_number("offset", v)?,
             "includefield" => {

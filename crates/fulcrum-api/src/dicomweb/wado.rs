@@ -61,29 +61,57 @@ fn multipart_response(part_type: &str, parts: BoxStream<'static, io::Result<OutP
     res
 }
 
-/// True when the client takes only single-part answers (`Accept:
-/// application/octet-stream`, no multipart/related): PS3.18 lets bulk data
-/// that is one value be sent so.
+/// True when the client takes only single-part answers: it names media
+/// types, none of them multipart/related or `*/*` (`Accept:
+/// application/dicom`, `image/jpeg`, `application/octet-stream`…). PS3.18
+/// lets one instance, one frame or one bulk data value be sent so.
 fn single_part(accept: &[MediaType]) -> bool {
-    accept.iter().all(|m| m.essence != "multipart/related")
+    !accept.is_empty()
         && accept
             .iter()
-            .any(|m| m.essence == "application/octet-stream")
+            .all(|m| m.essence != "multipart/related" && m.essence != "*/*")
 }
 
 /// One part as the whole response, or as a multipart/related of one part.
 fn one_part(accept: &[MediaType], part: OutPart) -> Response {
     if !single_part(accept) {
-        return multipart_response(
-            "application/octet-stream",
-            stream::once(async move { Ok(part) }).boxed(),
-        );
+        let essence = part
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return multipart_response(&essence, stream::once(async move { Ok(part) }).boxed());
     }
     let mut res = axum::body::Body::from_stream(part.body).into_response();
     if let Ok(v) = HeaderValue::from_str(&part.content_type) {
         res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     res
+}
+
+/// `parts` as a multipart/related response of `part_type`; when they are
+/// `lone` (one instance, one frame) and the client takes only single-part
+/// answers, the one part as the whole response.
+async fn parts_response(
+    accept: &[MediaType],
+    lone: bool,
+    part_type: &str,
+    mut parts: BoxStream<'static, io::Result<OutPart>>,
+) -> ApiResult<Response> {
+    if lone && single_part(accept) {
+        if let Some(part) = parts.next().await {
+            let part = part.map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reading the stored data failed: {e}"),
+                )
+            })?;
+            return Ok(one_part(accept, part));
+        }
+    }
+    Ok(multipart_response(part_type, parts))
 }
 
 async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
@@ -108,7 +136,8 @@ async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
         },
     )
     .await?;
-    Ok(multipart_response("application/dicom", parts))
+    let lone = matches!(scope, Scope::Instance(..));
+    parts_response(&accept, lone, "application/dicom", parts).await
 }
 
 /// Instances up to this size are read whole, in batches, before they are
@@ -347,13 +376,26 @@ pub(crate) async fn bulkdata(
     if !is_pixels {
         let value = find_bulk(&l.header, &path)
             .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
-        if !accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
+        // An encapsulated document (PDF, CDA, STL…) is also sent as its
+        // own media type (PS3.18 8.7.3.5), for viewers that show it as it is.
+        let document = parse_tag(&path)
+            .filter(|t| *t == tags::ENCAPSULATED_DOCUMENT)
+            .and_then(|_| l.header.get(tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT))
+            .and_then(|e| e.to_str().ok())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .filter(|m| m.contains('/'));
+        let content_type = if accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
+            "application/octet-stream".to_string()
+        } else if let Some(m) = document.filter(|m| accepts(&accept, m, &[], EXPLICIT_LE)) {
+            m
+        } else {
             return Err(ApiError::not_acceptable(
-                "bulk data is sent as application/octet-stream",
+                "bulk data is sent as application/octet-stream (an encapsulated document also as \
+                 its MIME Type of Encapsulated Document)",
             ));
-        }
+        };
         let part = OutPart {
-            content_type: "application/octet-stream".into(),
+            content_type,
             location: None,
             body: stream::once(async move { Ok(Bytes::from(value)) }).boxed(),
         };
@@ -375,7 +417,7 @@ pub(crate) async fn bulkdata(
         "application/octet-stream"
     };
     let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
-    frame_parts(ctx, l, frames, (label.to_string(), ts), None).await
+    frame_parts(ctx, l, (frames, &accept), (label.to_string(), ts), None).await
 }
 
 /// Native Pixel Data as one part: the stored value, little endian.
@@ -446,10 +488,11 @@ pub(crate) type FrameTranscode = std::sync::Arc<dyn Fn(&[u8]) -> ApiResult<Vec<u
 pub(crate) async fn frame_parts(
     ctx: Ctx,
     l: Loaded,
-    frames: Vec<u32>,
+    (frames, accept): (Vec<u32>, &[MediaType]),
     (media, ts): (String, String),
     transcode: Option<FrameTranscode>,
 ) -> ApiResult<Response> {
+    let lone = frames.len() == 1;
     let l = std::sync::Arc::new(l);
     let part_ct = format!("{media}; transfer-syntax={ts}");
     let parts = eager_first(frames, FRAMES_AHEAD, move |n| {
@@ -472,7 +515,7 @@ pub(crate) async fn frame_parts(
         }
     })
     .await?;
-    Ok(multipart_response(&media, parts))
+    parts_response(accept, lone, &media, parts).await
 }
 
 /// Instances whose headers a metadata request reads together.

@@ -328,3 +328,96 @@ async fn frames_of_a_native_multiframe_instance() {
     let (status, _, _) = call(&e.app, get(&format!("{inst}/frames/1"), Some(jpeg))).await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
 }
+
+#[tokio::test]
+async fn single_part_answers_and_the_accept_query_parameter() {
+    let e = env().await;
+    let s = Spec::new("1.2.826.0.1.99.1.1.1");
+    let file = instance(&s);
+    assert_eq!(stow(&e.app, &[&file]).await.0, StatusCode::OK);
+    let uri = format!("{UID_PATH}/{}", s.sop);
+
+    // One instance, one frame: single-part when only that is asked for.
+    let (status, ct, body) = call(&e.app, get(&uri, Some("application/dicom"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ct, "application/dicom; transfer-syntax=1.2.840.10008.1.2.1");
+    assert!(
+        body == file,
+        "the instance byte-exact, not in a multipart body"
+    );
+    let frame = format!("{uri}/frames/1");
+    let (status, ct, body) = call(&e.app, get(&frame, Some("application/octet-stream"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("application/octet-stream"), "{ct}");
+    assert_eq!(body, frame_pixels(&s, 0));
+    // A study stays multipart/related whatever is asked.
+    let (_, ct, _) = call(
+        &e.app,
+        get("/studies/1.2.826.0.1.99.1", Some("application/dicom")),
+    )
+    .await;
+    assert!(ct.starts_with("multipart/related"), "{ct}");
+
+    // ?accept= takes the place of the Accept header (PS3.18 8.3.3.1).
+    let jpeg =
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50";
+    let q: String = form_urlencoded::byte_serialize(jpeg.as_bytes()).collect();
+    let (status, _, _) = call(&e.app, get(&format!("{uri}?accept={q}"), Some(DICOM_ANY))).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_ACCEPTABLE,
+        "the parameter, not the header"
+    );
+    let (status, ct, body) = call(
+        &e.app,
+        get(&format!("{frame}?accept=application/octet-stream"), None),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, frame_pixels(&s, 0)));
+    assert!(ct.starts_with("application/octet-stream"), "{ct}");
+}
+
+#[tokio::test]
+async fn an_encapsulated_document_is_sent_as_its_own_media_type() {
+    let e = env().await;
+    let pdf = b"%PDF-1.4\n% a report\n%%EOF\n".repeat(100);
+    let mut o = InMemDicomObject::new_empty();
+    let mut put = |t, vr, v: &str| o.put(DataElement::new(t, vr, PrimitiveValue::from(v)));
+    put(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.104.1");
+    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.99.2.1.1");
+    put(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.826.0.1.99.2");
+    put(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.826.0.1.99.2.1");
+    put(tags::PATIENT_ID, VR::LO, "P2");
+    put(tags::MODALITY, VR::CS, "DOC");
+    put(
+        tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT,
+        VR::LO,
+        "application/pdf",
+    );
+    o.put(DataElement::new(
+        tags::ENCAPSULATED_DOCUMENT,
+        VR::OB,
+        PrimitiveValue::U8(pdf.clone().into()),
+    ));
+    let file = write(o, "1.2.840.10008.1.2.1");
+    assert_eq!(stow(&e.app, &[&file]).await.0, StatusCode::OK);
+    let bulk = "/studies/1.2.826.0.1.99.2/series/1.2.826.0.1.99.2.1/instances/1.2.826.0.1.99.2.1.1/bulkdata/00420011";
+    let (status, ct, body) =
+        call(&e.app, get(&format!("{bulk}?accept=application/pdf"), None)).await;
+    assert_eq!((status, ct.as_str()), (StatusCode::OK, "application/pdf"));
+    assert!(body == pdf, "the document as it is");
+    let (status, ct, body) = call(
+        &e.app,
+        get(
+            bulk,
+            Some("multipart/related; type=\"application/octet-stream\""),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(parts(&ct, &body)[0].1 == pdf);
+    assert_eq!(
+        call(&e.app, get(bulk, Some("text/html"))).await.0,
+        StatusCode::NOT_ACCEPTABLE
+    );
+}
