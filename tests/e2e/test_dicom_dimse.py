@@ -10,6 +10,7 @@ C-MOVE to storescp/pynetdicom and C-GET.
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -643,6 +644,36 @@ def test_c_get_without_scp_role_sends_nothing(archive):
     assert not received
     failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
     assert final.Status != SUCCESS or failed > 0, f"C-GET without roles: 0x{final.Status:04X}, {failed} failed"
+
+
+def test_a_private_sop_class_is_stored_and_given_back_by_c_get(pacs, gen_studies):
+    """Modalities send private SOP classes next to their images (Siemens CSA
+    Non-Image here). C-STORE takes them as STOW-RS does, and C-GET, with
+    the requester in the SCP role for that class, returns them unchanged."""
+    private = "1.3.12.2.1107.5.9.1"
+    ds = pydicom.dcmread(next(i for i in gen_studies if i.modality == "CT").path)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = private
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = dicom_gen.uid(98, "csa", 1)
+    ae = scu("MODALITY", [(private, [str(ds.file_meta.TransferSyntaxUID)])])
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    try:
+        accepted = [c.abstract_syntax for c in assoc.accepted_contexts]
+        assert accepted == [private], accepted
+        assert assoc.send_c_store(ds).Status == SUCCESS
+    finally:
+        assoc.release()
+    q = ident(
+        QueryRetrieveLevel="IMAGE",
+        StudyInstanceUID=ds.StudyInstanceUID,
+        SeriesInstanceUID=ds.SeriesInstanceUID,
+        SOPInstanceUID=ds.SOPInstanceUID,
+    )
+    received, final = _c_get(pacs, q, {private}, roles=True)
+    assert final.Status == SUCCESS, f"final C-GET status 0x{final.Status:04X}"
+    sent = io.BytesIO()
+    pydicom.dcmwrite(sent, ds, enforce_file_format=True)
+    assert received == {ds.SOPInstanceUID: (str(ds.file_meta.TransferSyntaxUID), dataset_bytes(sent.getvalue()))}
 
 
 DECODABLE = {

@@ -235,9 +235,12 @@ impl Service {
 }
 
 /// Whether a SOP class is a storage SOP class: every standard SOP class
-/// named "… Storage" (not Storage Commitment, not DICOMDIR), and any UID
+/// named "… Storage" (not Storage Commitment, not DICOMDIR), any UID
 /// under the storage root 1.2.840.10008.5.1.4.1.1 (classes newer than
-/// the dictionary).
+/// the dictionary), and any private SOP class (a UID outside the DICOM
+/// root 1.2.840.10008): modalities send theirs (Siemens CSA Non-Image,
+/// Philips private data) next to their images, STOW-RS stores them, and
+/// C-GET and C-MOVE must be able to give them back.
 pub fn is_storage(uid: &str) -> bool {
     let uid = uid.trim_end_matches(['\0', ' ']);
     match StandardSopClassDictionary.by_uid(uid) {
@@ -247,7 +250,7 @@ pub fn is_storage(uid: &str) -> bool {
                 && !e.name.starts_with("Storage ")
                 && uid != uids::MEDIA_STORAGE_DIRECTORY_STORAGE
         }
-        None => uid.starts_with("1.2.840.10008.5.1.4.1.1."),
+        None => uid.starts_with("1.2.840.10008.5.1.4.1.1.") || !uid.starts_with("1.2.840.10008."),
     }
 }
 
@@ -318,6 +321,9 @@ mod tests {
             uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND
         ));
         assert!(!is_storage("1.2.840.10008.5.1.4.1.1.200.4"));
-        assert!(!is_storage("1.2.3.4"));
+        // Private SOP classes (Siemens CSA Non-Image) are stored like others.
+        assert!(is_storage("1.3.12.2.1107.5.9.1"));
+        // Other standard services are not.
+        assert!(!is_storage("1.2.840.10008.3.1.2.3.3"));
     }
 }
