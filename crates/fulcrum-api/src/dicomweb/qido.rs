@@ -27,6 +27,9 @@ pub(crate) struct Search {
     pub offset: u32,
     /// Parameters ignored (PS3.18 8.3.4: answered with a Warning header).
     pub ignored: Vec<String>,
+    /// includefield attributes the index does not hold (named in a Warning
+    /// header, as ignored matching keys are).
+    pub not_returned: Vec<String>,
 }
 
 /// Whether an attribute can be returned at a level (the rule of
@@ -79,12 +82,15 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
                         if returnable(a, level) {
                             fields.push(a.tag);
                         }
-                    } else if !known_elsewhere(name) {
+                    } else if known_elsewhere(name) {
+                        // A real attribute the index does not hold is left
+                        // out, and named in a Warning header.
+                        s.not_returned.push(name.to_string());
+                    } else {
                         return Err(ApiError::bad_request(format!(
                             "includefield={name}: not a DICOM attribute keyword or tag"
                         )));
                     }
-                    // A real attribute the index does not hold is left out.
                 }
             }
             _ => {
@@ -216,6 +222,13 @@ async fn search(
             matchable()
         ));
     }
+    if !s.not_returned.is_empty() {
+        warnings.push(format!(
+            "299 fulcrum: \"The following attributes are not held by the index and are not returned: {}; \
+             WADO-RS metadata has every attribute\"",
+            s.not_returned.join(", ")
+        ));
+    }
     if matches.len() as u32 >= q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS)
         && q.limit.is_none_or(|l| l > MAX_RESULTS)
     {
@@ -339,5 +352,8 @@ mod tests {
             let s = parse(Level::Study, Some(q)).expect(q);
             assert!(s.filters.is_empty() && s.ignored.len() == 1, "{q}");
         }
+        // So are includefield attributes the index does not hold.
+        let s = parse(Level::Study, Some("includefield=00080080,PixelSpacing")).expect("parses");
+        assert_eq!(s.not_returned, ["00080080", "PixelSpacing"]);
     }
 }
