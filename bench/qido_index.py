@@ -50,10 +50,10 @@ def populate(db_path: str, instances: int) -> dict:
 
     def flush():
         cur.executemany("INSERT INTO dicom_studies (tenant, study_uid, patient_id, patient_name, patient_name_key, "
-                        "patient_birth_date, patient_sex, study_date, study_time, accession_number, "
+                        "patient_name_ideo_key, patient_name_phon_key, patient_birth_date, patient_sex, study_date, study_time, accession_number, "
                         "referring_physician, referring_physician_key, study_description, study_id, updated_at, "
                         "num_series, num_instances, modalities, sop_classes) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", st_rows)
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", st_rows)
         cur.executemany("INSERT INTO dicom_series (tenant, series_uid, study_uid, modality, series_number, "
                         "series_description, updated_at, num_instances, sop_classes) "
                         "VALUES (?,?,?,?,?,?,?,?,?)", se_rows)
@@ -67,7 +67,7 @@ def populate(db_path: str, instances: int) -> dict:
         p = (s * 7919) % patients  # a patient's studies are spread over the years
         pa, sa = gen.patient_attrs(p), gen.study_attrs(s)
         study_uid = gen.uid(5, s)
-        st_rows.append((TENANT, study_uid, pa["PatientID"], pa["PatientName"], name_key(pa["PatientName"]),
+        st_rows.append((TENANT, study_uid, pa["PatientID"], pa["PatientName"], name_key(pa["PatientName"]), "", "",
                         pa["PatientBirthDate"], pa["PatientSex"], sa["StudyDate"], sa["StudyTime"],
                         sa["AccessionNumber"], sa["ReferringPhysicianName"], name_key(sa["ReferringPhysicianName"]),
                         sa["StudyDescription"], sa["StudyID"], now, 2, PER_STUDY,

@@ -378,6 +378,8 @@ impl Catalog {
         // A dump from before the stored counts (migration 0006) has none.
         crate::dicom::refresh_all_counts(&mut tx).await?;
         tx.commit().await.map_err(db("commit import"))?;
+        // A dump written before the name group keys existed.
+        self.fill_name_group_keys().await?;
         Ok(())
     }
 }

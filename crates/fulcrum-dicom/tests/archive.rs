@@ -49,6 +49,9 @@ fn part10_of_class(i: &Inst, seed: u64, class: &str) -> Vec<u8> {
     put(tags::MODALITY, VR::CS, i.modality);
     put(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "House^Gregory");
     put(tags::STUDY_DESCRIPTION, VR::LO, "CHEST");
+    if !i.patient.0.is_ascii() {
+        put(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    }
     put(tags::PATIENT_NAME, VR::PN, i.patient.0);
     put(tags::PATIENT_ID, VR::LO, i.patient.1);
     put(tags::PATIENT_BIRTH_DATE, VR::DA, "19700101");
@@ -822,5 +825,66 @@ async fn counts_kept_commit_by_commit_match_a_recount() {
             kept.contains(&("9.1.1".into(), None, Some(4), vec![], vec![CT_IMAGE.into()])),
             "{kept:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn person_names_match_by_any_component_group() {
+    for t in targets().await {
+        let names = [
+            ("Wang^XiaoDong=王^小东", "P1"),
+            ("Yamada^Tarou=山田^太郎=やまだ^たろう", "P2"),
+            ("Wang^XiaoDongfang", "P3"),
+            ("张^三", "P4"),
+        ];
+        {
+            let a = Archive::new(t.open().await, ArchiveConfig::default());
+            for (n, patient) in names.into_iter().enumerate() {
+                let i = Inst {
+                    patient,
+                    study: format!("7.{n}"),
+                    series: format!("7.{n}.1"),
+                    sop: format!("7.{n}.1.1"),
+                    date: "20200115",
+                    modality: "CT",
+                    accession: "A",
+                    number: 1,
+                };
+                store(&a, &part10(&i, n as u64)).await.expect("store");
+            }
+        }
+        // Rows written before the group keys existed get them when the
+        // catalog opens.
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
+            .await
+            .expect("connect");
+        sqlx::query(
+            "UPDATE dicom_studies SET patient_name_ideo_key = NULL, patient_name_phon_key = NULL",
+        )
+        .execute(&mut c)
+        .await
+        .expect("older rows");
+        drop(c);
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let ex = |v: &str| Matcher::Exact(v.into());
+        let wild = |v: &str| Matcher::Wildcard(v.into());
+        for (m, want) in [
+            (ex("Wang^XiaoDong"), vec!["7.0"]),
+            (ex("王^小东"), vec!["7.0"]),
+            (wild("王*"), vec!["7.0"]),
+            (wild("山田*"), vec!["7.1"]),
+            (ex("やまだ^たろう"), vec!["7.1"]),
+            (wild("*たろう"), vec!["7.1"]),
+            (wild("wang*"), vec!["7.0", "7.2"]),
+            (wild("*XiaoDong"), vec!["7.0"]),
+            (ex("Wang^XiaoDong=王^小东"), vec!["7.0"]),
+            (ex("张^三"), vec!["7.3"]),
+            (ex("小东"), vec![]),
+            (ex("Wang"), vec![]),
+        ] {
+            let got = uids(&a, Level::Study, vec![(Column::PatientName, m.clone())]).await;
+            assert_eq!(got, want, "{}: {m:?}", t.name);
+        }
     }
 }

@@ -171,6 +171,16 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
     })
 }
 
+/// The keys of a person name's ideographic and phonetic component groups
+/// (`Wang^XiaoDong=王^小东` -> `王 小东`, ''), '' for a group it lacks.
+pub fn group_keys(name: &str) -> (String, String) {
+    let mut groups = name.split('=').skip(1).map(name_key);
+    (
+        groups.next().unwrap_or_default(),
+        groups.next().unwrap_or_default(),
+    )
+}
+
 /// Upper-cased, `^` as space: the form person names are matched in.
 pub fn name_key(name: &str) -> String {
     let s: String = name
@@ -304,10 +314,12 @@ fn merged_by_key<K: Ord, T>(
 
 /// Study columns an instance may lack a value for, in the order they are
 /// bound (see `StudyRecord::fill_from`); the patient's are among them.
-const STUDY_ATTRS: [&str; 12] = [
+const STUDY_ATTRS: [&str; 14] = [
     "patient_id",
     "patient_name",
     "patient_name_key",
+    "patient_name_ideo_key",
+    "patient_name_phon_key",
     "patient_birth_date",
     "patient_sex",
     "study_date",
@@ -368,6 +380,9 @@ pub(crate) async fn write_index(
             args.add(s.patient_id.clone())?;
             args.add(s.patient_name.clone())?;
             args.add(s.patient_name.as_deref().map(name_key))?;
+            let (ideo, phon) = s.patient_name.as_deref().map(group_keys).unzip();
+            args.add(ideo)?;
+            args.add(phon)?;
             args.add(s.patient_birth_date.clone())?;
             args.add(s.patient_sex.clone())?;
             args.add(s.study_date.clone())?;
@@ -572,6 +587,44 @@ impl Catalog {
     /// Recounts every study and series (NumberOfStudyRelatedInstances and
     /// the rest) from the instance rows, as a restore does: a check that
     /// the counts kept up commit by commit are right.
+    /// Fills the component-group keys of studies whose rows predate them
+    /// (migration 0009, a restored older dump). Cheap when there are none:
+    /// one scan of the study rows.
+    pub(crate) async fn fill_name_group_keys(&self) -> CatalogResult<()> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT tenant, study_uid, patient_name FROM dicom_studies \
+             WHERE patient_name IS NOT NULL AND patient_name_ideo_key IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("find studies without name group keys"))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await.map_err(db("begin"))?;
+        for (tenant, study, name) in &rows {
+            let (ideo, phon) = group_keys(name);
+            sqlx::query(
+                "UPDATE dicom_studies SET patient_name_ideo_key = $1, patient_name_phon_key = $2 \
+                 WHERE tenant = $3 AND study_uid = $4 AND patient_name = $5",
+            )
+            .bind(ideo)
+            .bind(phon)
+            .bind(tenant)
+            .bind(study)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("fill name group keys"))?;
+        }
+        tx.commit().await.map_err(db("commit name group keys"))?;
+        tracing::info!(
+            studies = rows.len(),
+            "filled the name group keys of older study rows"
+        );
+        Ok(())
+    }
+
     pub async fn recount_dicom(&self) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("begin recount"))?;
         counts::refresh_all(&mut tx).await?;

@@ -210,7 +210,58 @@ impl Where {
         }
     }
 
+    /// A PatientName value without `=` matched against each component
+    /// group of the stored names (PS3.4 C.2.2.2.1.1 leaves this to the
+    /// SCP): `Wang^XiaoDong` and `王^小东` both find `Wang^XiaoDong=王^小东`.
+    /// The alphabetic group is the stored key up to its first `=`; the
+    /// ideographic and phonetic groups have keys of their own, searched
+    /// for values beyond ASCII only (those groups are written in kanji,
+    /// hanzi, hangul or kana), so ASCII queries keep their plan. None:
+    /// not such a query (a value with `=` matches the whole name).
+    fn name_groups(&mut self, m: &Matcher) -> CatalogResult<Option<String>> {
+        let (value, wild) = match m {
+            Matcher::Exact(v) => (name_key(v), false),
+            // Keep the wildcards through the name normalisation.
+            Matcher::Wildcard(p) => (p.to_uppercase().replace('^', " "), true),
+            _ => return Ok(None),
+        };
+        if value.contains('=') {
+            return Ok(None);
+        }
+        let term = |w: &mut Self, col: &str, v: &str, wild: bool| -> CatalogResult<String> {
+            if wild {
+                let (pat, op) = w.pattern(v);
+                Ok(format!("{col} {op} {}", w.arg(pat)?))
+            } else {
+                Ok(format!("{col} = {}", w.arg(v.to_string())?))
+            }
+        };
+        let mut terms = vec![term(self, "s.patient_name_key", &value, wild)?];
+        if !value.ends_with('*') {
+            // The alphabetic group of a name with more groups.
+            terms.push(term(
+                self,
+                "s.patient_name_key",
+                &format!("{value}=*"),
+                true,
+            )?);
+        }
+        if !value.is_ascii() {
+            for col in ["s.patient_name_ideo_key", "s.patient_name_phon_key"] {
+                let t = term(self, col, &value, wild)?;
+                terms.push(format!("({col} <> '' AND {t})"));
+            }
+        }
+        Ok(Some(format!("({})", terms.join(" OR "))))
+    }
+
     fn add(&mut self, col: Column, m: &Matcher) -> CatalogResult<()> {
+        if col == Column::PatientName {
+            if let Some(clause) = self.name_groups(m)? {
+                self.clauses.push(clause);
+                return Ok(());
+            }
+        }
         let (sql, is_name) = col.sql();
         let norm = |v: &str| if is_name { name_key(v) } else { v.to_string() };
         let val = |w: &mut Self, v: &str| -> CatalogResult<String> {
