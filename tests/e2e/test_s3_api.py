@@ -369,6 +369,44 @@ def test_multipart_upload_abort(s3, bucket):
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_an_upload_id_sent_with_another_key_names_no_upload(s3, bucket):
+    """As on AWS: every multipart call is checked against the key the upload
+    was created for, so a client (or a bug) addressing another key can
+    neither add to, read, abort nor complete someone else's upload."""
+    s3.put_object(Bucket=bucket, Key="src", Body=b"copied part")
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="victim")["UploadId"]
+    good = s3.upload_part(Bucket=bucket, Key="victim", UploadId=uid, PartNumber=1, Body=b"GOOD DATA")["ETag"]
+
+    calls = {
+        "UploadPart": lambda: s3.upload_part(Bucket=bucket, Key="other", UploadId=uid, PartNumber=1, Body=b"EVIL"),
+        "UploadPartCopy": lambda: s3.upload_part_copy(
+            Bucket=bucket, Key="other", UploadId=uid, PartNumber=1, CopySource={"Bucket": bucket, "Key": "src"}
+        ),
+        "ListParts": lambda: s3.list_parts(Bucket=bucket, Key="other", UploadId=uid),
+        "CompleteMultipartUpload": lambda: s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="elsewhere",
+            UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": good}]},
+        ),
+        "AbortMultipartUpload": lambda: s3.abort_multipart_upload(Bucket=bucket, Key="other", UploadId=uid),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClientError) as e:
+            call()
+        assert (error_code(e.value), http_status(e.value)) == ("NoSuchUpload", 404), name
+
+    # The upload is untouched and still completes under its own key.
+    parts = s3.list_parts(Bucket=bucket, Key="victim", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["ETag"]) for p in parts] == [(1, good)]
+    assert sorted(_keys(s3, bucket)) == ["src"]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="victim", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": good}]}
+    )
+    assert done["Key"] == "victim"
+    assert s3.get_object(Bucket=bucket, Key="victim")["Body"].read() == b"GOOD DATA"
+
+
 # ------------------------------------------------------------ presigned URLs
 
 
@@ -907,3 +945,200 @@ def test_get_and_head_of_one_part(s3, bucket):
     assert http_status(e.value) == 416
     # The part sizes are not user metadata.
     assert s3.head_object(Bucket=bucket, Key="mp").get("Metadata", {}) == {}
+
+
+# ------------------------------------------------------------ server-side encryption
+
+
+def _refused(call, code="NotImplemented", status=501) -> str:
+    with pytest.raises(ClientError) as e:
+        call()
+    assert http_status(e.value) == status, e.value.response
+    if code is not None:
+        assert error_code(e.value) == code, e.value.response
+    return e.value.response.get("Error", {}).get("Message", "")
+
+
+def test_server_side_encryption_fulcrum_cannot_honour_is_refused_and_stores_nothing(s3, bucket):
+    """SSE-C and SSE-KMS are never honoured, SSE-S3 only by a server that
+    encrypts at rest: each is refused with a message, never silently ignored."""
+    import os
+
+    ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"Jane Doe")
+    head = s3.head_object(Bucket=bucket, Key="plain")
+    assert "ServerSideEncryption" not in head, "a server without encryption at rest must not claim it"
+
+    msg = _refused(lambda: s3.put_object(Bucket=bucket, Key="ssec", Body=b"Jane Doe", **ssec))
+    assert "SSE-C" in msg, msg
+    _refused(lambda: s3.get_object(Bucket=bucket, Key="plain", **ssec))
+    _refused(lambda: s3.head_object(Bucket=bucket, Key="plain", **ssec), code=None)
+    _refused(lambda: s3.create_multipart_upload(Bucket=bucket, Key="ssec-mp", **ssec))
+    _refused(
+        lambda: s3.copy_object(
+            Bucket=bucket,
+            Key="ssec-copy",
+            CopySource={"Bucket": bucket, "Key": "plain"},
+            CopySourceSSECustomerAlgorithm="AES256",
+            CopySourceSSECustomerKey=os.urandom(32),
+        )
+    )
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    _refused(lambda: s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1, Body=b"x", **ssec))
+    assert s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid).get("Parts", []) == []
+
+    msg = _refused(lambda: s3.put_object(Bucket=bucket, Key="kms", Body=b"x", ServerSideEncryption="aws:kms"))
+    assert "KMS" in msg, msg
+    msg = _refused(lambda: s3.put_object(Bucket=bucket, Key="sse-s3", Body=b"x", ServerSideEncryption="AES256"))
+    assert "does not encrypt data at rest" in msg and "FULCRUM_ENCRYPTION_KEY" in msg, msg
+    _refused(
+        lambda: s3.copy_object(
+            Bucket=bucket, Key="sse-copy", CopySource={"Bucket": bucket, "Key": "plain"}, ServerSideEncryption="AES256"
+        )
+    )
+    assert sorted(_keys(s3, bucket)) == ["plain"]
+
+
+def test_sse_s3_is_accepted_and_reported_by_a_server_that_encrypts_at_rest(fulcrum_factory):
+    srv = fulcrum_factory({"FULCRUM_ENCRYPTION_KEY": "5a" * 32})
+    s3 = srv.client()
+    s3.create_bucket(Bucket="enc")
+    put = s3.put_object(Bucket="enc", Key="sse", Body=b"Jane Doe", ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+    # Everything such a server stores is encrypted, asked for or not.
+    assert s3.put_object(Bucket="enc", Key="plain", Body=b"x")["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket="enc", Key="sse")["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="enc", Key="sse")
+    assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == b"Jane Doe"
+    srv.aws("s3", "cp", "s3://enc/sse", "s3://enc/sse-copy", "--sse", "AES256")
+    assert s3.head_object(Bucket="enc", Key="sse-copy")["ServerSideEncryption"] == "AES256"
+    # Keys Fulcrum does not keep are still refused.
+    _refused(lambda: s3.put_object(Bucket="enc", Key="kms", Body=b"x", ServerSideEncryption="aws:kms"))
+    _refused(
+        lambda: s3.put_object(
+            Bucket="enc", Key="ssec", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=b"k" * 32
+        )
+    )
+    assert sorted(_keys(s3, "enc")) == ["plain", "sse", "sse-copy"]
+
+
+# ------------------------------------------------------------ body digests and error messages
+
+
+def _raw(fulcrum, method, path, body=b"", headers=None, payload_hash=None):
+    """A SigV4-signed request sent as is: its body need not be the one its
+    headers describe (what a proxy or a flipped bit makes of a request)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from helpers import ACCESS_KEY, REGION, SECRET_KEY
+
+    headers = dict(headers or {})
+    headers["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
+    url = f"{fulcrum.endpoint}{path}"
+    req = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
+    r = urllib.request.Request(url, data=body or None, method=method, headers=dict(req.headers.items()))
+    try:
+        with urllib.request.urlopen(r) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _b64md5(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def test_content_md5_is_checked_on_every_request_body(fulcrum, s3, bucket):
+    """With UNSIGNED-PAYLOAD (what SDKs send over HTTPS) Content-MD5 is the
+    body's only guard: a body that does not match it must change nothing."""
+    for key in ("keep-me-1", "keep-me-2"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"record")
+    unsigned = "UNSIGNED-PAYLOAD"
+    sent = b"<Delete><Object><Key>keep-me-1</Key></Object></Delete>"
+    arrived = b"<Delete><Object><Key>keep-me-2</Key></Object></Delete>"
+    tags = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>"
+    cors = (
+        b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin>"
+        b"<AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>"
+    )
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1, Body=b"part")["ETag"]
+    complete = (
+        f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
+        "</CompleteMultipartUpload>"
+    ).encode()
+    wrong = {"Content-MD5": _b64md5(b"another body")}
+    cases = {
+        "DeleteObjects": ("POST", f"/{bucket}?delete", arrived, {"Content-MD5": _b64md5(sent)}),
+        "PutObjectTagging": ("PUT", f"/{bucket}/keep-me-1?tagging", tags, wrong),
+        "PutBucketTagging": ("PUT", f"/{bucket}?tagging", tags, wrong),
+        "PutBucketCors": ("PUT", f"/{bucket}?cors", cors, wrong),
+        "CompleteMultipartUpload": ("POST", f"/{bucket}/mp?uploadId={uid}", complete, wrong),
+        "PutObject": ("PUT", f"/{bucket}/new", b"data", wrong),
+    }
+    for name, (method, path, body, headers) in cases.items():
+        status, text = _raw(fulcrum, method, path, body, headers, payload_hash=unsigned)
+        assert status == 400 and "<Code>BadDigest</Code>" in text and "<Message>" in text, (name, status, text)
+    status, text = _raw(fulcrum, "PUT", f"/{bucket}?tagging", tags, {"Content-MD5": "nope"}, payload_hash=unsigned)
+    assert status == 400 and "<Code>InvalidDigest</Code>" in text, text
+
+    # Nothing changed.
+    assert sorted(_keys(s3, bucket)) == ["keep-me-1", "keep-me-2"]
+    assert s3.get_object_tagging(Bucket=bucket, Key="keep-me-1")["TagSet"] == []
+    for call in (lambda: s3.get_bucket_tagging(Bucket=bucket), lambda: s3.get_bucket_cors(Bucket=bucket)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert http_status(e.value) == 404
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid)["Parts"]] == [1]
+
+    # The matching digest is accepted, and what SDKs send still works.
+    status, text = _raw(fulcrum, "POST", f"/{bucket}?delete", arrived, {"Content-MD5": _b64md5(arrived)}, unsigned)
+    assert status == 200, text
+    s3.put_object_tagging(Bucket=bucket, Key="keep-me-1", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep-me-1"}]})
+    assert _keys(s3, bucket) == []
+
+
+def test_a_body_that_does_not_match_its_signed_sha256_is_a_client_error(fulcrum, s3, bucket):
+    """AWS answers 400 XAmzContentSHA256Mismatch, which SDKs do not retry
+    (a 500 they retry, an IncompleteBody misleads)."""
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"r")
+    tags = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>"
+    cases = {
+        "DeleteObjects": ("POST", f"/{bucket}?delete", b"<Delete><Object><Key>keep</Key></Object></Delete>"),
+        "PutObjectTagging": ("PUT", f"/{bucket}/keep?tagging", tags),
+        "PutObject": ("PUT", f"/{bucket}/new", b"arrived"),
+        "UploadPart": ("PUT", f"/{bucket}/mp?partNumber=1&uploadId=", b"a part"),
+    }
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    for name, (method, path, body) in cases.items():
+        path = path + uid if path.endswith("uploadId=") else path
+        signed_for = hashlib.sha256(body + b"!").hexdigest()
+        status, text = _raw(fulcrum, method, path, body, payload_hash=signed_for)
+        assert status == 400 and "<Code>XAmzContentSHA256Mismatch</Code>" in text, (name, status, text)
+        assert "<Message>" in text, text
+    assert _keys(s3, bucket) == ["keep"]
+    assert s3.get_object_tagging(Bucket=bucket, Key="keep")["TagSet"] == []
+    assert s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid).get("Parts", []) == []
+
+
+def test_errors_s3s_answers_say_what_went_wrong(fulcrum, s3, bucket):
+    """The aws cli prints an error's <Message>, or "Unknown" without one."""
+    bad_secret = fulcrum.client(secret_key="not-the-secret-key")
+    with pytest.raises(ClientError) as e:
+        bad_secret.list_buckets()
+    assert error_code(e.value) == "SignatureDoesNotMatch"
+    assert "signature" in e.value.response["Error"]["Message"], e.value.response
+
+    res = fulcrum.aws("s3api", "list-objects-v2", "--bucket", "Bad_Bucket", check=False)
+    assert res.returncode != 0 and "InvalidBucketName" in res.stderr, res.stderr
+    assert "Unknown" not in res.stderr and "bucket" in res.stderr.split("InvalidBucketName")[1], res.stderr
+
+    status, text = _raw(fulcrum, "PUT", f"/{bucket}?tagging", b"<Tagging><TagSet><Tag>")
+    assert status == 400 and "<Code>MalformedXML</Code>" in text, text
+    assert "<Message>The XML you provided" in text, text

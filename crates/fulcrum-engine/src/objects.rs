@@ -496,27 +496,34 @@ impl Engine {
         Ok(id)
     }
 
+    /// The upload `upload_id` of `key` in `bucket`: an ID sent with
+    /// another bucket or key names no upload (S3 answers NoSuchUpload), so
+    /// a request for one key never touches another key's upload.
     async fn upload_row(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
     ) -> EngineResult<UploadRow> {
         let b = self.bucket(tenant, bucket).await?;
-        Ok(self.inner.catalog.upload(b.id, upload_id).await?)
+        let u = self.inner.catalog.upload(b.id, upload_id).await?;
+        if u.key != key {
+            return Err(CatalogError::NoSuchUpload(upload_id.to_string()).into());
+        }
+        Ok(u)
     }
 
     /// Stores one part; returns its ETag (hex MD5).
     pub async fn upload_part<R: AsyncRead + Unpin + Send>(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
         part_number: i64,
         body: R,
         opts: PutOptions,
     ) -> EngineResult<String> {
-        self.upload_row(tenant, bucket, upload_id).await?;
+        self.upload_row(tenant, (bucket, key), upload_id).await?;
         let ing = self.ingest_checked(body, &opts).await?;
         let etag = hex::encode(ing.md5);
         let write = PartWrite {
@@ -533,10 +540,10 @@ impl Engine {
     pub async fn list_parts(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
     ) -> EngineResult<(UploadRow, Vec<PartRow>)> {
-        let u = self.upload_row(tenant, bucket, upload_id).await?;
+        let u = self.upload_row(tenant, (bucket, key), upload_id).await?;
         let parts = self.inner.catalog.list_parts(upload_id).await?;
         Ok((u, parts))
     }
@@ -560,10 +567,10 @@ impl Engine {
     pub async fn abort_upload(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
     ) -> EngineResult<()> {
-        self.upload_row(tenant, bucket, upload_id).await?;
+        self.upload_row(tenant, (bucket, key), upload_id).await?;
         Ok(self.inner.catalog.abort_upload(upload_id).await?)
     }
 
@@ -571,11 +578,11 @@ impl Engine {
     pub async fn complete_upload(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
         parts: &[(i64, String)],
     ) -> EngineResult<ObjectInfo> {
-        self.complete_upload_if(tenant, bucket, upload_id, parts, None)
+        self.complete_upload_if(tenant, (bucket, key), upload_id, parts, None)
             .await
     }
 
@@ -604,13 +611,13 @@ impl Engine {
     pub async fn complete_upload_if(
         &self,
         tenant: &str,
-        bucket: &str,
+        (bucket, key): (&str, &str),
         upload_id: &str,
         parts: &[(i64, String)],
         condition: Option<WriteCondition>,
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
-        let u = self.upload_row(tenant, bucket, upload_id).await?;
+        let u = self.upload_row(tenant, (bucket, key), upload_id).await?;
         if parts.is_empty() {
             return Err(CatalogError::InvalidPart(0).into());
         }

@@ -264,27 +264,43 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
             .await
             .expect("create");
         let e1 = e
-            .upload_part(T, "b", &id, 1, &p1[..], opts())
+            .upload_part(T, ("b", "mp"), &id, 1, &p1[..], opts())
             .await
             .expect("part 1");
         let e2 = e
-            .upload_part(T, "b", &id, 2, &p2[..], opts())
+            .upload_part(T, ("b", "mp"), &id, 2, &p2[..], opts())
             .await
             .expect("part 2");
-        let (_, parts) = e.list_parts(T, "b", &id).await.expect("list parts");
+        let (_, parts) = e.list_parts(T, ("b", "mp"), &id).await.expect("list parts");
         assert_eq!(parts.len(), 2);
+        // The ID with another key names no upload: nothing acts on this one.
+        let none = |r: Result<(), EngineError>| {
+            matches!(r, Err(EngineError::Catalog(CatalogError::NoSuchUpload(_))))
+        };
+        let other = ("b", "other");
+        let part = e.upload_part(T, other, &id, 1, &b"x"[..], opts()).await;
+        assert!(none(part.map(|_| ())));
+        assert!(none(e.list_parts(T, other, &id).await.map(|_| ())));
+        let done = e.complete_upload(T, other, &id, &[(1, e1.clone())]).await;
+        assert!(none(done.map(|_| ())));
+        assert!(none(e.abort_upload(T, other, &id).await));
+        let (_, parts) = e.list_parts(T, ("b", "mp"), &id).await.expect("list parts");
+        assert_eq!(
+            parts.iter().map(|p| p.size).collect::<Vec<_>>(),
+            [5 * 1024 * 1024, 1234]
+        );
         // Out of order and wrong ETags are rejected.
         assert!(e
-            .complete_upload(T, "b", &id, &[(2, e2.clone()), (1, e1.clone())])
+            .complete_upload(T, ("b", "mp"), &id, &[(2, e2.clone()), (1, e1.clone())])
             .await
             .is_err());
         assert!(e
-            .complete_upload(T, "b", &id, &[(1, "00".into()), (2, e2.clone())])
+            .complete_upload(T, ("b", "mp"), &id, &[(1, "00".into()), (2, e2.clone())])
             .await
             .is_err());
         let parts = [(1, e1), (2, e2)];
         let info = e
-            .complete_upload(T, "b", &id, &parts)
+            .complete_upload(T, ("b", "mp"), &id, &parts)
             .await
             .expect("complete");
         assert!(info.etag.ends_with("-2"));
@@ -294,7 +310,7 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
         );
         // A retried completion finds the object the upload made, until
         // something else replaces it.
-        let retried = e.complete_upload(T, "b", &id, &parts).await;
+        let retried = e.complete_upload(T, ("b", "mp"), &id, &parts).await;
         assert!(
             matches!(
                 retried,
@@ -328,10 +344,10 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
             .create_upload(T, "b", "gone", None, BTreeMap::new(), Default::default())
             .await
             .expect("create");
-        e.upload_part(T, "b", &id, 1, &noise(100_000, 12)[..], opts())
+        e.upload_part(T, ("b", "gone"), &id, 1, &noise(100_000, 12)[..], opts())
             .await
             .expect("part");
-        e.abort_upload(T, "b", &id).await.expect("abort");
+        e.abort_upload(T, ("b", "gone"), &id).await.expect("abort");
         let chunks_before = e.stats().await.expect("stats").catalog.chunks;
         e.gc(&no_grace()).await.expect("gc");
         assert!(
@@ -614,7 +630,7 @@ async fn buckets_are_created_listed_and_deleted_only_when_empty() {
             .create_upload(T, "two", "mp", None, BTreeMap::new(), Default::default())
             .await
             .expect("create upload");
-        e.upload_part(T, "two", &id, 1, &noise(100_000, 21)[..], opts())
+        e.upload_part(T, ("two", "mp"), &id, 1, &noise(100_000, 21)[..], opts())
             .await
             .expect("part");
         let chunks_before = e.stats().await.expect("stats").catalog.chunks;

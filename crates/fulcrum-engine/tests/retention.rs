@@ -177,10 +177,10 @@ async fn overwrites_are_refused_unless_identical_and_gc_keeps_retained_chunks() 
             .await
             .expect("create upload");
         let etag = e
-            .upload_part(T, "b", &id, 1, &b"x"[..], PutOptions::default())
+            .upload_part(T, ("b", "k"), &id, 1, &b"x"[..], PutOptions::default())
             .await
             .expect("part");
-        is_locked(e.complete_upload(T, "b", &id, &[(1, etag)]).await);
+        is_locked(e.complete_upload(T, ("b", "k"), &id, &[(1, etag)]).await);
         // The same bytes again (new metadata) keep the protection.
         let before = e.head_object(T, "b", "k").await.expect("head").lock;
         let mut opts = PutOptions::default();

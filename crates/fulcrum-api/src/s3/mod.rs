@@ -6,8 +6,10 @@ mod acl;
 mod checksum;
 mod conditions;
 mod cors;
+mod digest;
 mod encoding;
 mod errors;
+mod front;
 mod headers;
 mod host;
 mod lifecycle;
@@ -17,16 +19,18 @@ mod objects;
 mod presign;
 mod region;
 mod request_id;
+mod sse;
 mod tagging;
 
 use std::sync::Arc;
 
 use fulcrum_engine::{CatalogError, Engine, EngineError};
 use s3s::auth::SimpleAuth;
-use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::service::S3ServiceBuilder;
 
 pub use cors::{bad_preflight, CorsAsk};
 pub(crate) use errors::{api_err, key_check, version_check};
+pub use front::S3Front;
 pub use host::Domains;
 pub use request_id::{new_request_id, stamp};
 
@@ -63,16 +67,19 @@ impl S3Api {
         }
     }
 
-    /// Builds the s3s service with SigV4 authentication; `domains` are the
-    /// base domains of virtual-hosted-style requests.
-    pub fn into_service(self, creds: &S3Credentials, domains: Domains) -> S3Service {
+    /// Builds the s3s service with SigV4 authentication, behind Fulcrum's
+    /// front (see `front`); `domains` are the base domains of
+    /// virtual-hosted-style requests.
+    pub fn into_service(self, creds: &S3Credentials, domains: Domains) -> S3Front {
+        let encrypted = self.engine.config().encryption_key.is_some();
         let mut b = S3ServiceBuilder::new(self);
+        b.set_access(sse::Access { encrypted });
         b.set_auth(RootAuth(SimpleAuth::from_single(
             creds.access_key.clone(),
             creds.secret_key.clone(),
         )));
         b.set_host(domains);
-        b.build()
+        S3Front::new(b.build())
     }
 
     /// Fails with NoSuchBucket unless the tenant has bucket `name`.

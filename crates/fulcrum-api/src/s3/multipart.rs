@@ -56,17 +56,18 @@ fn source_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
 }
 
 impl S3Api {
-    /// Stores `body` as part `n` of an upload; returns its ETag.
+    /// Stores `body` as part `n` of the upload of `at` (bucket, key);
+    /// returns its ETag.
     async fn store_part<R: tokio::io::AsyncRead + Unpin + Send>(
         &self,
-        bucket: &str,
+        at: (&str, &str),
         upload_id: &str,
         n: i32,
         body: R,
         opts: PutOptions,
     ) -> Result<String, EngineError> {
         self.engine
-            .upload_part(&self.tenant, bucket, upload_id, n as i64, body, opts)
+            .upload_part(&self.tenant, at, upload_id, n as i64, body, opts)
             .await
     }
 
@@ -103,6 +104,7 @@ impl S3Api {
         out.bucket = Some(i.bucket);
         out.key = Some(i.key);
         out.upload_id = Some(id);
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -118,11 +120,12 @@ impl S3Api {
         );
         let opts = put_options(None, None, i.content_md5, i.content_length)?;
         let e = self
-            .store_part(&i.bucket, &i.upload_id, i.part_number, body, opts)
+            .store_part((&i.bucket, &i.key), &i.upload_id, i.part_number, body, opts)
             .await
             .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = UploadPartOutput::default();
         out.e_tag = Some(etag(&e));
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -164,7 +167,7 @@ impl S3Api {
         };
         let body = tokio_util::io::StreamReader::new(stream);
         let e = self
-            .store_part(&i.bucket, &i.upload_id, i.part_number, body, opts)
+            .store_part((&i.bucket, &i.key), &i.upload_id, i.part_number, body, opts)
             .await
             .map_err(api_err)?;
         let mut result = CopyPartResult::default();
@@ -172,6 +175,7 @@ impl S3Api {
         result.last_modified = Some(std::time::SystemTime::now().into());
         let mut out = UploadPartCopyOutput::default();
         out.copy_part_result = Some(result);
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -182,7 +186,7 @@ impl S3Api {
         let i = req.input;
         let (_, parts) = self
             .engine
-            .list_parts(&self.tenant, &i.bucket, &i.upload_id)
+            .list_parts(&self.tenant, (&i.bucket, &i.key), &i.upload_id)
             .await
             .map_err(api_err)?;
         let marker = i.part_number_marker.unwrap_or(0) as i64;
@@ -246,7 +250,7 @@ impl S3Api {
             .engine
             .complete_upload_if(
                 &self.tenant,
-                &i.bucket,
+                (&i.bucket, &i.key),
                 &i.upload_id,
                 &parts,
                 write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
@@ -266,6 +270,7 @@ impl S3Api {
         out.bucket = Some(i.bucket);
         out.key = Some(info.key);
         out.e_tag = Some(etag(&info.etag));
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -275,7 +280,7 @@ impl S3Api {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let i = req.input;
         self.engine
-            .abort_upload(&self.tenant, &i.bucket, &i.upload_id)
+            .abort_upload(&self.tenant, (&i.bucket, &i.key), &i.upload_id)
             .await
             .map_err(api_err)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))

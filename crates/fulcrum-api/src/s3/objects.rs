@@ -346,6 +346,7 @@ impl S3Api {
             .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = PutObjectOutput::default();
         out.e_tag = Some(etag(&info.etag));
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -403,6 +404,7 @@ impl S3Api {
         response_overrides!(out, i);
         out.tag_count = tagging::count(&info.metadata);
         out.parts_count = part.and_then(|(_, n)| n);
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 
@@ -417,6 +419,7 @@ impl S3Api {
         let part = one_part(&info, i.part_number, i.range.is_some())?;
         let mut out = HeadObjectOutput::default();
         out.content_length = Some(info.size as i64);
+        out.server_side_encryption = self.sse();
         describe_object!(out, info);
         response_overrides!(out, i);
         if let Some((r, count)) = &part {
@@ -575,6 +578,7 @@ impl S3Api {
         res.last_modified = Some(ts(info.created_at_ms));
         let mut out = CopyObjectOutput::default();
         out.copy_object_result = Some(res);
+        out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
 }
