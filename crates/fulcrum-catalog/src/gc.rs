@@ -147,6 +147,26 @@ impl Catalog {
             .map_err(db("pack usage"))
     }
 
+    /// Chunks whose pack is not in the catalog (id, pack id): data a
+    /// restore could not bring back (its chunk rows point at `missing`),
+    /// or a catalog damaged by hand. No pack read can find them.
+    pub async fn chunks_without_pack(&self) -> CatalogResult<Vec<(ChunkId, String)>> {
+        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT c.id, c.pack_id FROM chunks c LEFT JOIN packs p ON p.id = c.pack_id \
+             WHERE p.id IS NULL AND c.condemned_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("chunks without pack"))?;
+        rows.into_iter()
+            .map(|(id, pack)| {
+                ChunkId::from_slice(&id)
+                    .map(|id| (id, pack))
+                    .map_err(|e| CatalogError::BadRow(e.to_string()))
+            })
+            .collect()
+    }
+
     /// The chunks stored in a pack.
     pub async fn chunks_in_pack(&self, pack_id: &str) -> CatalogResult<Vec<ChunkLoc>> {
         let rows = sqlx::query(crate::dynamic(format!(

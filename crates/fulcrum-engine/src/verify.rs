@@ -30,6 +30,10 @@ pub struct VerifyReport {
     pub bad_chunks: u64,
     /// `bucket/key` of every damaged object.
     pub damaged_objects: Vec<String>,
+    /// Packs whose backend could not be reached (down, or not configured
+    /// on this node): their chunks are neither verified nor counted as
+    /// damaged.
+    pub unchecked_packs: u64,
     /// One line per problem found (pack missing, chunk corrupt, …).
     pub problems: Vec<String>,
     /// Every damaged or missing chunk (what a repair needs).
@@ -83,19 +87,35 @@ impl Engine {
         for p in packs.iter().filter(|p| p.live_chunks > 0) {
             let chunks = cat.chunks_in_pack(&p.id).await?;
             report.packs += 1;
+            // A pack that is gone or malformed is damage; a backend that
+            // cannot be reached (down, or not configured here) is not: its
+            // chunks are reported unchecked, never repaired from a backup
+            // (which would pull an archive tier's data back to hot storage
+            // over a short outage).
             let data = match (PackId::parse(&p.id), inner.backend_for(p.tier)) {
-                (Ok(pid), Ok(backend)) => backend
-                    .read(&pack_path(&pid))
-                    .await
-                    .map_err(|e| e.to_string()),
-                (Err(e), _) => Err(e.to_string()),
-                (_, Err(e)) => Err(e.to_string()),
+                (Ok(pid), Ok(backend)) => match backend.read(&pack_path(&pid)).await {
+                    Ok(d) => Ok(d),
+                    Err(e) if e.is_not_found() || e.is_corruption() => Err((e.to_string(), true)),
+                    Err(e) => Err((e.to_string(), false)),
+                },
+                (Err(e), _) => Err((e.to_string(), true)),
+                (_, Err(e)) => Err((e.to_string(), false)),
             };
             let data = match data {
                 Ok(d) => d,
-                Err(e) => {
+                Err((e, true)) => {
                     report.problems.push(format!("pack {}: {e}", p.id));
                     bad.extend(chunks.iter().map(|c| c.id));
+                    progress.advance(p.size as u64);
+                    continue;
+                }
+                Err((e, false)) => {
+                    report.unchecked_packs += 1;
+                    report.problems.push(format!(
+                        "pack {} could not be read, its {} chunks are unchecked (not counted as damaged): {e}",
+                        p.id,
+                        chunks.len()
+                    ));
                     progress.advance(p.size as u64);
                     continue;
                 }
@@ -129,6 +149,12 @@ impl Engine {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+        for (id, pack) in cat.chunks_without_pack().await? {
+            report
+                .problems
+                .push(format!("chunk {id}: its pack {pack} is not in the catalog"));
+            bad.insert(id);
         }
         report.bad_chunks = bad.len() as u64;
         let bad: Vec<ChunkId> = bad.into_iter().collect();

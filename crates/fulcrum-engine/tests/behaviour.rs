@@ -516,6 +516,36 @@ async fn truncated_and_oversized_bodies_leave_nothing() {
 }
 
 #[tokio::test]
+async fn verify_names_objects_whose_chunks_point_at_no_pack() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        e.put_object(T, "b", "lost", &noise(300_000, 62)[..], opts())
+            .await
+            .expect("put");
+        e.put_object(T, "b", "kept", &noise(10_000, 63)[..], opts())
+            .await
+            .expect("put");
+        assert!(e.verify(&mut ()).await.expect("verify").is_clean());
+        // As a restore leaves a chunk it could not bring back.
+        let info = e.head_object(T, "b", "lost").await.expect("head");
+        let chunks = e.catalog().object_chunks(info.id).await.expect("chunks");
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
+            .await
+            .expect("connect");
+        sqlx::query("UPDATE chunks SET pack_id = 'missing' WHERE id = $1")
+            .bind(chunks[0].id.0.to_vec())
+            .execute(&mut c)
+            .await
+            .expect("point a chunk at no pack");
+        let report = e.verify(&mut ()).await.expect("verify");
+        assert!(!report.is_clean(), "{}", t.name);
+        assert_eq!(report.damaged_objects, ["b/lost"], "{}", t.name);
+    }
+}
+
+#[tokio::test]
 async fn a_flipped_byte_is_never_served_and_verify_names_the_object() {
     for t in targets().await {
         let e = t.open().await;

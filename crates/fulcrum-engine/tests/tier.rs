@@ -354,7 +354,7 @@ async fn archived_chunks_stay_encrypted_and_compress_harder() {
 }
 
 #[tokio::test]
-async fn archived_data_without_an_archive_backend_is_a_clear_error() {
+async fn archived_data_without_an_archive_backend_is_a_clear_error_not_damage() {
     for t in targets().await {
         let e = t.open_tiered(false).await;
         e.create_bucket(T, "b").await.expect("bucket");
@@ -371,5 +371,11 @@ async fn archived_data_without_an_archive_backend_is_a_clear_error() {
         assert!(e.tier_apply(&[], false, &mut ()).await.is_err());
         let v = e.verify(&mut ()).await.expect("verify runs");
         assert!(!v.is_clean(), "verify names the unreachable archive packs");
+        // Unreachable is not damaged: nothing for a scrub to "repair" from
+        // a backup (which would pull the archived data back to hot).
+        assert!(v.unchecked_packs > 0, "{v:?}");
+        assert_eq!((v.bad_chunks, v.damaged_objects.len()), (0, 0), "{v:?}");
+        let s = e.scrub(None, &mut ()).await.expect("scrub runs");
+        assert!(s.bad_chunk_ids.is_empty() && s.unchecked_packs > 0, "{s:?}");
     }
 }

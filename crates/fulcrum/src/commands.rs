@@ -126,9 +126,10 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
                 "all clean".to_string()
             } else {
                 format!(
-                    "{} damaged chunks, {} damaged objects",
+                    "{} damaged chunks, {} damaged objects{}",
                     report.bad_chunks,
-                    report.damaged_objects.len()
+                    report.damaged_objects.len(),
+                    unchecked(report.unchecked_packs)
                 )
             }
         );
@@ -243,20 +244,37 @@ pub async fn scrub(s: Settings, rate_mib: Option<u64>, repair: bool, json: bool)
         }
         println!("{}", scrub_summary(&out));
     }
-    Ok(if out.unrepaired_chunks == 0 { 0 } else { 1 })
+    Ok(
+        if out.unrepaired_chunks == 0 && out.report.unchecked_packs == 0 {
+            0
+        } else {
+            1
+        },
+    )
 }
 
 pub fn scrub_summary(out: &ScrubOutcome) -> String {
     format!(
-        "scrub: {} packs, {} chunks, {} checked; {} damaged, {} repaired from backup, {} unrepaired ({} objects)",
+        "scrub: {} packs, {} chunks, {} checked; {} damaged, {} repaired from backup, {} unrepaired ({} objects){}",
         out.report.packs,
         out.report.chunks,
         human(out.report.bytes as i64),
         out.report.bad_chunks,
         out.repaired_chunks,
         out.unrepaired_chunks,
-        out.unrepaired_objects.len()
+        out.unrepaired_objects.len(),
+        unchecked(out.report.unchecked_packs)
     )
+}
+
+/// The summary's note on packs whose backend could not be reached.
+fn unchecked(packs: u64) -> String {
+    match packs {
+        0 => String::new(),
+        n => format!(
+            "; {n} packs unchecked: their backend could not be reached (see the problems above)"
+        ),
+    }
 }
 
 pub fn config_init(path: &Path, force: bool) -> Result<u8> {
