@@ -87,6 +87,21 @@ def test_backend_write_and_read_errors_reach_clients_and_lose_nothing(faulty, ge
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_health_check_fails_while_the_backend_does_not_answer(faulty):
+    """A load balancer must stop sending work to a node whose pack backend
+    is down (it used to answer ok while every PUT failed)."""
+    import urllib.error
+
+    srv, proxy = faulty
+    assert healthy(srv)
+    proxy.set(error_rate=1.0, methods={"HEAD", "GET"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        healthy(srv)
+    assert e.value.code == 503 and b"backend" in e.value.read()
+    proxy.clear()
+    assert healthy(srv)
+
+
 def test_a_slow_backend_only_slows_things_down(faulty):
     srv, proxy = faulty
     s3 = srv.client()

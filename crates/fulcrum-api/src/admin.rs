@@ -1,4 +1,5 @@
-//! The HTTP admin port: `/healthz` (liveness and catalog reachability) and
+//! The HTTP admin port: `/healthz` (liveness, catalog and pack backend
+//! reachability) and
 //! `/metrics` (Prometheus text, with storage totals computed per scrape).
 
 use axum::extract::State;
@@ -15,14 +16,35 @@ pub fn router(engine: Engine) -> Router {
         .with_state(engine)
 }
 
+/// How long the health check waits for the pack backend.
+const BACKEND_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// 200 when the catalog answers and, for a remote pack backend, a HEAD
+/// request does (a missing object is an answer; a refused connection, a
+/// rejected key or a wrong region is not), so a load balancer stops
+/// sending work to a node that cannot store or read anything.
 async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
-    match engine.catalog().get_meta("encryption_key_check").await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: catalog unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "catalog unavailable\n")
+    if let Err(e) = engine.catalog().get_meta("encryption_key_check").await {
+        tracing::error!(error = %e, "health check: catalog unreachable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "catalog unavailable\n");
+    }
+    let backend = engine.backend();
+    if !backend.is_local() {
+        let probe = tokio::time::timeout(BACKEND_CHECK, backend.size("healthz")).await;
+        let failed = match probe {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),
+        };
+        if let Some(e) = failed {
+            tracing::error!(error = %e, "health check: pack backend unavailable");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pack backend unavailable\n",
+            );
         }
     }
+    (StatusCode::OK, "ok\n")
 }
 
 async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
