@@ -177,3 +177,21 @@ def test_counts_stay_exact_when_nodes_store_one_series_at_once(fulcrum_factory, 
             assert (jval(s, "NumberOfStudyRelatedSeries"), jval(s, "NumberOfStudyRelatedInstances")) == (1, 60)
             [r] = dw.qido(f"/studies/{study}/series", {"includefield": "00201209"})
             assert jval(r, "NumberOfSeriesRelatedInstances") == 60
+
+
+def test_nodes_without_configured_keys_share_the_platforms_credentials(fulcrum_factory):
+    """Nodes set up as docs/scale-out.md says, with no S3 keys in their
+    configuration, answer to the same root credentials: the first node's,
+    kept in the catalog (each used to generate its own, so a client was
+    refused by every node but one)."""
+    import tomllib
+
+    env = {**_postgres_env(), **_garage_env(), "FULCRUM_S3_ACCESS_KEY": "", "FULCRUM_S3_SECRET_KEY": ""}
+    n1, n2 = fulcrum_factory(env), fulcrum_factory(env)
+    keys = [tomllib.loads((n.data_dir / "s3-credentials.toml").read_text()) for n in (n1, n2)]
+    assert keys[0] == keys[1], keys
+    c1 = n1.client(access_key=keys[0]["access_key"], secret_key=keys[0]["secret_key"])
+    c2 = n2.client(access_key=keys[0]["access_key"], secret_key=keys[0]["secret_key"])
+    c1.create_bucket(Bucket="one-platform")
+    c2.put_object(Bucket="one-platform", Key="k", Body=b"same keys")
+    assert c1.get_object(Bucket="one-platform", Key="k")["Body"].read() == b"same keys"

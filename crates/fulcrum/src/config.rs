@@ -326,7 +326,7 @@ impl BackupSettings {
     /// The repository's backend and the backup key.
     pub fn target(&self) -> Result<(BackendConfig, MasterKey)> {
         let Some(repo) = self.repo.as_deref() else {
-            bail!("no backup repository: give --repo or set FULCRUM_BACKUP_REPO (a directory or s3://BUCKET/PATH?endpoint=URL)");
+            bail!("no backup repository: give --repo or set FULCRUM_BACKUP_REPO (a directory or s3://BUCKET/PATH?endpoint=URL&region=R)");
         };
         // A plain path (relative ones too) is a directory repository.
         let repo = if repo.contains("://") || repo == "fs" {
@@ -581,7 +581,9 @@ s3_domains = ["localhost"]
 # catalog_url = "postgres://fulcrum@db.example:5432/fulcrum"
 
 # Root credentials of the S3 API. When unset, Fulcrum generates them on
-# first start, stores them in <data_dir>/s3-credentials.toml and prints them.
+# first start, keeps them in the catalog (every node of a cluster answers
+# to the same keys), copies them to <data_dir>/s3-credentials.toml and
+# prints them.
 # s3_access_key = "..."
 # s3_secret_key = "..."
 
@@ -668,7 +670,7 @@ scrub_rate_mib = 50
 # FULCRUM_BACKUP_KEY_FILE / FULCRUM_BACKUP_ACCESS_KEY / FULCRUM_BACKUP_SECRET_KEY
 # override these.
 # [backup]
-# repo = "/mnt/backup/fulcrum"   # or "s3://offsite/fulcrum?endpoint=https://s3.example"
+# repo = "/mnt/backup/fulcrum"   # or "s3://offsite/fulcrum?endpoint=https://s3.example&region=R"
 # key_file = "/etc/fulcrum/backup.key"
 # every_hours = 24               # the server takes a backup this often
 # keep_daily = 7                 # then forgets and prunes older snapshots

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use fulcrum_api::S3Credentials;
 use fulcrum_engine::Engine;
@@ -29,45 +29,95 @@ pub struct ServeArgs {
     pub max_object_size: Option<u64>,
 }
 
-/// Root S3 credentials: from settings, else from the data dir, else
-/// generated once and stored there.
-fn credentials(s: &Settings) -> Result<S3Credentials> {
+fn credentials_file(s: &Settings) -> std::path::PathBuf {
+    s.data_dir.join("s3-credentials.toml")
+}
+
+fn read_credentials_file(path: &std::path::Path) -> Result<Option<S3Credentials>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let v: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Ok(match (get("access_key"), get("secret_key")) {
+        (Some(access_key), Some(secret_key)) => Some(S3Credentials {
+            access_key,
+            secret_key,
+        }),
+        _ => None,
+    })
+}
+
+/// The catalog's record of the S3 root credentials: every node of a
+/// cluster (one catalog) answers to the same keys.
+const CREDENTIALS_META: &str = "s3_root_credentials";
+
+/// The S3 root credentials: the configured ones; else the platform's,
+/// kept in the catalog so that every node of a cluster (and a restored
+/// copy) answers to the same keys. The first node to start records its
+/// `<data_dir>/s3-credentials.toml`, or keys it generates; every node
+/// keeps a copy in its own file for the operator to read.
+async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
     if let (Some(a), Some(k)) = (&s.s3_access_key, &s.s3_secret_key) {
         return Ok(S3Credentials {
             access_key: a.clone(),
             secret_key: k.clone(),
         });
     }
-    let path = s.data_dir.join("s3-credentials.toml");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let v: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        if let (Some(a), Some(k)) = (get("access_key"), get("secret_key")) {
-            return Ok(S3Credentials {
-                access_key: a,
-                secret_key: k,
-            });
-        }
-    }
-    let creds = S3Credentials {
+    let path = credentials_file(s);
+    let local = read_credentials_file(&path)?;
+    let ours = local.clone().unwrap_or_else(|| S3Credentials {
         access_key: format!(
             "FC{}",
             hex::encode(rand::random::<[u8; 9]>()).to_uppercase()
         ),
         secret_key: hex::encode(rand::random::<[u8; 20]>()),
+    });
+    let stored = engine
+        .catalog()
+        .init_meta(
+            CREDENTIALS_META,
+            &format!("{}\n{}", ours.access_key, ours.secret_key),
+        )
+        .await?;
+    let creds = match stored.split_once('\n') {
+        Some((a, k)) if !a.is_empty() && !k.is_empty() => S3Credentials {
+            access_key: a.to_string(),
+            secret_key: k.to_string(),
+        },
+        _ => bail!("the catalog's S3 root credentials are malformed (meta key {CREDENTIALS_META})"),
     };
+    if local.as_ref().map(|l| &l.access_key) == Some(&creds.access_key)
+        && local.as_ref().map(|l| &l.secret_key) == Some(&creds.secret_key)
+    {
+        return Ok(creds);
+    }
+    if local.is_some() {
+        warn!(
+            file = %path.display(),
+            "this node's S3 credentials differ from the platform's (kept in the catalog, shared by every node); using the platform's and rewriting the file"
+        );
+    }
     let text = format!(
-        "# Root credentials of Fulcrum's S3 API, generated on first start.\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+        "# Root credentials of Fulcrum's S3 API (the platform's, kept in its catalog).\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
         creds.access_key, creds.secret_key
     );
     write_private(&path, &text)?;
-    println!(
-        "Generated S3 root credentials (stored in {}):\n  access key: {}\n  secret key: {}",
-        path.display(),
-        creds.access_key,
-        creds.secret_key
-    );
+    if creds.access_key == ours.access_key && local.is_none() {
+        println!(
+            "Generated S3 root credentials (stored in {} and in the catalog):\n  access key: {}\n  secret key: {}",
+            path.display(),
+            creds.access_key,
+            creds.secret_key
+        );
+    } else {
+        println!(
+            "S3 root credentials: the platform's, from its catalog (copied to {}); access key {}",
+            path.display(),
+            creds.access_key
+        );
+    }
     Ok(creds)
 }
 
@@ -146,8 +196,8 @@ pub async fn run(s: Settings) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-    let creds = credentials(&s)?;
     let engine = Engine::open(s.engine_config()?).await?;
+    let creds = credentials(&s, &engine).await?;
     let s3_listener = TcpListener::bind(&s.s3_addr)
         .await
         .with_context(|| format!("binding S3 address {}", s.s3_addr))?;
