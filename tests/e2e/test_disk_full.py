@@ -97,3 +97,38 @@ def test_full_disk_refuses_writes_cleanly_and_recovers(fulcrum_factory, small_di
     srv.stop()
     res = srv.verify()
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_new_data_stops_short_of_the_last_bytes_and_deletes_still_work(fulcrum_factory, small_disk):
+    """Writes stop while the disk still has room (1 % of it, at least 1 MiB)
+    for the catalog: deletes, verify and a restart still work. Small writes
+    used to be taken until the disk was at 100 %, after which even deletes,
+    `fulcrum verify` and `fulcrum serve` failed."""
+    srv = fulcrum_factory()
+    srv.stop()
+    srv.data_dir = small_disk / "data"
+    srv.start()
+    s3 = srv.client()
+    s3.create_bucket(Bucket="ward")
+    s3.put_object(Bucket="ward", Key="before", Body=random_bytes(1_000_000, seed=5))
+    fill(small_disk, 6_000_000)
+    refused = 0
+    for i in range(40):
+        try:
+            s3.put_object(Bucket="ward", Key=f"small{i}", Body=random_bytes(300_000, seed=100 + i))
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 507, e.response
+            refused += 1
+            if refused == 3:
+                break
+    assert refused == 3, "writes were never refused"
+    free = shutil.disk_usage(small_disk).free
+    assert free > 900_000, f"only {free} bytes left on the data disk"
+    s3.delete_object(Bucket="ward", Key="before")
+    assert "before" not in [o["Key"] for o in s3.list_objects_v2(Bucket="ward").get("Contents", [])]
+    srv.stop()
+    res = srv.verify()
+    assert res.returncode == 0, res.stdout + res.stderr
+    srv.start()
+    got = srv.client().get_object(Bucket="ward", Key="small0")["Body"].read()
+    assert got == random_bytes(300_000, seed=100)

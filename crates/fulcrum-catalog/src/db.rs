@@ -135,10 +135,10 @@ impl Catalog {
             // stale (cheap; SQLite decides what needs it), so index queries
             // pick their index on large catalogs. PostgreSQL's autovacuum
             // does this by itself.
-            cat.pool
-                .execute("PRAGMA optimize=0x10002")
-                .await
-                .map_err(db("optimize"))?;
+            // It writes statistics: a full disk must not stop the start.
+            if let Err(e) = cat.pool.execute("PRAGMA optimize=0x10002").await {
+                tracing::warn!(error = %e, "catalog: PRAGMA optimize failed (disk full?); the planner keeps its old statistics");
+            }
         }
         Ok(cat)
     }
@@ -165,6 +165,16 @@ impl Catalog {
     }
 
     pub async fn ensure_tenant(&self, tenant: &str) -> CatalogResult<()> {
+        // A read first: opening the catalog must not need to write (a
+        // full disk must still let the server start and serve reads).
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("find tenant"))?;
+        if known.is_some() {
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
         )

@@ -123,6 +123,16 @@ impl Inner {
         if expected.is_some_and(|n| n > max) {
             return Err(EngineError::TooLarge { max });
         }
+        if let Some(Ok((free, keep))) = self.backend.space() {
+            // New data stops short of the last bytes of a local disk (see
+            // Backend::space); what is stored stays readable and deletable.
+            let need = expected.unwrap_or(0).saturating_add(keep);
+            if free < need {
+                return Err(EngineError::NoSpace(format!(
+                    "{free} bytes free on the data disk; new data keeps {keep} bytes free for deletes, gc and the catalog"
+                )));
+            }
+        }
         // MD5 runs in order beside the other stages: an async task hands
         // each chunk to a short blocking job (never a long-lived blocking
         // thread, which could starve the pool under many uploads).

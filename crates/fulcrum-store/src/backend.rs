@@ -144,6 +144,24 @@ impl Backend {
         }
     }
 
+    /// For a local filesystem: (bytes free to this process, bytes to keep
+    /// free). What is kept is 1 % of the filesystem, at least 1 MiB and at
+    /// most 256 MiB: room for the catalog to commit deletes, for `gc` to
+    /// run and for the server to start, so new data never fills the disk
+    /// to its last byte. None for a remote backend.
+    pub fn space(&self) -> Option<std::io::Result<(u64, u64)>> {
+        let root = self.fs_root.as_ref()?;
+        Some(
+            rustix::fs::statvfs(root)
+                .map(|st| {
+                    let free = st.f_bavail.saturating_mul(st.f_frsize);
+                    let size = st.f_blocks.saturating_mul(st.f_frsize);
+                    (free, (size / 100).clamp(1 << 20, 256 << 20))
+                })
+                .map_err(std::io::Error::from),
+        )
+    }
+
     /// Whether this backend is a local filesystem (a durable write takes
     /// a millisecond or so, not a network round trip).
     pub fn is_local(&self) -> bool {

@@ -74,13 +74,19 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
         ),
         secret_key: hex::encode(rand::random::<[u8; 20]>()),
     });
-    let stored = engine
-        .catalog()
-        .init_meta(
-            CREDENTIALS_META,
-            &format!("{}\n{}", ours.access_key, ours.secret_key),
-        )
-        .await?;
+    // Read first: a start must not need to write (a full disk).
+    let stored = match engine.catalog().get_meta(CREDENTIALS_META).await? {
+        Some(v) => v,
+        None => {
+            engine
+                .catalog()
+                .init_meta(
+                    CREDENTIALS_META,
+                    &format!("{}\n{}", ours.access_key, ours.secret_key),
+                )
+                .await?
+        }
+    };
     let creds = match stored.split_once('\n') {
         Some((a, k)) if !a.is_empty() && !k.is_empty() => S3Credentials {
             access_key: a.to_string(),
