@@ -368,3 +368,53 @@ async fn an_encrypted_platform_restores_with_its_key_and_verifies_with_it() {
         .expect("verify")
         .is_clean());
 }
+
+#[tokio::test]
+async fn a_damaged_blob_costs_its_objects_not_the_whole_restore() {
+    let t = targets().await.remove(0); // the directory repository
+    let e = t.open().await;
+    let repo = Repo::init(&t.beside("backup"), &MasterKey::generate())
+        .await
+        .expect("init");
+    e.create_bucket(T, "b").await.expect("bucket");
+    put(&e, "hit", &noise(3 * 1024 * 1024, 7)).await;
+    put(&e, "spared", &noise(200_000, 8)).await;
+    run(&e, &repo, &RunOptions::default(), &mut ())
+        .await
+        .expect("run");
+    // Flip a byte inside the blob of one chunk of "hit".
+    let info = e.head_object(T, "b", "hit").await.expect("head");
+    let chunk = e.catalog().object_chunks(info.id).await.expect("chunks")[0].id;
+    let loc = repo.load_index().await.expect("index")[&chunk].clone();
+    let (_, path, _) = repo
+        .packs()
+        .await
+        .expect("packs")
+        .into_iter()
+        .find(|(id, _, _)| *id == loc.pack)
+        .expect("the blob's pack");
+    let BackendConfig::Fs { root } = t.beside("backup") else {
+        panic!("the first target keeps its repository in a directory")
+    };
+    let file = root.join(&path);
+    let mut bytes = std::fs::read(&file).expect("read pack");
+    bytes[(loc.offset + loc.len as u64 / 2) as usize] ^= 0x40;
+    std::fs::write(&file, bytes).expect("write pack");
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let r = restore_to_dir(&repo, "latest", out.path(), &mut ())
+        .await
+        .expect("a damaged blob does not stop the restore");
+    assert_eq!(r.missing_chunks, [chunk.to_hex()]);
+    assert_eq!(r.damaged_blobs.len(), 1, "{:?}", r.damaged_blobs);
+    let restored = Engine::open(EngineConfig::local(out.path()))
+        .await
+        .expect("opens");
+    assert_eq!(
+        read_all(&restored, "b", "spared").await.expect("read"),
+        noise(200_000, 8)
+    );
+    assert!(read_all(&restored, "b", "hit").await.is_err());
+    let v = restored.verify(&mut ()).await.expect("verify");
+    assert_eq!(v.damaged_objects, ["b/hit"]);
+}

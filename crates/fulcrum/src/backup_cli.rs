@@ -295,10 +295,14 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                     started.elapsed().as_secs_f64(),
                     dir.display()
                 );
+                for why in &r.damaged_blobs {
+                    eprintln!("damaged in the repository, left out: {why}");
+                }
                 if !r.missing_chunks.is_empty() {
                     eprintln!(
-                        "warning: {} chunks were damaged when the snapshot was taken; `fulcrum verify` names the objects",
-                        r.missing_chunks.len()
+                        "warning: {} chunks could not be restored ({} damaged in the repository, the others when the snapshot was taken); everything else was; `fulcrum verify` on the restored data names the objects",
+                        r.missing_chunks.len(),
+                        r.damaged_blobs.len()
                     );
                     return Ok(1);
                 }
