@@ -15,7 +15,7 @@
 //! off leaves packs that the next run finds in the index and does not send
 //! again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use fulcrum_store::{pack_path, Backend, BackendConfig, MasterKey};
@@ -345,11 +345,45 @@ impl Repo {
             .buffer_unordered(16)
             .try_collect()
             .await?;
+        let damaged = self.damaged().await?;
         let mut index = Index::with_capacity(loaded.iter().map(|v| v.len()).sum());
         for e in loaded.into_iter().flatten() {
-            index.entry(e.id).or_insert(e);
+            // A copy `backup verify` found damaged is not what the
+            // repository holds: the next run sends the chunk again.
+            if !damaged.contains(&(e.pack.clone(), e.id)) {
+                index.entry(e.id).or_insert(e);
+            }
         }
         Ok(index)
+    }
+
+    /// Records that the copy of chunk `id` in `pack` is damaged: the index
+    /// no longer lists it, so the next `backup run` stores the chunk again
+    /// (from the live platform) and restores read the new copy.
+    pub async fn mark_damaged(&self, pack: &str, id: &ChunkId) -> BackupResult<()> {
+        self.backend
+            .write(
+                &format!("damaged/{pack}.{}", id.to_hex()),
+                vec![Bytes::new()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The blob copies marked damaged: (pack, chunk id).
+    pub async fn damaged(&self) -> BackupResult<HashSet<(String, ChunkId)>> {
+        Ok(self
+            .backend
+            .list("damaged/")
+            .await?
+            .into_iter()
+            .filter_map(|e| {
+                let name = e.path.rsplit('/').next()?;
+                let (pack, id) = name.split_once('.')?;
+                let id = ChunkId::from_slice(&hex::decode(id).ok()?).ok()?;
+                Some((pack.to_string(), id))
+            })
+            .collect())
     }
 
     fn decode_index(&self, pack: &str, sealed: &[u8]) -> BackupResult<Vec<BlobLoc>> {

@@ -23,6 +23,9 @@ pub struct RepoVerifyReport {
     pub bytes_checked: u64,
     /// One line per problem found.
     pub problems: Vec<String>,
+    /// Blob copies found damaged or gone, marked so the next `backup run`
+    /// stores their chunks again.
+    pub marked_damaged: u64,
 }
 
 impl RepoVerifyReport {
@@ -60,11 +63,21 @@ async fn verify_locked(
     let mut indexed: Vec<&str> = index.values().map(|l| l.pack.as_str()).collect();
     indexed.sort_unstable();
     indexed.dedup();
+    // Copies found damaged (or gone) are marked, so the next `backup run`
+    // stores those chunks again from the live platform.
+    let mut damaged: Vec<(String, ChunkId)> = Vec::new();
     for p in indexed.iter().filter(|p| !listed.contains(*p)) {
         report
             .problems
             .push(format!("pack {p} is in the index but missing"));
+        damaged.extend(
+            index
+                .values()
+                .filter(|l| l.pack == *p)
+                .map(|l| (l.pack.clone(), l.id)),
+        );
     }
+    let marked = repo.damaged().await?;
 
     let frac = (sample_percent / 100.0).clamp(0.0, 1.0);
     let chosen: Vec<&(String, String, u64)> = packs
@@ -93,7 +106,7 @@ async fn verify_locked(
         };
         for e in &entries {
             report.blobs_checked += 1;
-            if !index.contains_key(&e.id) {
+            if !index.contains_key(&e.id) && !marked.contains(&(id.clone(), e.id)) {
                 report.problems.push(format!(
                     "blob {} of pack {id} is missing from the index files",
                     e.id
@@ -115,13 +128,23 @@ async fn verify_locked(
             });
             if let Err(err) = checked {
                 report.problems.push(err.to_string());
+                damaged.push((id.clone(), e.id));
             }
         }
         report.bytes_checked += data.len() as u64;
         progress.advance(*size);
     }
 
-    // Every snapshot must find its catalog and every chunk it references.
+    for (pack, chunk) in &damaged {
+        repo.mark_damaged(pack, chunk).await?;
+    }
+    report.marked_damaged = damaged.len() as u64;
+    // Every snapshot must find its catalog and every chunk it references
+    // (without the copies just marked: the snapshots they cost are named).
+    let index = match damaged.is_empty() {
+        true => index,
+        false => std::sync::Arc::new(repo.load_index().await?),
+    };
     for s in repo.snapshots().await? {
         report.snapshots += 1;
         let id = s.id.clone();

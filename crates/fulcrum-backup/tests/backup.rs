@@ -417,4 +417,33 @@ async fn a_damaged_blob_costs_its_objects_not_the_whole_restore() {
     assert!(read_all(&restored, "b", "hit").await.is_err());
     let v = restored.verify(&mut ()).await.expect("verify");
     assert_eq!(v.damaged_objects, ["b/hit"]);
+
+    // verify marks the copy, names the snapshot it costs, and the next run
+    // stores the chunk again: every snapshot restores whole.
+    let v = verify(&repo, None, 100.0, &mut ()).await.expect("verify");
+    assert_eq!(v.marked_damaged, 1, "{:?}", v.problems);
+    assert!(
+        v.problems.iter().any(|p| p.contains("chunks are missing")),
+        "{:?}",
+        v.problems
+    );
+    let first = repo.snapshots().await.expect("snapshots")[0].id.clone();
+    run(&e, &repo, &RunOptions::default(), &mut ())
+        .await
+        .expect("run again");
+    for snap in ["latest", first.as_str()] {
+        let out = tempfile::tempdir().expect("tempdir");
+        let r = restore_to_dir(&repo, snap, out.path(), &mut ())
+            .await
+            .expect("restore");
+        assert!(r.missing_chunks.is_empty(), "{snap}: {r:?}");
+        let restored = Engine::open(EngineConfig::local(out.path()))
+            .await
+            .expect("opens");
+        assert_eq!(
+            read_all(&restored, "b", "hit").await.expect("read"),
+            noise(3 * 1024 * 1024, 7),
+            "{snap}"
+        );
+    }
 }

@@ -265,6 +265,12 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                     r.blobs_checked,
                     human(r.bytes_checked as i64)
                 );
+                if r.marked_damaged > 0 {
+                    println!(
+                        "{} damaged blob copies are marked: the next `fulcrum backup run` stores those chunks again from the platform, which makes every snapshot using them whole again (until then they restore without them: see the problems above)",
+                        r.marked_damaged
+                    );
+                }
             }
             Ok(if r.is_clean() { 0 } else { 1 })
         }
