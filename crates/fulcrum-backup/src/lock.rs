@@ -1,7 +1,9 @@
 //! Repository locks, so a prune never deletes blobs a concurrent backup
 //! counts on: a backup holds a shared lock, forget/prune an exclusive one.
 //! A lock is a small file refreshed every few minutes; one not refreshed
-//! for `STALE` belongs to a process that died and is ignored.
+//! for `STALE` belongs to a process that died and is ignored, as is at
+//! once one taken on this host by a process that no longer runs (a backup
+//! killed with -9 used to block forget for half an hour).
 
 use std::time::Duration;
 
@@ -51,6 +53,16 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// True when `other` was taken on this host by a process that is gone
+/// (Linux: no /proc/<pid>).
+fn holder_gone(other: &LockInfo) -> bool {
+    let proc = std::path::Path::new("/proc");
+    other.host == hostname()
+        && other.pid != std::process::id()
+        && proc.join("self").exists()
+        && !proc.join(other.pid.to_string()).exists()
+}
+
 fn lock_bytes(exclusive: bool) -> Bytes {
     let info = LockInfo {
         host: hostname(),
@@ -78,7 +90,7 @@ impl Repo {
             let Ok(other) = serde_json::from_slice::<LockInfo>(&data) else {
                 continue;
             };
-            if other.time_ms < fresh_after {
+            if other.time_ms < fresh_after || holder_gone(&other) {
                 if exclusive {
                     let _ = b.delete(&f.path).await;
                 }
@@ -116,5 +128,63 @@ impl Repo {
             path,
             refresh,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fulcrum_engine::{BackendConfig, MasterKey};
+
+    #[tokio::test]
+    async fn a_lock_of_a_process_gone_from_this_host_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::init(
+            &BackendConfig::Fs {
+                root: dir.path().to_path_buf(),
+            },
+            &MasterKey::generate(),
+        )
+        .await
+        .expect("init");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let lock = |host: String, pid: u32| {
+            let info = LockInfo {
+                host,
+                pid,
+                exclusive: false,
+                time_ms: now_ms(),
+            };
+            vec![Bytes::from(serde_json::to_vec(&info).expect("json"))]
+        };
+        let b = repo.backend();
+        // A live holder (this test process, seen from another pid's
+        // view: the parent) blocks an exclusive lock; a gone one does not.
+        b.write(
+            "locks/live",
+            lock(hostname(), std::os::unix::process::parent_id()),
+        )
+        .await
+        .expect("write");
+        assert!(matches!(repo.lock(true).await, Err(BackupError::Locked(_))));
+        b.delete("locks/live").await.expect("delete");
+        b.write("locks/dead", lock(hostname(), gone))
+            .await
+            .expect("write");
+        b.write("locks/elsewhere", lock("another-host".into(), gone))
+            .await
+            .expect("write");
+        assert!(
+            matches!(repo.lock(true).await, Err(BackupError::Locked(_))),
+            "another host's lock holds"
+        );
+        b.delete("locks/elsewhere").await.expect("delete");
+        repo.lock(true)
+            .await
+            .expect("the dead holder's lock is ignored")
+            .release()
+            .await;
     }
 }
