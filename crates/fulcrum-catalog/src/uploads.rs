@@ -109,6 +109,25 @@ impl Catalog {
     }
 
     /// Removes an upload and its parts; their chunks become garbage.
+    /// Aborts every multipart upload begun before `before_ms` (epoch ms);
+    /// returns how many. Their parts' chunks are then unreferenced, for gc.
+    pub async fn abort_uploads_before(&self, before_ms: i64) -> CatalogResult<u64> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE created_at < $1")
+            .bind(before_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("find abandoned uploads"))?;
+        let mut n = 0;
+        for id in ids {
+            let mut tx = self.begin_write().await.map_err(db("abort upload"))?;
+            if remove_upload(&mut tx, &id).await? {
+                n += 1;
+            }
+            tx.commit().await.map_err(db("abort upload"))?;
+        }
+        Ok(n)
+    }
+
     pub async fn abort_upload(&self, upload_id: &str) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("abort upload"))?;
         if !remove_upload(&mut tx, upload_id).await? {

@@ -25,6 +25,10 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Packs with less than this fraction of live bytes are repacked.
     pub repack_below: f64,
+    /// Multipart uploads begun longer ago than this are aborted (a client
+    /// killed mid-upload never completes nor aborts one), so their parts
+    /// stop holding space; None keeps them.
+    pub abort_uploads_after: Option<Duration>,
 }
 
 impl Default for GcOptions {
@@ -32,12 +36,15 @@ impl Default for GcOptions {
         Self {
             grace: Duration::from_secs(15 * 60),
             repack_below: 0.5,
+            abort_uploads_after: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
+    /// Multipart uploads aborted as abandoned (see GcOptions).
+    pub aborted_uploads: u64,
     pub condemned_chunks: u64,
     pub deleted_chunks: u64,
     pub revived_chunks: u64,
@@ -68,7 +75,15 @@ impl Engine {
     async fn gc_leased(&self, opts: &GcOptions, lease: &Lease) -> EngineResult<GcReport> {
         let inner = &self.inner;
         let cat = &inner.catalog;
+        let aborted_uploads = match opts.abort_uploads_after {
+            Some(age) => {
+                cat.abort_uploads_before(now_ms() - age.as_millis() as i64)
+                    .await?
+            }
+            None => 0,
+        };
         let mut report = GcReport {
+            aborted_uploads,
             condemned_chunks: cat.condemn_unreferenced().await?,
             ..Default::default()
         };

@@ -359,6 +359,64 @@ async fn multipart_uploads_join_parts_and_abort_cleanly() {
 }
 
 #[tokio::test]
+async fn gc_aborts_uploads_abandoned_for_a_week() {
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let mut ids = Vec::new();
+        for (key, seed) in [("abandoned", 14), ("recent", 15)] {
+            let id = e
+                .create_upload(T, "b", key, None, BTreeMap::new(), Default::default())
+                .await
+                .expect("create");
+            e.upload_part(T, ("b", key), &id, 1, &noise(100_000, seed)[..], opts())
+                .await
+                .expect("part");
+            ids.push(id);
+        }
+        // The first began eight days ago (a client killed mid-upload).
+        sqlx::any::install_default_drivers();
+        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
+            .await
+            .expect("connect");
+        sqlx::query("UPDATE uploads SET created_at = created_at - $1 WHERE id = $2")
+            .bind(8 * 24 * 3600 * 1000_i64)
+            .bind(&ids[0])
+            .execute(&mut c)
+            .await
+            .expect("backdate");
+        let chunks_before = e.stats().await.expect("stats").catalog.chunks;
+        let r = e.gc(&no_grace()).await.expect("gc");
+        assert_eq!(r.aborted_uploads, 1, "{}", t.name);
+        let left: Vec<String> = e
+            .list_uploads(T, "b")
+            .await
+            .expect("uploads")
+            .into_iter()
+            .map(|u| u.key)
+            .collect();
+        assert_eq!(left, ["recent"], "{}", t.name);
+        assert!(e.stats().await.expect("stats").catalog.chunks < chunks_before);
+        e.complete_upload(
+            T,
+            ("b", "recent"),
+            &ids[1],
+            &[(
+                1,
+                e.list_parts(T, ("b", "recent"), &ids[1])
+                    .await
+                    .expect("parts")
+                    .1[0]
+                    .etag
+                    .clone(),
+            )],
+        )
+        .await
+        .expect("the recent upload completes");
+    }
+}
+
+#[tokio::test]
 async fn gc_frees_deleted_data_and_keeps_live_data() {
     for t in targets().await {
         let e = t.open().await;

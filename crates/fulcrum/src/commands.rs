@@ -137,22 +137,18 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     Ok(if report.is_clean() { 0 } else { 1 })
 }
 
-pub async fn gc(s: Settings, grace_secs: u64, json: bool) -> Result<u8> {
+pub async fn gc(s: Settings, opts: GcOptions, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let report = engine
-        .gc(&GcOptions {
-            grace: Duration::from_secs(grace_secs),
-            ..GcOptions::default()
-        })
-        .await?;
+    let report = engine.gc(&opts).await?;
     engine.leave().await?;
     engine.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "gc: {} chunks deleted, {} packs repacked ({} chunks moved, {} written), {} packs and {} orphans deleted ({} freed) in {:.1}s",
+            "gc: {} abandoned uploads aborted, {} chunks deleted, {} packs repacked ({} chunks moved, {} written), {} packs and {} orphans deleted ({} freed) in {:.1}s",
+            report.aborted_uploads,
             report.deleted_chunks,
             report.repacked_packs,
             report.moved_chunks,

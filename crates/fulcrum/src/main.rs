@@ -66,6 +66,10 @@ enum Command {
         /// Keep retired and orphan packs younger than this many seconds.
         #[arg(long, default_value_t = 900)]
         grace_secs: u64,
+        /// Abort multipart uploads begun more than this many days ago (their
+        /// parts hold space until then); 0 keeps them all.
+        #[arg(long, default_value_t = 7)]
+        abort_uploads_after_days: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -235,8 +239,18 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Stats { json } => commands::stats(settings(&cli.common, None)?, json).await,
         Command::Verify { json } => commands::verify(settings(&cli.common, None)?, json).await,
-        Command::Gc { grace_secs, json } => {
-            commands::gc(settings(&cli.common, None)?, grace_secs, json).await
+        Command::Gc {
+            grace_secs,
+            abort_uploads_after_days,
+            json,
+        } => {
+            let opts = fulcrum_engine::GcOptions {
+                grace: std::time::Duration::from_secs(grace_secs),
+                abort_uploads_after: (abort_uploads_after_days > 0)
+                    .then(|| std::time::Duration::from_secs(abort_uploads_after_days * 24 * 3600)),
+                ..Default::default()
+            };
+            commands::gc(settings(&cli.common, None)?, opts, json).await
         }
         Command::Scrub {
             rate_mib,
