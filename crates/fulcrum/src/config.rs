@@ -74,7 +74,17 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("parsing config file {}", path.display()))
+        let mut file = Self::parse(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        // A relative data_dir is the file's own folder's, not the working
+        // directory's (under systemd that is /: `serve` started a new,
+        // empty archive there).
+        if let (Some(d), Some(base)) = (&file.data_dir, path.parent()) {
+            if d.is_relative() {
+                file.data_dir = Some(base.join(d));
+            }
+        }
+        Ok(file)
     }
 
     /// Parses the text of a config file.
@@ -554,7 +564,8 @@ pub const DEFAULT_TOML: &str = r#"# Fulcrum configuration. Every setting can als
 # FULCRUM_* environment variable (e.g. FULCRUM_DATA_DIR); those win over
 # this file. Unset settings take the defaults shown.
 
-# Where the embedded catalog (SQLite) and the local pack store live.
+# Where the embedded catalog (SQLite) and the local pack store live; a
+# relative path is taken from this file's folder.
 data_dir = "./fulcrum-data"
 
 # Admin HTTP port: /healthz, /metrics.
@@ -718,6 +729,18 @@ mod tests {
         let c: FileConfig = toml::from_str(DEFAULT_TOML).expect("default config parses");
         assert_eq!(c.s3_addr.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.max_object_size, Some(DEFAULT_MAX_OBJECT_SIZE));
+    }
+
+    #[test]
+    fn a_relative_data_dir_is_the_config_files_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fulcrum.toml");
+        std::fs::write(&path, "data_dir = \"./fulcrum-data\"\n").expect("write");
+        let file = FileConfig::load(&path).expect("loads");
+        assert_eq!(file.data_dir, Some(dir.path().join("./fulcrum-data")));
+        std::fs::write(&path, "data_dir = \"/srv/fulcrum\"\n").expect("write");
+        let file = FileConfig::load(&path).expect("loads");
+        assert_eq!(file.data_dir, Some(PathBuf::from("/srv/fulcrum")));
     }
 
     fn resolve(text: &str) -> Result<Settings> {
