@@ -1142,3 +1142,25 @@ def test_errors_s3s_answers_say_what_went_wrong(fulcrum, s3, bucket):
     status, text = _raw(fulcrum, "PUT", f"/{bucket}?tagging", b"<Tagging><TagSet><Tag>")
     assert status == 400 and "<Code>MalformedXML</Code>" in text, text
     assert "<Message>The XML you provided" in text, text
+
+
+def test_oversized_metadata_bad_directives_and_negative_max_keys_are_refused(s3, bucket):
+    """As AWS: user metadata over 2 KB is 400 MetadataTooLarge (it was stored,
+    and came back as 60 KB of headers that proxies refuse); an unknown
+    metadata directive and a negative max-keys are 400 InvalidArgument."""
+    big = {"note": "x" * 3000}
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata=big)
+    assert (http_status(e.value), error_code(e.value)) == (400, "MetadataTooLarge")
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=bucket, Key="meta", Metadata=big)
+    assert error_code(e.value) == "MetadataTooLarge"
+    s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={"note": "y" * 2000})
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "meta"},
+                       MetadataDirective="BOGUS")
+    assert (http_status(e.value), error_code(e.value)) == (400, "InvalidArgument")
+    with pytest.raises(ClientError) as e:
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=-1)
+    assert (http_status(e.value), error_code(e.value)) == (400, "InvalidArgument")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["meta"]

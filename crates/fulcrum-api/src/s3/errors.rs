@@ -116,3 +116,40 @@ pub(crate) fn key_check(key: &str) -> Result<(), S3Error> {
     }
     Ok(())
 }
+
+/// User metadata (`x-amz-meta-*`) is at most 2 KB, keys and values
+/// together, as on AWS: larger headers break proxies in front of clients.
+pub(crate) fn metadata_check(metadata: Option<&s3s::dto::Metadata>) -> Result<(), S3Error> {
+    let size: usize = metadata
+        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .unwrap_or(0);
+    if size > 2048 {
+        return Err(S3Error::with_message(
+            S3ErrorCode::MetadataTooLarge,
+            format!("Your metadata headers exceed the maximum allowed metadata size: {size} bytes, at most 2048."),
+        ));
+    }
+    Ok(())
+}
+
+/// A metadata or tagging directive, when given, is COPY or REPLACE.
+pub(crate) fn directive_check(name: &str, value: Option<&str>) -> Result<(), S3Error> {
+    match value {
+        None | Some("COPY") | Some("REPLACE") => Ok(()),
+        Some(other) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("Unknown {name} {other:?}: COPY or REPLACE."),
+        )),
+    }
+}
+
+/// max-keys (or max-uploads, max-parts) is not negative.
+pub(crate) fn max_keys_check(name: &str, value: Option<i32>) -> Result<(), S3Error> {
+    match value {
+        Some(n) if n < 0 => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("{name} must be a non-negative integer."),
+        )),
+        _ => Ok(()),
+    }
+}

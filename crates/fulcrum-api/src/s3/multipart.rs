@@ -77,6 +77,7 @@ impl S3Api {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let mut i = req.input;
         key_check(&i.key)?;
+        super::errors::metadata_check(i.metadata.as_ref())?;
         let mut metadata = i.metadata.take().unwrap_or_default().into_iter().collect();
         stored_headers!(i).store_in(&mut metadata);
         super::tagging::put_header(&mut metadata, i.tagging.as_deref())?;

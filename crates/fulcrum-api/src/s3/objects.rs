@@ -228,6 +228,7 @@ impl S3Api {
         let prefix = prefix.unwrap_or_default();
         // An empty delimiter is no delimiter, and is not echoed back.
         let delimiter = delimiter.filter(|d| !d.is_empty());
+        super::errors::max_keys_check("max-keys", max_keys)?;
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
         let enc = KeyEncoding::of(encoding);
         let page = self
@@ -327,6 +328,7 @@ impl S3Api {
         );
         let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
         let stored = stored_headers!(i);
+        super::errors::metadata_check(i.metadata.as_ref())?;
         let mut opts = put_options(i.content_type, i.metadata, i.content_md5, i.content_length)?;
         stored.store_in(&mut opts.metadata);
         tagging::put_header(&mut opts.metadata, i.tagging.as_deref())?;
@@ -514,6 +516,15 @@ impl S3Api {
         let i = req.input;
         key_check(&i.key)?;
         let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        super::errors::directive_check(
+            "metadata directive",
+            i.metadata_directive.as_ref().map(|d| d.as_str()),
+        )?;
+        super::errors::directive_check(
+            "tagging directive",
+            i.tagging_directive.as_ref().map(|d| d.as_str()),
+        )?;
+        super::errors::metadata_check(i.metadata.as_ref())?;
         let replace = i
             .metadata_directive
             .as_ref()
