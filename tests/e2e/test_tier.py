@@ -174,6 +174,21 @@ def test_s3_lifecycle_configuration_round_trip_and_background_apply(fulcrum_fact
     with pytest.raises(Exception) as e:
         s3.get_bucket_lifecycle_configuration(Bucket="logs")
     assert error_code(e.value) == "NoSuchLifecycleConfiguration"
+
+    # A node started without the archive backend says at once that its
+    # reads of archived objects will fail (a cluster node with an
+    # incomplete config used to start silently).
+    srv.stop()
+    srv.extra_env["FULCRUM_ARCHIVE_BACKEND"] = ""
+    srv.start()
+    warned = srv.log_path.read_text(errors="replace").count("no archive_backend is configured on this node")
+    assert warned >= 1, srv.log_tail(200)
+    srv.stop()
+    srv.extra_env["FULCRUM_ARCHIVE_BACKEND"] = "fs"
+    srv.start()
+    again = srv.log_path.read_text(errors="replace").count("no archive_backend is configured on this node")
+    assert again in (0, warned), "warned with the archive backend configured"
+    s3 = srv.client()
     with pytest.raises(Exception) as e:
         s3.put_bucket_lifecycle_configuration(Bucket="no-such-bucket", LifecycleConfiguration=cfg)
     assert error_code(e.value) == "NoSuchBucket"

@@ -204,6 +204,24 @@ pub async fn run(s: Settings) -> Result<()> {
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
     let engine = Engine::open(s.engine_config()?).await?;
     let creds = credentials(&s, &engine).await?;
+    if engine.config().archive.is_none() {
+        // A node of a cluster whose config lacks the archive backend
+        // answers 500 for every archived object: say so at the start.
+        let archived: i64 = engine
+            .catalog()
+            .tier_stats()
+            .await?
+            .iter()
+            .filter(|t| t.tier == fulcrum_engine::Tier::Archive.as_str())
+            .map(|t| t.packs)
+            .sum();
+        if archived > 0 {
+            warn!(
+                packs = archived,
+                "the catalog lists archive-tier packs but no archive_backend is configured on this node: reads of archived objects will fail"
+            );
+        }
+    }
     let s3_listener = TcpListener::bind(&s.s3_addr)
         .await
         .with_context(|| format!("binding S3 address {}", s.s3_addr))?;
