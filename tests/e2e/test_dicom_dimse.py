@@ -119,6 +119,27 @@ def test_echoscu_and_pynetdicom_echo(archive):
     assoc.release()
 
 
+def test_dimse_and_dicomweb_requests_are_counted_in_metrics(pacs, gen_studies):
+    """fulcrum_requests_total covers DIMSE and DICOMweb, not only S3, so an
+    operator sees C-STORE and STOW failures on a dashboard."""
+    import urllib.request
+
+    def count(protocol, op, status):
+        with urllib.request.urlopen(pacs.http_url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        want = f'fulcrum_requests_total{{protocol="{protocol}",op="{op}",status="{status}"}}'
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(want))
+
+    before = [count("dimse", "C-ECHO", "0000"), count("dicomweb", "STOW", "200"), count("dicomweb", "QIDO", "200")]
+    res = dcmtk("echoscu", "-aet", "TESTSCU", "-aec", pacs.dicom_aet, "127.0.0.1", pacs.dicom_port)
+    assert res.returncode == 0, describe(res)
+    dw = DicomWeb(pacs)
+    assert dw.stow([gen_studies[0].read()]).status == 200
+    dw.qido("/studies", {})
+    after = [count("dimse", "C-ECHO", "0000"), count("dicomweb", "STOW", "200"), count("dicomweb", "QIDO", "200")]
+    assert [a - b for a, b in zip(after, before)] == [1, 1, 1], (before, after)
+
+
 # ---------------------------------------------------------------- C-STORE in
 
 

@@ -128,9 +128,51 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
         .route("/instances", get(qido::all_instances))
         .route("/wado", get(wado_uri::retrieve))
         .fallback(not_found)
-        .with_state(ctx)
+        .with_state(ctx.clone())
         .layer(from_fn(cors))
         .layer(from_fn(accept_param))
+        .layer(axum::middleware::from_fn_with_state(ctx, count))
+}
+
+/// Counts each request in fulcrum_requests_total{protocol="dicomweb"}, by
+/// service (STOW, QIDO, WADO, metadata, frames, …) and status.
+async fn count(
+    axum::extract::State(ctx): axum::extract::State<Ctx>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let op = operation(req.method(), req.uri().path());
+    let res = next.run(req).await;
+    if let Some(op) = op {
+        ctx.archive
+            .engine()
+            .metrics()
+            .request("dicomweb", op, res.status().as_str());
+    }
+    res
+}
+
+/// The DICOMweb service a request is for (None: a CORS preflight).
+fn operation(method: &Method, path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    Some(match *method {
+        Method::OPTIONS => return None,
+        Method::POST => "STOW",
+        Method::DELETE => "DELETE",
+        _ if path.ends_with("/wado") => "WADO-URI",
+        _ if path.ends_with("/metadata") => "metadata",
+        _ if path.ends_with("/rendered") => "rendered",
+        _ if path.ends_with("/thumbnail") => "thumbnail",
+        _ if path.contains("/frames/") => "frames",
+        _ if path.contains("/bulkdata/") => "bulkdata",
+        _ if path.ends_with("/studies")
+            || path.ends_with("/series")
+            || path.ends_with("/instances") =>
+        {
+            "QIDO"
+        }
+        _ => "WADO",
+    })
 }
 
 /// PS3.18 8.3.3.1: an `accept` query parameter takes the place of the

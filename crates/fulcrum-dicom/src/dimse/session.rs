@@ -338,6 +338,25 @@ impl Session {
     ) -> Result<(), Fatal> {
         let bytes = rsp.encode()?;
         pdata::send_message(&mut self.link, pc, &bytes, data).await?;
+        // Each operation once, by its final status (fulcrum_requests_total
+        // {protocol="dimse"}): pending answers of C-FIND, C-MOVE and C-GET
+        // are not counted.
+        let op = match rsp.field {
+            cmd::C_ECHO_RSP => "C-ECHO",
+            cmd::C_STORE_RSP => "C-STORE",
+            cmd::C_FIND_RSP => "C-FIND",
+            cmd::C_MOVE_RSP => "C-MOVE",
+            cmd::C_GET_RSP => "C-GET",
+            cmd::N_ACTION_RSP => "N-ACTION",
+            _ => "",
+        };
+        if !op.is_empty() && !matches!(rsp.status, 0xFF00 | 0xFF01) {
+            self.shared.archive.engine().metrics().request(
+                "dimse",
+                op,
+                &format!("{:04X}", rsp.status),
+            );
+        }
         Ok(())
     }
 
