@@ -512,7 +512,8 @@ def test_concurrent_create_only_puts_let_exactly_one_win(s3, bucket):
 
 def test_reads_during_overwrites_see_the_old_or_the_new_object_never_a_missing_key(s3, bucket):
     """S3's read-after-write consistency: while one client overwrites a key,
-    GETs (whole and ranged) of it see one whole version, never 404."""
+    GETs (whole and ranged) and copies of it see one whole version, never
+    404 and never a copy with another version's size."""
     import threading
     import time
 
@@ -526,6 +527,19 @@ def test_reads_during_overwrites_see_the_old_or_the_new_object_never_a_missing_k
         while time.monotonic() < stop:
             i += 1
             s3.put_object(Bucket=bucket, Key="busy", Body=bodies[i % 26])
+
+    def copier():
+        i = 0
+        while time.monotonic() < stop and len(errors) < 5:
+            i += 1
+            try:
+                s3.copy_object(Bucket=bucket, Key=f"copy{i % 3}", CopySource={"Bucket": bucket, "Key": "busy"})
+                got = s3.get_object(Bucket=bucket, Key=f"copy{i % 3}")["Body"].read()
+                reads.append(got in bodies)
+                if got not in bodies:
+                    errors.append(f"copy holds mixed or wrong bytes: {got[:8]!r}… ({len(got)} bytes)")
+            except ClientError as e:
+                errors.append(f"copy: {http_status(e)} {error_code(e)}")
 
     def reader(ranged):
         while time.monotonic() < stop and len(errors) < 5:
@@ -542,7 +556,7 @@ def test_reads_during_overwrites_see_the_old_or_the_new_object_never_a_missing_k
             except ClientError as e:
                 errors.append(f"{http_status(e)} {error_code(e)}")
 
-    threads = [threading.Thread(target=writer)] + [
+    threads = [threading.Thread(target=writer), threading.Thread(target=copier)] + [
         threading.Thread(target=reader, args=(r,)) for r in (False, False, True, True)]
     for t in threads:
         t.start()

@@ -1,5 +1,7 @@
-//! The HTTP admin port: `/healthz` (liveness, catalog and pack backend
-//! reachability) and
+//! The HTTP admin port: `/healthz` (readiness for load balancers: the
+//! catalog and the pack backend answer), `/livez` (the process answers:
+//! for restart-on-failure probes, which a backend outage must not
+//! trigger on every node) and
 //! `/metrics` (Prometheus text, with storage totals computed per scrape).
 
 use axum::extract::State;
@@ -12,6 +14,7 @@ use fulcrum_engine::Engine;
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/livez", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(engine)
 }

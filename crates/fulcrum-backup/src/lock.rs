@@ -22,6 +22,23 @@ struct LockInfo {
     pid: u32,
     exclusive: bool,
     time_ms: i64,
+    /// The holder's PID namespace and boot (`/proc/self/ns/pid`, boot id):
+    /// a pid means this host's process only when both match ours
+    /// (containers may share a host name). Empty in older locks.
+    #[serde(default)]
+    pid_space: String,
+}
+
+/// This process's PID namespace and boot, as `holder_gone` compares them.
+fn pid_space() -> String {
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    if ns.is_empty() || boot.trim().is_empty() {
+        return String::new();
+    }
+    format!("{ns} {}", boot.trim())
 }
 
 /// A lock held until `release` (or drop, which leaves the file to go
@@ -53,14 +70,17 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// True when `other` was taken on this host by a process that is gone
-/// (Linux: no /proc/<pid>).
+/// True when `other` was taken on this host, in this PID namespace since
+/// this boot, by a process that is gone (Linux: no /proc/<pid>).
 fn holder_gone(other: &LockInfo) -> bool {
-    let proc = std::path::Path::new("/proc");
+    let ours = pid_space();
     other.host == hostname()
+        && !ours.is_empty()
+        && other.pid_space == ours
         && other.pid != std::process::id()
-        && proc.join("self").exists()
-        && !proc.join(other.pid.to_string()).exists()
+        && !std::path::Path::new("/proc")
+            .join(other.pid.to_string())
+            .exists()
 }
 
 fn lock_bytes(exclusive: bool) -> Bytes {
@@ -69,6 +89,7 @@ fn lock_bytes(exclusive: bool) -> Bytes {
         pid: std::process::id(),
         exclusive,
         time_ms: now_ms(),
+        pid_space: pid_space(),
     };
     Bytes::from(serde_json::to_vec(&info).unwrap_or_default())
 }
@@ -136,6 +157,7 @@ mod tests {
     use super::*;
     use fulcrum_engine::{BackendConfig, MasterKey};
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_lock_of_a_process_gone_from_this_host_is_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -156,6 +178,7 @@ mod tests {
                 pid,
                 exclusive: false,
                 time_ms: now_ms(),
+                pid_space: pid_space(),
             };
             vec![Bytes::from(serde_json::to_vec(&info).expect("json"))]
         };
@@ -181,6 +204,26 @@ mod tests {
             "another host's lock holds"
         );
         b.delete("locks/elsewhere").await.expect("delete");
+        // Same host name, another PID namespace (a container): it holds.
+        let mut other = LockInfo {
+            host: hostname(),
+            pid: gone,
+            exclusive: false,
+            time_ms: now_ms(),
+            pid_space: "pid:[1] other-boot".into(),
+        };
+        let json = |i: &LockInfo| vec![Bytes::from(serde_json::to_vec(i).expect("json"))];
+        b.write("locks/container", json(&other))
+            .await
+            .expect("write");
+        assert!(
+            matches!(repo.lock(true).await, Err(BackupError::Locked(_))),
+            "another PID namespace's lock holds"
+        );
+        other.pid_space = pid_space();
+        b.write("locks/container", json(&other))
+            .await
+            .expect("write");
         repo.lock(true)
             .await
             .expect("the dead holder's lock is ignored")

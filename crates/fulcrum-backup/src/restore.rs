@@ -362,6 +362,10 @@ async fn restore_locked(
                         let why = e.to_string();
                         return Ok(g.iter().map(|c| Err((c.id, why.clone()))).collect());
                     }
+                    // Shorter than its index says, or a malformed name.
+                    Err(BackupError::Damaged(why)) => {
+                        return Ok(g.iter().map(|c| Err((c.id, why.clone()))).collect());
+                    }
                     Err(e) => return Err(e),
                 };
                 tokio::task::spawn_blocking(move || {

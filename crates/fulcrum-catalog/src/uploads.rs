@@ -108,7 +108,6 @@ impl Catalog {
             .map_err(db("list parts"))
     }
 
-    /// Removes an upload and its parts; their chunks become garbage.
     /// Aborts every multipart upload begun before `before_ms` (epoch ms);
     /// returns how many. Their parts' chunks are then unreferenced, for gc.
     pub async fn abort_uploads_before(&self, before_ms: i64) -> CatalogResult<u64> {
@@ -128,6 +127,7 @@ impl Catalog {
         Ok(n)
     }
 
+    /// Removes an upload and its parts; their chunks become garbage.
     pub async fn abort_upload(&self, upload_id: &str) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("abort upload"))?;
         if !remove_upload(&mut tx, upload_id).await? {

@@ -119,7 +119,8 @@ fn designated(esc: &[u8]) -> Option<(bool, Set)> {
 /// last to the end of the value: PS3.5 6.1.2.5.3 has writers return to
 /// the initial sets before each delimiter, but many designate a G1 set
 /// once for the whole value (pydicom does), and G1 bytes are unambiguous.
-fn decode_iso2022(bytes: &[u8], start: State) -> String {
+fn decode_iso2022(bytes: &[u8], start: State) -> Vec<String> {
+    let mut values = Vec::new();
     let mut out = String::with_capacity(bytes.len());
     let mut st = start;
     let two = |set: Set, pair: &[u8]| -> Option<String> {
@@ -162,7 +163,15 @@ fn decode_iso2022(bytes: &[u8], start: State) -> String {
                 i += 2;
                 continue;
             }
-            out.push(b as char);
+            if b == b'\\' {
+                // A value delimiter (never inside a two-byte character:
+                // JIS X 0208 uses 0x5C as a second byte). Each value
+                // starts over in the initial sets.
+                values.push(std::mem::take(&mut out));
+                st = start;
+            } else {
+                out.push(b as char);
+            }
             i += 1;
             continue;
         }
@@ -185,7 +194,8 @@ fn decode_iso2022(bytes: &[u8], start: State) -> String {
             }
         }
     }
-    out
+    values.push(out);
+    values
 }
 
 /// How the text of a dataset is to be decoded again: the codec dicom-rs
@@ -211,12 +221,16 @@ fn extensions(obj: &InMemDicomObject) -> Option<Extensions> {
     Some(Extensions { read_with, start })
 }
 
-/// One string as dicom-rs decoded it, decoded again with code extensions.
-fn redecode(s: &str, ext: &Extensions) -> Option<String> {
-    if s.is_ascii() && !s.contains('\u{1b}') {
+/// An element's values as dicom-rs decoded them, decoded again with code
+/// extensions. They are joined again first: dicom-rs split them at every
+/// 0x5C byte, also the second bytes of JIS X 0208 characters (ぼ, ボ, many
+/// kanji), which split a name in two.
+fn redecode(parts: &[String], ext: &Extensions) -> Option<Vec<String>> {
+    let joined = parts.join("\\");
+    if joined.is_ascii() && !joined.contains('\u{1b}') {
         return None;
     }
-    let bytes = ext.read_with.encode(s).ok()?;
+    let bytes = ext.read_with.encode(&joined).ok()?;
     Some(decode_iso2022(&bytes, ext.start))
 }
 
@@ -228,14 +242,8 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
             Value::Primitive(PrimitiveValue::Str(one)) => std::slice::from_ref(one),
             _ => continue,
         };
-        let fixed: Vec<Option<String>> = parts.iter().map(|p| redecode(p, ext)).collect();
-        if fixed.iter().any(Option::is_some) {
-            let all: Vec<String> = parts
-                .iter()
-                .zip(fixed)
-                .map(|(p, f)| f.unwrap_or_else(|| p.clone()))
-                .collect();
-            changed.push((e.header().tag, e.vr(), all));
+        if let Some(values) = redecode(parts, ext) {
+            changed.push((e.header().tag, e.vr(), values));
         }
     }
     for (tag, vr, parts) in changed {
@@ -374,6 +382,30 @@ mod tests {
             text(&obj, tags::PATIENT_NAME),
             "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
         );
+    }
+
+    #[test]
+    fn a_0x5c_inside_a_two_byte_character_does_not_split_the_value() {
+        // ボ is JIS X 0208 0x255C: its second byte is a backslash, where
+        // dicom-rs cut the value.
+        let mut obj = parsed(
+            b"\\ISO 2022 IR 87",
+            &[
+                (
+                    (0x0010, 0x0010),
+                    b"PN",
+                    b"Bo^Tarou=\x1b$B%\\\x1b(B^\x1b$BB@O:\x1b(B",
+                ),
+                ((0x0008, 0x1030), b"LO", b"\x1b$B%\\\x1b(B\\MRI"),
+            ],
+        );
+        repair(&mut obj);
+        assert_eq!(text(&obj, tags::PATIENT_NAME), "Bo^Tarou=ボ^太郎");
+        let values = obj
+            .get(tags::STUDY_DESCRIPTION)
+            .and_then(|e| e.to_multi_str().ok())
+            .map(|v| v.to_vec());
+        assert_eq!(values, Some(vec!["ボ".to_string(), "MRI".to_string()]));
     }
 
     #[test]

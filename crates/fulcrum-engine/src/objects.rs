@@ -441,9 +441,24 @@ impl Engine {
         lock: ObjectLock,
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
-        let src = self.head_object(tenant, src_bucket, src_key).await?;
         let dst = self.bucket(tenant, dst_bucket).await?;
-        let chunks = self.inner.catalog.object_chunk_ids(src.id).await?;
+        // The chunk list of the version looked up: a source replaced in
+        // between is looked up again (as open_object does), never copied
+        // as its size with another version's chunks, or none.
+        let mut found = None;
+        for _ in 0..OPEN_ATTEMPTS {
+            let src = self.head_object(tenant, src_bucket, src_key).await?;
+            let chunks = self.inner.catalog.object_chunks(src.id).await?;
+            if chunks.iter().map(|c| c.raw_len as u64).sum::<u64>() == src.size {
+                found = Some((src, chunks.into_iter().map(|c| c.id).collect::<Vec<_>>()));
+                break;
+            }
+        }
+        let Some((src, chunks)) = found else {
+            return Err(EngineError::Busy(format!(
+                "{src_bucket}/{src_key} was replaced {OPEN_ATTEMPTS} times while being copied; retry"
+            )));
+        };
         let (content_type, mut metadata) =
             replace.unwrap_or((src.content_type.clone(), src.metadata.clone()));
         // A copy was made by no upload.

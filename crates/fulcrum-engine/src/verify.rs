@@ -95,7 +95,10 @@ impl Engine {
             let data = match (PackId::parse(&p.id), inner.backend_for(p.tier)) {
                 (Ok(pid), Ok(backend)) => match backend.read(&pack_path(&pid)).await {
                     Ok(d) => Ok(d),
-                    Err(e) if e.is_not_found() || e.is_corruption() => Err((e.to_string(), true)),
+                    // A local disk that fails a read (EIO) is damage too.
+                    Err(e) if e.is_not_found() || e.is_corruption() || backend.is_local() => {
+                        Err((e.to_string(), true))
+                    }
                     Err(e) => Err((e.to_string(), false)),
                 },
                 (Err(e), _) => Err((e.to_string(), true)),

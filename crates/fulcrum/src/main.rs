@@ -246,8 +246,11 @@ async fn run(cli: Cli) -> Result<u8> {
         } => {
             let opts = fulcrum_engine::GcOptions {
                 grace: std::time::Duration::from_secs(grace_secs),
-                abort_uploads_after: (abort_uploads_after_days > 0)
-                    .then(|| std::time::Duration::from_secs(abort_uploads_after_days * 24 * 3600)),
+                abort_uploads_after: (abort_uploads_after_days > 0).then(|| {
+                    std::time::Duration::from_secs(
+                        abort_uploads_after_days.saturating_mul(24 * 3600),
+                    )
+                }),
                 ..Default::default()
             };
             commands::gc(settings(&cli.common, None)?, opts, json).await

@@ -127,17 +127,27 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
     Ok(creds)
 }
 
+/// Writes `text` to `path` readable by the owner only, replacing what
+/// was there at once (a new file renamed over it; a replaced file is kept
+/// as `<path>.bak`).
 fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.new");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
+    if path.exists() {
+        std::fs::copy(path, path.with_extension("toml.bak"))
+            .with_context(|| format!("keeping a copy of {}", path.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 

@@ -9,8 +9,9 @@
 //!
 //! Bodies in `aws-chunked` framing are left to s3s, which checks each
 //! chunk's signature, and to PutObject/UploadPart, which check the MD5 of
-//! the decoded body. So are bodies over [`WATCHED_MAX`] (object data: the
-//! XML bodies this is for are small): PutObject and UploadPart compute the
+//! the decoded body. So are PUT bodies over [`WATCHED_MAX`] (object data:
+//! the XML bodies this is for are small; POST bodies are checked whatever
+//! their size): PutObject and UploadPart compute the
 //! body's MD5 for its ETag anyway and refuse a wrong Content-MD5, and s3s
 //! checks the signed SHA-256; hashing object data twice more would cost
 //! about 0.2 s of CPU per 100 MB (MD5 runs at ~750 MB/s here).
@@ -98,7 +99,9 @@ pub(crate) fn watch(req: hyper::Request<s3s::Body>) -> (hyper::Request<s3s::Body
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    if left.is_none_or(|n| n > WATCHED_MAX) {
+    // POST bodies are never object data (DeleteObjects,
+    // CompleteMultipartUpload…): checked whatever their size.
+    if parts.method != hyper::Method::POST && left.is_none_or(|n| n > WATCHED_MAX) {
         return (hyper::Request::from_parts(parts, body), verdict);
     }
     let watched = Watched {

@@ -5,9 +5,10 @@
 -- such group; NULL when the study has no name (or rows written before
 -- this column: the catalog fills them when it opens). Indexed only where
 -- a group exists: most names have none, and their upserts skip these
--- indexes.
-ALTER TABLE dicom_studies ADD COLUMN patient_name_ideo_key TEXT;
-ALTER TABLE dicom_studies ADD COLUMN patient_name_phon_key TEXT;
+-- indexes. Byte-ordered (COLLATE "C") like the other key columns, so
+-- prefix matches (LIKE '王%') can use the indexes.
+ALTER TABLE dicom_studies ADD COLUMN patient_name_ideo_key TEXT COLLATE "C";
+ALTER TABLE dicom_studies ADD COLUMN patient_name_phon_key TEXT COLLATE "C";
 CREATE INDEX dicom_studies_name_ideo ON dicom_studies (tenant, patient_name_ideo_key, study_uid)
     WHERE patient_name_ideo_key <> '';
 CREATE INDEX dicom_studies_name_phon ON dicom_studies (tenant, patient_name_phon_key, study_uid)

@@ -584,16 +584,14 @@ impl Scope {
 }
 
 impl Catalog {
-    /// Recounts every study and series (NumberOfStudyRelatedInstances and
-    /// the rest) from the instance rows, as a restore does: a check that
-    /// the counts kept up commit by commit are right.
     /// Fills the component-group keys of studies whose rows predate them
     /// (migration 0009, a restored older dump). Cheap when there are none:
     /// one scan of the study rows.
     pub(crate) async fn fill_name_group_keys(&self) -> CatalogResult<()> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT tenant, study_uid, patient_name FROM dicom_studies \
-             WHERE patient_name IS NOT NULL AND patient_name_ideo_key IS NULL",
+             WHERE patient_name IS NOT NULL AND patient_name_ideo_key IS NULL \
+             ORDER BY tenant, study_uid",
         )
         .fetch_all(&self.pool)
         .await
@@ -601,23 +599,27 @@ impl Catalog {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await.map_err(db("begin"))?;
-        for (tenant, study, name) in &rows {
-            let (ideo, phon) = group_keys(name);
-            sqlx::query(
-                "UPDATE dicom_studies SET patient_name_ideo_key = $1, patient_name_phon_key = $2 \
-                 WHERE tenant = $3 AND study_uid = $4 AND patient_name = $5",
-            )
-            .bind(ideo)
-            .bind(phon)
-            .bind(tenant)
-            .bind(study)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("fill name group keys"))?;
+        // In key order (nodes starting together lock rows in one order),
+        // a transaction per 1,000 rows.
+        for block in rows.chunks(1000) {
+            let mut tx = self.begin_write().await.map_err(db("begin"))?;
+            for (tenant, study, name) in block {
+                let (ideo, phon) = group_keys(name);
+                sqlx::query(
+                    "UPDATE dicom_studies SET patient_name_ideo_key = $1, patient_name_phon_key = $2 \
+                     WHERE tenant = $3 AND study_uid = $4 AND patient_name = $5",
+                )
+                .bind(ideo)
+                .bind(phon)
+                .bind(tenant)
+                .bind(study)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("fill name group keys"))?;
+            }
+            tx.commit().await.map_err(db("commit name group keys"))?;
         }
-        tx.commit().await.map_err(db("commit name group keys"))?;
         tracing::info!(
             studies = rows.len(),
             "filled the name group keys of older study rows"
@@ -625,6 +627,9 @@ impl Catalog {
         Ok(())
     }
 
+    /// Recounts every study and series (NumberOfStudyRelatedInstances and
+    /// the rest) from the instance rows, as a restore does: a check that
+    /// the counts kept up commit by commit are right.
     pub async fn recount_dicom(&self) -> CatalogResult<()> {
         let mut tx = self.begin_write().await.map_err(db("begin recount"))?;
         counts::refresh_all(&mut tx).await?;

@@ -250,8 +250,19 @@ pub fn is_storage(uid: &str) -> bool {
                 && !e.name.starts_with("Storage ")
                 && uid != uids::MEDIA_STORAGE_DIRECTORY_STORAGE
         }
-        None => uid.starts_with("1.2.840.10008.5.1.4.1.1.") || !uid.starts_with("1.2.840.10008."),
+        None => {
+            uid.starts_with("1.2.840.10008.5.1.4.1.1.")
+                || (!uid.starts_with("1.2.840.10008.") && is_uid(uid))
+        }
     }
+}
+
+/// A UID as PS3.5 9.1 has it: at most 64 characters, digit components
+/// separated by dots.
+fn is_uid(s: &str) -> bool {
+    s.len() <= 64
+        && s.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Decodes a C-FIND, C-MOVE or C-GET identifier as the SCP does and
@@ -323,6 +334,7 @@ mod tests {
         assert!(!is_storage("1.2.840.10008.5.1.4.1.1.200.4"));
         // Private SOP classes (Siemens CSA Non-Image) are stored like others.
         assert!(is_storage("1.3.12.2.1107.5.9.1"));
+        assert!(!is_storage("") && !is_storage("not a uid") && !is_storage("1..2"));
         // Other standard services are not.
         assert!(!is_storage("1.2.840.10008.3.1.2.3.3"));
     }
