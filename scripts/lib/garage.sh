@@ -94,7 +94,7 @@ TOML
     _garage key create "$GARAGE_NAME" >/dev/null || die "garage key create failed"
     local b
     FULCRUM_E2E_S3_BUCKETS=
-    for b in "$GARAGE_NAME" fulcrum-e2e-1 fulcrum-e2e-2 fulcrum-e2e-3 fulcrum-e2e-4 fulcrum-e2e-5 fulcrum-e2e-6 fulcrum-e2e-7 fulcrum-e2e-8; do
+    for b in "$GARAGE_NAME" fulcrum-e2e-{1..12}; do
         _garage bucket create "$b" >/dev/null || die "garage bucket create $b failed"
         _garage bucket allow --read --write --owner "$b" --key "$GARAGE_NAME" >/dev/null ||
             die "garage bucket allow $b failed"

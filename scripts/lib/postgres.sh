@@ -71,7 +71,7 @@ pg_start() {
     local db
     local db base="postgres://$PG_ROLE@127.0.0.1:$PG_PORT"
     FULCRUM_E2E_PG_URLS=
-    for db in "$PG_DB" fulcrum_e2e_1 fulcrum_e2e_2 fulcrum_e2e_3 fulcrum_e2e_4 fulcrum_e2e_5 fulcrum_e2e_6 fulcrum_e2e_7 fulcrum_e2e_8; do
+    for db in "$PG_DB" fulcrum_e2e_{1..12}; do
         "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" "$db" ||
             die "createdb $db failed"
         [[ $db == "$PG_DB" ]] || FULCRUM_E2E_PG_URLS+="${FULCRUM_E2E_PG_URLS:+ }$base/$db"
