@@ -287,19 +287,34 @@ impl Engine {
     /// consistency). `err` maps the engine's errors to the caller's.
     pub async fn open_object<T, E>(
         &self,
+        key: (&str, &str, &str),
+        err: impl Fn(EngineError) -> E,
+        plan: impl FnMut(&ObjectInfo) -> Result<(T, Range<u64>), E>,
+    ) -> Result<(ObjectInfo, T, ByteStream), E> {
+        let (info, (picked, range), chunks) = self.current_version(key, err, plan).await?;
+        self.after_read(info.id, &chunks);
+        let s = self
+            .inner
+            .read_chunks(chunks, range.start, range.end.min(info.size));
+        Ok((info, picked, s))
+    }
+
+    /// Looks `key` up, lets `plan` check the version it finds, and returns
+    /// that version with its chunks; a version replaced or deleted before
+    /// its chunks were read is looked up again (up to OPEN_ATTEMPTS times),
+    /// so readers and copies see one whole version, never another's size
+    /// with none of its chunks.
+    async fn current_version<T, E>(
+        &self,
         (tenant, bucket, key): (&str, &str, &str),
         err: impl Fn(EngineError) -> E,
-        mut plan: impl FnMut(&ObjectInfo) -> Result<(T, Range<u64>), E>,
-    ) -> Result<(ObjectInfo, T, ByteStream), E> {
+        mut plan: impl FnMut(&ObjectInfo) -> Result<T, E>,
+    ) -> Result<(ObjectInfo, T, Vec<ChunkLoc>), E> {
         for _ in 0..OPEN_ATTEMPTS {
             let info = self.head_object(tenant, bucket, key).await.map_err(&err)?;
-            let (picked, range) = plan(&info)?;
-            if let Some(s) = self
-                .read_version(&info, range.start, range.end)
-                .await
-                .map_err(&err)?
-            {
-                return Ok((info, picked, s));
+            let picked = plan(&info)?;
+            if let Some(chunks) = self.version_chunks(&info).await.map_err(&err)? {
+                return Ok((info, picked, chunks));
             }
         }
         Err(err(EngineError::Busy(format!(
@@ -307,20 +322,25 @@ impl Engine {
         ))))
     }
 
+    /// The chunks of version `obj`, or None when it was replaced or deleted
+    /// since it was looked up (its chunk rows are gone with its row).
+    async fn version_chunks(&self, obj: &ObjectInfo) -> EngineResult<Option<Vec<ChunkLoc>>> {
+        let chunks = self.inner.catalog.object_chunks(obj.id).await?;
+        let total: u64 = chunks.iter().map(|c| c.raw_len as u64).sum();
+        Ok((total == obj.size).then_some(chunks))
+    }
+
     /// The stream of `read_object`, or None when the version `obj` was
-    /// replaced or deleted since it was looked up (its chunk rows are gone
-    /// with its row).
+    /// replaced or deleted since it was looked up.
     async fn read_version(
         &self,
         obj: &ObjectInfo,
         start: u64,
         end: u64,
     ) -> EngineResult<Option<ByteStream>> {
-        let chunks = self.inner.catalog.object_chunks(obj.id).await?;
-        let total: u64 = chunks.iter().map(|c| c.raw_len as u64).sum();
-        if total != obj.size {
+        let Some(chunks) = self.version_chunks(obj).await? else {
             return Ok(None);
-        }
+        };
         self.after_read(obj.id, &chunks);
         Ok(Some(self.inner.read_chunks(
             chunks,
@@ -442,23 +462,10 @@ impl Engine {
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
         let dst = self.bucket(tenant, dst_bucket).await?;
-        // The chunk list of the version looked up: a source replaced in
-        // between is looked up again (as open_object does), never copied
-        // as its size with another version's chunks, or none.
-        let mut found = None;
-        for _ in 0..OPEN_ATTEMPTS {
-            let src = self.head_object(tenant, src_bucket, src_key).await?;
-            let chunks = self.inner.catalog.object_chunks(src.id).await?;
-            if chunks.iter().map(|c| c.raw_len as u64).sum::<u64>() == src.size {
-                found = Some((src, chunks.into_iter().map(|c| c.id).collect::<Vec<_>>()));
-                break;
-            }
-        }
-        let Some((src, chunks)) = found else {
-            return Err(EngineError::Busy(format!(
-                "{src_bucket}/{src_key} was replaced {OPEN_ATTEMPTS} times while being copied; retry"
-            )));
-        };
+        let (src, (), chunks) = self
+            .current_version((tenant, src_bucket, src_key), |e| e, |_| Ok(()))
+            .await?;
+        let chunks = chunks.into_iter().map(|c| c.id).collect();
         let (content_type, mut metadata) =
             replace.unwrap_or((src.content_type.clone(), src.metadata.clone()));
         // A copy was made by no upload.
