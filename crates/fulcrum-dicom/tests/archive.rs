@@ -855,10 +855,7 @@ async fn person_names_match_by_any_component_group() {
         }
         // Rows written before the group keys existed get them when the
         // catalog opens.
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
-            .await
-            .expect("connect");
+        let mut c = t.catalog_sql().await;
         sqlx::query(
             "UPDATE dicom_studies SET patient_name_ideo_key = NULL, patient_name_phon_key = NULL",
         )

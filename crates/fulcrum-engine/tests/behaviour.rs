@@ -375,10 +375,7 @@ async fn gc_aborts_uploads_abandoned_for_a_week() {
             ids.push(id);
         }
         // The first began eight days ago (a client killed mid-upload).
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
-            .await
-            .expect("connect");
+        let mut c = t.catalog_sql().await;
         sqlx::query("UPDATE uploads SET created_at = created_at - $1 WHERE id = $2")
             .bind(8 * 24 * 3600 * 1000_i64)
             .bind(&ids[0])
@@ -588,10 +585,7 @@ async fn verify_names_objects_whose_chunks_point_at_no_pack() {
         // As a restore leaves a chunk it could not bring back.
         let info = e.head_object(T, "b", "lost").await.expect("head");
         let chunks = e.catalog().object_chunks(info.id).await.expect("chunks");
-        sqlx::any::install_default_drivers();
-        let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.cfg.catalog_url)
-            .await
-            .expect("connect");
+        let mut c = t.catalog_sql().await;
         sqlx::query("UPDATE chunks SET pack_id = 'missing' WHERE id = $1")
             .bind(chunks[0].id.0.to_vec())
             .execute(&mut c)

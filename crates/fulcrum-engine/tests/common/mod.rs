@@ -120,13 +120,19 @@ impl Target {
             .expect("engine opens")
     }
 
+    /// A plain connection to this target's catalog, for tests that set
+    /// rows up directly (backdating, damage a restore would leave).
+    pub async fn catalog_sql(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(&self.cfg.catalog_url)
+            .await
+            .expect("connect to the catalog")
+    }
+
     /// Moves the creation and last-read times of the objects whose key
     /// starts with `prefix` `days` into the past (straight in the catalog).
     pub async fn backdate(&self, prefix: &str, days: i64) {
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.cfg.catalog_url)
-            .await
-            .expect("connect to the catalog");
+        let mut conn = self.catalog_sql().await;
         sqlx::query(
             "UPDATE objects SET created_at = created_at - $1, \
              last_read_at = last_read_at - $1 WHERE key LIKE $2",
@@ -142,10 +148,7 @@ impl Target {
     /// write lock; PostgreSQL: a table lock that blocks updates, not reads)
     /// until the returned connection runs ROLLBACK or is dropped.
     pub async fn lock_chunk_writes(&self) -> sqlx::AnyConnection {
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.cfg.catalog_url)
-            .await
-            .expect("connect to the catalog");
+        let mut conn = self.catalog_sql().await;
         let sql = if self.cfg.catalog_url.starts_with("sqlite:") {
             "BEGIN IMMEDIATE"
         } else {
