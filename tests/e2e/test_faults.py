@@ -113,3 +113,62 @@ def test_a_slow_backend_only_slows_things_down(faulty):
         got = dict(ex.map(lambda k: (k, s3.get_object(Bucket="slow", Key=k)["Body"].read()), bodies))
     assert got == bodies
     assert proxy.injected == 0
+
+
+def test_a_bucket_that_does_not_exist_is_an_unusable_backend_not_lost_packs(fulcrum_factory, tmp_path):
+    """A wrong bucket name in a node's configuration: /healthz fails (a
+    HEAD cannot tell a missing bucket from a missing object) and verify
+    reports the packs unchecked, not every one of them damaged."""
+    import json
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    from helpers import free_port
+
+    env = _need("FULCRUM_TEST_S3_ENDPOINT", "FULCRUM_TEST_S3_REGION", "FULCRUM_TEST_S3_ACCESS_KEY", "FULCRUM_TEST_S3_SECRET_KEY")
+
+    def backend(bucket):
+        return {
+            "FULCRUM_BACKEND": f"s3://{bucket}?endpoint={env['FULCRUM_TEST_S3_ENDPOINT']}&region={env['FULCRUM_TEST_S3_REGION']}",
+            "FULCRUM_BACKEND_ACCESS_KEY": env["FULCRUM_TEST_S3_ACCESS_KEY"],
+            "FULCRUM_BACKEND_SECRET_KEY": env["FULCRUM_TEST_S3_SECRET_KEY"],
+        }
+
+    srv = fulcrum_factory(backend(_take("FULCRUM_E2E_S3_BUCKETS")))
+    s3 = srv.client()
+    s3.create_bucket(Bucket="kept")
+    s3.put_object(Bucket="kept", Key="k", Body=random_bytes(300_000, seed=5))
+    assert srv.stop() == 0
+
+    wrong = dict(srv.env(), **backend("no-such-bucket-fulcrum-e2e"))
+    r = subprocess.run(
+        [str(srv.binary), "verify", "--json", "--data-dir", str(srv.data_dir)],
+        env=wrong, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["unchecked_packs"] >= 1 and report["bad_chunks"] == 0, report
+    assert "NoSuchBucket" in " ".join(report["problems"]), report
+
+    http = free_port()
+    proc = subprocess.Popen(
+        [str(srv.binary), "serve", "--data-dir", str(srv.data_dir), "--http-addr", f"127.0.0.1:{http}",
+         "--s3-addr", f"127.0.0.1:{free_port()}", "--dicom-addr", f"127.0.0.1:{free_port()}"],
+        env=wrong, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        status, deadline = None, time.monotonic() + 20
+        while status is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=10) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                time.sleep(0.1)
+        assert status == 503
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

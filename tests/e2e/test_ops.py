@@ -38,3 +38,40 @@ def test_sigterm_exits_zero_and_data_survives(fulcrum, s3, bucket):
     fulcrum.start()
     assert fulcrum.client().get_object(Bucket=bucket, Key="durable")["Body"].read() == data
     assert fulcrum.stop(timeout=10) == 0
+
+
+def test_serve_on_a_taken_port_fails_before_touching_the_data_dir(tmp_path):
+    """A node that cannot listen says so and leaves no empty data
+    directory, catalog or generated credentials behind."""
+    import socket
+    import subprocess
+
+    from helpers import free_port, fulcrum_bin
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    data = tmp_path / "never-created"
+    try:
+        r = subprocess.run(
+            [
+                str(fulcrum_bin()),
+                "serve",
+                "--data-dir",
+                str(data),
+                "--http-addr",
+                f"127.0.0.1:{free_port()}",
+                "--s3-addr",
+                f"127.0.0.1:{taken.getsockname()[1]}",
+                "--dicom-addr",
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        taken.close()
+    assert r.returncode != 0
+    assert "binding S3 address" in r.stderr, r.stderr
+    assert not data.exists(), sorted(p.name for p in data.rglob("*"))

@@ -22,9 +22,9 @@ pub fn router(engine: Engine) -> Router {
 /// How long the health check waits for the pack backend.
 const BACKEND_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// 200 when the catalog answers and, for a remote pack backend, a HEAD
-/// request does (a missing object is an answer; a refused connection, a
-/// rejected key or a wrong region is not), so a load balancer stops
+/// 200 when the catalog answers and, for a remote pack backend, a listing
+/// of one entry does (a refused connection, a rejected key, a wrong
+/// region or a bucket that does not exist is no answer), so a load balancer stops
 /// sending work to a node that cannot store or read anything.
 async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
     if let Err(e) = engine.catalog().get_meta("encryption_key_check").await {
@@ -33,9 +33,9 @@ async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
     }
     let backend = engine.backend();
     if !backend.is_local() {
-        let probe = tokio::time::timeout(BACKEND_CHECK, backend.size("healthz")).await;
+        let probe = tokio::time::timeout(BACKEND_CHECK, backend.probe()).await;
         let failed = match probe {
-            Ok(Ok(_)) => None,
+            Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),
         };

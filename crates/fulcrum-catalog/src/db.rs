@@ -66,6 +66,11 @@ fn pool_options(kind: DbKind, max: u32, extra: &'static str) -> AnyPoolOptions {
                     if !extra.is_empty() {
                         conn.execute(extra).await?;
                     }
+                } else {
+                    // The migrations' CREATE … IF NOT EXISTS notices
+                    // ("relation already exists, skipping") are not news
+                    // to an operator: log PostgreSQL's warnings and up.
+                    conn.execute("SET client_min_messages = warning").await?;
                 }
                 Ok(())
             })

@@ -369,6 +369,20 @@ impl Backend {
             Err(e) => Err(self.err("stat", path, e)),
         }
     }
+
+    /// Whether the backend can be used: the first entry of a listing
+    /// (a HEAD alone cannot tell a missing object from a missing bucket:
+    /// both are a bodiless 404; a listing's body names NoSuchBucket).
+    pub async fn probe(&self) -> StoreResult<()> {
+        let first = match self.op.lister_with("").limit(1).await {
+            Ok(mut l) => l.try_next().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match first {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(self.err("list", "", e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A streamed write to one backend object (see `Backend::writer`).

@@ -200,7 +200,7 @@ pub async fn scrub_once(
     }
     let copies = match s.backup.target() {
         Err(e) => {
-            out.repair_note = Some(format!("no repair source: {e:#}"));
+            out.repair_note = Some(format!("no repair source: {}", crate::error_chain(&e)));
             return Ok(out);
         }
         Ok((cfg, key)) => {

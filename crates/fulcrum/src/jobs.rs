@@ -61,7 +61,7 @@ where
                 }
                 Err(e) => warn!(
                     job = name,
-                    error = format!("{e:#}"),
+                    error = crate::error_chain(&e),
                     "scheduled job failed; retrying later"
                 ),
             }

@@ -198,6 +198,30 @@ fn init_logging() {
     }
 }
 
+/// `e` and its causes on one line, as `{:#}` prints them, less the causes
+/// a message already ends with: many library errors put their source in
+/// their own message too ("catalog connect: pool timed out: pool timed
+/// out" otherwise).
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // Already said: the message ends with ": <cause>" (not merely
+        // with its words: "not found" then "found" are both printed).
+        if out
+            .strip_suffix(text.as_str())
+            .is_some_and(|head| head.ends_with(": "))
+        {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> std::process::ExitCode {
     // With RUST_BACKTRACE set, library errors capture a backtrace, and
     // dicom-rs builds (and drops) such errors while parsing datasets: ~1 %
@@ -224,7 +248,7 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::ExitCode::from(2)
         }
     }
@@ -279,5 +303,26 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Config {
             command: ConfigCommand::Init { path, force },
         } => commands::config_init(&path, force),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("catalog connect: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::other("pool timed out");
+        let e = anyhow::Error::new(Outer(io)).context("opening the engine");
+        assert_eq!(
+            error_chain(&e),
+            "opening the engine: catalog connect: pool timed out"
+        );
+        let e = anyhow::anyhow!("found").context("not found");
+        assert_eq!(error_chain(&e), "not found: found");
     }
 }

@@ -210,9 +210,45 @@ impl fulcrum_dicom::dimse::Accept for DicomTls {
 
 pub async fn run(s: Settings) -> Result<()> {
     let started = Instant::now();
+    // Everything that can be checked without the data is checked first:
+    // a node that cannot serve must not create a data directory, a
+    // catalog or credentials on its way out.
+    let s3_listener = TcpListener::bind(&s.s3_addr)
+        .await
+        .with_context(|| format!("binding S3 address {}", s.s3_addr))?;
+    let http_listener = TcpListener::bind(&s.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP address {}", s.http_addr))?;
+    let dicom_listener = TcpListener::bind(&s.dicom.addr)
+        .await
+        .with_context(|| format!("binding DICOM address {}", s.dicom.addr))?;
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(fulcrum_api::Tls::from_pem_files(cert, key)?),
+        None => None,
+    };
+    let dicom_tls = match (&s.tls, &s.dicom.tls_client_ca) {
+        (Some((cert, key)), Some(ca)) => Some(fulcrum_api::Tls::requiring_clients(cert, key, ca)?),
+        _ => tls.clone(),
+    };
+    let dicom_tls_listener = match (&s.dicom.tls_addr, &dicom_tls) {
+        (Some(addr), Some(tls)) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding DICOM TLS address {addr}"))?;
+            Some(DicomTls(fulcrum_api::Incoming::new(l, Some(tls.clone()))?))
+        }
+        _ => None,
+    };
+    let dimse_cfg = dimse_config(&s)?;
+    if s.backup.period().is_some() {
+        s.backup
+            .target()
+            .context("scheduled backups (backup.every_hours) need a repository and key")?;
+    }
+    let engine_cfg = s.engine_config()?;
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-    let engine = Engine::open(s.engine_config()?).await?;
+    let engine = Engine::open(engine_cfg).await?;
     let creds = credentials(&s, &engine).await?;
     if engine.config().archive.is_none() {
         // A node of a cluster whose config lacks the archive backend
@@ -232,19 +268,6 @@ pub async fn run(s: Settings) -> Result<()> {
             );
         }
     }
-    let s3_listener = TcpListener::bind(&s.s3_addr)
-        .await
-        .with_context(|| format!("binding S3 address {}", s.s3_addr))?;
-    let http_listener = TcpListener::bind(&s.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP address {}", s.http_addr))?;
-    let dicom_listener = TcpListener::bind(&s.dicom.addr)
-        .await
-        .with_context(|| format!("binding DICOM address {}", s.dicom.addr))?;
-    let tls = match &s.tls {
-        Some((cert, key)) => Some(fulcrum_api::Tls::from_pem_files(cert, key)?),
-        None => None,
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(
         scheme,
@@ -278,9 +301,6 @@ pub async fn run(s: Settings) -> Result<()> {
     });
     let mut jobs = Vec::new();
     if let Some(every) = s.backup.period() {
-        s.backup
-            .target()
-            .context("scheduled backups (backup.every_hours) need a repository and key")?;
         let (settings, job_engine) = (s.clone(), engine.clone());
         jobs.push(crate::jobs::spawn_periodic(
             engine.clone(),
@@ -341,28 +361,18 @@ pub async fn run(s: Settings) -> Result<()> {
         dicomweb,
         wait(stop_rx.clone()),
     ));
-    let dicom_tls = match (&s.tls, &s.dicom.tls_client_ca) {
-        (Some((cert, key)), Some(ca)) => Some(fulcrum_api::Tls::requiring_clients(cert, key, ca)?),
-        _ => tls.clone(),
-    };
-    let dimse_tls = match (&s.dicom.tls_addr, &dicom_tls) {
-        (Some(addr), Some(tls)) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding DICOM TLS address {addr}"))?;
-            Some(tokio::spawn(fulcrum_dicom::dimse::serve(
-                DicomTls(fulcrum_api::Incoming::new(l, Some(tls.clone()))?),
-                archive.clone(),
-                dimse_config(&s)?,
-                wait(stop_rx.clone()),
-            )))
-        }
-        _ => None,
-    };
+    let dimse_tls = dicom_tls_listener.map(|l| {
+        tokio::spawn(fulcrum_dicom::dimse::serve(
+            l,
+            archive.clone(),
+            dimse_cfg.clone(),
+            wait(stop_rx.clone()),
+        ))
+    });
     let dimse = tokio::spawn(fulcrum_dicom::dimse::serve(
         dicom_listener,
         archive,
-        dimse_config(&s)?,
+        dimse_cfg,
         wait(stop_rx.clone()),
     ));
     let s3 = fulcrum_api::serve_s3(
