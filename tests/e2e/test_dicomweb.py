@@ -343,6 +343,16 @@ def test_rendered_and_thumbnail(web, accept, fmt):
     r = dw.get(f"/studies/{mf.study_uid}/series/{mf.series_uid}/instances/{mf.sop_uid}/frames/2/rendered", accept)
     assert r.status_code == 200
     assert Image.open(io.BytesIO(r.content)).size == (mf.columns, mf.rows)
+    # Rendered Series and Study (404 before): the representative image at
+    # full size, here the middle frame of the series' one instance.
+    for path in (f"/studies/{mf.study_uid}/series/{mf.series_uid}/rendered", f"/studies/{mf.study_uid}/rendered"):
+        whole = dw.get(path, accept)
+        assert whole.status_code == 200, (path, whole.status_code, whole.text[:300])
+        assert whole.headers["Content-Type"].startswith(accept)
+        assert whole.content == r.content, path
+    r = dw.get(f"/studies/{mf.study_uid}/series/{mf.series_uid}/rendered?viewport=24,16", accept)
+    assert Image.open(io.BytesIO(r.content)).size == (24, 16)
+    assert dw.get(f"/studies/{mf.study_uid}/series/1.2.3.404/rendered", accept).status_code == 404
 
 
 # ---------------------------------------------------------------- DELETE, CORS
@@ -778,6 +788,11 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
             f.study_uid, f.series_uid, f.sop_uid, list(range(1, n + 1)), media_types=("application/octet-stream",)
         )
         assert got == want, f.rel
+        # The Pixel Data's BulkDataURI asked for uncompressed gets the same
+        # decoded frames (406 before: only /frames decoded).
+        meta = client.retrieve_instance_metadata(f.study_uid, f.series_uid, f.sop_uid)
+        uri = meta["7FE00010"]["BulkDataURI"]
+        assert client.retrieve_bulkdata(uri, media_types=("application/octet-stream",)) == want, f.rel
         if ds.PhotometricInterpretation == "MONOCHROME2" or ds.PhotometricInterpretation == "RGB" and ds.BitsAllocated <= 16:
             r = dw.get(f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}/frames/{n}/rendered",
                        "image/png")

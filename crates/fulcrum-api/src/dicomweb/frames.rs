@@ -71,14 +71,25 @@ pub(crate) async fn frames(
     let nums = parse_frame_list(&list)?;
     let l = instance_loaded(&ctx, st, se, sop).await?;
     check_frames(&l, &nums)?;
-    let accept = accept_of(&headers);
+    send_frames(ctx, l, nums, &accept_of(&headers)).await
+}
+
+/// Frames `nums` of an instance as parts: as stored when the client takes
+/// their media type (or any octet-stream), else decoded to uncompressed
+/// ones where this archive can (see `transcoding`), else 406.
+pub(crate) async fn send_frames(
+    ctx: Ctx,
+    l: Loaded,
+    nums: Vec<u32>,
+    accept: &[super::media::MediaType],
+) -> ApiResult<Response> {
     let (media, aliases, ts) = l.frame_media();
-    let label = if super::media::accepts(&accept, media, aliases, &ts) {
+    let label = if super::media::accepts(accept, media, aliases, &ts) {
         media
-    } else if l.encapsulated() && octet_any(&accept, &ts) {
+    } else if l.encapsulated() && octet_any(accept, &ts) {
         "application/octet-stream"
     } else if let Some(decode) = transcoding(&l, &ts)
-        .filter(|_| super::media::accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE))
+        .filter(|_| super::media::accepts(accept, "application/octet-stream", &[], EXPLICIT_LE))
     {
         // Uncompressed frames asked for (application/octet-stream, whose
         // default transfer syntax is Explicit VR Little Endian): grayscale
@@ -87,11 +98,11 @@ pub(crate) async fn frames(
             "application/octet-stream".to_string(),
             EXPLICIT_LE.to_string(),
         );
-        return frame_parts(ctx, l, (nums, &accept), media, Some(decode)).await;
+        return frame_parts(ctx, l, (nums, accept), media, Some(decode)).await;
     } else {
         return Err(not_acceptable_pixels(media, &ts));
     };
-    frame_parts(ctx, l, (nums, &accept), (label.to_string(), ts), None).await
+    frame_parts(ctx, l, (nums, accept), (label.to_string(), ts), None).await
 }
 
 /// Explicit VR Little Endian, the transfer syntax of uncompressed frames.
@@ -318,24 +329,25 @@ pub(crate) async fn frame_rendered(
     render_frame(&ctx, l, n, r, None).await
 }
 
-async fn thumbnail(
+/// What a study or series is shown as: its representative image (the
+/// middle frame of the middle one of its instances with pixels), rendered
+/// at full size, or fitted in THUMBNAIL pixels for a thumbnail (unless a
+/// viewport says otherwise).
+async fn representative(
     ctx: Ctx,
-    headers: HeaderMap,
-    q: Option<String>,
+    (headers, q): (HeaderMap, Option<String>),
     recs: Vec<InstanceRecord>,
+    thumbnail: bool,
 ) -> ApiResult<Response> {
     let r = rendering(&headers, q.as_deref())?;
-    // A representative image: the middle one of those with pixels.
     let images: Vec<InstanceRecord> = recs.into_iter().filter(|r| r.num_rows.is_some()).collect();
     let Some(rec) = images.get(images.len() / 2).cloned() else {
-        return Err(ApiError::not_acceptable(
-            "there is no image to make a thumbnail of",
-        ));
+        return Err(ApiError::not_acceptable("there is no image to render"));
     };
     let l = load(&ctx, rec).await?;
     let frame = l.geometry().frames.div_ceil(2).max(1);
-    let max = r.viewport.unwrap_or((THUMBNAIL, THUMBNAIL));
-    render_frame(&ctx, l, frame, r, Some(max)).await
+    let max = thumbnail.then(|| r.viewport.unwrap_or((THUMBNAIL, THUMBNAIL)));
+    render_frame(&ctx, l, frame, r, max).await
 }
 
 pub(crate) async fn instance_thumbnail(
@@ -345,27 +357,32 @@ pub(crate) async fn instance_thumbnail(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let recs = instances_of(&ctx, &Scope::Instance(st, se, sop)).await?;
-    thumbnail(ctx, headers, q, recs).await
+    representative(ctx, (headers, q), recs, true).await
 }
 
-pub(crate) async fn series_thumbnail(
+/// A series' thumbnail (`THUMB`) or Rendered Series (PS3.18 10.4): its
+/// representative image, as Orthanc and the viewers built on it (Stone's
+/// series thumbnails) use it.
+pub(crate) async fn series_image<const THUMB: bool>(
     State(ctx): State<Ctx>,
     Path((st, se)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let recs = instances_of(&ctx, &Scope::Series(st, se)).await?;
-    thumbnail(ctx, headers, q, recs).await
+    representative(ctx, (headers, q), recs, THUMB).await
 }
 
-pub(crate) async fn study_thumbnail(
+/// A study's thumbnail (`THUMB`) or Rendered Study: its representative
+/// image.
+pub(crate) async fn study_image<const THUMB: bool>(
     State(ctx): State<Ctx>,
     Path(st): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let recs = instances_of(&ctx, &Scope::Study(st)).await?;
-    thumbnail(ctx, headers, q, recs).await
+    representative(ctx, (headers, q), recs, THUMB).await
 }
 
 #[cfg(test)]

@@ -80,7 +80,14 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
                 .delete(delete::study),
         )
         .route("/studies/{study}/metadata", get(wado::study_metadata))
-        .route("/studies/{study}/thumbnail", get(frames::study_thumbnail))
+        .route(
+            "/studies/{study}/thumbnail",
+            get(frames::study_image::<true>),
+        )
+        .route(
+            "/studies/{study}/rendered",
+            get(frames::study_image::<false>),
+        )
         .route("/studies/{study}/series", get(qido::study_series))
         .route("/studies/{study}/instances", get(qido::study_instances))
         .route(
@@ -93,7 +100,11 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
         )
         .route(
             "/studies/{study}/series/{series}/thumbnail",
-            get(frames::series_thumbnail),
+            get(frames::series_image::<true>),
+        )
+        .route(
+            "/studies/{study}/series/{series}/rendered",
+            get(frames::series_image::<false>),
         )
         .route(
             "/studies/{study}/series/{series}/instances",

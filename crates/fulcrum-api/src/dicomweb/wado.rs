@@ -401,23 +401,17 @@ pub(crate) async fn bulkdata(
         };
         return Ok(one_part(&accept, part));
     }
-    let (media, aliases, ts) = l.frame_media();
     if !l.encapsulated() {
         if !accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
+            let (media, _, ts) = l.frame_media();
             return Err(not_acceptable_pixels(media, &ts));
         }
         return native_value(ctx, l, &accept).await;
     }
-    if !accepts(&accept, media, aliases, &ts) && !octet_any(&accept, &ts) {
-        return Err(not_acceptable_pixels(media, &ts));
-    }
-    let label = if accepts(&accept, media, aliases, &ts) {
-        media
-    } else {
-        "application/octet-stream"
-    };
+    // Encapsulated: its frames, as /frames sends them (decoded when
+    // uncompressed ones are asked for and this archive can).
     let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
-    frame_parts(ctx, l, (frames, &accept), (label.to_string(), ts), None).await
+    super::frames::send_frames(ctx, l, frames, &accept).await
 }
 
 /// Native Pixel Data as one part: the stored value, little endian.
