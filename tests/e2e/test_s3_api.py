@@ -775,7 +775,45 @@ def test_a_checksum_in_the_aws_chunked_trailer_is_verified(fulcrum, bucket):
     assert status == 400 and "BadDigest" in text, text
     s3 = fulcrum.client()
     assert s3.get_object(Bucket=bucket, Key="trailer-good")["Body"].read() == data
+    # The trailer's sum is kept with the object, as a header's is.
+    assert s3.head_object(Bucket=bucket, Key="trailer-good", ChecksumMode="ENABLED").get("ChecksumCRC32") == good
     assert "trailer-bad" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_additional_checksums_are_kept_and_returned(fulcrum, bucket):
+    """A checksum a client stored an object with comes back when asked for
+    (x-amz-checksum-mode: ENABLED), so the SDK checks what it downloads
+    end to end; a copy keeps it; a range, having no stored sum, gets none."""
+    import base64
+
+    s3 = fulcrum.client()
+    body = b"a radiology report, checksummed " * 400
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    put = s3.put_object(Bucket=bucket, Key="summed", Body=body, ChecksumAlgorithm="SHA256")
+    assert put.get("ChecksumSHA256") == sha
+    head = s3.head_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED")
+    assert (head.get("ChecksumSHA256"), head.get("ChecksumType")) == (sha, "FULL_OBJECT")
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=bucket, Key="summed")
+    got = s3.get_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED")
+    assert got.get("ChecksumSHA256") == sha
+    assert got["Body"].read() == body  # botocore validates the body against it
+    part = s3.get_object(Bucket=bucket, Key="summed", ChecksumMode="ENABLED", Range="bytes=0-99")
+    assert "ChecksumSHA256" not in part and part["Body"].read() == body[:100]
+    s3.copy_object(
+        Bucket=bucket, Key="summed-copy", CopySource={"Bucket": bucket, "Key": "summed"},
+        MetadataDirective="REPLACE", Metadata={"reviewed": "yes"},
+    )
+    copy = s3.head_object(Bucket=bucket, Key="summed-copy", ChecksumMode="ENABLED")
+    assert (copy.get("ChecksumSHA256"), copy["Metadata"]) == (sha, {"reviewed": "yes"})
+    # What botocore sends by default (CRC32 in a header over HTTP) is kept too.
+    s3.put_object(Bucket=bucket, Key="default", Body=body)
+    crc = s3.head_object(Bucket=bucket, Key="default", ChecksumMode="ENABLED").get("ChecksumCRC32")
+    import zlib
+
+    assert crc == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    up = s3.create_multipart_upload(Bucket=bucket, Key="parts", ChecksumAlgorithm="SHA256")["UploadId"]
+    p1 = s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=1, Body=body, ChecksumAlgorithm="SHA256")
+    assert p1.get("ChecksumSHA256") == sha
 
 
 def test_standard_object_headers_are_kept_and_returned(s3, bucket):

@@ -39,8 +39,8 @@ pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::Metrics;
 pub use objects::{
-    part_range, BodyRegion, ObjectInfo, PutOptions, Staged, Stored, UploadInfo, PARTS_META,
-    UPLOAD_ID_META,
+    part_range, BodyRegion, LateMetadata, ObjectInfo, PutOptions, Staged, Stored, UploadInfo,
+    CONTENT_META_PREFIX, PARTS_META, UPLOAD_ID_META,
 };
 pub use read::{ByteStream, TaggedStream};
 pub use repair::ChunkCopy;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use fulcrum_catalog::{
     BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow,
@@ -36,7 +37,24 @@ pub struct PutOptions {
     pub lock: ObjectLock,
     /// Store only if this holds for the object the write replaces.
     pub condition: Option<WriteCondition>,
+    /// Metadata known only once the body has been read (a checksum sent
+    /// in an aws-chunked trailer): added after its end, before the commit.
+    pub late_metadata: Option<LateMetadata>,
 }
+
+/// Entries for an object's metadata, asked for after its body was read.
+#[derive(Clone)]
+pub struct LateMetadata(pub Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>);
+
+impl std::fmt::Debug for LateMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LateMetadata")
+    }
+}
+
+/// Metadata entries that describe an object's content (its checksums):
+/// a copy keeps them whatever metadata it is given.
+pub const CONTENT_META_PREFIX: &str = ":checksum-";
 
 /// An object's metadata as the protocols return it.
 #[derive(Debug, Clone)]
@@ -226,6 +244,10 @@ impl Engine {
     ) -> EngineResult<Stored> {
         let b = self.bucket(tenant, bucket).await?;
         let ing = self.ingest_checked(body, &opts).await?;
+        let mut opts = opts;
+        if let Some(LateMetadata(late)) = opts.late_metadata.take() {
+            opts.metadata.extend(late());
+        }
         let etag = hex::encode(ing.md5);
         let write = ObjectWrite {
             bucket_id: b.id,
@@ -468,8 +490,15 @@ impl Engine {
         let chunks = chunks.into_iter().map(|c| c.id).collect();
         let (content_type, mut metadata) =
             replace.unwrap_or((src.content_type.clone(), src.metadata.clone()));
-        // A copy was made by no upload.
+        // A copy was made by no upload, and holds the same bytes.
         metadata.remove(UPLOAD_ID_META);
+        metadata.retain(|k, _| !k.starts_with(CONTENT_META_PREFIX));
+        metadata.extend(
+            src.metadata
+                .iter()
+                .filter(|(k, _)| k.starts_with(CONTENT_META_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let write = ObjectWrite {
             bucket_id: dst.id,
             key: dst_key.to_string(),

@@ -43,15 +43,113 @@ macro_rules! announced {
 }
 pub(crate) use announced;
 
-/// Why a body was refused; set by the reader, read by the handler.
+/// How a body's checksums came out; set by the reader at the body's end,
+/// read by the handler.
 #[derive(Clone, Default)]
-pub(crate) struct Verdict(Arc<Mutex<Option<String>>>);
+pub(crate) struct Verdict(Arc<Mutex<Outcome>>);
+
+#[derive(Default)]
+struct Outcome {
+    /// Why the body was refused.
+    refused: Option<String>,
+    /// The sums of a body that matched all it announced.
+    matched: Option<Checksum>,
+}
 
 impl Verdict {
     /// The error for the client when the checksum did not match.
     pub(crate) fn error(&self) -> Option<S3Error> {
-        let msg = self.0.lock().ok()?.clone()?;
+        let msg = self.0.lock().ok()?.refused.clone()?;
         Some(S3Error::with_message(S3ErrorCode::BadDigest, msg))
+    }
+
+    /// The checksums the body announced and matched (none announced: empty).
+    pub(crate) fn matched(&self) -> Checksum {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|o| o.matched.clone())
+            .unwrap_or_default()
+    }
+
+    /// The matched checksums as object metadata, asked for once the body
+    /// has been read (a trailer's value is known only then).
+    pub(crate) fn late_metadata(&self) -> fulcrum_engine::LateMetadata {
+        let me = self.clone();
+        fulcrum_engine::LateMetadata(Arc::new(move || to_metadata(&me.matched())))
+    }
+}
+
+/// Metadata entries keeping an object's checksums (one per algorithm).
+fn to_metadata(c: &Checksum) -> Vec<(String, String)> {
+    fields(c)
+        .into_iter()
+        .zip(NAMES)
+        .filter_map(|(v, name)| {
+            let key = format!(
+                "{}{}",
+                fulcrum_engine::CONTENT_META_PREFIX,
+                name.to_ascii_lowercase()
+            );
+            v.clone().map(|v| (key, v))
+        })
+        .collect()
+}
+
+/// The checksums kept in an object's metadata.
+pub(crate) fn of_metadata(m: &std::collections::BTreeMap<String, String>) -> Checksum {
+    let get = |name: &str| {
+        m.get(&format!(
+            "{}{}",
+            fulcrum_engine::CONTENT_META_PREFIX,
+            name.to_ascii_lowercase()
+        ))
+        .cloned()
+    };
+    let mut c = Checksum::default();
+    c.checksum_crc32 = get(NAMES[0]);
+    c.checksum_crc32c = get(NAMES[1]);
+    c.checksum_sha1 = get(NAMES[2]);
+    c.checksum_sha256 = get(NAMES[3]);
+    c.checksum_crc64nvme = get(NAMES[4]);
+    c
+}
+
+/// Sets an output's five checksum fields from `$c`.
+macro_rules! set_checksums {
+    ($out:expr, $c:expr) => {{
+        let c: s3s::dto::Checksum = $c;
+        $out.checksum_crc32 = c.checksum_crc32;
+        $out.checksum_crc32c = c.checksum_crc32c;
+        $out.checksum_sha1 = c.checksum_sha1;
+        $out.checksum_sha256 = c.checksum_sha256;
+        $out.checksum_crc64nvme = c.checksum_crc64nvme;
+    }};
+}
+pub(crate) use set_checksums;
+
+/// The checksum type of a whole object's sums `c` (a PutObject body's:
+/// FULL_OBJECT); none when it has none.
+pub(crate) fn full_object(c: &Checksum) -> Option<s3s::dto::ChecksumType> {
+    fields(c)
+        .iter()
+        .any(|f| f.is_some())
+        .then(|| s3s::dto::ChecksumType::from_static(s3s::dto::ChecksumType::FULL_OBJECT))
+}
+
+/// The sums a GET or HEAD answers with: the object's, when the client
+/// asks for them (`x-amz-checksum-mode: ENABLED`) and the answer is the
+/// whole object (a range or a part has no stored sum).
+pub(crate) fn for_reading(
+    metadata: &std::collections::BTreeMap<String, String>,
+    mode: Option<&s3s::dto::ChecksumMode>,
+    whole: bool,
+) -> Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"));
+    if enabled && whole {
+        of_metadata(metadata)
+    } else {
+        Checksum::default()
     }
 }
 
@@ -126,7 +224,15 @@ impl<R> Checked<R> {
             return Ok(());
         };
         let got = h.finalize();
-        for (i, computed) in fields(&got).into_iter().enumerate() {
+        self.compare(&got)?;
+        if let Ok(mut v) = self.verdict.0.lock() {
+            v.matched = Some(got);
+        }
+        Ok(())
+    }
+
+    fn compare(&self, got: &Checksum) -> Result<(), String> {
+        for (i, computed) in fields(got).into_iter().enumerate() {
             let Some(computed) = computed else { continue };
             match self.expected(i) {
                 Some(want) if want.trim() == computed => {}
@@ -167,7 +273,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Checked<R> {
                 // End of the body.
                 if let Err(msg) = self.finish() {
                     if let Ok(mut v) = self.verdict.0.lock() {
-                        *v = Some(msg.clone());
+                        v.refused = Some(msg.clone());
                     }
                     return Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
@@ -212,11 +318,16 @@ mod tests {
         let (res, verdict) = read(body, ok).await;
         assert_eq!(res.expect("read"), body);
         assert!(verdict.error().is_none());
+        // Kept as metadata, read back as the same sums.
+        let kept: std::collections::BTreeMap<_, _> =
+            (verdict.late_metadata().0)().into_iter().collect();
+        assert_eq!(of_metadata(&kept).checksum_crc32, Some(crc32_of(body)));
 
         let mut bad = Announced::default();
         bad.headers.checksum_crc32 = Some(crc32_of(b"something else"));
         let (res, verdict) = read(body, bad).await;
         assert!(res.is_err());
+        assert!((verdict.late_metadata().0)().is_empty());
         assert_eq!(
             verdict
                 .error()

@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::checksum::{announced, Checked};
+use super::checksum::{announced, set_checksums, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::headers::stored_headers;
@@ -126,6 +126,7 @@ impl S3Api {
             .map_err(|e| verdict.error().unwrap_or_else(|| api_err(e)))?;
         let mut out = UploadPartOutput::default();
         out.e_tag = Some(etag(&e));
+        set_checksums!(out, verdict.matched());
         out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }

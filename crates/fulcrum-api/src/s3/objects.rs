@@ -13,7 +13,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use tokio_util::io::StreamReader;
 
-use super::checksum::{announced, Checked};
+use super::checksum::{self, announced, set_checksums, Checked};
 use super::conditions::{copy_source_conditions, read_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::headers::{set_stored_headers, stored_headers, user_metadata, StoredHeaders};
@@ -113,6 +113,7 @@ pub(crate) fn put_options(
         expected_len: content_length.map(|n| n.max(0) as u64),
         lock: Default::default(),
         condition: None,
+        late_metadata: None,
     })
 }
 
@@ -333,6 +334,7 @@ impl S3Api {
         stored.store_in(&mut opts.metadata);
         tagging::put_header(&mut opts.metadata, i.tagging.as_deref())?;
         opts.condition = condition;
+        opts.late_metadata = Some(verdict.late_metadata());
         opts.lock = self
             .lock_headers(
                 &i.bucket,
@@ -349,6 +351,9 @@ impl S3Api {
         let mut out = PutObjectOutput::default();
         out.e_tag = Some(etag(&info.etag));
         out.server_side_encryption = self.sse();
+        let sums = verdict.matched();
+        out.checksum_type = checksum::full_object(&sums);
+        set_checksums!(out, sums);
         Ok(S3Response::new(out))
     }
 
@@ -405,6 +410,13 @@ impl S3Api {
         describe_object!(out, info);
         response_overrides!(out, i);
         out.tag_count = tagging::count(&info.metadata);
+        let sums = checksum::for_reading(
+            &info.metadata,
+            i.checksum_mode.as_ref(),
+            out.content_range.is_none(),
+        );
+        out.checksum_type = checksum::full_object(&sums);
+        set_checksums!(out, sums);
         out.parts_count = part.and_then(|(_, n)| n);
         out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
@@ -429,6 +441,9 @@ impl S3Api {
             out.content_range = Some(content_range(r, info.size));
             out.parts_count = *count;
         }
+        let sums = checksum::for_reading(&info.metadata, i.checksum_mode.as_ref(), part.is_none());
+        out.checksum_type = checksum::full_object(&sums);
+        set_checksums!(out, sums);
         let mut res = S3Response::new(out);
         if part.is_some() {
             res.status = Some(hyper::StatusCode::PARTIAL_CONTENT);
