@@ -269,3 +269,8 @@ def test_the_server_backs_up_and_scrubs_on_schedule_and_forgets_by_policy(fulcru
     assert len(snaps) == 2, (len(snaps), log()[-3000:])
     assert "forgot 1 snapshots" in log(), log()[-3000:]
     assert all(s["objects"] == 1 for s in snaps)
+    # The scheduled runs' outcomes are on /metrics.
+    from test_ops import _job_samples
+
+    jobs = _job_samples(srv)
+    assert jobs[("job_last_run_ok", "backup")] == 1 and jobs[("job_last_run_ok", "scrub")] == 1, jobs

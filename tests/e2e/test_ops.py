@@ -75,3 +75,45 @@ def test_serve_on_a_taken_port_fails_before_touching_the_data_dir(tmp_path):
     assert r.returncode != 0
     assert "binding S3 address" in r.stderr, r.stderr
     assert not data.exists(), sorted(p.name for p in data.rglob("*"))
+
+
+def _job_samples(srv) -> dict:
+    """{(metric, job): value} of the fulcrum_job_* samples on /metrics."""
+    import re
+
+    with urllib.request.urlopen(srv.http_url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for m in re.finditer(r'^fulcrum_(job_\w+)\{job="(\w+)"\} (\S+)$', text, re.M):
+        out[(m.group(1), m.group(2))] = float(m.group(3))
+    return out
+
+
+def test_maintenance_outcomes_are_on_the_metrics_page(fulcrum, s3, bucket):
+    """Runs of verify, gc and scrub from the command line (as cron runs
+    them) show on the server's /metrics: when each last ran and succeeded,
+    and what a failed one left, so a dashboard can alert on them."""
+    from test_corruption import _flip_middle_byte
+
+    s3.put_object(Bucket=bucket, Key="kept", Body=random_bytes(2_000_000, seed=71))
+    assert _job_samples(fulcrum) == {}
+    t0 = time.time()
+    assert fulcrum.verify().returncode == 0
+    fulcrum.gc()
+    jobs = _job_samples(fulcrum)
+    for job in ("verify", "gc"):
+        assert jobs[("job_last_run_ok", job)] == 1 and jobs[("job_last_run_problems", job)] == 0
+        assert t0 - 1 <= jobs[("job_last_success_timestamp_seconds", job)] <= time.time() + 1
+    assert ("job_last_run_ok", "scrub") not in jobs and ("job_last_run_ok", "backup") not in jobs
+
+    _flip_middle_byte(fulcrum.pack_files()[0])
+    res = fulcrum.cli("scrub", "--no-repair")
+    assert res.returncode == 1, res.stdout + res.stderr
+    jobs = _job_samples(fulcrum)
+    assert jobs[("job_last_run_ok", "scrub")] == 0 and jobs[("job_last_run_problems", "scrub")] >= 1
+    assert ("job_last_success_timestamp_seconds", "scrub") not in jobs
+    assert fulcrum.verify().returncode == 1
+    jobs = _job_samples(fulcrum)
+    assert jobs[("job_last_run_ok", "verify")] == 0
+    # The last success is kept across the failed run.
+    assert t0 - 1 <= jobs[("job_last_success_timestamp_seconds", "verify")] <= time.time()

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use fulcrum_engine::Engine;
+use fulcrum_engine::{Engine, Gauge, JobOutcome, JOBS};
 
 pub fn router(engine: Engine) -> Router {
     Router::new()
@@ -51,48 +51,92 @@ async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
 }
 
 async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
-    let mut extra: Vec<(&str, &str, f64)> = Vec::new();
+    let mut gauges = Vec::new();
     if let Ok(s) = engine.stats().await {
-        extra = vec![
-            (
+        gauges = vec![
+            Gauge::one(
                 "logical_bytes",
                 "Bytes of all objects as clients see them",
                 s.catalog.logical_bytes as f64,
             ),
-            (
+            Gauge::one(
                 "physical_bytes",
                 "Bytes of all pack files on the backend",
                 s.physical_bytes as f64,
             ),
-            (
+            Gauge::one(
                 "unique_chunk_bytes",
                 "Plaintext bytes of all distinct chunks",
                 s.catalog.unique_bytes as f64,
             ),
-            (
+            Gauge::one(
                 "stored_chunk_bytes",
                 "Bytes of all distinct chunks as stored",
                 s.catalog.stored_bytes as f64,
             ),
-            ("objects", "Objects stored", s.catalog.objects as f64),
-            ("packs", "Pack files", s.catalog.packs as f64),
-            (
+            Gauge::one("objects", "Objects stored", s.catalog.objects as f64),
+            Gauge::one("packs", "Pack files", s.catalog.packs as f64),
+            Gauge::one(
                 "dedup_ratio",
                 "Logical bytes per unique chunk byte",
                 s.dedup_ratio,
             ),
-            (
+            Gauge::one(
                 "compression_ratio",
                 "Unique chunk bytes per stored byte",
                 s.compression_ratio,
             ),
         ];
     }
+    gauges.extend(job_gauges(&engine).await);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        engine.metrics().render(&extra),
+        engine.metrics().render(&gauges),
     )
+}
+
+/// The last run of each maintenance job, whichever node or command ran it
+/// (kept in the catalog): when it ended, whether it was ok, what it found
+/// wrong, when one last succeeded. Jobs never run have no samples.
+async fn job_gauges(engine: &Engine) -> Vec<Gauge> {
+    let mut runs = Vec::new();
+    for job in JOBS {
+        if let Ok(Some(o)) = engine.job_outcome(job).await {
+            runs.push((format!("job=\"{job}\""), o));
+        }
+    }
+    let gauge = |name, help, value: &dyn Fn(&JobOutcome) -> Option<f64>| Gauge {
+        name,
+        help,
+        samples: runs
+            .iter()
+            .filter_map(|(l, o)| value(o).map(|v| (l.clone(), v)))
+            .collect(),
+    };
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    vec![
+        gauge(
+            "job_last_run_timestamp_seconds",
+            "When the job's last run ended",
+            &|o| Some(secs(o.finished_ms)),
+        ),
+        gauge(
+            "job_last_run_ok",
+            "1 when the job's last run ended without error and found nothing wrong",
+            &|o| Some(if o.ok { 1.0 } else { 0.0 }),
+        ),
+        gauge(
+            "job_last_run_problems",
+            "What the job's last run found wrong (damaged chunks left, packs unchecked)",
+            &|o| Some(o.problems as f64),
+        ),
+        gauge(
+            "job_last_success_timestamp_seconds",
+            "When a run of the job last ended ok",
+            &|o| o.last_ok_ms.map(secs),
+        ),
+    ]
 }

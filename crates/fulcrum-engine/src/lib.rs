@@ -19,6 +19,7 @@ mod lease;
 mod lifecycle;
 mod metrics;
 mod objects;
+mod outcomes;
 mod persist;
 mod read;
 mod repair;
@@ -37,11 +38,12 @@ pub use gc::{GcOptions, GcReport};
 pub use ingest::ContentDigest;
 pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
-pub use metrics::Metrics;
+pub use metrics::{Gauge, Metrics};
 pub use objects::{
     part_range, BodyRegion, LateMetadata, ObjectInfo, PutOptions, Staged, Stored, UploadInfo,
     CONTENT_META_PREFIX, PARTS_META, UPLOAD_ID_META,
 };
+pub use outcomes::{JobOutcome, JOBS};
 pub use read::{ByteStream, TaggedStream};
 pub use repair::ChunkCopy;
 pub use tier::{ArchiveConfig, DEFAULT_ARCHIVE_ZSTD_LEVEL, READ_TOUCH_INTERVAL};

@@ -151,17 +151,46 @@ impl Metrics {
             .inc();
     }
 
-    /// The metrics in Prometheus text format, followed by `extra` gauges
-    /// (name, help, value) computed at scrape time.
-    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+    /// The metrics in Prometheus text format, followed by `gauges`
+    /// computed at scrape time.
+    pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        for (name, help, value) in extra {
-            out.push_str(&format!("# HELP fulcrum_{name} {help}\n# TYPE fulcrum_{name} gauge\nfulcrum_{name} {value}\n"));
+        for g in gauges.iter().filter(|g| !g.samples.is_empty()) {
+            let name = g.name;
+            out.push_str(&format!(
+                "# HELP fulcrum_{name} {}\n# TYPE fulcrum_{name} gauge\n",
+                g.help
+            ));
+            for (labels, value) in &g.samples {
+                match labels.as_str() {
+                    "" => out.push_str(&format!("fulcrum_{name} {value}\n")),
+                    l => out.push_str(&format!("fulcrum_{name}{{{l}}} {value}\n")),
+                }
+            }
         }
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// A gauge computed at scrape time: `samples` are (labels as
+/// `job="backup"`, or empty, and value).
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub samples: Vec<(String, f64)>,
+}
+
+impl Gauge {
+    /// A gauge with one unlabelled value.
+    pub fn one(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self {
+            name,
+            help,
+            samples: vec![(String::new(), value)],
+        }
     }
 }

@@ -133,17 +133,22 @@ fn data_dir_files(s: &Settings) -> std::collections::BTreeMap<String, String> {
     files
 }
 
-/// One backup of `engine` into the configured repository.
+/// One backup of `engine` into the configured repository; its outcome is
+/// recorded for /metrics.
 pub async fn backup_once(s: &Settings, engine: &Engine, bar: Option<&mut Bar>) -> Result<Snapshot> {
-    let repo = repo(s, true).await?;
-    let opts = RunOptions {
-        files: data_dir_files(s),
-    };
-    let snap = match bar {
-        Some(b) => fulcrum_backup::run(engine, &repo, &opts, b).await?,
-        None => fulcrum_backup::run(engine, &repo, &opts, &mut ()).await?,
-    };
-    Ok(snap)
+    let snap = async {
+        let repo = repo(s, true).await?;
+        let opts = RunOptions {
+            files: data_dir_files(s),
+        };
+        Ok(match bar {
+            Some(b) => fulcrum_backup::run(engine, &repo, &opts, b).await?,
+            None => fulcrum_backup::run(engine, &repo, &opts, &mut ()).await?,
+        })
+    }
+    .await;
+    crate::jobs::record(engine, "backup", &snap, |_| (true, 0)).await;
+    snap
 }
 
 fn summary(s: &Snapshot) -> String {

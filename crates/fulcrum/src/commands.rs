@@ -104,7 +104,12 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
     let mut bar = Bar::new("verifying");
-    let report = engine.verify(&mut bar).await?;
+    let report = engine.verify(&mut bar).await.map_err(anyhow::Error::from);
+    crate::jobs::record(&engine, "verify", &report, |r| {
+        (r.is_clean(), r.bad_chunks + r.unchecked_packs)
+    })
+    .await;
+    let report = report?;
     bar.0.finish_and_clear();
     engine.close().await;
     if json {
@@ -140,7 +145,9 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
 pub async fn gc(s: Settings, opts: GcOptions, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let report = engine.gc(&opts).await?;
+    let report = engine.gc(&opts).await.map_err(anyhow::Error::from);
+    crate::jobs::record(&engine, "gc", &report, |_| (true, 0)).await;
+    let report = report?;
     engine.leave().await?;
     engine.close().await;
     if json {
@@ -176,8 +183,25 @@ pub struct ScrubOutcome {
     pub repair_note: Option<String>,
 }
 
-/// One scrub of `engine`, repairing from the configured backup repository.
+/// One scrub of `engine`, repairing from the configured backup
+/// repository; its outcome is recorded for /metrics.
 pub async fn scrub_once(
+    s: &Settings,
+    engine: &Engine,
+    rate_mib: Option<u64>,
+    repair: bool,
+    progress: &mut dyn VerifyProgress,
+) -> Result<ScrubOutcome> {
+    let out = scrub_and_repair(s, engine, rate_mib, repair, progress).await;
+    crate::jobs::record(engine, "scrub", &out, |o| {
+        let left = o.unrepaired_chunks + o.report.unchecked_packs;
+        (left == 0, left)
+    })
+    .await;
+    out
+}
+
+async fn scrub_and_repair(
     s: &Settings,
     engine: &Engine,
     rate_mib: Option<u64>,

@@ -50,13 +50,7 @@ where
                         warn!(job = name, error = %e, "cannot record the job run");
                     }
                 }
-                Err(e)
-                    if matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Busy(_)))
-                        || matches!(
-                            e.downcast_ref::<fulcrum_backup::BackupError>(),
-                            Some(fulcrum_backup::BackupError::Engine(EngineError::Busy(_)))
-                        ) =>
-                {
+                Err(e) if is_busy(&e) => {
                     info!(job = name, reason = %e, "another maintenance job is running; retrying later");
                 }
                 Err(e) => warn!(
@@ -67,4 +61,34 @@ where
             }
         }
     })
+}
+
+/// True when `e` says another maintenance job holds the lease: this run
+/// did not happen, rather than failed.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Busy(_)))
+        || matches!(
+            e.downcast_ref::<fulcrum_backup::BackupError>(),
+            Some(fulcrum_backup::BackupError::Engine(EngineError::Busy(_)))
+        )
+}
+
+/// Records how a run of `job` ended (see `Engine::record_job`): `judge`
+/// says whether a finished run was ok and what it found wrong; an error is
+/// a failed run, unless the job did not run (busy). Failing to record is
+/// logged, never the job's failure.
+pub async fn record<T>(
+    engine: &Engine,
+    job: &str,
+    res: &Result<T>,
+    judge: impl Fn(&T) -> (bool, u64),
+) {
+    let (ok, problems) = match res {
+        Ok(v) => judge(v),
+        Err(e) if is_busy(e) => return,
+        Err(_) => (false, 0),
+    };
+    if let Err(e) = engine.record_job(job, ok, problems).await {
+        warn!(job, error = %e, "cannot record the job's outcome");
+    }
 }

@@ -23,6 +23,10 @@ pub async fn apply(s: Settings, dry_run: bool, json: bool) -> Result<u8> {
         bar.0.finish_and_clear();
         r
     };
+    let report = report.map_err(anyhow::Error::from);
+    if !dry_run {
+        crate::jobs::record(&engine, "lifecycle", &report, |_| (true, 0)).await;
+    }
     engine.leave().await?;
     engine.close().await;
     let report = report?;
@@ -98,7 +102,12 @@ pub fn schedule_lifecycle(
         move || {
             let (rules, engine) = (rules.clone(), job_engine.clone());
             async move {
-                let r = engine.tier_apply(&rules, false, &mut ()).await?;
+                let r = engine
+                    .tier_apply(&rules, false, &mut ())
+                    .await
+                    .map_err(anyhow::Error::from);
+                crate::jobs::record(&engine, "lifecycle", &r, |_| (true, 0)).await;
+                let r = r?;
                 Ok(format!(
                     "lifecycle: {} objects ({}) moved to the archive tier, {} written",
                     r.archived_objects,

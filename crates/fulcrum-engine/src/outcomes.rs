@@ -1,0 +1,53 @@
+//! The outcome of each maintenance job's last run (backup, scrub, verify,
+//! gc, lifecycle), kept in the catalog (meta `job_outcome:<job>`), so that
+//! `/metrics` on any node reports runs made by any node, by its schedule or
+//! by the command line (cron): a dashboard can alert on a backup that has
+//! not succeeded for a day, or on damage a scrub could not repair.
+
+use fulcrum_catalog::now_ms;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::EngineResult;
+
+/// The jobs whose outcomes are kept.
+pub const JOBS: [&str; 5] = ["backup", "scrub", "verify", "gc", "lifecycle"];
+
+/// A job's last run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// When the last run ended (ms since the epoch).
+    pub finished_ms: i64,
+    /// Whether it ended without error and found nothing wrong.
+    pub ok: bool,
+    /// What it found wrong: damaged chunks left, packs it could not check.
+    pub problems: u64,
+    /// When a run last ended ok (kept across failed runs).
+    pub last_ok_ms: Option<i64>,
+}
+
+fn meta_key(job: &str) -> String {
+    format!("job_outcome:{job}")
+}
+
+impl Engine {
+    /// Records the end of a run of `job`.
+    pub async fn record_job(&self, job: &str, ok: bool, problems: u64) -> EngineResult<()> {
+        let before = self.job_outcome(job).await?.unwrap_or_default();
+        let now = now_ms();
+        let outcome = JobOutcome {
+            finished_ms: now,
+            ok,
+            problems,
+            last_ok_ms: if ok { Some(now) } else { before.last_ok_ms },
+        };
+        let text = serde_json::to_string(&outcome).unwrap_or_default();
+        Ok(self.catalog().set_meta(&meta_key(job), &text).await?)
+    }
+
+    /// The last run of `job`, if any was recorded.
+    pub async fn job_outcome(&self, job: &str) -> EngineResult<Option<JobOutcome>> {
+        let text = self.catalog().get_meta(&meta_key(job)).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
