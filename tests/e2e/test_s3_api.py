@@ -7,6 +7,7 @@ delete, buckets, explicit multipart and presigned URLs.
 from __future__ import annotations
 
 import hashlib
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -313,6 +314,38 @@ def test_list_buckets_pages_and_prefix(s3):
 
 
 # ------------------------------------------------------------ multipart
+
+
+def test_list_multipart_uploads_groups_by_delimiter_and_pages(s3, bucket):
+    """ListMultipartUploads as on AWS: key order, then start order;
+    CommonPrefixes with a delimiter; max-uploads pages with markers."""
+    ids = {}
+    for key in ("scans/ct/1", "scans/ct/2", "scans/mr/1", "top", "top", "zeta"):
+        ids.setdefault(key, []).append(s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
+        time.sleep(0.002)
+    r = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["scans/"]
+    assert [(u["Key"], u["UploadId"]) for u in r["Uploads"]] == [("top", ids["top"][0]), ("top", ids["top"][1]), ("zeta", ids["zeta"][0])]
+    r = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", Prefix="scans/")
+    assert [p["Prefix"] for p in r["CommonPrefixes"]] == ["scans/ct/", "scans/mr/"] and "Uploads" not in r
+    # Pages of two, whole listing.
+    seen, kw = [], {}
+    while True:
+        page = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=2, **kw)
+        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+        assert len(page.get("Uploads", [])) <= 2
+        if not page["IsTruncated"]:
+            break
+        kw = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert seen == [(k, i) for k in sorted(ids) for i in ids[k]]
+    # Pages of one with a delimiter: the prefix once, then the rest.
+    first = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", MaxUploads=1)
+    assert first["IsTruncated"] and [p["Prefix"] for p in first["CommonPrefixes"]] == ["scans/"]
+    rest = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", KeyMarker=first["NextKeyMarker"])
+    assert "CommonPrefixes" not in rest and [u["Key"] for u in rest["Uploads"]] == ["top", "top", "zeta"]
+    for key, uids in ids.items():
+        for uid in uids:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=uid)
 
 
 def test_multipart_upload_complete(s3, bucket):

@@ -288,33 +288,99 @@ impl S3Api {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
+    /// In key order, then by when each began (as S3 lists them), from the
+    /// markers on; with a delimiter, keys sharing what comes before it
+    /// after the prefix are one CommonPrefix; at most `max-uploads` (1,000)
+    /// entries, uploads and prefixes alike.
     pub(crate) async fn do_list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let i = req.input;
         let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
         let enc = KeyEncoding::of(i.encoding_type.as_ref());
-        let uploads: Vec<MultipartUpload> = self
+        let max = i.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let mut all: Vec<_> = self
             .engine
             .list_uploads(&self.tenant, &i.bucket)
             .await
             .map_err(api_err)?
             .into_iter()
             .filter(|u| u.key.starts_with(&prefix))
-            .map(|u| {
-                let mut m = MultipartUpload::default();
-                m.key = Some(enc.name(u.key));
-                m.upload_id = Some(u.id);
-                m.initiated = Some(ts(u.created_at_ms));
-                m
-            })
             .collect();
+        all.sort_by(|a, b| (&a.key, a.created_at_ms, &a.id).cmp(&(&b.key, b.created_at_ms, &b.id)));
+        // Past the markers: later keys; with an upload-id marker, also the
+        // marker key's uploads listed after that one.
+        let start = match (&i.key_marker, &i.upload_id_marker) {
+            (None, _) => 0,
+            (Some(km), um) => {
+                let after_id = um.as_ref().and_then(|id| {
+                    all.iter()
+                        .position(|u| &u.key == km && &u.id == id)
+                        .map(|p| p + 1)
+                });
+                // A marker that is a CommonPrefix (the last of a page)
+                // passes every key under it.
+                let group = delimiter.as_deref().is_some_and(|d| km.ends_with(d));
+                after_id.unwrap_or_else(|| {
+                    all.partition_point(|u| {
+                        u.key.as_str() <= km.as_str() || (group && u.key.starts_with(km.as_str()))
+                    })
+                })
+            }
+        };
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let (mut next_key, mut next_id, mut truncated) = (None, None, false);
+        for u in &all[start..] {
+            let group = delimiter.as_deref().and_then(|d| {
+                u.key[prefix.len()..]
+                    .find(d)
+                    .map(|at| u.key[..prefix.len() + at + d.len()].to_string())
+            });
+            if let Some(g) = &group {
+                if prefixes.last() == Some(g) {
+                    continue;
+                }
+            }
+            if uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            match group {
+                Some(g) => {
+                    next_key = Some(g.clone());
+                    next_id = None;
+                    prefixes.push(g);
+                }
+                None => {
+                    next_key = Some(u.key.clone());
+                    next_id = Some(u.id.clone());
+                    let mut m = MultipartUpload::default();
+                    m.key = Some(enc.name(u.key.clone()));
+                    m.upload_id = Some(u.id.clone());
+                    m.initiated = Some(ts(u.created_at_ms));
+                    uploads.push(m);
+                }
+            }
+        }
         let mut out = ListMultipartUploadsOutput::default();
         out.bucket = Some(i.bucket);
         out.prefix = enc.opt(i.prefix);
+        out.delimiter = enc.opt(delimiter);
+        out.key_marker = enc.opt(i.key_marker);
+        out.upload_id_marker = i.upload_id_marker;
+        out.max_uploads = Some(max as i32);
         out.encoding_type = i.encoding_type;
-        out.is_truncated = Some(false);
+        out.is_truncated = Some(truncated);
+        if truncated {
+            out.next_key_marker = enc.opt(next_key);
+            out.next_upload_id_marker = next_id;
+        }
+        out.common_prefixes = Some(super::common_prefixes(
+            prefixes.into_iter().map(|p| enc.name(p)).collect(),
+        ));
         out.uploads = Some(uploads);
         Ok(S3Response::new(out))
     }
