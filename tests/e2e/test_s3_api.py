@@ -844,9 +844,45 @@ def test_additional_checksums_are_kept_and_returned(fulcrum, bucket):
     import zlib
 
     assert crc == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+
+
+def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):
+    """Each part's sum is kept (ListParts shows it), a completion naming
+    another sum for a part is refused, and the object gets S3's composite
+    checksum: the algorithm over the parts' binary sums, then -N."""
+    import base64
+
+    s3 = fulcrum.client()
+    bodies = [random_bytes(5 * MiB, seed=81), random_bytes(1_000_000, seed=82)]
+    raw = [hashlib.sha256(b).digest() for b in bodies]
+    b64 = [base64.b64encode(r).decode() for r in raw]
     up = s3.create_multipart_upload(Bucket=bucket, Key="parts", ChecksumAlgorithm="SHA256")["UploadId"]
-    p1 = s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=1, Body=body, ChecksumAlgorithm="SHA256")
-    assert p1.get("ChecksumSHA256") == sha
+    for n, body in enumerate(bodies, start=1):
+        r = s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=n, Body=body, ChecksumAlgorithm="SHA256")
+        assert r.get("ChecksumSHA256") == b64[n - 1]
+    listed = s3.list_parts(Bucket=bucket, Key="parts", UploadId=up)["Parts"]
+    assert [p.get("ChecksumSHA256") for p in listed] == b64
+    parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]} for p in listed]
+    wrong = [dict(parts[0], ChecksumSHA256=b64[1]), parts[1]]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=up, MultipartUpload={"Parts": wrong})
+    assert error_code(e.value) == "InvalidPart"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=up, MultipartUpload={"Parts": parts})
+    want = base64.b64encode(hashlib.sha256(b"".join(raw)).digest()).decode() + "-2"
+    assert done.get("ChecksumSHA256") == want
+    head = s3.head_object(Bucket=bucket, Key="parts", ChecksumMode="ENABLED")
+    assert (head.get("ChecksumSHA256"), head.get("ChecksumType")) == (want, "COMPOSITE")
+    got = s3.get_object(Bucket=bucket, Key="parts", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(bodies)
+
+    # boto3's transfer manager (CRC32 by default), as `aws s3 cp` uploads.
+    from boto3.s3.transfer import TransferConfig
+
+    src = fulcrum.data_dir.parent / "big.bin"
+    src.write_bytes(random_bytes(11 * MiB, seed=83))
+    s3.upload_file(str(src), bucket, "managed", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+    head = s3.head_object(Bucket=bucket, Key="managed", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32", "").endswith("-3") and head.get("ChecksumType") == "COMPOSITE", head
 
 
 def test_standard_object_headers_are_kept_and_returned(s3, bucket):

@@ -85,6 +85,8 @@ pub struct PartWrite {
     pub size: i64,
     pub etag: String,
     pub chunks: Vec<ChunkId>,
+    /// The part's additional checksums (see `PartRow::checksums`).
+    pub checksums: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -508,12 +510,13 @@ async fn write_part(
         .await
         .map_err(db("replace part"))?;
     }
-    sqlx::query("INSERT INTO upload_parts (upload_id, part_number, size, etag, created_at) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO upload_parts (upload_id, part_number, size, etag, created_at, checksums) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&p.upload_id)
         .bind(p.part_number)
         .bind(p.size)
         .bind(&p.etag)
         .bind(now)
+        .bind(&p.checksums)
         .execute(&mut **tx)
         .await
         .map_err(db("insert part"))?;

@@ -30,7 +30,7 @@ pub use objects::{ChunkLoc, ObjectRow, ObjectSummary};
 pub use retention::{BucketLock, DefaultRetention, LockMode, LockRequest, ObjectLock, Retention};
 pub use stats::CatalogStats;
 pub use tier::{Candidate, Selection, TierStats};
-pub use uploads::{PartRow, UploadRow};
+pub use uploads::{Assembled, PartRow, UploadRow};
 
 /// Marks SQL built at run time as safe: every dynamic statement here is
 /// assembled from constants and numbered placeholders, never from input.

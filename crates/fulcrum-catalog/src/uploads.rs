@@ -27,6 +27,18 @@ pub struct PartRow {
     pub size: i64,
     pub etag: String,
     pub created_at: i64,
+    /// The additional checksums the part came with, as the protocol keeps
+    /// them (S3: a JSON object of metadata entries); `None` without any.
+    pub checksums: Option<String>,
+}
+
+/// The parts of a multipart upload a completion names, in its order.
+#[derive(Debug, Clone, Default)]
+pub struct Assembled {
+    pub sizes: Vec<i64>,
+    pub chunks: Vec<ChunkId>,
+    pub etags: Vec<String>,
+    pub checksums: Vec<Option<String>>,
 }
 
 const UPLOAD_COLS: &str = "id, bucket_id, key, content_type, metadata, created_at";
@@ -89,7 +101,7 @@ impl Catalog {
 
     pub async fn list_parts(&self, upload_id: &str) -> CatalogResult<Vec<PartRow>> {
         let rows = sqlx::query(
-            "SELECT part_number, size, etag, created_at FROM upload_parts WHERE upload_id = $1 ORDER BY part_number",
+            "SELECT part_number, size, etag, created_at, checksums FROM upload_parts WHERE upload_id = $1 ORDER BY part_number",
         )
         .bind(upload_id)
         .fetch_all(&self.pool)
@@ -102,6 +114,7 @@ impl Catalog {
                     size: r.try_get(1)?,
                     etag: r.try_get(2)?,
                     created_at: r.try_get(3)?,
+                    checksums: r.try_get(4)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -161,11 +174,9 @@ impl Catalog {
         &self,
         upload_id: &str,
         parts: &[(i64, String)],
-    ) -> CatalogResult<(Vec<i64>, Vec<ChunkId>, Vec<String>)> {
+    ) -> CatalogResult<Assembled> {
         let stored = self.list_parts(upload_id).await?;
-        let mut sizes = Vec::with_capacity(parts.len());
-        let mut chunks = Vec::new();
-        let mut etags = Vec::new();
+        let mut out = Assembled::default();
         let mut last = 0i64;
         for (i, (number, etag)) in parts.iter().enumerate() {
             if *number <= last {
@@ -181,11 +192,13 @@ impl Catalog {
             if i + 1 < parts.len() && part.size < MIN_PART_SIZE {
                 return Err(CatalogError::PartTooSmall(*number));
             }
-            sizes.push(part.size);
-            chunks.extend(self.part_chunks(upload_id, *number).await?);
-            etags.push(part.etag.clone());
+            out.sizes.push(part.size);
+            out.chunks
+                .extend(self.part_chunks(upload_id, *number).await?);
+            out.etags.push(part.etag.clone());
+            out.checksums.push(part.checksums.clone());
         }
-        Ok((sizes, chunks, etags))
+        Ok(out)
     }
 }
 

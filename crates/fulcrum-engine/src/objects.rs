@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use fulcrum_catalog::{
-    BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary, ObjectWrite, PartRow,
-    PartWrite, UploadRow, Write, WriteCondition,
+    Assembled, BucketRow, CatalogError, ChunkLoc, ObjectLock, ObjectRow, ObjectSummary,
+    ObjectWrite, PartRow, PartWrite, UploadRow, Write, WriteCondition,
 };
 use fulcrum_store::ChunkParams;
 use md5::{Digest, Md5};
@@ -51,6 +51,13 @@ impl std::fmt::Debug for LateMetadata {
         f.write_str("LateMetadata")
     }
 }
+
+/// The protocol's rule for a completed upload's object-level checksum:
+/// given the checksums kept with each part the completion names (in its
+/// order), the object's metadata entries; or the number of a part whose
+/// sum the client names differently (the completion is refused).
+pub type PartSums<'a> =
+    &'a (dyn Fn(&[Option<String>]) -> Result<Vec<(String, String)>, i64> + Send + Sync);
 
 /// Metadata entries that describe an object's content (its checksums):
 /// a copy keeps them whatever metadata it is given.
@@ -577,12 +584,19 @@ impl Engine {
         self.upload_row(tenant, (bucket, key), upload_id).await?;
         let ing = self.ingest_checked(body, &opts).await?;
         let etag = hex::encode(ing.md5);
+        // The part's own checksums (the late metadata of a part).
+        let checksums = opts
+            .late_metadata
+            .map(|LateMetadata(late)| late())
+            .filter(|m| !m.is_empty())
+            .map(|m| metadata_json(&m.into_iter().collect()));
         let write = PartWrite {
             upload_id: upload_id.to_string(),
             part_number,
             size: ing.size as i64,
             etag: etag.clone(),
             chunks: ing.chunks.clone(),
+            checksums,
         };
         self.inner.commit(ing, Write::Part(write)).await?;
         Ok(etag)
@@ -633,7 +647,7 @@ impl Engine {
         upload_id: &str,
         parts: &[(i64, String)],
     ) -> EngineResult<ObjectInfo> {
-        self.complete_upload_if(tenant, (bucket, key), upload_id, parts, None)
+        self.complete_upload_if(tenant, (bucket, key), upload_id, parts, None, None)
             .await
     }
 
@@ -666,13 +680,23 @@ impl Engine {
         upload_id: &str,
         parts: &[(i64, String)],
         condition: Option<WriteCondition>,
+        sums: Option<PartSums<'_>>,
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
         let u = self.upload_row(tenant, (bucket, key), upload_id).await?;
         if parts.is_empty() {
             return Err(CatalogError::InvalidPart(0).into());
         }
-        let (sizes, chunks, etags) = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let Assembled {
+            sizes,
+            chunks,
+            etags,
+            checksums,
+        } = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let content = match sums {
+            Some(f) => f(&checksums).map_err(CatalogError::InvalidPart)?,
+            None => Vec::new(),
+        };
         let size = sizes.iter().sum();
         let mut md5 = Md5::new();
         for e in &etags {
@@ -683,6 +707,7 @@ impl Engine {
             serde_json::from_str(&u.metadata).unwrap_or_default();
         metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());
         metadata.insert(PARTS_META.to_string(), part_runs(&sizes));
+        metadata.extend(content);
         let lock = self.lock_request(
             self.upload_lock(upload_id).await?,
             (bucket, &u.key),

@@ -128,13 +128,19 @@ macro_rules! set_checksums {
 }
 pub(crate) use set_checksums;
 
-/// The checksum type of a whole object's sums `c` (a PutObject body's:
-/// FULL_OBJECT); none when it has none.
-pub(crate) fn full_object(c: &Checksum) -> Option<s3s::dto::ChecksumType> {
-    fields(c)
-        .iter()
-        .any(|f| f.is_some())
-        .then(|| s3s::dto::ChecksumType::from_static(s3s::dto::ChecksumType::FULL_OBJECT))
+/// The checksum type of an object's sums `c`: COMPOSITE for a multipart
+/// object's (`…-N`), else FULL_OBJECT; none when it has none.
+pub(crate) fn checksum_type(c: &Checksum) -> Option<s3s::dto::ChecksumType> {
+    use s3s::dto::ChecksumType;
+    let values: Vec<&String> = fields(c).into_iter().flatten().collect();
+    let composite = values.iter().any(|v| v.contains('-'));
+    (!values.is_empty()).then(|| {
+        ChecksumType::from_static(if composite {
+            ChecksumType::COMPOSITE
+        } else {
+            ChecksumType::FULL_OBJECT
+        })
+    })
 }
 
 /// The sums a GET or HEAD answers with: the object's, when the client
@@ -165,6 +171,72 @@ fn fields(c: &Checksum) -> [&Option<String>; 5] {
     ]
 }
 
+/// A hasher of the algorithms `on(i)` selects (indexes into NAMES).
+fn hasher(on: impl Fn(usize) -> bool) -> ChecksumHasher {
+    use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
+    let mut h = ChecksumHasher::default();
+    h.crc32 = on(0).then(Crc32::new);
+    h.crc32c = on(1).then(Crc32c::new);
+    h.sha1 = on(2).then(Sha1::new);
+    h.sha256 = on(3).then(Sha256::new);
+    h.crc64nvme = on(4).then(Crc64Nvme::new);
+    h
+}
+
+/// The checksums kept with a part (`PartRow::checksums`).
+pub(crate) fn of_part(kept: Option<&str>) -> Checksum {
+    let m: std::collections::BTreeMap<String, String> = kept
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    of_metadata(&m)
+}
+
+/// A completed upload's object-level checksums: for each algorithm every
+/// part was uploaded with, S3's composite (that algorithm over the parts'
+/// binary sums, then `-N`), as metadata entries. `named` holds the part
+/// numbers and sums the completion names; a part named with a sum other
+/// than the one it was uploaded with refuses the completion (its number).
+pub(crate) fn composite(
+    kept: &[Option<String>],
+    named: &[(i64, Checksum)],
+) -> Result<Vec<(String, String)>, i64> {
+    use base64::Engine as _;
+    let kept: Vec<Checksum> = kept.iter().map(|k| of_part(k.as_deref())).collect();
+    for ((number, said), had) in named.iter().zip(&kept) {
+        for (s, h) in fields(said).into_iter().zip(fields(had)) {
+            if s.as_ref().is_some_and(|s| Some(s.trim()) != h.as_deref()) {
+                return Err(*number);
+            }
+        }
+    }
+    let mut out = Checksum::default();
+    for (i, name) in NAMES.iter().enumerate() {
+        let raw: Option<Vec<Vec<u8>>> = kept
+            .iter()
+            .map(|c| {
+                fields(c)[i]
+                    .as_deref()
+                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            })
+            .collect();
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let mut h = hasher(|j| j == i);
+        h.update(&raw.concat());
+        let sum = fields(&h.finalize())[i].clone();
+        let value = sum.map(|s| format!("{s}-{}", raw.len()));
+        match *name {
+            "CRC32" => out.checksum_crc32 = value,
+            "CRC32C" => out.checksum_crc32c = value,
+            "SHA1" => out.checksum_sha1 = value,
+            "SHA256" => out.checksum_sha256 = value,
+            _ => out.checksum_crc64nvme = value,
+        }
+    }
+    Ok(to_metadata(&out))
+}
+
 /// A body reader that checks the announced checksums at its end.
 pub(crate) struct Checked<R> {
     inner: R,
@@ -176,7 +248,6 @@ pub(crate) struct Checked<R> {
 impl<R> Checked<R> {
     /// Wraps `inner`; passes it through untouched when nothing is announced.
     pub(crate) fn new(inner: R, announced: Announced) -> (Self, Verdict) {
-        let mut h = ChecksumHasher::default();
         let wanted = |name: &str| {
             announced
                 .algorithm
@@ -185,12 +256,7 @@ impl<R> Checked<R> {
         };
         let given = fields(&announced.headers).map(|f| f.is_some());
         let on = |i: usize| given[i] || wanted(NAMES[i]);
-        use s3s::crypto::{Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
-        h.crc32 = on(0).then(Crc32::new);
-        h.crc32c = on(1).then(Crc32c::new);
-        h.sha1 = on(2).then(Sha1::new);
-        h.sha256 = on(3).then(Sha256::new);
-        h.crc64nvme = on(4).then(Crc64Nvme::new);
+        let h = hasher(on);
         let any = (0..5).any(on);
         let verdict = Verdict::default();
         let me = Self {

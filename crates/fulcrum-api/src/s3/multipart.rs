@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::checksum::{announced, set_checksums, Checked};
+use super::checksum::{self, announced, set_checksums, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::headers::stored_headers;
@@ -119,7 +119,8 @@ impl S3Api {
             body_reader(i.body.take()),
             announced!(i, req.trailing_headers),
         );
-        let opts = put_options(None, None, i.content_md5, i.content_length)?;
+        let mut opts = put_options(None, None, i.content_md5, i.content_length)?;
+        opts.late_metadata = Some(verdict.late_metadata());
         let e = self
             .store_part((&i.bucket, &i.key), &i.upload_id, i.part_number, body, opts)
             .await
@@ -207,6 +208,7 @@ impl S3Api {
                 part.size = Some(p.size);
                 part.e_tag = Some(etag(&p.etag));
                 part.last_modified = Some(ts(p.created_at));
+                set_checksums!(part, checksum::of_part(p.checksums.as_deref()));
                 part
             })
             .collect();
@@ -229,7 +231,9 @@ impl S3Api {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let i = req.input;
-        let parts: Vec<(i64, String)> = i
+        // Each part's number and ETag, and the sums the completion names.
+        type Named = (i64, Checksum);
+        let (parts, named): (Vec<(i64, String)>, Vec<Named>) = i
             .multipart_upload
             .and_then(|m| m.parts)
             .unwrap_or_default()
@@ -239,9 +243,16 @@ impl S3Api {
                     Some(ETag::Strong(s)) | Some(ETag::Weak(s)) => s,
                     None => String::new(),
                 };
-                (p.part_number.unwrap_or(0) as i64, tag)
+                let n = p.part_number.unwrap_or(0) as i64;
+                let mut said = Checksum::default();
+                said.checksum_crc32 = p.checksum_crc32;
+                said.checksum_crc32c = p.checksum_crc32c;
+                said.checksum_sha1 = p.checksum_sha1;
+                said.checksum_sha256 = p.checksum_sha256;
+                said.checksum_crc64nvme = p.checksum_crc64nvme;
+                ((n, tag), (n, said))
             })
-            .collect();
+            .unzip();
         if parts.is_empty() {
             return Err(S3Error::with_message(
                 S3ErrorCode::MalformedXML,
@@ -256,6 +267,7 @@ impl S3Api {
                 &i.upload_id,
                 &parts,
                 write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
+                Some(&|kept: &[Option<String>]| checksum::composite(kept, &named)),
             )
             .await;
         let info = match done {
@@ -273,6 +285,9 @@ impl S3Api {
         out.key = Some(info.key);
         out.e_tag = Some(etag(&info.etag));
         out.server_side_encryption = self.sse();
+        let sums = checksum::of_metadata(&info.metadata);
+        out.checksum_type = checksum::checksum_type(&sums);
+        set_checksums!(out, sums);
         Ok(S3Response::new(out))
     }
 

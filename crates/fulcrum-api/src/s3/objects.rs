@@ -352,7 +352,7 @@ impl S3Api {
         out.e_tag = Some(etag(&info.etag));
         out.server_side_encryption = self.sse();
         let sums = verdict.matched();
-        out.checksum_type = checksum::full_object(&sums);
+        out.checksum_type = checksum::checksum_type(&sums);
         set_checksums!(out, sums);
         Ok(S3Response::new(out))
     }
@@ -415,7 +415,7 @@ impl S3Api {
             i.checksum_mode.as_ref(),
             out.content_range.is_none(),
         );
-        out.checksum_type = checksum::full_object(&sums);
+        out.checksum_type = checksum::checksum_type(&sums);
         set_checksums!(out, sums);
         out.parts_count = part.and_then(|(_, n)| n);
         out.server_side_encryption = self.sse();
@@ -442,7 +442,7 @@ impl S3Api {
             out.parts_count = *count;
         }
         let sums = checksum::for_reading(&info.metadata, i.checksum_mode.as_ref(), part.is_none());
-        out.checksum_type = checksum::full_object(&sums);
+        out.checksum_type = checksum::checksum_type(&sums);
         set_checksums!(out, sums);
         let mut res = S3Response::new(out);
         if part.is_some() {
