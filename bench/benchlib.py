@@ -82,7 +82,9 @@ def start_fulcrum(binary, data_dir, env, log_path, timeout=20, cpu_cap=None):
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", str(data_dir), "--s3-addr", f"127.0.0.1:{s3}",
          "--http-addr", f"127.0.0.1:{http}"],
-        env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}"}, stdout=log, stderr=subprocess.STDOUT,
+        # No scheduled GC inside a timed workload (a daily job by default).
+        env={**env, "FULCRUM_DICOM_ADDR": f"127.0.0.1:{dicom}", "FULCRUM_GC_EVERY_HOURS": "0"},
+        stdout=log, stderr=subprocess.STDOUT,
         preexec_fn=cpu_cap.join if cpu_cap else None)
     deadline = time.monotonic() + timeout
     while True:

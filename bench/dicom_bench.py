@@ -169,7 +169,8 @@ class Fulcrum(Server):
         self.http_port, self.s3_port, self.dicom_port = free_port(), free_port(), free_port()
         self.log_path = self.workdir / f"fulcrum-{self.n}.log"
         env = dict(os.environ, FULCRUM_S3_ACCESS_KEY="benchak", FULCRUM_S3_SECRET_KEY="benchsecret",
-                   FULCRUM_LOG="warn", FULCRUM_DICOM_ADDR=f"127.0.0.1:{self.dicom_port}", FULCRUM_DICOM_AET=self.aet)
+                   FULCRUM_LOG="warn", FULCRUM_DICOM_ADDR=f"127.0.0.1:{self.dicom_port}", FULCRUM_DICOM_AET=self.aet,
+                   FULCRUM_GC_EVERY_HOURS="0")  # no scheduled GC inside a timed workload
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
                 [self.binary, "serve", "--data-dir", str(self.dir), "--http-addr", f"127.0.0.1:{self.http_port}",

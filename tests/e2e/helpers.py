@@ -210,6 +210,9 @@ class FulcrumServer:
             FULCRUM_S3_SECRET_KEY=SECRET_KEY,
             RUST_LOG=os.environ.get("FULCRUM_E2E_RUST_LOG", "info"),
             RUST_BACKTRACE="1",
+            # The daily GC could run in a long test module and take work a
+            # test does itself (`fulcrum gc`); tests that want it say so.
+            FULCRUM_GC_EVERY_HOURS="0",
         )
         if self.dicom_port:
             # An environment variable, not --dicom-addr: binaries without DICOM ignore it.

@@ -117,3 +117,27 @@ def test_maintenance_outcomes_are_on_the_metrics_page(fulcrum, s3, bucket):
     assert jobs[("job_last_run_ok", "verify")] == 0
     # The last success is kept across the failed run.
     assert t0 - 1 <= jobs[("job_last_success_timestamp_seconds", "verify")] <= time.time()
+
+
+def test_the_server_collects_garbage_on_schedule(fulcrum_factory):
+    """Space of deleted data is reclaimed without an operator's cron job
+    (gc_every_hours, daily by default); each run shows on /metrics."""
+    srv = fulcrum_factory({"FULCRUM_GC_EVERY_HOURS": "0.0005"})
+    s3 = srv.client()
+    s3.create_bucket(Bucket="gcb")
+    s3.put_object(Bucket="gcb", Key="gone", Body=random_bytes(2_000_000, seed=72))
+    s3.put_object(Bucket="gcb", Key="kept", Body=random_bytes(1_000_000, seed=73))
+    s3.delete_object(Bucket="gcb", Key="gone")
+
+    def log():
+        return srv.log_path.read_text(errors="replace")
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        "gc:" in line and " 0 chunks deleted" not in line for line in log().splitlines()
+    ):
+        time.sleep(0.5)
+    runs = [line for line in log().splitlines() if "gc:" in line]
+    assert any(" 0 chunks deleted" not in line for line in runs), log()[-3000:]
+    assert _job_samples(srv)[("job_last_run_ok", "gc")] == 1
+    assert s3.get_object(Bucket="gcb", Key="kept")["Body"].read() == random_bytes(1_000_000, seed=73)

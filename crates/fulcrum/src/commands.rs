@@ -145,28 +145,57 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
 pub async fn gc(s: Settings, opts: GcOptions, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let started = Instant::now();
-    let report = engine.gc(&opts).await.map_err(anyhow::Error::from);
-    crate::jobs::record(&engine, "gc", &report, |_| (true, 0)).await;
-    let report = report?;
+    let report = gc_once(&engine, &opts).await?;
     engine.leave().await?;
     engine.close().await;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "gc: {} abandoned uploads aborted, {} chunks deleted, {} packs repacked ({} chunks moved, {} written), {} packs and {} orphans deleted ({} freed) in {:.1}s",
-            report.aborted_uploads,
-            report.deleted_chunks,
-            report.repacked_packs,
-            report.moved_chunks,
-            human(report.written_bytes as i64),
-            report.deleted_packs,
-            report.deleted_orphans,
-            human(report.freed_bytes as i64),
+            "{} in {:.1}s",
+            gc_summary(&report),
             started.elapsed().as_secs_f64()
         );
     }
     Ok(0)
+}
+
+/// `fulcrum gc`'s defaults, also the scheduled GC's: packs and orphans
+/// younger than this are kept ...
+pub const GC_GRACE_SECS: u64 = 900;
+/// ... and multipart uploads begun this many days ago are aborted.
+pub const GC_ABORT_UPLOADS_DAYS: u64 = 7;
+
+/// The default options of `fulcrum gc` (and of the server's scheduled
+/// one): abandoned multipart uploads are aborted after `days`.
+pub fn gc_options(grace_secs: u64, days: u64) -> GcOptions {
+    GcOptions {
+        grace: Duration::from_secs(grace_secs),
+        abort_uploads_after: (days > 0)
+            .then(|| Duration::from_secs(days.saturating_mul(24 * 3600))),
+        ..Default::default()
+    }
+}
+
+/// One GC run of `engine`; its outcome is recorded for /metrics.
+pub async fn gc_once(engine: &Engine, opts: &GcOptions) -> Result<fulcrum_engine::GcReport> {
+    let report = engine.gc(opts).await.map_err(anyhow::Error::from);
+    crate::jobs::record(engine, "gc", &report, |_| (true, 0)).await;
+    report
+}
+
+pub fn gc_summary(report: &fulcrum_engine::GcReport) -> String {
+    format!(
+        "gc: {} abandoned uploads aborted, {} chunks deleted, {} packs repacked ({} chunks moved, {} written), {} packs and {} orphans deleted ({} freed)",
+        report.aborted_uploads,
+        report.deleted_chunks,
+        report.repacked_packs,
+        report.moved_chunks,
+        human(report.written_bytes as i64),
+        report.deleted_packs,
+        report.deleted_orphans,
+        human(report.freed_bytes as i64),
+    )
 }
 
 /// What one scrub found and mended.

@@ -52,6 +52,7 @@ pub struct FileConfig {
     pub backup: Option<BackupFileConfig>,
     pub scrub_every_hours: Option<f64>,
     pub scrub_rate_mib: Option<u64>,
+    pub gc_every_hours: Option<f64>,
 }
 
 /// The `[backup]` table.
@@ -121,6 +122,8 @@ pub struct Settings {
     pub scrub_every_hours: Option<f64>,
     /// ... reading at most this many MiB/s (0: unthrottled).
     pub scrub_rate_mib: u64,
+    /// The server collects garbage this often (default 24; 0: never).
+    pub gc_every_hours: Option<f64>,
     pub tier: TierSettings,
 }
 
@@ -238,6 +241,10 @@ impl Settings {
                 .and_then(|v| v.parse().ok())
                 .or(file.scrub_rate_mib)
                 .unwrap_or(50),
+            gc_every_hours: env("FULCRUM_GC_EVERY_HOURS")
+                .and_then(|v| v.parse().ok())
+                .or(file.gc_every_hours)
+                .or(Some(DEFAULT_GC_EVERY_HOURS)),
             backup: BackupSettings {
                 repo: env("FULCRUM_BACKUP_REPO").or(bk.repo),
                 key: env("FULCRUM_BACKUP_KEY"),
@@ -264,6 +271,7 @@ impl Settings {
             bail!("dicom_tls_addr (FULCRUM_DICOM_TLS_ADDR) needs tls_cert and tls_key (FULCRUM_TLS_CERT, FULCRUM_TLS_KEY)");
         }
         check_hours("scrub_every_hours", s.scrub_every_hours)?;
+        check_hours("gc_every_hours", s.gc_every_hours)?;
         check_hours("backup.every_hours", s.backup.every_hours)?;
         Ok(s)
     }
@@ -310,6 +318,10 @@ const MAX_PERIOD_HOURS: f64 = 87_600.0;
 
 /// Refuses a schedule that is not a number or too long to be a time span
 /// (zero or negative means off).
+/// Deleted and overwritten data is reclaimed within a day unless the
+/// configuration says otherwise.
+const DEFAULT_GC_EVERY_HOURS: f64 = 24.0;
+
 fn check_hours(name: &str, hours: Option<f64>) -> Result<()> {
     match hours {
         Some(h) if !(h.is_finite() && h <= MAX_PERIOD_HOURS) => {
@@ -505,6 +517,11 @@ impl Settings {
         period(self.scrub_every_hours)
     }
 
+    /// How often the server collects garbage (`gc_every_hours`).
+    pub fn gc_period(&self) -> Option<Duration> {
+        period(self.gc_every_hours)
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let backend = backend_config(
             self.backend.as_deref(),
@@ -674,6 +691,11 @@ lifecycle_interval = "1h"
 # scrub_every_hours = 168
 scrub_rate_mib = 50
 
+# Garbage collection: space of deleted and overwritten data is reclaimed
+# (packs repacked, multipart uploads abandoned for 7 days aborted) this
+# often, on one node of a cluster; 0 turns it off (then run `fulcrum gc`).
+# gc_every_hours = 24
+
 # Backups (`fulcrum backup ...`): a second backend that receives incremental,
 # deduplicated, encrypted snapshots of the whole platform. The key (64 hex
 # digits) is the backup's own; keep a copy off site: without it the backups
@@ -760,6 +782,21 @@ mod tests {
         let ok = resolve("scrub_every_hours = -1.0\n[backup]\nevery_hours = 0.5").expect("valid");
         assert_eq!(ok.scrub_period(), None);
         assert_eq!(ok.backup.period(), Some(Duration::from_secs(1800)));
+    }
+
+    /// GC runs daily unless the configuration says otherwise; 0 turns it off.
+    #[test]
+    fn gc_is_scheduled_daily_by_default() {
+        let day = Some(Duration::from_secs(24 * 3600));
+        assert_eq!(resolve("").expect("valid").gc_period(), day);
+        assert_eq!(
+            resolve("gc_every_hours = 0").expect("valid").gc_period(),
+            None
+        );
+        let env = |k: &str| (k == "FULCRUM_GC_EVERY_HOURS").then(|| "1".to_string());
+        let s = Settings::resolve(FileConfig::default(), Flags::default(), &env).expect("valid");
+        assert_eq!(s.gc_period(), Some(Duration::from_secs(3600)));
+        assert!(resolve("gc_every_hours = inf").is_err());
     }
 
     /// Found by review next to the fuzz target: `pack_target_mib` times

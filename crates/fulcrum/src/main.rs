@@ -64,11 +64,11 @@ enum Command {
     /// Collect unreferenced chunks and repack sparse packs.
     Gc {
         /// Keep retired and orphan packs younger than this many seconds.
-        #[arg(long, default_value_t = 900)]
+        #[arg(long, default_value_t = commands::GC_GRACE_SECS)]
         grace_secs: u64,
         /// Abort multipart uploads begun more than this many days ago (their
         /// parts hold space until then); 0 keeps them all.
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = commands::GC_ABORT_UPLOADS_DAYS)]
         abort_uploads_after_days: u64,
         /// Print the report as JSON.
         #[arg(long)]
@@ -268,15 +268,7 @@ async fn run(cli: Cli) -> Result<u8> {
             abort_uploads_after_days,
             json,
         } => {
-            let opts = fulcrum_engine::GcOptions {
-                grace: std::time::Duration::from_secs(grace_secs),
-                abort_uploads_after: (abort_uploads_after_days > 0).then(|| {
-                    std::time::Duration::from_secs(
-                        abort_uploads_after_days.saturating_mul(24 * 3600),
-                    )
-                }),
-                ..Default::default()
-            };
+            let opts = commands::gc_options(grace_secs, abort_uploads_after_days);
             commands::gc(settings(&cli.common, None)?, opts, json).await
         }
         Command::Scrub {

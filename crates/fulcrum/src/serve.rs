@@ -335,6 +335,26 @@ pub async fn run(s: Settings) -> Result<()> {
             },
         ));
     }
+    if let Some(every) = s.gc_period() {
+        let job_engine = engine.clone();
+        jobs.push(crate::jobs::spawn_periodic(
+            engine.clone(),
+            "gc",
+            every,
+            stop_rx.clone(),
+            move || {
+                let job_engine = job_engine.clone();
+                async move {
+                    let opts = crate::commands::gc_options(
+                        crate::commands::GC_GRACE_SECS,
+                        crate::commands::GC_ABORT_UPLOADS_DAYS,
+                    );
+                    let report = crate::commands::gc_once(&job_engine, &opts).await?;
+                    Ok(crate::commands::gc_summary(&report))
+                }
+            },
+        ));
+    }
     jobs.extend(crate::tier_cli::schedule_lifecycle(
         &engine,
         &s.tier,
