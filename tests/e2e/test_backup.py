@@ -273,4 +273,4 @@ def test_the_server_backs_up_and_scrubs_on_schedule_and_forgets_by_policy(fulcru
     from test_ops import _job_samples
 
     jobs = _job_samples(srv)
-    assert jobs[("job_last_run_ok", "backup")] == 1 and jobs[("job_last_run_ok", "scrub")] == 1, jobs
+    assert jobs[("last_run_ok", "backup")] == 1 and jobs[("last_run_ok", "scrub")] == 1, jobs

@@ -352,6 +352,15 @@ def test_rendered_and_thumbnail(web, accept, fmt):
         assert whole.content == r.content, path
     r = dw.get(f"/studies/{mf.study_uid}/series/{mf.series_uid}/rendered?viewport=24,16", accept)
     assert Image.open(io.BytesIO(r.content)).size == (24, 16)
+    # A series of three images: the middle one by InstanceNumber.
+    first = web.raw_set[0]
+    series = sorted((x for x in web.raw_set if x.series_uid == first.series_uid), key=lambda x: x.instance_number)
+    assert len(series) == 3
+    mid = series[1]
+    base = f"/studies/{mid.study_uid}/series/{mid.series_uid}"
+    want = dw.get(f"{base}/instances/{mid.sop_uid}/rendered", accept).content
+    assert dw.get(f"{base}/rendered", accept).content == want
+    assert all(dw.get(f"{base}/instances/{x.sop_uid}/rendered", accept).content != want for x in (series[0], series[2]))
     assert dw.get(f"/studies/{mf.study_uid}/series/1.2.3.404/rendered", accept).status_code == 404
 
 

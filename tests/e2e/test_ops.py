@@ -78,13 +78,14 @@ def test_serve_on_a_taken_port_fails_before_touching_the_data_dir(tmp_path):
 
 
 def _job_samples(srv) -> dict:
-    """{(metric, job): value} of the fulcrum_job_* samples on /metrics."""
+    """{(metric, task): value} of the fulcrum_maintenance_* samples on /metrics,
+    metric without its prefix (last_run_ok, ...)."""
     import re
 
     with urllib.request.urlopen(srv.http_url + "/metrics", timeout=10) as r:
         text = r.read().decode()
     out = {}
-    for m in re.finditer(r'^fulcrum_(job_\w+)\{job="(\w+)"\} (\S+)$', text, re.M):
+    for m in re.finditer(r'^fulcrum_maintenance_(\w+)\{task="(\w+)"\} (\S+)$', text, re.M):
         out[(m.group(1), m.group(2))] = float(m.group(3))
     return out
 
@@ -102,21 +103,21 @@ def test_maintenance_outcomes_are_on_the_metrics_page(fulcrum, s3, bucket):
     fulcrum.gc()
     jobs = _job_samples(fulcrum)
     for job in ("verify", "gc"):
-        assert jobs[("job_last_run_ok", job)] == 1 and jobs[("job_last_run_problems", job)] == 0
-        assert t0 - 1 <= jobs[("job_last_success_timestamp_seconds", job)] <= time.time() + 1
-    assert ("job_last_run_ok", "scrub") not in jobs and ("job_last_run_ok", "backup") not in jobs
+        assert jobs[("last_run_ok", job)] == 1 and jobs[("last_run_problems", job)] == 0
+        assert t0 - 1 <= jobs[("last_success_timestamp_seconds", job)] <= time.time() + 1
+    assert ("last_run_ok", "scrub") not in jobs and ("last_run_ok", "backup") not in jobs
 
     _flip_middle_byte(fulcrum.pack_files()[0])
     res = fulcrum.cli("scrub", "--no-repair")
     assert res.returncode == 1, res.stdout + res.stderr
     jobs = _job_samples(fulcrum)
-    assert jobs[("job_last_run_ok", "scrub")] == 0 and jobs[("job_last_run_problems", "scrub")] >= 1
-    assert ("job_last_success_timestamp_seconds", "scrub") not in jobs
+    assert jobs[("last_run_ok", "scrub")] == 0 and jobs[("last_run_problems", "scrub")] >= 1
+    assert ("last_success_timestamp_seconds", "scrub") not in jobs
     assert fulcrum.verify().returncode == 1
     jobs = _job_samples(fulcrum)
-    assert jobs[("job_last_run_ok", "verify")] == 0
+    assert jobs[("last_run_ok", "verify")] == 0
     # The last success is kept across the failed run.
-    assert t0 - 1 <= jobs[("job_last_success_timestamp_seconds", "verify")] <= time.time()
+    assert t0 - 1 <= jobs[("last_success_timestamp_seconds", "verify")] <= time.time()
 
 
 def test_the_server_collects_garbage_on_schedule(fulcrum_factory):
@@ -139,5 +140,5 @@ def test_the_server_collects_garbage_on_schedule(fulcrum_factory):
         time.sleep(0.5)
     runs = [line for line in log().splitlines() if "gc:" in line]
     assert any(" 0 chunks deleted" not in line for line in runs), log()[-3000:]
-    assert _job_samples(srv)[("job_last_run_ok", "gc")] == 1
+    assert _job_samples(srv)[("last_run_ok", "gc")] == 1
     assert s3.get_object(Bucket="gcb", Key="kept")["Body"].read() == random_bytes(1_000_000, seed=73)

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 import pytest
 from botocore.exceptions import ClientError
@@ -343,9 +344,19 @@ def test_list_multipart_uploads_groups_by_delimiter_and_pages(s3, bucket):
     assert first["IsTruncated"] and [p["Prefix"] for p in first["CommonPrefixes"]] == ["scans/"]
     rest = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", KeyMarker=first["NextKeyMarker"])
     assert "CommonPrefixes" not in rest and [u["Key"] for u in rest["Uploads"]] == ["top", "top", "zeta"]
-    for key, uids in ids.items():
-        for uid in uids:
-            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=uid)
+    # A client that aborts each upload as it pages (the marker upload is
+    # gone when the next page is asked for) still sees every one.
+    aborted, kw = [], {}
+    while True:
+        page = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=2, **kw)
+        for u in page.get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+            aborted.append((u["Key"], u["UploadId"]))
+        if not page["IsTruncated"]:
+            break
+        kw = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert aborted == [(k, i) for k in sorted(ids) for i in ids[k]]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_multipart_upload_complete(s3, bucket):
@@ -868,7 +879,7 @@ def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):
         s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=up, MultipartUpload={"Parts": wrong})
     assert error_code(e.value) == "InvalidPart"
     done = s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=up, MultipartUpload={"Parts": parts})
-    want = base64.b64encode(hashlib.sha256(b"".join(raw)).digest()).decode() + "-2"
+    want = want_sha = base64.b64encode(hashlib.sha256(b"".join(raw)).digest()).decode() + "-2"
     assert done.get("ChecksumSHA256") == want
     head = s3.head_object(Bucket=bucket, Key="parts", ChecksumMode="ENABLED")
     assert (head.get("ChecksumSHA256"), head.get("ChecksumType")) == (want, "COMPOSITE")
@@ -882,7 +893,65 @@ def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):
     src.write_bytes(random_bytes(11 * MiB, seed=83))
     s3.upload_file(str(src), bucket, "managed", Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
     head = s3.head_object(Bucket=bucket, Key="managed", ChecksumMode="ENABLED")
-    assert head.get("ChecksumCRC32", "").endswith("-3") and head.get("ChecksumType") == "COMPOSITE", head
+    data = src.read_bytes()
+    crcs = b"".join(zlib.crc32(data[k : k + 5 * MiB]).to_bytes(4, "big") for k in range(0, len(data), 5 * MiB))
+    want = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode() + "-3"
+    assert (head.get("ChecksumCRC32"), head.get("ChecksumType")) == (want, "COMPOSITE"), head
+
+    # The object's own sum given in the completion is checked: a wrong
+    # composite is refused, the right one kept.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="given", ChecksumAlgorithm="SHA256")["UploadId"]
+    p = [s3.upload_part(Bucket=bucket, Key="given", UploadId=up, PartNumber=n, Body=b, ChecksumAlgorithm="SHA256")
+         for n, b in enumerate(bodies, start=1)]
+    parts = [{"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]} for n, r in enumerate(p, start=1)]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="given", UploadId=up, MultipartUpload={"Parts": parts},
+                                     ChecksumSHA256=b64[0] + "-2")
+    assert error_code(e.value) == "BadDigest"
+    s3.complete_multipart_upload(Bucket=bucket, Key="given", UploadId=up, MultipartUpload={"Parts": parts},
+                                 ChecksumSHA256=want_sha)
+    # A copy answers with the sums it keeps.
+    copied = s3.copy_object(Bucket=bucket, Key="given-copy", CopySource={"Bucket": bucket, "Key": "given"})
+    assert copied["CopyObjectResult"].get("ChecksumSHA256") == want_sha
+
+
+def test_full_object_crc_of_a_multipart_upload(fulcrum, bucket):
+    """ChecksumType FULL_OBJECT: the object's CRC32 is that of its whole
+    body, combined from the parts' CRCs and sizes, checked against the one
+    the completion gives (a wrong one is refused), returned without -N."""
+    import base64
+
+    s3 = fulcrum.client()
+    bodies = [random_bytes(5 * MiB, seed=91), random_bytes(5 * MiB + 3, seed=92), random_bytes(777, seed=93)]
+    whole = base64.b64encode(zlib.crc32(b"".join(bodies)).to_bytes(4, "big")).decode()
+    up = s3.create_multipart_upload(Bucket=bucket, Key="full", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+    assert (up.get("ChecksumAlgorithm"), up.get("ChecksumType")) == ("CRC32", "FULL_OBJECT")
+    uid = up["UploadId"]
+    parts = []
+    for n, body in enumerate(bodies, start=1):
+        r = s3.upload_part(Bucket=bucket, Key="full", UploadId=uid, PartNumber=n, Body=body, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="full", UploadId=uid, MultipartUpload={"Parts": parts},
+                                     ChecksumCRC32="AAAAAA==", ChecksumType="FULL_OBJECT")
+    assert error_code(e.value) == "BadDigest"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="full", UploadId=uid, MultipartUpload={"Parts": parts},
+                                        ChecksumCRC32=whole, ChecksumType="FULL_OBJECT")
+    assert done.get("ChecksumCRC32") == whole
+    head = s3.head_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")
+    assert (head.get("ChecksumCRC32"), head.get("ChecksumType")) == (whole, "FULL_OBJECT")
+    got = s3.get_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(bodies)  # botocore checks the full-object CRC32
+
+    # A part uploaded without a sum, named with its right one at completion:
+    # accepted (nothing kept to compare), no object sum.
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="bare")["UploadId"]
+    plain = fulcrum.client(request_checksum_calculation="when_required")
+    r = plain.upload_part(Bucket=bucket, Key="bare", UploadId=uid, PartNumber=1, Body=bodies[2])
+    crc = base64.b64encode(zlib.crc32(bodies[2]).to_bytes(4, "big")).decode()
+    plain.complete_multipart_upload(Bucket=bucket, Key="bare", UploadId=uid,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumCRC32": crc}]})
+    assert "ChecksumCRC32" not in s3.head_object(Bucket=bucket, Key="bare", ChecksumMode="ENABLED")
 
 
 def test_standard_object_headers_are_kept_and_returned(s3, bucket):

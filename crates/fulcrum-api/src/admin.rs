@@ -100,12 +100,14 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
 
 /// The last run of each maintenance job, whichever node or command ran it
 /// (kept in the catalog): when it ended, whether it was ok, what it found
-/// wrong, when one last succeeded. Jobs never run have no samples.
+/// wrong, when one last succeeded. Labelled `task`: Prometheus sets `job`
+/// itself (to the scrape job) and would rename ours. Jobs never run have
+/// no samples.
 async fn job_gauges(engine: &Engine) -> Vec<Gauge> {
     let mut runs = Vec::new();
     for job in JOBS {
         if let Ok(Some(o)) = engine.job_outcome(job).await {
-            runs.push((format!("job=\"{job}\""), o));
+            runs.push((format!("task=\"{job}\""), o));
         }
     }
     let gauge = |name, help, value: &dyn Fn(&JobOutcome) -> Option<f64>| Gauge {
@@ -119,22 +121,22 @@ async fn job_gauges(engine: &Engine) -> Vec<Gauge> {
     let secs = |ms: i64| ms as f64 / 1000.0;
     vec![
         gauge(
-            "job_last_run_timestamp_seconds",
+            "maintenance_last_run_timestamp_seconds",
             "When the job's last run ended",
             &|o| Some(secs(o.finished_ms)),
         ),
         gauge(
-            "job_last_run_ok",
+            "maintenance_last_run_ok",
             "1 when the job's last run ended without error and found nothing wrong",
             &|o| Some(if o.ok { 1.0 } else { 0.0 }),
         ),
         gauge(
-            "job_last_run_problems",
+            "maintenance_last_run_problems",
             "What the job's last run found wrong (damaged chunks left, packs unchecked)",
             &|o| Some(o.problems as f64),
         ),
         gauge(
-            "job_last_success_timestamp_seconds",
+            "maintenance_last_success_timestamp_seconds",
             "When a run of the job last ended ok",
             &|o| o.last_ok_ms.map(secs),
         ),

@@ -16,6 +16,10 @@ pub enum EngineError {
     IncompleteBody { expected: u64, got: u64 },
     #[error("the Content-MD5 of the body does not match")]
     BadDigest,
+    /// A checksum the client gave that does not match the data (the
+    /// protocol's message).
+    #[error("{0}")]
+    BadChecksum(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error("the server is shutting down")]

@@ -53,11 +53,11 @@ impl std::fmt::Debug for LateMetadata {
 }
 
 /// The protocol's rule for a completed upload's object-level checksum:
-/// given the checksums kept with each part the completion names (in its
-/// order), the object's metadata entries; or the number of a part whose
-/// sum the client names differently (the completion is refused).
+/// given the size and the checksums kept with each part the completion
+/// names (in its order), the object's metadata entries; or the error
+/// refusing the completion (a checksum the client gives does not match).
 pub type PartSums<'a> =
-    &'a (dyn Fn(&[Option<String>]) -> Result<Vec<(String, String)>, i64> + Send + Sync);
+    &'a (dyn Fn(&[(i64, Option<String>)]) -> EngineResult<Vec<(String, String)>> + Send + Sync);
 
 /// Metadata entries that describe an object's content (its checksums):
 /// a copy keeps them whatever metadata it is given.
@@ -532,10 +532,12 @@ impl Engine {
         lock: ObjectLock,
     ) -> EngineResult<String> {
         let b = self.bucket(tenant, bucket).await?;
+        // Its start time first, so upload IDs sort as the uploads began
+        // (ListMultipartUploads pages resume after an ID that may be gone).
         let id = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
+            "{:012x}{:020x}",
+            fulcrum_catalog::now_ms(),
+            rand::random::<u128>() >> 48
         );
         self.inner
             .catalog
@@ -694,7 +696,10 @@ impl Engine {
             checksums,
         } = self.inner.catalog.assemble_upload(upload_id, parts).await?;
         let content = match sums {
-            Some(f) => f(&checksums).map_err(CatalogError::InvalidPart)?,
+            Some(f) => {
+                let parts: Vec<_> = sizes.iter().copied().zip(checksums).collect();
+                f(&parts)?
+            }
             None => Vec::new(),
         };
         let size = sizes.iter().sum();

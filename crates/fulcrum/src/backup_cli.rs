@@ -147,7 +147,11 @@ pub async fn backup_once(s: &Settings, engine: &Engine, bar: Option<&mut Bar>) -
         })
     }
     .await;
-    crate::jobs::record(engine, "backup", &snap, |_| (true, 0)).await;
+    // Chunks left out because they are damaged make a run not ok.
+    crate::jobs::record(engine, "backup", &snap, |s| {
+        (s.damaged.is_empty(), s.damaged.len() as u64)
+    })
+    .await;
     snap
 }
 

@@ -24,24 +24,31 @@ pub(crate) struct Announced {
     pub trailers: Option<TrailingHeaders>,
 }
 
+/// The sums in the `checksum_*` fields of an input or a part (taken).
+macro_rules! sums_of {
+    ($i:expr) => {{
+        let mut c = s3s::dto::Checksum::default();
+        c.checksum_crc32 = $i.checksum_crc32.take();
+        c.checksum_crc32c = $i.checksum_crc32c.take();
+        c.checksum_sha1 = $i.checksum_sha1.take();
+        c.checksum_sha256 = $i.checksum_sha256.take();
+        c.checksum_crc64nvme = $i.checksum_crc64nvme.take();
+        c
+    }};
+}
+
 /// The checksums announced by an input with S3's `checksum_*` fields
 /// (PutObject, UploadPart), `$trailers` the request's trailing headers.
 macro_rules! announced {
     ($i:expr, $trailers:expr) => {{
-        let mut headers = s3s::dto::Checksum::default();
-        headers.checksum_crc32 = $i.checksum_crc32.take();
-        headers.checksum_crc32c = $i.checksum_crc32c.take();
-        headers.checksum_sha1 = $i.checksum_sha1.take();
-        headers.checksum_sha256 = $i.checksum_sha256.take();
-        headers.checksum_crc64nvme = $i.checksum_crc64nvme.take();
         $crate::s3::checksum::Announced {
-            headers,
+            headers: $crate::s3::checksum::sums_of!($i),
             algorithm: $i.checksum_algorithm.take(),
             trailers: $trailers,
         }
     }};
 }
-pub(crate) use announced;
+pub(crate) use {announced, sums_of};
 
 /// How a body's checksums came out; set by the reader at the body's end,
 /// read by the handler.
@@ -191,47 +198,98 @@ pub(crate) fn of_part(kept: Option<&str>) -> Checksum {
     of_metadata(&m)
 }
 
-/// A completed upload's object-level checksums: for each algorithm every
-/// part was uploaded with, S3's composite (that algorithm over the parts'
-/// binary sums, then `-N`), as metadata entries. `named` holds the part
-/// numbers and sums the completion names; a part named with a sum other
-/// than the one it was uploaded with refuses the completion (its number).
-pub(crate) fn composite(
-    kept: &[Option<String>],
-    named: &[(i64, Checksum)],
-) -> Result<Vec<(String, String)>, i64> {
+/// What a CompleteMultipartUpload says of checksums: the sums it names
+/// for each part, the object's (its `x-amz-checksum-*` headers), and the
+/// checksum type it asks for.
+pub(crate) struct Completion {
+    pub parts: Vec<(i64, Checksum)>,
+    pub object: Checksum,
+    pub full_object: Option<bool>,
+}
+
+/// A completed upload's object-level checksums, as metadata entries: for
+/// each algorithm every part was uploaded with, S3's composite (that
+/// algorithm over the parts' binary sums, then `-N`), or for a CRC asked
+/// for as FULL_OBJECT (CRC64NVME's only type; or a whole-object value
+/// given without `-N`) the CRC of the whole object, combined from the
+/// parts' CRCs and sizes. Refused when a part is named with a sum other
+/// than the one it came with (InvalidPart, as for an ETag), or the object's
+/// sum given does not match or cannot be checked (BadDigest).
+pub(crate) fn object_sums(
+    kept: &[(i64, Option<String>)],
+    c: &Completion,
+) -> fulcrum_engine::EngineResult<Vec<(String, String)>> {
     use base64::Engine as _;
-    let kept: Vec<Checksum> = kept.iter().map(|k| of_part(k.as_deref())).collect();
-    for ((number, said), had) in named.iter().zip(&kept) {
+    use fulcrum_engine::{CatalogError, EngineError};
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let sums: Vec<Checksum> = kept.iter().map(|(_, k)| of_part(k.as_deref())).collect();
+    for ((number, said), had) in c.parts.iter().zip(&sums) {
         for (s, h) in fields(said).into_iter().zip(fields(had)) {
-            if s.as_ref().is_some_and(|s| Some(s.trim()) != h.as_deref()) {
-                return Err(*number);
+            if let (Some(s), Some(h)) = (s, h) {
+                if s.trim() != h {
+                    return Err(CatalogError::InvalidPart(*number).into());
+                }
             }
         }
     }
+    let crc = |i: usize| match i {
+        0 => Some(crate::s3::crc_combine::CRC32),
+        1 => Some(crate::s3::crc_combine::CRC32C),
+        4 => Some(crate::s3::crc_combine::CRC64NVME),
+        _ => None,
+    };
     let mut out = Checksum::default();
     for (i, name) in NAMES.iter().enumerate() {
-        let raw: Option<Vec<Vec<u8>>> = kept
+        let given = fields(&c.object)[i].as_deref().map(str::trim);
+        let raw: Option<Vec<Vec<u8>>> = sums
             .iter()
-            .map(|c| {
-                fields(c)[i]
-                    .as_deref()
-                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-            })
+            .map(|s| fields(s)[i].as_deref().and_then(|v| b64.decode(v).ok()))
             .collect();
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            if given.is_some() {
+                return Err(EngineError::BadChecksum(format!(
+                    "The object's {name} checksum cannot be checked: not every part was uploaded with one."
+                )));
+            }
             continue;
         };
-        let mut h = hasher(|j| j == i);
-        h.update(&raw.concat());
-        let sum = fields(&h.finalize())[i].clone();
-        let value = sum.map(|s| format!("{s}-{}", raw.len()));
-        match *name {
-            "CRC32" => out.checksum_crc32 = value,
-            "CRC32C" => out.checksum_crc32c = value,
-            "SHA1" => out.checksum_sha1 = value,
-            "SHA256" => out.checksum_sha256 = value,
-            _ => out.checksum_crc64nvme = value,
+        let full = c
+            .full_object
+            .unwrap_or(*name == "CRC64NVME" || given.is_some_and(|g| !g.contains('-')));
+        let value = match crc(i).filter(|_| full) {
+            Some(alg) => {
+                let mut whole: Option<u64> = None;
+                for (part, (size, _)) in raw.iter().zip(kept) {
+                    let mut be = [0u8; 8];
+                    let at = 8usize.saturating_sub(part.len());
+                    be[at..].copy_from_slice(&part[part.len().saturating_sub(8)..]);
+                    let v = u64::from_be_bytes(be);
+                    whole = Some(match whole {
+                        None => v,
+                        Some(w) => alg.combine(w, v, *size as u64),
+                    });
+                }
+                let bytes = whole.unwrap_or(0).to_be_bytes();
+                b64.encode(&bytes[8 - alg.width as usize / 8..])
+            }
+            None => {
+                let mut h = hasher(|j| j == i);
+                h.update(&raw.concat());
+                let sum = fields(&h.finalize())[i].clone().unwrap_or_default();
+                format!("{sum}-{}", raw.len())
+            }
+        };
+        if given.is_some_and(|g| g != value) {
+            return Err(EngineError::BadChecksum(format!(
+                "The {name} checksum you specified for the object did not match the calculated checksum."
+            )));
+        }
+        match i {
+            0 => out.checksum_crc32 = Some(value),
+            1 => out.checksum_crc32c = Some(value),
+            2 => out.checksum_sha1 = Some(value),
+            3 => out.checksum_sha256 = Some(value),
+            _ => out.checksum_crc64nvme = Some(value),
         }
     }
     Ok(to_metadata(&out))

@@ -21,7 +21,7 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         EngineError::NoSuchKey { .. } => (C::NoSuchKey, "The specified key does not exist.".into()),
         EngineError::TooLarge { .. } => (C::EntityTooLarge, e.to_string()),
         EngineError::IncompleteBody { .. } => (C::IncompleteBody, e.to_string()),
-        EngineError::BadDigest => (C::BadDigest, e.to_string()),
+        EngineError::BadDigest | EngineError::BadChecksum(_) => (C::BadDigest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
         EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
         // Answered above with 507.

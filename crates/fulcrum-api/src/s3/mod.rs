@@ -6,6 +6,7 @@ mod acl;
 mod checksum;
 mod conditions;
 mod cors;
+mod crc_combine;
 mod digest;
 mod encoding;
 mod errors;

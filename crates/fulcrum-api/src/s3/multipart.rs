@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::checksum::{self, announced, set_checksums, Checked};
+use super::checksum::{self, announced, set_checksums, sums_of, Checked};
 use super::conditions::{copy_source_conditions, write_condition, Unchanged};
 use super::encoding::KeyEncoding;
 use super::headers::stored_headers;
@@ -105,6 +105,9 @@ impl S3Api {
         out.bucket = Some(i.bucket);
         out.key = Some(i.key);
         out.upload_id = Some(id);
+        // What the client said it will send (echoed, as S3 does).
+        out.checksum_algorithm = i.checksum_algorithm;
+        out.checksum_type = i.checksum_type;
         out.server_side_encryption = self.sse();
         Ok(S3Response::new(out))
     }
@@ -230,7 +233,7 @@ impl S3Api {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let i = req.input;
+        let mut i = req.input;
         // Each part's number and ETag, and the sums the completion names.
         type Named = (i64, Checksum);
         let (parts, named): (Vec<(i64, String)>, Vec<Named>) = i
@@ -238,19 +241,13 @@ impl S3Api {
             .and_then(|m| m.parts)
             .unwrap_or_default()
             .into_iter()
-            .map(|p| {
-                let tag = match p.e_tag {
+            .map(|mut p| {
+                let tag = match p.e_tag.take() {
                     Some(ETag::Strong(s)) | Some(ETag::Weak(s)) => s,
                     None => String::new(),
                 };
                 let n = p.part_number.unwrap_or(0) as i64;
-                let mut said = Checksum::default();
-                said.checksum_crc32 = p.checksum_crc32;
-                said.checksum_crc32c = p.checksum_crc32c;
-                said.checksum_sha1 = p.checksum_sha1;
-                said.checksum_sha256 = p.checksum_sha256;
-                said.checksum_crc64nvme = p.checksum_crc64nvme;
-                ((n, tag), (n, said))
+                ((n, tag), (n, sums_of!(p)))
             })
             .unzip();
         if parts.is_empty() {
@@ -259,6 +256,14 @@ impl S3Api {
                 "The XML you provided did not list any parts.",
             ));
         }
+        let completion = checksum::Completion {
+            parts: named,
+            object: sums_of!(i),
+            full_object: i
+                .checksum_type
+                .as_ref()
+                .map(|t| t.as_str().eq_ignore_ascii_case("FULL_OBJECT")),
+        };
         let done = self
             .engine
             .complete_upload_if(
@@ -267,7 +272,7 @@ impl S3Api {
                 &i.upload_id,
                 &parts,
                 write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
-                Some(&|kept: &[Option<String>]| checksum::composite(kept, &named)),
+                Some(&|kept: &[(i64, Option<String>)]| checksum::object_sums(kept, &completion)),
             )
             .await;
         let info = match done {
@@ -303,7 +308,8 @@ impl S3Api {
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
-    /// In key order, then by when each began (as S3 lists them), from the
+    /// In key order, then by when each began (as S3 lists them; upload IDs
+    /// begin with their start time, so this is ID order), from the
     /// markers on; with a delimiter, keys sharing what comes before it
     /// after the prefix are one CommonPrefix; at most `max-uploads` (1,000)
     /// entries, uploads and prefixes alike.
@@ -324,17 +330,16 @@ impl S3Api {
             .into_iter()
             .filter(|u| u.key.starts_with(&prefix))
             .collect();
-        all.sort_by(|a, b| (&a.key, a.created_at_ms, &a.id).cmp(&(&b.key, b.created_at_ms, &b.id)));
+        all.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
         // Past the markers: later keys; with an upload-id marker, also the
-        // marker key's uploads listed after that one.
+        // marker key's uploads after that ID (whether or not it is still
+        // there: a client aborts what it lists as it pages).
         let start = match (&i.key_marker, &i.upload_id_marker) {
             (None, _) => 0,
             (Some(km), um) => {
-                let after_id = um.as_ref().and_then(|id| {
-                    all.iter()
-                        .position(|u| &u.key == km && &u.id == id)
-                        .map(|p| p + 1)
-                });
+                let after_id = um
+                    .as_ref()
+                    .map(|id| all.partition_point(|u| (&u.key, &u.id) <= (km, id)));
                 // A marker that is a CommonPrefix (the last of a page)
                 // passes every key under it.
                 let group = delimiter.as_deref().is_some_and(|d| km.ends_with(d));

@@ -602,6 +602,10 @@ impl S3Api {
         let mut res = CopyObjectResult::default();
         res.e_tag = Some(etag(&info.etag));
         res.last_modified = Some(ts(info.created_at_ms));
+        // The copy's sums are its source's (a copy shares its bytes).
+        let sums = checksum::of_metadata(&info.metadata);
+        res.checksum_type = checksum::checksum_type(&sums);
+        set_checksums!(res, sums);
         let mut out = CopyObjectOutput::default();
         out.copy_object_result = Some(res);
         out.server_side_encryption = self.sse();
