@@ -434,6 +434,41 @@ mod tests {
         (res, verdict)
     }
 
+    fn sums_of_bytes(data: &[u8], alg: usize) -> Checksum {
+        let mut h = hasher(|j| j == alg);
+        h.update(data);
+        h.finalize()
+    }
+
+    /// CRC64NVME multipart objects are FULL_OBJECT: the whole body's CRC,
+    /// combined from the parts' (as s3s computes each), byte order and all.
+    #[test]
+    fn a_crc64nvme_upload_gets_the_whole_body_crc() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, b) = data.split_at(200_003);
+        let kept: Vec<(i64, Option<String>)> = [a, b]
+            .iter()
+            .map(|p| {
+                let m: std::collections::BTreeMap<_, _> =
+                    to_metadata(&sums_of_bytes(p, 4)).into_iter().collect();
+                (
+                    p.len() as i64,
+                    Some(serde_json::to_string(&m).expect("json")),
+                )
+            })
+            .collect();
+        let c = Completion {
+            parts: vec![],
+            object: Checksum::default(),
+            full_object: None,
+        };
+        let out: std::collections::BTreeMap<_, _> =
+            object_sums(&kept, &c).expect("sums").into_iter().collect();
+        let whole = sums_of_bytes(&data, 4).checksum_crc64nvme;
+        assert_eq!(of_metadata(&out).checksum_crc64nvme, whole);
+        assert!(whole.is_some_and(|w| !w.contains('-')));
+    }
+
     #[tokio::test]
     async fn matching_sums_pass_and_others_fail_at_the_end() {
         let body: &[u8] = b"a county hospital's report";
