@@ -217,3 +217,36 @@ def test_dicomweb_delete_of_retained_study_is_refused(fulcrum_factory, tmp_path,
     )
     assert r.status_code in (200, 202, 204), (r.status_code, r.text[:300])
     assert dw.locate() == {}
+
+
+def test_a_legal_hold_on_a_study_blocks_its_deletion_until_released(pacs, gen_studies):
+    """`fulcrum dicom hold --study` (litigation, an incident review): no
+    DICOMweb DELETE, of the study, a series or an instance, until
+    `--release`; without any retention rule."""
+    dw = DicomWeb(pacs)
+    st = gen_studies[0].study_uid
+    insts = [x for x in gen_studies if x.study_uid == st]
+    stow_ok(dw, [x.path for x in insts])
+    other = next(x for x in gen_studies if x.study_uid != st)
+    stow_ok(dw, [other.path])
+
+    res = pacs.dicom_cli("hold", "--study", st)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"legal hold on study {st}: {len(insts)} objects" in res.stdout, res.stdout
+    for path in (f"/studies/{st}", f"/studies/{st}/series/{insts[0].series_uid}",
+                 f"/studies/{st}/series/{insts[0].series_uid}/instances/{insts[0].sop_uid}"):
+        r = dw.delete(path)
+        assert r.status_code == 409 and "legal hold" in r.json()["message"], (path, r.status_code, r.text[:300])
+    # Other studies are not held; the bypass header lifts retention only.
+    assert dw.delete(f"/studies/{other.study_uid}").status_code in (200, 202, 204)
+    r = dw.s.delete(dw.base + f"/studies/{st}", auth=(ACCESS_KEY, SECRET_KEY),
+                    headers={"x-amz-bypass-governance-retention": "true"})
+    assert r.status_code == 409, r.text[:300]
+    assert sorted(dw.locate()) == sorted(x.sop_uid for x in insts)
+
+    bad = pacs.dicom_cli("hold", "--study", "1.2.3.4.404")
+    assert bad.returncode != 0 and "no instance stored" in bad.stderr, bad.stdout + bad.stderr
+    res = pacs.dicom_cli("hold", "--study", st, "--release")
+    assert res.returncode == 0 and "lifted" in res.stdout, res.stdout + res.stderr
+    assert dw.delete(f"/studies/{st}").status_code in (200, 202, 204)
+    assert dw.locate() == {}

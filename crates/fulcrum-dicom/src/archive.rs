@@ -220,6 +220,24 @@ impl Archive {
             .await?;
         Ok(gone.len())
     }
+
+    /// Puts (`on`) or lifts a legal hold on every instance of a scope and
+    /// its earlier versions; returns how many objects it covers. Not found
+    /// when the scope holds no instance.
+    pub async fn hold(&self, tenant: &str, scope: &Scope, on: bool) -> DicomResult<u64> {
+        let bucket = self.bucket_id(tenant).await?;
+        let n = self
+            .engine
+            .catalog()
+            .hold_dicom(tenant, bucket, scope, on)
+            .await?;
+        if n == 0 {
+            return Err(DicomError::NotFound(
+                "no instance stored in that study or series".into(),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// An instance whose object is gone is not found; other errors are the

@@ -134,6 +134,18 @@ enum DicomCommand {
         #[arg(long)]
         to: String,
     },
+    /// Put a legal hold on a study (or one series of it): no protocol can
+    /// delete its instances (or their kept versions) until it is released.
+    Hold {
+        #[arg(long)]
+        study: String,
+        /// Only this series of the study.
+        #[arg(long)]
+        series: Option<String>,
+        /// Lift the hold instead.
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -282,6 +294,11 @@ async fn run(cli: Cli) -> Result<u8> {
                 DicomCommand::Import { paths } => dicom_cli::import(s, paths).await,
                 DicomCommand::Export { study, out } => dicom_cli::export(s, study, out).await,
                 DicomCommand::Send { study, to } => dicom_cli::send(s, study, to).await,
+                DicomCommand::Hold {
+                    study,
+                    series,
+                    release,
+                } => dicom_cli::hold(s, study, series, release).await,
             }
         }
         Command::Backup { target, command } => {

@@ -679,6 +679,38 @@ impl Catalog {
             .transpose()
     }
 
+    /// Sets (`on`) or removes a legal hold on every object of a scope's
+    /// instances, their earlier versions kept under `versions/` included,
+    /// in one transaction: while it holds, no protocol deletes or replaces
+    /// them. Returns how many objects; instances stored later are not held.
+    pub async fn hold_dicom(
+        &self,
+        tenant: &str,
+        bucket_id: i64,
+        scope: &Scope,
+        on: bool,
+    ) -> CatalogResult<u64> {
+        let mut tx = self.begin_write().await.map_err(db("begin legal hold"))?;
+        let (cond, args) = scope.condition();
+        let sql =
+            format!("SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond}");
+        let mut q = sqlx::query(crate::dynamic(sql)).bind(tenant);
+        for a in &args {
+            q = q.bind(*a);
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(db("legal hold"))?;
+        let mut held = 0;
+        for r in &rows {
+            let i = instance_row(r, 0).map_err(db("read instance row"))?;
+            for obj in claim_instance_objects(&mut tx, bucket_id, &i).await? {
+                crate::retention::put_legal_hold(&mut tx, obj.id, on).await?;
+                held += 1;
+            }
+        }
+        tx.commit().await.map_err(db("commit legal hold"))?;
+        Ok(held)
+    }
+
     /// Removes a scope's instances, their objects (and earlier versions)
     /// and the series and studies left empty, in one transaction. Returns
     /// the instances removed. Nothing is removed when any of those objects
@@ -719,16 +751,8 @@ impl Catalog {
             .map(|r| instance_row(r, 0).map_err(db("read instance row")))
             .collect::<CatalogResult<_>>()?;
         for i in &gone {
-            let versions = format!("versions/{}/%", i.sop_uid);
-            let mut args = crate::retention::key_args(bucket_id, &i.object_key)?;
-            args.add(versions.clone())
-                .map_err(crate::commit::bind_err)?;
-            let claimed = crate::retention::claim_objects(
-                &mut tx,
-                "bucket_id = $1 AND (key = $2 OR key LIKE $3)",
-                args,
-            )
-            .await?;
+            let versions = versions_pattern(i);
+            let claimed = claim_instance_objects(&mut tx, bucket_id, i).await?;
             crate::retention::release_for_delete(&mut tx, &claimed, bypass_governance)
                 .await
                 .map_err(|e| match e {
@@ -785,6 +809,24 @@ impl Catalog {
         tx.commit().await.map_err(db("commit delete"))?;
         Ok(gone)
     }
+}
+
+/// The keys of an instance's earlier versions, as a LIKE pattern.
+fn versions_pattern(i: &InstanceRecord) -> String {
+    format!("versions/{}/%", i.sop_uid)
+}
+
+/// Claims (locks, in `tx`) an instance's objects: its current one and the
+/// earlier versions kept under `versions/<SOP UID>/`.
+async fn claim_instance_objects(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    bucket_id: i64,
+    i: &InstanceRecord,
+) -> CatalogResult<Vec<crate::retention::Claimed>> {
+    let mut args = crate::retention::key_args(bucket_id, &i.object_key)?;
+    args.add(versions_pattern(i))
+        .map_err(crate::commit::bind_err)?;
+    crate::retention::claim_objects(tx, "bucket_id = $1 AND (key = $2 OR key LIKE $3)", args).await
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 mod store;
 
 pub(crate) use store::{
-    check_overwrites, claim_objects, drop_locks, key_args, lock_from, release_for_delete,
-    store_write_locks, ONE_OBJECT,
+    check_overwrites, claim_objects, drop_locks, key_args, lock_from, put_legal_hold,
+    release_for_delete, store_write_locks, Claimed, ONE_OBJECT,
 };
 
 use std::fmt;

@@ -32,6 +32,24 @@ pub(crate) fn lock_from(r: &AnyRow, first: usize) -> Result<ObjectLock, sqlx::Er
     })
 }
 
+/// Sets or removes the legal hold of a claimed object.
+pub(crate) async fn put_legal_hold(
+    tx: &mut Transaction<'static, Any>,
+    object_id: i64,
+    on: bool,
+) -> CatalogResult<()> {
+    sqlx::query(
+        "INSERT INTO object_locks (object_id, legal_hold) VALUES ($1, $2) \
+         ON CONFLICT (object_id) DO UPDATE SET legal_hold = excluded.legal_hold",
+    )
+    .bind(object_id)
+    .bind(on as i64)
+    .execute(&mut **tx)
+    .await
+    .map_err(db("set legal hold"))?;
+    Ok(())
+}
+
 /// An object row claimed by a delete or overwrite, with its protection.
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
@@ -363,15 +381,7 @@ impl Catalog {
         let Some(obj) = claimed.first() else {
             return Ok(false);
         };
-        sqlx::query(
-            "INSERT INTO object_locks (object_id, legal_hold) VALUES ($1, $2) \
-             ON CONFLICT (object_id) DO UPDATE SET legal_hold = excluded.legal_hold",
-        )
-        .bind(obj.id)
-        .bind(on as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("set legal hold"))?;
+        put_legal_hold(&mut tx, obj.id, on).await?;
         tx.commit().await.map_err(db("set legal hold"))?;
         Ok(true)
     }
