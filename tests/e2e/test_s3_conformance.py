@@ -130,6 +130,29 @@ def test_presigned_urls_live_at_most_seven_days(s3, bucket):
     assert status(-7) == (403, "AccessDenied")
 
 
+def test_sigv2_presigned_urls_live_at_most_seven_days_too(fulcrum, bucket):
+    """The links `aws s3 presign` (cli v1) and boto3's SigV2 signer make:
+    a ten-year link used to work."""
+    s3v2 = fulcrum.client(signature_version="s3")
+    fulcrum.client().put_object(Bucket=bucket, Key="foo", Body=b"x")
+
+    def status(expires):
+        url = s3v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "foo"}, ExpiresIn=expires)
+        assert "AWSAccessKeyId=" in url and "Expires=" in url, url
+        try:
+            return urllib.request.urlopen(url).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert status(3600) == 200
+    assert status(8 * 24 * 3600) == 403
+    assert status(315_360_000) == 403
+    cli = fulcrum.aws("s3", "presign", f"s3://{bucket}/foo", "--expires-in", "315360000").stdout.strip()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(cli)
+    assert e.value.code == 403
+
+
 def test_a_bucket_with_only_an_upload_in_progress_can_be_deleted(s3, bucket):
     up = s3.create_multipart_upload(Bucket=bucket, Key="half")["UploadId"]
     s3.upload_part(Bucket=bucket, Key="half", UploadId=up, PartNumber=1, Body=b"p" * 1000)

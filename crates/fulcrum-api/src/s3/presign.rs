@@ -2,7 +2,10 @@
 //! seconds (seven days); s3s accepts a longer one and answers a negative
 //! one as a malformed request. A URL outside that window is refused as AWS
 //! refuses an expired one, so a link shared for longer than a week never
-//! works.
+//! works. The same holds for the SigV2 links s3s also accepts (what the aws
+//! cli's `s3 presign` and boto3 make by default for some endpoints): their
+//! `Expires` is a time, not a lifetime, so one more than seven days ahead
+//! is refused.
 
 /// The longest lifetime SigV4 allows a presigned URL, in seconds.
 pub const MAX_EXPIRES: i64 = 7 * 24 * 3600;
@@ -10,14 +13,33 @@ pub const MAX_EXPIRES: i64 = 7 * 24 * 3600;
 /// Why a presigned request is refused before its signature is checked,
 /// if it is.
 pub fn refused_lifetime<B>(req: &hyper::Request<B>) -> Option<&'static str> {
-    let query = req.uri().query()?;
-    let expires = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "X-Amz-Expires")
-        .map(|(_, v)| v.into_owned())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    refused_at(req.uri().query()?, now)
+}
+
+/// `refused_lifetime` at `now` (seconds since the epoch).
+fn refused_at(query: &str, now: i64) -> Option<&'static str> {
+    let get = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(expires) = get("X-Amz-Expires") {
+        return match expires.parse::<i64>() {
+            Ok(n) if (0..=MAX_EXPIRES).contains(&n) => None,
+            Ok(n) if n < 0 => Some("Request has expired"),
+            _ => Some("X-Amz-Expires must be a number of seconds from 0 to 604800 (seven days)"),
+        };
+    }
+    // SigV2: `Expires` (seconds since the epoch) with a signature.
+    let expires = get("Expires").filter(|_| get("Signature").is_some())?;
     match expires.parse::<i64>() {
-        Ok(n) if (0..=MAX_EXPIRES).contains(&n) => None,
-        Ok(n) if n < 0 => Some("Request has expired"),
-        _ => Some("X-Amz-Expires must be a number of seconds from 0 to 604800 (seven days)"),
+        Ok(t) if t - now <= MAX_EXPIRES => None,
+        Ok(_) => Some("A presigned URL may be valid for at most seven days from now"),
+        Err(_) => Some("Expires must be a time in seconds since the epoch"),
     }
 }
 
@@ -56,6 +78,16 @@ mod tests {
         );
         assert!(refused_lifetime(&req("X-Amz-Expires=soon")).is_some());
         assert_eq!(refused_lifetime(&req("list-type=2")), None);
+        // SigV2 links: a time at most seven days ahead.
+        let now = 1_800_000_000;
+        let v2 = |t: i64| format!("AWSAccessKeyId=AK&Signature=x%3D&Expires={t}");
+        assert_eq!(refused_at(&v2(now + 3600), now), None);
+        assert_eq!(refused_at(&v2(now + MAX_EXPIRES), now), None);
+        assert!(refused_at(&v2(now + MAX_EXPIRES + 1), now).is_some());
+        assert!(refused_at(&v2(now + 315_360_000), now).is_some());
+        assert!(refused_at("AWSAccessKeyId=AK&Signature=x&Expires=later", now).is_some());
+        // An `Expires` that is no presigned URL's (a plain query) passes.
+        assert_eq!(refused_at("Expires=9999999999", now), None);
         let res = refusal_response("Request has expired");
         assert_eq!(res.status(), 403);
     }
