@@ -183,3 +183,20 @@ def test_send_forwards_a_study_to_a_storescp(pacs, gen_studies, dicom_fixtures, 
         assert got.get(jpeg.sop_uid) == dataset_bytes(jpeg.read()), "JPEG study not forwarded byte-exact"
     res = pacs.dicom_cli("send", "--study", study, "--to", "NOBODY@127.0.0.1:9")
     assert res.returncode != 0, "send to a closed port must fail"
+
+
+def test_send_names_each_failed_instance_when_not_on_a_terminal(pacs, dicom_fixtures, tmp_path):
+    """From cron or a pipe, `dicom send` says which instance failed and why
+    (the line went through the progress bar, hidden off a terminal)."""
+    import pydicom
+
+    f = dicom_fixtures.first(
+        lambda x: x.transfer_syntax == "1.2.840.10008.1.2.4.51"
+        and pydicom.dcmread(x.path, stop_before_pixels=True).BitsStored > 8
+    )
+    stow_ok(DicomWeb(pacs), [f.path])
+    pacs.stop()
+    with StoreSCPProcess(tmp_path / "plain", ae_title="PLAIN", uncompressed_only=True) as scp:
+        res = pacs.dicom_cli("send", "--study", f.study_uid, "--to", scp.node)
+    assert res.returncode == 1, _out(res)
+    assert f"FAILED: {f.sop_uid}: " in res.stdout, _out(res)

@@ -79,11 +79,15 @@ async fn verify_locked(
     }
     let marked = repo.damaged().await?;
 
+    // The sample: that share of the packs, rounded up (a sample of a small
+    // repository re-reads at least one pack), chosen at random.
     let frac = (sample_percent / 100.0).clamp(0.0, 1.0);
-    let chosen: Vec<&(String, String, u64)> = packs
-        .iter()
-        .filter(|_| frac >= 1.0 || rand::random::<f64>() < frac)
-        .collect();
+    let take = (frac * packs.len() as f64).ceil() as usize;
+    let mut shuffled: Vec<(u64, &(String, String, u64))> =
+        packs.iter().map(|p| (rand::random::<u64>(), p)).collect();
+    shuffled.sort_by_key(|(r, _)| *r);
+    let chosen: Vec<&(String, String, u64)> =
+        shuffled.into_iter().take(take).map(|(_, p)| p).collect();
     progress.start(chosen.iter().map(|(_, _, s)| *s).sum());
     let plain = Codec::new(None, 0);
     for (id, _, size) in chosen {

@@ -836,6 +836,8 @@ async fn person_names_match_by_any_component_group() {
             ("Yamada^Tarou=山田^太郎=やまだ^たろう", "P2"),
             ("Wang^XiaoDongfang", "P3"),
             ("张^三", "P4"),
+            // An empty phonetic group, as pydicom's chrX1 sample writes it.
+            ("Li^Hua=李^华=", "P5"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -876,6 +878,10 @@ async fn person_names_match_by_any_component_group() {
             (wild("wang*"), vec!["7.0", "7.2"]),
             (wild("*XiaoDong"), vec!["7.0"]),
             (ex("Wang^XiaoDong=王^小东"), vec!["7.0"]),
+            (ex("Wang^XiaoDong=王^小东="), vec!["7.0"]),
+            (ex("Li^Hua=李^华"), vec!["7.4"]),
+            (ex("Li^Hua=李^华="), vec!["7.4"]),
+            (ex("Li^Hua=李^华=x"), vec![]),
             (ex("张^三"), vec!["7.3"]),
             (ex("小东"), vec![]),
             (ex("Wang"), vec![]),

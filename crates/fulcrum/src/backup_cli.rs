@@ -46,11 +46,13 @@ pub enum BackupCommand {
     Init,
     /// Take a snapshot now; only what the repository lacks is sent.
     Run {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List the snapshots.
     List {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -59,6 +61,7 @@ pub enum BackupCommand {
         /// Re-read this share of the packs (the rest is checked by index).
         #[arg(long, default_value_t = 100.0)]
         sample: f64,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -89,14 +92,19 @@ pub enum BackupCommand {
     },
     /// Drop snapshots the policy does not keep, then prune unused data.
     Forget {
+        /// Keep the newest N snapshots.
         #[arg(long, default_value_t = 0)]
         keep_last: usize,
+        /// Keep the newest snapshot of each of the last N days.
         #[arg(long, default_value_t = 0)]
         keep_daily: usize,
+        /// Keep the newest snapshot of each of the last N weeks.
         #[arg(long, default_value_t = 0)]
         keep_weekly: usize,
+        /// Keep the newest snapshot of each of the last N months.
         #[arg(long, default_value_t = 0)]
         keep_monthly: usize,
+        /// Keep the newest snapshot of each of the last N years.
         #[arg(long, default_value_t = 0)]
         keep_yearly: usize,
         /// Only drop snapshot records; leave their data for a later prune.
@@ -105,6 +113,7 @@ pub enum BackupCommand {
         /// Show what would be dropped.
         #[arg(long)]
         dry_run: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -673,6 +673,16 @@ archive_promote_on_read = false
 # PutBucketLifecycleConfiguration.
 lifecycle_interval = "1h"
 
+# Background scrub: re-hash all stored data this often, at most this many
+# MiB/s; damaged chunks are repaired from the backup repository.
+# scrub_every_hours = 168
+scrub_rate_mib = 50
+
+# Garbage collection: space of deleted and overwritten data is reclaimed
+# (packs repacked, multipart uploads abandoned for 7 days aborted) this
+# often, on one node of a cluster; 0 turns it off (then run `fulcrum gc`).
+# gc_every_hours = 24
+
 # Lifecycle rules (conditions combine with AND):
 # [[lifecycle]]
 # id = "cold-scans"
@@ -685,16 +695,6 @@ lifecycle_interval = "1h"
 # id = "old-ct"
 # modality = "CT"            # DICOM studies with a CT series ...
 # study_older_than_days = 730  # ... whose StudyDate is over two years ago
-
-# Background scrub: re-hash all stored data this often, at most this many
-# MiB/s; damaged chunks are repaired from the backup repository.
-# scrub_every_hours = 168
-scrub_rate_mib = 50
-
-# Garbage collection: space of deleted and overwritten data is reclaimed
-# (packs repacked, multipart uploads abandoned for 7 days aborted) this
-# often, on one node of a cluster; 0 turns it off (then run `fulcrum gc`).
-# gc_every_hours = 24
 
 # Backups (`fulcrum backup ...`): a second backend that receives incremental,
 # deduplicated, encrypted snapshots of the whole platform. The key (64 hex
@@ -782,6 +782,34 @@ mod tests {
         let ok = resolve("scrub_every_hours = -1.0\n[backup]\nevery_hours = 0.5").expect("valid");
         assert_eq!(ok.scrub_period(), None);
         assert_eq!(ok.backup.period(), Some(Duration::from_secs(1800)));
+    }
+
+    /// Found by a helper session walking the README: uncommenting the
+    /// `[[lifecycle]]` examples of `config init`'s file made the settings
+    /// after them part of the last rule. Every commented table, uncommented
+    /// on its own, must leave a file that loads.
+    #[test]
+    fn each_commented_table_of_the_default_file_can_be_uncommented() {
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        let mut tables = 0;
+        for (at, line) in lines.iter().enumerate() {
+            if !line.starts_with("# [") {
+                continue;
+            }
+            tables += 1;
+            let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            for l in edited.iter_mut().skip(at) {
+                if !l.starts_with('#') || l.trim() == "#" {
+                    break;
+                }
+                *l = l.trim_start_matches("# ").to_string();
+            }
+            let text = edited.join("\n");
+            if let Err(e) = FileConfig::parse(&text) {
+                panic!("uncommenting the table at line {}: {e}", at + 1);
+            }
+        }
+        assert!(tables >= 5, "{tables} commented tables");
     }
 
     /// GC runs daily unless the configuration says otherwise; 0 turns it off.

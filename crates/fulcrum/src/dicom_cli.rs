@@ -240,7 +240,9 @@ pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
         s.dicom_tls_client()?.as_ref(),
         |rec, res| {
             if let Err(e) = res {
-                bar.println(format!("FAILED: {}: {e}", rec.sop_uid));
+                // Printed whether or not the bar is drawn (a pipe, cron):
+                // `bar.println` shows nothing when it is hidden.
+                bar.suspend(|| println!("FAILED: {}: {e}", rec.sop_uid));
             }
             bar.inc(1);
         },

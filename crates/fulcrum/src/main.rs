@@ -83,6 +83,7 @@ enum Command {
         /// Only report; do not repair.
         #[arg(long)]
         no_repair: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -200,8 +201,11 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FULCRUM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off"));
+    // Colours only on a terminal: not in journald, a log file or a pipe.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if env("FULCRUM_LOG_FORMAT").as_deref() == Some("json") {
         builder.json().init();

@@ -216,8 +216,10 @@ impl Where {
     /// The alphabetic group is the stored key up to its first `=`; the
     /// ideographic and phonetic groups have keys of their own, searched
     /// for values beyond ASCII only (those groups are written in kanji,
-    /// hanzi, hangul or kana), so ASCII queries keep their plan. None:
-    /// not such a query (a value with `=` matches the whole name).
+    /// hanzi, hangul or kana), so ASCII queries keep their plan. A value
+    /// with `=` matches the whole name, whose empty trailing groups do not
+    /// count (`Wang^XiaoDong=王^小東` is `Wang^XiaoDong=王^小東=`). None:
+    /// not such a query.
     fn name_groups(&mut self, m: &Matcher) -> CatalogResult<Option<String>> {
         let (value, wild) = match m {
             Matcher::Exact(v) => (name_key(v), false),
@@ -226,7 +228,18 @@ impl Where {
             _ => return Ok(None),
         };
         if value.contains('=') {
-            return Ok(None);
+            if wild {
+                return Ok(None);
+            }
+            let whole = value.trim_end_matches('=');
+            let mut forms = Vec::new();
+            for eqs in ["", "=", "=="] {
+                forms.push(self.arg(format!("{whole}{eqs}"))?);
+            }
+            return Ok(Some(format!(
+                "s.patient_name_key IN ({})",
+                forms.join(", ")
+            )));
         }
         let term = |w: &mut Self, col: &str, v: &str, wild: bool| -> CatalogResult<String> {
             if wild {
