@@ -824,6 +824,65 @@ def test_a_checksum_in_the_aws_chunked_trailer_is_verified(fulcrum, bucket):
     assert "trailer-bad" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
+def test_a_forged_chunk_signature_is_refused_as_a_bad_signature(fulcrum, bucket):
+    """A signed aws-chunked body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) whose
+    chunk signature is not the one its data and the seed signature give:
+    403 SignatureDoesNotMatch and nothing stored (it was 400 IncompleteBody,
+    as if the client had hung up); the rightly signed body is stored."""
+    import hmac
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from helpers import ACCESS_KEY, REGION, SECRET_KEY
+
+    data = b"signed chunk of a discharge letter " * 100
+
+    def put(key, forge):
+        url = f"{fulcrum.endpoint}/{bucket}/{key}"
+        req = AWSRequest(method="PUT", url=url, data=b"", headers={
+            "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "Content-Encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(len(data)),
+        })
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
+        auth = req.headers["Authorization"]
+        seed = auth.rsplit("Signature=", 1)[1]
+        stamp = req.headers["X-Amz-Date"]
+        scope = f"{stamp[:8]}/{REGION}/s3/aws4_request"
+
+        def sign(key_bytes, msg):
+            return hmac.new(key_bytes, msg.encode(), hashlib.sha256).digest()
+
+        k = sign(sign(sign(sign(("AWS4" + SECRET_KEY).encode(), stamp[:8]), REGION), "s3"), "aws4_request")
+        empty = hashlib.sha256(b"").hexdigest()
+
+        def chunk_sig(prev, chunk):
+            sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", stamp, scope, prev, empty, hashlib.sha256(chunk).hexdigest()])
+            return hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+
+        s1 = "0" * 64 if forge else chunk_sig(seed, data)
+        s2 = chunk_sig(s1, b"")
+        body = (f"{len(data):x};chunk-signature={s1}\r\n".encode() + data + b"\r\n"
+                + f"0;chunk-signature={s2}\r\n\r\n".encode())
+        headers = dict(req.headers.items())
+        headers["Content-Length"] = str(len(body))
+        r = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+        try:
+            with urllib.request.urlopen(r) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    assert put("signed", forge=False)[0] == 200
+    status, text = put("forged", forge=True)
+    assert status == 403 and "SignatureDoesNotMatch" in text, (status, text)
+    s3 = fulcrum.client()
+    assert s3.get_object(Bucket=bucket, Key="signed")["Body"].read() == data
+    assert "forged" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
 def test_additional_checksums_are_kept_and_returned(fulcrum, bucket):
     """A checksum a client stored an object with comes back when asked for
     (x-amz-checksum-mode: ENABLED), so the SDK checks what it downloads

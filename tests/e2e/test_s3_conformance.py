@@ -207,6 +207,11 @@ def test_a_retried_completion_gets_the_object_the_upload_made(s3, bucket):
     # The first answer lost, the client (an SDK's retry) sends it again.
     again = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=parts)
     assert again["ETag"] == first["ETag"]
+    # A "retry" naming other parts is no retry: the upload is gone.
+    other = {"Parts": [{"ETag": '"' + "0" * 32 + '"', "PartNumber": 1}]}
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload=other)
+    assert error_code(e.value) == "NoSuchUpload"
     # The upload's own mark is not user metadata.
     assert s3.head_object(Bucket=bucket, Key="mp")["Metadata"] == {"ward": "icu"}
     # A copy was made by no upload; once replaced, the key is not the upload's.

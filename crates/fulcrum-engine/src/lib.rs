@@ -40,8 +40,8 @@ pub use lease::{Lease, MAINTENANCE_LEASE};
 pub use lifecycle::{LifecycleRule, RulePlan, TierReport};
 pub use metrics::{Gauge, Metrics};
 pub use objects::{
-    part_range, BodyRegion, LateMetadata, ObjectInfo, PartSums, PutOptions, Staged, Stored,
-    UploadInfo, CONTENT_META_PREFIX, PARTS_META, UPLOAD_ID_META,
+    multipart_etag, part_range, BodyRegion, LateMetadata, ObjectInfo, PartSums, PutOptions, Staged,
+    Stored, UploadInfo, CONTENT_META_PREFIX, PARTS_META, UPLOAD_ID_META,
 };
 pub use outcomes::{JobOutcome, JOBS};
 pub use read::{ByteStream, TaggedStream};

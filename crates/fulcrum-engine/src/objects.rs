@@ -52,6 +52,16 @@ impl std::fmt::Debug for LateMetadata {
     }
 }
 
+/// The ETag of an object made of parts with these ETags: the MD5 of their
+/// binary MD5s, then `-N` (as S3 makes it).
+pub fn multipart_etag<S: AsRef<str>>(part_etags: &[S]) -> String {
+    let mut md5 = Md5::new();
+    for e in part_etags {
+        md5.update(hex::decode(e.as_ref().trim_matches('"')).unwrap_or_default());
+    }
+    format!("{}-{}", hex::encode(md5.finalize()), part_etags.len())
+}
+
 /// The protocol's rule for a completed upload's object-level checksum:
 /// given the size and the checksums kept with each part the completion
 /// names (in its order), the object's metadata entries; or the error
@@ -703,11 +713,7 @@ impl Engine {
             None => Vec::new(),
         };
         let size = sizes.iter().sum();
-        let mut md5 = Md5::new();
-        for e in &etags {
-            md5.update(hex::decode(e.trim_matches('"')).unwrap_or_default());
-        }
-        let etag = format!("{}-{}", hex::encode(md5.finalize()), etags.len());
+        let etag = multipart_etag(&etags);
         let mut metadata: BTreeMap<String, String> =
             serde_json::from_str(&u.metadata).unwrap_or_default();
         metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());

@@ -59,14 +59,25 @@ pub(crate) struct Verdict(Arc<Mutex<Outcome>>);
 struct Outcome {
     /// Why the body was refused.
     refused: Option<String>,
+    /// An aws-chunked chunk whose signature s3s found wrong: a forged or
+    /// altered body, answered as AWS does (403), not as a short one.
+    forged: bool,
     /// The sums of a body that matched all it announced.
     matched: Option<Checksum>,
 }
 
 impl Verdict {
-    /// The error for the client when the checksum did not match.
+    /// The error for the client when the checksum did not match, or a
+    /// chunk's signature.
     pub(crate) fn error(&self) -> Option<S3Error> {
-        let msg = self.0.lock().ok()?.refused.clone()?;
+        let o = self.0.lock().ok()?;
+        if o.forged {
+            return Some(S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "The signature of a chunk of the aws-chunked body does not match. Nothing was stored.",
+            ));
+        }
+        let msg = o.refused.clone()?;
         Some(S3Error::with_message(S3ErrorCode::BadDigest, msg))
     }
 
@@ -387,6 +398,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for Checked<R> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &res {
+            // s3s's error type for it is private: known by its message.
+            if e.to_string().contains("SignatureMismatch") {
+                if let Ok(mut v) = self.verdict.0.lock() {
+                    v.forged = true;
+                }
+            }
+        }
         if let Poll::Ready(Ok(())) = res {
             let new = &buf.filled()[before..];
             if !new.is_empty() {

@@ -276,13 +276,17 @@ impl S3Api {
             )
             .await;
         let info = match done {
-            // A retry of a completion that succeeded (its answer was lost).
-            Err(e @ EngineError::Catalog(CatalogError::NoSuchUpload(_))) => self
-                .engine
-                .completed_by(&self.tenant, &i.bucket, &i.key, &i.upload_id)
-                .await
-                .map_err(api_err)?
-                .ok_or_else(|| api_err(e))?,
+            // A retry of a completion that succeeded (its answer was lost):
+            // the object it made, if this retry names the same parts.
+            Err(e @ EngineError::Catalog(CatalogError::NoSuchUpload(_))) => {
+                let tags: Vec<&String> = parts.iter().map(|(_, t)| t).collect();
+                self.engine
+                    .completed_by(&self.tenant, &i.bucket, &i.key, &i.upload_id)
+                    .await
+                    .map_err(api_err)?
+                    .filter(|made| made.etag == fulcrum_engine::multipart_etag(&tags))
+                    .ok_or_else(|| api_err(e))?
+            }
             done => done.map_err(api_err)?,
         };
         let mut out = CompleteMultipartUploadOutput::default();
