@@ -23,6 +23,7 @@ pub struct JobOutcome {
     /// What it found wrong: damaged chunks left, packs it could not check.
     pub problems: u64,
     /// When a run last ended ok (kept across failed runs).
+    #[serde(skip)]
     pub last_ok_ms: Option<i64>,
 }
 
@@ -30,24 +31,45 @@ fn meta_key(job: &str) -> String {
     format!("job_outcome:{job}")
 }
 
+/// The end of the last ok run, a key of its own: two runs ending at once
+/// (verify from two machines) each write, and none reads what the other
+/// is writing.
+fn ok_key(job: &str) -> String {
+    format!("job_last_ok:{job}")
+}
+
 impl Engine {
     /// Records the end of a run of `job`.
     pub async fn record_job(&self, job: &str, ok: bool, problems: u64) -> EngineResult<()> {
-        let before = self.job_outcome(job).await?.unwrap_or_default();
         let now = now_ms();
         let outcome = JobOutcome {
             finished_ms: now,
             ok,
             problems,
-            last_ok_ms: if ok { Some(now) } else { before.last_ok_ms },
+            last_ok_ms: None,
         };
         let text = serde_json::to_string(&outcome).unwrap_or_default();
-        Ok(self.catalog().set_meta(&meta_key(job), &text).await?)
+        self.catalog().set_meta(&meta_key(job), &text).await?;
+        if ok {
+            self.catalog()
+                .set_meta(&ok_key(job), &now.to_string())
+                .await?;
+        }
+        Ok(())
     }
 
     /// The last run of `job`, if any was recorded.
     pub async fn job_outcome(&self, job: &str) -> EngineResult<Option<JobOutcome>> {
         let text = self.catalog().get_meta(&meta_key(job)).await?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        let Some(mut outcome) = text.and_then(|t| serde_json::from_str::<JobOutcome>(&t).ok())
+        else {
+            return Ok(None);
+        };
+        outcome.last_ok_ms = self
+            .catalog()
+            .get_meta(&ok_key(job))
+            .await?
+            .and_then(|v| v.parse().ok());
+        Ok(Some(outcome))
     }
 }
