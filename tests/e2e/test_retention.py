@@ -247,6 +247,8 @@ def test_a_legal_hold_on_a_study_blocks_its_deletion_until_released(pacs, gen_st
     bad = pacs.dicom_cli("hold", "--study", "1.2.3.4.404")
     assert bad.returncode != 0 and "no instance stored" in bad.stderr, bad.stdout + bad.stderr
     res = pacs.dicom_cli("hold", "--study", st, "--release")
-    assert res.returncode == 0 and "lifted" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and f"lifted from {len(insts)} objects" in res.stdout, res.stdout + res.stderr
+    again = pacs.dicom_cli("hold", "--study", st, "--release")
+    assert again.returncode == 0 and "lifted from 0 objects" in again.stdout, again.stdout + again.stderr
     assert dw.delete(f"/studies/{st}").status_code in (200, 202, 204)
     assert dw.locate() == {}

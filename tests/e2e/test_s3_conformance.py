@@ -147,6 +147,12 @@ def test_sigv2_presigned_urls_live_at_most_seven_days_too(fulcrum, bucket):
     assert status(3600) == 200
     assert status(8 * 24 * 3600) == 403
     assert status(315_360_000) == 403
+    # An X-Amz-Expires added by hand (not part of a SigV2 signature) does
+    # not make a ten-year link pass.
+    url = s3v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "foo"}, ExpiresIn=315_360_000)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url + "&X-Amz-Expires=60")
+    assert e.value.code == 403
     cli = fulcrum.aws("s3", "presign", f"s3://{bucket}/foo", "--expires-in", "315360000").stdout.strip()
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(cli)

@@ -222,16 +222,17 @@ impl Archive {
     }
 
     /// Puts (`on`) or lifts a legal hold on every instance of a scope and
-    /// its earlier versions; returns how many objects it covers. Not found
-    /// when the scope holds no instance.
+    /// its earlier versions; returns how many objects it put on hold, or
+    /// how many holds it lifted. Not found when the scope holds no
+    /// instance.
     pub async fn hold(&self, tenant: &str, scope: &Scope, on: bool) -> DicomResult<u64> {
         let bucket = self.bucket_id(tenant).await?;
-        let n = self
+        let (instances, n) = self
             .engine
             .catalog()
             .hold_dicom(tenant, bucket, scope, on)
             .await?;
-        if n == 0 {
+        if instances == 0 {
             return Err(DicomError::NotFound(
                 "no instance stored in that study or series".into(),
             ));

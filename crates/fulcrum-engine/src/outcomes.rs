@@ -22,8 +22,9 @@ pub struct JobOutcome {
     pub ok: bool,
     /// What it found wrong: damaged chunks left, packs it could not check.
     pub problems: u64,
-    /// When a run last ended ok (kept across failed runs).
-    #[serde(skip)]
+    /// When a run last ended ok (kept across failed runs). Kept under a
+    /// key of its own; read here from records written before that.
+    #[serde(default, skip_serializing)]
     pub last_ok_ms: Option<i64>,
 }
 
@@ -65,11 +66,8 @@ impl Engine {
         else {
             return Ok(None);
         };
-        outcome.last_ok_ms = self
-            .catalog()
-            .get_meta(&ok_key(job))
-            .await?
-            .and_then(|v| v.parse().ok());
+        let own = self.catalog().get_meta(&ok_key(job)).await?;
+        outcome.last_ok_ms = own.and_then(|v| v.parse().ok()).or(outcome.last_ok_ms);
         Ok(Some(outcome))
     }
 }

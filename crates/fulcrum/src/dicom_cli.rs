@@ -282,7 +282,9 @@ pub async fn hold(s: Settings, study: String, series: Option<String>, release: b
         None => format!("study {study}"),
     };
     if release {
-        println!("legal hold lifted from {what}: {n} objects (retention, if any, still applies)");
+        println!(
+            "legal hold lifted from {n} objects of {what} (retention, if any, still applies; a hold on all of a study is lifted from a series released alone)"
+        );
     } else {
         println!(
             "legal hold on {what}: {n} objects (instances and kept versions) cannot be deleted until `fulcrum dicom hold --release`; instances stored later are not held"

@@ -27,19 +27,22 @@ fn refused_at(query: &str, now: i64) -> Option<&'static str> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     };
-    if let Some(expires) = get("X-Amz-Expires") {
+    // SigV2 (s3s checks a URL with `Signature` as one, whatever else it
+    // carries: an added X-Amz-Expires is not signed and must not decide):
+    // `Expires` is seconds since the epoch.
+    if get("Signature").is_some() {
+        let expires = get("Expires")?;
         return match expires.parse::<i64>() {
-            Ok(n) if (0..=MAX_EXPIRES).contains(&n) => None,
-            Ok(n) if n < 0 => Some("Request has expired"),
-            _ => Some("X-Amz-Expires must be a number of seconds from 0 to 604800 (seven days)"),
+            Ok(t) if t.saturating_sub(now) <= MAX_EXPIRES => None,
+            Ok(_) => Some("A presigned URL may be valid for at most seven days from now"),
+            Err(_) => Some("Expires must be a time in seconds since the epoch"),
         };
     }
-    // SigV2: `Expires` (seconds since the epoch) with a signature.
-    let expires = get("Expires").filter(|_| get("Signature").is_some())?;
+    let expires = get("X-Amz-Expires")?;
     match expires.parse::<i64>() {
-        Ok(t) if t - now <= MAX_EXPIRES => None,
-        Ok(_) => Some("A presigned URL may be valid for at most seven days from now"),
-        Err(_) => Some("Expires must be a time in seconds since the epoch"),
+        Ok(n) if (0..=MAX_EXPIRES).contains(&n) => None,
+        Ok(n) if n < 0 => Some("Request has expired"),
+        _ => Some("X-Amz-Expires must be a number of seconds from 0 to 604800 (seven days)"),
     }
 }
 
@@ -86,6 +89,10 @@ mod tests {
         assert!(refused_at(&v2(now + MAX_EXPIRES + 1), now).is_some());
         assert!(refused_at(&v2(now + 315_360_000), now).is_some());
         assert!(refused_at("AWSAccessKeyId=AK&Signature=x&Expires=later", now).is_some());
+        // An unsigned X-Amz-Expires added to a SigV2 link decides nothing.
+        let padded = format!("{}&X-Amz-Expires=60", v2(now + 315_360_000));
+        assert!(refused_at(&padded, now).is_some());
+        assert!(refused_at(&v2(i64::MIN), now).is_none());
         // An `Expires` that is no presigned URL's (a plain query) passes.
         assert_eq!(refused_at("Expires=9999999999", now), None);
         let res = refusal_response("Request has expired");

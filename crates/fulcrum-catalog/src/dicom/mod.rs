@@ -681,34 +681,42 @@ impl Catalog {
 
     /// Sets (`on`) or removes a legal hold on every object of a scope's
     /// instances, their earlier versions kept under `versions/` included,
-    /// in one transaction: while it holds, no protocol deletes or replaces
-    /// them. Returns how many objects; instances stored later are not held.
+    /// in one transaction: while it holds, no protocol deletes them.
+    /// Returns how many instances the scope has, and how many objects it
+    /// put on hold or how many holds it lifted; instances stored later
+    /// are not held. The hold is the
+    /// objects' one legal-hold flag, the one S3's PutObjectLegalHold sets.
     pub async fn hold_dicom(
         &self,
         tenant: &str,
         bucket_id: i64,
         scope: &Scope,
         on: bool,
-    ) -> CatalogResult<u64> {
+    ) -> CatalogResult<(u64, u64)> {
         let mut tx = self.begin_write().await.map_err(db("begin legal hold"))?;
-        let (cond, args) = scope.condition();
-        let sql =
-            format!("SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond}");
-        let mut q = sqlx::query(crate::dynamic(sql)).bind(tenant);
-        for a in &args {
-            q = q.bind(*a);
-        }
-        let rows = q.fetch_all(&mut *tx).await.map_err(db("legal hold"))?;
-        let mut held = 0;
-        for r in &rows {
-            let i = instance_row(r, 0).map_err(db("read instance row"))?;
-            for obj in claim_instance_objects(&mut tx, bucket_id, &i).await? {
-                crate::retention::put_legal_hold(&mut tx, obj.id, on).await?;
-                held += 1;
+        let mut changed = 0;
+        let instances = lock_scope(&mut tx, tenant, scope).await?;
+        for i in &instances {
+            for obj in claim_instance_objects(&mut tx, bucket_id, i).await? {
+                if on {
+                    crate::retention::put_legal_hold(&mut tx, obj.id, true).await?;
+                    changed += 1;
+                } else {
+                    // Lift only holds there are: no lock row for an object
+                    // that never had one.
+                    changed += sqlx::query(
+                        "UPDATE object_locks SET legal_hold = 0 WHERE object_id = $1 AND legal_hold = 1",
+                    )
+                    .bind(obj.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("lift legal hold"))?
+                    .rows_affected();
+                }
             }
         }
         tx.commit().await.map_err(db("commit legal hold"))?;
-        Ok(held)
+        Ok((instances.len() as u64, changed))
     }
 
     /// Removes a scope's instances, their objects (and earlier versions)
@@ -725,31 +733,7 @@ impl Catalog {
     ) -> CatalogResult<Vec<InstanceRecord>> {
         let mut tx = self.begin_write().await.map_err(db("begin delete"))?;
         let (cond, args) = scope.condition();
-        // Lock the study row first (as ingest's upsert does), so the counts
-        // refreshed below are computed after any concurrent ingest of the
-        // study committed (PostgreSQL; SQLite's write lock covers it).
-        sqlx::query(
-            "UPDATE dicom_studies SET updated_at = updated_at WHERE tenant = $1 AND study_uid = $2",
-        )
-        .bind(tenant)
-        .bind(args[0])
-        .execute(&mut *tx)
-        .await
-        .map_err(db("lock study"))?;
-        let sql =
-            format!("SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond}");
-        let mut q = sqlx::query(crate::dynamic(sql)).bind(tenant);
-        for a in &args {
-            q = q.bind(*a);
-        }
-        let rows = q
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("delete instances"))?;
-        let gone: Vec<InstanceRecord> = rows
-            .iter()
-            .map(|r| instance_row(r, 0).map_err(db("read instance row")))
-            .collect::<CatalogResult<_>>()?;
+        let gone = lock_scope(&mut tx, tenant, scope).await?;
         for i in &gone {
             let versions = versions_pattern(i);
             let claimed = claim_instance_objects(&mut tx, bucket_id, i).await?;
@@ -809,6 +793,38 @@ impl Catalog {
         tx.commit().await.map_err(db("commit delete"))?;
         Ok(gone)
     }
+}
+
+/// Locks a scope's study row (as ingest's upsert does, so counts
+/// refreshed after are computed after any concurrent ingest of the study
+/// committed; PostgreSQL, SQLite's write lock covers it), then reads its
+/// instances in SOP Instance UID order, the order their objects are then
+/// claimed in by every caller.
+async fn lock_scope(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &str,
+    scope: &Scope,
+) -> CatalogResult<Vec<InstanceRecord>> {
+    let (cond, args) = scope.condition();
+    sqlx::query(
+        "UPDATE dicom_studies SET updated_at = updated_at WHERE tenant = $1 AND study_uid = $2",
+    )
+    .bind(tenant)
+    .bind(args[0])
+    .execute(&mut **tx)
+    .await
+    .map_err(db("lock study"))?;
+    let sql = format!(
+        "SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond} ORDER BY sop_uid"
+    );
+    let mut q = sqlx::query(crate::dynamic(sql)).bind(tenant);
+    for a in &args {
+        q = q.bind(*a);
+    }
+    let rows = q.fetch_all(&mut **tx).await.map_err(db("read instances"))?;
+    rows.iter()
+        .map(|r| instance_row(r, 0).map_err(db("read instance row")))
+        .collect()
 }
 
 /// The keys of an instance's earlier versions, as a LIKE pattern.
