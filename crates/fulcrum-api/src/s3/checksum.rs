@@ -98,38 +98,30 @@ impl Verdict {
     }
 }
 
+/// The metadata entry keeping an object's sum of algorithm `name`.
+fn meta_key(name: &str) -> String {
+    format!(
+        "{}{}",
+        fulcrum_engine::CONTENT_META_PREFIX,
+        name.to_ascii_lowercase()
+    )
+}
+
 /// Metadata entries keeping an object's checksums (one per algorithm).
 fn to_metadata(c: &Checksum) -> Vec<(String, String)> {
     fields(c)
         .into_iter()
         .zip(NAMES)
-        .filter_map(|(v, name)| {
-            let key = format!(
-                "{}{}",
-                fulcrum_engine::CONTENT_META_PREFIX,
-                name.to_ascii_lowercase()
-            );
-            v.clone().map(|v| (key, v))
-        })
+        .filter_map(|(v, name)| v.clone().map(|v| (meta_key(name), v)))
         .collect()
 }
 
 /// The checksums kept in an object's metadata.
 pub(crate) fn of_metadata(m: &std::collections::BTreeMap<String, String>) -> Checksum {
-    let get = |name: &str| {
-        m.get(&format!(
-            "{}{}",
-            fulcrum_engine::CONTENT_META_PREFIX,
-            name.to_ascii_lowercase()
-        ))
-        .cloned()
-    };
     let mut c = Checksum::default();
-    c.checksum_crc32 = get(NAMES[0]);
-    c.checksum_crc32c = get(NAMES[1]);
-    c.checksum_sha1 = get(NAMES[2]);
-    c.checksum_sha256 = get(NAMES[3]);
-    c.checksum_crc64nvme = get(NAMES[4]);
+    for (f, name) in fields_mut(&mut c).into_iter().zip(NAMES) {
+        *f = m.get(&meta_key(name)).cloned();
+    }
     c
 }
 
@@ -179,6 +171,7 @@ pub(crate) fn for_reading(
 
 const NAMES: [&str; 5] = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"];
 
+/// The five sums of `c`, in NAMES order.
 fn fields(c: &Checksum) -> [&Option<String>; 5] {
     [
         &c.checksum_crc32,
@@ -186,6 +179,16 @@ fn fields(c: &Checksum) -> [&Option<String>; 5] {
         &c.checksum_sha1,
         &c.checksum_sha256,
         &c.checksum_crc64nvme,
+    ]
+}
+
+fn fields_mut(c: &mut Checksum) -> [&mut Option<String>; 5] {
+    [
+        &mut c.checksum_crc32,
+        &mut c.checksum_crc32c,
+        &mut c.checksum_sha1,
+        &mut c.checksum_sha256,
+        &mut c.checksum_crc64nvme,
     ]
 }
 
@@ -295,13 +298,7 @@ pub(crate) fn object_sums(
                 "The {name} checksum you specified for the object did not match the calculated checksum."
             )));
         }
-        match i {
-            0 => out.checksum_crc32 = Some(value),
-            1 => out.checksum_crc32c = Some(value),
-            2 => out.checksum_sha1 = Some(value),
-            3 => out.checksum_sha256 = Some(value),
-            _ => out.checksum_crc64nvme = Some(value),
-        }
+        *fields_mut(&mut out)[i] = Some(value);
     }
     Ok(to_metadata(&out))
 }
