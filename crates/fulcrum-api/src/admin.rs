@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use fulcrum_engine::{Engine, Gauge, JobOutcome, JOBS};
+use fulcrum_engine::{Engine, Gauge, JobOutcome};
 
 pub fn router(engine: Engine) -> Router {
     Router::new()
@@ -104,12 +104,16 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
 /// itself (to the scrape job) and would rename ours. Jobs never run have
 /// no samples.
 async fn job_gauges(engine: &Engine) -> Vec<Gauge> {
-    let mut runs = Vec::new();
-    for job in JOBS {
-        if let Ok(Some(o)) = engine.job_outcome(job).await {
-            runs.push((format!("task=\"{job}\""), o));
+    let runs: Vec<(String, JobOutcome)> = match engine.job_outcomes().await {
+        Ok(runs) => runs
+            .into_iter()
+            .map(|(job, o)| (format!("task=\"{job}\""), o))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the maintenance outcomes");
+            Vec::new()
         }
-    }
+    };
     let gauge = |name, help, value: &dyn Fn(&JobOutcome) -> Option<f64>| Gauge {
         name,
         help,

@@ -200,6 +200,33 @@ impl Catalog {
             .map_err(db("get meta"))
     }
 
+    /// Every setting whose key starts with `prefix`, in one query.
+    pub async fn metas_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> CatalogResult<std::collections::BTreeMap<String, String>> {
+        // `_` and `%` of the prefix are themselves, not wildcards.
+        let mut pattern = String::with_capacity(prefix.len() + 2);
+        for c in prefix.chars() {
+            if matches!(c, '_' | '%' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM meta WHERE key LIKE $1 ESCAPE '\\'")
+                .bind(pattern)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("get meta"))?;
+        // LIKE ignores ASCII case on SQLite: keep exact prefixes only.
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect())
+    }
+
     /// Sets a setting, replacing any value.
     pub async fn set_meta(&self, key: &str, value: &str) -> CatalogResult<()> {
         sqlx::query(

@@ -59,15 +59,19 @@ impl Engine {
         Ok(())
     }
 
-    /// The last run of `job`, if any was recorded.
-    pub async fn job_outcome(&self, job: &str) -> EngineResult<Option<JobOutcome>> {
-        let text = self.catalog().get_meta(&meta_key(job)).await?;
-        let Some(mut outcome) = text.and_then(|t| serde_json::from_str::<JobOutcome>(&t).ok())
-        else {
-            return Ok(None);
-        };
-        let own = self.catalog().get_meta(&ok_key(job)).await?;
-        outcome.last_ok_ms = own.and_then(|v| v.parse().ok()).or(outcome.last_ok_ms);
-        Ok(Some(outcome))
+    /// The last run of each job of [`JOBS`] that was ever recorded, read
+    /// in one catalog query (every /metrics scrape asks).
+    pub async fn job_outcomes(&self) -> EngineResult<Vec<(&'static str, JobOutcome)>> {
+        let meta = self.catalog().metas_with_prefix("job_").await?;
+        Ok(JOBS
+            .into_iter()
+            .filter_map(|job| {
+                let text = meta.get(&meta_key(job))?;
+                let mut outcome: JobOutcome = serde_json::from_str(text).ok()?;
+                let own = meta.get(&ok_key(job)).and_then(|v| v.parse().ok());
+                outcome.last_ok_ms = own.or(outcome.last_ok_ms);
+                Some((job, outcome))
+            })
+            .collect())
     }
 }
