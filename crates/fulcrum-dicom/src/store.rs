@@ -28,7 +28,7 @@ use crate::scan::{Framing, PixelData, Walker};
 pub enum Outcome {
     /// New instance stored.
     Stored,
-    /// Same SOP Instance UID with identical bytes was already stored: nothing new.
+    /// Same SOP Instance UID with an identical dataset (any file meta) was already stored: nothing new.
     AlreadyStored,
     /// Replaced an earlier, different version (kept under `versions/`).
     Replaced,
@@ -234,6 +234,9 @@ impl Archive {
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         // Store: meta + header with small chunks, pixel data with large ones.
         let head_len = head.len() + header.len();
+        // The dataset's identity, whatever file meta it came with: its
+        // header's bytes, then its pixel data's chunks.
+        let header_id = blake3::hash(&header);
         let mut regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
             std::io::Cursor::new([head, header].concat()),
             ChunkParams::SMALL,
@@ -272,6 +275,7 @@ impl Archive {
             serde_json::to_string(&list).unwrap_or_default()
         });
         let rec = InstanceRecord {
+            dataset_digest: staged.digest_from(head_len as u64, header_id.as_bytes()),
             pixel_offset: pixel.map(|p| abs(p.value_offset)),
             pixel_len: pixel.and_then(|p| p.len).map(|l| l as i64),
             pixel_vr: pixel
@@ -324,17 +328,18 @@ impl Archive {
             .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
-        let all = [head, dataset].concat();
-        let total = all.len() as i64;
-        let regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
-            std::io::Cursor::new(all),
-            ChunkParams::BULK,
-        )];
+        let total = (head.len() + dataset.len()) as i64;
+        // The meta apart, so the dataset's chunks identify it.
+        let regions: Vec<BodyRegion<'_>> = vec![
+            BodyRegion::new(std::io::Cursor::new(head), ChunkParams::SMALL),
+            BodyRegion::new(std::io::Cursor::new(dataset), ChunkParams::BULK),
+        ];
         let staged = self
             .engine
             .stage(regions, ContentDigest::ChunkList, ctx.batch.as_ref())
             .await?;
         let rec = InstanceRecord {
+            dataset_digest: staged.digest_from(prelude.len as u64, &[]),
             dataset_offset: prelude.len as i64,
             header_len: total,
             ..Default::default()
@@ -412,7 +417,9 @@ impl PendingInstance {
             outcome,
         };
         let outcome = match &existing {
-            Some(e) if e.etag == etag => return Ok(done(Outcome::AlreadyStored)),
+            Some(e) if e.etag == etag || same_dataset(e, &rec, &prelude.transfer_syntax) => {
+                return Ok(done(Outcome::AlreadyStored))
+            }
             Some(_) => Outcome::Replaced,
             None => Outcome::Stored,
         };
@@ -456,6 +463,17 @@ impl PendingInstance {
             .await?;
         Ok(done(outcome))
     }
+}
+
+/// Whether `stored` holds the same dataset as the one being stored (its
+/// digest and transfer syntax): the same instance with another file meta,
+/// such as a copy received over DIMSE and then imported from its file, or
+/// sent by two modalities. Rows stored before the digest was kept compare
+/// by their whole bytes only.
+fn same_dataset(stored: &InstanceRecord, new: &InstanceRecord, transfer_syntax: &str) -> bool {
+    stored.dataset_digest.is_some()
+        && stored.dataset_digest == new.dataset_digest
+        && stored.transfer_syntax == transfer_syntax
 }
 
 /// Where the header ends once the scanner has seen the first `buf_len`

@@ -445,6 +445,48 @@ async fn duplicates_and_edited_headers() {
         let err = store(&strict, &hdr).await.expect_err("different bytes");
         assert!(matches!(err, DicomError::Duplicate(_)), "{err}");
         assert_eq!(err.status(), 0x0111);
+        // The same dataset under another file meta (received over DIMSE,
+        // from two senders) is the instance already stored, under either
+        // policy; the file first stored stays as it was.
+        let (rec, _) = read_back(&a, "9.9.9").await;
+        let dimse = |archive: &Archive, ae: &'static str, file: Vec<u8>| {
+            let archive = archive.clone();
+            let (ts, at) = (rec.transfer_syntax.clone(), rec.dataset_offset as usize);
+            async move {
+                let dataset = std::io::Cursor::new(file[at..].to_vec());
+                archive
+                    .store_dataset(T, CT_IMAGE, "9.9.9", &ts, ae, dataset)
+                    .await
+                    .map(|s| s.outcome)
+            }
+        };
+        for (archive, ae) in [(&strict, "CT1"), (&a, "PACS2")] {
+            assert_eq!(
+                dimse(archive, ae, ed.clone()).await.expect("same dataset"),
+                Outcome::AlreadyStored,
+                "{}: from {ae}",
+                t.name
+            );
+        }
+        assert_eq!(read_back(&a, "9.9.9").await.1, ed);
+        let err = dimse(&strict, "CT1", hdr.clone())
+            .await
+            .expect_err("other dataset");
+        assert!(matches!(err, DicomError::Duplicate(_)), "{err}");
+        // Received over DIMSE first, then imported from its file.
+        assert_eq!(
+            dimse(&a, "CT1", hdr.clone()).await.expect("replace"),
+            Outcome::Replaced
+        );
+        assert_ne!(
+            read_back(&a, "9.9.9").await.1,
+            hdr,
+            "stored with its own meta"
+        );
+        assert_eq!(
+            store(&a, &hdr).await.expect("import"),
+            Outcome::AlreadyStored
+        );
         a.engine().close().await;
     }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Ingested {
     pub size: u64,
     pub md5: [u8; 16],
     pub chunks: Vec<ChunkId>,
+    /// The plaintext length of each of `chunks`.
+    pub lens: Vec<u32>,
     pub packs: Vec<NewPack>,
     pub new_chunks: Vec<NewChunk>,
     /// New chunks not yet written: a small tail, packed with the commit.
@@ -191,6 +193,7 @@ impl Inner {
             let mut finishing: VecDeque<Finishing> = VecDeque::new();
             let mut size = 0u64;
             let mut chunks = Vec::new();
+            let mut lens = Vec::new();
             let mut seen: HashSet<ChunkId> = HashSet::new();
             let mut packs = Vec::new();
             let mut new_chunks = Vec::new();
@@ -199,6 +202,7 @@ impl Inner {
                     Prepared::Known(id, len) => {
                         size += len as u64;
                         chunks.push(id);
+                        lens.push(len as u32);
                         seen.insert(id);
                         self.metrics.chunks_deduplicated.inc();
                         continue;
@@ -207,6 +211,7 @@ impl Inner {
                 };
                 size += enc.raw_len as u64;
                 chunks.push(enc.id);
+                lens.push(enc.raw_len);
                 if !seen.insert(enc.id) {
                     self.metrics.chunks_deduplicated.inc();
                     continue;
@@ -245,10 +250,10 @@ impl Inner {
                 packs.push(pack);
                 new_chunks.extend(rows);
             }
-            Ok::<_, EngineError>((size, chunks, packs, new_chunks, memory))
+            Ok::<_, EngineError>((size, chunks, lens, packs, new_chunks, memory))
         };
         let ((), consumed) = tokio::join!(produce, consume);
-        let (size, chunks, mut packs, mut new_chunks, memory) = consumed?;
+        let (size, chunks, lens, mut packs, mut new_chunks, memory) = consumed?;
         let md5 = match digest {
             ContentDigest::Md5 => md5_task.await.map_err(join_err)??,
             // Same bytes, same chunk list: a digest of the list identifies
@@ -294,6 +299,7 @@ impl Inner {
             size,
             md5,
             chunks,
+            lens,
             packs,
             new_chunks,
             tail,

@@ -96,6 +96,10 @@ pub struct InstanceRecord {
     pub object_key: String,
     pub size: i64,
     pub etag: String,
+    /// Digest of the dataset's chunks (the bytes after the file meta, see
+    /// `Staged::digest_from`): the same dataset under another file meta
+    /// is the same instance. `None` in rows written before it was kept.
+    pub dataset_digest: Option<String>,
     /// Offset of the dataset (end of the file meta group).
     pub dataset_offset: i64,
     /// Length of the stored header: everything before Pixel Data.
@@ -144,7 +148,8 @@ pub fn version_key(sop_uid: &str, etag: &str, at_ms: i64) -> String {
 
 const INSTANCE_COLS: &str = "sop_uid, series_uid, study_uid, sop_class_uid, instance_number, \
     transfer_syntax, object_key, size, etag, dataset_offset, header_len, pixel_offset, \
-    pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, pixel_element, created_at";
+    pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, pixel_element, created_at, \
+    dataset_digest";
 
 pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRecord, sqlx::Error> {
     Ok(InstanceRecord {
@@ -168,6 +173,7 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
         num_columns: r.try_get(f + 17)?,
         pixel_element: r.try_get(f + 18)?,
         created_at: r.try_get(f + 19)?,
+        dataset_digest: r.try_get(f + 20)?,
     })
 }
 
@@ -204,20 +210,25 @@ pub(crate) async fn prepare_dicom_writes(
     writes: &[&DicomWrite],
     now: i64,
 ) -> CatalogResult<Vec<(String, String)>> {
-    let mut existing: HashMap<(String, String), (String, String)> = HashMap::new();
+    let mut existing: HashMap<(String, String), Stored> = HashMap::new();
     let mut previous = Vec::new();
     for s in stored_instances(tx, writes).await? {
-        existing.insert((s.tenant.clone(), s.sop_uid), (s.etag, s.object_key));
-        previous.push((s.tenant, s.study_uid));
+        previous.push((s.tenant.clone(), s.study_uid.clone()));
+        existing.insert((s.tenant.clone(), s.sop_uid.clone()), s);
     }
     for w in writes {
-        let Some((etag, key)) = existing.get(&(w.tenant.clone(), w.instance.sop_uid.clone()))
-        else {
+        let Some(stored) = existing.get(&(w.tenant.clone(), w.instance.sop_uid.clone())) else {
             continue;
         };
-        if *etag == w.instance.etag {
+        // The same bytes, or the same dataset under another file meta
+        // (stored meanwhile by a concurrent writer): nothing to keep.
+        let same_dataset = stored.dataset_digest.is_some()
+            && stored.dataset_digest == w.instance.dataset_digest
+            && stored.transfer_syntax == w.instance.transfer_syntax;
+        if stored.etag == w.instance.etag || same_dataset {
             continue;
         }
+        let (etag, key) = (&stored.etag, &stored.object_key);
         match w.policy {
             DuplicatePolicy::Reject => {
                 return Err(CatalogError::DuplicateInstance(w.instance.sop_uid.clone()))
@@ -243,7 +254,11 @@ struct Stored {
     etag: String,
     object_key: String,
     study_uid: String,
+    dataset_digest: Option<String>,
+    transfer_syntax: String,
 }
+
+type StoredRow = (String, String, String, String, Option<String>, String);
 
 /// The stored rows of the instances `writes` write, if any: one lookup
 /// per tenant and block of SOP Instance UIDs.
@@ -263,16 +278,16 @@ async fn stored_instances(
             .collect();
         for block in sops.chunks(IN_BLOCK) {
             let sql = format!(
-                "SELECT sop_uid, etag, object_key, study_uid FROM dicom_instances \
-                 WHERE tenant = $1 AND sop_uid IN ({})",
+                "SELECT sop_uid, etag, object_key, study_uid, dataset_digest, transfer_syntax \
+                 FROM dicom_instances WHERE tenant = $1 AND sop_uid IN ({})",
                 crate::placeholders(2, block.len())
             );
-            let mut q = sqlx::query_as::<_, (String, String, String, String)>(crate::dynamic(sql))
-                .bind(tenant.to_string());
+            let mut q =
+                sqlx::query_as::<_, StoredRow>(crate::dynamic(sql)).bind(tenant.to_string());
             for sop in block {
                 q = q.bind(sop.to_string());
             }
-            for (sop_uid, etag, object_key, study_uid) in
+            for (sop_uid, etag, object_key, study_uid, dataset_digest, transfer_syntax) in
                 q.fetch_all(&mut **tx).await.map_err(db("find instances"))?
             {
                 out.push(Stored {
@@ -281,6 +296,8 @@ async fn stored_instances(
                     etag,
                     object_key,
                     study_uid,
+                    dataset_digest,
+                    transfer_syntax,
                 });
             }
         }
@@ -472,7 +489,7 @@ const INSTANCE_UPSERT: &str =
      pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
      num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
      num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
-     created_at = excluded.created_at";
+     created_at = excluded.created_at, dataset_digest = excluded.dataset_digest";
 
 /// Inserts instance rows; `conflict` says what a row already stored does.
 /// Returns the rows inserted or updated.
@@ -485,7 +502,7 @@ async fn insert_instances(
     let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
     insert_rows(
         tx,
-        (&prefix, 21, conflict),
+        (&prefix, 22, conflict),
         instances,
         "index instances",
         |args, w| {
@@ -510,7 +527,8 @@ async fn insert_instances(
             args.add(i.num_rows)?;
             args.add(i.num_columns)?;
             args.add(i.pixel_element)?;
-            args.add(now)
+            args.add(now)?;
+            args.add(i.dataset_digest.clone())
         },
     )
     .await
