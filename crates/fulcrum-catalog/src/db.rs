@@ -135,6 +135,7 @@ impl Catalog {
         let cat = Self { pool, writer, kind };
         cat.ensure_tenant(fulcrum_types::DEFAULT_TENANT).await?;
         cat.fill_name_group_keys().await?;
+        cat.rekey_names().await?;
         if kind == DbKind::Sqlite {
             // Refresh the planner's statistics where they are missing or
             // stale (cheap; SQLite decides what needs it), so index queries

@@ -378,8 +378,10 @@ impl Catalog {
         // A dump from before the stored counts (migration 0006) has none.
         crate::dicom::refresh_all_counts(&mut tx).await?;
         tx.commit().await.map_err(db("commit import"))?;
-        // A dump written before the name group keys existed.
+        // A dump written before the name group keys existed, or before
+        // names were keyed group by group.
         self.fill_name_group_keys().await?;
+        self.rekey_names().await?;
         Ok(())
     }
 }

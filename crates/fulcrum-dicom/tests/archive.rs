@@ -880,6 +880,8 @@ async fn person_names_match_by_any_component_group() {
             ("张^三", "P4"),
             // An empty phonetic group, as pydicom's chrX1 sample writes it.
             ("Li^Hua=李^华=", "P5"),
+            // Empty trailing components in the alphabetic group.
+            ("Kim^Minsu^^=김^민수", "P6"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -906,6 +908,13 @@ async fn person_names_match_by_any_component_group() {
         .execute(&mut c)
         .await
         .expect("older rows");
+        // And rows keyed before each component group was keyed on its own.
+        for sql in [
+            "UPDATE dicom_studies SET patient_name_key = 'KIM MINSU =김 민수' WHERE study_uid = '7.5'",
+            "DELETE FROM meta WHERE key = 'name_keys_by_group'",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.expect("older keys");
+        }
         drop(c);
         let a = Archive::new(t.open().await, ArchiveConfig::default());
         let ex = |v: &str| Matcher::Exact(v.into());
@@ -925,6 +934,11 @@ async fn person_names_match_by_any_component_group() {
             (ex("Li^Hua=李^华="), vec!["7.4"]),
             (ex("Li^Hua=李^华=x"), vec![]),
             (ex("张^三"), vec!["7.3"]),
+            (ex("Kim^Minsu=김^민수"), vec!["7.5"]),
+            (ex("kim^minsu^^^=김^민수^^="), vec!["7.5"]),
+            (ex("Kim^Minsu"), vec!["7.5"]),
+            (wild("Kim^Min*"), vec!["7.5"]),
+            (wild("wang^*"), vec!["7.0", "7.2"]),
             (ex("小东"), vec![]),
             (ex("Wang"), vec![]),
         ] {

@@ -180,21 +180,30 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
 /// The keys of a person name's ideographic and phonetic component groups
 /// (`Wang^XiaoDong=王^小东` -> `王 小东`, ''), '' for a group it lacks.
 pub fn group_keys(name: &str) -> (String, String) {
-    let mut groups = name.split('=').skip(1).map(name_key);
+    let mut groups = name.split('=').skip(1).map(group_key);
     (
         groups.next().unwrap_or_default(),
         groups.next().unwrap_or_default(),
     )
 }
 
-/// Upper-cased, `^` as space: the form person names are matched in.
+/// The form person names are matched in: each component group
+/// upper-cased, `^` as space, empty components dropped; groups joined by
+/// `=`, empty trailing groups dropped (`Doe^John^^=` and `DOE^JOHN` are
+/// the same name). Wildcards pass through, so a pattern is keyed alike.
 pub fn name_key(name: &str) -> String {
-    let s: String = name
+    let mut groups: Vec<String> = name.split('=').map(group_key).collect();
+    while groups.len() > 1 && groups.last().is_some_and(String::is_empty) {
+        groups.pop();
+    }
+    groups.join("=")
+}
+
+/// One component group's key (see [`name_key`]).
+fn group_key(group: &str) -> String {
+    group
         .to_uppercase()
-        .chars()
-        .map(|c| if c == '^' { ' ' } else { c })
-        .collect();
-    s.split(' ')
+        .split(['^', ' '])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -246,6 +255,16 @@ pub(crate) async fn prepare_dicom_writes(
     }
     Ok(previous)
 }
+
+/// A study's names and their keys as stored.
+type NameRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// The row of an instance already stored.
 struct Stored {
@@ -645,6 +664,64 @@ impl Catalog {
         Ok(())
     }
 
+    /// Re-keys the person names of study rows keyed before each component
+    /// group was keyed on its own (`A^B^^=C` was `A B =C`, now `A B=C`):
+    /// only names with a `=` change. Runs once per catalog (a meta flag),
+    /// and again after a restore from an older dump.
+    pub(crate) async fn rekey_names(&self) -> CatalogResult<()> {
+        const DONE: &str = "name_keys_by_group";
+        if self.get_meta(DONE).await?.is_some() {
+            return Ok(());
+        }
+        let rows: Vec<NameRow> = sqlx::query_as(
+            "SELECT tenant, study_uid, patient_name, patient_name_key, referring_physician, \
+             referring_physician_key FROM dicom_studies \
+             WHERE patient_name LIKE '%=%' OR referring_physician LIKE '%=%' \
+             ORDER BY tenant, study_uid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("find names to re-key"))?;
+        let stale: Vec<_> = rows
+            .into_iter()
+            .filter_map(|(tenant, study, name, name_key_now, phys, phys_key_now)| {
+                let name_key_new = name.as_deref().map(name_key);
+                let phys_key_new = phys.as_deref().map(name_key);
+                (name_key_new != name_key_now || phys_key_new != phys_key_now).then_some((
+                    tenant,
+                    study,
+                    name_key_new,
+                    phys_key_new,
+                ))
+            })
+            .collect();
+        // In key order, a transaction per 1,000 rows (as fill_name_group_keys).
+        for block in stale.chunks(1000) {
+            let mut tx = self.begin_write().await.map_err(db("begin"))?;
+            for (tenant, study, name_key, phys_key) in block {
+                sqlx::query(
+                    "UPDATE dicom_studies SET patient_name_key = $1, referring_physician_key = $2 \
+                     WHERE tenant = $3 AND study_uid = $4",
+                )
+                .bind(name_key)
+                .bind(phys_key)
+                .bind(tenant)
+                .bind(study)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("re-key names"))?;
+            }
+            tx.commit().await.map_err(db("commit re-keyed names"))?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                studies = stale.len(),
+                "re-keyed person names by component group"
+            );
+        }
+        self.set_meta(DONE, "1").await
+    }
+
     /// Recounts every study and series (NumberOfStudyRelatedInstances and
     /// the rest) from the instance rows, as a restore does: a check that
     /// the counts kept up commit by commit are right.
@@ -869,5 +946,22 @@ mod tests {
     fn name_keys_ignore_case_and_carets() {
         assert_eq!(super::name_key("Doe^John^^^"), "DOE JOHN");
         assert_eq!(super::name_key("doe^john"), "DOE JOHN");
+    }
+
+    #[test]
+    fn name_keys_normalise_each_component_group() {
+        let key = super::name_key;
+        assert_eq!(
+            key("Yamada^Tarou^^=山田^太郎=やまだ^たろう"),
+            "YAMADA TAROU=山田 太郎=やまだ たろう"
+        );
+        assert_eq!(
+            key("Wang^XiaoDong^^=王^小東="),
+            key("Wang^XiaoDong=王^小東")
+        );
+        assert_eq!(key("Doe^John=="), "DOE JOHN");
+        assert_eq!(key("=山田^太郎"), "=山田 太郎");
+        assert_eq!(key("Doe^*=山田*"), "DOE *=山田*");
+        assert_eq!(super::group_keys("A^B^^=C^^=D"), ("C".into(), "D".into()));
     }
 }

@@ -217,29 +217,21 @@ impl Where {
     /// ideographic and phonetic groups have keys of their own, searched
     /// for values beyond ASCII only (those groups are written in kanji,
     /// hanzi, hangul or kana), so ASCII queries keep their plan. A value
-    /// with `=` matches the whole name, whose empty trailing groups do not
-    /// count (`Wang^XiaoDong=王^小東` is `Wang^XiaoDong=王^小東=`). None:
-    /// not such a query.
+    /// with `=` matches the whole name, group by group as keyed (empty
+    /// components and trailing groups do not count: `Wang^XiaoDong=王^小東`
+    /// is `Wang^XiaoDong^^=王^小東=`). None: not such a query.
     fn name_groups(&mut self, m: &Matcher) -> CatalogResult<Option<String>> {
         let (value, wild) = match m {
             Matcher::Exact(v) => (name_key(v), false),
-            // Keep the wildcards through the name normalisation.
-            Matcher::Wildcard(p) => (p.to_uppercase().replace('^', " "), true),
+            // The wildcards pass through the name normalisation.
+            Matcher::Wildcard(p) => (name_key(p), true),
             _ => return Ok(None),
         };
         if value.contains('=') {
             if wild {
                 return Ok(None);
             }
-            let whole = value.trim_end_matches('=');
-            let mut forms = Vec::new();
-            for eqs in ["", "=", "=="] {
-                forms.push(self.arg(format!("{whole}{eqs}"))?);
-            }
-            return Ok(Some(format!(
-                "s.patient_name_key IN ({})",
-                forms.join(", ")
-            )));
+            return Ok(Some(format!("s.patient_name_key = {}", self.arg(value)?)));
         }
         let term = |w: &mut Self, col: &str, v: &str, wild: bool| -> CatalogResult<String> {
             if wild {
@@ -295,8 +287,8 @@ impl Where {
                     return Err(CatalogError::BadQuery("wildcards on a number".into()));
                 }
                 let p = if is_name {
-                    // Keep the wildcards through the name normalisation.
-                    p.to_uppercase().replace('^', " ")
+                    // The wildcards pass through the name normalisation.
+                    name_key(p)
                 } else {
                     p.clone()
                 };
