@@ -189,6 +189,17 @@ def test_qido_filters(web):
     r = client.search_for_studies(search_filters={"AccessionNumber": p.accession})
     assert _uids(r, "StudyInstanceUID") == [p.study_uid]
 
+    # Multi-valued answers are one JSON value each (PS3.18 F.2.4).
+    r = client.search_for_studies(fields=["SOPClassesInStudy"])
+    mixed = 0
+    for item in r:
+        insts = studies.get(jval(item, "StudyInstanceUID"))
+        if insts:
+            classes = sorted({i.sop_class for i in insts})
+            assert sorted(jvals(item, "SOPClassesInStudy")) == classes, dumps(item)
+            mixed += len(classes) > 1
+    assert mixed, "no generated study with two SOP classes"
+
     r = client.search_for_studies(search_filters={"StudyDate": "20200101-20201231"})
     assert generated(r) == want(lambda i, _: "20200101" <= i.study_date <= "20201231") != []
     assert all("20200101" <= jval(x, "StudyDate") <= "20201231" for x in r)
@@ -705,35 +716,49 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
     assert person_name(meta[0]) == name
 
 
-def _jpeg_instance(pixels: np.ndarray, photometric: str, study: str) -> bytes:
-    """A Secondary Capture instance whose one frame is a baseline JPEG made
-    by Pillow (libjpeg), not by the archive's decoder."""
+def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, study=None, samples=1,
+           photometric="MONOCHROME2", frames=None, ts=None, vr=None,
+           sop_class="1.2.840.10008.5.1.4.1.1.7") -> bytes:
+    """A Part 10 image instance (Secondary Capture unless told) as pydicom
+    writes it: Explicit VR Little Endian unless `ts`."""
     from pydicom.dataset import Dataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit, generate_uid
+    from pydicom.uid import generate_uid
 
     import dicom_common
 
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
     ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
-    ds.PatientID, ds.PatientName, ds.Modality = "JPEG-1", "Frame^Decode", "OT"
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel = 1 if pixels.ndim == 2 else 3
-    ds.PhotometricInterpretation = photometric
-    if pixels.ndim == 3:
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = patient, f"{patient}^Test", "OT"
+    ds.Rows, ds.Columns = rows, cols
+    if frames:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric
+    if samples == 3:
         ds.PlanarConfiguration = 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = encapsulate([buf.getvalue()])
-    ds["PixelData"].VR = "OB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds.PixelData = pixel_data
+    if vr:
+        ds["PixelData"].VR = vr
     ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    if ts:
+        ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def _jpeg_instance(pixels: np.ndarray, photometric: str, study: str) -> bytes:
+    """A Secondary Capture instance whose one frame is a baseline JPEG made
+    by Pillow (libjpeg), not by the archive's decoder."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return _image("JPEG-1", *pixels.shape[:2], 8, encapsulate([buf.getvalue()]), study=study,
+                  samples=1 if pixels.ndim == 2 else 3, photometric=photometric, ts=JPEGBaseline8Bit, vr="OB")
 
 
 def test_grayscale_jpeg_frames_are_decoded_when_uncompressed_ones_are_asked_for(pacs):
@@ -772,6 +797,122 @@ def test_grayscale_jpeg_frames_are_decoded_when_uncompressed_ones_are_asked_for(
     r = dw.get(f"/studies/{study}/series/{se}/instances/{sop}/frames/1",
                'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1')
     assert r.status_code == 406 and "transcode" in r.text
+
+
+def test_8_bit_frames_stored_big_endian_in_ow_words_come_back_in_pixel_order(pacs, tmp_path):
+    # DCMTK's dcmconv +tb keeps 8-bit Pixel Data as OW: 16-bit words of two
+    # samples, each word's bytes swapped on disk (PS3.5 8.1.1). Frames came
+    # back with every pair of pixels swapped. 5x7 frames: frame 2 starts
+    # inside a word.
+    from dicom_helpers import dcmtk, describe
+
+    pixels = bytes(range(1, 106))
+    le = _image("BE-8", 5, 7, 8, pixels, frames=3, vr="OW", sop_class="1.2.840.10008.5.1.4.1.1.7.2")
+    (tmp_path / "le.dcm").write_bytes(le)
+    ds = pydicom.dcmread(io.BytesIO(le))
+    res = dcmtk("dcmconv", "+tb", tmp_path / "le.dcm", tmp_path / "be.dcm")
+    assert res.returncode == 0, describe(res)
+    data = (tmp_path / "be.dcm").read_bytes()
+    be = pydicom.dcmread(io.BytesIO(data))
+    assert be.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.2" and be["PixelData"].VR == "OW"
+    assert be.PixelData != ds.PixelData, "the words are swapped on disk"
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    frames = dw.client().retrieve_instance_frames(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, [1, 2, 3],
+        media_types=("application/octet-stream",),
+    )
+    assert frames == [be.pixel_array[k].tobytes() for k in range(3)]
+    assert b"".join(frames) == pixels
+
+
+def test_rendered_viewport_regions_and_window_functions(pacs):
+    # viewport=vw,vh,sx,sy,sw,sh and window=c,w,function (PS3.18 8.3.5.1)
+    # were cut to their first two numbers: every crop was the whole image.
+    yy, xx = np.mgrid[0:24, 0:32]
+    data = _image("VP-1", 24, 32, 16, (xx * 40 + yy * 3).astype("<u2").tobytes())
+    ds = pydicom.dcmread(io.BytesIO(data))
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/rendered"
+
+    def png(query):
+        r = dw.get(f"{base}?{query}", "image/png")
+        assert r.status_code == 200, (query, r.status_code, r.text[:200])
+        return np.asarray(Image.open(io.BytesIO(r.content)))
+
+    win = "window=640,1280"
+    full = png(f"viewport=32,24&{win}")
+    assert full.shape == (24, 32)
+    assert (png(f"viewport=8,6,4,2,8,6&{win}") == full[2:8, 4:12]).all()
+    # A negative width runs left from sx and mirrors.
+    assert (png(f"viewport=8,6,12,2,-8,6&{win}") == full[2:8, 4:12][:, ::-1]).all()
+    # Left-out values: from the origin, to the image's end.
+    assert (png(f"viewport=16,24,16,,,&{win}") == full[:, 16:]).all()
+    # A region zoomed into a larger viewport, pixels repeated.
+    assert (png(f"viewport=16,12,0,0,8,6&{win}") == full[0:6, 0:8].repeat(2, 0).repeat(2, 1)).all()
+    sig = png(f"viewport=32,24&{win},sigmoid")
+    assert sig.shape == full.shape and (sig != full).any()
+    assert abs(int(sig[12, 16]) - int(full[12, 16])) <= 2  # the same at the center
+    for bad in ("viewport=8,6,0,0,8", "viewport=8,6,40,0,8,6", f"{win},cubic", "window=640,0"):
+        assert dw.get(f"{base}?{bad}", "image/png").status_code == 400, bad
+
+
+def _encapsulated_instance(ts: str, fragments: list[bytes], rows: int, cols: int, bits: int, study: str) -> bytes:
+    """A multi-frame instance of `ts`, one fragment per frame, as pydicom writes it."""
+    from pydicom.encaps import encapsulate
+
+    return _image("ENC-1", rows, cols, bits, encapsulate(fragments), study=study, frames=len(fragments),
+                  ts=ts, vr="OB", sop_class="1.2.840.10008.5.1.4.1.1.7.2")
+
+
+def test_deflated_image_frames_are_stored_and_inflated_and_jpeg_xl_is_labelled(pacs):
+    # Deflated Image Frame Compression deflates each frame, not the dataset:
+    # it was refused as a dataset that would not inflate (0xC000).
+    import zlib
+
+    from pydicom.uid import generate_uid
+
+    dw = DicomWeb(pacs)
+    study = generate_uid()
+    frames = [bytes((k * 31 + i) % 251 for i in range(48 * 40)) for k in range(3)]
+
+    def raw_deflate(b):
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return z.compress(b) + z.flush()
+
+    deflated = _encapsulated_instance("1.2.840.10008.1.2.8.1", [raw_deflate(f) for f in frames], 48, 40, 8, study)
+    # Stored JPEG XL frames are never decoded here: their bytes only need a label.
+    jxl = _encapsulated_instance("1.2.840.10008.1.2.4.110", [b"\xff\x0a" + bytes(64)] * 2, 8, 8, 8, study)
+    assert dw.stow([deflated, jxl]).status == 200
+    assert dw.stow([deflated]).status == 200  # already stored
+    where = {}
+    for data in (deflated, jxl):
+        ds = pydicom.dcmread(io.BytesIO(data))
+        where[ds.file_meta.TransferSyntaxUID] = (ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        assert dw.instance_bytes(study, ds.SeriesInstanceUID, ds.SOPInstanceUID) == data
+
+    se, sop = where["1.2.840.10008.1.2.8.1"]
+    path = f"/studies/{study}/series/{se}/instances/{sop}/frames/1,3"
+    got = dw.client().retrieve_instance_frames(study, se, sop, [1, 3], media_types=("application/octet-stream",))
+    assert got == [frames[0], frames[2]]
+    # As stored, for who takes that syntax.
+    r = dw.get(path, 'multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    assert r.status_code == 200, r.text
+    parts = parse_multipart(r.content, r.headers["content-type"])
+    assert [p for _, p in parts] == [raw_deflate(frames[0]), raw_deflate(frames[2])]
+    assert all("transfer-syntax=1.2.840.10008.1.2.8.1" in h["content-type"] for h, _ in parts), parts[0][0]
+
+    se, sop = where["1.2.840.10008.1.2.4.110"]
+    path = f"/studies/{study}/series/{se}/instances/{sop}/frames/1"
+    r = dw.get(path, 'multipart/related; type="image/jxl"')
+    assert r.status_code == 200, r.text[:300]
+    ((head, body),) = parse_multipart(r.content, r.headers["content-type"])
+    assert head["content-type"].startswith("image/jxl") and body == b"\xff\x0a" + bytes(64), head
+    # A plain octet-stream asks for uncompressed frames, which JPEG XL cannot give here.
+    for accept in ("application/octet-stream", 'multipart/related; type="application/octet-stream"'):
+        r = dw.get(path, accept)
+        assert r.status_code == 406, (accept, r.status_code)
 
 
 RLE = "1.2.840.10008.1.2.5"

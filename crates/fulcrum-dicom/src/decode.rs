@@ -152,6 +152,32 @@ fn unpack(seg: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Inflates one frame of Deflated Image Frame Compression
+/// (1.2.840.10008.1.2.8.1, PS3.5 8.2.16): each frame a raw deflate stream
+/// of its native bytes (bit-packed for 1-bit segmentations). Inflating
+/// stops at the frame's size, so a stream claiming more is refused, not
+/// inflated whole.
+pub fn deflated_frame(frame: &[u8], spec: &Geometry) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let bits = u64::from(spec.rows)
+        * u64::from(spec.cols)
+        * u64::from(spec.samples)
+        * u64::from(spec.bits_allocated);
+    let want = bits.div_ceil(8);
+    let mut out = Vec::with_capacity(want.min(1 << 30) as usize);
+    flate2::read::DeflateDecoder::new(frame)
+        .take(want + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::Corrupt(format!("deflated frame: {e}")))?;
+    if out.len() as u64 != want {
+        return Err(DecodeError::Corrupt(format!(
+            "deflated frame of {} bytes, the header says {want}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Decodes one RLE Lossless frame: samples interleaved (or by plane when the header's
 /// Planar Configuration is 1), each sample little endian.
 pub fn rle(frame: &[u8], spec: &Geometry) -> Result<Vec<u8>, DecodeError> {

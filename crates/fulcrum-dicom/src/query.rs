@@ -359,7 +359,10 @@ fn put(obj: &mut InMemDicomObject, attr: &QueryAttr, value: Option<String>) {
             Ok(n) => PrimitiveValue::from(n),
             Err(_) => PrimitiveValue::Empty,
         },
-        Some(v) if attr.vr == VR::CS && v.contains('\\') => {
+        // Several values (ModalitiesInStudy, SOPClassesInStudy, a
+        // multi-valued name) are one value each, in JSON and XML too; text
+        // VRs hold a single value in which a backslash is a character.
+        Some(v) if !matches!(attr.vr, VR::LT | VR::ST | VR::UT | VR::UR) && v.contains('\\') => {
             PrimitiveValue::Strs(v.split('\\').map(str::to_string).collect())
         }
         Some(v) => PrimitiveValue::from(v),

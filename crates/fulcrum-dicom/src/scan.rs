@@ -14,11 +14,14 @@ pub struct Framing {
     pub big_endian: bool,
 }
 
-/// Transfer syntaxes whose dataset is deflated: no element framing in the raw bytes.
+/// Transfer syntaxes whose dataset is deflated: no element framing in the
+/// raw bytes. (Deflated Image Frame Compression, 1.2.840.10008.1.2.8.1,
+/// deflates each frame, not the dataset: it is encapsulated.)
 pub const DEFLATED_TS: [&str; 3] = [
     "1.2.840.10008.1.2.1.99",
+    // JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate.
     "1.2.840.10008.1.2.4.95",
-    "1.2.840.10008.1.2.8.1",
+    "1.2.840.10008.1.2.4.205",
 ];
 
 impl Framing {

@@ -565,24 +565,45 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
 /// boundary), and the scanner checks the element framing before dicom-rs
 /// parses it: dicom-rs allocates whatever length an element claims.
 fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
-    use std::io::Read;
+    use flate2::{Decompress, FlushDecompress, Status};
     let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
-    let mut z = flate2::read::DeflateDecoder::new(deflated);
+    let bad = |e: flate2::DecompressError| {
+        DicomError::Malformed(format!("cannot inflate the dataset: {e}"))
+    };
+    let mut z = Decompress::new(false);
+    // The header is read as for any syntax (up to Pixel Data or the cap);
+    // the whole stream is inflated and walked too: a truncated one (its
+    // end never comes) or one whose dataset is cut short is refused, as a
+    // truncated native file is.
     let mut walker = Walker::new(Framing::EXPLICIT_LE);
+    let mut whole = Walker::new(Framing::EXPLICIT_LE);
     let mut header = Vec::new();
     let mut piece = vec![0u8; READ_SIZE];
-    let mut eof = false;
-    while walker.pixel().is_none() && header.len() < cap {
-        let n = z
-            .read(&mut piece)
-            .map_err(|e| DicomError::Malformed(format!("cannot inflate the dataset: {e}")))?;
-        if n == 0 {
-            eof = true;
+    loop {
+        let at = z.total_in() as usize;
+        let before = z.total_out();
+        let status = z
+            .decompress(&deflated[at..], &mut piece, FlushDecompress::None)
+            .map_err(bad)?;
+        let out = &piece[..(z.total_out() - before) as usize];
+        if walker.pixel().is_none() && header.len() < cap {
+            walker.feed(out).map_err(malformed)?;
+            header.extend_from_slice(out);
+        }
+        whole.feed(out).map_err(malformed)?;
+        if status == Status::StreamEnd {
             break;
         }
-        walker.feed(&piece[..n]).map_err(malformed)?;
-        header.extend_from_slice(&piece[..n]);
+        if out.is_empty() && z.total_in() as usize == at {
+            return Err(DicomError::Truncated(
+                "the deflate stream ends early (the dataset is cut short)".into(),
+            ));
+        }
     }
+    whole
+        .finish()
+        .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    let eof = walker.pixel().is_none() && header.len() < cap;
     let (_, parse_end) = header_bounds(&walker, header.len(), eof)?;
     parse_header(&header[..parse_end], EXPLICIT_VR_LE)
 }
@@ -670,5 +691,68 @@ mod tests {
             matches!(err, DicomError::Malformed(_) | DicomError::Truncated(_)),
             "{err}"
         );
+    }
+
+    /// A deflated instance: explicit VR LE identifiers and `pixels` bytes
+    /// of OW Pixel Data, cut to `keep` bytes before deflating, then the
+    /// deflated stream cut to `keep_deflated` bytes.
+    fn deflated_file(pixels: usize, keep: usize, keep_deflated: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut ds = Vec::new();
+        let mut put = |tag: (u16, u16), vr: &[u8; 2], v: &[u8]| {
+            ds.extend_from_slice(&tag.0.to_le_bytes());
+            ds.extend_from_slice(&tag.1.to_le_bytes());
+            ds.extend_from_slice(vr);
+            if vr == b"OW" {
+                ds.extend_from_slice(&[0, 0]);
+                ds.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            } else {
+                ds.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            }
+            ds.extend_from_slice(v);
+        };
+        put((0x0008, 0x0016), b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        put((0x0008, 0x0018), b"UI", b"1.2.3.4\0");
+        put((0x0020, 0x000D), b"UI", b"1.2.3\0");
+        put((0x0020, 0x000E), b"UI", b"1.2.3.1\0");
+        let px: Vec<u8> = (0..pixels).map(|i| (i * 7 % 251) as u8).collect();
+        put((0x7FE0, 0x0010), b"OW", &px);
+        ds.truncate(keep);
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&ds).expect("deflate");
+        let mut deflated = z.finish().expect("deflate");
+        deflated.truncate(keep_deflated);
+        let mut file = crate::part10::build_prelude(
+            "1.2.840.10008.5.1.4.1.1.7",
+            "1.2.3.4",
+            "1.2.840.10008.1.2.1.99",
+            "",
+        )
+        .expect("meta");
+        file.extend_from_slice(&deflated);
+        file
+    }
+
+    #[test]
+    fn a_deflated_instance_cut_short_is_refused() {
+        let cap = ArchiveConfig::default().header_cap;
+        let whole = deflated_file(300_000, usize::MAX, usize::MAX);
+        let ex = inspect_file(&whole, cap).expect("whole").extracted;
+        assert_eq!(ex.sop_uid, "1.2.3.4");
+        // The deflate stream cut (its end never comes), anywhere past the
+        // header: a truncated upload.
+        let full = whole.len() - deflated_file(0, 0, 0).len();
+        for cut in [full / 2, full - 10, full - 1] {
+            let file = deflated_file(300_000, usize::MAX, cut);
+            let err = inspect_file(&file, cap).expect_err("cut stream");
+            assert!(
+                matches!(err, DicomError::Truncated(_)),
+                "cut at {cut}: {err}"
+            );
+        }
+        // A whole stream of a dataset cut inside its Pixel Data.
+        let file = deflated_file(300_000, 200_000, usize::MAX);
+        let err = inspect_file(&file, cap).expect_err("cut dataset");
+        assert!(matches!(err, DicomError::Truncated(_)), "{err}");
     }
 }

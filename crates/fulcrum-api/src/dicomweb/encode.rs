@@ -85,6 +85,78 @@ fn png(img: &Image) -> Result<Vec<u8>, RenderError> {
     Ok(out)
 }
 
+/// A region of an image, mirrored or not (DICOMweb's viewport source
+/// region with a negative width or height).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+    pub flip_x: bool,
+    pub flip_y: bool,
+}
+
+/// The region `c` of `img` (clamped to it).
+pub fn crop(img: &Image, c: Crop) -> Image {
+    let x0 = c.x.min(img.width);
+    let y0 = c.y.min(img.height);
+    let w = c.w.min(img.width - x0) as usize;
+    let h = c.h.min(img.height - y0) as usize;
+    let ch = img.channels as usize;
+    let mut data = Vec::with_capacity(w * h * ch);
+    for oy in 0..h {
+        let y = y0 as usize + if c.flip_y { h - 1 - oy } else { oy };
+        for ox in 0..w {
+            let x = x0 as usize + if c.flip_x { w - 1 - ox } else { ox };
+            let at = (y * img.width as usize + x) * ch;
+            data.extend_from_slice(&img.data[at..at + ch]);
+        }
+    }
+    Image {
+        width: w as u32,
+        height: h as u32,
+        channels: img.channels,
+        data,
+    }
+}
+
+/// Scales to fit `w` × `h`, aspect ratio kept: down as [`fit`] does, up
+/// (a zoomed-in region) by repeating pixels.
+pub fn scale_to(img: Image, w: u32, h: u32) -> Image {
+    let (iw, ih) = (u64::from(img.width), u64::from(img.height));
+    let (bw, bh) = (u64::from(w.max(1)), u64::from(h.max(1)));
+    if iw == 0 || ih == 0 || iw > bw || ih > bh {
+        return fit(img, w, h);
+    }
+    let (nw, nh) = fitted((iw, ih), (bw, bh));
+    let ch = img.channels as usize;
+    let mut data = Vec::with_capacity((nw * nh) as usize * ch);
+    for oy in 0..nh {
+        let y = (oy * ih / nh) as usize;
+        for ox in 0..nw {
+            let at = (y * iw as usize + (ox * iw / nw) as usize) * ch;
+            data.extend_from_slice(&img.data[at..at + ch]);
+        }
+    }
+    Image {
+        width: nw as u32,
+        height: nh as u32,
+        channels: img.channels,
+        data,
+    }
+}
+
+/// The size of a `w` × `h` image scaled to fit a box, aspect ratio kept
+/// (the side that needs the larger scaling decides).
+fn fitted((w, h): (u64, u64), (bw, bh): (u64, u64)) -> (u64, u64) {
+    if w * bh > h * bw {
+        (bw, (h * bw / w).max(1))
+    } else {
+        ((w * bh / h).max(1), bh)
+    }
+}
+
 /// Scales down (area average) to fit `max_w` × `max_h`; never scales up.
 pub fn fit(img: Image, max_w: u32, max_h: u32) -> Image {
     let (w, h) = (img.width as u64, img.height as u64);
@@ -92,12 +164,7 @@ pub fn fit(img: Image, max_w: u32, max_h: u32) -> Image {
     if w <= mw && h <= mh || w == 0 || h == 0 {
         return img;
     }
-    // The larger reduction wins; aspect ratio is kept.
-    let (nw, nh) = if w * mh > h * mw {
-        (mw, (h * mw / w).max(1))
-    } else {
-        ((w * mh / h).max(1), mh)
-    };
+    let (nw, nh) = fitted((w, h), (mw, mh));
     let ch = img.channels as usize;
     let mut data = Vec::with_capacity((nw * nh) as usize * ch);
     for oy in 0..nh {
@@ -129,14 +196,62 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    #[test]
-    fn png_round_trips_through_inflate() {
-        let img = Image {
+    /// A 3×2 gray image, 1 to 6 row by row.
+    fn sample() -> Image {
+        Image {
             width: 3,
             height: 2,
             channels: 1,
             data: vec![1, 2, 3, 4, 5, 6],
+        }
+    }
+
+    #[test]
+    fn crops_mirrors_and_zooms() {
+        let img = sample();
+        let c = |x, y, w, h, flip_x, flip_y| {
+            crop(
+                &img,
+                Crop {
+                    x,
+                    y,
+                    w,
+                    h,
+                    flip_x,
+                    flip_y,
+                },
+            )
+            .data
         };
+        assert_eq!(c(1, 0, 2, 2, false, false), vec![2, 3, 5, 6]);
+        assert_eq!(c(1, 0, 2, 2, true, false), vec![3, 2, 6, 5]);
+        assert_eq!(c(0, 0, 3, 2, false, true), vec![4, 5, 6, 1, 2, 3]);
+        assert_eq!(c(2, 1, 9, 9, false, false), vec![6]);
+        let zoomed = scale_to(
+            crop(
+                &img,
+                Crop {
+                    x: 1,
+                    y: 0,
+                    w: 2,
+                    h: 1,
+                    flip_x: false,
+                    flip_y: false,
+                },
+            ),
+            4,
+            4,
+        );
+        assert_eq!(
+            (zoomed.width, zoomed.height, zoomed.data),
+            (4, 2, vec![2, 2, 3, 3, 2, 2, 3, 3])
+        );
+        assert_eq!(scale_to(img.clone(), 3, 2), img);
+    }
+
+    #[test]
+    fn png_round_trips_through_inflate() {
+        let img = sample();
         let png = encode(&img, Format::Png, 90).expect("encodes");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert_eq!(&png[12..16], b"IHDR");

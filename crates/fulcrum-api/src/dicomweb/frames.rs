@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fulcrum_dicom::{InstanceRecord, Scope};
 
-use super::encode::{encode, fit, Format};
+use super::encode::{crop, encode, fit, scale_to, Crop, Format};
 use super::errors::join_error;
 use super::media::range_covers;
 use super::pixels::{load, read_frame, Loaded};
-use super::render::{render, RenderError, Source, Spec};
+use super::render::{render, RenderError, Source, Spec, VoiFunction, Window};
 use super::wado::{
     accept_of, frame_parts, instances_of, not_acceptable_pixels, octet_any, FrameTranscode,
 };
@@ -84,7 +84,18 @@ pub(crate) async fn send_frames(
     accept: &[super::media::MediaType],
 ) -> ApiResult<Response> {
     let (media, aliases, ts) = l.frame_media();
-    let label = if super::media::accepts(accept, media, aliases, &ts) {
+    // Compressed frames without a media type of their own (a private or
+    // newer syntax) are octet-streams with their transfer syntax named: a
+    // plain `application/octet-stream` asks for uncompressed ones.
+    let plain_octets = |m: &&super::media::MediaType| {
+        l.encapsulated() && m.wanted() == ("application/octet-stream".into(), None)
+    };
+    let named: Vec<_> = accept
+        .iter()
+        .filter(|m| !plain_octets(m))
+        .cloned()
+        .collect();
+    let label = if super::media::accepts(&named, media, aliases, &ts) {
         media
     } else if l.encapsulated() && octet_any(accept, &ts) {
         "application/octet-stream"
@@ -109,7 +120,8 @@ pub(crate) async fn send_frames(
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// How this archive decodes frames when uncompressed ones are asked for:
-/// JPEG (baseline, extended, lossless) of grayscale images, and RLE.
+/// JPEG (baseline, extended, lossless) of grayscale images, RLE, and
+/// Deflated Image Frame Compression.
 fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
     let spec = Spec::of(&l.header);
     if !l.encapsulated() {
@@ -118,6 +130,12 @@ fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
     if ts == RLE {
         return Some(Arc::new(move |frame: &[u8]| {
             fulcrum_dicom::decode::rle(frame, &spec.geometry()).map_err(|e| decode_error(e.into()))
+        }));
+    }
+    if ts == DEFLATED_FRAMES {
+        return Some(Arc::new(move |frame: &[u8]| {
+            fulcrum_dicom::decode::deflated_frame(frame, &spec.geometry())
+                .map_err(|e| decode_error(e.into()))
         }));
     }
     (is_jpeg_family(ts) && spec.samples == 1 && spec.photometric.starts_with("MONOCHROME")).then(
@@ -140,22 +158,42 @@ fn decode_error(e: RenderError) -> ApiError {
 /// RLE Lossless.
 const RLE: &str = "1.2.840.10008.1.2.5";
 
+/// Deflated Image Frame Compression.
+const DEFLATED_FRAMES: &str = "1.2.840.10008.1.2.8.1";
+
 /// Query parameters of rendered resources (PS3.18 8.3.5.1).
 #[derive(Debug, Clone)]
 pub(crate) struct Rendering {
     pub format: Format,
     pub quality: u8,
+    /// The viewport's size, vw,vh.
     pub viewport: Option<(u32, u32)>,
-    pub window: Option<(f64, f64)>,
+    /// Its source region sx,sy,sw,sh, each of which may be left out
+    /// (the image's origin and the rest of its extent).
+    pub region: Option<[Option<f64>; 4]>,
+    pub window: Option<Window>,
 }
 
-fn numbers(name: &str, v: &str) -> ApiResult<Vec<f64>> {
-    v.split(',')
-        .take(2)
-        .map(|s| s.trim().parse::<f64>().ok().filter(|f| f.is_finite()))
-        .collect::<Option<Vec<_>>>()
-        .filter(|v| v.len() == 2)
-        .ok_or_else(|| ApiError::bad_request(format!("{name}={v:?}: expected two numbers")))
+/// The comma-separated values of `name`: `counts` says how many there may
+/// be; an empty one is `None`.
+fn values(name: &str, v: &str, counts: &[usize], form: &str) -> ApiResult<Vec<Option<f64>>> {
+    let bad = || ApiError::bad_request(format!("{name}={v:?}: expected {form}"));
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    if !counts.contains(&parts.len()) {
+        return Err(bad());
+    }
+    parts
+        .iter()
+        .map(|p| match p.is_empty() {
+            true => Ok(None),
+            false => p
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or_else(bad),
+        })
+        .collect()
 }
 
 fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
@@ -164,6 +202,7 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
         format: Format::Jpeg,
         quality: 90,
         viewport: None,
+        region: None,
         window: None,
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
@@ -177,15 +216,52 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
                     .ok_or_else(|| ApiError::bad_request("quality must be 1 to 100"))?;
             }
             "viewport" => {
-                let n = numbers("viewport", &v)?;
-                if n[0] < 1.0 || n[1] < 1.0 {
+                let n = values("viewport", &v, &[2, 6], "vw,vh or vw,vh,sx,sy,sw,sh")?;
+                let (Some(vw), Some(vh)) = (n[0], n[1]) else {
+                    return Err(ApiError::bad_request("viewport needs its width and height"));
+                };
+                if vw < 1.0 || vh < 1.0 {
                     return Err(ApiError::bad_request("viewport sizes must be positive"));
                 }
-                r.viewport = Some((n[0].min(65_535.0) as u32, n[1].min(65_535.0) as u32));
+                r.viewport = Some((vw.min(65_535.0) as u32, vh.min(65_535.0) as u32));
+                if n.len() == 6 {
+                    r.region = Some([n[2], n[3], n[4], n[5]]);
+                }
             }
             "window" => {
-                let n = numbers("window", &v)?;
-                r.window = Some((n[0], n[1].max(1.0)));
+                let parts: Vec<&str> = v.splitn(3, ',').collect();
+                let n = values(
+                    "window",
+                    &parts[..parts.len().min(2)].join(","),
+                    &[2],
+                    "center,width[,function]",
+                )?;
+                let function = match parts.get(2) {
+                    None => VoiFunction::Linear,
+                    Some(f) => VoiFunction::parse(f).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "window function {f:?}: expected linear, linear-exact or sigmoid"
+                        ))
+                    })?,
+                };
+                let (Some(center), Some(width)) = (n[0], n[1]) else {
+                    return Err(ApiError::bad_request("window needs its center and width"));
+                };
+                let least = if function == VoiFunction::Linear {
+                    1.0
+                } else {
+                    f64::MIN_POSITIVE
+                };
+                if width < least {
+                    return Err(ApiError::bad_request(
+                        "the window width must be at least 1 (linear) or above 0",
+                    ));
+                }
+                r.window = Some(Window {
+                    center,
+                    width,
+                    function,
+                });
             }
             // accept (the Accept header by now: see accept_param),
             // annotation, charset, iccprofile …: accepted and ignored.
@@ -208,6 +284,39 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
             ApiError::not_acceptable("rendered images are sent as image/jpeg or image/png")
         })?;
     Ok(r)
+}
+
+/// The viewport's source region in the image's pixels: left out values
+/// are the image's origin and the rest of its extent; a negative width or
+/// height runs left or up from sx or sy and mirrors the image (PS3.18
+/// 8.3.5.1.2). A region outside the image is a bad request.
+fn source_region([sx, sy, sw, sh]: [Option<f64>; 4], spec: &Spec) -> ApiResult<Crop> {
+    let (cols, rows) = (f64::from(spec.cols), f64::from(spec.rows));
+    let axis = |s: Option<f64>, len: Option<f64>, size: f64| {
+        let s = s.unwrap_or(0.0);
+        let len = len.unwrap_or(size - s);
+        let (lo, hi, flip) = if len < 0.0 {
+            (s + len, s, true)
+        } else {
+            (s, s + len, false)
+        };
+        let (lo, hi) = (lo.max(0.0).floor(), hi.min(size).ceil());
+        (hi > lo).then_some((lo as u32, (hi - lo) as u32, flip))
+    };
+    match (axis(sx, sw, cols), axis(sy, sh, rows)) {
+        (Some((x, w, flip_x)), Some((y, h, flip_y))) => Ok(Crop {
+            x,
+            y,
+            w,
+            h,
+            flip_x,
+            flip_y,
+        }),
+        _ => Err(ApiError::bad_request(format!(
+            "the viewport's source region lies outside the {}x{} image",
+            spec.cols, spec.rows
+        ))),
+    }
 }
 
 fn is_jpeg_family(ts: &str) -> bool {
@@ -252,6 +361,7 @@ pub(crate) async fn render_frame(
         )));
     }
     let spec = Spec::of(&l.header);
+    let region = r.region.map(|reg| source_region(reg, &spec)).transpose()?;
     let frame = read_frame(ctx, &l, n).await?;
     let limit = max.or(r.viewport);
     // Baseline JPEG as stored is already what was asked for.
@@ -280,9 +390,11 @@ pub(crate) async fn render_frame(
             Source::Native(&frame)
         };
         let img = render(&spec, src, r.window)?;
-        let img = match limit {
-            Some((w, h)) => fit(img, w, h),
-            None => img,
+        let img = match (region, limit) {
+            // A region is scaled to the viewport, up (zoomed in) or down.
+            (Some(c), Some((w, h))) => scale_to(crop(&img, c), w, h),
+            (_, Some((w, h))) => fit(img, w, h),
+            (_, None) => img,
         };
         encode(&img, format, r.quality)
     })
@@ -410,8 +522,58 @@ mod tests {
         assert!(rendering(&HeaderMap::new(), Some("quality=0")).is_err());
         let r = rendering(&HeaderMap::new(), Some("viewport=64,32&window=40,400")).expect("ok");
         assert_eq!(
-            (r.viewport, r.window),
-            (Some((64, 32)), Some((40.0, 400.0)))
+            (r.viewport, r.region, r.window),
+            (Some((64, 32)), None, Some(Window::linear(40.0, 400.0)))
         );
+        let r = rendering(
+            &HeaderMap::new(),
+            Some("viewport=64,64,10,,-5,&window=40,400,SIGMOID"),
+        )
+        .expect("ok");
+        assert_eq!(r.region, Some([Some(10.0), None, Some(-5.0), None]));
+        assert_eq!(r.window.map(|w| w.function), Some(VoiFunction::Sigmoid));
+        for bad in [
+            "viewport=64",
+            "viewport=64,64,0,0,64",
+            "viewport=64,64,a,0,1,1",
+            "window=40,0",
+            "window=40,0.5",
+            "window=40,400,cubic",
+            "window=40",
+        ] {
+            let e = rendering(&HeaderMap::new(), Some(bad)).expect_err(bad);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(rendering(&HeaderMap::new(), Some("window=40,0.5,sigmoid")).is_ok());
+        let spec = Spec::of(&dicom_object::InMemDicomObject::new_empty());
+        let spec = Spec {
+            rows: 100,
+            cols: 80,
+            ..spec
+        };
+        let region = |r| source_region(r, &spec);
+        assert_eq!(
+            region([Some(10.0), None, Some(-5.0), None]).expect("ok"),
+            Crop {
+                x: 5,
+                y: 0,
+                w: 5,
+                h: 100,
+                flip_x: true,
+                flip_y: false
+            }
+        );
+        assert_eq!(
+            region([None, Some(90.0), Some(200.0), None]).expect("ok"),
+            Crop {
+                x: 0,
+                y: 90,
+                w: 80,
+                h: 10,
+                flip_x: false,
+                flip_y: false
+            }
+        );
+        assert!(region([Some(80.0), None, None, None]).is_err());
     }
 }

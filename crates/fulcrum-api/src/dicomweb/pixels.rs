@@ -174,6 +174,22 @@ impl Loaded {
         }
     }
 
+    /// For native pixel data stored big endian: the width of the words
+    /// to byte-swap into little endian, the samples' width (16 bits and
+    /// up), or 2 for 8-bit samples in an OW value (PS3.5 8.1.1: OW is a
+    /// stream of 16-bit words, two 8-bit samples each). `None` otherwise.
+    pub fn big_endian_words(&self) -> Option<usize> {
+        let big = Framing::of(&self.rec.transfer_syntax).is_some_and(|f| f.big_endian);
+        if !big || self.encapsulated() {
+            return None;
+        }
+        match self.geometry().bits_allocated {
+            b if b >= 16 => Some((b / 8) as usize),
+            _ if self.pixel_vr() == "OW" => Some(2),
+            _ => None,
+        }
+    }
+
     pub fn has_pixels(&self) -> bool {
         self.rec.pixel_offset.is_some() || self.header.get(self.pixel_tag).is_some()
     }
@@ -210,6 +226,9 @@ impl Loaded {
             "1.2.840.10008.1.2.4.92" | "1.2.840.10008.1.2.4.93" => ("image/jpx", &[]),
             "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
                 ("image/jphc", &[])
+            }
+            "1.2.840.10008.1.2.4.110" | "1.2.840.10008.1.2.4.111" | "1.2.840.10008.1.2.4.112" => {
+                ("image/jxl", &[])
             }
             "1.2.840.10008.1.2.5" => ("image/dicom-rle", &["image/x-dicom-rle"]),
             "1.2.840.10008.1.2.4.100" | "1.2.840.10008.1.2.4.101" => ("video/mpeg2", &[]),
@@ -313,18 +332,30 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     if first + flen > total {
         return Err(bad_frame(n, g.frames));
     }
-    let start = off as u64 + first;
-    let bytes = ctx
+    let Some(w) = l.big_endian_words() else {
+        let start = off as u64 + first;
+        return Ok(ctx
+            .archive
+            .read_bytes(&ctx.tenant, &l.rec, start, start + flen)
+            .await?);
+    };
+    // Whole words of the value, swapped, then the frame's bytes (an 8-bit
+    // frame in OW words may start or end inside a word).
+    let w = w as u64;
+    let (lo, hi) = (first / w * w, (first + flen).div_ceil(w) * w);
+    let mut v = ctx
         .archive
-        .read_bytes(&ctx.tenant, &l.rec, start, start + flen)
-        .await?;
-    let big = Framing::of(&l.rec.transfer_syntax).is_some_and(|f| f.big_endian);
-    if big && g.bits_allocated >= 16 {
-        let mut v = bytes.to_vec();
-        swap(&mut v, (g.bits_allocated / 8) as usize);
-        return Ok(v.into());
-    }
-    Ok(bytes)
+        .read_bytes(
+            &ctx.tenant,
+            &l.rec,
+            off as u64 + lo,
+            off as u64 + hi.min(total),
+        )
+        .await?
+        .to_vec();
+    swap(&mut v, w as usize);
+    let at = (first - lo) as usize;
+    Ok(Bytes::from(v).slice(at..at + flen as usize))
 }
 
 async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiResult<Bytes> {

@@ -43,8 +43,50 @@ pub struct Spec {
     pub planar: u32,
     pub slope: f64,
     pub intercept: f64,
-    /// Window center and width (the first of several).
-    pub window: Option<(f64, f64)>,
+    /// Window center and width (the first of several) and the VOI LUT
+    /// Function.
+    pub window: Option<Window>,
+}
+
+/// A VOI window: center, width and function (PS3.3 C.11.2.1.2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub center: f64,
+    pub width: f64,
+    pub function: VoiFunction,
+}
+
+impl Window {
+    pub fn linear(center: f64, width: f64) -> Window {
+        Window {
+            center,
+            width,
+            function: VoiFunction::Linear,
+        }
+    }
+}
+
+/// How a window maps values to output (VOI LUT Function (0028,1056);
+/// DICOMweb's `window=c,w,function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VoiFunction {
+    #[default]
+    Linear,
+    LinearExact,
+    Sigmoid,
+}
+
+impl VoiFunction {
+    /// `linear`, `linear-exact` or `sigmoid` (any case; `_` for `-`, as
+    /// the attribute writes it).
+    pub fn parse(s: &str) -> Option<VoiFunction> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "linear" => Some(VoiFunction::Linear),
+            "linear-exact" => Some(VoiFunction::LinearExact),
+            "sigmoid" => Some(VoiFunction::Sigmoid),
+            _ => None,
+        }
+    }
 }
 
 fn first_float(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<f64> {
@@ -65,7 +107,15 @@ impl Spec {
             first_float(obj, tags::WINDOW_CENTER),
             first_float(obj, tags::WINDOW_WIDTH),
         ) {
-            (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
+            (Some(center), Some(width)) if width > 0.0 => Some(Window {
+                center,
+                width,
+                function: obj
+                    .get(tags::VOILUT_FUNCTION)
+                    .and_then(|e| e.to_str().ok())
+                    .and_then(|f| VoiFunction::parse(&f))
+                    .unwrap_or_default(),
+            }),
             _ => None,
         };
         Spec {
@@ -99,11 +149,7 @@ pub enum Source<'a> {
 }
 
 /// Renders one frame; `window` overrides the header's.
-pub fn render(
-    spec: &Spec,
-    src: Source<'_>,
-    window: Option<(f64, f64)>,
-) -> Result<Image, RenderError> {
+pub fn render(spec: &Spec, src: Source<'_>, window: Option<Window>) -> Result<Image, RenderError> {
     let window = window.or(spec.window);
     match src {
         Source::Native(b) => native(spec, b, window),
@@ -111,7 +157,7 @@ pub fn render(
     }
 }
 
-fn native(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+fn native(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
     let (w, h) = (spec.cols, spec.rows);
     if w == 0 || h == 0 {
         return Err(RenderError::Corrupt(
@@ -130,23 +176,32 @@ fn native(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, Re
     }
 }
 
-/// Linear VOI LUT of PS3.3 C.11.2.1.2.1, to 0..=255.
-fn window_fn(c: f64, w: f64) -> impl Fn(f64) -> u8 {
-    let w = w.max(1.0);
-    let lo = c - 0.5 - (w - 1.0) / 2.0;
-    let hi = c - 0.5 + (w - 1.0) / 2.0;
-    move |x| {
-        if x <= lo {
-            0
-        } else if x > hi {
-            255
-        } else {
-            (((x - (c - 0.5)) / (w - 1.0).max(1.0) + 0.5) * 255.0).clamp(0.0, 255.0) as u8
+/// The VOI LUT of PS3.3 C.11.2.1.2.1 (linear), C.11.2.1.3.2 (linear
+/// exact) or C.11.2.1.3.1 (sigmoid), to 0..=255.
+fn window_fn(win: Window) -> impl Fn(f64) -> u8 {
+    let Window {
+        center: c,
+        width: w,
+        function,
+    } = win;
+    let out = |y: f64| (y * 255.0).round().clamp(0.0, 255.0) as u8;
+    move |x| match function {
+        VoiFunction::Linear => {
+            let w = w.max(1.0);
+            if x <= c - 0.5 - (w - 1.0) / 2.0 {
+                0
+            } else if x > c - 0.5 + (w - 1.0) / 2.0 {
+                255
+            } else {
+                (((x - (c - 0.5)) / (w - 1.0).max(1.0) + 0.5) * 255.0).clamp(0.0, 255.0) as u8
+            }
         }
+        VoiFunction::LinearExact => out((x - c) / w + 0.5),
+        VoiFunction::Sigmoid => out(1.0 / (1.0 + (-4.0 * (x - c) / w).exp())),
     }
 }
 
-fn gray(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
     let n = spec.cols as usize * spec.rows as usize;
     let width = match spec.bits_allocated {
         8 => 1,
@@ -181,8 +236,8 @@ fn gray(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, Rend
         };
         v as f64 * slope + icpt
     };
-    let (c, w) = match window {
-        Some(cw) => cw,
+    let win = match window {
+        Some(win) => win,
         None => {
             let (mut lo, mut hi) = (f64::MAX, f64::MIN);
             for i in 0..n {
@@ -191,10 +246,10 @@ fn gray(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, Rend
                 hi = hi.max(v);
             }
             // The window that maps [lo, hi] onto 0..=255.
-            ((lo + hi) / 2.0 + 0.5, (hi - lo) + 1.0)
+            Window::linear((lo + hi) / 2.0 + 0.5, (hi - lo) + 1.0)
         }
     };
-    let f = window_fn(c, w);
+    let f = window_fn(win);
     let invert = spec.photometric == "MONOCHROME1";
     let data = (0..n)
         .map(|i| {
@@ -321,7 +376,7 @@ impl Spec {
     }
 }
 
-fn jpeg(spec: &Spec, b: &[u8], window: Option<(f64, f64)>) -> Result<Image, RenderError> {
+fn jpeg(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
     let d = decode::jpeg(b, Some(&spec.photometric))?;
     let mut s = spec.clone();
     s.rows = d.height;
@@ -383,10 +438,27 @@ mod tests {
         let img = render(
             &spec(16, "MONOCHROME2"),
             Source::Native(&px),
-            Some((100.5, 101.0)),
+            Some(Window::linear(100.5, 101.0)),
         )
         .expect("renders");
         assert_eq!(img.data, vec![0, 127, 255, 255]);
+        let with = |function| {
+            let win = Window {
+                center: 100.0,
+                width: 200.0,
+                function,
+            };
+            let img = render(&spec(16, "MONOCHROME2"), Source::Native(&px), Some(win));
+            img.expect("renders").data
+        };
+        assert_eq!(with(VoiFunction::LinearExact), vec![0, 128, 255, 255]);
+        // 1 / (1 + e^2) and 1 / (1 + e^-2) of the range.
+        assert_eq!(with(VoiFunction::Sigmoid), vec![30, 128, 225, 255]);
+        assert_eq!(
+            VoiFunction::parse("LINEAR_EXACT"),
+            Some(VoiFunction::LinearExact)
+        );
+        assert_eq!(VoiFunction::parse("cubic"), None);
         let img = render(&spec(16, "MONOCHROME1"), Source::Native(&px), None).expect("renders");
         assert_eq!(img.data[0], 255);
         let short = render(&spec(16, "MONOCHROME2"), Source::Native(&px[..3]), None);

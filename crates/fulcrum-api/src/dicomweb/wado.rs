@@ -420,10 +420,7 @@ async fn native_value(ctx: Ctx, l: Loaded, accept: &[MediaType]) -> ApiResult<Re
     let body = match (l.rec.pixel_offset, l.rec.pixel_len) {
         (Some(off), Some(len)) => {
             let (start, end) = (off.max(0) as u64, (off.max(0) + len.max(0)) as u64);
-            let big = fulcrum_dicom::scan::Framing::of(&l.rec.transfer_syntax)
-                .is_some_and(|f| f.big_endian);
-            let width = (l.geometry().bits_allocated / 8) as usize;
-            if big && width > 1 {
+            if let Some(width) = l.big_endian_words() {
                 let mut v = ctx
                     .archive
                     .read_bytes(&ctx.tenant, &l.rec, start, end)

@@ -21,6 +21,7 @@ use super::encode::Format;
 use super::frames::{render_frame, Rendering};
 use super::media::MediaType;
 use super::pixels::load;
+use super::render::Window;
 use super::wado::{engine_io, instances_of};
 use super::{ApiError, ApiResult, Ctx};
 
@@ -160,7 +161,11 @@ impl Request {
             format,
             quality: self.quality.unwrap_or(90),
             viewport,
-            window: self.window_center.zip(self.window_width),
+            window: self
+                .window_center
+                .zip(self.window_width)
+                .map(|(c, w)| Window::linear(c, w)),
+            region: None,
         }
     }
 }
@@ -221,7 +226,7 @@ mod tests {
         assert_eq!(r.wanted().expect("png"), Wanted::Image(Format::Png));
         let render = r.rendering(Format::Png);
         assert_eq!(render.viewport, Some((u32::MAX, 64)));
-        assert_eq!(render.window, Some((40.0, 400.0)));
+        assert_eq!(render.window, Some(Window::linear(40.0, 400.0)));
         assert_eq!(render.quality, 70);
         let r = parse(&format!("{IDS}&contentType=image/gif,application/dicom")).expect("valid");
         assert_eq!(r.wanted().expect("dicom"), Wanted::Dicom);
