@@ -718,7 +718,7 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
 
 def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, study=None, samples=1,
            photometric="MONOCHROME2", frames=None, ts=None, vr=None,
-           sop_class="1.2.840.10008.5.1.4.1.1.7") -> bytes:
+           sop_class="1.2.840.10008.5.1.4.1.1.7", number=None) -> bytes:
     """A Part 10 image instance (Secondary Capture unless told) as pydicom
     writes it: Explicit VR Little Endian unless `ts`."""
     from pydicom.dataset import Dataset
@@ -732,6 +732,8 @@ def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, 
     ds.StudyInstanceUID = study or generate_uid()
     ds.PatientID, ds.PatientName, ds.Modality = patient, f"{patient}^Test", "OT"
     ds.Rows, ds.Columns = rows, cols
+    if number is not None:
+        ds.InstanceNumber = number
     if frames:
         ds.NumberOfFrames = frames
     ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric
@@ -824,6 +826,59 @@ def test_8_bit_frames_stored_big_endian_in_ow_words_come_back_in_pixel_order(pac
     )
     assert frames == [be.pixel_array[k].tobytes() for k in range(3)]
     assert b"".join(frames) == pixels
+
+
+def test_frames_of_a_binary_segmentation_not_ending_on_a_byte(pacs):
+    # 1-bit frames of 7x9 pixels (63 bits) follow one another without
+    # padding; each used to be 501. A frame comes back starting a byte.
+    from pydicom.pixels import pack_bits
+
+    rng = np.random.default_rng(7)
+    masks = rng.integers(0, 2, size=(4, 7, 9), dtype=np.uint8)
+    data = _image("SEG-1", 7, 9, 1, pack_bits(masks.ravel()), frames=4, vr="OB",
+                  sop_class="1.2.840.10008.5.1.4.1.1.66.4")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    frames = dw.client().retrieve_instance_frames(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, [1, 2, 3, 4],
+        media_types=("application/octet-stream",),
+    )
+    assert frames == [pack_bits(m.ravel()) for m in masks]
+
+
+def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs):
+    # Stored as sent, with Pixel Data for two of its three frames: the third
+    # was "frame 3 does not exist: the instance has 3 frame(s)".
+    data = _image("SHORT-1", 4, 4, 8, bytes(32), frames=3, sop_class="1.2.840.10008.5.1.4.1.1.7.2")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames"
+    accept = 'multipart/related; type="application/octet-stream"'
+    assert dw.get(f"{base}/2", accept).status_code == 200
+    r = dw.get(f"{base}/3", accept)
+    assert r.status_code == 404 and "holds 32 bytes" in r.text and "need 48" in r.text, r.text
+    assert dw.get(f"{base}/4", accept).status_code == 400
+
+
+def test_a_study_is_rendered_by_an_image_this_archive_can_render(pacs):
+    # The middle instance was taken whatever its codec: a study whose middle
+    # image is JPEG-LS was 406 although its other images render.
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import generate_uid
+
+    study = generate_uid()
+    jls = [_image("REP-1", 8, 8, 8, encapsulate([b"\xff\xd8\xff\xf7" + bytes(32)]), study=study,
+                  ts="1.2.840.10008.1.2.4.80", vr="OB", number=n) for n in (1, 2, 3)]
+    native = _image("REP-1", 8, 8, 8, bytes(range(64)), study=study, number=4)
+    dw = DicomWeb(pacs)
+    assert dw.stow(jls + [native]).status == 200
+    r = dw.get(f"/studies/{study}/rendered", "image/png")
+    assert r.status_code == 200, r.text[:200]
+    ds = pydicom.dcmread(io.BytesIO(native))
+    want = dw.get(f"/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/rendered", "image/png")
+    assert r.content == want.content
 
 
 def test_rendered_viewport_regions_and_window_functions(pacs):

@@ -319,6 +319,19 @@ fn source_region([sx, sy, sw, sh]: [Option<f64>; 4], spec: &Spec) -> ApiResult<C
     }
 }
 
+/// Whether images in `ts` can be rendered here: uncompressed (deflated
+/// too), RLE, or the JPEG family.
+fn renders(ts: &str) -> bool {
+    matches!(
+        ts,
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.1.99"
+            | "1.2.840.10008.1.2.2"
+    ) || ts == RLE
+        || is_jpeg_family(ts)
+}
+
 fn is_jpeg_family(ts: &str) -> bool {
     matches!(
         ts,
@@ -452,7 +465,13 @@ async fn representative(
     thumbnail: bool,
 ) -> ApiResult<Response> {
     let r = rendering(&headers, q.as_deref())?;
-    let images: Vec<InstanceRecord> = recs.into_iter().filter(|r| r.num_rows.is_some()).collect();
+    let mut images: Vec<InstanceRecord> =
+        recs.into_iter().filter(|r| r.num_rows.is_some()).collect();
+    // Of the images this archive can render, if there are any (a study of
+    // CT slices and one JPEG-LS secondary capture is shown by a CT slice).
+    if images.iter().any(|r| renders(&r.transfer_syntax)) {
+        images.retain(|r| renders(&r.transfer_syntax));
+    }
     let Some(rec) = images.get(images.len() / 2).cloned() else {
         return Err(ApiError::not_acceptable("there is no image to render"));
     };

@@ -245,6 +245,18 @@ fn bad_frame(n: u32, frames: u32) -> ApiError {
     ))
 }
 
+/// Frame `n` lies past the end of a native Pixel Data value shorter than
+/// its frames need (the instance was stored as sent).
+fn short_pixels(n: u32, have: u64, need: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "frame {n} is missing from the stored instance: its Pixel Data holds {have} bytes, \
+             its rows, columns and frames need {need}"
+        ),
+    )
+}
+
 fn unsupported(why: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_IMPLEMENTED, why.to_string())
 }
@@ -313,9 +325,9 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     if l.encapsulated() {
         return encapsulated_frame(ctx, l, n, g.frames).await;
     }
-    let flen = g.frame_len().ok_or_else(|| {
-        unsupported("frames of this pixel layout (bits not byte-aligned) cannot be cut")
-    })?;
+    let Some(flen) = g.frame_len() else {
+        return bit_frame(ctx, l, n).await;
+    };
     let first = (n as u64 - 1) * flen;
     let Some(off) = l.rec.pixel_offset else {
         let Some(DicomValue::Primitive(v)) = l.header.get(l.pixel_tag).map(|e| e.value()) else {
@@ -330,7 +342,7 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     };
     let total = l.rec.pixel_len.unwrap_or(0).max(0) as u64;
     if first + flen > total {
-        return Err(bad_frame(n, g.frames));
+        return Err(short_pixels(n, total, flen * u64::from(g.frames)));
     }
     let Some(w) = l.big_endian_words() else {
         let start = off as u64 + first;
@@ -356,6 +368,71 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     swap(&mut v, w as usize);
     let at = (first - lo) as usize;
     Ok(Bytes::from(v).slice(at..at + flen as usize))
+}
+
+/// Frame `n` of 1-bit pixel data (a binary segmentation) whose frames do
+/// not end on a byte: its bits, from the value's bit stream (first pixel
+/// in the lowest bit, PS3.5 8.1.1), moved to start a byte; the last
+/// byte's unused bits are zero.
+async fn bit_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
+    let g = l.geometry();
+    if g.bits_allocated != 1 || l.big_endian_words().is_some() {
+        return Err(unsupported(
+            "frames of this pixel layout (bits not byte-aligned) cannot be cut",
+        ));
+    }
+    let fbits = u64::from(g.rows) * u64::from(g.cols) * u64::from(g.samples);
+    let first = (u64::from(n) - 1) * fbits;
+    let (lo, hi) = (first / 8, (first + fbits).div_ceil(8));
+    let bytes = match l.rec.pixel_offset {
+        Some(off) => {
+            let total = l.rec.pixel_len.unwrap_or(0).max(0) as u64;
+            if hi > total {
+                return Err(short_pixels(
+                    n,
+                    total,
+                    (fbits * u64::from(g.frames)).div_ceil(8),
+                ));
+            }
+            let start = off.max(0) as u64;
+            ctx.archive
+                .read_bytes(&ctx.tenant, &l.rec, start + lo, start + hi)
+                .await?
+        }
+        None => {
+            let Some(DicomValue::Primitive(v)) = l.header.get(l.pixel_tag).map(|e| e.value())
+            else {
+                return Err(ApiError::not_found("the instance has no pixel data"));
+            };
+            let all = le_bytes(v);
+            let part = all
+                .get(lo as usize..hi as usize)
+                .ok_or_else(|| bad_frame(n, g.frames))?;
+            Bytes::copy_from_slice(part)
+        }
+    };
+    Ok(shift_bits(&bytes, (first % 8) as u32, fbits).into())
+}
+
+/// `fbits` bits of `b` from bit `skip` of its first byte (lowest bit
+/// first), starting a byte.
+fn shift_bits(b: &[u8], skip: u32, fbits: u64) -> Vec<u8> {
+    let len = fbits.div_ceil(8) as usize;
+    let mut out: Vec<u8> = (0..len)
+        .map(|j| {
+            let low = b[j] >> skip;
+            let high = match (skip, b.get(j + 1)) {
+                (0, _) | (_, None) => 0,
+                (s, Some(next)) => next << (8 - s),
+            };
+            low | high
+        })
+        .collect();
+    let tail = (fbits % 8) as u32;
+    if let (Some(last), true) = (out.last_mut(), tail != 0) {
+        *last &= (1u8 << tail) - 1;
+    }
+    out
 }
 
 async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiResult<Bytes> {
@@ -465,5 +542,27 @@ mod tests {
         let mut b = vec![1, 2, 3, 4];
         swap(&mut b, 2);
         assert_eq!(b, vec![2, 1, 4, 3]);
+    }
+
+    #[test]
+    fn bit_frames_are_moved_to_start_a_byte() {
+        // Frames of 5 bits: 10110 | 01101 | 1... (lowest bit first).
+        let stream = [0b1011_0101u8, 0b0000_0011];
+        let bits = |v: &[u8], n: u64| -> Vec<u8> {
+            (0..n)
+                .map(|i| (v[(i / 8) as usize] >> (i % 8)) & 1)
+                .collect()
+        };
+        let all = bits(&stream, 16);
+        for (k, skip) in [(0usize, 0u32), (1, 5)] {
+            let lo = k * 5 / 8;
+            let out = shift_bits(&stream[lo..], skip, 5);
+            assert_eq!(out.len(), 1);
+            assert_eq!(bits(&out, 5), all[k * 5..k * 5 + 5].to_vec());
+            assert_eq!(out[0] >> 5, 0, "unused bits are zero");
+        }
+        // A frame across a byte boundary, longer than a byte.
+        let out = shift_bits(&stream, 3, 11);
+        assert_eq!(bits(&out, 11), all[3..14].to_vec());
     }
 }
