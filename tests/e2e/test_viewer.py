@@ -79,6 +79,10 @@ def expected_frames(ds) -> list[tuple[str, str]] | None:
     raw = ds.PixelData
     if ts == BIG_ENDIAN and bits > 8:
         raw = np.frombuffer(raw[: size * n], dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
+    elif ts == BIG_ENDIAN and ds["PixelData"].VR == "OW":
+        # 8-bit samples in OW words: each word's two bytes swapped on disk
+        # (PS3.5 8.1.1; pydicom's pixel_array reads them so).
+        raw = np.frombuffer(raw[: len(raw) // 2 * 2], dtype=">u2").astype("<u2").tobytes()
     return [(EXPLICIT_LE, sha(raw[k * size : (k + 1) * size])) for k in range(n)]
 
 
