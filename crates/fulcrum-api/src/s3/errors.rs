@@ -21,6 +21,18 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         EngineError::NoSuchKey { .. } => (C::NoSuchKey, "The specified key does not exist.".into()),
         EngineError::TooLarge { .. } => (C::EntityTooLarge, e.to_string()),
         EngineError::IncompleteBody { .. } => (C::IncompleteBody, e.to_string()),
+        // The client's body broke off (a dropped connection, a chunked
+        // body cut short): the request's fault, nothing was stored.
+        EngineError::Store(fulcrum_store::StoreError::Source(io))
+            if !io.get_ref().is_some_and(|inner| inner.is::<EngineError>()) =>
+        {
+            (
+                C::IncompleteBody,
+                format!(
+                    "The request body ended before it was complete ({io}); nothing was stored."
+                ),
+            )
+        }
         EngineError::BadDigest | EngineError::BadChecksum(_) => (C::BadDigest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
         EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
@@ -149,6 +161,35 @@ pub(crate) fn max_keys_check(name: &str, value: Option<i32>) -> Result<(), S3Err
         Some(n) if n < 0 => Err(S3Error::with_message(
             S3ErrorCode::InvalidArgument,
             format!("{name} must be a non-negative integer."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// S3's storage classes. Any of them is accepted and stored alike (hot,
+/// until a lifecycle rule moves the object); an unknown one is refused as
+/// S3 refuses it, not silently ignored.
+pub(crate) fn storage_class_check(class: Option<&s3s::dto::StorageClass>) -> Result<(), S3Error> {
+    const KNOWN: [&str; 11] = [
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "GLACIER_IR",
+        "DEEP_ARCHIVE",
+        "OUTPOSTS",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    ];
+    match class {
+        Some(c) if !KNOWN.contains(&c.as_str()) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidStorageClass,
+            format!(
+                "The storage class you specified is not valid: {:?}.",
+                c.as_str()
+            ),
         )),
         _ => Ok(()),
     }

@@ -35,8 +35,11 @@ impl S3Front {
             // The body's read failed on purpose; whatever s3s or the
             // handler answered for that failure, this is the reason.
             Some(m) if !res.status().is_success() => error_response(refusal(m)),
-            _ => with_message(res),
+            _ => escape_carriage_returns(with_message(res)),
         };
+        if let Some(Status(status)) = res.extensions().get::<Status>().copied() {
+            *res.status_mut() = status;
+        }
         // An error may be answered before the body was read (a refused
         // encryption header, an unknown bucket). A client that sent the
         // body with `Expect: 100-continue` anyway (botocore does, for
@@ -109,6 +112,43 @@ fn default_message(code: &str) -> String {
         "InvalidRequest" | "InvalidArgument" => "The request is not valid.".into(),
         other => format!("The request failed: {other}."),
     }
+}
+
+/// The status a response is sent with, where s3s would send another
+/// (HeadObject's is always 200 there).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Status(pub hyper::StatusCode);
+
+/// Marks a response whose body is an object's bytes (GetObject), not a
+/// document s3s wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObjectBody;
+
+/// An XML document's carriage returns as `&#13;` (keys, prefixes and
+/// markers may hold them): XML parsers turn a raw one into a line feed,
+/// so a listed key would name no object, as AWS documents for keys
+/// (without `encoding-type=url`, which SDKs other than boto3 do not send).
+fn escape_carriage_returns(mut res: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> {
+    let is_xml = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    if !is_xml || res.extensions().get::<ObjectBody>().is_some() {
+        return res;
+    }
+    let Some(body) = res.body().bytes().filter(|b| b.contains(&b'\r')) else {
+        return res;
+    };
+    let mut out = Vec::with_capacity(body.len() + 16);
+    for &b in body.iter() {
+        match b {
+            b'\r' => out.extend_from_slice(b"&#13;"),
+            b => out.push(b),
+        }
+    }
+    res.headers_mut().remove(CONTENT_LENGTH);
+    *res.body_mut() = s3s::Body::from(out);
+    res
 }
 
 /// `res` with a `<Message>` added to its error document if it has none.

@@ -562,6 +562,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        errors::storage_class_check(req.input.storage_class.as_ref())?;
         self.do_put_object(req).await
     }
 
@@ -597,6 +598,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        errors::storage_class_check(req.input.storage_class.as_ref())?;
         self.do_copy_object(req).await
     }
 
@@ -604,6 +606,7 @@ impl s3s::S3 for S3Api {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        errors::storage_class_check(req.input.storage_class.as_ref())?;
         self.do_create_multipart_upload(req).await
     }
 

@@ -68,6 +68,34 @@ fn one_part(
     }
 }
 
+/// The bytes a GET or HEAD answers with: a part's (see [`one_part`]), a
+/// Range's, or all; and the Content-Range of the first two. A range that
+/// selects no byte (any range of an empty object) is not satisfiable.
+fn byte_range(
+    range: Option<&s3s::dto::Range>,
+    part: &Option<(std::ops::Range<u64>, Option<i32>)>,
+    size: u64,
+) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
+    match (range, part) {
+        (_, Some((r, _))) => Ok((r.clone(), Some(content_range(r, size)))),
+        (None, None) => Ok((0..size, None)),
+        (Some(r), None) => {
+            let range = r
+                .check(size)
+                .ok()
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable.",
+                    )
+                })?;
+            let cr = content_range(&range, size);
+            Ok((range, Some(cr)))
+        }
+    }
+}
+
 /// The most keys one DeleteObjects request may name (S3's limit).
 const MAX_DELETE_KEYS: usize = 1000;
 
@@ -130,7 +158,12 @@ fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
 macro_rules! describe_object {
     ($out:expr, $info:expr) => {{
         let info: &ObjectInfo = &$info;
-        $out.content_type = info.content_type.clone();
+        // S3 gives an object stored without a type this one.
+        $out.content_type = Some(
+            info.content_type
+                .clone()
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+        );
         $out.e_tag = Some(etag(&info.etag));
         $out.last_modified = Some(ts(info.created_at_ms));
         $out.metadata = user_metadata(&info.metadata);
@@ -377,20 +410,7 @@ impl S3Api {
             .open_object((&self.tenant, &i.bucket, &i.key), api_err, |info| {
                 read_conditions!(i).check(info, Unchanged::NotModified)?;
                 let part = one_part(info, i.part_number, i.range.is_some())?;
-                let (range, content_range) = match (&i.range, &part) {
-                    (_, Some((r, _))) => (r.clone(), Some(content_range(r, info.size))),
-                    (None, None) => (0..info.size, None),
-                    (Some(r), None) => {
-                        let range = r.check(info.size).map_err(|_| {
-                            S3Error::with_message(
-                                S3ErrorCode::InvalidRange,
-                                "The requested range is not satisfiable.",
-                            )
-                        })?;
-                        let cr = content_range(&range, info.size);
-                        (range, Some(cr))
-                    }
-                };
+                let (range, content_range) = byte_range(i.range.as_ref(), &part, info.size)?;
                 Ok(((part, content_range, range.clone()), range))
             })
             .await?;
@@ -419,7 +439,10 @@ impl S3Api {
         set_checksums!(out, sums);
         out.parts_count = part.and_then(|(_, n)| n);
         out.server_side_encryption = self.sse();
-        Ok(S3Response::new(out))
+        let mut res = S3Response::new(out);
+        // The object's own bytes: never rewritten as an XML document is.
+        res.extensions.insert(super::front::ObjectBody);
+        Ok(res)
     }
 
     pub(crate) async fn do_head_object(
@@ -431,22 +454,24 @@ impl S3Api {
         let info = self.head(&i.bucket, &i.key).await?;
         read_conditions!(i).check(&info, Unchanged::NotModified)?;
         let part = one_part(&info, i.part_number, i.range.is_some())?;
+        // A Range is answered as GET answers it, without the bytes.
+        let (range, content_range) = byte_range(i.range.as_ref(), &part, info.size)?;
         let mut out = HeadObjectOutput::default();
-        out.content_length = Some(info.size as i64);
+        out.content_length = Some((range.end - range.start) as i64);
         out.server_side_encryption = self.sse();
         describe_object!(out, info);
         response_overrides!(out, i);
-        if let Some((r, count)) = &part {
-            out.content_length = Some((r.end - r.start) as i64);
-            out.content_range = Some(content_range(r, info.size));
-            out.parts_count = *count;
-        }
-        let sums = checksum::for_reading(&info.metadata, i.checksum_mode.as_ref(), part.is_none());
+        out.parts_count = part.as_ref().and_then(|(_, count)| *count);
+        let whole = content_range.is_none();
+        out.content_range = content_range;
+        let sums = checksum::for_reading(&info.metadata, i.checksum_mode.as_ref(), whole);
         out.checksum_type = checksum::checksum_type(&sums);
         set_checksums!(out, sums);
         let mut res = S3Response::new(out);
-        if part.is_some() {
-            res.status = Some(hyper::StatusCode::PARTIAL_CONTENT);
+        if !whole {
+            // s3s sends a HEAD's status as 200 whatever the response says.
+            res.extensions
+                .insert(super::front::Status(hyper::StatusCode::PARTIAL_CONTENT));
         }
         // HeadObjectOutput has no field for it; S3 sends it on HEAD too.
         if let Some(n) = tagging::count(&info.metadata) {
