@@ -223,6 +223,12 @@ def test_qido_filters(web):
     r = client.search_for_studies(search_filters={"ModalitiesInStudy": "MR"})
     assert generated(r) == want(lambda _, insts: any(i.modality == "MR" for i in insts))
     assert all("MR" in jvals(x, "ModalitiesInStudy") for x in r)
+    # A list, comma-separated as clients written for Orthanc send it.
+    kinds = sorted({i.modality for i in gen})
+    assert len(kinds) >= 2, kinds
+    for sep in (",", "\\"):
+        r = client.search_for_studies(search_filters={"ModalitiesInStudy": sep.join(kinds[:2])})
+        assert generated(r) == want(lambda _, insts: any(i.modality in kinds[:2] for i in insts)), sep
 
     # UID list
     two = sorted(studies)[:2]

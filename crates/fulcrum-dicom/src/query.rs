@@ -348,6 +348,14 @@ pub fn matcher(attr: &QueryAttr, value: &str, fuzzy: bool) -> Option<Matcher> {
         }
         VR::PN if fuzzy => Some(Matcher::Fuzzy(v.to_string())),
         _ if v.contains(['*', '?']) => Some(Matcher::Wildcard(v.to_string())),
+        // Code strings cannot hold a comma (PS3.5 6.2): `CT,MR` is a list
+        // as `CT\MR` is, as QIDO-RS clients written for Orthanc send it.
+        VR::CS if v.contains([',', '\\']) => Some(Matcher::List(
+            v.split([',', '\\'])
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )),
         _ if v.contains('\\') => Some(Matcher::List(v.split('\\').map(str::to_string).collect())),
         _ => Some(Matcher::Exact(v.to_string())),
     }
@@ -461,6 +469,19 @@ mod tests {
         assert_eq!(
             matcher(uid, "1.2,1.3", false),
             Some(Matcher::List(vec!["1.2".into(), "1.3".into()]))
+        );
+        let modalities = lookup("ModalitiesInStudy").expect("known");
+        for v in ["SEG,SR", "SEG\\SR", "SEG, SR"] {
+            assert_eq!(
+                matcher(modalities, v, false),
+                Some(Matcher::List(vec!["SEG".into(), "SR".into()])),
+                "{v}"
+            );
+        }
+        let description = lookup("StudyDescription").expect("known");
+        assert_eq!(
+            matcher(description, "CT HEAD, WITHOUT CONTRAST", false),
+            Some(Matcher::Exact("CT HEAD, WITHOUT CONTRAST".into()))
         );
     }
 }
