@@ -914,6 +914,13 @@ def test_additional_checksums_are_kept_and_returned(fulcrum, bucket):
     import zlib
 
     assert crc == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    # Listings name each object's algorithms (SDKs and sync tools read them).
+    listed = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert listed["summed"].get("ChecksumAlgorithm") == ["SHA256"], listed["summed"]
+    assert listed["summed"].get("ChecksumType") == "FULL_OBJECT"
+    assert listed["default"].get("ChecksumAlgorithm") == ["CRC32"]
+    versions = {v["Key"]: v for v in s3.list_object_versions(Bucket=bucket)["Versions"]}
+    assert versions["summed-copy"].get("ChecksumAlgorithm") == ["SHA256"]
 
 
 def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):

@@ -33,6 +33,8 @@ pub struct ObjectSummary {
     pub created_at: i64,
     /// When a tier move archived it (`None`: hot).
     pub archived_at: Option<i64>,
+    /// Its metadata as stored (JSON; checksums are listed from it).
+    pub metadata: String,
 }
 
 /// Where one chunk of an object is stored.
@@ -190,7 +192,7 @@ impl Catalog {
         // Keys sort bytewise on both databases (BINARY in SQLite, COLLATE "C"
         // on the PostgreSQL column).
         let rows = sqlx::query(
-            "SELECT key, size, etag, created_at, archived_at FROM objects WHERE bucket_id = $1 \
+            "SELECT key, size, etag, created_at, archived_at, metadata FROM objects WHERE bucket_id = $1 \
              AND key >= $2 AND key < $3 AND key > $4 ORDER BY key LIMIT $5",
         )
         .bind(bucket_id)
@@ -209,6 +211,7 @@ impl Catalog {
                     etag: r.try_get(2)?,
                     created_at: r.try_get(3)?,
                     archived_at: r.try_get(4)?,
+                    metadata: r.try_get(5)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -171,6 +171,30 @@ pub(crate) fn for_reading(
 
 const NAMES: [&str; 5] = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"];
 
+/// The algorithms of the sums an object keeps (from its stored metadata,
+/// JSON) and their type, as ListObjects names them.
+pub(crate) fn listed(
+    metadata: &str,
+) -> (
+    Option<Vec<s3s::dto::ChecksumAlgorithm>>,
+    Option<s3s::dto::ChecksumType>,
+) {
+    if !metadata.contains(fulcrum_engine::CONTENT_META_PREFIX) {
+        return (None, None);
+    }
+    let m: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(metadata).unwrap_or_default();
+    let c = of_metadata(&m);
+    let algorithms: Vec<_> = fields(&c)
+        .into_iter()
+        .zip(NAMES)
+        .filter(|(v, _)| v.is_some())
+        .map(|(_, name)| s3s::dto::ChecksumAlgorithm::from(name.to_string()))
+        .collect();
+    let kind = checksum_type(&c);
+    ((!algorithms.is_empty()).then_some(algorithms), kind)
+}
+
 /// The five sums of `c`, in NAMES order.
 fn fields(c: &Checksum) -> [&Option<String>; 5] {
     [

@@ -479,6 +479,8 @@ impl s3s::S3 for S3Api {
                     .map(|c| ObjectVersionStorageClass::from(c.as_str().to_string()));
                 v.key = o.key;
                 v.e_tag = o.e_tag;
+                v.checksum_algorithm = o.checksum_algorithm;
+                v.checksum_type = o.checksum_type;
                 v.size = o.size;
                 v.last_modified = o.last_modified;
                 v.is_latest = Some(true);

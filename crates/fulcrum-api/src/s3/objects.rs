@@ -344,6 +344,7 @@ impl S3Api {
                     Some(_) => ObjectStorageClass::GLACIER_IR,
                     None => ObjectStorageClass::STANDARD,
                 }));
+                (obj.checksum_algorithm, obj.checksum_type) = checksum::listed(&o.metadata);
                 page.contents.push(obj);
             }
         }
