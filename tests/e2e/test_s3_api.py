@@ -1019,6 +1019,22 @@ def test_full_object_crc_of_a_multipart_upload(fulcrum, bucket):
                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumCRC32": crc}]})
     assert "ChecksumCRC32" not in s3.head_object(Bucket=bucket, Key="bare", ChecksumMode="ENABLED")
 
+    # The type said at creation holds for a completion that does not repeat
+    # it (it was composite then, CRC32 "…-3").
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="said", ChecksumAlgorithm="CRC32",
+                                     ChecksumType="FULL_OBJECT")["UploadId"]
+    parts = []
+    for n, body in enumerate(bodies, start=1):
+        r = s3.upload_part(Bucket=bucket, Key="said", UploadId=uid, PartNumber=n, Body=body, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="said", UploadId=uid, MultipartUpload={"Parts": parts})
+    assert (done.get("ChecksumCRC32"), done.get("ChecksumType")) == (whole, "FULL_OBJECT"), done
+    # FULL_OBJECT is for CRCs only, COMPOSITE not for CRC64NVME (as S3 refuses them).
+    for alg, kind in (("SHA256", "FULL_OBJECT"), ("SHA1", "FULL_OBJECT"), ("CRC64NVME", "COMPOSITE")):
+        with pytest.raises(ClientError) as e:
+            s3.create_multipart_upload(Bucket=bucket, Key="no", ChecksumAlgorithm=alg, ChecksumType=kind)
+        assert error_code(e.value) == "InvalidRequest", (alg, kind)
+
 
 def test_standard_object_headers_are_kept_and_returned(s3, bucket):
     import datetime as dt

@@ -64,10 +64,15 @@ pub fn multipart_etag<S: AsRef<str>>(part_etags: &[S]) -> String {
 
 /// The protocol's rule for a completed upload's object-level checksum:
 /// given the size and the checksums kept with each part the completion
-/// names (in its order), the object's metadata entries; or the error
-/// refusing the completion (a checksum the client gives does not match).
-pub type PartSums<'a> =
-    &'a (dyn Fn(&[(i64, Option<String>)]) -> EngineResult<Vec<(String, String)>> + Send + Sync);
+/// names (in its order) and the upload's metadata (as its creation stored
+/// it), the object's metadata entries; or the error refusing the
+/// completion (a checksum the client gives does not match).
+pub type PartSums<'a> = &'a (dyn Fn(
+    &[(i64, Option<String>)],
+    &BTreeMap<String, String>,
+) -> EngineResult<Vec<(String, String)>>
+         + Send
+         + Sync);
 
 /// Metadata entries that describe an object's content (its checksums):
 /// a copy keeps them whatever metadata it is given.
@@ -705,17 +710,17 @@ impl Engine {
             etags,
             checksums,
         } = self.inner.catalog.assemble_upload(upload_id, parts).await?;
+        let mut metadata: BTreeMap<String, String> =
+            serde_json::from_str(&u.metadata).unwrap_or_default();
         let content = match sums {
             Some(f) => {
                 let parts: Vec<_> = sizes.iter().copied().zip(checksums).collect();
-                f(&parts)?
+                f(&parts, &metadata)?
             }
             None => Vec::new(),
         };
         let size = sizes.iter().sum();
         let etag = multipart_etag(&etags);
-        let mut metadata: BTreeMap<String, String> =
-            serde_json::from_str(&u.metadata).unwrap_or_default();
         metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());
         metadata.insert(PARTS_META.to_string(), part_runs(&sizes));
         metadata.extend(content);

@@ -245,6 +245,64 @@ pub(crate) struct Completion {
     pub full_object: Option<bool>,
 }
 
+/// The upload's metadata entry keeping the checksum type its creation
+/// asked for (`x-amz-checksum-type`), which its completion need not repeat.
+const INTENT_TYPE: &str = ":upload-checksum-type";
+
+/// What CreateMultipartUpload says the object's checksum will be: its
+/// type is kept with the upload for the completion. FULL_OBJECT exists for
+/// the CRCs only (S3 refuses it with SHA-1 or SHA-256).
+pub(crate) fn upload_intent(
+    algorithm: Option<&s3s::dto::ChecksumAlgorithm>,
+    kind: Option<&s3s::dto::ChecksumType>,
+    metadata: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(), s3s::S3Error> {
+    let Some(kind) = kind else {
+        return Ok(());
+    };
+    let full = kind.as_str().eq_ignore_ascii_case("FULL_OBJECT");
+    if !full && !kind.as_str().eq_ignore_ascii_case("COMPOSITE") {
+        return Err(s3s::s3_error!(
+            InvalidRequest,
+            "Value for x-amz-checksum-type header is invalid: it is FULL_OBJECT or COMPOSITE."
+        ));
+    }
+    if let Some(a) = algorithm {
+        let sha = a.as_str().to_ascii_uppercase().starts_with("SHA");
+        let nvme = a.as_str().eq_ignore_ascii_case("CRC64NVME");
+        if (full && sha) || (!full && nvme) {
+            return Err(s3s::s3_error!(
+                InvalidRequest,
+                "The {} checksum type cannot be used with the {} checksum algorithm.",
+                kind.as_str(),
+                a.as_str().to_ascii_lowercase()
+            ));
+        }
+    }
+    metadata.insert(
+        INTENT_TYPE.into(),
+        if full { "FULL_OBJECT" } else { "COMPOSITE" }.into(),
+    );
+    Ok(())
+}
+
+impl Completion {
+    /// This completion, its checksum type taken from the upload's creation
+    /// when it does not name one.
+    pub(crate) fn with_intent(
+        &self,
+        upload: &std::collections::BTreeMap<String, String>,
+    ) -> Completion {
+        Completion {
+            parts: self.parts.clone(),
+            object: self.object.clone(),
+            full_object: self
+                .full_object
+                .or_else(|| upload.get(INTENT_TYPE).map(|t| t == "FULL_OBJECT")),
+        }
+    }
+}
+
 /// A completed upload's object-level checksums, as metadata entries: for
 /// each algorithm every part was uploaded with, S3's composite (that
 /// algorithm over the parts' binary sums, then `-N`), or for a CRC asked

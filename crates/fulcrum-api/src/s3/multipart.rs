@@ -81,6 +81,11 @@ impl S3Api {
         let mut metadata = i.metadata.take().unwrap_or_default().into_iter().collect();
         stored_headers!(i).store_in(&mut metadata);
         super::tagging::put_header(&mut metadata, i.tagging.as_deref())?;
+        checksum::upload_intent(
+            i.checksum_algorithm.as_ref(),
+            i.checksum_type.as_ref(),
+            &mut metadata,
+        )?;
         let lock = self
             .lock_headers(
                 &i.bucket,
@@ -264,6 +269,10 @@ impl S3Api {
                 .as_ref()
                 .map(|t| t.as_str().eq_ignore_ascii_case("FULL_OBJECT")),
         };
+        let sums = |kept: &[(i64, Option<String>)],
+                    upload: &std::collections::BTreeMap<String, String>| {
+            checksum::object_sums(kept, &completion.with_intent(upload))
+        };
         let done = self
             .engine
             .complete_upload_if(
@@ -272,7 +281,7 @@ impl S3Api {
                 &i.upload_id,
                 &parts,
                 write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
-                Some(&|kept: &[(i64, Option<String>)]| checksum::object_sums(kept, &completion)),
+                Some(&sums),
             )
             .await;
         let info = match done {
