@@ -44,3 +44,26 @@ def test_flipped_byte_fails_get_and_verify(fulcrum, s3, bucket):
     res = fulcrum.verify()
     assert res.returncode != 0, f"verify passed over a damaged pack:\n{res.stdout}\n{res.stderr}"
     assert f"{bucket}/victim.bin" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_damage_in_a_copy_source_is_a_server_error_not_the_clients(fulcrum, s3, bucket):
+    """UploadPartCopy of a damaged object read a source stream that failed:
+    that was answered 400 IncompleteBody (the client's fault, no alert).
+    It is 500 InternalError, as a GET of the object is, and no part is kept."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    from helpers import error_code, http_status
+
+    data = random_bytes(3 * MiB, seed=61)
+    s3.put_object(Bucket=bucket, Key="source.bin", Body=data)
+    assert fulcrum.stop() == 0
+    _flip_middle_byte(fulcrum.pack_files()[0])
+    fulcrum.start()
+    s3 = fulcrum.client()
+    up = s3.create_multipart_upload(Bucket=bucket, Key="copy.bin")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket=bucket, Key="copy.bin", UploadId=up, PartNumber=1,
+                            CopySource={"Bucket": bucket, "Key": "source.bin"})
+    assert (http_status(e.value), error_code(e.value)) == (500, "InternalError"), e.value.response
+    assert s3.list_parts(Bucket=bucket, Key="copy.bin", UploadId=up).get("Parts", []) == []

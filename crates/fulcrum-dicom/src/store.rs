@@ -91,8 +91,13 @@ async fn fill<R: AsyncRead + Unpin>(
 
 const READ_SIZE: usize = 64 * 1024;
 
-/// Largest deflated instance accepted (it is inflated in memory to index it).
+/// Largest deflated instance accepted (it is held in memory to index it).
 const MAX_DEFLATED: usize = 512 * 1024 * 1024;
+
+/// Largest dataset a deflated instance may inflate to (it is inflated
+/// whole to check it is complete): a small upload claiming far more is a
+/// deflate bomb, refused before it costs minutes of CPU.
+const MAX_INFLATED: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Feeds what an inner reader yields to the scanner.
 struct Watched<'w, R> {
@@ -328,18 +333,22 @@ impl Archive {
             .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
-        let total = (head.len() + dataset.len()) as i64;
-        // The meta apart, so the dataset's chunks identify it.
-        let regions: Vec<BodyRegion<'_>> = vec![
-            BodyRegion::new(std::io::Cursor::new(head), ChunkParams::SMALL),
-            BodyRegion::new(std::io::Cursor::new(dataset), ChunkParams::BULK),
-        ];
+        // The dataset's identity, whatever file meta it came with: its
+        // bytes, in memory here. (One region, chunked as before the digest
+        // was kept, so an instance stored then is recognised by its bytes.)
+        let digest = dataset_digest(&dataset);
+        let all = [head, dataset].concat();
+        let total = all.len() as i64;
+        let regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
+            std::io::Cursor::new(all),
+            ChunkParams::BULK,
+        )];
         let staged = self
             .engine
             .stage(regions, ContentDigest::ChunkList, ctx.batch.as_ref())
             .await?;
         let rec = InstanceRecord {
-            dataset_digest: staged.digest_from(prelude.len as u64, &[]),
+            dataset_digest: Some(digest),
             dataset_offset: prelude.len as i64,
             header_len: total,
             ..Default::default()
@@ -463,6 +472,12 @@ impl PendingInstance {
             .await?;
         Ok(done(outcome))
     }
+}
+
+/// A digest of dataset bytes held whole (a deflated dataset): BLAKE3,
+/// truncated to 16 bytes as the chunk-list digests are.
+fn dataset_digest(dataset: &[u8]) -> String {
+    hex::encode(&blake3::hash(dataset).as_bytes()[..16])
 }
 
 /// Whether `stored` holds the same dataset as the one being stored (its
@@ -591,6 +606,9 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
             header.extend_from_slice(out);
         }
         whole.feed(out).map_err(malformed)?;
+        if z.total_out() > MAX_INFLATED {
+            return Err(DicomError::TooLarge(MAX_INFLATED));
+        }
         if status == Status::StreamEnd {
             break;
         }

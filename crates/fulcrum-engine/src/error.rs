@@ -43,6 +43,10 @@ pub enum EngineError {
     /// underlying storage error, shared by every write of the batch).
     #[error("writing a shared pack failed: {0}")]
     PackWrite(String),
+    /// A task the engine ran (hashing, compression, a pack write) panicked
+    /// or was cancelled: the server's fault, never the request's.
+    #[error("an internal task failed: {0}")]
+    Internal(String),
 }
 
 impl From<CatalogError> for EngineError {

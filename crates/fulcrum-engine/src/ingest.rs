@@ -371,12 +371,13 @@ async fn produce_region(
                 *before += chunker.bytes_read();
                 return true;
             }
-            Err(e) => Err(match expected {
-                Some(expected) => EngineError::IncompleteBody {
+            Err(e) => Err(match (carried(e), expected) {
+                (Ok(engine), _) => engine,
+                (Err(_), Some(expected)) => EngineError::IncompleteBody {
                     expected,
                     got: *before + chunker.bytes_read(),
                 },
-                None => EngineError::Store(fulcrum_store::StoreError::Source(e)),
+                (Err(e), None) => EngineError::Store(fulcrum_store::StoreError::Source(e)),
             }),
         };
         let failed = item.is_err();
@@ -417,5 +418,19 @@ async fn cpu<T: Send + 'static>(
 }
 
 fn join_err(e: tokio::task::JoinError) -> EngineError {
-    EngineError::Store(fulcrum_store::StoreError::Source(std::io::Error::other(e)))
+    EngineError::Internal(e.to_string())
+}
+
+/// The engine error a body's reader carried, as it was (a copy reads
+/// another object: damage there is not the request's fault), or the I/O
+/// error itself.
+fn carried(e: std::io::Error) -> Result<EngineError, std::io::Error> {
+    if !e.get_ref().is_some_and(|inner| inner.is::<EngineError>()) {
+        return Err(e);
+    }
+    match e.into_inner().map(|inner| inner.downcast::<EngineError>()) {
+        Some(Ok(engine)) => Ok(*engine),
+        Some(Err(other)) => Err(std::io::Error::other(other)),
+        None => Err(std::io::Error::other("a body read failed")),
+    }
 }

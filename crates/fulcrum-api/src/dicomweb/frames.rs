@@ -174,6 +174,9 @@ pub(crate) struct Rendering {
     pub window: Option<Window>,
 }
 
+/// The largest viewport, in pixels.
+const MAX_VIEWPORT_PIXELS: f64 = 4096.0 * 4096.0;
+
 /// The comma-separated values of `name`: `counts` says how many there may
 /// be; an empty one is `None`.
 fn values(name: &str, v: &str, counts: &[usize], form: &str) -> ApiResult<Vec<Option<f64>>> {
@@ -222,6 +225,13 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
                 };
                 if vw < 1.0 || vh < 1.0 {
                     return Err(ApiError::bad_request("viewport sizes must be positive"));
+                }
+                // A region is scaled up to the viewport: its size bounds
+                // the image made for one request.
+                if vw * vh > MAX_VIEWPORT_PIXELS {
+                    return Err(ApiError::bad_request(format!(
+                        "viewport={vw},{vh}: at most {MAX_VIEWPORT_PIXELS} pixels (4096x4096)"
+                    )));
                 }
                 r.viewport = Some((vw.min(65_535.0) as u32, vh.min(65_535.0) as u32));
                 if n.len() == 6 {
@@ -287,14 +297,16 @@ fn rendering(headers: &HeaderMap, raw: Option<&str>) -> ApiResult<Rendering> {
 }
 
 /// The viewport's source region in the image's pixels: left out values
-/// are the image's origin and the rest of its extent; a negative width or
+/// (and a zero width or height) are the image's origin and the rest of its
+/// extent, clamped to the image; a negative width or
 /// height runs left or up from sx or sy and mirrors the image (PS3.18
 /// 8.3.5.1.2). A region outside the image is a bad request.
 fn source_region([sx, sy, sw, sh]: [Option<f64>; 4], spec: &Spec) -> ApiResult<Crop> {
     let (cols, rows) = (f64::from(spec.cols), f64::from(spec.rows));
     let axis = |s: Option<f64>, len: Option<f64>, size: f64| {
         let s = s.unwrap_or(0.0);
-        let len = len.unwrap_or(size - s);
+        // Left out or zero: the rest of the image's extent.
+        let len = len.filter(|l| *l != 0.0).unwrap_or(size - s);
         let (lo, hi, flip) = if len < 0.0 {
             (s + len, s, true)
         } else {
@@ -594,5 +606,15 @@ mod tests {
             }
         );
         assert!(region([Some(80.0), None, None, None]).is_err());
+        assert_eq!(
+            region([Some(70.0), None, Some(0.0), Some(0.0)])
+                .expect("ok")
+                .w,
+            10
+        );
+        let e =
+            rendering(&HeaderMap::new(), Some("viewport=65535,65535,0,0,1,1")).expect_err("huge");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(rendering(&HeaderMap::new(), Some("viewport=4096,4096")).is_ok());
     }
 }

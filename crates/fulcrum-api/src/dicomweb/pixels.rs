@@ -382,7 +382,10 @@ async fn bit_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
         ));
     }
     let fbits = u64::from(g.rows) * u64::from(g.cols) * u64::from(g.samples);
-    let first = (u64::from(n) - 1) * fbits;
+    let first = (u64::from(n) - 1)
+        .checked_mul(fbits)
+        .filter(|_| fbits > 0)
+        .ok_or_else(|| unsupported("the header gives the frames no pixels to cut"))?;
     let (lo, hi) = (first / 8, (first + fbits).div_ceil(8));
     let bytes = match l.rec.pixel_offset {
         Some(off) => {

@@ -23,16 +23,10 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         EngineError::IncompleteBody { .. } => (C::IncompleteBody, e.to_string()),
         // The client's body broke off (a dropped connection, a chunked
         // body cut short): the request's fault, nothing was stored.
-        EngineError::Store(fulcrum_store::StoreError::Source(io))
-            if !io.get_ref().is_some_and(|inner| inner.is::<EngineError>()) =>
-        {
-            (
-                C::IncompleteBody,
-                format!(
-                    "The request body ended before it was complete ({io}); nothing was stored."
-                ),
-            )
-        }
+        EngineError::Store(fulcrum_store::StoreError::Source(io)) => (
+            C::IncompleteBody,
+            format!("The request body ended before it was complete ({io}); nothing was stored."),
+        ),
         EngineError::BadDigest | EngineError::BadChecksum(_) => (C::BadDigest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
         EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
@@ -79,6 +73,7 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
         },
         EngineError::Store(_)
         | EngineError::PackWrite(_)
+        | EngineError::Internal(_)
         | EngineError::KeyMismatch(_)
         | EngineError::NoArchive(_) => {
             error!(error = %e, "storage failure");
@@ -170,7 +165,7 @@ pub(crate) fn max_keys_check(name: &str, value: Option<i32>) -> Result<(), S3Err
 /// until a lifecycle rule moves the object); an unknown one is refused as
 /// S3 refuses it, not silently ignored.
 pub(crate) fn storage_class_check(class: Option<&s3s::dto::StorageClass>) -> Result<(), S3Error> {
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 13] = [
         "STANDARD",
         "REDUCED_REDUNDANCY",
         "STANDARD_IA",
@@ -182,6 +177,8 @@ pub(crate) fn storage_class_check(class: Option<&s3s::dto::StorageClass>) -> Res
         "OUTPOSTS",
         "SNOW",
         "EXPRESS_ONEZONE",
+        "FSX_OPENZFS",
+        "FSX_ONTAP",
     ];
     match class {
         Some(c) if !KNOWN.contains(&c.as_str()) => Err(S3Error::with_message(

@@ -690,23 +690,29 @@ impl Catalog {
                 (name_key_new != name_key_now || phys_key_new != phys_key_now).then_some((
                     tenant,
                     study,
-                    name_key_new,
-                    phys_key_new,
+                    (name, name_key_new),
+                    (phys, phys_key_new),
                 ))
             })
             .collect();
         // In key order, a transaction per 1,000 rows (as fill_name_group_keys).
         for block in stale.chunks(1000) {
             let mut tx = self.begin_write().await.map_err(db("begin"))?;
-            for (tenant, study, name_key, phys_key) in block {
+            for (tenant, study, (name, name_key), (phys, phys_key)) in block {
+                // Only if the names are still those keyed (another node may
+                // have stored a corrected one meanwhile, keyed anew).
                 sqlx::query(
                     "UPDATE dicom_studies SET patient_name_key = $1, referring_physician_key = $2 \
-                     WHERE tenant = $3 AND study_uid = $4",
+                     WHERE tenant = $3 AND study_uid = $4 \
+                     AND patient_name IS NOT DISTINCT FROM $5 \
+                     AND referring_physician IS NOT DISTINCT FROM $6",
                 )
                 .bind(name_key)
                 .bind(phys_key)
                 .bind(tenant)
                 .bind(study)
+                .bind(name)
+                .bind(phys)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("re-key names"))?;
