@@ -669,6 +669,30 @@ def test_pynetdicom_c_get_with_scp_role(archive):
         assert final.Status == SUCCESS and received[f.sop_uid] == (J2K_LOSSLESS, dataset_bytes(f.read()))
 
 
+def test_a_retrieve_selects_by_its_unique_keys_alone(archive):
+    """Viewers copy a C-FIND answer into the C-GET/C-MOVE identifier; a
+    non-unique key in it (a name corrected since, a date) narrowed the
+    selection to nothing, answered as a success."""
+    srv = archive.srv
+    study = archive.gen[-1].study_uid
+    want = {i.sop_uid for i in archive.by_study(study)}
+    classes = {CTImageStorage, MRImageStorage}
+    stale = ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study, PatientName="STALE^NAME", StudyDate="19000101")
+    received, final = _c_get(srv, stale, classes, roles=True)
+    assert final.Status == SUCCESS and set(received) == want, (hex(final.Status), len(received))
+
+
+def test_query_retrieve_contexts_are_not_accepted_deflated(archive, tmp_path):
+    """findscu -xd proposes Deflated Explicit VR Little Endian first: it was
+    accepted for C-FIND, whose identifier was then refused (0xC000). Another
+    proposed syntax is taken instead."""
+    srv = archive.srv
+    res = dcmtk("findscu", "-xd", "-S", "-aec", srv.dicom_aet, "-k", "QueryRetrieveLevel=STUDY",
+                "-k", f"StudyInstanceUID={archive.gen[-1].study_uid}", "-k", "PatientID", "127.0.0.1", srv.dicom_port)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Find Response: 1 (Pending)" in out, out
+
+
 def test_c_get_without_scp_role_sends_nothing(archive):
     """Without SCP/SCU role selection the requester cannot receive C-STOREs:
     nothing arrives and the C-GET does not report plain success."""

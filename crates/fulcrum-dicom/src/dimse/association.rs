@@ -106,12 +106,13 @@ fn trim(s: &str) -> &str {
 }
 
 /// The transfer syntax we accept among those proposed: the requester's
-/// first that the registry knows (deflate included), except that explicit
-/// VR little endian wins over implicit.
-pub(crate) fn choose_ts(proposed: &[String]) -> Option<String> {
+/// first that the registry knows (deflate included where `deflate`),
+/// except that explicit VR little endian wins over implicit.
+pub(crate) fn choose_ts(proposed: &[String], deflate: bool) -> Option<String> {
     let usable: Vec<&str> = proposed
         .iter()
         .map(|t| trim(t))
+        .filter(|t| deflate || !crate::scan::DEFLATED_TS.contains(t))
         .filter(|t| {
             TransferSyntaxRegistry
                 .get(t)
@@ -222,13 +223,21 @@ impl Link {
         let mut results = Vec::with_capacity(rq.presentation_contexts.len());
         for pc in &rq.presentation_contexts {
             let abstract_syntax = trim(&pc.abstract_syntax).to_string();
-            let (reason, ts) = if Service::of(&abstract_syntax) == Service::Unsupported {
+            let service = Service::of(&abstract_syntax);
+            // Query and retrieve identifiers are parsed as they come: a
+            // deflated one cannot be, so deflate is not accepted there
+            // (stored instances and commitment requests are inflated).
+            let deflate = !matches!(
+                service,
+                Service::Find(_) | Service::Move(_) | Service::Get(_)
+            );
+            let (reason, ts) = if service == Service::Unsupported {
                 (
                     PresentationContextResultReason::AbstractSyntaxNotSupported,
                     None,
                 )
             } else {
-                match choose_ts(&pc.transfer_syntaxes) {
+                match choose_ts(&pc.transfer_syntaxes, deflate) {
                     Some(ts) => (PresentationContextResultReason::Acceptance, Some(ts)),
                     None => (
                         PresentationContextResultReason::TransferSyntaxesNotSupported,
@@ -353,17 +362,24 @@ mod tests {
             uids::IMPLICIT_VR_LITTLE_ENDIAN,
             uids::EXPLICIT_VR_LITTLE_ENDIAN,
         );
-        assert_eq!(choose_ts(&v(&[imp, exp])).as_deref(), Some(exp));
-        assert_eq!(choose_ts(&v(&[imp])).as_deref(), Some(imp));
+        assert_eq!(choose_ts(&v(&[imp, exp]), true).as_deref(), Some(exp));
+        assert_eq!(choose_ts(&v(&[imp]), true).as_deref(), Some(imp));
+        let deflated = "1.2.840.10008.1.2.1.99";
         assert_eq!(
-            choose_ts(&v(&["1.2.840.10008.1.2.4.90", exp])).as_deref(),
+            choose_ts(&v(&[deflated, exp]), true).as_deref(),
+            Some(deflated)
+        );
+        assert_eq!(choose_ts(&v(&[deflated, exp]), false).as_deref(), Some(exp));
+        assert_eq!(choose_ts(&v(&[deflated]), false), None);
+        assert_eq!(
+            choose_ts(&v(&["1.2.840.10008.1.2.4.90", exp]), true).as_deref(),
             Some("1.2.840.10008.1.2.4.90")
         );
         assert_eq!(
-            choose_ts(&v(&["1.2.3.4", "1.2.840.10008.1.2.2\0"])).as_deref(),
+            choose_ts(&v(&["1.2.3.4", "1.2.840.10008.1.2.2\0"]), true).as_deref(),
             Some("1.2.840.10008.1.2.2")
         );
-        assert_eq!(choose_ts(&v(&["1.2.3.4"])), None);
-        assert_eq!(choose_ts(&[]), None);
+        assert_eq!(choose_ts(&v(&["1.2.3.4"]), true), None);
+        assert_eq!(choose_ts(&[], true), None);
     }
 }

@@ -173,6 +173,24 @@ impl Counters {
     }
 }
 
+/// The identifier's unique keys (and its level and character set): a
+/// retrieve selects by them alone (PS3.4 C.4.2.2.1, C.4.3.2.1). Other keys
+/// a viewer copies from a C-FIND answer (a name corrected since) must not
+/// narrow what is sent to nothing, answered as a success.
+fn unique_keys(ident: InMemDicomObject) -> InMemDicomObject {
+    use dicom_core::header::Header as _;
+    use dicom_dictionary_std::tags;
+    const KEEP: [dicom_core::Tag; 6] = [
+        tags::QUERY_RETRIEVE_LEVEL,
+        tags::SPECIFIC_CHARACTER_SET,
+        tags::PATIENT_ID,
+        tags::STUDY_INSTANCE_UID,
+        tags::SERIES_INSTANCE_UID,
+        tags::SOP_INSTANCE_UID,
+    ];
+    InMemDicomObject::from_element_iter(ident.into_iter().filter(|e| KEEP.contains(&e.tag())))
+}
+
 /// Parses the identifier and finds the instances, or answers the refusal.
 async fn load(
     s: &mut Session,
@@ -182,7 +200,7 @@ async fn load(
     rq: &CommandSet,
     identifier: &[u8],
 ) -> Result<Option<Vec<InstanceRecord>>, Fatal> {
-    let plan = match parse_identifier(identifier, ts).and_then(|o| plan(&o, model)) {
+    let plan = match parse_identifier(identifier, ts).and_then(|o| plan(&unique_keys(o), model)) {
         Ok(p) => p,
         Err((st, msg)) => {
             s.respond(pc, &rq.response(st).with_comment(msg), None)
