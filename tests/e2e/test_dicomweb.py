@@ -724,7 +724,7 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
 
 def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, study=None, samples=1,
            photometric="MONOCHROME2", frames=None, ts=None, vr=None,
-           sop_class="1.2.840.10008.5.1.4.1.1.7", number=None) -> bytes:
+           sop_class="1.2.840.10008.5.1.4.1.1.7", number=None, extra=None) -> bytes:
     """A Part 10 image instance (Secondary Capture unless told) as pydicom
     writes it: Explicit VR Little Endian unless `ts`."""
     from pydicom.dataset import Dataset
@@ -740,6 +740,8 @@ def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, 
     ds.Rows, ds.Columns = rows, cols
     if number is not None:
         ds.InstanceNumber = number
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     if frames:
         ds.NumberOfFrames = frames
     ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, photometric
@@ -866,6 +868,27 @@ def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs):
     r = dw.get(f"{base}/3", accept)
     assert r.status_code == 404 and "holds 32 bytes" in r.text and "need 48" in r.text, r.text
     assert dw.get(f"{base}/4", accept).status_code == 400
+
+
+def test_study_time_ranges_match_times_not_text(pacs):
+    """A lower bound written with a fraction (10:15:00.000) sorted, as text,
+    after the stored 101500 and 1015 that it equals: they were missed."""
+    from pydicom.uid import generate_uid
+
+    times = {"101500": generate_uid(), "1015": generate_uid(), "101459": generate_uid(), "235959": generate_uid()}
+    dw = DicomWeb(pacs)
+    parts = [_image("TM-1", 4, 4, 8, bytes(16), study=uid, extra={"StudyTime": t, "StudyDate": "20240105"})
+             for t, uid in times.items()]
+    assert dw.stow(parts).status == 200
+
+    def found(rng):
+        r = dw.client().search_for_studies(search_filters={"StudyDate": "20240105", "StudyTime": rng})
+        return sorted(t for t, uid in times.items() if uid in _uids(r, "StudyInstanceUID"))
+
+    assert found("101500.000-101600") == ["1015", "101500"]
+    assert found("101500.000000-101500.999999") == ["1015", "101500"]
+    assert found("-101459.999") == ["101459"]
+    assert found("235900.000-") == ["235959"]
 
 
 def test_a_study_is_rendered_by_an_image_this_archive_can_render(pacs):

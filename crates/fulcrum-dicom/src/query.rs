@@ -337,7 +337,7 @@ pub fn matcher(attr: &QueryAttr, value: &str, fuzzy: bool) -> Option<Matcher> {
                 (!s.is_empty()).then_some(s)
             };
             let (lo, hi) = if attr.vr == VR::TM {
-                (clean(lo), clean(hi))
+                (clean(lo).map(|t| earliest_form(&t)), clean(hi))
             } else {
                 (
                     Some(lo.trim().to_string()).filter(|s| !s.is_empty()),
@@ -359,6 +359,25 @@ pub fn matcher(attr: &QueryAttr, value: &str, fuzzy: bool) -> Option<Matcher> {
         _ if v.contains('\\') => Some(Matcher::List(v.split('\\').map(str::to_string).collect())),
         _ => Some(Matcher::Exact(v.to_string())),
     }
+}
+
+/// The shortest text of a time a lower range bound names: trailing zeros
+/// of the fraction, then zero seconds and minutes, dropped
+/// (`101500.000` → `1015`). Times are matched as stored text, and each
+/// stored form (`1015`, `101500`, `101500.0`) sorts at or after this one,
+/// as the instant it names does; `101500.000` sorted after all of them.
+fn earliest_form(t: &str) -> String {
+    let mut s = match t.split_once('.') {
+        Some((hms, frac)) if !frac.trim_end_matches('0').is_empty() => {
+            return format!("{hms}.{}", frac.trim_end_matches('0'))
+        }
+        Some((hms, _)) => hms.to_string(),
+        None => t.to_string(),
+    };
+    while s.len() > 2 && s.ends_with("00") {
+        s.truncate(s.len() - 2);
+    }
+    s
 }
 
 fn put(obj: &mut InMemDicomObject, attr: &QueryAttr, value: Option<String>) {
@@ -463,8 +482,20 @@ mod tests {
         let time = lookup("StudyTime").expect("known");
         assert_eq!(
             matcher(time, "08:00-10:30", false),
-            Some(Matcher::Range(Some("0800".into()), Some("1030".into())))
+            Some(Matcher::Range(Some("08".into()), Some("1030".into())))
         );
+        for (bound, want) in [
+            ("101500.000-101600", "1015"),
+            ("000000.0-000001", "00"),
+            ("235900.000-", "2359"),
+            ("101530.250-", "101530.25"),
+            ("100000-", "10"),
+        ] {
+            let Some(Matcher::Range(Some(lo), _)) = matcher(time, bound, false) else {
+                panic!("{bound}: not a range");
+            };
+            assert_eq!(lo, want, "{bound}");
+        }
         let uid = lookup("StudyInstanceUID").expect("known");
         assert_eq!(
             matcher(uid, "1.2,1.3", false),
