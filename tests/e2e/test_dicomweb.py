@@ -870,6 +870,30 @@ def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs):
     assert dw.get(f"{base}/4", accept).status_code == 400
 
 
+def test_an_instance_resent_into_a_corrected_study_leaves_no_empty_study(pacs):
+    """The only instance of a study re-sent with a corrected Study Instance
+    UID: the old study and its series were still listed, with no instance
+    to retrieve, and still counted among the patient's studies."""
+    from pydicom.uid import generate_uid
+
+    old, new = generate_uid(), generate_uid()
+    first = _image("MOVE-1", 4, 4, 8, bytes(16), study=old)
+    ds = pydicom.dcmread(io.BytesIO(first))
+    ds.StudyInstanceUID = new
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    dw = DicomWeb(pacs)
+    assert dw.stow([first]).status == 200
+    assert dw.stow([out.getvalue()]).status == 200
+    client = dw.client()
+    studies = client.search_for_studies(search_filters={"PatientID": "MOVE-1"})
+    assert _uids(studies, "StudyInstanceUID") == [new]
+    assert int(jval(studies[0], "NumberOfStudyRelatedInstances")) == 1
+    assert client.search_for_series(search_filters={"StudyInstanceUID": old}) == []
+    series = client.search_for_series(new)
+    assert [jval(x, "SeriesInstanceUID") for x in series] == [ds.SeriesInstanceUID]
+
+
 def test_study_time_ranges_match_times_not_text(pacs):
     """A lower bound written with a fraction (10:15:00.000) sorted, as text,
     after the stored 101500 and 1015 that it equals: they were missed."""

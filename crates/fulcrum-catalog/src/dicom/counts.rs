@@ -234,7 +234,16 @@ pub(crate) async fn refresh(
                 WHERE i.tenant = dicom_studies.tenant AND i.study_uid = dicom_studies.study_uid) \
              WHERE tenant = $1 AND study_uid IN ({list})"
         );
-        for sql in [series, studies] {
+        // A series or study left without instances (they moved to another
+        // study, re-sent with a corrected Study Instance UID) is no more:
+        // it would still be listed, with no instance to retrieve.
+        let empty_series = format!(
+            "DELETE FROM dicom_series WHERE tenant = $1 AND study_uid IN ({list}) AND num_instances = 0"
+        );
+        let empty_studies = format!(
+            "DELETE FROM dicom_studies WHERE tenant = $1 AND study_uid IN ({list}) AND num_instances = 0"
+        );
+        for sql in [series, empty_series, studies, empty_studies] {
             sqlx::query_with(crate::dynamic(sql), args()?)
                 .execute(&mut **tx)
                 .await
