@@ -50,6 +50,7 @@ from dicom_helpers import (
     send_chunked,
     sop_uid_of,
     stored_problems,
+    stow_ok,
 )
 from dicom_part10 import dataset_bytes, split_part10
 
@@ -556,6 +557,28 @@ def test_movescu_to_unknown_destination_fails(archive):
     ]
     assoc.release()
     assert statuses and statuses[-1] == MOVE_DEST_UNKNOWN, [hex(s) for s in statuses]
+
+
+def test_c_move_to_an_unreachable_destination_lists_every_instance_as_failed(pacs_factory, gen_studies):
+    """A known destination that does not answer: 0xA702 with the failed
+    count, and (it was missing) the Failed SOP Instance UID List."""
+    from helpers import free_port
+
+    srv = pacs_factory({"FULCRUM_DICOM_NODES": f"DEAD@127.0.0.1:{free_port()}"})
+    study = gen_studies[0].study_uid
+    files = [i.path for i in gen_studies if i.study_uid == study]
+    stow_ok(DicomWeb(srv), files)
+    ae = scu("PYSCU", [(StudyRootQueryRetrieveInformationModelMove, None)])
+    assoc = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert assoc.is_established
+    answers = list(assoc.send_c_move(ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), "DEAD",
+                                     StudyRootQueryRetrieveInformationModelMove))
+    assoc.release()
+    status, identifier = answers[-1]
+    assert status.Status == 0xA702 and status.NumberOfFailedSuboperations == len(files), status
+    failed = identifier.FailedSOPInstanceUIDList
+    failed = [failed] if isinstance(failed, str) else list(failed)
+    assert sorted(failed) == sorted(sop_uid_of(p.read_bytes()) for p in files)
 
 
 def test_pynetdicom_c_move_byte_exact_any_transfer_syntax(archive):

@@ -97,6 +97,8 @@ struct Counters {
     total: usize,
     report: SendReport,
     cancelled: bool,
+    /// Why every sub-operation failed at once (the destination refused).
+    comment: Option<String>,
 }
 
 fn sat(n: usize) -> u16 {
@@ -109,6 +111,7 @@ impl Counters {
             total,
             report: SendReport::default(),
             cancelled: false,
+            comment: None,
         }
     }
 
@@ -153,6 +156,9 @@ impl Counters {
         info!(peer = %s.peer_ae, completed = r.completed, warning = r.warning, failed = r.failed,
             cancelled = self.cancelled, "{what} finished");
         let mut rsp = rq.response(st);
+        if let Some(c) = &self.comment {
+            rsp = rsp.with_comment(c.clone());
+        }
         rsp.sub_ops = Some(self.sub_ops(self.cancelled));
         let mut data = Vec::new();
         if !r.failed_sops.is_empty() {
@@ -259,16 +265,14 @@ pub(crate) async fn run_move(
         Ok(scu) => scu,
         Err(e) => {
             warn!(peer = %s.peer_ae, "C-MOVE: {e}");
-            let mut rsp = rq
-                .response(status::SUBOPERATIONS_FAILED)
-                .with_comment(format!("cannot associate with {}", dest.ae_title));
-            rsp.sub_ops = Some(SubOps {
-                remaining: None,
-                completed: 0,
-                failed: sat(recs.len()),
-                warning: 0,
-            });
-            return s.respond(pc, &rsp, None).await;
+            // Each instance failed, and the final response lists them
+            // (PS3.4 C.4.2.1.3.1), as when sub-operations ran and failed.
+            let why = format!("cannot associate with {}", dest.ae_title);
+            for rec in &recs {
+                let _ = c.report.record(rec, Err(why.clone()));
+            }
+            c.comment = Some(why);
+            return c.finish(s, pc, ts, rq, "C-MOVE").await;
         }
     };
     let originator = s.peer_ae.clone();
