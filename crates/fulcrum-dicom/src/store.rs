@@ -327,16 +327,18 @@ impl Archive {
             }
         }
         let dataset = buf.freeze();
+        // Indexed, checked whole, and its identity taken (whatever file
+        // meta it came with: its bytes, held here) off the async workers.
         let (d, cap) = (dataset.clone(), self.cfg.header_cap);
-        let ex = tokio::task::spawn_blocking(move || index_deflated(&d, cap))
-            .await
-            .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        let (ex, digest) = tokio::task::spawn_blocking(move || {
+            index_deflated(&d, cap).map(|ex| (ex, dataset_digest(&d)))
+        })
+        .await
+        .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
-        // The dataset's identity, whatever file meta it came with: its
-        // bytes, in memory here. (One region, chunked as before the digest
-        // was kept, so an instance stored then is recognised by its bytes.)
-        let digest = dataset_digest(&dataset);
+        // One region, chunked as before the digest was kept, so an
+        // instance stored then is still recognised by its bytes.
         let all = [head, dataset].concat();
         let total = all.len() as i64;
         let regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
@@ -425,8 +427,15 @@ impl PendingInstance {
             size,
             outcome,
         };
+        rec.transfer_syntax = prelude.transfer_syntax.clone();
         let outcome = match &existing {
-            Some(e) if e.etag == etag || same_dataset(e, &rec, &prelude.transfer_syntax) => {
+            Some(e)
+                if e.etag == etag
+                    || fulcrum_catalog::dicom::same_dataset(
+                        (e.dataset_digest.as_deref(), &e.transfer_syntax),
+                        &rec,
+                    ) =>
+            {
                 return Ok(done(Outcome::AlreadyStored))
             }
             Some(_) => Outcome::Replaced,
@@ -438,7 +447,6 @@ impl PendingInstance {
         rec.study_uid = ex.study.study_uid.clone();
         rec.sop_class_uid = sop_class_uid.clone();
         rec.instance_number = ex.instance_number;
-        rec.transfer_syntax = prelude.transfer_syntax.clone();
         rec.object_key = key.clone();
         rec.size = size as i64;
         rec.etag = etag.clone();
@@ -478,17 +486,6 @@ impl PendingInstance {
 /// truncated to 16 bytes as the chunk-list digests are.
 fn dataset_digest(dataset: &[u8]) -> String {
     hex::encode(&blake3::hash(dataset).as_bytes()[..16])
-}
-
-/// Whether `stored` holds the same dataset as the one being stored (its
-/// digest and transfer syntax): the same instance with another file meta,
-/// such as a copy received over DIMSE and then imported from its file, or
-/// sent by two modalities. Rows stored before the digest was kept compare
-/// by their whole bytes only.
-fn same_dataset(stored: &InstanceRecord, new: &InstanceRecord, transfer_syntax: &str) -> bool {
-    stored.dataset_digest.is_some()
-        && stored.dataset_digest == new.dataset_digest
-        && stored.transfer_syntax == transfer_syntax
 }
 
 /// Where the header ends once the scanner has seen the first `buf_len`

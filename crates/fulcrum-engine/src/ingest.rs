@@ -260,13 +260,7 @@ impl Inner {
             // the content without another pass over it.
             ContentDigest::ChunkList => {
                 md5_task.abort();
-                let mut h = blake3::Hasher::new();
-                for c in &chunks {
-                    h.update(c.as_bytes());
-                }
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&h.finalize().as_bytes()[..16]);
-                d
+                chunk_list_digest(&[], &chunks)
             }
         };
         if let Some(expected) = expected {
@@ -307,6 +301,19 @@ impl Inner {
             batch,
         })
     }
+}
+
+/// BLAKE3 of `seed` and a list of chunk ids, truncated to 16 bytes: a
+/// body's identity (see [`ContentDigest::ChunkList`]), or a part's.
+pub(crate) fn chunk_list_digest(seed: &[u8], chunks: &[ChunkId]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(seed);
+    for c in chunks {
+        h.update(c.as_bytes());
+    }
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    d
 }
 
 /// How a body's content digest (`Ingested::md5`) is computed.

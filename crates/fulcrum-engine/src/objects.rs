@@ -770,12 +770,10 @@ impl Staged {
     /// DICOM dataset after its file meta) at no extra pass over the rest.
     pub fn digest_from(&self, offset: u64, seed: &[u8]) -> Option<String> {
         let digest = |i: usize| {
-            let mut h = blake3::Hasher::new();
-            h.update(seed);
-            for c in &self.ing.chunks[i..] {
-                h.update(c.as_bytes());
-            }
-            hex::encode(&h.finalize().as_bytes()[..16])
+            hex::encode(crate::ingest::chunk_list_digest(
+                seed,
+                &self.ing.chunks[i..],
+            ))
         };
         let mut start = 0u64;
         for (i, &len) in self.ing.lens.iter().enumerate() {

@@ -129,11 +129,7 @@ pub(crate) struct ObjectBody;
 /// so a listed key would name no object, as AWS documents for keys
 /// (without `encoding-type=url`, which SDKs other than boto3 do not send).
 fn escape_carriage_returns(mut res: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> {
-    let is_xml = res
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
-    if !is_xml || res.extensions().get::<ObjectBody>().is_some() {
+    if !is_xml(&res) || res.extensions().get::<ObjectBody>().is_some() {
         return res;
     }
     let Some(body) = res.body().bytes().filter(|b| b.contains(&b'\r')) else {
@@ -151,13 +147,16 @@ fn escape_carriage_returns(mut res: hyper::Response<s3s::Body>) -> hyper::Respon
     res
 }
 
+/// Whether `res` is an XML document.
+fn is_xml(res: &hyper::Response<s3s::Body>) -> bool {
+    res.headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"))
+}
+
 /// `res` with a `<Message>` added to its error document if it has none.
 fn with_message(mut res: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> {
-    let is_xml = res
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
-    if res.status().as_u16() < 400 || !is_xml {
+    if res.status().as_u16() < 400 || !is_xml(&res) {
         return res;
     }
     let Some(body) = res.body().bytes() else {

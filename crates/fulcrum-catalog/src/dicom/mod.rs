@@ -141,6 +141,17 @@ pub struct DicomWrite {
     pub policy: DuplicatePolicy,
 }
 
+/// Whether an instance stored with this dataset digest and transfer
+/// syntax holds the same dataset as `new`: the same instance under another
+/// file meta (received over DIMSE, then imported from its file; sent by two
+/// senders). Rows stored before the digest was kept (`None`) never do:
+/// they compare by their whole bytes only.
+pub fn same_dataset((digest, transfer_syntax): (Option<&str>, &str), new: &InstanceRecord) -> bool {
+    digest.is_some()
+        && digest == new.dataset_digest.as_deref()
+        && transfer_syntax == new.transfer_syntax
+}
+
 /// Key of an instance's previous version kept by [`DuplicatePolicy::Replace`].
 pub fn version_key(sop_uid: &str, etag: &str, at_ms: i64) -> String {
     format!("versions/{sop_uid}/{at_ms}-{etag}")
@@ -231,10 +242,11 @@ pub(crate) async fn prepare_dicom_writes(
         };
         // The same bytes, or the same dataset under another file meta
         // (stored meanwhile by a concurrent writer): nothing to keep.
-        let same_dataset = stored.dataset_digest.is_some()
-            && stored.dataset_digest == w.instance.dataset_digest
-            && stored.transfer_syntax == w.instance.transfer_syntax;
-        if stored.etag == w.instance.etag || same_dataset {
+        let stored_dataset = (
+            stored.dataset_digest.as_deref(),
+            stored.transfer_syntax.as_str(),
+        );
+        if stored.etag == w.instance.etag || same_dataset(stored_dataset, &w.instance) {
             continue;
         }
         let (etag, key) = (&stored.etag, &stored.object_key);
@@ -256,8 +268,11 @@ pub(crate) async fn prepare_dicom_writes(
     Ok(previous)
 }
 
-/// A study's names and their keys as stored.
-type NameRow = (
+/// A study's tenant, UID, PatientName and ReferringPhysicianName.
+type NameRow = (String, String, Option<String>, Option<String>);
+
+/// A [`NameRow`] with the name keys stored for it.
+type KeyedNameRow = (
     String,
     String,
     Option<String>,
@@ -623,44 +638,23 @@ impl Scope {
 impl Catalog {
     /// Fills the component-group keys of studies whose rows predate them
     /// (migration 0009, a restored older dump). Cheap when there are none:
-    /// one scan of the study rows.
+    /// an indexed look-up (0010) that finds nothing.
     pub(crate) async fn fill_name_group_keys(&self) -> CatalogResult<()> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT tenant, study_uid, patient_name FROM dicom_studies \
+        let rows: Vec<NameRow> = sqlx::query_as(
+            "SELECT tenant, study_uid, patient_name, referring_physician FROM dicom_studies \
              WHERE patient_name IS NOT NULL AND patient_name_ideo_key IS NULL \
              ORDER BY tenant, study_uid",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db("find studies without name group keys"))?;
-        if rows.is_empty() {
-            return Ok(());
+        self.write_name_keys(&rows).await?;
+        if !rows.is_empty() {
+            tracing::info!(
+                studies = rows.len(),
+                "filled the name group keys of older study rows"
+            );
         }
-        // In key order (nodes starting together lock rows in one order),
-        // a transaction per 1,000 rows.
-        for block in rows.chunks(1000) {
-            let mut tx = self.begin_write().await.map_err(db("begin"))?;
-            for (tenant, study, name) in block {
-                let (ideo, phon) = group_keys(name);
-                sqlx::query(
-                    "UPDATE dicom_studies SET patient_name_ideo_key = $1, patient_name_phon_key = $2 \
-                     WHERE tenant = $3 AND study_uid = $4 AND patient_name = $5",
-                )
-                .bind(ideo)
-                .bind(phon)
-                .bind(tenant)
-                .bind(study)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("fill name group keys"))?;
-            }
-            tx.commit().await.map_err(db("commit name group keys"))?;
-        }
-        tracing::info!(
-            studies = rows.len(),
-            "filled the name group keys of older study rows"
-        );
         Ok(())
     }
 
@@ -673,52 +667,24 @@ impl Catalog {
         if self.get_meta(DONE).await?.is_some() {
             return Ok(());
         }
-        let rows: Vec<NameRow> = sqlx::query_as(
-            "SELECT tenant, study_uid, patient_name, patient_name_key, referring_physician, \
-             referring_physician_key FROM dicom_studies \
-             WHERE patient_name LIKE '%=%' OR referring_physician LIKE '%=%' \
-             ORDER BY tenant, study_uid",
+        let rows: Vec<KeyedNameRow> = sqlx::query_as(
+            "SELECT tenant, study_uid, patient_name, referring_physician, patient_name_key, \
+                 referring_physician_key FROM dicom_studies \
+                 WHERE patient_name LIKE '%=%' OR referring_physician LIKE '%=%' \
+                 ORDER BY tenant, study_uid",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(db("find names to re-key"))?;
-        let stale: Vec<_> = rows
+        let stale: Vec<NameRow> = rows
             .into_iter()
-            .filter_map(|(tenant, study, name, name_key_now, phys, phys_key_now)| {
-                let name_key_new = name.as_deref().map(name_key);
-                let phys_key_new = phys.as_deref().map(name_key);
-                (name_key_new != name_key_now || phys_key_new != phys_key_now).then_some((
-                    tenant,
-                    study,
-                    (name, name_key_new),
-                    (phys, phys_key_new),
-                ))
+            .filter(|(_, _, name, phys, name_key_now, phys_key_now)| {
+                name.as_deref().map(name_key) != *name_key_now
+                    || phys.as_deref().map(name_key) != *phys_key_now
             })
+            .map(|(tenant, study, name, phys, _, _)| (tenant, study, name, phys))
             .collect();
-        // In key order, a transaction per 1,000 rows (as fill_name_group_keys).
-        for block in stale.chunks(1000) {
-            let mut tx = self.begin_write().await.map_err(db("begin"))?;
-            for (tenant, study, (name, name_key), (phys, phys_key)) in block {
-                // Only if the names are still those keyed (another node may
-                // have stored a corrected one meanwhile, keyed anew).
-                sqlx::query(
-                    "UPDATE dicom_studies SET patient_name_key = $1, referring_physician_key = $2 \
-                     WHERE tenant = $3 AND study_uid = $4 \
-                     AND patient_name IS NOT DISTINCT FROM $5 \
-                     AND referring_physician IS NOT DISTINCT FROM $6",
-                )
-                .bind(name_key)
-                .bind(phys_key)
-                .bind(tenant)
-                .bind(study)
-                .bind(name)
-                .bind(phys)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("re-key names"))?;
-            }
-            tx.commit().await.map_err(db("commit re-keyed names"))?;
-        }
+        self.write_name_keys(&stale).await?;
         if !stale.is_empty() {
             tracing::info!(
                 studies = stale.len(),
@@ -726,6 +692,40 @@ impl Catalog {
             );
         }
         self.set_meta(DONE, "1").await
+    }
+
+    /// Writes every name key of these study rows (the whole name's, its
+    /// groups', the referring physician's) as its names give them now: in
+    /// key order (nodes starting together lock rows in one order), a
+    /// transaction per 1,000 rows, and only where the names are still those
+    /// read (another node may have stored a corrected one meanwhile).
+    async fn write_name_keys(&self, rows: &[NameRow]) -> CatalogResult<()> {
+        for block in rows.chunks(1000) {
+            let mut tx = self.begin_write().await.map_err(db("begin"))?;
+            for (tenant, study, name, phys) in block {
+                let (ideo, phon) = name.as_deref().map(group_keys).unzip();
+                sqlx::query(
+                    "UPDATE dicom_studies SET patient_name_key = $1, patient_name_ideo_key = $2, \
+                     patient_name_phon_key = $3, referring_physician_key = $4 \
+                     WHERE tenant = $5 AND study_uid = $6 \
+                     AND patient_name IS NOT DISTINCT FROM $7 \
+                     AND referring_physician IS NOT DISTINCT FROM $8",
+                )
+                .bind(name.as_deref().map(name_key))
+                .bind(ideo)
+                .bind(phon)
+                .bind(phys.as_deref().map(name_key))
+                .bind(tenant)
+                .bind(study)
+                .bind(name)
+                .bind(phys)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("write name keys"))?;
+            }
+            tx.commit().await.map_err(db("commit name keys"))?;
+        }
+        Ok(())
     }
 
     /// Recounts every study and series (NumberOfStudyRelatedInstances and
