@@ -90,6 +90,28 @@ pub struct PixelData {
     /// Encapsulated only: (value offset, length) of each item, the Basic
     /// Offset Table first.
     pub fragments: Vec<(u64, u32)>,
+    /// For each item of `fragments`: whether its value opens with a
+    /// codestream's start marker (see [`starts_frame`]).
+    pub frame_starts: Vec<bool>,
+}
+
+/// Bytes of each fragment [`starts_frame`] looks at.
+const HEAD: usize = 4;
+
+/// Whether a fragment whose value begins with `head` starts a frame's
+/// codestream: JPEG and JPEG-LS (SOI, FFD8), JPEG 2000 and HTJ2K (SOC,
+/// FF4F), JPEG XL (codestream FF0A, or its container's first box). None
+/// of these can occur at the start of a later fragment of the same frame:
+/// entropy-coded JPEG data follows an FF byte only with 00 or a restart
+/// marker, and JPEG 2000 packet data never with a byte above 8F. How
+/// frames split over fragments is found this way when there is no offset
+/// table (PS3.5 A.4 allows several fragments per frame and an empty Basic
+/// Offset Table), as pydicom and DCMTK do.
+pub fn starts_frame(head: &[u8]) -> bool {
+    matches!(
+        head,
+        [0xFF, 0xD8, ..] | [0xFF, 0x4F, ..] | [0xFF, 0x0A, ..] | [0, 0, 0, 0x0C, ..]
+    )
 }
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
@@ -121,12 +143,18 @@ pub struct Walker {
     pos: u64,
     /// Value bytes still to skip.
     skip: u64,
+    /// The first bytes of the fragment being skipped, until HEAD are seen
+    /// or it ends.
+    head: Option<Vec<u8>>,
     /// A header being assembled across feeds.
     hdr: Vec<u8>,
     stack: Vec<Frame>,
     pixel: Option<PixelData>,
     pixel_done: bool,
     root_boundary: u64,
+    /// The latest root-level element start before `cut_limit`.
+    cut: u64,
+    cut_limit: u64,
     opaque_at: Option<u64>,
     /// Where zero bytes in place of a root-level element begin: padding
     /// some writers leave after the dataset, which DCMTK and pydicom
@@ -148,11 +176,14 @@ impl Walker {
             framing,
             pos: 0,
             skip: 0,
+            head: None,
             hdr: Vec::with_capacity(12),
             stack: Vec::new(),
             pixel: None,
             pixel_done: false,
             root_boundary: 0,
+            cut: 0,
+            cut_limit: u64::MAX,
             opaque_at: None,
             padding_at: None,
         }
@@ -179,6 +210,26 @@ impl Walker {
         self.root_boundary
     }
 
+    /// Makes [`Walker::cut_before_limit`] the latest root-level element
+    /// start before `limit`.
+    pub fn with_cut_limit(mut self, limit: u64) -> Self {
+        self.cut_limit = limit;
+        self
+    }
+
+    /// The limit given to [`Walker::with_cut_limit`] (u64::MAX: none).
+    pub fn cut_limit(&self) -> u64 {
+        self.cut_limit
+    }
+
+    /// The latest root-level element start before the cut limit (once at
+    /// least that many bytes were fed): where a header longer than a cap is
+    /// cut, the same place however the bytes arrived (the latest boundary
+    /// fed so far depends on how much each read brought).
+    pub fn cut_before_limit(&self) -> u64 {
+        self.cut
+    }
+
     /// Start of the first root-level element holding an undefined-length
     /// UN sequence (CP-246), which dicom-rs cannot parse: header parsing
     /// for the index stops there.
@@ -202,6 +253,15 @@ impl Walker {
         let closed = self.stack.iter().all(|f| f.end == Some(self.pos));
         let padded = self.hdr.len() != 1 && self.hdr.iter().all(|&b| b == 0);
         self.padding_at.is_some() || (self.skip == 0 && closed && padded)
+    }
+
+    /// Records whether the fragment whose first bytes were collected
+    /// starts a frame.
+    fn end_head(&mut self) {
+        let head = self.head.take().unwrap_or_default();
+        if let Some(last) = self.pixel.as_mut().and_then(|p| p.frame_starts.last_mut()) {
+            *last = starts_frame(&head);
+        }
     }
 
     /// Closes the defined-length sequences and items that end here.
@@ -239,6 +299,13 @@ impl Walker {
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len() as u64);
+                if let Some(head) = self.head.as_mut() {
+                    let take = (HEAD - head.len()).min(n as usize);
+                    head.extend_from_slice(&data[..take]);
+                    if head.len() == HEAD || take as u64 == self.skip {
+                        self.end_head();
+                    }
+                }
                 self.skip -= n;
                 self.pos += n;
                 data = &data[n as usize..];
@@ -251,6 +318,9 @@ impl Walker {
                 self.close_ended();
                 if self.stack.is_empty() {
                     self.root_boundary = self.pos;
+                    if self.pos < self.cut_limit {
+                        self.cut = self.pos;
+                    }
                 }
             }
             // Assemble a header: 4 bytes tell whether it is an item (8
@@ -339,6 +409,11 @@ impl Walker {
                     }
                     if let Some(p) = self.pixel.as_mut().filter(|_| self.stack.len() == 1) {
                         p.fragments.push((self.pos, len));
+                        p.frame_starts.push(false);
+                        self.head = Some(Vec::with_capacity(HEAD));
+                        if len == 0 {
+                            self.end_head();
+                        }
                     }
                     self.skip = len as u64;
                     Ok(())
@@ -397,6 +472,7 @@ impl Walker {
                 vr,
                 len: defined.then_some(len),
                 fragments: Vec::new(),
+                frame_starts: Vec::new(),
             });
             if len == 0 {
                 self.pixel_done = true;
@@ -487,7 +563,7 @@ mod tests {
         d.extend_from_slice(&UNDEFINED.to_le_bytes());
         d.extend(item(0xE000, 0));
         d.extend(item(0xE000, 6));
-        d.extend_from_slice(&[9; 6]);
+        d.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0, 9, 9]); // a JPEG's SOI
         d.extend(item(0xE000, 2));
         d.extend_from_slice(&[7; 2]);
         d.extend(item(0xE0DD, 0));
@@ -510,6 +586,8 @@ mod tests {
             assert_eq!(px.fragments[1].1, 6);
             let (off, len) = px.fragments[2];
             assert_eq!(&d[off as usize..(off + len as u64) as usize], &[7, 7]);
+            // The BOT (empty), the fragment opening with SOI, the short one.
+            assert_eq!(px.frame_starts, [false, true, false], "pieces of {piece}");
             assert!(w.pixel_complete());
         }
     }

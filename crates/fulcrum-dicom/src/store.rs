@@ -217,7 +217,7 @@ impl Archive {
                 .await;
         };
         // Read the header: up to Pixel Data, the end, or the cap.
-        let mut walker = Walker::new(framing);
+        let mut walker = Walker::new(framing).with_cut_limit(self.cfg.header_cap as u64);
         walker
             .feed(&buf)
             .map_err(|e| DicomError::Malformed(e.to_string()))?;
@@ -246,7 +246,9 @@ impl Archive {
             std::io::Cursor::new([head, header].concat()),
             ChunkParams::SMALL,
         )];
-        let layout = sample_layout(walker.pixel(), ex.bits_allocated);
+        // Byte planes only where the bulk region starts with Pixel Data.
+        let at_split = walker.pixel().filter(|p| p.elem_offset as usize == split);
+        let layout = sample_layout(at_split, ex.bits_allocated);
         let rest = std::io::Cursor::new(buf.freeze());
         let watched = Watched {
             inner: src,
@@ -275,8 +277,15 @@ impl Archive {
         let dataset_offset = prelude.len as i64;
         let abs = |o: u64| o as i64 + dataset_offset;
         let pixel = walker.pixel();
+        // [value offset, length, 1 if it opens a frame's codestream] per
+        // item (rows stored before the third field have two).
         let fragments = pixel.filter(|p| p.len.is_none()).map(|p| {
-            let list: Vec<(i64, u32)> = p.fragments.iter().map(|(o, l)| (abs(*o), *l)).collect();
+            let list: Vec<(i64, u32, u8)> = p
+                .fragments
+                .iter()
+                .zip(&p.frame_starts)
+                .map(|((o, l), s)| (abs(*o), *l, u8::from(*s)))
+                .collect();
             serde_json::to_string(&list).unwrap_or_default()
         });
         let rec = InstanceRecord {
@@ -499,10 +508,13 @@ fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usi
             .finish()
             .map_err(|e| DicomError::Truncated(e.to_string()))?;
     }
-    let split = match walker.pixel() {
+    // Pixel Data past the cap (a first read may bring more than it) does
+    // not move the cut: the same dataset is cut in one place, however its
+    // bytes arrived.
+    let split = match walker.pixel().filter(|p| p.elem_offset < walker.cut_limit()) {
         Some(p) => p.elem_offset as usize,
         None if eof => buf_len,
-        None => walker.root_boundary() as usize,
+        None => walker.cut_before_limit() as usize,
     };
     let parse_end = walker
         .opaque_at()
@@ -546,7 +558,7 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
     };
     let malformed = |e: crate::scan::ScanError| DicomError::Malformed(e.to_string());
     // The header is read as it arrives: in pieces, until Pixel Data or the cap.
-    let mut walker = Walker::new(framing);
+    let mut walker = Walker::new(framing).with_cut_limit(header_cap as u64);
     let mut read = 0;
     let mut eof = false;
     while walker.pixel().is_none() && read < header_cap {
@@ -587,7 +599,7 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
     // the whole stream is inflated and walked too: a truncated one (its
     // end never comes) or one whose dataset is cut short is refused, as a
     // truncated native file is.
-    let mut walker = Walker::new(Framing::EXPLICIT_LE);
+    let mut walker = Walker::new(Framing::EXPLICIT_LE).with_cut_limit(cap as u64);
     let mut whole = Walker::new(Framing::EXPLICIT_LE);
     let mut header = Vec::new();
     let mut piece = vec![0u8; READ_SIZE];

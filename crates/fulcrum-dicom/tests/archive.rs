@@ -491,6 +491,84 @@ async fn duplicates_and_edited_headers() {
     }
 }
 
+/// Hands out `data` at most `piece` bytes per read, as a network peer does.
+struct Pieces<'a> {
+    data: &'a [u8],
+    piece: usize,
+}
+
+impl tokio::io::AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.piece.min(self.data.len()).min(buf.remaining());
+        let (head, rest) = self.data.split_at(n);
+        buf.put_slice(head);
+        self.data = rest;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_header_longer_than_the_cap_is_cut_in_one_place_however_it_arrives() {
+    // 200 private elements of 100 bytes before Pixel Data, past a 4 KiB
+    // cap: the header used to be cut at the latest element boundary read
+    // so far, which depended on how much each read brought, and so did
+    // the dataset's identity: a re-send became a new version.
+    for t in targets().await {
+        let cap = 4096;
+        let a = Archive::new(
+            t.open().await,
+            ArchiveConfig {
+                header_cap: cap,
+                ..ArchiveConfig::default()
+            },
+        );
+        let i = corpus().remove(0);
+        let file = part10(&i, 5);
+        let pixel_at = file.len() - 64 * 64 * 2 - 12;
+        let mut long = file[..pixel_at].to_vec();
+        long.extend_from_slice(&[0x29, 0x00, 0x10, 0x00, b'L', b'O', 12, 0]);
+        long.extend_from_slice(b"FULCRUM TEST");
+        for k in 0..200u16 {
+            let el = 0x1000 + k;
+            long.extend_from_slice(&[0x29, 0x00, el as u8, (el >> 8) as u8, b'U', b'T', 0, 0]);
+            long.extend_from_slice(&100u32.to_le_bytes());
+            long.extend_from_slice(&[b'a' + (k % 26) as u8; 100]);
+        }
+        long.extend_from_slice(&file[pixel_at..]);
+        assert!(long.len() > 4 * cap);
+        let mut outcomes = Vec::new();
+        for piece in [1000, 777, 4096, 65536] {
+            let src = Pieces { data: &long, piece };
+            let o = a.store_file(T, src, &StoreContext::default()).await;
+            outcomes.push(o.expect("stored").outcome);
+        }
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Stored,
+                Outcome::AlreadyStored,
+                Outcome::AlreadyStored,
+                Outcome::AlreadyStored
+            ],
+            "{}",
+            t.name
+        );
+        let (rec, got) = read_back(&a, &i.sop).await;
+        assert_eq!(got, long);
+        assert!(
+            rec.header_len < (cap + 1024) as i64,
+            "{}: header region {}",
+            t.name,
+            rec.header_len
+        );
+        a.engine().close().await;
+    }
+}
+
 /// `file` (from `part10`) with its 64x64 pixel value replaced by `px`.
 fn with_pixels(mut file: Vec<u8>, px: &[u8]) -> Vec<u8> {
     file.truncate(file.len() - 64 * 64 * 2 - 12);

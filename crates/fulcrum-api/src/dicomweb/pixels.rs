@@ -9,7 +9,7 @@ use dicom_core::value::Value as DicomValue;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use fulcrum_dicom::scan::Framing;
+use fulcrum_dicom::scan::{starts_frame, Framing};
 use fulcrum_dicom::InstanceRecord;
 
 use super::errors::join_error;
@@ -262,8 +262,15 @@ fn unsupported(why: &str) -> ApiError {
 }
 
 /// Which fragment items make up frame `n` (1-based) of `frames`, given
-/// each item's offset relative to the first item and an offset table.
-fn frame_items(rel: &[u64], n: u32, frames: u32, table: &[u64]) -> ApiResult<Vec<usize>> {
+/// each item's offset relative to the first item, an offset table, and
+/// which items open a frame's codestream (empty when unknown).
+fn frame_items(
+    rel: &[u64],
+    n: u32,
+    frames: u32,
+    table: &[u64],
+    starts: &[bool],
+) -> ApiResult<Vec<usize>> {
     if frames <= 1 {
         return Ok((0..rel.len()).collect());
     }
@@ -271,8 +278,16 @@ fn frame_items(rel: &[u64], n: u32, frames: u32, table: &[u64]) -> ApiResult<Vec
         return Ok(vec![n as usize - 1]);
     }
     if table.len() < frames as usize {
+        // No offset table: frames begin where a codestream does.
+        let begins: Vec<usize> = (0..starts.len()).filter(|i| starts[*i]).collect();
+        if starts.len() == rel.len() && starts[0] && begins.len() == frames as usize {
+            let lo = begins[n as usize - 1];
+            let hi = begins.get(n as usize).copied().unwrap_or(rel.len());
+            return Ok((lo..hi).collect());
+        }
         return Err(unsupported(
-            "cannot locate this frame: the instance has no offset table and more fragments than frames",
+            "cannot locate this frame: the instance has no offset table, more fragments than frames, \
+             and fragments that do not each open with a codestream marker (JPEG, JPEG-LS, JPEG 2000, JPEG XL)",
         ));
     }
     let lo = table[n as usize - 1];
@@ -456,19 +471,23 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
         if table.is_empty() {
             table = extended_offsets(&l.header);
         }
-        let idx = frame_items(&rel, n, frames, &table)?;
+        let starts: Vec<bool> = frags.iter().map(|f| starts_frame(f)).collect();
+        let idx = frame_items(&rel, n, frames, &table, &starts)?;
         return Ok(idx
             .iter()
             .flat_map(|i| frags[*i].iter().copied())
             .collect::<Vec<u8>>()
             .into());
     }
-    let list: Vec<(i64, u32)> = l
+    // [offset, length] or [offset, length, opens a frame] per item.
+    let rows: Vec<Vec<i64>> = l
         .rec
         .fragments
         .as_deref()
         .and_then(|f| serde_json::from_str(f).ok())
+        .filter(|rows: &Vec<Vec<i64>>| rows.iter().all(|r| r.len() >= 2))
         .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
+    let list: Vec<(i64, u32)> = rows.iter().map(|r| (r[0], r[1] as u32)).collect();
     let Some(((bot_off, bot_len), items)) = list.split_first() else {
         return Err(ApiError::not_found(
             "the instance has no pixel data fragments",
@@ -497,7 +516,11 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             table = extended_offsets(&l.header);
         }
     }
-    let idx = frame_items(&rel, n, frames, &table)?;
+    let starts: Vec<bool> = match rows.iter().skip(1).all(|r| r.len() > 2) {
+        true => rows.iter().skip(1).map(|r| r[2] != 0).collect(),
+        false => Vec::new(),
+    };
+    let idx = frame_items(&rel, n, frames, &table, &starts)?;
     let (first, last) = match (idx.first(), idx.last()) {
         (Some(f), Some(z)) => (items[*f], items[*z]),
         _ => return Err(bad_frame(n, frames)),
@@ -534,14 +557,37 @@ mod tests {
     #[test]
     fn frames_map_to_fragments() {
         // One fragment per frame.
-        assert_eq!(frame_items(&[0, 100, 200], 2, 3, &[]).expect("ok"), vec![1]);
+        assert_eq!(
+            frame_items(&[0, 100, 200], 2, 3, &[], &[]).expect("ok"),
+            vec![1]
+        );
         // Two fragments per frame, located through the offset table.
         let rel = [0, 50, 100, 150];
-        assert_eq!(frame_items(&rel, 2, 2, &[0, 100]).expect("ok"), vec![2, 3]);
-        assert_eq!(frame_items(&rel, 1, 2, &[0, 100]).expect("ok"), vec![0, 1]);
+        assert_eq!(
+            frame_items(&rel, 2, 2, &[0, 100], &[]).expect("ok"),
+            vec![2, 3]
+        );
+        assert_eq!(
+            frame_items(&rel, 1, 2, &[0, 100], &[]).expect("ok"),
+            vec![0, 1]
+        );
         // Single frame: everything.
-        assert_eq!(frame_items(&rel, 1, 1, &[]).expect("ok"), vec![0, 1, 2, 3]);
-        assert!(frame_items(&rel, 1, 2, &[]).is_err());
+        assert_eq!(
+            frame_items(&rel, 1, 1, &[], &[]).expect("ok"),
+            vec![0, 1, 2, 3]
+        );
+        assert!(frame_items(&rel, 1, 2, &[], &[]).is_err());
+        // No offset table: frames begin at codestream markers.
+        let starts = [true, false, false, true];
+        assert_eq!(
+            frame_items(&rel, 1, 2, &[], &starts).expect("ok"),
+            vec![0, 1, 2]
+        );
+        assert_eq!(frame_items(&rel, 2, 2, &[], &starts).expect("ok"), vec![3]);
+        // Markers that do not give as many frames, or a first fragment
+        // that opens none: not guessed.
+        assert!(frame_items(&rel, 1, 3, &[], &starts).is_err());
+        assert!(frame_items(&rel, 1, 2, &[], &[false, true, false, true]).is_err());
         let mut b = vec![1, 2, 3, 4];
         swap(&mut b, 2);
         assert_eq!(b, vec![2, 1, 4, 3]);
