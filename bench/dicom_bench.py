@@ -534,6 +534,14 @@ def one_round(srv, d, bodies, res, a, qido_queries, cstore_studies):
                 res.fail(name, "wado", f"retrieved {n:,} bytes < study {ct_bytes:,}")
             res.add(name, "wado", n / dt / MB)
             log(f"{name}: WADO CT {n / dt / MB:,.1f} MB/s ({n:,} bytes)")
+        # 2b. the study read again, as a viewer reopening it: the 3rd and
+        # 4th retrieve (Fulcrum keeps a chunk the second time it decodes
+        # it; Orthanc reads its files from the page cache every time).
+        out = measured(res, srv, "wado_again", lambda: [wado_study(srv, d["ct_study"]) for _ in range(3)])
+        if out:
+            rates = [n / dt / MB for n, dt in out[1:]]
+            res.add(name, "wado_again", sum(rates) / len(rates))
+            log(f"{name}: WADO CT again " + ", ".join(f"{r:,.0f}" for r in rates) + " MB/s (3rd, 4th)")
         # 3. the same study again
         stow_workload(res, srv, "stow_ct_again", bodies["ct"], 1, ct_bytes / MB)
         st2 = srv.storage()

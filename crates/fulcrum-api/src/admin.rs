@@ -88,6 +88,18 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
             ),
         ];
     }
+    if let Some((used, bound)) = engine.read_cache_usage() {
+        gauges.push(Gauge::one(
+            "read_cache_bytes",
+            "Bytes of decoded chunks the read cache holds",
+            used as f64,
+        ));
+        gauges.push(Gauge::one(
+            "read_cache_limit_bytes",
+            "Bound of the read cache (read_cache_mib)",
+            bound as f64,
+        ));
+    }
     gauges.extend(job_gauges(&engine).await);
     (
         [(

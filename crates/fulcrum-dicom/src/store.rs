@@ -511,7 +511,10 @@ fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usi
     // Pixel Data past the cap (a first read may bring more than it) does
     // not move the cut: the same dataset is cut in one place, however its
     // bytes arrived.
-    let split = match walker.pixel().filter(|p| p.elem_offset < walker.cut_limit()) {
+    let split = match walker
+        .pixel()
+        .filter(|p| p.elem_offset < walker.cut_limit())
+    {
         Some(p) => p.elem_offset as usize,
         None if eof => buf_len,
         None => walker.cut_before_limit() as usize,

@@ -7,6 +7,7 @@ use fulcrum_catalog::{BucketRow, Catalog, CatalogStats, TierStats};
 use fulcrum_store::{Backend, BackendConfig, Codec, MasterKey};
 use tokio::sync::mpsc;
 
+use crate::cache::ReadCache;
 use crate::committer::{self, CommitJob};
 use crate::error::{EngineError, EngineResult};
 use crate::inflight::Inflight;
@@ -48,6 +49,9 @@ pub struct EngineConfig {
     pub retention: Vec<crate::retention::RetentionRule>,
     /// The archive tier lifecycle rules move cold data to (none: hot only).
     pub archive: Option<ArchiveConfig>,
+    /// Bytes of decoded chunks kept in memory for reads (0: none; see
+    /// `cache`).
+    pub read_cache_bytes: u64,
 }
 
 impl EngineConfig {
@@ -63,6 +67,7 @@ impl EngineConfig {
             node_id: format!("node-{:016x}", rand::random::<u64>()),
             retention: Vec::new(),
             archive: None,
+            read_cache_bytes: crate::cache::DEFAULT_READ_CACHE_BYTES,
         }
     }
 
@@ -93,6 +98,8 @@ pub(crate) struct Inner {
     /// Chunk-decoding jobs of reads running at once: one per core (see
     /// `read::DECODE_JOB_BYTES`).
     pub decoders: tokio::sync::Semaphore,
+    /// Decoded chunks kept for reads (None: off).
+    pub cache: Option<ReadCache>,
 }
 
 /// CPU cores this process may use (2 when unknown): how many CPU-bound
@@ -223,6 +230,7 @@ impl Engine {
         let archive = ArchiveTier::open(cfg.archive.as_ref(), cfg.encryption_key.as_ref())?;
         let (tx, rx) = mpsc::channel(1024);
         let (ptx, prx) = mpsc::channel(1024);
+        let cache = ReadCache::new(cfg.read_cache_bytes);
         let inner = Arc::new(Inner {
             cfg,
             backend,
@@ -236,6 +244,7 @@ impl Engine {
             archive,
             reads: ReadTracker::default(),
             decoders: tokio::sync::Semaphore::new(cores()),
+            cache,
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         tokio::spawn(persist::run(Arc::downgrade(&inner), prx));
@@ -253,6 +262,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// Bytes the read cache holds and its bound (None: caching off).
+    pub fn read_cache_usage(&self) -> Option<(u64, u64)> {
+        self.inner.cache.as_ref().map(ReadCache::usage)
     }
 
     /// The backend holding the hot packs.

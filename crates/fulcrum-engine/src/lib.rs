@@ -9,6 +9,7 @@
 //! transparently.
 
 mod batch;
+mod cache;
 mod committer;
 mod engine;
 mod error;
@@ -29,6 +30,7 @@ mod tier_move;
 mod verify;
 
 pub use batch::StageBatch;
+pub use cache::DEFAULT_READ_CACHE_BYTES;
 pub use engine::{
     Engine, EngineConfig, Stats, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_PIXEL_ZSTD_LEVEL,
     DEFAULT_ZSTD_LEVEL, HEARTBEAT_INTERVAL,

@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Plaintext bytes of the chunks reads decoded and verified: above
     /// `bytes_out` when reads need small parts of large chunks.
     pub chunk_bytes_read: Counter,
+    /// Chunks reads found in the read cache, and those they decoded.
+    pub read_cache_hits: Counter,
+    pub read_cache_misses: Counter,
     pub chunks_new: Counter,
     pub chunks_deduplicated: Counter,
     pub corrupt_chunks: Counter,
@@ -44,6 +47,8 @@ impl Default for Metrics {
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
         let chunk_bytes_read = Counter::default();
+        let read_cache_hits = Counter::default();
+        let read_cache_misses = Counter::default();
         let chunks_new = Counter::default();
         let chunks_deduplicated = Counter::default();
         let corrupt_chunks = Counter::default();
@@ -86,6 +91,16 @@ impl Default for Metrics {
         );
         registry.register("bytes_out", "Body bytes sent to clients", bytes_out.clone());
         registry.register(
+            "read_cache_hits",
+            "Chunks reads took from the read cache",
+            read_cache_hits.clone(),
+        );
+        registry.register(
+            "read_cache_misses",
+            "Chunks reads decoded from packs while the read cache was on",
+            read_cache_misses.clone(),
+        );
+        registry.register(
             "chunk_bytes_read",
             "Plaintext bytes of chunks decoded and verified by reads",
             chunk_bytes_read.clone(),
@@ -126,6 +141,8 @@ impl Default for Metrics {
             bytes_in,
             bytes_out,
             chunk_bytes_read,
+            read_cache_hits,
+            read_cache_misses,
             chunks_new,
             chunks_deduplicated,
             corrupt_chunks,

@@ -129,8 +129,73 @@ fn decode_jobs(chunks: Vec<Piece>) -> Vec<Vec<Piece>> {
     jobs
 }
 
+impl Group {
+    /// One ranged read of `pack` covering `chunks`.
+    fn spanning(pack: String, tier: Tier, chunks: Vec<Piece>) -> Self {
+        let start = chunks.iter().map(|(c, _, _)| c.offset).min().unwrap_or(0);
+        let end = chunks
+            .iter()
+            .map(|(c, _, _)| c.offset + u64::from(c.stored_len))
+            .max()
+            .unwrap_or(0);
+        let wanted = chunks.iter().map(|(c, _, _)| u64::from(c.stored_len)).sum();
+        Group {
+            pack,
+            tier,
+            start,
+            end,
+            wanted,
+            chunks,
+        }
+    }
+}
+
 impl Inner {
+    /// The group's pieces in order: those the read cache holds from there,
+    /// the others read (one span covering them) and decoded.
     async fn fetch_group(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
+        let Some(cache) = &self.cache else {
+            return self.fetch_span(g).await;
+        };
+        let cached: Vec<Option<Bytes>> =
+            g.chunks.iter().map(|(c, _, _)| cache.get(&c.id)).collect();
+        let hits = cached.iter().flatten().count();
+        self.metrics.read_cache_hits.inc_by(hits as u64);
+        self.metrics
+            .read_cache_misses
+            .inc_by((cached.len() - hits) as u64);
+        if hits == 0 {
+            return self.fetch_span(g).await;
+        }
+        let mut misses = Vec::new();
+        let mut slots = Vec::with_capacity(cached.len());
+        for ((c, slice, tag), hit) in g.chunks.into_iter().zip(cached) {
+            match hit {
+                Some(plain) => slots.push(Some((tag, plain.slice(slice)))),
+                None => {
+                    slots.push(None);
+                    misses.push((c, slice, tag));
+                }
+            }
+        }
+        let decoded = match misses.is_empty() {
+            true => Vec::new(),
+            false => {
+                let span = Group::spanning(g.pack, g.tier, misses);
+                self.clone().fetch_span(span).await?
+            }
+        };
+        // fetch_span yields one piece per chunk, in order.
+        let mut decoded = decoded.into_iter();
+        slots
+            .into_iter()
+            .map(|s| s.or_else(|| decoded.next()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| EngineError::Internal("a cached read lost a piece".into()))
+    }
+
+    /// Reads the group's span of its pack and decodes its chunks.
+    async fn fetch_span(self: Arc<Self>, g: Group) -> EngineResult<Vec<(usize, Bytes)>> {
         let first = g.start;
         let data = self.read_pack_span(&g.pack, g.tier, g.start..g.end).await?;
         let pack: Arc<str> = g.pack.into();
@@ -168,6 +233,10 @@ impl Inner {
             match self.codec.decode_shared(c.id, stored, c.flags, c.raw_len) {
                 Ok(plain) => {
                     self.metrics.chunk_bytes_read.inc_by(u64::from(c.raw_len));
+                    let plain = match &self.cache {
+                        Some(cache) => cache.offer(c.id, plain),
+                        None => plain,
+                    };
                     out.push((tag, plain.slice(slice)));
                 }
                 Err(e) => {

@@ -17,7 +17,7 @@ pub async fn open(s: &Settings) -> Result<Engine> {
             s.data_dir.display()
         );
     }
-    Ok(Engine::open(s.engine_config()?).await?)
+    Ok(Engine::open(s.command_engine_config()?).await?)
 }
 
 pub(crate) fn human(bytes: i64) -> String {

@@ -30,6 +30,7 @@ pub struct FileConfig {
     pub zstd_level: Option<i32>,
     pub pixel_zstd_level: Option<i32>,
     pub pack_target_mib: Option<usize>,
+    pub read_cache_mib: Option<u64>,
     pub dicom_addr: Option<String>,
     pub dicom_tls_addr: Option<String>,
     pub dicom_tls_ca: Option<PathBuf>,
@@ -115,6 +116,8 @@ pub struct Settings {
     pub zstd_level: i32,
     pub pixel_zstd_level: i32,
     pub pack_target_mib: usize,
+    /// Decoded chunks `serve` keeps in memory for reads, in MiB (0: none).
+    pub read_cache_mib: u64,
     pub dicom: DicomSettings,
     pub retention: Vec<fulcrum_engine::RetentionRule>,
     pub backup: BackupSettings,
@@ -206,6 +209,10 @@ impl Settings {
                 .or(file.pixel_zstd_level)
                 .unwrap_or(fulcrum_engine::DEFAULT_PIXEL_ZSTD_LEVEL),
             pack_target_mib: file.pack_target_mib.unwrap_or(32),
+            read_cache_mib: env("FULCRUM_READ_CACHE_MIB")
+                .and_then(|v| v.parse().ok())
+                .or(file.read_cache_mib)
+                .unwrap_or(fulcrum_engine::DEFAULT_READ_CACHE_BYTES >> 20),
             dicom: DicomSettings {
                 addr: flags
                     .dicom_addr
@@ -522,6 +529,14 @@ impl Settings {
         period(self.gc_every_hours)
     }
 
+    /// The engine of a one-shot command (import, export, verify...): no
+    /// read cache, since it reads each chunk once.
+    pub fn command_engine_config(&self) -> Result<EngineConfig> {
+        let mut cfg = self.engine_config()?;
+        cfg.read_cache_bytes = 0;
+        Ok(cfg)
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let backend = backend_config(
             self.backend.as_deref(),
@@ -559,6 +574,10 @@ impl Settings {
                     self.pack_target_mib
                 )
             })?;
+        cfg.read_cache_bytes = self
+            .read_cache_mib
+            .checked_mul(1024 * 1024)
+            .with_context(|| format!("read_cache_mib = {}: too large", self.read_cache_mib))?;
         cfg.retention = self.retention.clone();
         let t = &self.tier;
         if let Some(url) = t.archive_backend.as_deref() {
@@ -632,6 +651,12 @@ pixel_zstd_level = -1
 
 # Packs are written once they hold this many MiB.
 pack_target_mib = 32
+
+# Memory for decoded chunks that `serve` keeps for reads (a study opened
+# again, the frames of a multi-frame instance, series metadata), in MiB; 0
+# turns it off. Chunks read once (a backup streaming through) do not push
+# out those read repeatedly. Or FULCRUM_READ_CACHE_MIB.
+read_cache_mib = 512
 
 # DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and its AE title.
 dicom_addr = "127.0.0.1:11112"

@@ -42,7 +42,7 @@ pub async fn archive(s: &Settings, create: bool) -> Result<Archive> {
     let engine = if create {
         std::fs::create_dir_all(&s.data_dir)
             .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-        fulcrum_engine::Engine::open(s.engine_config()?).await?
+        fulcrum_engine::Engine::open(s.command_engine_config()?).await?
     } else {
         open(s).await?
     };
