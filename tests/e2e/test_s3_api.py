@@ -937,7 +937,10 @@ def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):
     for n, body in enumerate(bodies, start=1):
         r = s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=n, Body=body, ChecksumAlgorithm="SHA256")
         assert r.get("ChecksumSHA256") == b64[n - 1]
-    listed = s3.list_parts(Bucket=bucket, Key="parts", UploadId=up)["Parts"]
+    listing = s3.list_parts(Bucket=bucket, Key="parts", UploadId=up)
+    # The upload's algorithm and (S3's default for it) type.
+    assert (listing.get("ChecksumAlgorithm"), listing.get("ChecksumType")) == ("SHA256", "COMPOSITE")
+    listed = listing["Parts"]
     assert [p.get("ChecksumSHA256") for p in listed] == b64
     parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]} for p in listed]
     wrong = [dict(parts[0], ChecksumSHA256=b64[1]), parts[1]]
@@ -981,6 +984,50 @@ def test_multipart_checksums_are_kept_per_part_and_combined(fulcrum, bucket):
     assert copied["CopyObjectResult"].get("ChecksumSHA256") == want_sha
 
 
+def test_get_object_attributes_answers_what_was_asked(fulcrum, bucket):
+    """GetObjectAttributes (was 501): only the attributes named in
+    x-amz-object-attributes; a multipart object's parts, paged."""
+    import json
+
+    s3 = fulcrum.client()
+    body = random_bytes(1000, seed=90)
+    put = s3.put_object(Bucket=bucket, Key="one", Body=body, ChecksumAlgorithm="SHA256")
+    a = s3.get_object_attributes(Bucket=bucket, Key="one",
+                                 ObjectAttributes=["ETag", "Checksum", "ObjectSize", "StorageClass", "ObjectParts"])
+    assert a["ETag"].strip('"') == put["ETag"].strip('"')
+    assert (a["ObjectSize"], a["StorageClass"]) == (1000, "STANDARD")
+    assert a["Checksum"]["ChecksumSHA256"] == put["ChecksumSHA256"]
+    assert a["Checksum"]["ChecksumType"] == "FULL_OBJECT"
+    assert "ObjectParts" not in a and a["LastModified"]
+    only = s3.get_object_attributes(Bucket=bucket, Key="one", ObjectAttributes=["ObjectSize"])
+    assert only["ObjectSize"] == 1000 and not {"ETag", "Checksum", "StorageClass"} & set(only)
+
+    sizes = [5 * MiB, 5 * MiB, 1000]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="parts", UploadId=up, PartNumber=n,
+                                                      Body=random_bytes(size, seed=90 + n))["ETag"]}
+             for n, size in enumerate(sizes, start=1)]
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=up, MultipartUpload={"Parts": parts})
+    first = s3.get_object_attributes(Bucket=bucket, Key="parts", ObjectAttributes=["ObjectParts", "ETag"], MaxParts=2)
+    op = first["ObjectParts"]
+    assert (op["TotalPartsCount"], op["IsTruncated"], op["NextPartNumberMarker"]) == (3, True, 2), op
+    assert [(p["PartNumber"], p["Size"]) for p in op["Parts"]] == [(1, 5 * MiB), (2, 5 * MiB)]
+    assert first["ETag"].strip('"') == done["ETag"].strip('"')
+    rest = s3.get_object_attributes(Bucket=bucket, Key="parts", ObjectAttributes=["ObjectParts"],
+                                    MaxParts=2, PartNumberMarker=2)["ObjectParts"]
+    assert [(p["PartNumber"], p["Size"]) for p in rest["Parts"]] == [(3, 1000)] and not rest["IsTruncated"]
+
+    # The aws cli, as an operator checks an upload.
+    out = json.loads(fulcrum.aws("s3api", "get-object-attributes", "--bucket", bucket, "--key", "parts",
+                                 "--object-attributes", "ObjectSize", "ObjectParts").stdout)
+    assert out["ObjectSize"] == sum(sizes) and out["ObjectParts"]["TotalPartsCount"] == 3
+
+    for key, attrs, code in (("missing", ["ETag"], "NoSuchKey"), ("one", ["Colour"], "InvalidArgument")):
+        with pytest.raises(ClientError) as e:
+            s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=attrs)
+        assert error_code(e.value) == code, (key, attrs)
+
+
 def test_full_object_crc_of_a_multipart_upload(fulcrum, bucket):
     """ChecksumType FULL_OBJECT: the object's CRC32 is that of its whole
     body, combined from the parts' CRCs and sizes, checked against the one
@@ -997,6 +1044,8 @@ def test_full_object_crc_of_a_multipart_upload(fulcrum, bucket):
     for n, body in enumerate(bodies, start=1):
         r = s3.upload_part(Bucket=bucket, Key="full", UploadId=uid, PartNumber=n, Body=body, ChecksumAlgorithm="CRC32")
         parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    listing = s3.list_parts(Bucket=bucket, Key="full", UploadId=uid)
+    assert (listing.get("ChecksumAlgorithm"), listing.get("ChecksumType")) == ("CRC32", "FULL_OBJECT")
     with pytest.raises(ClientError) as e:
         s3.complete_multipart_upload(Bucket=bucket, Key="full", UploadId=uid, MultipartUpload={"Parts": parts},
                                      ChecksumCRC32="AAAAAA==", ChecksumType="FULL_OBJECT")

@@ -248,6 +248,8 @@ pub(crate) struct Completion {
 /// The upload's metadata entry keeping the checksum type its creation
 /// asked for (`x-amz-checksum-type`), which its completion need not repeat.
 const INTENT_TYPE: &str = ":upload-checksum-type";
+/// ... and the algorithm it named (`x-amz-checksum-algorithm`).
+const INTENT_ALGORITHM: &str = ":upload-checksum-algorithm";
 
 /// What CreateMultipartUpload says the object's checksum will be: its
 /// type is kept with the upload for the completion. FULL_OBJECT exists for
@@ -257,6 +259,9 @@ pub(crate) fn upload_intent(
     kind: Option<&s3s::dto::ChecksumType>,
     metadata: &mut std::collections::BTreeMap<String, String>,
 ) -> Result<(), s3s::S3Error> {
+    if let Some(a) = algorithm {
+        metadata.insert(INTENT_ALGORITHM.into(), a.as_str().to_ascii_uppercase());
+    }
     let Some(kind) = kind else {
         return Ok(());
     };
@@ -284,6 +289,31 @@ pub(crate) fn upload_intent(
         if full { "FULL_OBJECT" } else { "COMPOSITE" }.into(),
     );
     Ok(())
+}
+
+/// The checksum algorithm and type an upload was created with, as
+/// ListParts names them; without a type, S3's default for the algorithm
+/// (FULL_OBJECT for CRC64NVME, else COMPOSITE).
+pub(crate) fn upload_checksum(
+    upload: &std::collections::BTreeMap<String, String>,
+) -> (
+    Option<s3s::dto::ChecksumAlgorithm>,
+    Option<s3s::dto::ChecksumType>,
+) {
+    let Some(algorithm) = upload.get(INTENT_ALGORITHM) else {
+        return (None, None);
+    };
+    let kind = upload.get(INTENT_TYPE).cloned().unwrap_or_else(|| {
+        match algorithm.as_str() {
+            "CRC64NVME" => "FULL_OBJECT",
+            _ => "COMPOSITE",
+        }
+        .into()
+    });
+    (
+        Some(s3s::dto::ChecksumAlgorithm::from(algorithm.clone())),
+        Some(s3s::dto::ChecksumType::from(kind)),
+    )
 }
 
 impl Completion {

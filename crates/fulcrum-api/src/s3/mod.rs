@@ -3,6 +3,7 @@
 //! writes responses and error XML.
 
 mod acl;
+mod attributes;
 mod checksum;
 mod conditions;
 mod cors;
@@ -580,6 +581,13 @@ impl s3s::S3 for S3Api {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.do_head_object(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.do_get_object_attributes(req).await
     }
 
     async fn delete_object(

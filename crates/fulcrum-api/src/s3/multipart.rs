@@ -195,7 +195,7 @@ impl S3Api {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let i = req.input;
-        let (_, parts) = self
+        let (upload, parts) = self
             .engine
             .list_parts(&self.tenant, (&i.bucket, &i.key), &i.upload_id)
             .await
@@ -231,6 +231,8 @@ impl S3Api {
         out.max_parts = Some(max as i32);
         out.is_truncated = Some(truncated);
         out.parts = Some(shown);
+        let upload_meta = serde_json::from_str(&upload.metadata).unwrap_or_default();
+        (out.checksum_algorithm, out.checksum_type) = checksum::upload_checksum(&upload_meta);
         Ok(S3Response::new(out))
     }
 

@@ -148,7 +148,7 @@ pub(crate) fn put_options(
 /// The storage class GET and HEAD report: GLACIER_IR for an object on
 /// the archive tier (readable at once, as Glacier Instant Retrieval);
 /// nothing (STANDARD) otherwise.
-fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
+pub(crate) fn storage_class(info: &ObjectInfo) -> Option<StorageClass> {
     info.archived
         .then(|| StorageClass::from_static(StorageClass::GLACIER_IR))
 }
