@@ -40,7 +40,16 @@ impl Weighter<ChunkId, Bytes> for ByLength {
 pub(crate) struct ReadCache {
     chunks: Cache<ChunkId, Bytes, ByLength>,
     seen: Cache<ChunkId, ()>,
+    /// The heaviest entry the cache takes (half a shard: quick_cache
+    /// refuses anything over a shard's "hot" share).
+    max_entry: u64,
 }
+
+/// Each shard of the cache holds at least this much, so that a shard's
+/// hot half takes bulk chunks (up to 2 MiB) many times over: quick_cache
+/// makes 4 shards per core by default, which on a large host left shards
+/// too small to take any bulk chunk.
+const MIN_SHARD_BYTES: u64 = 32 * 1024 * 1024;
 
 impl ReadCache {
     /// A cache of at most `bytes` (None when 0: caching off).
@@ -52,14 +61,18 @@ impl ReadCache {
         // Chunks come in already read twice: half the space for those read
         // again since (quick_cache's "hot" part; by default 97 %, which
         // kept only the last few percent of a study just admitted).
+        let shards = (bytes / MIN_SHARD_BYTES).clamp(1, 4 * crate::engine::cores() as u64);
         let options = OptionsBuilder::new()
             .estimated_items_capacity(items)
             .weight_capacity(bytes)
             .hot_allocation(0.5)
+            .shards(shards as usize)
             .build()
             .ok()?;
+        let chunks = Cache::with_options(options, ByLength, Default::default(), Default::default());
         (bytes > 0).then(|| Self {
-            chunks: Cache::with_options(options, ByLength, Default::default(), Default::default()),
+            max_entry: chunks.shard_capacity() / 2,
+            chunks,
             seen: Cache::new(items),
         })
     }
@@ -74,6 +87,10 @@ impl ReadCache {
     /// buffer larger than it, which the cache would then hold on to
     /// unaccounted.
     pub(crate) fn offer(&self, id: ChunkId, plain: Bytes) -> Bytes {
+        if plain.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
+            // Too big for this cache: not worth a copy it would refuse.
+            return plain;
+        }
         if self.seen.remove(&id).is_none() {
             self.seen.insert(id, ());
             return plain;
@@ -125,5 +142,26 @@ mod tests {
             used > bound / 2,
             "{used} of {bound}: the cache keeps little"
         );
+    }
+
+    #[test]
+    fn a_small_cache_still_keeps_bulk_chunks() {
+        // 16 MiB in 4 shards per core would leave shards whose hot half
+        // refuses a 2 MiB chunk.
+        let cache = ReadCache::new(16 * 1024 * 1024).expect("enabled");
+        let chunk = Bytes::from(vec![1u8; 2 * 1024 * 1024]);
+        for n in 0..4 {
+            cache.offer(id(n), chunk.clone());
+            cache.offer(id(n), chunk.clone());
+        }
+        let kept = (0..4).filter(|n| cache.get(&id(*n)).is_some()).count();
+        assert_eq!(kept, 4, "{:?}", cache.usage());
+        // Larger than any cache of this size takes: neither copied nor kept.
+        let tiny = ReadCache::new(1024 * 1024).expect("enabled");
+        for _ in 0..2 {
+            tiny.offer(id(9), chunk.clone());
+        }
+        assert!(tiny.get(&id(9)).is_none());
+        assert_eq!(tiny.usage().0, 0);
     }
 }
