@@ -72,7 +72,9 @@ impl S3Api {
         if wants(ObjectAttributes::OBJECT_PARTS) {
             out.object_parts = parts(&info.metadata, i.max_parts, i.part_number_marker)?;
         }
-        Ok(S3Response::new(out))
+        let mut res = S3Response::new(out);
+        res.extensions.insert(super::front::UnquotedETag);
+        Ok(res)
     }
 }
 
@@ -83,13 +85,15 @@ fn parts(
     max: Option<i32>,
     marker: Option<i32>,
 ) -> S3Result<Option<GetObjectAttributesParts>> {
+    // As ListParts: at most 1000, at least one.
     let max = max.unwrap_or(MAX_PARTS);
-    if !(0..=MAX_PARTS).contains(&max) {
+    if max < 0 {
         return Err(s3_error!(
             InvalidArgument,
-            "x-amz-max-parts must be an integer from 0 to {MAX_PARTS}"
+            "x-amz-max-parts must be a positive integer"
         ));
     }
+    let max = max.clamp(1, MAX_PARTS);
     let after = u32::try_from(marker.unwrap_or(0)).map_err(|_| {
         s3_error!(
             InvalidArgument,

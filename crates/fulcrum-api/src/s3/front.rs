@@ -35,7 +35,7 @@ impl S3Front {
             // The body's read failed on purpose; whatever s3s or the
             // handler answered for that failure, this is the reason.
             Some(m) if !res.status().is_success() => error_response(refusal(m)),
-            _ => escape_carriage_returns(with_message(res)),
+            _ => unquote_etag(escape_carriage_returns(with_message(res))),
         };
         if let Some(Status(status)) = res.extensions().get::<Status>().copied() {
             *res.status_mut() = status;
@@ -123,6 +123,29 @@ pub(crate) struct Status(pub hyper::StatusCode);
 /// document s3s wrote.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ObjectBody;
+
+/// Marks a GetObjectAttributes answer, whose ETag AWS sends unquoted
+/// (s3s quotes every ETag it writes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnquotedETag;
+
+/// The `<ETag>` of a document marked [`UnquotedETag`] without its quotes.
+fn unquote_etag(mut res: hyper::Response<s3s::Body>) -> hyper::Response<s3s::Body> {
+    if res.extensions().get::<UnquotedETag>().is_none() {
+        return res;
+    }
+    let Some(body) = res.body().bytes() else {
+        return res;
+    };
+    let text = String::from_utf8_lossy(&body)
+        .replace("<ETag>&quot;", "<ETag>")
+        .replace("&quot;</ETag>", "</ETag>")
+        .replace("<ETag>\"", "<ETag>")
+        .replace("\"</ETag>", "</ETag>");
+    res.headers_mut().remove(CONTENT_LENGTH);
+    *res.body_mut() = s3s::Body::from(text);
+    res
+}
 
 /// An XML document's carriage returns as `&#13;` (keys, prefixes and
 /// markers may hold them): XML parsers turn a raw one into a line feed,
