@@ -761,6 +761,41 @@ def test_a_private_sop_class_is_stored_and_given_back_by_c_get(pacs, gen_studies
     assert received == {ds.SOPInstanceUID: (str(ds.file_meta.TransferSyntaxUID), dataset_bytes(sent.getvalue()))}
 
 
+def test_a_c_store_naming_another_instance_than_its_data_set_is_refused(pacs, gen_studies, tmp_path, monkeypatch):
+    """pynetdicom streams a file from its path (STORE_SEND_CHUNKED_DATASET,
+    for large files) with the UIDs of its file meta in the command; a file
+    whose meta names another instance than its data set
+    (careless editing) was acknowledged for the meta's UID and indexed under
+    the data set's. It is now 0xA900, as DCMTK's storescp and Orthanc
+    answer, and nothing is stored; the consistent file then stores."""
+    ds = pydicom.dcmread(next(i for i in gen_studies if i.modality == "CT").path)
+    own = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = dicom_gen.uid(97, "own", 1)
+    good = tmp_path / "consistent.dcm"
+    pydicom.dcmwrite(good, ds, enforce_file_format=True)
+    # The file meta (written first) names another UID of the same length.
+    meta_uid = own[:-1] + ("2" if own[-1] == "1" else "1")
+    bad = tmp_path / "meta-differs.dcm"
+    bad.write_bytes(good.read_bytes().replace(own.encode(), meta_uid.encode(), 1))
+    assert pydicom.dcmread(bad).file_meta.MediaStorageSOPInstanceUID == meta_uid
+    import pynetdicom
+
+    monkeypatch.setattr(pynetdicom._config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = scu("MODALITY", [(str(ds.SOPClassUID), [str(ds.file_meta.TransferSyntaxUID)])])
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    try:
+        st = assoc.send_c_store(str(bad))
+        assert st.Status == 0xA900, f"0x{st.Status:04X}"
+        assert "differs from the C-STORE request" in str(st.get("ErrorComment", "")), st
+        assert assoc.send_c_store(str(good)).Status == SUCCESS
+    finally:
+        assoc.release()
+    found = DicomWeb(pacs).client().search_for_instances(study_instance_uid=ds.StudyInstanceUID,
+                                                          search_filters={"SOPInstanceUID": ds.SOPInstanceUID})
+    assert len(found) == 1
+    assert not DicomWeb(pacs).client().search_for_instances(search_filters={"SOPInstanceUID": meta_uid})
+
+
 DECODABLE = {
     "1.2.840.10008.1.2.5": "lossless",  # RLE
     "1.2.840.10008.1.2.4.50": "lossy",  # JPEG baseline

@@ -96,21 +96,26 @@ pub struct PixelData {
 }
 
 /// Bytes of each fragment [`starts_frame`] looks at.
-const HEAD: usize = 4;
+const HEAD: usize = 8;
 
 /// Whether a fragment whose value begins with `head` starts a frame's
-/// codestream: JPEG and JPEG-LS (SOI, FFD8), JPEG 2000 and HTJ2K (SOC,
-/// FF4F), JPEG XL (codestream FF0A, or its container's first box). None
-/// of these can occur at the start of a later fragment of the same frame:
-/// entropy-coded JPEG data follows an FF byte only with 00 or a restart
-/// marker, and JPEG 2000 packet data never with a byte above 8F. How
-/// frames split over fragments is found this way when there is no offset
-/// table (PS3.5 A.4 allows several fragments per frame and an empty Basic
-/// Offset Table), as pydicom and DCMTK do.
+/// codestream: JPEG and JPEG-LS (SOI then a marker, FFD8 FF), JPEG 2000
+/// and HTJ2K (SOC then SIZ, FF4F FF51), JPEG XL (codestream FF0A, or its
+/// container's signature box). How frames split over fragments is found
+/// this way when there is no offset table (PS3.5 A.4 allows several
+/// fragments per frame and an empty Basic Offset Table), as pydicom and
+/// DCMTK do. A later fragment of a frame can begin so only by chance
+/// (JPEG entropy-coded data follows FF only with 00 or a restart marker;
+/// JPEG-LS and JPEG 2000 data may hold FF 0A): the frames found are used
+/// only when they are exactly as many as the header says, so a chance
+/// match is refused, not answered with wrong frames.
 pub fn starts_frame(head: &[u8]) -> bool {
     matches!(
         head,
-        [0xFF, 0xD8, ..] | [0xFF, 0x4F, ..] | [0xFF, 0x0A, ..] | [0, 0, 0, 0x0C, ..]
+        [0xFF, 0xD8, 0xFF, ..]
+            | [0xFF, 0x4F, 0xFF, 0x51, ..]
+            | [0xFF, 0x0A, ..]
+            | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', ..]
     )
 }
 

@@ -53,6 +53,11 @@ pub struct StoreContext {
     pub study_uid: Option<String>,
     /// Instances committed together (one STOW-RS request) share packs.
     pub batch: Option<fulcrum_engine::StageBatch>,
+    /// C-STORE: the command names the SOP Class and Instance, and the file
+    /// meta is built from it. A dataset naming others is refused (0xA900,
+    /// as DCMTK's storescp and Orthanc answer), not stored under a meta
+    /// that contradicts it, with the sender believing another UID stored.
+    pub named_by_command: bool,
 }
 
 /// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
@@ -191,7 +196,10 @@ impl Archive {
             sop_class_uid: Some(sop_class_uid.to_string()),
             sop_instance_uid: Some(sop_instance_uid.to_string()),
         };
-        let ctx = StoreContext::default();
+        let ctx = StoreContext {
+            named_by_command: true,
+            ..StoreContext::default()
+        };
         self.store_parts(tenant, pre.into(), prelude, BytesMut::new(), src, &ctx)
             .await?
             .commit()
@@ -277,16 +285,16 @@ impl Archive {
         let dataset_offset = prelude.len as i64;
         let abs = |o: u64| o as i64 + dataset_offset;
         let pixel = walker.pixel();
-        // [value offset, length, 1 if it opens a frame's codestream] per
-        // item (rows stored before the third field have two).
-        let fragments = pixel.filter(|p| p.len.is_none()).map(|p| {
-            let list: Vec<(i64, u32, u8)> = p
-                .fragments
-                .iter()
-                .zip(&p.frame_starts)
-                .map(|((o, l), s)| (abs(*o), *l, u8::from(*s)))
-                .collect();
+        let encapsulated = pixel.filter(|p| p.len.is_none());
+        let fragments = encapsulated.map(|p| {
+            let list: Vec<(i64, u32)> = p.fragments.iter().map(|(o, l)| (abs(*o), *l)).collect();
             serde_json::to_string(&list).unwrap_or_default()
+        });
+        let frame_starts = encapsulated.map(|p| {
+            p.frame_starts
+                .iter()
+                .map(|s| if *s { '1' } else { '0' })
+                .collect()
         });
         let rec = InstanceRecord {
             dataset_digest: staged.digest_from(head_len as u64, header_id.as_bytes()),
@@ -297,6 +305,7 @@ impl Archive {
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
             pixel_element: pixel.map(|p| i64::from(p.element)),
             fragments,
+            frame_starts,
             header_len: head_len as i64,
             dataset_offset,
             ..Default::default()
@@ -663,6 +672,23 @@ async fn index_header(header: Bytes, ts: String) -> DicomResult<Extracted> {
 
 /// Checks that what the dataset says agrees with its meta and the request.
 fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<()> {
+    if ctx.named_by_command {
+        let differs = |named: &Option<String>, found: Option<&str>| {
+            named.as_deref().zip(found).is_some_and(|(n, f)| n != f)
+        };
+        if differs(&prelude.sop_instance_uid, Some(&ex.sop_uid))
+            || differs(&prelude.sop_class_uid, ex.sop_class_uid.as_deref())
+        {
+            return Err(DicomError::Mismatch(format!(
+                // The phrase first: an Error Comment keeps 64 characters.
+                "data set differs from the C-STORE request: SOP Instance {} of class {}, the request names {} of class {}",
+                ex.sop_uid,
+                ex.sop_class_uid.as_deref().unwrap_or("(none)"),
+                prelude.sop_instance_uid.as_deref().unwrap_or("(none)"),
+                prelude.sop_class_uid.as_deref().unwrap_or("(none)"),
+            )));
+        }
+    }
     if let Some(meta_uid) = &prelude.sop_instance_uid {
         if meta_uid != &ex.sop_uid {
             // Common after careless editing or de-identification; the

@@ -491,6 +491,43 @@ async fn duplicates_and_edited_headers() {
     }
 }
 
+#[tokio::test]
+async fn a_c_store_whose_command_names_another_instance_is_refused() {
+    // The file meta of a DIMSE instance is built from the C-STORE command;
+    // a data set naming another instance or class was stored under it,
+    // indexed by its own UID, and acknowledged: the sender then asked for
+    // storage commitment of a UID the archive did not hold.
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let i = corpus().remove(0);
+        let file = part10(&i, 3);
+        let at = fulcrum_dicom::inspect_file(&file, ArchiveConfig::default().header_cap)
+            .expect("inspect")
+            .prelude
+            .len;
+        let send = |class: &str, sop: &str| {
+            let (a, dataset) = (a.clone(), file[at..].to_vec());
+            let (class, sop) = (class.to_string(), sop.to_string());
+            async move {
+                let dataset = std::io::Cursor::new(dataset);
+                a.store_dataset(T, &class, &sop, "1.2.840.10008.1.2.1", "CT1", dataset)
+                    .await
+            }
+        };
+        const MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+        for (class, sop) in [(CT_IMAGE, "9.8.7"), (MR_IMAGE, i.sop.as_str())] {
+            let err = send(class, sop).await.expect_err("mismatch");
+            assert!(matches!(err, DicomError::Mismatch(_)), "{}: {err}", t.name);
+            assert_eq!(err.status(), 0xA900);
+        }
+        assert!(a.instance(T, &i.sop).await.expect("lookup").is_none());
+        assert!(a.instance(T, "9.8.7").await.expect("lookup").is_none());
+        let stored = send(CT_IMAGE, &i.sop).await.expect("matching");
+        assert_eq!(stored.outcome, Outcome::Stored);
+        a.engine().close().await;
+    }
+}
+
 /// Hands out `data` at most `piece` bytes per read, as a network peer does.
 struct Pieces<'a> {
     data: &'a [u8],

@@ -280,7 +280,10 @@ fn frame_items(
     if table.len() < frames as usize {
         // No offset table: frames begin where a codestream does.
         let begins: Vec<usize> = (0..starts.len()).filter(|i| starts[*i]).collect();
-        if starts.len() == rel.len() && starts[0] && begins.len() == frames as usize {
+        if starts.len() == rel.len()
+            && starts.first() == Some(&true)
+            && begins.len() == frames as usize
+        {
             let lo = begins[n as usize - 1];
             let hi = begins.get(n as usize).copied().unwrap_or(rel.len());
             return Ok((lo..hi).collect());
@@ -479,15 +482,12 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             .collect::<Vec<u8>>()
             .into());
     }
-    // [offset, length] or [offset, length, opens a frame] per item.
-    let rows: Vec<Vec<i64>> = l
+    let list: Vec<(i64, u32)> = l
         .rec
         .fragments
         .as_deref()
         .and_then(|f| serde_json::from_str(f).ok())
-        .filter(|rows: &Vec<Vec<i64>>| rows.iter().all(|r| r.len() >= 2))
         .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
-    let list: Vec<(i64, u32)> = rows.iter().map(|r| (r[0], r[1] as u32)).collect();
     let Some(((bot_off, bot_len), items)) = list.split_first() else {
         return Err(ApiError::not_found(
             "the instance has no pixel data fragments",
@@ -516,9 +516,10 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             table = extended_offsets(&l.header);
         }
     }
-    let starts: Vec<bool> = match rows.iter().skip(1).all(|r| r.len() > 2) {
-        true => rows.iter().skip(1).map(|r| r[2] != 0).collect(),
-        false => Vec::new(),
+    // One flag per item, the Basic Offset Table's first (none in older rows).
+    let starts: Vec<bool> = match l.rec.frame_starts.as_deref() {
+        Some(f) if f.len() == list.len() => f.chars().skip(1).map(|c| c == '1').collect(),
+        _ => Vec::new(),
     };
     let idx = frame_items(&rel, n, frames, &table, &starts)?;
     let (first, last) = match (idx.first(), idx.last()) {
@@ -588,6 +589,8 @@ mod tests {
         // that opens none: not guessed.
         assert!(frame_items(&rel, 1, 3, &[], &starts).is_err());
         assert!(frame_items(&rel, 1, 2, &[], &[false, true, false, true]).is_err());
+        // No fragments at all (only the offset table item): an error, not a panic.
+        assert!(frame_items(&[], 1, 2, &[], &[]).is_err());
         let mut b = vec![1, 2, 3, 4];
         swap(&mut b, 2);
         assert_eq!(b, vec![2, 1, 4, 3]);

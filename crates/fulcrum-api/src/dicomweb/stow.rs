@@ -300,6 +300,7 @@ async fn run(
     let mut sctx = StoreContext {
         study_uid: study.clone(),
         batch: Some(StageBatch::default()),
+        ..StoreContext::default()
     };
     match ct.essence.as_str() {
         "multipart/related" => {

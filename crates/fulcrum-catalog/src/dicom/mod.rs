@@ -113,6 +113,9 @@ pub struct InstanceRecord {
     pub pixel_element: Option<i64>,
     /// Encapsulated Pixel Data: JSON `[[offset, len], …]`, Basic Offset Table first.
     pub fragments: Option<String>,
+    /// Per item of `fragments`, '1' if it opens a frame's codestream, else
+    /// '0'; `None` in rows written before it was kept.
+    pub frame_starts: Option<String>,
     pub num_frames: Option<i64>,
     pub num_rows: Option<i64>,
     pub num_columns: Option<i64>,
@@ -160,7 +163,7 @@ pub fn version_key(sop_uid: &str, etag: &str, at_ms: i64) -> String {
 const INSTANCE_COLS: &str = "sop_uid, series_uid, study_uid, sop_class_uid, instance_number, \
     transfer_syntax, object_key, size, etag, dataset_offset, header_len, pixel_offset, \
     pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, pixel_element, created_at, \
-    dataset_digest";
+    dataset_digest, frame_starts";
 
 pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRecord, sqlx::Error> {
     Ok(InstanceRecord {
@@ -185,6 +188,7 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
         pixel_element: r.try_get(f + 18)?,
         created_at: r.try_get(f + 19)?,
         dataset_digest: r.try_get(f + 20)?,
+        frame_starts: r.try_get(f + 21)?,
     })
 }
 
@@ -523,7 +527,8 @@ const INSTANCE_UPSERT: &str =
      pixel_vr = excluded.pixel_vr, fragments = excluded.fragments, \
      num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
      num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
-     created_at = excluded.created_at, dataset_digest = excluded.dataset_digest";
+     created_at = excluded.created_at, dataset_digest = excluded.dataset_digest, \
+     frame_starts = excluded.frame_starts";
 
 /// Inserts instance rows; `conflict` says what a row already stored does.
 /// Returns the rows inserted or updated.
@@ -536,7 +541,7 @@ async fn insert_instances(
     let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
     insert_rows(
         tx,
-        (&prefix, 22, conflict),
+        (&prefix, 23, conflict),
         instances,
         "index instances",
         |args, w| {
@@ -562,7 +567,8 @@ async fn insert_instances(
             args.add(i.num_columns)?;
             args.add(i.pixel_element)?;
             args.add(now)?;
-            args.add(i.dataset_digest.clone())
+            args.add(i.dataset_digest.clone())?;
+            args.add(i.frame_starts.clone())
         },
     )
     .await
