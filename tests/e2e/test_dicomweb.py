@@ -867,7 +867,9 @@ def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs):
     assert dw.get(f"{base}/2", accept).status_code == 200
     r = dw.get(f"{base}/3", accept)
     assert r.status_code == 404 and "holds 32 bytes" in r.text and "need 48" in r.text, r.text
-    assert dw.get(f"{base}/4", accept).status_code == 400
+    # Past the header's frames too (both 404, with their own reasons).
+    r = dw.get(f"{base}/4", accept)
+    assert r.status_code == 404 and "has 3 frame(s)" in r.text, r.text
 
 
 def test_an_instance_resent_into_a_corrected_study_leaves_no_empty_study(pacs):
@@ -1056,13 +1058,55 @@ def test_frames_split_over_several_fragments_without_an_offset_table_are_found(p
         got = client.retrieve_instance_frames(study, ds.SeriesInstanceUID, ds.SOPInstanceUID, [3, 1, 2],
                                               media_types=(kinds[ts][1],))
         assert got == [expected[2], expected[0], expected[1]], ts
-    # The JPEG's second frame renders as that frame.
+    # Past the last frame: not there (404); frame 0: no frame number (400).
     ds = pydicom.dcmread(io.BytesIO(parts[JPEGBaseline8Bit]))
+    base = f"/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames"
+    assert dw.get(f"{base}/4", "image/jpeg").status_code == 404
+    assert dw.get(f"{base}/1,4", "image/jpeg").status_code == 404
+    assert dw.get(f"{base}/0", "image/jpeg").status_code == 400
+    # The JPEG's second frame renders as that frame.
     r = dw.get(f"/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/2/rendered",
                "image/png")
     assert r.status_code == 200, r.text[:300]
     rendered = np.asarray(Image.open(io.BytesIO(r.content)))
     assert np.abs(rendered.astype(int) - images[1].astype(int)).mean() < 4
+
+
+def test_metadata_holds_every_attribute_of_a_header_longer_than_the_ingest_cap(pacs):
+    # An SR whose Content Sequence is 20 MB: the archive reads 16 MiB of a
+    # header ahead and stores the rest with the bulk data. /metadata parsed
+    # only what was read ahead, and answered 200 without the sequence.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    dw = DicomWeb(pacs)
+    study = generate_uid()
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), study
+    ds.PatientID, ds.PatientName, ds.Modality = "SR-BIG", "Long^Report", "SR"
+    items = []
+    for k in range(10_000):
+        item = Dataset()
+        item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
+        item.TextValue = f"{k:05d} " + "x" * 2000
+        items.append(item)
+    ds.ContentSequence = items
+    ds.CompletionFlag = "COMPLETE"  # (0040,A491): after the sequence
+    import dicom_common
+
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert len(out.getvalue()) > 17 * 1024 * 1024  # past the 16 MiB cap
+    assert dw.stow([out.getvalue()]).status == 200
+    meta = dw.client().retrieve_instance_metadata(study, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    content = meta.get("0040A730", {}).get("Value", [])
+    assert len(content) == 10_000, len(content)
+    assert content[-1]["0040A160"]["Value"][0].startswith("09999 ")
+    assert meta["0040A491"]["Value"] == ["COMPLETE"]
+    # The whole instance is still the file as sent.
+    assert dw.instance_bytes(study, ds.SeriesInstanceUID, ds.SOPInstanceUID) == out.getvalue()
 
 
 RLE = "1.2.840.10008.1.2.5"

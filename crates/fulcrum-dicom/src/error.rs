@@ -15,6 +15,13 @@ pub enum DicomError {
     Truncated(String),
     #[error("the instance has no {0}")]
     MissingAttribute(&'static str),
+    /// A required attribute not within the header bytes read ahead to
+    /// index an instance: an element before it is larger than that.
+    #[error(
+        "the instance's {what} is not within the first {cap} bytes of its data set, \
+         which the archive reads to index it: an element before it is larger than that"
+    )]
+    HeaderTooLarge { what: &'static str, cap: u64 },
     /// A DICOMDIR: the index of a CD, DVD or USB stick, not an instance
     /// (its SOP class, Media Storage Directory Storage, is no storage class).
     #[error(
@@ -64,7 +71,7 @@ impl DicomError {
             }
             DicomError::Duplicate(_) => status::DUPLICATE,
             DicomError::MediaDirectory => status::SOP_CLASS_NOT_SUPPORTED,
-            DicomError::TooLarge(_) => status::OUT_OF_RESOURCES,
+            DicomError::TooLarge(_) | DicomError::HeaderTooLarge { .. } => status::OUT_OF_RESOURCES,
             DicomError::Engine(EngineError::IncompleteBody { .. }) => status::CANNOT_UNDERSTAND,
             DicomError::Engine(_) => status::OUT_OF_RESOURCES,
             DicomError::NotFound(_) | DicomError::BadQuery(_) | DicomError::Network(_) => {

@@ -242,7 +242,9 @@ impl Archive {
         }
         let (split, parse_end) = header_bounds(&walker, buf.len(), eof)?;
         let header = buf.split_to(split).freeze();
-        let ex = index_header(header.slice(..parse_end), ts.clone()).await?;
+        let ex = index_header(header.slice(..parse_end), ts.clone())
+            .await
+            .map_err(|e| past_the_cap(e, &walker, eof))?;
         check(&ex, &prelude, ctx)?;
         let existing = self.instance(tenant, &ex.sop_uid).await?;
         // Store: meta + header with small chunks, pixel data with large ones.
@@ -583,7 +585,8 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
         read += n;
     }
     let (_, parse_end) = header_bounds(&walker, read, eof)?;
-    let extracted = parse_header(&dataset[..parse_end], &ts)?;
+    let extracted =
+        parse_header(&dataset[..parse_end], &ts).map_err(|e| past_the_cap(e, &walker, eof))?;
     check(&extracted, &prelude, &StoreContext::default())?;
     walker.feed(&dataset[read..]).map_err(malformed)?;
     walker
@@ -644,7 +647,26 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
         .map_err(|e| DicomError::Truncated(e.to_string()))?;
     let eof = walker.pixel().is_none() && header.len() < cap;
     let (_, parse_end) = header_bounds(&walker, header.len(), eof)?;
-    parse_header(&header[..parse_end], EXPLICIT_VR_LE)
+    parse_header(&header[..parse_end], EXPLICIT_VR_LE).map_err(|e| past_the_cap(e, &walker, eof))
+}
+
+/// An attribute the index needs, missing from a header cut at the cap
+/// (neither the end nor Pixel Data came before it): it may lie past the
+/// cut, behind an element larger than the cap. Said so (0xA700), rather
+/// than that the instance has none (0xA900), which it may well have.
+fn past_the_cap(e: DicomError, walker: &Walker, eof: bool) -> DicomError {
+    let cut = !eof
+        && walker
+            .pixel()
+            .filter(|p| p.elem_offset < walker.cut_limit())
+            .is_none();
+    match e {
+        DicomError::MissingAttribute(what) if cut => DicomError::HeaderTooLarge {
+            what,
+            cap: walker.cut_limit(),
+        },
+        e => e,
+    }
 }
 
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";

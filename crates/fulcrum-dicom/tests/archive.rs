@@ -528,6 +528,58 @@ async fn a_c_store_whose_command_names_another_instance_is_refused() {
     }
 }
 
+/// The archive of target `t` reading at most `cap` header bytes ahead.
+async fn capped(t: &common::Target, cap: usize) -> Archive {
+    Archive::new(
+        t.open().await,
+        ArchiveConfig {
+            header_cap: cap,
+            ..ArchiveConfig::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_element_larger_than_the_cap_before_the_study_uid_is_named_as_such() {
+    // A 6 KiB private value in group 0009, before Study Instance UID
+    // (0020,000D), with a 4 KiB cap: the instance was refused as having
+    // no Study Instance UID (0xA900), which it has.
+    for t in targets().await {
+        let cap = 4096;
+        let a = capped(&t, cap).await;
+        let i = corpus().remove(0);
+        let file = part10(&i, 4);
+        // Group 0009 sorts after the group 0008 elements, before 0010.
+        let at = file
+            .windows(4)
+            .position(|w| w == [0x10, 0x00, 0x10, 0x00])
+            .expect("PatientName");
+        let mut big = file[..at].to_vec();
+        big.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'L', b'O', 4, 0]);
+        big.extend_from_slice(b"TEST");
+        big.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        big.extend_from_slice(&(6 * 1024u32).to_le_bytes());
+        big.extend_from_slice(&noise(6 * 1024, 9));
+        big.extend_from_slice(&file[at..]);
+        let err = store(&a, &big).await.expect_err("refused");
+        assert!(
+            matches!(err, DicomError::HeaderTooLarge { .. }),
+            "{}: {err}",
+            t.name
+        );
+        assert_eq!(err.status(), 0xA700);
+        assert!(
+            err.to_string().contains("Patient") || err.to_string().contains("Study"),
+            "{err}"
+        );
+        assert!(a.instance(T, &i.sop).await.expect("lookup").is_none());
+        // Under the default cap it stores.
+        let roomy = Archive::new(a.engine().clone(), ArchiveConfig::default());
+        assert_eq!(store(&roomy, &big).await.expect("stored"), Outcome::Stored);
+        a.engine().close().await;
+    }
+}
+
 /// Hands out `data` at most `piece` bytes per read, as a network peer does.
 struct Pieces<'a> {
     data: &'a [u8],
@@ -556,13 +608,7 @@ async fn a_header_longer_than_the_cap_is_cut_in_one_place_however_it_arrives() {
     // the dataset's identity: a re-send became a new version.
     for t in targets().await {
         let cap = 4096;
-        let a = Archive::new(
-            t.open().await,
-            ArchiveConfig {
-                header_cap: cap,
-                ..ArchiveConfig::default()
-            },
-        );
+        let a = capped(&t, cap).await;
         let i = corpus().remove(0);
         let file = part10(&i, 5);
         let pixel_at = file.len() - 64 * 64 * 2 - 12;

@@ -112,6 +112,9 @@ impl From<DicomError> for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the instance is larger than the configured maximum of {max} bytes"),
             ),
+            e @ DicomError::HeaderTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
             DicomError::Engine(e) => e.into(),
             e @ DicomError::Network(_) => {
                 error!(error = %e, "DICOMweb: a DICOM peer failed");

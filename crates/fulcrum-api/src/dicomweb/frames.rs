@@ -13,7 +13,7 @@ use fulcrum_dicom::{InstanceRecord, Scope};
 use super::encode::{crop, encode, fit, scale_to, Crop, Format};
 use super::errors::join_error;
 use super::media::range_covers;
-use super::pixels::{load, read_frame, Loaded};
+use super::pixels::{bad_frame, load, read_frame, Header, Loaded};
 use super::render::{render, RenderError, Source, Spec, VoiFunction, Window};
 use super::wado::{
     accept_of, frame_parts, instances_of, not_acceptable_pixels, octet_any, FrameTranscode,
@@ -47,7 +47,7 @@ async fn instance_loaded(ctx: &Ctx, st: String, se: String, sop: String) -> ApiR
     let rec = instances_of(ctx, &Scope::Instance(st, se, sop))
         .await?
         .remove(0);
-    load(ctx, rec).await
+    load(ctx, rec, Header::Stored).await
 }
 
 fn check_frames(l: &Loaded, nums: &[u32]) -> ApiResult<()> {
@@ -56,9 +56,7 @@ fn check_frames(l: &Loaded, nums: &[u32]) -> ApiResult<()> {
     }
     let frames = l.geometry().frames;
     match nums.iter().find(|n| **n > frames) {
-        Some(n) => Err(ApiError::bad_request(format!(
-            "frame {n} does not exist: the instance has {frames} frame(s), numbered from 1"
-        ))),
+        Some(n) => Err(bad_frame(*n, frames)),
         None => Ok(()),
     }
 }
@@ -487,7 +485,7 @@ async fn representative(
     let Some(rec) = images.get(images.len() / 2).cloned() else {
         return Err(ApiError::not_acceptable("there is no image to render"));
     };
-    let l = load(&ctx, rec).await?;
+    let l = load(&ctx, rec, Header::Stored).await?;
     let frame = l.geometry().frames.div_ceil(2).max(1);
     let max = thumbnail.then(|| r.viewport.unwrap_or((THUMBNAIL, THUMBNAIL)));
     render_frame(&ctx, l, frame, r, max).await

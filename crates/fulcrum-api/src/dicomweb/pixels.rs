@@ -41,9 +41,23 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 /// the same range, which decodes the first chunk of the pixel data too (a
 /// CT slice's whole pixel data: 500 of them made a study's metadata 8x
 /// slower).
-fn header_range(rec: &InstanceRecord) -> (std::ops::Range<u64>, usize, Option<u16>) {
+/// `Header::Whole` also reads what a header longer than the ingest cap
+/// kept past its cut (stored with the bulk data): every element before
+/// Pixel Data, or to the end when there is none.
+fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, usize, Option<u16>) {
     let start = rec.dataset_offset.max(0) as u64;
-    let head_end = (rec.header_len.max(0) as u64).max(start);
+    let mut head_end = (rec.header_len.max(0) as u64).max(start);
+    if part == Header::Whole {
+        let elements_end = match rec.pixel_offset {
+            // The pixel element's own header: 12 bytes with an explicit VR
+            // (OB, OW...), 8 without.
+            Some(p) => {
+                (p.max(0) as u64).saturating_sub(if rec.pixel_vr.is_some() { 12 } else { 8 })
+            }
+            None => rec.size.max(0) as u64,
+        };
+        head_end = head_end.max(elements_end);
+    }
     let known = rec.pixel_element.and_then(|e| u16::try_from(e).ok());
     let end = match rec.pixel_offset {
         Some(p) if known.is_none() && p as u64 >= head_end && p as u64 - head_end <= 12 => p as u64,
@@ -52,9 +66,20 @@ fn header_range(rec: &InstanceRecord) -> (std::ops::Range<u64>, usize, Option<u1
     (start..end, (head_end - start) as usize, known)
 }
 
+/// How much of an instance's header to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// As stored before its pixel data or cut: what frames and rendering
+    /// need (the header cut at the ingest cap holds the image attributes
+    /// unless an element before them is itself that large).
+    Stored,
+    /// Every element before Pixel Data: metadata and bulk data.
+    Whole,
+}
+
 /// Parses a header read as [`header_range`] says.
-fn loaded(rec: InstanceRecord, bytes: Bytes) -> ApiResult<Loaded> {
-    let (_, split, known) = header_range(&rec);
+fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header) -> ApiResult<Loaded> {
+    let (_, split, known) = header_range(&rec, part);
     let split = split.min(bytes.len());
     let header = parse(&bytes[..split], &rec.transfer_syntax).map_err(|e| {
         tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
@@ -85,23 +110,27 @@ fn loaded(rec: InstanceRecord, bytes: Bytes) -> ApiResult<Loaded> {
 }
 
 /// Reads and parses an instance's header.
-pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord) -> ApiResult<Loaded> {
-    let mut one = load_many(ctx, vec![rec]).await?;
+pub(crate) async fn load(ctx: &Ctx, rec: InstanceRecord, part: Header) -> ApiResult<Loaded> {
+    let mut one = load_many(ctx, vec![rec], part).await?;
     one.pop()
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no header was read"))
 }
 
 /// Reads and parses the headers of several instances with one read
 /// (instances stored together share ranged reads), in order.
-pub(crate) async fn load_many(ctx: &Ctx, recs: Vec<InstanceRecord>) -> ApiResult<Vec<Loaded>> {
+pub(crate) async fn load_many(
+    ctx: &Ctx,
+    recs: Vec<InstanceRecord>,
+    part: Header,
+) -> ApiResult<Vec<Loaded>> {
     let items: Vec<(&InstanceRecord, std::ops::Range<u64>)> =
-        recs.iter().map(|r| (r, header_range(r).0)).collect();
+        recs.iter().map(|r| (r, header_range(r, part).0)).collect();
     let bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
     let total: usize = bytes.iter().map(Bytes::len).sum();
     let parse_all = move || -> ApiResult<Vec<Loaded>> {
         recs.into_iter()
             .zip(bytes)
-            .map(|(r, b)| loaded(r, b))
+            .map(|(r, b)| loaded(r, b, part))
             .collect()
     };
     if total <= INLINE_PARSE_BYTES {
@@ -239,10 +268,15 @@ impl Loaded {
     }
 }
 
-fn bad_frame(n: u32, frames: u32) -> ApiError {
-    ApiError::bad_request(format!(
-        "frame {n} does not exist: the instance has {frames} frame(s), numbered from 1"
-    ))
+/// Frame 0 is no frame number (400); one past the last is not there (404,
+/// as dcm4chee-arc and Microsoft's DICOM server answer).
+pub(crate) fn bad_frame(n: u32, frames: u32) -> ApiError {
+    let why =
+        format!("frame {n} does not exist: the instance has {frames} frame(s), numbered from 1");
+    match n {
+        0 => ApiError::bad_request(why),
+        _ => ApiError::new(StatusCode::NOT_FOUND, why),
+    }
 }
 
 /// Frame `n` lies past the end of a native Pixel Data value shorter than

@@ -21,7 +21,7 @@ use tracing::error;
 use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
 use super::media::{accept_list, accepts, dataset_format, DatasetFormat, MediaType};
 use super::multipart::{content_type, new_boundary, response_body, OutBody, OutPart};
-use super::pixels::{load, load_many, read_frame, Loaded, EXPLICIT_LE};
+use super::pixels::{load, load_many, read_frame, Header, Loaded, EXPLICIT_LE};
 use super::{xml, ApiError, ApiResult, Base, Ctx};
 
 pub(crate) fn accept_of(headers: &HeaderMap) -> Vec<MediaType> {
@@ -279,7 +279,7 @@ pub(crate) fn xml_parts(docs: Vec<String>) -> Response {
 
 /// The metadata of a batch of instances, their headers read together.
 async fn describe(ctx: &Ctx, base: &Base, batch: Vec<InstanceRecord>) -> ApiResult<Vec<Value>> {
-    let loaded = load_many(ctx, batch).await?;
+    let loaded = load_many(ctx, batch, Header::Whole).await?;
     Ok(loaded.iter().map(|l| instance_json(base, l)).collect())
 }
 
@@ -369,7 +369,7 @@ pub(crate) async fn bulkdata(
     let rec = instances_of(&ctx, &Scope::Instance(st, se, sop))
         .await?
         .remove(0);
-    let l = load(&ctx, rec).await?;
+    let l = load(&ctx, rec, Header::Whole).await?;
     let accept = accept_of(&headers);
     let path = path.trim_matches('/').to_string();
     let is_pixels = parse_tag(&path).is_some_and(|t| t == l.pixel_tag) && l.has_pixels();

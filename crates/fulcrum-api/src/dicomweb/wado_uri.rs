@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use super::encode::Format;
 use super::frames::{render_frame, Rendering};
 use super::media::MediaType;
-use super::pixels::load;
+use super::pixels::{load, Header};
 use super::render::Window;
 use super::wado::{engine_io, instances_of};
 use super::{ApiError, ApiResult, Ctx};
@@ -186,7 +186,7 @@ pub(crate) async fn retrieve(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> A
         _ => None,
     };
     if let Some(format) = format {
-        let l = load(&ctx, rec).await?;
+        let l = load(&ctx, rec, Header::Stored).await?;
         return render_frame(&ctx, l, r.frame.unwrap_or(1), r.rendering(format), None).await;
     }
     if let Some(ts) = r.transfer_syntax.as_deref() {

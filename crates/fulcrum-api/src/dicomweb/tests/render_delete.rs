@@ -56,7 +56,7 @@ async fn renders_native_frames_and_thumbnails() {
     let (status, _, _) = call(&e.app, get(&format!("{inst}/rendered"), Some("image/gif"))).await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
     let (status, _, _) = call(&e.app, get(&format!("{inst}/frames/3/rendered"), None)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
