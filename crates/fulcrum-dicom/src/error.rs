@@ -19,7 +19,7 @@ pub enum DicomError {
     /// index an instance: an element before it is larger than that.
     #[error(
         "the instance's {what} is not within the first {cap} bytes of its data set, \
-         which the archive reads to index it: an element before it is larger than that"
+         which the archive reads to index it: it is absent, or behind elements that large"
     )]
     HeaderTooLarge { what: &'static str, cap: u64 },
     /// A DICOMDIR: the index of a CD, DVD or USB stick, not an instance

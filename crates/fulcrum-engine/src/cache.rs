@@ -45,10 +45,11 @@ pub(crate) struct ReadCache {
     max_entry: u64,
 }
 
-/// Each shard of the cache holds at least this much, so that a shard's
-/// hot half takes bulk chunks (up to 2 MiB) many times over: quick_cache
-/// makes 4 shards per core by default, which on a large host left shards
-/// too small to take any bulk chunk.
+/// Each shard of the cache holds about this much (quick_cache rounds the
+/// count of shards up to a power of two, so at least half of it), so that
+/// a shard's hot half takes bulk chunks (up to 2 MiB) many times over:
+/// quick_cache makes 4 shards per core by default, which on a large host
+/// left shards too small to take any bulk chunk.
 const MIN_SHARD_BYTES: u64 = 32 * 1024 * 1024;
 
 impl ReadCache {
@@ -156,7 +157,8 @@ mod tests {
         }
         let kept = (0..4).filter(|n| cache.get(&id(*n)).is_some()).count();
         assert_eq!(kept, 4, "{:?}", cache.usage());
-        // Larger than any cache of this size takes: neither copied nor kept.
+        // Larger than any cache of this size takes: not kept (nor copied,
+        // which this test cannot see).
         let tiny = ReadCache::new(1024 * 1024).expect("enabled");
         for _ in 0..2 {
             tiny.offer(id(9), chunk.clone());

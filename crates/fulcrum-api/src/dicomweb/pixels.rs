@@ -43,7 +43,10 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 /// slower).
 /// `Header::Whole` also reads what a header longer than the ingest cap
 /// kept past its cut (stored with the bulk data): every element before
-/// Pixel Data, or to the end when there is none.
+/// Pixel Data, or to the end when there is none, when that is at most
+/// [`MAX_WHOLE_HEADER`] (an Encapsulated PDF of 300 MB has no Pixel
+/// Data: reading it whole for its metadata made one study's metadata
+/// request hold a gigabyte).
 fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, usize, Option<u16>) {
     let start = rec.dataset_offset.max(0) as u64;
     let mut head_end = (rec.header_len.max(0) as u64).max(start);
@@ -56,7 +59,9 @@ fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, us
             }
             None => rec.size.max(0) as u64,
         };
-        head_end = head_end.max(elements_end);
+        if elements_end.saturating_sub(start) <= MAX_WHOLE_HEADER {
+            head_end = head_end.max(elements_end);
+        }
     }
     let known = rec.pixel_element.and_then(|e| u16::try_from(e).ok());
     let end = match rec.pixel_offset {
@@ -65,6 +70,12 @@ fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, us
     };
     (start..end, (head_end - start) as usize, known)
 }
+
+/// The most `Header::Whole` reads of a data set: twice the ingest cap, so
+/// a header read for metadata is at most twice what it was. Longer ones
+/// keep their metadata to the cut (noted in the issue: walking the rest
+/// and skipping large values would lift this).
+const MAX_WHOLE_HEADER: u64 = 32 * 1024 * 1024;
 
 /// How much of an instance's header to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +349,27 @@ fn frame_items(
     Ok(idx)
 }
 
+/// A fragment item as the catalog keeps it: value offset, length.
+type Item = (i64, u32);
+
+/// A row's fragment items ([offset, length], the Basic Offset Table
+/// first) and, for the items after it, which open a frame's codestream
+/// (empty when not recorded). Rows written by builds between 858aee4 and
+/// c530c66 hold the flag as a third field of each item.
+fn fragment_table(rec: &InstanceRecord) -> Option<(Vec<Item>, Vec<bool>)> {
+    let rows: Vec<Vec<i64>> = serde_json::from_str(rec.fragments.as_deref()?).ok()?;
+    if rows.iter().any(|r| r.len() < 2) {
+        return None;
+    }
+    let list: Vec<Item> = rows.iter().map(|r| (r[0], r[1] as u32)).collect();
+    let starts = match rec.frame_starts.as_deref() {
+        Some(f) if f.len() == list.len() => f.chars().skip(1).map(|c| c == '1').collect(),
+        _ if rows.iter().all(|r| r.len() > 2) => rows.iter().skip(1).map(|r| r[2] != 0).collect(),
+        _ => Vec::new(),
+    };
+    Some((list, starts))
+}
+
 /// The Extended Offset Table (7FE0,0001) of the header, if any.
 fn extended_offsets(h: &InMemDicomObject) -> Vec<u64> {
     match h.get(Tag(0x7FE0, 0x0001)).map(|e| e.value()) {
@@ -516,11 +548,7 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             .collect::<Vec<u8>>()
             .into());
     }
-    let list: Vec<(i64, u32)> = l
-        .rec
-        .fragments
-        .as_deref()
-        .and_then(|f| serde_json::from_str(f).ok())
+    let (list, starts) = fragment_table(&l.rec)
         .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
     let Some(((bot_off, bot_len), items)) = list.split_first() else {
         return Err(ApiError::not_found(
@@ -550,11 +578,6 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             table = extended_offsets(&l.header);
         }
     }
-    // One flag per item, the Basic Offset Table's first (none in older rows).
-    let starts: Vec<bool> = match l.rec.frame_starts.as_deref() {
-        Some(f) if f.len() == list.len() => f.chars().skip(1).map(|c| c == '1').collect(),
-        _ => Vec::new(),
-    };
     let idx = frame_items(&rel, n, frames, &table, &starts)?;
     let (first, last) = match (idx.first(), idx.last()) {
         (Some(f), Some(z)) => (items[*f], items[*z]),
@@ -625,6 +648,63 @@ mod tests {
         assert!(frame_items(&rel, 1, 2, &[], &[false, true, false, true]).is_err());
         // No fragments at all (only the offset table item): an error, not a panic.
         assert!(frame_items(&[], 1, 2, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn whole_headers_read_past_the_cut_within_a_bound() {
+        const MIB: i64 = 1024 * 1024;
+        let rec = |size: i64, pixel_offset: Option<i64>| InstanceRecord {
+            dataset_offset: 300,
+            header_len: 16 * MIB,
+            size,
+            pixel_offset,
+            pixel_vr: Some("OW".into()),
+            pixel_element: pixel_offset.map(|_| 0x0010),
+            ..Default::default()
+        };
+        let end = |r: &InstanceRecord, part| header_range(r, part).0.end as i64;
+        // A 25 MB report without Pixel Data: read to its end.
+        assert_eq!(end(&rec(25 * MIB, None), Header::Whole), 25 * MIB);
+        assert_eq!(end(&rec(25 * MIB, None), Header::Stored), 16 * MIB);
+        // Pixel Data after a cut header: up to its element header.
+        assert_eq!(
+            end(&rec(90 * MIB, Some(20 * MIB)), Header::Whole),
+            20 * MIB - 12
+        );
+        // A header cut at the start of one 20 MB sequence (an SR's
+        // Content Sequence): read whole.
+        let mut sr = rec(20 * MIB, None);
+        sr.header_len = 1000;
+        assert_eq!(end(&sr, Header::Whole), 20 * MIB);
+        // A 300 MB document: not read whole for its metadata.
+        assert_eq!(end(&rec(300 * MIB, None), Header::Whole), 16 * MIB);
+    }
+
+    #[test]
+    fn fragment_tables_are_read_in_every_stored_form() {
+        let rec = |fragments: &str, starts: Option<&str>| InstanceRecord {
+            fragments: Some(fragments.into()),
+            frame_starts: starts.map(Into::into),
+            ..Default::default()
+        };
+        let two = "[[100,0],[108,50],[166,40]]";
+        let want = vec![(100, 0), (108, 50), (166, 40)];
+        assert_eq!(
+            fragment_table(&rec(two, None)),
+            Some((want.clone(), vec![]))
+        );
+        assert_eq!(
+            fragment_table(&rec(two, Some("010"))),
+            Some((want.clone(), vec![true, false]))
+        );
+        // The three-field form of builds 858aee4..c530c66.
+        let three = "[[100,0,0],[108,50,1],[166,40,0]]";
+        assert_eq!(
+            fragment_table(&rec(three, None)),
+            Some((want, vec![true, false]))
+        );
+        assert_eq!(fragment_table(&rec("[[1]]", None)), None);
+        assert_eq!(fragment_table(&rec("not json", None)), None);
         let mut b = vec![1, 2, 3, 4];
         swap(&mut b, 2);
         assert_eq!(b, vec![2, 1, 4, 3]);
