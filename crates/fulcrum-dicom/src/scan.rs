@@ -227,6 +227,13 @@ impl Walker {
         self.cut_limit
     }
 
+    /// Root-level Pixel Data whose element starts before the cut limit:
+    /// the one a header is cut at (Pixel Data found past it, because a
+    /// read brought more, does not move the cut).
+    pub fn pixel_before_limit(&self) -> Option<&PixelData> {
+        self.pixel().filter(|p| p.elem_offset < self.cut_limit)
+    }
+
     /// The latest root-level element start before the cut limit (once at
     /// least that many bytes were fed): where a header longer than a cap is
     /// cut, the same place however the bytes arrived (the latest boundary

@@ -522,10 +522,7 @@ fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usi
     // Pixel Data past the cap (a first read may bring more than it) does
     // not move the cut: the same dataset is cut in one place, however its
     // bytes arrived.
-    let split = match walker
-        .pixel()
-        .filter(|p| p.elem_offset < walker.cut_limit())
-    {
+    let split = match walker.pixel_before_limit() {
         Some(p) => p.elem_offset as usize,
         None if eof => buf_len,
         None => walker.cut_before_limit() as usize,
@@ -655,11 +652,7 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
 /// cut, behind an element larger than the cap. Said so (0xA700), rather
 /// than that the instance has none (0xA900), which it may well have.
 fn past_the_cap(e: DicomError, walker: &Walker, eof: bool) -> DicomError {
-    let cut = !eof
-        && walker
-            .pixel()
-            .filter(|p| p.elem_offset < walker.cut_limit())
-            .is_none();
+    let cut = !eof && walker.pixel_before_limit().is_none();
     match e {
         DicomError::MissingAttribute(what) if cut => DicomError::HeaderTooLarge {
             what,

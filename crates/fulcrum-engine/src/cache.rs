@@ -55,6 +55,9 @@ const MIN_SHARD_BYTES: u64 = 32 * 1024 * 1024;
 impl ReadCache {
     /// A cache of at most `bytes` (None when 0: caching off).
     pub(crate) fn new(bytes: u64) -> Option<Self> {
+        if bytes == 0 {
+            return None;
+        }
         // Sized for chunks of about 64 KiB on average (headers are ~16 KiB,
         // bulk data ~1 MiB); the table grows if there are more. As many
         // ids decoded once are remembered (32 bytes each and bookkeeping).
@@ -71,7 +74,7 @@ impl ReadCache {
             .build()
             .ok()?;
         let chunks = Cache::with_options(options, ByLength, Default::default(), Default::default());
-        (bytes > 0).then(|| Self {
+        Some(Self {
             max_entry: chunks.shard_capacity() / 2,
             chunks,
             seen: Cache::new(items),

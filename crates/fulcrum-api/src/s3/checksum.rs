@@ -304,9 +304,9 @@ pub(crate) fn upload_checksum(
         return (None, None);
     };
     let kind = upload.get(INTENT_TYPE).cloned().unwrap_or_else(|| {
-        match algorithm.as_str() {
-            "CRC64NVME" => "FULL_OBJECT",
-            _ => "COMPOSITE",
+        match full_by_default(algorithm) {
+            true => "FULL_OBJECT",
+            false => "COMPOSITE",
         }
         .into()
     });
@@ -314,6 +314,12 @@ pub(crate) fn upload_checksum(
         Some(s3s::dto::ChecksumAlgorithm::from(algorithm.clone())),
         Some(s3s::dto::ChecksumType::from(kind)),
     )
+}
+
+/// Whether a multipart object's sum of `algorithm` is of the whole body
+/// unless the upload says otherwise: CRC64NVME's only type is FULL_OBJECT.
+fn full_by_default(algorithm: &str) -> bool {
+    algorithm.eq_ignore_ascii_case("CRC64NVME")
 }
 
 impl Completion {
@@ -381,7 +387,7 @@ pub(crate) fn object_sums(
         };
         let full = c
             .full_object
-            .unwrap_or(*name == "CRC64NVME" || given.is_some_and(|g| !g.contains('-')));
+            .unwrap_or(full_by_default(name) || given.is_some_and(|g| !g.contains('-')));
         let value = match crc(i).filter(|_| full) {
             Some(alg) => {
                 let mut whole: Option<u64> = None;
