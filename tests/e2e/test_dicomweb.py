@@ -19,6 +19,8 @@ import dicom_gen
 from dicom_common import encode_multipart
 from dicom_helpers import (
     DicomWeb,
+    dcmsend,
+    describe,
     dumps,
     named_instance,
     parse_multipart,
@@ -27,6 +29,7 @@ from dicom_helpers import (
     stow_ok,
     tag,
 )
+from dicom_part10 import dataset_bytes
 from helpers import ACCESS_KEY
 
 UNCOMPRESSED_LE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
@@ -1107,6 +1110,48 @@ def test_metadata_holds_every_attribute_of_a_header_longer_than_the_ingest_cap(p
     assert meta["0040A491"]["Value"] == ["COMPLETE"]
     # The whole instance is still the file as sent.
     assert dw.instance_bytes(study, ds.SeriesInstanceUID, ds.SOPInstanceUID) == out.getvalue()
+
+
+def test_an_instance_whose_uids_lie_behind_an_element_larger_than_the_cap_is_stored(pacs, tmp_path):
+    # An 18 MiB private value in group 0009, before the patient and study
+    # attributes: the archive reads 16 MiB of a header ahead, and refused
+    # the instance (0xA900, later 0xA700). The small elements past the cut
+    # are now kept as the rest streams, and the index is read from them.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+    import dicom_common
+
+    dw = DicomWeb(pacs)
+    files = []
+    for n in range(2):
+        ds = Dataset()
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+        ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        ds.add_new(0x00090010, "LO", "FULCRUM TEST")
+        ds.add_new(0x00091000, "OB", bytes(range(256)) * (18 * 4096))
+        ds.PatientID, ds.PatientName, ds.Modality = f"BEHIND-{n}", "Behind^Big", "OT"
+        ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 8, 8, 7
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+        ds.PixelData = bytes(range(64))
+        ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        path = tmp_path / f"behind{n}.dcm"
+        path.write_bytes(out.getvalue())
+        files.append((ds, path))
+    (stowed, stowed_path), (sent, sent_path) = files
+    res = dw.stow([stowed_path.read_bytes()])
+    assert res.status == 200 and not res.failed, str(res)
+    rep = dcmsend("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [sent_path])
+    assert (rep.total, rep.success) == (1, 1), describe(rep.res)
+    for ds, path in files:
+        found = dw.qido("/studies", {"PatientID": ds.PatientID})
+        assert [jval(m, "StudyInstanceUID") for m in found] == [ds.StudyInstanceUID]
+        assert jval(found[0], "PatientName") == "Behind^Big"
+        got = dw.instance_bytes(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        # STOW keeps the file; C-STORE the data set (under a meta of ours).
+        assert dataset_bytes(got) == dataset_bytes(path.read_bytes())
+        assert ds is sent or got == path.read_bytes()
 
 
 RLE = "1.2.840.10008.1.2.5"

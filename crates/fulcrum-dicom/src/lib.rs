@@ -9,6 +9,7 @@ pub mod decode;
 pub mod dimse;
 mod error;
 pub mod index;
+mod kept;
 pub mod part10;
 pub mod query;
 pub mod scan;

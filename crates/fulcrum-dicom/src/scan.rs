@@ -7,6 +7,8 @@
 
 use thiserror::Error;
 
+use crate::kept::Kept;
+
 /// How a dataset is encoded, as far as element framing goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Framing {
@@ -165,6 +167,9 @@ pub struct Walker {
     /// some writers leave after the dataset, which DCMTK and pydicom
     /// accept; everything from there on must be zero.
     padding_at: Option<u64>,
+    /// Small root-level elements kept as they are fed (see
+    /// [`Walker::keeping`]).
+    kept: Option<Kept>,
 }
 
 const LONG_VRS: [&[u8; 2]; 11] = [
@@ -191,7 +196,28 @@ impl Walker {
             cut_limit: u64::MAX,
             opaque_at: None,
             padding_at: None,
+            kept: None,
         }
+    }
+
+    /// Keeps the bytes of the root-level elements fed, up to Pixel Data:
+    /// those of at most `elem_max` bytes, while they add up to at most
+    /// `budget` (see [`Walker::take_kept`]).
+    pub fn keeping(mut self, elem_max: usize, budget: usize) -> Self {
+        self.kept = Some(Kept::new(elem_max, budget));
+        self
+    }
+
+    /// Whether elements are still being kept.
+    pub fn keeps(&self) -> bool {
+        self.kept.as_ref().is_some_and(Kept::active)
+    }
+
+    /// The kept elements, in order (a data set that parses on its own),
+    /// and whether keeping stopped at the budget, so that elements past
+    /// it were not looked at. Call it once the stream has finished.
+    pub fn take_kept(&mut self) -> Option<(Vec<u8>, bool)> {
+        self.kept.as_mut().map(Kept::take)
     }
 
     /// Bytes consumed so far.
@@ -311,6 +337,9 @@ impl Walker {
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len() as u64);
+                if let Some(k) = self.kept.as_mut() {
+                    k.push(&data[..n as usize]);
+                }
                 if let Some(head) = self.head.as_mut() {
                     let take = (HEAD - head.len()).min(n as usize);
                     head.extend_from_slice(&data[..take]);
@@ -329,6 +358,9 @@ impl Walker {
             if self.hdr.is_empty() {
                 self.close_ended();
                 if self.stack.is_empty() {
+                    if let Some(k) = self.kept.as_mut() {
+                        k.boundary();
+                    }
                     self.root_boundary = self.pos;
                     if self.pos < self.cut_limit {
                         self.cut = self.pos;
@@ -340,6 +372,9 @@ impl Walker {
             let want = self.header_len();
             let take = (want - self.hdr.len()).min(data.len());
             self.hdr.extend_from_slice(&data[..take]);
+            if let Some(k) = self.kept.as_mut() {
+                k.push(&data[..take]);
+            }
             data = &data[take..];
             self.pos += take as u64;
             if self.hdr.len() < want {
@@ -353,9 +388,19 @@ impl Walker {
             if self.stack.is_empty() && hdr.iter().all(|&b| b == 0) {
                 // No element has tag (0000,0000) in a dataset: padding.
                 self.padding_at = Some(self.pos - hdr.len() as u64);
+                if let Some(k) = self.kept.as_mut() {
+                    k.end();
+                }
                 return self.feed(data);
             }
             self.header(&hdr)?;
+            if let Some(k) = self.kept.as_mut() {
+                // Pixel Data ends the header; dicom-rs cannot parse an
+                // undefined-length UN sequence (CP-246), nor what follows.
+                if self.pixel.is_some() || self.opaque_at.is_some() {
+                    k.end();
+                }
+            }
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use crate::archive::{instance_key, Archive};
 use crate::error::{DicomError, DicomResult};
 use crate::index::{extract, Extracted};
+use crate::kept;
 use crate::part10::{build_prelude, parse_prelude, Prelude};
 use crate::scan::{Framing, PixelData, Walker};
 
@@ -108,6 +109,8 @@ const MAX_INFLATED: u64 = 4 * 1024 * 1024 * 1024;
 struct Watched<'w, R> {
     inner: R,
     walker: &'w mut Walker,
+    /// The walker keeping elements past a header cut at the cap.
+    tail: &'w mut Option<Walker>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Watched<'_, R> {
@@ -122,7 +125,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<'_, R> {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
                 match this.walker.feed(new) {
-                    Ok(()) => Poll::Ready(Ok(())),
+                    Ok(()) => {
+                        kept::feed(this.tail, new);
+                        Poll::Ready(Ok(()))
+                    }
                     Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
                 }
             }
@@ -242,27 +248,40 @@ impl Archive {
         }
         let (split, parse_end) = header_bounds(&walker, buf.len(), eof)?;
         let header = buf.split_to(split).freeze();
-        let ex = index_header(header.slice(..parse_end), ts.clone())
-            .await
-            .map_err(|e| past_the_cap(e, &walker, eof))?;
-        check(&ex, &prelude, ctx)?;
-        let existing = self.instance(tenant, &ex.sop_uid).await?;
+        // A header cut at the cap may lack index attributes that lie past
+        // the cut, behind an element that large: the small elements there
+        // are kept as the rest streams, and the index is parsed after it.
+        let cap = self.cfg.header_cap;
+        let cut = cut_at_cap(&walker, eof);
+        let mut tail = match cut && parse_end == split {
+            true => kept::past_the_cut(framing, cap, &buf),
+            false => None,
+        };
+        let early = match cut {
+            true => None,
+            false => {
+                let ex = index_header(header.slice(..parse_end), ts.clone()).await?;
+                check(&ex, &prelude, ctx)?;
+                Some(ex)
+            }
+        };
         // Store: meta + header with small chunks, pixel data with large ones.
         let head_len = head.len() + header.len();
         // The dataset's identity, whatever file meta it came with: its
         // header's bytes, then its pixel data's chunks.
         let header_id = blake3::hash(&header);
         let mut regions: Vec<BodyRegion<'_>> = vec![BodyRegion::new(
-            std::io::Cursor::new([head, header].concat()),
+            std::io::Cursor::new([head, header.clone()].concat()),
             ChunkParams::SMALL,
         )];
         // Byte planes only where the bulk region starts with Pixel Data.
         let at_split = walker.pixel().filter(|p| p.elem_offset as usize == split);
-        let layout = sample_layout(at_split, ex.bits_allocated);
+        let layout = sample_layout(at_split, early.as_ref().and_then(|e| e.bits_allocated));
         let rest = std::io::Cursor::new(buf.freeze());
         let watched = Watched {
             inner: src,
             walker: &mut walker,
+            tail: &mut tail,
         };
         regions.push(
             BodyRegion::new(
@@ -284,6 +303,18 @@ impl Archive {
         walker
             .finish()
             .map_err(|e| DicomError::Truncated(e.to_string()))?;
+        let ex = match early {
+            Some(ex) => ex,
+            None => {
+                let (bytes, unseen) = kept::index_bytes(&header, parse_end, cut, tail.as_mut());
+                let ex = index_header(bytes.into(), ts.clone())
+                    .await
+                    .map_err(|e| past_the_cap(e, unseen, cap))?;
+                check(&ex, &prelude, ctx)?;
+                ex
+            }
+        };
+        let existing = self.instance(tenant, &ex.sop_uid).await?;
         let dataset_offset = prelude.len as i64;
         let abs = |o: u64| o as i64 + dataset_offset;
         let pixel = walker.pixel();
@@ -581,14 +612,35 @@ pub fn inspect_file(file: &[u8], header_cap: usize) -> DicomResult<Inspected> {
         walker.feed(&dataset[read..read + n]).map_err(malformed)?;
         read += n;
     }
-    let (_, parse_end) = header_bounds(&walker, read, eof)?;
-    let extracted =
-        parse_header(&dataset[..parse_end], &ts).map_err(|e| past_the_cap(e, &walker, eof))?;
-    check(&extracted, &prelude, &StoreContext::default())?;
+    let (split, parse_end) = header_bounds(&walker, read, eof)?;
+    let cut = cut_at_cap(&walker, eof);
+    let mut tail = match cut && parse_end == split {
+        true => kept::past_the_cut(framing, header_cap, &dataset[split..read]),
+        false => None,
+    };
+    let ctx = StoreContext::default();
+    let early = match cut {
+        true => None,
+        false => {
+            let ex = parse_header(&dataset[..parse_end], &ts)?;
+            check(&ex, &prelude, &ctx)?;
+            Some(ex)
+        }
+    };
     walker.feed(&dataset[read..]).map_err(malformed)?;
+    kept::feed(&mut tail, &dataset[read..]);
     walker
         .finish()
         .map_err(|e| DicomError::Truncated(e.to_string()))?;
+    let extracted = match early {
+        Some(ex) => ex,
+        None => {
+            let (bytes, unseen) = kept::index_bytes(dataset, parse_end, cut, tail.as_mut());
+            let ex = parse_header(&bytes, &ts).map_err(|e| past_the_cap(e, unseen, header_cap))?;
+            check(&ex, &prelude, &ctx)?;
+            ex
+        }
+    };
     Ok(Inspected {
         prelude,
         extracted,
@@ -611,9 +663,12 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
     // the whole stream is inflated and walked too: a truncated one (its
     // end never comes) or one whose dataset is cut short is refused, as a
     // truncated native file is.
-    let mut walker = Walker::new(Framing::EXPLICIT_LE).with_cut_limit(cap as u64);
-    let mut whole = Walker::new(Framing::EXPLICIT_LE);
+    let framing = Framing::EXPLICIT_LE;
+    let mut walker = Walker::new(framing).with_cut_limit(cap as u64);
+    let mut whole = Walker::new(framing);
     let mut header = Vec::new();
+    // Past a header cut at the cap, small elements are kept for the index.
+    let mut tail: Option<Walker> = None;
     let mut piece = vec![0u8; READ_SIZE];
     loop {
         let at = z.total_in() as usize;
@@ -625,6 +680,12 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
         if walker.pixel().is_none() && header.len() < cap {
             walker.feed(out).map_err(malformed)?;
             header.extend_from_slice(out);
+            if header.len() >= cap && walker.pixel_before_limit().is_none() {
+                let from = walker.cut_before_limit() as usize;
+                tail = kept::past_the_cut(framing, cap, &header[from..]);
+            }
+        } else {
+            kept::feed(&mut tail, out);
         }
         whole.feed(out).map_err(malformed)?;
         if z.total_out() > MAX_INFLATED {
@@ -643,20 +704,33 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
         .finish()
         .map_err(|e| DicomError::Truncated(e.to_string()))?;
     let eof = walker.pixel().is_none() && header.len() < cap;
-    let (_, parse_end) = header_bounds(&walker, header.len(), eof)?;
-    parse_header(&header[..parse_end], EXPLICIT_VR_LE).map_err(|e| past_the_cap(e, &walker, eof))
+    let (split, parse_end) = header_bounds(&walker, header.len(), eof)?;
+    let cut = cut_at_cap(&walker, eof);
+    if !cut {
+        return parse_header(&header[..parse_end], EXPLICIT_VR_LE);
+    }
+    if parse_end < split {
+        tail = None;
+    }
+    let (bytes, unseen) = kept::index_bytes(&header, parse_end, cut, tail.as_mut());
+    parse_header(&bytes, EXPLICIT_VR_LE).map_err(|e| past_the_cap(e, unseen, cap))
 }
 
-/// An attribute the index needs, missing from a header cut at the cap
-/// (neither the end nor Pixel Data came before it): it may lie past the
-/// cut, behind an element larger than the cap. Said so (0xA700), rather
+/// Whether the header was cut at the cap: neither the end nor Pixel Data
+/// came before it.
+fn cut_at_cap(walker: &Walker, eof: bool) -> bool {
+    !eof && walker.pixel_before_limit().is_none()
+}
+
+/// An attribute the index needs, missing from what was parsed while
+/// elements past it were not looked at (`unseen`, see
+/// [`kept::index_bytes`]): it may lie there. Said so (0xA700), rather
 /// than that the instance has none (0xA900), which it may well have.
-fn past_the_cap(e: DicomError, walker: &Walker, eof: bool) -> DicomError {
-    let cut = !eof && walker.pixel_before_limit().is_none();
+fn past_the_cap(e: DicomError, unseen: bool, cap: usize) -> DicomError {
     match e {
-        DicomError::MissingAttribute(what) if cut => DicomError::HeaderTooLarge {
+        DicomError::MissingAttribute(what) if unseen => DicomError::HeaderTooLarge {
             what,
-            cap: walker.cut_limit(),
+            cap: cap as u64,
         },
         e => e,
     }

@@ -539,43 +539,107 @@ async fn capped(t: &common::Target, cap: usize) -> Archive {
     )
 }
 
+/// `file` (from `part10`) with `extra` (elements of group 0009) inserted
+/// where they sort: after the group 0008 elements, before PatientName.
+fn with_group_9(file: &[u8], extra: &[u8]) -> Vec<u8> {
+    let at = file
+        .windows(4)
+        .position(|w| w == [0x10, 0x00, 0x10, 0x00])
+        .expect("PatientName");
+    [&file[..at], extra, &file[at..]].concat()
+}
+
+/// An explicit VR LE element of group 0009 with a 4-byte length.
+fn private_ob(element: u16, value: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x09, 0x00];
+    v.extend_from_slice(&element.to_le_bytes());
+    v.extend_from_slice(b"OB\0\0");
+    v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// `file` without its Study Instance UID element.
+fn without_study_uid(file: &[u8]) -> Vec<u8> {
+    let at = file
+        .windows(6)
+        .position(|w| w == [0x20, 0x00, 0x0D, 0x00, b'U', b'I'])
+        .expect("Study Instance UID");
+    let len = u16::from_le_bytes([file[at + 6], file[at + 7]]) as usize;
+    [&file[..at], &file[at + 8 + len..]].concat()
+}
+
 #[tokio::test]
-async fn an_element_larger_than_the_cap_before_the_study_uid_is_named_as_such() {
-    // A 6 KiB private value in group 0009, before Study Instance UID
-    // (0020,000D), with a 4 KiB cap: the instance was refused as having
-    // no Study Instance UID (0xA900), which it has.
+async fn index_attributes_behind_an_element_larger_than_the_cap_are_found() {
+    // A 6 KiB private value in group 0009, before PatientName and Study
+    // Instance UID, with a 4 KiB cap: the header is cut before it. The
+    // instance was refused (first as having no Study Instance UID, then
+    // as HeaderTooLarge); the small elements past the cut are now kept as
+    // the rest streams, and the index is read from them.
     for t in targets().await {
         let cap = 4096;
         let a = capped(&t, cap).await;
         let i = corpus().remove(0);
-        let file = part10(&i, 4);
-        // Group 0009 sorts after the group 0008 elements, before 0010.
-        let at = file
-            .windows(4)
-            .position(|w| w == [0x10, 0x00, 0x10, 0x00])
-            .expect("PatientName");
-        let mut big = file[..at].to_vec();
-        big.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'L', b'O', 4, 0]);
-        big.extend_from_slice(b"TEST");
-        big.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        big.extend_from_slice(&(6 * 1024u32).to_le_bytes());
-        big.extend_from_slice(&noise(6 * 1024, 9));
-        big.extend_from_slice(&file[at..]);
-        let err = store(&a, &big).await.expect_err("refused");
+        let mut big = private_ob(0x0010, b"TEST");
+        big.extend_from_slice(&private_ob(0x1000, &noise(6 * 1024, 9)));
+        let file = with_group_9(&part10(&i, 4), &big);
+        for piece in [1000, 65536] {
+            let src = Pieces { data: &file, piece };
+            let o = a.store_file(T, src, &StoreContext::default()).await;
+            let want = match piece {
+                1000 => Outcome::Stored,
+                _ => Outcome::AlreadyStored,
+            };
+            assert_eq!(o.expect("stored").outcome, want, "{}", t.name);
+        }
+        let (rec, got) = read_back(&a, &i.sop).await;
+        assert_eq!(got, file);
+        assert_eq!(
+            (rec.study_uid.as_str(), rec.num_rows),
+            (i.study.as_str(), Some(64))
+        );
+        let by_name = vec![(Column::PatientName, Matcher::Wildcard("doe^j*".into()))];
+        assert!(
+            uids(&a, Level::Instance, by_name).await.contains(&i.sop),
+            "{}",
+            t.name
+        );
+        let by_id = vec![(Column::PatientId, Matcher::Exact(i.patient.1.into()))];
+        assert_eq!(uids(&a, Level::Study, by_id).await, vec![i.study.clone()]);
+
+        // Absent, not hidden: what it is, 0xA900.
+        let mut other = corpus().remove(1);
+        other.sop = "1.2.3.9.9.9".into();
+        let absent = with_group_9(&without_study_uid(&part10(&other, 5)), &big);
+        let err = store(&a, &absent).await.expect_err("refused");
+        assert!(
+            matches!(err, DicomError::MissingAttribute(_)),
+            "{}: {err}",
+            t.name
+        );
+        assert_eq!(err.status(), 0xA900);
+
+        // Small elements past the cut beyond what is kept (the cap): the
+        // attribute may lie past them, 0xA700 says so.
+        let mut many = big.clone();
+        for k in 0..100u16 {
+            many.extend_from_slice(&private_ob(0x2000 + k, &[b'x'; 100]));
+        }
+        let hidden = with_group_9(&part10(&other, 6), &many);
+        let err = store(&a, &hidden).await.expect_err("refused");
         assert!(
             matches!(err, DicomError::HeaderTooLarge { .. }),
             "{}: {err}",
             t.name
         );
         assert_eq!(err.status(), 0xA700);
-        assert!(
-            err.to_string().contains("Patient") || err.to_string().contains("Study"),
-            "{err}"
-        );
-        assert!(a.instance(T, &i.sop).await.expect("lookup").is_none());
+        assert!(a.instance(T, &other.sop).await.expect("lookup").is_none());
         // Under the default cap it stores.
         let roomy = Archive::new(a.engine().clone(), ArchiveConfig::default());
-        assert_eq!(store(&roomy, &big).await.expect("stored"), Outcome::Stored);
+        assert_eq!(
+            store(&roomy, &hidden).await.expect("stored"),
+            Outcome::Stored
+        );
         a.engine().close().await;
     }
 }
