@@ -354,17 +354,11 @@ type Item = (i64, u32);
 
 /// A row's fragment items ([offset, length], the Basic Offset Table
 /// first) and, for the items after it, which open a frame's codestream
-/// (empty when not recorded). Rows written by builds between 858aee4 and
-/// c530c66 hold the flag as a third field of each item.
+/// (empty when not recorded).
 fn fragment_table(rec: &InstanceRecord) -> Option<(Vec<Item>, Vec<bool>)> {
-    let rows: Vec<Vec<i64>> = serde_json::from_str(rec.fragments.as_deref()?).ok()?;
-    if rows.iter().any(|r| r.len() < 2) {
-        return None;
-    }
-    let list: Vec<Item> = rows.iter().map(|r| (r[0], r[1] as u32)).collect();
+    let list: Vec<Item> = serde_json::from_str(rec.fragments.as_deref()?).ok()?;
     let starts = match rec.frame_starts.as_deref() {
         Some(f) if f.len() == list.len() => f.chars().skip(1).map(|c| c == '1').collect(),
-        _ if rows.iter().all(|r| r.len() > 2) => rows.iter().skip(1).map(|r| r[2] != 0).collect(),
         _ => Vec::new(),
     };
     Some((list, starts))
@@ -578,6 +572,9 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             table = extended_offsets(&l.header);
         }
     }
+    // Frames found by their codestream markers (no offset table, more
+    // fragments than frames): the flags are those of the fragments read.
+    let by_markers = frames > 1 && items.len() != frames as usize && table.len() < frames as usize;
     let idx = frame_items(&rel, n, frames, &table, &starts)?;
     let (first, last) = match (idx.first(), idx.last()) {
         (Some(f), Some(z)) => (items[*f], items[*z]),
@@ -593,16 +590,25 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
         .archive
         .read_bytes(&ctx.tenant, &l.rec, start, end)
         .await?;
-    if idx.len() == 1 {
+    if idx.len() == 1 && !by_markers {
         return Ok(span);
     }
     let mut out = Vec::with_capacity(span.len());
-    for i in idx {
+    for (k, i) in idx.into_iter().enumerate() {
         let (o, len) = items[i];
         let s = (o as u64).saturating_sub(start) as usize;
         let piece = span
             .get(s..s.saturating_add(len as usize))
             .ok_or_else(|| unsupported("the fragment table does not match the stored bytes"))?;
+        // The flags were taken from the stored bytes at ingest; flags that
+        // disagree with them (a row an older node replaced without its
+        // flags, in a cluster being upgraded) would cut a wrong frame.
+        if by_markers && starts_frame(piece) != (k == 0) {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the frame boundaries recorded for this instance do not match its stored bytes",
+            ));
+        }
         out.extend_from_slice(piece);
     }
     Ok(out.into())
@@ -697,12 +703,7 @@ mod tests {
             fragment_table(&rec(two, Some("010"))),
             Some((want.clone(), vec![true, false]))
         );
-        // The three-field form of builds 858aee4..c530c66.
-        let three = "[[100,0,0],[108,50,1],[166,40,0]]";
-        assert_eq!(
-            fragment_table(&rec(three, None)),
-            Some((want, vec![true, false]))
-        );
+        assert_eq!(fragment_table(&rec(two, Some("01"))), Some((want, vec![])));
         assert_eq!(fragment_table(&rec("[[1]]", None)), None);
         assert_eq!(fragment_table(&rec("not json", None)), None);
         let mut b = vec![1, 2, 3, 4];
