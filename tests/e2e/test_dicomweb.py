@@ -858,11 +858,14 @@ def test_frames_of_a_binary_segmentation_not_ending_on_a_byte(pacs):
     assert frames == [pack_bits(m.ravel()) for m in masks]
 
 
-def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs):
+@pytest.mark.parametrize("ts", [None, "1.2.840.10008.1.2.1.99"], ids=["explicit", "deflated"])
+def test_a_frame_past_the_end_of_short_pixel_data_is_named_missing(pacs, ts):
     # Stored as sent, with Pixel Data for two of its three frames: the third
-    # was "frame 3 does not exist: the instance has 3 frame(s)".
-    data = _image("SHORT-1", 4, 4, 8, bytes(32), frames=3, sop_class="1.2.840.10008.5.1.4.1.1.7.2")
+    # was "frame 3 does not exist: the instance has 3 frame(s)" (deflated
+    # data sets, parsed whole, said so until later).
+    data = _image("SHORT-1", 4, 4, 8, bytes(32), frames=3, sop_class="1.2.840.10008.5.1.4.1.1.7.2", ts=ts)
     ds = pydicom.dcmread(io.BytesIO(data))
+    assert ds.file_meta.TransferSyntaxUID == (ts or "1.2.840.10008.1.2.1")
     dw = DicomWeb(pacs)
     assert dw.stow([data]).status == 200
     base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames"

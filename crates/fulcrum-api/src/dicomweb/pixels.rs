@@ -416,7 +416,7 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
         return all
             .get(first as usize..end)
             .map(Bytes::copy_from_slice)
-            .ok_or_else(|| bad_frame(n, g.frames));
+            .ok_or_else(|| short_pixels(n, all.len() as u64, flen * u64::from(g.frames)));
     };
     let total = l.rec.pixel_len.unwrap_or(0).max(0) as u64;
     if first + flen > total {
@@ -486,9 +486,13 @@ async fn bit_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
                 return Err(ApiError::not_found("the instance has no pixel data"));
             };
             let all = le_bytes(v);
-            let part = all
-                .get(lo as usize..hi as usize)
-                .ok_or_else(|| bad_frame(n, g.frames))?;
+            let part = all.get(lo as usize..hi as usize).ok_or_else(|| {
+                short_pixels(
+                    n,
+                    all.len() as u64,
+                    (fbits * u64::from(g.frames)).div_ceil(8),
+                )
+            })?;
             Bytes::copy_from_slice(part)
         }
     };
