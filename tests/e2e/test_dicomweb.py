@@ -1133,6 +1133,41 @@ def test_metadata_holds_every_attribute_of_a_header_longer_than_the_ingest_cap(p
     assert dw.instance_bytes(study, ds.SeriesInstanceUID, ds.SOPInstanceUID) == out.getvalue()
 
 
+def test_metadata_of_a_document_longer_than_32_mib_names_it_as_bulk_data(pacs):
+    # A 40 MB Encapsulated PDF: /metadata read at most 32 MiB of a data set
+    # and stopped at the ingest cut, before the document: neither it nor
+    # the MIME type after it were listed, and its bulk data was 404. The
+    # elements past the cut are now walked: small ones parsed, large ones
+    # named by a BulkDataURI and sent from where they are stored.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+    import dicom_common
+
+    dw = DicomWeb(pacs)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "PDF-BIG", "Long^Document", "DOC"
+    ds.DocumentTitle = "Scanned referral"
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * (40 * 4096) + b"\n%%EOF\n"
+    ds.EncapsulatedDocument = pdf
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert len(out.getvalue()) > 40 * 1024 * 1024
+    assert dw.stow([out.getvalue()]).status == 200
+    meta = dw.client().retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert meta["00420012"]["Value"] == ["application/pdf"], meta.get("00420012")
+    assert meta["00420010"]["Value"] == ["Scanned referral"]
+    uri = meta["00420011"]["BulkDataURI"]
+    assert meta["00420011"]["vr"] == "OB"
+    r = dw.s.get(uri, headers={"Accept": "application/pdf"}, timeout=dw.timeout)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/pdf"), r.text[:300]
+    assert r.content == pdf + b"\0" * (len(pdf) % 2)
+    assert dw.client().retrieve_bulkdata(uri) == [r.content]
+
+
 def test_an_instance_whose_uids_lie_behind_an_element_larger_than_the_cap_is_stored(pacs, tmp_path):
     # An 18 MiB private value in group 0009, before the patient and study
     # attributes: the archive reads 16 MiB of a header ahead, and refused

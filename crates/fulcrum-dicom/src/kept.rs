@@ -2,8 +2,10 @@
 //! kept while the rest of the stream flows to the chunker: the index
 //! attributes of an instance whose header holds an element larger than the
 //! cap (an 18 MiB private OB, a 19 MB Referenced Image Sequence) lie behind
-//! it. Elements too large are left out whole; the kept ones, in order, are
-//! a data set that parses on its own.
+//! it. Elements too large are left out whole (where they lie is noted);
+//! the kept ones, in order, are a data set that parses on its own.
+
+use crate::scan::{Framing, Walker, LONG_VRS};
 
 /// Root-level elements kept by a [`crate::scan::Walker`] as it is fed.
 #[derive(Debug)]
@@ -20,7 +22,74 @@ pub(crate) struct Kept {
     overflowed: bool,
     elem_max: usize,
     budget: usize,
+    /// Bytes fed so far, and where the element being walked starts.
+    pos: u64,
+    elem_pos: u64,
+    /// The first bytes of the element being left out (its header).
+    head: Vec<u8>,
+    skipped: Vec<Skipped>,
 }
+
+/// A root-level element left out: where it lies among the bytes fed, and
+/// its first bytes (at least its header: 8 bytes, 12 with a long VR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub start: u64,
+    pub end: u64,
+    pub head: Vec<u8>,
+}
+
+/// What a walker kept (see [`crate::scan::Walker::keeping`]).
+#[derive(Debug, Default)]
+pub struct KeptElements {
+    /// The kept elements, in order: a data set that parses on its own.
+    pub bytes: Vec<u8>,
+    /// Keeping stopped at the budget: elements past it were not looked at.
+    pub overflowed: bool,
+    /// The elements left out for their size, before keeping stopped.
+    pub skipped: Vec<Skipped>,
+}
+
+/// What a [`Skipped`] element's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedHeader {
+    pub group: u16,
+    pub element: u16,
+    /// `None` in implicit VR syntaxes.
+    pub vr: Option<[u8; 2]>,
+    /// Where its value starts among the bytes fed.
+    pub value_start: u64,
+    /// `None`: undefined (a sequence, or items).
+    pub len: Option<u32>,
+}
+
+impl Skipped {
+    /// The element's header, read in `framing`.
+    pub fn header(&self, framing: Framing) -> Option<SkippedHeader> {
+        let h = self.head.get(..8)?;
+        let (group, element) = (framing.u16(&h[0..2]), framing.u16(&h[2..4]));
+        let vr = framing.explicit.then(|| [h[4], h[5]]);
+        let header = match vr {
+            Some(vr) if LONG_VRS.contains(&&vr) => 12,
+            _ => 8,
+        };
+        let len = match header {
+            12 => framing.u32(self.head.get(8..12)?),
+            _ if framing.explicit => u32::from(framing.u16(&h[6..8])),
+            _ => framing.u32(&h[4..8]),
+        };
+        Some(SkippedHeader {
+            group,
+            element,
+            vr,
+            value_start: self.start + header,
+            len: (len != u32::MAX).then_some(len),
+        })
+    }
+}
+
+/// How many first bytes of an element left out are noted: its header.
+const HEAD: usize = 12;
 
 impl Kept {
     pub(crate) fn new(elem_max: usize, budget: usize) -> Self {
@@ -32,29 +101,62 @@ impl Kept {
             overflowed: false,
             elem_max,
             budget,
+            pos: 0,
+            elem_pos: 0,
+            head: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
     /// A root-level element starts: the one before it is whole.
     pub(crate) fn boundary(&mut self) {
-        self.dropping = false;
+        self.note_skipped();
         self.elem = self.buf.len();
+        self.elem_pos = self.pos;
+    }
+
+    /// Notes the element left out, once it is whole.
+    fn note_skipped(&mut self) {
+        if std::mem::take(&mut self.dropping) {
+            self.skipped.push(Skipped {
+                start: self.elem_pos,
+                end: self.pos,
+                head: std::mem::take(&mut self.head),
+            });
+        }
     }
 
     /// Bytes of the element being walked.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.pos += bytes.len() as u64;
         if self.done || self.dropping {
             return;
         }
         if self.buf.len() - self.elem + bytes.len() > self.elem_max {
-            self.buf.truncate(self.elem);
-            self.dropping = true;
+            self.leave_out();
         } else if self.buf.len() + bytes.len() > self.budget {
             self.end();
             self.overflowed = true;
         } else {
             self.buf.extend_from_slice(bytes);
         }
+    }
+
+    /// `n` bytes of the element being walked pass without being fed: it
+    /// is left out.
+    pub(crate) fn pass(&mut self, n: u64) {
+        if !self.done && !self.dropping {
+            self.leave_out();
+        }
+        self.pos += n;
+    }
+
+    /// Leaves the element being walked out, noting its header.
+    fn leave_out(&mut self) {
+        let at = self.elem..self.buf.len().min(self.elem + HEAD);
+        self.head = self.buf[at].to_vec();
+        self.buf.truncate(self.elem);
+        self.dropping = true;
     }
 
     /// Keeping ends before the element being walked.
@@ -67,16 +169,20 @@ impl Kept {
         !self.done
     }
 
-    /// The kept elements, and whether some past them were not looked at
-    /// because the budget ran out.
-    /// Once the walker has finished (it refuses a stream that ends inside
-    /// an element), every kept element is whole.
-    pub(crate) fn take(&mut self) -> (Vec<u8>, bool) {
-        (std::mem::take(&mut self.buf), self.overflowed)
+    /// What was kept and left out. Once the walker has finished (it
+    /// refuses a stream that ends inside an element), every kept element
+    /// is whole.
+    pub(crate) fn take(&mut self) -> KeptElements {
+        if !self.done {
+            self.note_skipped();
+        }
+        KeptElements {
+            bytes: std::mem::take(&mut self.buf),
+            overflowed: self.overflowed,
+            skipped: std::mem::take(&mut self.skipped),
+        }
     }
 }
-
-use crate::scan::{Framing, Walker};
 
 /// Past a header cut at the cap, root-level elements of up to this many
 /// bytes are kept for the index (its attributes are short strings and
@@ -115,9 +221,9 @@ pub(crate) fn index_bytes(
 ) -> (Vec<u8>, bool) {
     let mut bytes = header[..parse_end].to_vec();
     match tail.and_then(Walker::take_kept) {
-        Some((kept, overflowed)) => {
-            bytes.extend_from_slice(&kept);
-            (bytes, overflowed)
+        Some(kept) => {
+            bytes.extend_from_slice(&kept.bytes);
+            (bytes, kept.overflowed)
         }
         None => (bytes, cut),
     }

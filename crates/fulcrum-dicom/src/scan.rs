@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use crate::kept::Kept;
+pub use crate::kept::{KeptElements, Skipped, SkippedHeader};
 
 /// How a dataset is encoded, as far as element framing goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,7 @@ impl Framing {
         }
     }
 
-    fn u16(&self, b: &[u8]) -> u16 {
+    pub(crate) fn u16(&self, b: &[u8]) -> u16 {
         let a = [b[0], b[1]];
         if self.big_endian {
             u16::from_be_bytes(a)
@@ -59,7 +60,7 @@ impl Framing {
         }
     }
 
-    fn u32(&self, b: &[u8]) -> u32 {
+    pub(crate) fn u32(&self, b: &[u8]) -> u32 {
         let a = [b[0], b[1], b[2], b[3]];
         if self.big_endian {
             u32::from_be_bytes(a)
@@ -172,7 +173,7 @@ pub struct Walker {
     kept: Option<Kept>,
 }
 
-const LONG_VRS: [&[u8; 2]; 11] = [
+pub(crate) const LONG_VRS: [&[u8; 2]; 11] = [
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT",
 ];
 const SHORT_VRS: [&[u8; 2]; 23] = [
@@ -208,15 +209,32 @@ impl Walker {
         self
     }
 
+    /// Passes over the rest of the value being walked, if at least `min`
+    /// bytes of it are still to come and it is not a pixel data fragment:
+    /// returns how many bytes the caller must not feed (0 if none), which
+    /// count as fed. For a caller that can read from anywhere (a stored
+    /// instance), so a large value is not read only to be skipped; a
+    /// value passed over is not kept.
+    pub fn pass_value(&mut self, min: u64) -> u64 {
+        if self.skip < min.max(1) || self.head.is_some() || self.pixel.is_some() {
+            return 0;
+        }
+        let n = std::mem::take(&mut self.skip);
+        self.pos += n;
+        if let Some(k) = self.kept.as_mut() {
+            k.pass(n);
+        }
+        n
+    }
+
     /// Whether elements are still being kept.
     pub fn keeps(&self) -> bool {
         self.kept.as_ref().is_some_and(Kept::active)
     }
 
-    /// The kept elements, in order (a data set that parses on its own),
-    /// and whether keeping stopped at the budget, so that elements past
-    /// it were not looked at. Call it once the stream has finished.
-    pub fn take_kept(&mut self) -> Option<(Vec<u8>, bool)> {
+    /// What was kept, and the elements left out for their size. Call it
+    /// once the stream has finished.
+    pub fn take_kept(&mut self) -> Option<KeptElements> {
         self.kept.as_mut().map(Kept::take)
     }
 

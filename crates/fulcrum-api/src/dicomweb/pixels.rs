@@ -9,8 +9,9 @@ use dicom_core::value::Value as DicomValue;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use fulcrum_dicom::scan::{starts_frame, Framing};
+use fulcrum_dicom::scan::{starts_frame, Framing, Walker};
 use fulcrum_dicom::InstanceRecord;
+use futures::StreamExt;
 
 use super::errors::join_error;
 use super::json::le_bytes;
@@ -24,6 +25,18 @@ pub(crate) struct Loaded {
     pub header: InMemDicomObject,
     /// (7FE0,0010), or Float / Double Float Pixel Data.
     pub pixel_tag: Tag,
+    /// Root elements of a long header left out of `header` for their
+    /// size (see [`walk_past_the_cut`]): bulk data, where it is stored.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A root element past a long header's cut, too large to parse for
+/// metadata: its tag, VR, and the range of its value in the stored bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct LeftOut {
+    pub tag: Tag,
+    pub vr: String,
+    pub value: std::ops::Range<u64>,
 }
 
 fn parse(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, String> {
@@ -51,14 +64,7 @@ fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, us
     let start = rec.dataset_offset.max(0) as u64;
     let mut head_end = (rec.header_len.max(0) as u64).max(start);
     if part == Header::Whole {
-        let elements_end = match rec.pixel_offset {
-            // The pixel element's own header: 12 bytes with an explicit VR
-            // (OB, OW...), 8 without.
-            Some(p) => {
-                (p.max(0) as u64).saturating_sub(if rec.pixel_vr.is_some() { 12 } else { 8 })
-            }
-            None => rec.size.max(0) as u64,
-        };
+        let elements_end = elements_end(rec);
         if elements_end.saturating_sub(start) <= MAX_WHOLE_HEADER {
             head_end = head_end.max(elements_end);
         }
@@ -73,9 +79,105 @@ fn header_range(rec: &InstanceRecord, part: Header) -> (std::ops::Range<u64>, us
 
 /// The most `Header::Whole` reads of a data set: twice the ingest cap, so
 /// a header read for metadata is at most twice what it was. Longer ones
-/// keep their metadata to the cut (noted in the issue: walking the rest
-/// and skipping large values would lift this).
+/// are walked past the cut instead (see [`walk_past_the_cut`]).
 const MAX_WHOLE_HEADER: u64 = 32 * 1024 * 1024;
+
+/// Past the cut of a header longer than [`MAX_WHOLE_HEADER`], elements of
+/// up to this size are parsed for metadata; larger ones are bulk data.
+const WALK_ELEMENT: usize = 1024 * 1024;
+
+/// A value with at least this much still to come is read past (a new
+/// read from its end), not through.
+const SEEK_PAST: u64 = 4 * 1024 * 1024;
+
+/// The part of the stored bytes that `Header::Whole` walks rather than
+/// reads whole: from the stored header's cut to Pixel Data (or the end),
+/// when that data set is longer than [`MAX_WHOLE_HEADER`].
+fn walked_range(rec: &InstanceRecord, part: Header) -> Option<std::ops::Range<u64>> {
+    let start = rec.dataset_offset.max(0) as u64;
+    let cut = (rec.header_len.max(0) as u64).max(start);
+    let end = elements_end(rec);
+    (part == Header::Whole && end > cut && end - start > MAX_WHOLE_HEADER).then_some(cut..end)
+}
+
+/// Where the elements before Pixel Data end: the pixel element's start
+/// (its header is 12 bytes with an explicit VR, OB or OW..., 8 without),
+/// or the end of the stored bytes.
+fn elements_end(rec: &InstanceRecord) -> u64 {
+    match rec.pixel_offset {
+        Some(p) => (p.max(0) as u64).saturating_sub(if rec.pixel_vr.is_some() { 12 } else { 8 }),
+        None => rec.size.max(0) as u64,
+    }
+}
+
+/// Streams `rest` (root elements from a long header's cut on) through the
+/// element scanner: the elements of up to [`WALK_ELEMENT`] are kept (at
+/// most [`MAX_WHOLE_HEADER`] of them; metadata stops where they run out),
+/// the larger ones are noted as bulk data (sequences that large are left
+/// out of the metadata).
+async fn walk_past_the_cut(
+    ctx: &Ctx,
+    rec: &InstanceRecord,
+    rest: std::ops::Range<u64>,
+) -> ApiResult<(Vec<u8>, Vec<LeftOut>)> {
+    let Some(framing) = Framing::of(&rec.transfer_syntax) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut walker = Walker::new(framing).keeping(WALK_ELEMENT, MAX_WHOLE_HEADER as usize);
+    let mut s = ctx
+        .archive
+        .read(&ctx.tenant, rec, rest.start, rest.end)
+        .await?;
+    while walker.keeps() {
+        let Some(piece) = s.next().await else { break };
+        let piece = piece.map_err(|e| ApiError::from(fulcrum_dicom::DicomError::from(e)))?;
+        if walker.feed(&piece).is_err() {
+            tracing::error!(sop = %rec.sop_uid, "DICOMweb: stored elements past the header cut do not parse");
+            break;
+        }
+        // A large value (a 150 MB document) is read past, not through.
+        if walker.pass_value(SEEK_PAST) > 0 {
+            let at = rest.start + walker.position();
+            if at >= rest.end {
+                break;
+            }
+            s = ctx.archive.read(&ctx.tenant, rec, at, rest.end).await?;
+        }
+    }
+    let kept = walker.take_kept().unwrap_or_default();
+    let left_out = kept
+        .skipped
+        .iter()
+        .filter_map(|sk| {
+            let h = sk.header(framing)?;
+            let tag = Tag(h.group, h.element);
+            let vr = match h.vr {
+                Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                None => dictionary_vr(tag),
+            };
+            // Sequences (and undefined lengths) cannot be bulk data.
+            (vr != "SQ" && h.len.is_some()).then(|| LeftOut {
+                tag,
+                vr,
+                value: rest.start + h.value_start..rest.start + sk.end,
+            })
+        })
+        .collect();
+    Ok((kept.bytes, left_out))
+}
+
+/// The VR the standard dictionary gives a tag (implicit VR syntaxes), UN
+/// for those it does not know.
+fn dictionary_vr(tag: Tag) -> String {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    match dicom_dictionary_std::StandardDataDictionary
+        .by_tag(tag)
+        .map(|e| e.vr())
+    {
+        Some(VirtualVr::Exact(vr)) => vr.to_string().to_string(),
+        _ => "UN".to_string(),
+    }
+}
 
 /// How much of an instance's header to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +190,15 @@ pub(crate) enum Header {
     Whole,
 }
 
-/// Parses a header read as [`header_range`] says.
-fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header) -> ApiResult<Loaded> {
+/// Parses a header read as [`header_range`] says (`walked`: its length,
+/// with the elements kept past the cut appended, when it was walked).
+fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header, walked: usize) -> ApiResult<Loaded> {
     let (_, split, known) = header_range(&rec, part);
-    let split = split.min(bytes.len());
+    let split = match walked_range(&rec, part) {
+        Some(_) => walked,
+        None => split,
+    }
+    .min(bytes.len());
     let header = parse(&bytes[..split], &rec.transfer_syntax).map_err(|e| {
         tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
         ApiError::new(
@@ -117,6 +224,7 @@ fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header) -> ApiResult<Loaded> 
         rec,
         header,
         pixel_tag,
+        left_out: Vec::new(),
     })
 }
 
@@ -136,12 +244,26 @@ pub(crate) async fn load_many(
 ) -> ApiResult<Vec<Loaded>> {
     let items: Vec<(&InstanceRecord, std::ops::Range<u64>)> =
         recs.iter().map(|r| (r, header_range(r, part).0)).collect();
-    let bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
+    let mut bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
+    let mut left_out = vec![Vec::new(); recs.len()];
+    for (i, rec) in recs.iter().enumerate() {
+        if let Some(rest) = walked_range(rec, part) {
+            let (kept, out) = walk_past_the_cut(ctx, rec, rest).await?;
+            bytes[i] = [&bytes[i][..], &kept].concat().into();
+            left_out[i] = out;
+        }
+    }
     let total: usize = bytes.iter().map(Bytes::len).sum();
     let parse_all = move || -> ApiResult<Vec<Loaded>> {
         recs.into_iter()
             .zip(bytes)
-            .map(|(r, b)| loaded(r, b, part))
+            .zip(left_out)
+            .map(|((r, b), out)| {
+                let split = b.len();
+                let mut l = loaded(r, b, part, split)?;
+                l.left_out = out;
+                Ok(l)
+            })
             .collect()
     };
     if total <= INLINE_PARSE_BYTES {

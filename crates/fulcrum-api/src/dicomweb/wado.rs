@@ -254,6 +254,10 @@ fn instance_json(base: &Base, l: &Loaded) -> Value {
         let uri = format!("{url}/bulkdata/{}", tag_key(l.pixel_tag));
         extra.push((l.pixel_tag, bulk(l.pixel_vr(), uri)));
     }
+    for e in &l.left_out {
+        let uri = format!("{url}/bulkdata/{}", tag_key(e.tag));
+        extra.push((e.tag, bulk(&e.vr, uri)));
+    }
     if l.header.get(tags::AVAILABLE_TRANSFER_SYNTAX_UID).is_none() {
         extra.push((
             tags::AVAILABLE_TRANSFER_SYNTAX_UID,
@@ -374,8 +378,22 @@ pub(crate) async fn bulkdata(
     let path = path.trim_matches('/').to_string();
     let is_pixels = parse_tag(&path).is_some_and(|t| t == l.pixel_tag) && l.has_pixels();
     if !is_pixels {
-        let value = find_bulk(&l.header, &path)
-            .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
+        // A large element past a long header's cut streams from where it
+        // is stored; the others come from the parsed header.
+        let left_out = parse_tag(&path).and_then(|t| l.left_out.iter().find(|e| e.tag == t));
+        let body = match left_out {
+            Some(e) => ctx
+                .archive
+                .read(&ctx.tenant, &l.rec, e.value.start, e.value.end)
+                .await?
+                .map_err(engine_io)
+                .boxed(),
+            None => {
+                let value = find_bulk(&l.header, &path)
+                    .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
+                stream::once(async move { Ok(Bytes::from(value)) }).boxed()
+            }
+        };
         // An encapsulated document (PDF, CDA, STL…) is also sent as its
         // own media type (PS3.18 8.7.3.5), for viewers that show it as it is.
         let document = parse_tag(&path)
@@ -397,7 +415,7 @@ pub(crate) async fn bulkdata(
         let part = OutPart {
             content_type,
             location: None,
-            body: stream::once(async move { Ok(Bytes::from(value)) }).boxed(),
+            body,
         };
         return Ok(one_part(&accept, part));
     }
