@@ -849,3 +849,103 @@ def test_c_move_decodes_rle_and_jpeg_for_a_peer_that_takes_only_uncompressed(pac
         assert not wrong, "\n".join(wrong)
     finally:
         dest.stop()
+
+
+def _odd_deflated_study(count: int) -> tuple[str, list[bytes]]:
+    """A study of `count` small Secondary Capture files; the first is Deflated
+    Explicit VR Little Endian with an odd-length deflated data set (as DCMTK's
+    dcmodify writes some: stored byte-exact, without the pad byte)."""
+    import zlib
+
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    study, series = generate_uid(), generate_uid()
+    files = []
+    for n in range(count):
+        for pad in range(64):
+            ds = Dataset()
+            ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.PatientID, ds.Modality, ds.InstanceNumber = "ODD-DEFLATE", "OT", n + 1
+            ds.StudyDescription = "x" * (2 * pad)
+            ds.Rows = ds.Columns = 16
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+            ds.PixelData = bytes((n * 37 + k * k) % 251 for k in range(256))
+            meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+            raw = DicomBytesIO()
+            raw.is_little_endian, raw.is_implicit_VR = True, False
+            write_dataset(raw, ds)
+            body = raw.getvalue()
+            if n == 0:
+                z = zlib.compressobj(9, zlib.DEFLATED, -15)
+                body = z.compress(body) + z.flush()
+                if len(body) % 2 == 0:
+                    continue
+                meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+            out = DicomBytesIO()
+            out.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(out, meta, enforce_standard=True)
+            files.append(out.getvalue() + body)
+            break
+    assert len(files) == count
+    return study, files
+
+
+def test_c_move_pads_an_odd_deflated_data_set_and_reassociates_after_an_abort(pacs_factory, tmp_path):
+    # 1. An odd-length deflated data set went out without the pad byte
+    #    PS3.5 A.5 asks for; storescp +xa aborted ("Odd Fragment Length").
+    # 2. After that abort every other sub-operation failed on the dead
+    #    association; a new one is now opened for the instances still to go.
+    from pynetdicom import AE, AllStoragePresentationContexts
+
+    study, files = _odd_deflated_study(4)
+    dest = StoreSCPProcess(tmp_path / "in", ae_title="DEFLDEST")
+    # A peer that aborts when it gets the second instance (PYDEST keeps the rest).
+    refused = sop_uid_of(files[1])
+    got: dict[str, bytes] = {}
+
+    def on_store(event):
+        if str(event.request.AffectedSOPInstanceUID) == refused:
+            event.assoc.abort()
+            return 0xA700
+        got[str(event.request.AffectedSOPInstanceUID)] = event.request.DataSet.getvalue()
+        return SUCCESS
+
+    ae = AE(ae_title="ABORTER")
+    ae.maximum_pdu_size = 0
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    from helpers import free_port
+
+    port = free_port()
+    aborter = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        srv = pacs_factory({"FULCRUM_DICOM_NODES": f"{dest.node},ABORTER@127.0.0.1:{port}"})
+        assert DicomWeb(srv).stow(files).status == 200
+        for to in ("DEFLDEST", "ABORTER"):
+            qr = scu("PYSCU", [(StudyRootQueryRetrieveInformationModelMove, None)])
+            assoc = qr.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+            assert assoc.is_established
+            answers = list(assoc.send_c_move(ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), to,
+                                             StudyRootQueryRetrieveInformationModelMove))
+            assoc.release()
+            final = answers[-1][0]
+            failed = final.get("NumberOfFailedSuboperations", 0)
+            assert (final.NumberOfCompletedSuboperations, failed) == ((4, 0) if to == "DEFLDEST" else (3, 1)), (to, final)
+        received = dest.datasets()
+        assert len(received) == 4, dest.log.read_text()[-2000:]
+        for data in files:
+            ds = dataset_bytes(data)
+            want = ds + b"\0" if len(ds) % 2 else ds
+            assert received[sop_uid_of(data)] == want
+        # The deflated one was converted for ABORTER (which takes no deflate).
+        assert sorted(got) == sorted(sop_uid_of(f) for f in files if sop_uid_of(f) != refused)
+    finally:
+        aborter.shutdown()
+        dest.stop()

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::command::{CommandSet, SubOps, C_STORE_RSP};
 use super::find::{parse_identifier, plan, Plan, Refusal};
-use super::scu::{choose_context, connect, send_store, SendReport};
+use super::scu::{choose_context, connect, reopen_if_aborted, send_store, SendReport};
 use super::session::{Fatal, Session};
 use super::{is_storage, status, Model};
 use crate::{Archive, DicomError, InstanceRecord};
@@ -276,7 +276,8 @@ pub(crate) async fn run_move(
         }
     };
     let originator = s.peer_ae.clone();
-    for rec in &recs {
+    let mut reopened = 0;
+    for (i, rec) in recs.iter().enumerate() {
         if s.cancel_requested(rq.message_id).await? {
             c.cancelled = true;
             break;
@@ -287,6 +288,8 @@ pub(crate) async fn run_move(
         if let Err(e) = c.report.record(rec, r) {
             warn!(sop = %rec.sop_uid, dest = %dest, "C-MOVE sub-operation failed: {e}");
         }
+        let rest = &recs[i + 1..];
+        reopen_if_aborted(&mut scu, &mut reopened, &our_ae, &dest, rest, tls.as_ref()).await;
         if c.remaining() > 0 {
             s.respond(pc, &c.pending(rq), None).await?;
         }

@@ -193,6 +193,11 @@ where
                 .map_err(|e| fatal(format!("reading instance {} failed: {e}", rec.sop_uid)))?;
             out.push(assoc, &chunk).await.map_err(wire)?;
         }
+        // A deflated data set of odd length (stored as received) goes out
+        // with the pad byte PS3.5 A.5 asks for: DCMTK aborts on an odd PDV.
+        if crate::scan::DEFLATED_TS.contains(&ts) && (end - start) % 2 == 1 {
+            out.push(assoc, &[0]).await.map_err(wire)?;
+        }
     } else if let Some(bytes) = recoded {
         out.push(assoc, &bytes).await.map_err(wire)?;
     }
@@ -262,6 +267,38 @@ pub(crate) trait Sender: Send {
         originator: Option<(&'a str, u16)>,
     ) -> BoxFuture<'a, Result<(u16, Option<String>), String>>;
     fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+    /// Whether the association was aborted (a sub-operation failed on the
+    /// wire, or the peer aborted).
+    fn aborted(&self) -> bool;
+}
+
+/// How many times one transfer opens a new association after one was
+/// aborted.
+const MAX_REOPEN: u32 = 3;
+
+/// After a sub-operation aborted the association (a peer that refuses one
+/// instance by aborting, a dropped connection), opens a new one for the
+/// instances still to send, `rest`: otherwise every one of them failed
+/// too. At most [`MAX_REOPEN`] times per transfer (`reopened` counts).
+pub(crate) async fn reopen_if_aborted(
+    scu: &mut StoreScu,
+    reopened: &mut u32,
+    calling_ae: &str,
+    dest: &Node,
+    rest: &[InstanceRecord],
+    tls: Option<&TlsClient>,
+) {
+    if !scu.aborted() || rest.is_empty() || *reopened >= MAX_REOPEN {
+        return;
+    }
+    *reopened += 1;
+    match connect(calling_ae, dest, rest, tls).await {
+        Ok(fresh) => {
+            info!(dest = %dest, "a new association for the {} instances still to send", rest.len());
+            *scu = fresh;
+        }
+        Err(e) => warn!(dest = %dest, "cannot associate again: {e}"),
+    }
 }
 
 /// Associates with `dest`, proposing one context per (SOP class, stored
@@ -385,6 +422,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Sender for Scu<S> {
     fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(self.release_now())
     }
+
+    fn aborted(&self) -> bool {
+        self.assoc.is_none()
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Scu<S> {
@@ -493,10 +534,13 @@ pub async fn send(
         return Ok(report);
     }
     let mut scu = connect(calling_ae, dest, instances, tls).await?;
-    for rec in instances {
+    let mut reopened = 0;
+    for (i, rec) in instances.iter().enumerate() {
         let r = scu.store(archive, tenant, rec, None).await;
         let r = report.record(rec, r);
         progress(rec, r);
+        let rest = &instances[i + 1..];
+        reopen_if_aborted(&mut scu, &mut reopened, calling_ae, dest, rest, tls).await;
     }
     scu.release().await;
     info!(dest = %dest, completed = report.completed, warning = report.warning, failed = report.failed, "C-STORE send finished");
