@@ -1576,3 +1576,42 @@ def test_head_answers_a_range_as_get_does_and_empty_objects_have_no_range(s3, bu
     assert error_code(e.value) == "InvalidStorageClass"
     s3.put_object(Bucket=bucket, Key="ia", Body=b"x", StorageClass="STANDARD_IA")
     assert "odd" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+
+
+def test_operations_fulcrum_does_not_implement_change_nothing(fulcrum, s3, bucket):
+    """An operation newer than s3s (RenameObject, UpdateObjectEncryption,
+    object annotations) or an unknown subresource word was handled as the
+    plain PUT or DELETE: the object was overwritten with the request's XML,
+    truncated, or deleted. Appends (x-amz-write-offset-bytes) replaced the
+    object with the appended bytes; a SHA-512 or xxHash checksum was stored
+    unchecked. Each is now refused and changes nothing."""
+    original = bytes(range(256)) * 4
+    s3.put_object(Bucket=bucket, Key="k", Body=original)
+    xml = b"<ObjectEncryption><SSES3/></ObjectEncryption>"
+    cases = [
+        ("PUT", f"/{bucket}/k?encryption", xml, {}, 501),
+        ("PUT", f"/{bucket}/renamed?renameObject", b"", {"x-amz-rename-source": f"/{bucket}/k"}, 501),
+        ("PUT", f"/{bucket}/k?annotation", b"<Annotation/>", {}, 501),
+        ("PUT", f"/{bucket}/k?torrent", b"x", {}, 501),
+        ("DELETE", f"/{bucket}/k?annotation", b"", {}, 501),
+        ("DELETE", f"/{bucket}/k?fooBar", b"", {}, 501),
+        ("GET", f"/{bucket}/k?abac", b"", {}, 501),
+        ("PUT", f"/{bucket}/k", b"appended", {"x-amz-write-offset-bytes": str(len(original))}, 501),
+        ("PUT", f"/{bucket}/k", b"other", {"x-amz-checksum-sha512": "A" * 88}, 400),
+        ("PUT", f"/{bucket}/k", b"other", {"x-amz-checksum-xxhash64": "AAAAAAAAAAA="}, 400),
+    ]
+    for method, path, body, headers, want in cases:
+        status, text = _raw(fulcrum, method, path, body, headers)
+        assert status == want, (method, path, headers, status, text)
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == original, (method, path)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["k"]
+    # A bucket call s3s does not know, on an empty bucket: not a DeleteBucket.
+    s3.create_bucket(Bucket=f"{bucket}-empty")
+    status, _ = _raw(fulcrum, "DELETE", f"/{bucket}-empty?metadataConfiguration")
+    assert status == 501
+    s3.head_bucket(Bucket=f"{bucket}-empty")
+    # boto3's own append call is refused the same way.
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"more", WriteOffsetBytes=len(original))
+    assert http_status(e.value) == 501 and error_code(e.value) == "NotImplemented"
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == len(original)

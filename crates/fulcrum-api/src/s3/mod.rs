@@ -23,6 +23,7 @@ mod region;
 mod request_id;
 mod sse;
 mod tagging;
+mod unsupported;
 
 use std::sync::Arc;
 

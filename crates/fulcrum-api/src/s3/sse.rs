@@ -75,7 +75,9 @@ impl S3Access for Access {
                 "Signature is required",
             ));
         }
-        match refusal(cx.headers(), self.encrypted) {
+        let refused = refusal(cx.headers(), self.encrypted)
+            .or_else(|| super::unsupported::refusal(cx.s3_op().name(), cx.uri(), cx.headers()));
+        match refused {
             Some(e) => Err(e),
             None => Ok(()),
         }
