@@ -1615,3 +1615,45 @@ def test_operations_fulcrum_does_not_implement_change_nothing(fulcrum, s3, bucke
         s3.put_object(Bucket=bucket, Key="k", Body=b"more", WriteOffsetBytes=len(original))
     assert http_status(e.value) == 501 and error_code(e.value) == "NotImplemented"
     assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == len(original)
+
+
+def test_conditional_deletes_and_copies_change_nothing_when_the_condition_fails(fulcrum, s3, bucket):
+    """AWS checks If-Match (and x-amz-if-match-size / -last-modified-time)
+    on DeleteObject and each DeleteObjects entry's ETag and Size, and
+    If-Match / If-None-Match: * on a copy's destination. Fulcrum ignored
+    them: the object was deleted or overwritten anyway."""
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    wrong = '"00000000000000000000000000000000"'
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="k", IfMatch=wrong)
+    assert http_status(e.value) == 412 and error_code(e.value) == "PreconditionFailed"
+    status, _ = _raw(fulcrum, "DELETE", f"/{bucket}/k", headers={"x-amz-if-match-size": "5"})
+    assert status == 412
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="missing", IfMatch="*")
+    assert http_status(e.value) == 404 and error_code(e.value) == "NoSuchKey"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"data"
+    s3.delete_object(Bucket=bucket, Key="k", IfMatch=put["ETag"])
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+    etags = {k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode())["ETag"] for k in ("a", "b", "c")}
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "a", "ETag": wrong}, {"Key": "b", "ETag": etags["b"]}, {"Key": "c", "Size": 99}]})
+    assert [d["Key"] for d in r.get("Deleted", [])] == ["b"]
+    assert sorted((x["Key"], x["Code"]) for x in r["Errors"]) == [("a", "PreconditionFailed"), ("c", "PreconditionFailed")]
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == ["a", "c"]
+
+    src = {"Bucket": bucket, "Key": "a"}
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="c", CopySource=src, IfNoneMatch="*")
+    assert http_status(e.value) == 412
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="c", CopySource=src, IfMatch=wrong)
+    assert http_status(e.value) == 412
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"c"
+    s3.copy_object(Bucket=bucket, Key="c", CopySource=src, IfMatch=etags["c"])
+    s3.copy_object(Bucket=bucket, Key="new", CopySource=src, IfNoneMatch="*")
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"a"
+    assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == b"a"
+    # A copy onto itself that changes only the storage class is allowed (rclone settier).
+    s3.copy_object(Bucket=bucket, Key="a", CopySource=src, StorageClass="STANDARD")

@@ -77,6 +77,49 @@ impl WriteCondition {
     }
 }
 
+/// An S3 conditional delete (`If-Match`, `x-amz-if-match-size`,
+/// `x-amz-if-match-last-modified-time`, or a DeleteObjects entry's ETag,
+/// Size and LastModifiedTime): an object must have the key and match each
+/// that is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// ETag (hex, no quotes); `None`: any (`If-Match: *`).
+    pub etag: Option<String>,
+    pub size: Option<i64>,
+    /// Last-Modified in whole seconds since the epoch (as HTTP dates say it).
+    pub modified_secs: Option<i64>,
+}
+
+impl DeleteCondition {
+    /// Checks the condition against the object now at the key: its ETag,
+    /// size and creation time (ms).
+    pub(crate) fn check(&self, key: &str, current: Option<(&str, i64, i64)>) -> CatalogResult<()> {
+        let failed = |reason: &str| {
+            Err(CatalogError::ConditionFailed {
+                key: key.to_string(),
+                missing: current.is_none(),
+                reason: reason.to_string(),
+            })
+        };
+        let Some((etag, size, created_ms)) = current else {
+            return failed("no object has this key");
+        };
+        if self.etag.as_deref().is_some_and(|want| want != etag) {
+            return failed("the object's ETag differs");
+        }
+        if self.size.is_some_and(|want| want != size) {
+            return failed("the object's size differs");
+        }
+        if self
+            .modified_secs
+            .is_some_and(|want| want != created_ms.div_euclid(1000))
+        {
+            return failed("the object's last-modified time differs");
+        }
+        Ok(())
+    }
+}
+
 /// One part of a multipart upload (replacing a part of the same number).
 #[derive(Debug, Clone)]
 pub struct PartWrite {

@@ -21,7 +21,9 @@ mod tier;
 mod uploads;
 
 pub use buckets::BucketRow;
-pub use commit::{CommitBatch, NewChunk, NewPack, ObjectWrite, PartWrite, Write, WriteCondition};
+pub use commit::{
+    CommitBatch, DeleteCondition, NewChunk, NewPack, ObjectWrite, PartWrite, Write, WriteCondition,
+};
 pub use db::{now_ms, Catalog, DbKind};
 pub use error::{CatalogError, CatalogResult};
 pub use gc::{GcCounts, PackUsage, Relocation};

@@ -283,7 +283,39 @@ impl Catalog {
         key: &str,
         bypass_governance: bool,
     ) -> CatalogResult<bool> {
+        self.delete_object_if(bucket_id, key, bypass_governance, None)
+            .await
+    }
+
+    /// [`Catalog::delete_object_with`], only if the object at the key
+    /// meets `cond` (checked in the transaction that deletes it).
+    pub async fn delete_object_if(
+        &self,
+        bucket_id: i64,
+        key: &str,
+        bypass_governance: bool,
+        cond: Option<&crate::DeleteCondition>,
+    ) -> CatalogResult<bool> {
         let mut tx = self.begin_write().await.map_err(db("delete object"))?;
+        if let Some(cond) = cond {
+            let row = sqlx::query(
+                "SELECT etag, size, created_at FROM objects WHERE bucket_id = $1 AND key = $2",
+            )
+            .bind(bucket_id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("delete object"))?;
+            let current = match &row {
+                Some(r) => Some((
+                    r.try_get::<String, _>(0).map_err(db("delete object"))?,
+                    r.try_get::<i64, _>(1).map_err(db("delete object"))?,
+                    r.try_get::<i64, _>(2).map_err(db("delete object"))?,
+                )),
+                None => None,
+            };
+            cond.check(key, current.as_ref().map(|(e, s, c)| (e.as_str(), *s, *c)))?;
+        }
         let claimed = crate::retention::claim_objects(
             &mut tx,
             crate::retention::ONE_OBJECT,

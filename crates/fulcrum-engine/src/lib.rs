@@ -53,8 +53,8 @@ pub use tier_move::MoveStats;
 pub use verify::{VerifyProgress, VerifyReport};
 
 pub use fulcrum_catalog::{
-    BucketLock, BucketRow, CatalogError, DefaultRetention, LockMode, LockRequest, ObjectLock,
-    ObjectRow, ObjectSummary, PartRow, Retention, UploadRow, WriteCondition,
+    BucketLock, BucketRow, CatalogError, DefaultRetention, DeleteCondition, LockMode, LockRequest,
+    ObjectLock, ObjectRow, ObjectSummary, PartRow, Retention, UploadRow, WriteCondition,
 };
 pub use fulcrum_store::{BackendConfig, ChunkParams, Layout, MasterKey};
 pub use fulcrum_types::Tier;

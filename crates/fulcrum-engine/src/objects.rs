@@ -499,10 +499,25 @@ impl Engine {
     pub async fn copy_object(
         &self,
         tenant: &str,
+        src: (&str, &str),
+        dst: (&str, &str),
+        replace: Option<(Option<String>, BTreeMap<String, String>)>,
+        lock: ObjectLock,
+    ) -> EngineResult<ObjectInfo> {
+        self.copy_object_if(tenant, src, dst, replace, lock, None)
+            .await
+    }
+
+    /// [`Engine::copy_object`], committed only if the destination meets
+    /// `condition` (S3 `If-None-Match: *` / `If-Match` on a copy).
+    pub async fn copy_object_if(
+        &self,
+        tenant: &str,
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
         replace: Option<(Option<String>, BTreeMap<String, String>)>,
         lock: ObjectLock,
+        condition: Option<WriteCondition>,
     ) -> EngineResult<ObjectInfo> {
         let guard = self.inner.inflight.begin();
         let dst = self.bucket(tenant, dst_bucket).await?;
@@ -531,7 +546,7 @@ impl Engine {
             chunks,
             completes_upload: None,
             lock: self.lock_request(lock, (dst_bucket, dst_key), &metadata),
-            condition: None,
+            condition,
         };
         self.inner.commit_rows(Write::Object(write), guard).await?;
         self.head_object(tenant, dst_bucket, dst_key).await

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 
 pub use fulcrum_catalog::retention::{add_period, iso_ms};
-use fulcrum_catalog::{BucketLock, LockMode, LockRequest, ObjectLock, Retention};
+use fulcrum_catalog::{BucketLock, DeleteCondition, LockMode, LockRequest, ObjectLock, Retention};
 use serde::Deserialize;
 
 use crate::engine::Engine;
@@ -307,11 +307,25 @@ impl Engine {
         key: &str,
         bypass_governance: bool,
     ) -> EngineResult<bool> {
+        self.delete_object_if(tenant, bucket, key, bypass_governance, None)
+            .await
+    }
+
+    /// [`Engine::delete_object_with`], only if the object at the key meets
+    /// `cond` (an S3 conditional delete).
+    pub async fn delete_object_if(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        bypass_governance: bool,
+        cond: Option<&DeleteCondition>,
+    ) -> EngineResult<bool> {
         let b = self.bucket(tenant, bucket).await?;
         Ok(self
             .inner
             .catalog
-            .delete_object_with(b.id, key, bypass_governance)
+            .delete_object_if(b.id, key, bypass_governance, cond)
             .await?)
     }
 

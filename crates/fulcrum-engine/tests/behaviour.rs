@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use common::{no_grace, noise, read_all, targets};
 use fulcrum_catalog::{ObjectWrite, Write};
 use fulcrum_engine::{
-    BodyRegion, CatalogError, ChunkParams, ContentDigest, EngineError, MasterKey, PutOptions,
-    StageBatch, WriteCondition,
+    BodyRegion, CatalogError, ChunkParams, ContentDigest, DeleteCondition, EngineError, MasterKey,
+    PutOptions, StageBatch, WriteCondition,
 };
 use futures::StreamExt;
 
@@ -964,6 +964,62 @@ async fn create_only_writes_of_one_key_let_exactly_one_win() {
             }
             other => panic!("{}: {other:?}", t.name),
         }
+        // Conditional deletes: ETag, size and time must all match.
+        let info = e.head_object(T, "b", "once").await.expect("head");
+        let secs = info.created_at_ms.div_euclid(1000);
+        for wrong in [
+            DeleteCondition {
+                etag: Some("0".repeat(32)),
+                ..Default::default()
+            },
+            DeleteCondition {
+                size: Some(4),
+                ..Default::default()
+            },
+            DeleteCondition {
+                modified_secs: Some(secs - 1),
+                ..Default::default()
+            },
+        ] {
+            let r = e
+                .delete_object_if(T, "b", "once", false, Some(&wrong))
+                .await;
+            assert!(
+                matches!(
+                    r,
+                    Err(EngineError::Catalog(CatalogError::ConditionFailed {
+                        missing: false,
+                        ..
+                    }))
+                ),
+                "{}: {wrong:?}: {r:?}",
+                t.name
+            );
+        }
+        let absent = e
+            .delete_object_if(T, "b", "missing", false, Some(&DeleteCondition::default()))
+            .await;
+        assert!(
+            matches!(
+                absent,
+                Err(EngineError::Catalog(CatalogError::ConditionFailed {
+                    missing: true,
+                    ..
+                }))
+            ),
+            "{}",
+            t.name
+        );
+        let right = DeleteCondition {
+            etag: Some(info.etag.clone()),
+            size: Some(3),
+            modified_secs: Some(secs),
+        };
+        assert!(e
+            .delete_object_if(T, "b", "once", false, Some(&right))
+            .await
+            .expect("conditional delete"));
+        assert!(e.head_object(T, "b", "once").await.is_err());
         assert!(e.verify(&mut ()).await.expect("verify").is_clean());
     }
 }

@@ -7,7 +7,7 @@
 //! catalog in the transaction that would replace the object, so two
 //! concurrent create-only writes never both succeed.
 
-use fulcrum_engine::{ObjectInfo, WriteCondition};
+use fulcrum_engine::{DeleteCondition, ObjectInfo, WriteCondition};
 use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{s3_error, S3Result};
 
@@ -122,6 +122,33 @@ fn not_modified_error(info: &ObjectInfo) -> s3s::S3Error {
     }
     e.set_headers(headers);
     e
+}
+
+/// The condition of a conditional delete: an ETag (`*`: any), a size, a
+/// last-modified time, each optional; `None` when none is given.
+pub(crate) fn delete_condition(
+    etag: Option<&str>,
+    size: Option<i64>,
+    modified: Option<&Timestamp>,
+) -> Option<DeleteCondition> {
+    if etag.is_none() && size.is_none() && modified.is_none() {
+        return None;
+    }
+    Some(DeleteCondition {
+        etag: etag
+            .map(|e| e.trim().trim_matches('"').to_string())
+            .filter(|e| e != "*"),
+        size,
+        modified_secs: modified.map(seconds),
+    })
+}
+
+/// The ETag an `If-Match` names (`*` for any).
+pub(crate) fn condition_etag(c: &ETagCondition) -> &str {
+    match c {
+        ETagCondition::Any => "*",
+        ETagCondition::ETag(e) => e.value(),
+    }
 }
 
 /// The condition of a conditional write.

@@ -485,14 +485,21 @@ impl S3Api {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        key_check(&req.input.key)?;
-        version_check(req.input.version_id.as_deref())?;
+        let i = &req.input;
+        key_check(&i.key)?;
+        version_check(i.version_id.as_deref())?;
+        let cond = super::conditions::delete_condition(
+            i.if_match.as_ref().map(super::conditions::condition_etag),
+            i.if_match_size,
+            i.if_match_last_modified_time.as_ref(),
+        );
         self.engine
-            .delete_object_with(
+            .delete_object_if(
                 &self.tenant,
-                &req.input.bucket,
-                &req.input.key,
-                req.input.bypass_governance_retention.unwrap_or(false),
+                &i.bucket,
+                &i.key,
+                i.bypass_governance_retention.unwrap_or(false),
+                cond.as_ref(),
             )
             .await
             .map_err(api_err)?;
@@ -517,10 +524,15 @@ impl S3Api {
         let bypass = i.bypass_governance_retention.unwrap_or(false);
         for o in i.delete.objects {
             let version = o.version_id.clone();
+            let cond = super::conditions::delete_condition(
+                o.e_tag.as_ref().map(|e| e.value()),
+                o.size,
+                o.last_modified_time.as_ref(),
+            );
             let res = match key_check(&o.key).and(version_check(version.as_deref())) {
                 Ok(()) => self
                     .engine
-                    .delete_object_with(&self.tenant, &i.bucket, &o.key, bypass)
+                    .delete_object_if(&self.tenant, &i.bucket, &o.key, bypass, cond.as_ref())
                     .await
                     .map_err(api_err),
                 Err(e) => Err(e),
@@ -576,7 +588,29 @@ impl S3Api {
             }
             _ => None,
         };
-        if !replace && new_tags.is_none() && src_bucket == i.bucket && src_key == i.key {
+        // The destination's conditions (If-Match, If-None-Match: *), which
+        // s3s does not parse for a copy: checked where the copy commits.
+        let dest_condition = {
+            let header = |name: &str| -> S3Result<Option<ETagCondition>> {
+                req.headers
+                    .get(name)
+                    .map(|v| {
+                        ETagCondition::parse_http_header(v.as_bytes()).map_err(|_| {
+                            S3Error::with_message(
+                                S3ErrorCode::InvalidArgument,
+                                format!("The {name} header is not an ETag or *."),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let (m, n) = (header("if-match")?, header("if-none-match")?);
+            write_condition(m.as_ref(), n.as_ref())?
+        };
+        // A change of storage class is a change (rclone settier, aws s3 cp
+        // --storage-class onto the same key).
+        let changes = replace || new_tags.is_some() || i.storage_class.is_some();
+        if !changes && src_bucket == i.bucket && src_key == i.key {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
@@ -616,12 +650,13 @@ impl S3Api {
             .await?;
         let info = self
             .engine
-            .copy_object(
+            .copy_object_if(
                 &self.tenant,
                 (&src_bucket, &src_key),
                 (&i.bucket, &i.key),
                 new_meta,
                 lock,
+                dest_condition,
             )
             .await
             .map_err(copy_source_err)?;
