@@ -1261,6 +1261,8 @@ def test_get_and_head_of_one_part(s3, bucket):
     s3.put_object(Bucket=bucket, Key="single", Body=b"body")
     got = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
     assert got["Body"].read() == b"body" and "PartsCount" not in got
+    # As AWS answers it: 206 with the Content-Range part-wise downloaders read the size from.
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206 and got["ContentRange"] == "bytes 0-3/4"
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
     assert http_status(e.value) == 416
@@ -1657,3 +1659,20 @@ def test_conditional_deletes_and_copies_change_nothing_when_the_condition_fails(
     assert s3.get_object(Bucket=bucket, Key="new")["Body"].read() == b"a"
     # A copy onto itself that changes only the storage class is allowed (rclone settier).
     s3.copy_object(Bucket=bucket, Key="a", CopySource=src, StorageClass="STANDARD")
+
+
+def test_listings_and_reads_give_one_last_modified_and_head_bucket_names_the_region(s3, bucket):
+    """Listings said LastModified with milliseconds while GET and HEAD say
+    whole seconds (as HTTP dates do): `aws s3 sync --exact-timestamps`
+    then found every file changed, on every run. AWS lists whole seconds.
+    HeadBucket now names the region (x-amz-bucket-region), as AWS does."""
+    for k in ("a", "b"):
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    for o in s3.list_objects_v2(Bucket=bucket)["Contents"]:
+        head = s3.head_object(Bucket=bucket, Key=o["Key"])
+        assert o["LastModified"] == head["LastModified"], (o, head["LastModified"])
+        assert o["LastModified"].microsecond == 0
+    listed = s3.list_objects(Bucket=bucket)["Contents"]
+    assert all(o["LastModified"].microsecond == 0 for o in listed)
+    h = s3.head_bucket(Bucket=bucket)
+    assert h["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "us-east-1"

@@ -8,7 +8,7 @@ use fulcrum_engine::{BucketLock, DefaultRetention, LockMode, ObjectInfo, ObjectL
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
-use super::objects::ts;
+use super::objects::ts_exact;
 use super::{api_err, key_check, S3Api};
 
 fn err(code: S3ErrorCode, msg: &str) -> S3Error {
@@ -293,7 +293,7 @@ impl S3Api {
         };
         let mut ret = ObjectLockRetention::default();
         ret.mode = Some(ObjectLockRetentionMode::from_static(mode_out(r.mode)));
-        ret.retain_until_date = Some(ts(r.until_ms));
+        ret.retain_until_date = Some(ts_exact(r.until_ms));
         let mut out = GetObjectRetentionOutput::default();
         out.retention = Some(ret);
         Ok(S3Response::new(out))
@@ -350,7 +350,7 @@ pub(crate) fn lock_out(info: &ObjectInfo) -> LockOut {
     let r = info.lock.retention;
     LockOut {
         mode: r.map(|r| ObjectLockMode::from_static(mode_out(r.mode))),
-        until: r.map(|r| ts(r.until_ms)),
+        until: r.map(|r| ts_exact(r.until_ms)),
         hold: info
             .lock
             .legal_hold

@@ -255,7 +255,11 @@ impl s3s::S3 for S3Api {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.bucket_exists(&req.input.bucket).await?;
-        Ok(S3Response::new(HeadBucketOutput::default()))
+        // The region, as AWS names it (x-amz-bucket-region): tools that
+        // find a bucket's region (the Go SDK's GetBucketRegion) read it.
+        let mut out = HeadBucketOutput::default();
+        out.bucket_region = Some(region::REGION.to_string());
+        Ok(S3Response::new(out))
     }
 
     async fn get_bucket_location(

@@ -21,7 +21,17 @@ use super::lock::lock_out;
 use super::tagging;
 use super::{api_err, key_check, version_check, S3Api};
 
+/// A time the catalog keeps in milliseconds, in whole seconds, as S3 says
+/// every Last-Modified (headers, listings, copies): a listing time with
+/// milliseconds never equals the GET's, and `aws s3 sync
+/// --exact-timestamps` fetched every file again on every run.
 pub(crate) fn ts(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_secs(ms.max(0) as u64 / 1000))
+}
+
+/// A time the catalog keeps in milliseconds, exactly (a retention date
+/// as the client gave it).
+pub(crate) fn ts_exact(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
@@ -31,7 +41,9 @@ fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
 
 /// The byte range and parts count a GET or HEAD of part `part_number`
 /// reads: one part of an object made by a multipart upload; part 1 of any
-/// other object is all of it (`None`: read as a whole).
+/// other object is all of it, answered as AWS does (206 with a
+/// Content-Range, which part-wise downloaders read the size from; an
+/// empty object whole).
 fn one_part(
     info: &ObjectInfo,
     part_number: Option<i32>,
@@ -63,7 +75,8 @@ fn one_part(
     match fulcrum_engine::part_range(&info.metadata, n) {
         Some((Some(r), count)) => Ok(Some((r, Some(count as i32)))),
         Some((None, _)) => Err(unsatisfiable()),
-        None if n == 1 => Ok(None),
+        None if n == 1 && info.size == 0 => Ok(None),
+        None if n == 1 => Ok(Some((0..info.size, None))),
         None => Err(unsatisfiable()),
     }
 }
