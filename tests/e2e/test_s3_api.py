@@ -690,6 +690,24 @@ def test_acls_are_owner_only_and_unset_configurations_read_as_none(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
     assert error_code(e.value) == "NotImplemented"
+    # The same ACLs on a write were accepted and ignored: the client
+    # believed the object public. They are refused, and nothing is written.
+    all_users = 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'
+    for call in (
+        lambda: s3.put_object(Bucket=bucket, Key="pub.txt", Body=b"x", ACL="public-read"),
+        lambda: s3.put_object(Bucket=bucket, Key="pub.txt", Body=b"x", GrantRead=all_users),
+        lambda: s3.copy_object(Bucket=bucket, Key="pub.txt", CopySource={"Bucket": bucket, "Key": "acl.txt"},
+                               ACL="public-read"),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="pub.txt", ACL="public-read"),
+        lambda: s3.create_bucket(Bucket=f"{bucket}-pub", ACL="public-read"),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == "NotImplemented", e.value
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["acl.txt"]
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
+    assert f"{bucket}-pub" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.put_object(Bucket=bucket, Key="private.txt", Body=b"x", ACL="private")
     for call, code in [
         (s3.get_bucket_policy, "NoSuchBucketPolicy"),
         (s3.get_bucket_cors, "NoSuchCORSConfiguration"),

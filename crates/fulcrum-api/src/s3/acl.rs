@@ -12,6 +12,22 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::S3Api;
 
+/// The canned ACLs that grant nothing beyond the owner's control.
+pub(crate) fn owner_only_canned(canned: &str) -> bool {
+    matches!(canned, "private" | "bucket-owner-full-control")
+}
+
+/// The refusal of any ACL that would grant more (a public-read canned ACL
+/// or a grant header on a PUT, a copy, a new bucket or upload, or a
+/// Put*Acl): stored silently private, the client would believe it public.
+pub(crate) fn not_granted() -> S3Error {
+    s3_error!(
+        NotImplemented,
+        "Fulcrum does not grant access through ACLs: buckets and objects stay private to \
+         their owner (only the private ACL can be set); nothing was done"
+    )
+}
+
 /// [`S3Api::check_owner_only`] of a Put*Acl input.
 macro_rules! check_owner_only {
     ($api:expr, $i:expr) => {
@@ -61,7 +77,7 @@ impl S3Api {
         grant_headers: [&Option<String>; 5],
     ) -> S3Result<()> {
         let grant_headers = grant_headers.iter().any(|g| g.is_some());
-        let canned_ok = matches!(canned, None | Some("private" | "bucket-owner-full-control"));
+        let canned_ok = canned.is_none_or(owner_only_canned);
         let owner = self.owner().id;
         let policy_ok = policy.is_none_or(|p| {
             p.grants.iter().flatten().all(|g| {
@@ -72,11 +88,7 @@ impl S3Api {
         if canned_ok && policy_ok && !grant_headers {
             return Ok(());
         }
-        Err(s3_error!(
-            NotImplemented,
-            "Fulcrum does not grant access through ACLs: buckets and objects stay private to \
-             their owner (only the private ACL can be set)"
-        ))
+        Err(not_granted())
     }
 
     pub(crate) async fn do_get_bucket_acl(

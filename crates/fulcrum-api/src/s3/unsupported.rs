@@ -4,8 +4,9 @@
 //! than it, `?renameObject`, `?encryption` on an object, `?annotation`)
 //! left the plain operation: a PUT that overwrote the object with the
 //! request's XML, a DELETE that deleted it. Headers that change what a
-//! write means (an append offset, a checksum algorithm not kept) are
-//! refused the same way, rather than ignored.
+//! write means (an append offset, a checksum algorithm not kept, an ACL
+//! granting more than the owner's control) are refused the same way,
+//! rather than ignored.
 
 use hyper::{HeaderMap, Uri};
 use s3s::{S3Error, S3ErrorCode};
@@ -80,6 +81,15 @@ pub(crate) fn refusal(op: &str, uri: &Uri, headers: &HeaderMap) -> Option<S3Erro
                 "The subresource ?{word} names an operation Fulcrum does not implement; nothing was done."
             )));
         }
+    }
+    let canned = headers
+        .get("x-amz-acl")
+        .map(|v| v.to_str().unwrap_or("").trim());
+    let granted = headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-amz-grant-"));
+    if granted || canned.is_some_and(|c| !super::acl::owner_only_canned(c)) {
+        return Some(super::acl::not_granted());
     }
     if headers.contains_key("x-amz-write-offset-bytes") {
         return Some(not_implemented(
@@ -201,6 +211,31 @@ mod tests {
             ("DeleteObjects", "/b?delete"),
         ] {
             assert_eq!(refused(op, uri, &[]), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn acls_beyond_the_owner_are_refused_on_every_write() {
+        for h in [
+            ("x-amz-acl", "public-read"),
+            ("x-amz-acl", "authenticated-read"),
+            (
+                "x-amz-grant-read",
+                "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+            ),
+        ] {
+            for op in [
+                "PutObject",
+                "CreateBucket",
+                "CreateMultipartUpload",
+                "CopyObject",
+            ] {
+                let e = refused(op, "/b/k", &[h]).expect("refused");
+                assert!(e.starts_with("NotImplemented") && e.contains("ACL"), "{e}");
+            }
+        }
+        for canned in ["private", "bucket-owner-full-control"] {
+            assert_eq!(refused("PutObject", "/b/k", &[("x-amz-acl", canned)]), None);
         }
     }
 
