@@ -1248,3 +1248,31 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
     (stored,) = client.retrieve_instance_frames(f.study_uid, f.series_uid, f.sop_uid, [1],
                                                 media_types=(("image/x-dicom-rle", RLE),))
     assert stored == next(pydicom.encaps.generate_frames(pydicom.dcmread(f.path).PixelData, number_of_frames=1))
+
+
+def test_float_pixel_data_renders_by_its_values(pacs):
+    # A Parametric Map's Float Pixel Data (7FE0,0008) was rendered as if the
+    # float bit patterns were integers: 0.25 came out at grey 250.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.30", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "FLOAT-1", "OT"
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.BitsAllocated, ds.NumberOfFrames = 1, "MONOCHROME2", 32, 1
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
+    ds.FloatPixelData = ramp.tobytes()
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    dw = DicomWeb(pacs)
+    assert dw.stow([out.getvalue()]).status == 200
+    r = dw.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/rendered",
+               "image/png")
+    assert r.status_code == 200, r.text[:300]
+    got = np.asarray(Image.open(io.BytesIO(r.content))).astype(float)
+    assert np.abs(got - ramp * 255).max() <= 1, np.abs(got - ramp * 255).max()

@@ -46,6 +46,9 @@ pub struct Spec {
     /// Window center and width (the first of several) and the VOI LUT
     /// Function.
     pub window: Option<Window>,
+    /// The samples are 32-bit IEEE floats (Float Pixel Data, 7FE0,0008:
+    /// parametric maps), not integers.
+    pub float: bool,
 }
 
 /// A VOI window: center, width and function (PS3.3 C.11.2.1.2).
@@ -136,6 +139,7 @@ impl Spec {
                 .unwrap_or(1.0),
             intercept: first_float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
             window,
+            float: false,
         }
     }
 }
@@ -218,12 +222,21 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
             "the frame is shorter than its rows and columns".into(),
         ));
     }
+    if spec.float && width != 4 {
+        return Err(RenderError::Corrupt(format!(
+            "Float Pixel Data of {} bits allocated (32 expected)",
+            spec.bits_allocated
+        )));
+    }
     let stored = spec.bits_stored.clamp(1, spec.bits_allocated);
     let mask: u64 = (1u64 << stored) - 1;
     let sign = 1u64 << (stored - 1);
-    let (slope, icpt, signed) = (spec.slope, spec.intercept, spec.signed);
+    let (slope, icpt, signed, float) = (spec.slope, spec.intercept, spec.signed, spec.float);
     let value = |i: usize| -> f64 {
         let p = &b[i * width..i * width + width];
+        if float {
+            return f32::from_le_bytes([p[0], p[1], p[2], p[3]]) as f64 * slope + icpt;
+        }
         let raw = match width {
             1 => p[0] as u64,
             2 => u16::from_le_bytes([p[0], p[1]]) as u64,
@@ -237,16 +250,32 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
         v as f64 * slope + icpt
     };
     let win = match window {
+        // Real values have no integer steps: the linear function's
+        // half-unit offsets (C.11.2.1.2.1) are for integers, so it is the
+        // exact one that maps them (a 0..1 map windowed 0.5/1.0 is 0..255).
+        Some(win) if float && win.function == VoiFunction::Linear => Window {
+            function: VoiFunction::LinearExact,
+            ..win
+        },
         Some(win) => win,
         None => {
             let (mut lo, mut hi) = (f64::MAX, f64::MIN);
-            for i in 0..n {
-                let v = value(i);
+            for v in (0..n).map(value).filter(|v| v.is_finite()) {
                 lo = lo.min(v);
                 hi = hi.max(v);
             }
-            // The window that maps [lo, hi] onto 0..=255.
-            Window::linear((lo + hi) / 2.0 + 0.5, (hi - lo) + 1.0)
+            if hi < lo {
+                (lo, hi) = (0.0, 0.0);
+            }
+            match float {
+                // The window that maps [lo, hi] onto 0..=255.
+                true => Window {
+                    center: (lo + hi) / 2.0,
+                    width: (hi - lo).max(f64::MIN_POSITIVE),
+                    function: VoiFunction::LinearExact,
+                },
+                false => Window::linear((lo + hi) / 2.0 + 0.5, (hi - lo) + 1.0),
+            }
         }
     };
     let f = window_fn(win);
@@ -423,7 +452,26 @@ mod tests {
             slope: 1.0,
             intercept: 0.0,
             window: None,
+            float: false,
         }
+    }
+
+    #[test]
+    fn float_pixels_are_rendered_by_their_values() {
+        // A 0..1 ramp, and one negative value: the bit patterns read as
+        // integers put 0.25 at grey 250 and -1 above 1.
+        let px: Vec<u8> = [-1.0f32, 0.0, 0.25, 0.5, 1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut s = spec(32, "MONOCHROME2");
+        (s.cols, s.float) = (5, true);
+        let img = render(&s, Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data, vec![0, 128, 159, 191, 255]);
+        // The header's window over real values (0.5 / 1.0 spans 0..1).
+        let win = Window::linear(0.5, 1.0);
+        let img = render(&s, Source::Native(&px), Some(win)).expect("renders");
+        assert_eq!(img.data, vec![0, 0, 64, 128, 255]);
     }
 
     #[test]
