@@ -1144,6 +1144,7 @@ async fn person_names_match_by_any_component_group() {
         let a = Archive::new(t.open().await, ArchiveConfig::default());
         let ex = |v: &str| Matcher::Exact(v.into());
         let wild = |v: &str| Matcher::Wildcard(v.into());
+        let fuzzy = |v: &str| Matcher::Fuzzy(v.into());
         for (m, want) in [
             (ex("Wang^XiaoDong"), vec!["7.0"]),
             (ex("王^小东"), vec!["7.0"]),
@@ -1166,6 +1167,16 @@ async fn person_names_match_by_any_component_group() {
             (wild("wang^*"), vec!["7.0", "7.2"]),
             (ex("小东"), vec![]),
             (ex("Wang"), vec![]),
+            // Fuzzy: a word starts a name part in any group (the family
+            // names of the ideographic and phonetic groups follow '=').
+            (fuzzy("山田"), vec!["7.1"]),
+            (fuzzy("山"), vec!["7.1"]),
+            (fuzzy("やまだ"), vec!["7.1"]),
+            (fuzzy("王"), vec!["7.0"]),
+            (fuzzy("김"), vec!["7.5"]),
+            (fuzzy("太郎"), vec!["7.1"]),
+            (fuzzy("tarou yamada"), vec!["7.1"]),
+            (fuzzy("田"), vec![]),
         ] {
             let got = uids(&a, Level::Study, vec![(Column::PatientName, m.clone())]).await;
             assert_eq!(got, want, "{}: {m:?}", t.name);

@@ -322,10 +322,16 @@ impl Where {
                 parts.join(" AND ")
             }
             Matcher::Fuzzy(v) => {
+                // A word starts a name part in any component group: after
+                // a space, or after the '=' that opens the ideographic or
+                // phonetic group (山田 of `Yamada^Tarou=山田^太郎`).
                 let mut parts = Vec::new();
-                for word in name_key(v).split(' ').filter(|w| !w.is_empty()) {
+                for word in name_key(v).split([' ', '=']).filter(|w| !w.is_empty()) {
                     let (pat, op) = self.pattern(&format!("* {word}*"));
-                    parts.push(format!("(' ' || {sql}) {op} {}", self.arg(pat)?));
+                    parts.push(format!(
+                        "(' ' || REPLACE({sql}, '=', ' ')) {op} {}",
+                        self.arg(pat)?
+                    ));
                 }
                 if parts.is_empty() {
                     return Ok(());
