@@ -1276,3 +1276,43 @@ def test_float_pixel_data_renders_by_its_values(pacs):
     assert r.status_code == 200, r.text[:300]
     got = np.asarray(Image.open(io.BytesIO(r.content))).astype(float)
     assert np.abs(got - ramp * 255).max() <= 1, np.abs(got - ramp * 255).max()
+
+
+def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
+    # A 193-byte PDF is stored with a pad byte (an even value length). Its
+    # bulk data asked for as application/pdf came with the pad (PS3.3
+    # C.24.2.1: Encapsulated Document Length is the length before it), and
+    # WADO-URI contentType=application/pdf was 406.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    pdf = b"%PDF-1.4\n" + b"x" * 177 + b"%%EOF\n\n"
+    assert len(pdf) == 193
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.104.1", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "PDF-ODD", "DOC"
+    ds.EncapsulatedDocument = pdf
+    ds.EncapsulatedDocumentLength = len(pdf)
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    dw = DicomWeb(pacs)
+    assert dw.stow([out.getvalue()]).status == 200
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    r = dw.get(f"{base}/bulkdata/00420011", "application/pdf")
+    assert r.status_code == 200 and r.content == pdf, (r.status_code, len(r.content))
+    # As bulk data (octet-stream) it is the value, pad included.
+    r = dw.get(f"{base}/bulkdata/00420011", "application/octet-stream")
+    assert r.status_code == 200 and r.content == pdf + b"\0", len(r.content)
+    ids = {"requestType": "WADO", "studyUID": ds.StudyInstanceUID, "seriesUID": ds.SeriesInstanceUID,
+           "objectUID": ds.SOPInstanceUID}
+    r = dw.s.get(dw.base + "/wado", params={**ids, "contentType": "application/pdf"}, timeout=dw.timeout)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content == pdf
+    r = dw.s.get(dw.base + "/wado", params={**ids, "contentType": "text/xml"}, timeout=dw.timeout)
+    assert r.status_code == 406
+    r = dw.s.get(dw.base + "/wado", params=ids, timeout=dw.timeout)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"

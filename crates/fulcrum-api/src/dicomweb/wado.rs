@@ -363,6 +363,56 @@ pub(crate) async fn instance_metadata(
     metadata(ctx, base, headers, Scope::Instance(st, se, sop)).await
 }
 
+/// The MIME Type of Encapsulated Document (0042,0012) of an instance
+/// that holds one (lower case).
+pub(crate) fn document_type(l: &Loaded) -> Option<String> {
+    l.header
+        .get(tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT)
+        .and_then(|e| e.to_str().ok())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .filter(|m| m.contains('/'))
+        .filter(|_| {
+            l.header.get(tags::ENCAPSULATED_DOCUMENT).is_some()
+                || l.left_out
+                    .iter()
+                    .any(|e| e.tag == tags::ENCAPSULATED_DOCUMENT)
+        })
+}
+
+/// The value a bulk data path names: a large element past a long
+/// header's cut streams from where it is stored, the others come from the
+/// parsed header. `as_document`: an Encapsulated Document as its creator
+/// made it, without the pad byte an odd-length one gets (its length is
+/// Encapsulated Document Length (0042,0015), PS3.3 C.24.2.1).
+pub(crate) async fn bulk_value(
+    ctx: &Ctx,
+    l: &Loaded,
+    path: &str,
+    as_document: bool,
+) -> ApiResult<BoxStream<'static, io::Result<Bytes>>> {
+    let tag = parse_tag(path);
+    let keep = |len: u64| match l
+        .header
+        .get(tags::ENCAPSULATED_DOCUMENT_LENGTH)
+        .and_then(|e| e.to_int::<u64>().ok())
+    {
+        Some(n) if as_document && n <= len && len - n <= 1 => n,
+        _ => len,
+    };
+    if let Some(e) = tag.and_then(|t| l.left_out.iter().find(|e| e.tag == t)) {
+        let end = e.value.start + keep(e.value.end - e.value.start);
+        let s = ctx
+            .archive
+            .read(&ctx.tenant, &l.rec, e.value.start, end)
+            .await?;
+        return Ok(s.map_err(engine_io).boxed());
+    }
+    let mut value = find_bulk(&l.header, path)
+        .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
+    value.truncate(keep(value.len() as u64) as usize);
+    Ok(stream::once(async move { Ok(Bytes::from(value)) }).boxed())
+}
+
 /// Bulk data named by a BulkDataURI: Pixel Data (native: the whole value;
 /// encapsulated: one part per frame) or a large element of the header.
 pub(crate) async fn bulkdata(
@@ -378,38 +428,21 @@ pub(crate) async fn bulkdata(
     let path = path.trim_matches('/').to_string();
     let is_pixels = parse_tag(&path).is_some_and(|t| t == l.pixel_tag) && l.has_pixels();
     if !is_pixels {
-        // A large element past a long header's cut streams from where it
-        // is stored; the others come from the parsed header.
-        let left_out = parse_tag(&path).and_then(|t| l.left_out.iter().find(|e| e.tag == t));
-        let body = match left_out {
-            Some(e) => ctx
-                .archive
-                .read(&ctx.tenant, &l.rec, e.value.start, e.value.end)
-                .await?
-                .map_err(engine_io)
-                .boxed(),
-            None => {
-                let value = find_bulk(&l.header, &path)
-                    .ok_or_else(|| ApiError::not_found(format!("no bulk data at {path}")))?;
-                stream::once(async move { Ok(Bytes::from(value)) }).boxed()
-            }
-        };
         // An encapsulated document (PDF, CDA, STL…) is also sent as its
         // own media type (PS3.18 8.7.3.5), for viewers that show it as it is.
         let document = parse_tag(&path)
             .filter(|t| *t == tags::ENCAPSULATED_DOCUMENT)
-            .and_then(|_| l.header.get(tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT))
-            .and_then(|e| e.to_str().ok())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .filter(|m| m.contains('/'));
-        let content_type = if accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE) {
-            "application/octet-stream".to_string()
+            .and_then(|_| document_type(&l));
+        let (content_type, body) = if accepts(&accept, "application/octet-stream", &[], EXPLICIT_LE)
+        {
+            let body = bulk_value(&ctx, &l, &path, false).await?;
+            ("application/octet-stream".to_string(), body)
         } else if let Some(m) = document.filter(|m| accepts(&accept, m, &[], EXPLICIT_LE)) {
-            m
+            (m, bulk_value(&ctx, &l, &path, true).await?)
         } else {
             return Err(ApiError::not_acceptable(
                 "bulk data is sent as application/octet-stream (an encapsulated document also as \
-                 its MIME Type of Encapsulated Document)",
+                     its MIME Type of Encapsulated Document)",
             ));
         };
         let part = OutPart {

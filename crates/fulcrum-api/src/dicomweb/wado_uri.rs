@@ -22,7 +22,7 @@ use super::frames::{render_frame, Rendering};
 use super::media::MediaType;
 use super::pixels::{load, Header};
 use super::render::Window;
-use super::wado::{engine_io, instances_of};
+use super::wado::{bulk_value, document_type, engine_io, instances_of};
 use super::{ApiError, ApiResult, Ctx};
 
 /// What was asked for, from `contentType`.
@@ -32,6 +32,9 @@ enum Wanted {
     Image(Format),
     /// `*/*`, `image/*` or no `contentType`: the default for the object.
     Default,
+    /// Another type: an encapsulated document's own (application/pdf for
+    /// an Encapsulated PDF), if the instance holds one of that type.
+    Document,
 }
 
 #[derive(Debug, Default)]
@@ -145,11 +148,12 @@ impl Request {
                 "*/*" | "image/*" => Some(Wanted::Default),
                 _ => None,
             })
-            .ok_or_else(|| {
-                ApiError::not_acceptable(
-                    "WADO-URI objects are sent as application/dicom, image/jpeg or image/png",
-                )
-            })
+            .map_or(Ok(Wanted::Document), Ok)
+    }
+
+    /// Whether `contentType` names this MIME type.
+    fn names(&self, mime: &str) -> bool {
+        self.content_types.iter().any(|m| m.essence == mime)
     }
 
     fn rendering(&self, format: Format) -> Rendering {
@@ -188,6 +192,24 @@ pub(crate) async fn retrieve(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> A
     if let Some(format) = format {
         let l = load(&ctx, rec, Header::Stored).await?;
         return render_frame(&ctx, l, r.frame.unwrap_or(1), r.rendering(format), None).await;
+    }
+    if wanted == Wanted::Document {
+        // An encapsulated document in its own type (PS3.18 9.1.2.1.5:
+        // application/pdf for an Encapsulated PDF, text/xml for CDA).
+        let l = load(&ctx, rec, Header::Whole).await?;
+        let Some(mime) = document_type(&l).filter(|m| r.names(m)) else {
+            return Err(ApiError::not_acceptable(
+                "WADO-URI objects are sent as application/dicom, image/jpeg or image/png, and an \
+                 encapsulated document also as its MIME Type of Encapsulated Document",
+            ));
+        };
+        let path = super::json::tag_key(dicom_dictionary_std::tags::ENCAPSULATED_DOCUMENT);
+        let body = bulk_value(&ctx, &l, &path, true).await?;
+        let mut res = Body::from_stream(body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&mime) {
+            res.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return Ok(res);
     }
     if let Some(ts) = r.transfer_syntax.as_deref() {
         if ts != "*" && ts != rec.transfer_syntax {
@@ -251,7 +273,10 @@ mod tests {
         ] {
             assert!(parse(&q).is_err(), "{q} was accepted");
         }
-        let r = parse(&format!("{IDS}&contentType=text/html")).expect("parses");
-        assert!(r.wanted().is_err());
+        // Any other type is an encapsulated document's, if the instance
+        // holds one of that type (checked against the instance).
+        let r = parse(&format!("{IDS}&contentType=application/pdf")).expect("parses");
+        assert_eq!(r.wanted().expect("document"), Wanted::Document);
+        assert!(r.names("application/pdf") && !r.names("text/xml"));
     }
 }
