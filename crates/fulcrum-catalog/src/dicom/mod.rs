@@ -486,6 +486,19 @@ pub(crate) async fn write_index(
         |w| (w.tenant.clone(), w.instance.sop_uid.clone()),
         |into, w| *into = *w,
     );
+    // An instance written twice in this batch into different studies (a
+    // re-send racing a correction) ends in the last one: the others got a
+    // study row above and no instance, and are recounted (so removed).
+    let ended: BTreeSet<(&str, &str)> = instances
+        .iter()
+        .map(|w| (w.tenant.as_str(), w.instance.study_uid.as_str()))
+        .collect();
+    full.extend(
+        writes
+            .iter()
+            .filter(|w| !ended.contains(&(w.tenant.as_str(), w.instance.study_uid.as_str())))
+            .map(|w| (w.tenant.clone(), w.instance.study_uid.clone())),
+    );
     // New instances are added to the counts. The first statement inserts
     // only rows not stored yet (by this batch, or by a concurrent writer
     // that committed first); when it skips any, the second writes them
