@@ -1238,6 +1238,11 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
         meta = client.retrieve_instance_metadata(f.study_uid, f.series_uid, f.sop_uid)
         uri = meta["7FE00010"]["BulkDataURI"]
         assert client.retrieve_bulkdata(uri, media_types=("application/octet-stream",)) == want, f.rel
+        # Asked for single-part, the decoded frames are one value (they were
+        # sent as multipart, a type not asked for).
+        r = dw.s.get(uri, headers={"Accept": "application/octet-stream"}, timeout=dw.timeout)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/octet-stream"), f.rel
+        assert r.content == b"".join(want), f.rel
         if ds.PhotometricInterpretation == "MONOCHROME2" or ds.PhotometricInterpretation == "RGB" and ds.BitsAllocated <= 16:
             r = dw.get(f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}/frames/{n}/rendered",
                        "image/png")

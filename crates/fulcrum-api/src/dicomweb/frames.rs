@@ -69,17 +69,18 @@ pub(crate) async fn frames(
     let nums = parse_frame_list(&list)?;
     let l = instance_loaded(&ctx, st, se, sop).await?;
     check_frames(&l, &nums)?;
-    send_frames(ctx, l, nums, &accept_of(&headers)).await
+    send_frames(ctx, l, (nums, &accept_of(&headers), false)).await
 }
 
 /// Frames `nums` of an instance as parts: as stored when the client takes
 /// their media type (or any octet-stream), else decoded to uncompressed
-/// ones where this archive can (see `transcoding`), else 406.
+/// ones where this archive can (see `transcoding`), else 406. `value`:
+/// they are a bulk data value, sent as one part when decoded and asked
+/// for single-part.
 pub(crate) async fn send_frames(
     ctx: Ctx,
     l: Loaded,
-    nums: Vec<u32>,
-    accept: &[super::media::MediaType],
+    (nums, accept, value): (Vec<u32>, &[super::media::MediaType], bool),
 ) -> ApiResult<Response> {
     let (media, aliases, ts) = l.frame_media();
     // Compressed frames without a media type of their own (a private or
@@ -107,11 +108,11 @@ pub(crate) async fn send_frames(
             "application/octet-stream".to_string(),
             EXPLICIT_LE.to_string(),
         );
-        return frame_parts(ctx, l, (nums, accept), media, Some(decode)).await;
+        return frame_parts(ctx, l, (nums, accept, value), media, Some(decode)).await;
     } else {
         return Err(not_acceptable_pixels(media, &ts));
     };
-    frame_parts(ctx, l, (nums, accept), (label.to_string(), ts), None).await
+    frame_parts(ctx, l, (nums, accept, value), (label.to_string(), ts), None).await
 }
 
 /// Explicit VR Little Endian, the transfer syntax of uncompressed frames.

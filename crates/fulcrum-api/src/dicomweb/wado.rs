@@ -462,7 +462,7 @@ pub(crate) async fn bulkdata(
     // Encapsulated: its frames, as /frames sends them (decoded when
     // uncompressed ones are asked for and this archive can).
     let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
-    super::frames::send_frames(ctx, l, frames, &accept).await
+    super::frames::send_frames(ctx, l, (frames, &accept, true)).await
 }
 
 /// Native Pixel Data as one part: the stored value, little endian.
@@ -530,13 +530,17 @@ pub(crate) type FrameTranscode = std::sync::Arc<dyn Fn(&[u8]) -> ApiResult<Vec<u
 pub(crate) async fn frame_parts(
     ctx: Ctx,
     l: Loaded,
-    (frames, accept): (Vec<u32>, &[MediaType]),
+    (frames, accept, value): (Vec<u32>, &[MediaType], bool),
     (media, ts): (String, String),
     transcode: Option<FrameTranscode>,
 ) -> ApiResult<Response> {
     let lone = frames.len() == 1;
+    // Bulk data (`value`) asked for as one part: decoded frames, one after
+    // the other, are the uncompressed Pixel Data value.
+    let joined = value && !lone && transcode.is_some() && single_part(accept);
     let l = std::sync::Arc::new(l);
     let part_ct = format!("{media}; transfer-syntax={ts}");
+    let joined_ct = part_ct.clone();
     let parts = eager_first(frames, FRAMES_AHEAD, move |n| {
         let (ctx, l, ct, transcode) = (ctx.clone(), l.clone(), part_ct.clone(), transcode.clone());
         async move {
@@ -557,6 +561,15 @@ pub(crate) async fn frame_parts(
         }
     })
     .await?;
+    if joined {
+        let body = parts.map_ok(|p| p.body).try_flatten().boxed();
+        let part = OutPart {
+            content_type: joined_ct,
+            location: None,
+            body,
+        };
+        return Ok(one_part(accept, part));
+    }
     parts_response(accept, lone, &media, parts).await
 }
 
