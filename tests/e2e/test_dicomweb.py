@@ -1321,3 +1321,21 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     assert r.status_code == 406
     r = dw.s.get(dw.base + "/wado", params=ids, timeout=dw.timeout)
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+
+
+def test_matching_qido_does_not_perform_is_named_in_the_words_of_ps3_18(pacs):
+    # emptyvaluematching got the generic "not supported for matching" warning,
+    # even =false; PS3.18 8.3.4.5 words the warning for it when it is asked for.
+    dw = DicomWeb(pacs)
+    stow_ok(dw, [])
+    r = dw.s.get(dw.base + "/studies", params={"emptyvaluematching": "true"}, timeout=dw.timeout)
+    assert r.status_code == 200, r.text
+    assert "The emptyvaluematching parameter is not supported. Empty Value Matching has not been performed." in \
+        r.headers.get("Warning", ""), r.headers
+    for params in ({"emptyvaluematching": "false"}, {"multiplevaluematching": "false"}):
+        r = dw.s.get(dw.base + "/studies", params=params, timeout=dw.timeout)
+        assert r.status_code == 200 and "Warning" not in r.headers, (params, r.headers)
+    r = dw.s.get(dw.base + "/studies", params={"multiplevaluematching": "true"}, timeout=dw.timeout)
+    assert "Multiple Value Matching has not been performed." in r.headers.get("Warning", "")
+    r = dw.s.get(dw.base + "/studies", params={"emptyvaluematching": "maybe"}, timeout=dw.timeout)
+    assert r.status_code == 400

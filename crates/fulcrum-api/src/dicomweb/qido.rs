@@ -30,6 +30,10 @@ pub(crate) struct Search {
     /// includefield attributes the index does not hold (named in a Warning
     /// header, as ignored matching keys are).
     pub not_returned: Vec<String>,
+    /// Matching asked for (`…matching=true`) that this archive does not
+    /// perform: (parameter, what), each answered with the Warning PS3.18
+    /// 8.3.4.5 words.
+    pub not_performed: Vec<(&'static str, &'static str)>,
 }
 
 /// Whether an attribute can be returned at a level (the rule of
@@ -51,6 +55,16 @@ fn parse_number(name: &str, v: &str) -> ApiResult<u32> {
     })
 }
 
+fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be true or false"
+        ))),
+    }
+}
+
 /// Reads the query parameters of a search at `level`.
 pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
@@ -60,11 +74,7 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
     let mut fuzzy = false;
     for (k, v) in &pairs {
         if k.eq_ignore_ascii_case("fuzzymatching") {
-            fuzzy = match v.trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(ApiError::bad_request("fuzzymatching must be true or false")),
-            };
+            fuzzy = parse_bool(k, v)?;
         }
     }
     let mut fields: Vec<Tag> = query::default_fields(level);
@@ -74,6 +84,15 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
             "fuzzymatching" | "accept" => {}
             "limit" => s.limit = Some(parse_number("limit", v)?),
             "offset" => s.offset = parse_number("offset", v)?,
+            "emptyvaluematching" if parse_bool(k, v)? => {
+                s.not_performed
+                    .push(("emptyvaluematching", "Empty Value Matching"));
+            }
+            "multiplevaluematching" if parse_bool(k, v)? => {
+                s.not_performed
+                    .push(("multiplevaluematching", "Multiple Value Matching"));
+            }
+            "emptyvaluematching" | "multiplevaluematching" => {}
             "includefield" => {
                 for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     if name.eq_ignore_ascii_case("all") {
@@ -214,7 +233,15 @@ async fn search(
         }
         DatasetFormat::Xml => xml_parts(out.iter().map(xml::document).collect()),
     };
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = s
+        .not_performed
+        .iter()
+        .map(|(name, what)| {
+            format!(
+                "299 fulcrum: \"The {name} parameter is not supported. {what} has not been performed.\""
+            )
+        })
+        .collect();
     if !s.ignored.is_empty() {
         warnings.push(format!(
             "299 fulcrum: \"The following attributes are not supported for matching and were ignored: {}; attributes that can be matched: {}\"",
