@@ -515,13 +515,20 @@ async fn write_objects(
                 ("upload_parts", "upload_id"),
                 ("uploads", "id"),
             ] {
-                sqlx::query(crate::dynamic(format!(
+                let gone = sqlx::query(crate::dynamic(format!(
                     "DELETE FROM {table} WHERE {col} = $1"
                 )))
                 .bind(upload_id)
                 .execute(&mut **tx)
                 .await
-                .map_err(db("complete upload"))?;
+                .map_err(db("complete upload"))?
+                .rows_affected();
+                // An upload aborted (or completed) since its parts were
+                // read is not completed again: one of a racing Complete and
+                // Abort wins, the other is NoSuchUpload, as on S3.
+                if table == "uploads" && gone == 0 {
+                    return Err(CatalogError::NoSuchUpload(upload_id.clone()));
+                }
             }
         }
     }

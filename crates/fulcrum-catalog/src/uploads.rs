@@ -183,12 +183,21 @@ impl Catalog {
                 return Err(CatalogError::InvalidPartOrder);
             }
             last = *number;
-            let part = stored
-                .iter()
-                .find(|p| {
-                    p.part_number == *number && p.etag.trim_matches('"') == etag.trim_matches('"')
-                })
-                .ok_or(CatalogError::InvalidPart(*number))?;
+            let Some(part) = stored.iter().find(|p| {
+                p.part_number == *number && p.etag.trim_matches('"') == etag.trim_matches('"')
+            }) else {
+                // Parts gone because the upload was aborted meanwhile (a
+                // racing Abort): that is what the client is told.
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE id = $1")
+                    .bind(upload_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("find upload"))?;
+                return Err(match exists {
+                    Some(_) => CatalogError::InvalidPart(*number),
+                    None => CatalogError::NoSuchUpload(upload_id.to_string()),
+                });
+            };
             if i + 1 < parts.len() && part.size < MIN_PART_SIZE {
                 return Err(CatalogError::PartTooSmall(*number));
             }
