@@ -1734,3 +1734,19 @@ def test_racing_complete_and_abort_of_one_upload_do_not_both_succeed(fulcrum, s3
         assert sorted(out.values()) == ["NoSuchUpload", "ok"], (t, out)
         listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])]
         assert listed == ([key] if out["complete"] == "ok" else []), (t, out, listed)
+
+
+def test_a_completion_declaring_another_size_is_refused(s3, bucket):
+    """x-amz-mp-object-size (MpuObjectSize) was ignored: a 3-byte object was
+    made although 999 bytes were declared. AWS answers 400 and completes
+    nothing; the upload stays, and completes with the right size."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key="sized")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="sized", UploadId=up, PartNumber=1, Body=b"abc")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="sized", UploadId=up, MultipartUpload=parts,
+                                     MpuObjectSize=999)
+    assert http_status(e.value) == 400 and error_code(e.value) == "InvalidRequest"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    s3.complete_multipart_upload(Bucket=bucket, Key="sized", UploadId=up, MultipartUpload=parts, MpuObjectSize=3)
+    assert s3.get_object(Bucket=bucket, Key="sized")["Body"].read() == b"abc"

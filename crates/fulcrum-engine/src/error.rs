@@ -20,6 +20,10 @@ pub enum EngineError {
     /// protocol's message).
     #[error("{0}")]
     BadChecksum(String),
+    /// A request that contradicts itself or what it names (the protocol's
+    /// message), refused before anything is written.
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error("the server is shutting down")]

@@ -28,6 +28,7 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
             format!("The request body ended before it was complete ({io}); nothing was stored."),
         ),
         EngineError::BadDigest | EngineError::BadChecksum(_) => (C::BadDigest, e.to_string()),
+        EngineError::InvalidRequest(_) => (C::InvalidRequest, e.to_string()),
         EngineError::ShuttingDown => (C::ServiceUnavailable, e.to_string()),
         EngineError::Busy(_) | EngineError::LeaseLost(_) => (C::SlowDown, e.to_string()),
         // Answered above with 507.

@@ -271,8 +271,17 @@ impl S3Api {
                 .as_ref()
                 .map(|t| t.as_str().eq_ignore_ascii_case("FULL_OBJECT")),
         };
+        let declared = i.mpu_object_size;
         let sums = |kept: &[(i64, Option<String>)],
                     upload: &std::collections::BTreeMap<String, String>| {
+            // x-amz-mp-object-size: the size the client expects the parts
+            // to make, checked before the object is committed.
+            let size: i64 = kept.iter().map(|(n, _)| n).sum();
+            if let Some(want) = declared.filter(|want| *want != size) {
+                return Err(fulcrum_engine::EngineError::InvalidRequest(format!(
+                    "The provided 'x-amz-mp-object-size' header ({want}) does not match the object's size ({size}); nothing was completed."
+                )));
+            }
             checksum::object_sums(kept, &completion.with_intent(upload))
         };
         let done = self
