@@ -1339,3 +1339,14 @@ def test_matching_qido_does_not_perform_is_named_in_the_words_of_ps3_18(pacs):
     assert "Multiple Value Matching has not been performed." in r.headers.get("Warning", "")
     r = dw.s.get(dw.base + "/studies", params={"emptyvaluematching": "maybe"}, timeout=dw.timeout)
     assert r.status_code == 400
+
+
+def test_frames_of_an_image_with_no_rows_say_so(pacs):
+    # Rows = 0: frames, rendered and thumbnail said "bits not byte-aligned".
+    data = _image("ROWS-0", 0, 4, 8, bytes(16))
+    ds = pydicom.dcmread(io.BytesIO(data))
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    r = dw.get(f"{base}/frames/1", 'multipart/related; type="application/octet-stream"')
+    assert r.status_code == 501 and "Rows, Columns or Samples per Pixel" in r.text, r.text

@@ -307,6 +307,21 @@ pub fn all_fields(level: Level) -> Vec<Tag> {
         .collect()
 }
 
+/// Whether the dates a matcher of a DA attribute names are dates
+/// (YYYYMMDD; a range's ends too): a value such as 2024XX01 matches
+/// nothing and is the query's mistake, refused (QIDO 400, C-FIND 0xA900)
+/// rather than answered with no match.
+pub fn dates_valid(attr: &QueryAttr, m: Option<&Matcher>) -> bool {
+    let date = |d: &str| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit());
+    match m {
+        _ if attr.vr != VR::DA => true,
+        None | Some(Matcher::Wildcard(_) | Matcher::Fuzzy(_)) => true,
+        Some(Matcher::Exact(d)) => date(d),
+        Some(Matcher::List(ds)) => ds.iter().all(|d| date(d)),
+        Some(Matcher::Range(lo, hi)) => lo.iter().chain(hi.iter()).all(|d| date(d)),
+    }
+}
+
 /// Turns a query key's value into a matcher; `None` is universal matching
 /// (an empty value, or only `*`: "*" matches any value, a zero-length one
 /// included, so `**`, what a viewer sends for an empty `*…*` search box,

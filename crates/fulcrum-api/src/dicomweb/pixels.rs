@@ -576,6 +576,12 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
 /// byte's unused bits are zero.
 async fn bit_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
     let g = l.geometry();
+    if g.rows == 0 || g.cols == 0 || g.samples == 0 {
+        return Err(unsupported(
+            "the header gives the frames no pixels to cut: Rows, Columns or Samples per Pixel \
+             is 0 or absent",
+        ));
+    }
     if g.bits_allocated != 1 || l.big_endian_words().is_some() {
         return Err(unsupported(
             "frames of this pixel layout (bits not byte-aligned) cannot be cut",

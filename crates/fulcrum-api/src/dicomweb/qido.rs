@@ -6,7 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use dicom_core::dictionary::DataDictionary;
-use dicom_core::{Tag, VR};
+use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 use fulcrum_dicom::query::{self, lookup, matcher, QueryAttr};
 use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
@@ -121,7 +121,7 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
                     continue;
                 };
                 let m = matcher(a, v, fuzzy);
-                if a.vr == VR::DA && m.as_ref().is_some_and(|m| !dates_valid(m)) {
+                if !query::dates_valid(a, m.as_ref()) {
                     return Err(ApiError::bad_request(format!(
                         "{k}={v}: a date is YYYYMMDD, a range YYYYMMDD-YYYYMMDD (either end may be left out)"
                     )));
@@ -149,16 +149,6 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
 }
 
 /// The dates of a DA matcher are YYYYMMDD.
-fn dates_valid(m: &Matcher) -> bool {
-    let date = |d: &str| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit());
-    match m {
-        Matcher::Exact(d) => date(d),
-        Matcher::List(ds) => ds.iter().all(|d| date(d)),
-        Matcher::Range(lo, hi) => lo.iter().chain(hi.iter()).all(|d| date(d)),
-        Matcher::Wildcard(_) | Matcher::Fuzzy(_) => true,
-    }
-}
-
 fn matchable() -> String {
     query::ATTRS
         .iter()

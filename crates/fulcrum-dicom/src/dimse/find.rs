@@ -148,7 +148,17 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
             continue;
         }
         let Ok(value) = e.to_str() else { continue };
-        if let (Some(col), Some(m)) = (attr.column, matcher(attr, &value, false)) {
+        let m = matcher(attr, &value, false);
+        if !crate::query::dates_valid(attr, m.as_ref()) {
+            return Err(refuse(
+                status::IDENTIFIER_DOES_NOT_MATCH,
+                format!(
+                    "{}={value}: a date is YYYYMMDD, a range YYYYMMDD-YYYYMMDD",
+                    attr.keyword
+                ),
+            ));
+        }
+        if let (Some(col), Some(m)) = (attr.column, m) {
             p.filters.push((col, m));
         }
     }
