@@ -1750,3 +1750,20 @@ def test_a_completion_declaring_another_size_is_refused(s3, bucket):
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
     s3.complete_multipart_upload(Bucket=bucket, Key="sized", UploadId=up, MultipartUpload=parts, MpuObjectSize=3)
     assert s3.get_object(Bucket=bucket, Key="sized")["Body"].read() == b"abc"
+
+
+def test_deleting_configurations_fulcrum_never_holds_succeeds_and_bad_encodings_are_refused(s3, bucket):
+    """DeleteBucketPolicy, DeletePublicAccessBlock and DeleteBucketEncryption
+    answered 501; AWS answers 204 for a bucket without one, and `terraform
+    destroy` calls them. An unknown encoding-type was accepted (AWS: 400)."""
+    for call in (s3.delete_bucket_policy, s3.delete_public_access_block, s3.delete_bucket_encryption):
+        assert call(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
+        with pytest.raises(ClientError) as e:
+            call(Bucket=f"{bucket}-missing")
+        assert error_code(e.value) == "NoSuchBucket"
+    s3.head_bucket(Bucket=bucket)
+    for call in (s3.list_objects_v2, s3.list_objects, s3.list_multipart_uploads):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket, EncodingType="bogus")
+        assert http_status(e.value) == 400 and error_code(e.value) == "InvalidArgument", call
+    assert s3.list_objects_v2(Bucket=bucket, EncodingType="url")["KeyCount"] == 0

@@ -23,8 +23,17 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct KeyEncoding(bool);
 
 impl KeyEncoding {
-    pub(crate) fn of(requested: Option<&EncodingType>) -> Self {
-        Self(requested.is_some_and(|e| e.as_str() == EncodingType::URL))
+    /// The encoding asked for: `url` or none; any other is refused, as
+    /// AWS refuses it (400 InvalidArgument).
+    pub(crate) fn of(requested: Option<&EncodingType>) -> s3s::S3Result<Self> {
+        match requested.map(|e| e.as_str()) {
+            None => Ok(Self(false)),
+            Some(EncodingType::URL) => Ok(Self(true)),
+            Some(other) => Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidArgument,
+                format!("Invalid Encoding Method specified in Request: {other:?} (only url is)"),
+            )),
+        }
     }
 
     /// A name as the listing sends it.
@@ -47,7 +56,8 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_url_decoding() {
-        let url = KeyEncoding::of(Some(&EncodingType::from_static(EncodingType::URL)));
+        let url =
+            KeyEncoding::of(Some(&EncodingType::from_static(EncodingType::URL))).expect("url");
         for key in [
             "a%20b",
             "x+y",
@@ -64,7 +74,11 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(back, key);
         }
-        assert_eq!(KeyEncoding::of(None).name("a%20b".into()), "a%20b");
+        assert_eq!(
+            KeyEncoding::of(None).expect("none").name("a%20b".into()),
+            "a%20b"
+        );
+        assert!(KeyEncoding::of(Some(&EncodingType::from("bogus".to_string()))).is_err());
         // As AWS sends them (ceph's s3-tests check these exact forms).
         assert_eq!(url.name("quux ab/".into()), "quux%20ab/");
         assert_eq!(url.name("foo+1/".into()), "foo%2B1/");

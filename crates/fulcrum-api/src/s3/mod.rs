@@ -294,6 +294,34 @@ impl s3s::S3 for S3Api {
         self.do_put_bucket_acl(req).await
     }
 
+    /// Deleting a configuration Fulcrum never holds (a policy, a public
+    /// access block, an encryption configuration) succeeds and changes
+    /// nothing, as AWS answers it for a bucket without one: `terraform
+    /// destroy` and cleanup scripts call these.
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketPolicyOutput::default()))
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(DeletePublicAccessBlockOutput::default()))
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+    }
+
     async fn get_bucket_policy(
         &self,
         req: S3Request<GetBucketPolicyInput>,

@@ -344,7 +344,7 @@ impl S3Api {
         let i = req.input;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
-        let enc = KeyEncoding::of(i.encoding_type.as_ref());
+        let enc = KeyEncoding::of(i.encoding_type.as_ref())?;
         let max = i.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let mut all: Vec<_> = self
             .engine

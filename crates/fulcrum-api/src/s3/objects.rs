@@ -277,7 +277,7 @@ impl S3Api {
         let delimiter = delimiter.filter(|d| !d.is_empty());
         super::errors::max_keys_check("max-keys", max_keys)?;
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
-        let enc = KeyEncoding::of(encoding);
+        let enc = KeyEncoding::of(encoding)?;
         let page = self
             .list_page(
                 bucket,
