@@ -298,9 +298,17 @@ impl Catalog {
     ) -> CatalogResult<bool> {
         let mut tx = self.begin_write().await.map_err(db("delete object"))?;
         if let Some(cond) = cond {
-            let row = sqlx::query(
-                "SELECT etag, size, created_at FROM objects WHERE bucket_id = $1 AND key = $2",
-            )
+            // The row checked stays the row deleted: on PostgreSQL (read
+            // committed) a version written between the check and the
+            // DELETE would otherwise be deleted unchecked; the lock makes
+            // that writer wait. SQLite's write lock is database-wide.
+            let lock = match crate::db::DbKind::of(&tx) {
+                crate::db::DbKind::Postgres => " FOR UPDATE",
+                _ => "",
+            };
+            let row = sqlx::query(crate::dynamic(format!(
+                "SELECT etag, size, created_at FROM objects WHERE bucket_id = $1 AND key = $2{lock}"
+            )))
             .bind(bucket_id)
             .bind(key)
             .fetch_optional(&mut *tx)

@@ -221,13 +221,21 @@ async fn an_instance_written_twice_in_one_commit_leaves_no_empty_study() {
             ]))
             .await
             .expect("second commit");
+        // Twice into one study, in two series: the first series goes.
+        catalog
+            .commit(&batch(vec![
+                instance(b, "2.6", "2.6.1", "2.0.0.3", "e6"),
+                instance(b, "2.6", "2.6.2", "2.0.0.3", "e7"),
+            ]))
+            .await
+            .expect("third commit");
         let (stored, recount) = counts_any(&url).await;
         assert_eq!(stored, recount, "{url}: stored counts against a recount");
-        let studies: Vec<&str> = stored
-            .iter()
-            .map(|(uid, _)| uid.as_str())
-            .filter(|uid| uid.matches('.').count() == 1)
-            .collect();
-        assert_eq!(studies, ["2.2", "2.5"], "{url}: {stored:?}");
+        let uids: Vec<&str> = stored.iter().map(|(uid, _)| uid.as_str()).collect();
+        assert_eq!(
+            uids,
+            ["2.2", "2.2.1", "2.5", "2.5.1", "2.6", "2.6.2"],
+            "{url}: {stored:?}"
+        );
     }
 }

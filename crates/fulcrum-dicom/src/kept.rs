@@ -18,7 +18,8 @@ pub(crate) struct Kept {
     /// Keeping ended: at Pixel Data, an element dicom-rs cannot parse,
     /// the padding after the data set, or the budget.
     done: bool,
-    /// Keeping ended because the kept elements reached `budget`.
+    /// Keeping ended before the end of the elements: at `budget`, or at
+    /// an element dicom-rs cannot parse (what lies past was not looked at).
     overflowed: bool,
     elem_max: usize,
     budget: usize,
@@ -44,7 +45,8 @@ pub struct Skipped {
 pub struct KeptElements {
     /// The kept elements, in order: a data set that parses on its own.
     pub bytes: Vec<u8>,
-    /// Keeping stopped at the budget: elements past it were not looked at.
+    /// Keeping stopped before the end of the elements (at the budget, or
+    /// at an element dicom-rs cannot parse): those past were not looked at.
     pub overflowed: bool,
     /// The elements left out for their size, before keeping stopped.
     pub skipped: Vec<Skipped>,
@@ -159,6 +161,13 @@ impl Kept {
         self.dropping = true;
     }
 
+    /// Keeping ends before the element being walked, which with the ones
+    /// after it is not looked at (an undefined-length UN sequence).
+    pub(crate) fn end_unseen(&mut self) {
+        self.end();
+        self.overflowed = true;
+    }
+
     /// Keeping ends before the element being walked.
     pub(crate) fn end(&mut self) {
         self.buf.truncate(self.elem);
@@ -226,5 +235,132 @@ pub(crate) fn index_bytes(
             (bytes, kept.overflowed)
         }
         None => (bytes, cut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An explicit VR little endian element.
+    fn elem(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = [group.to_le_bytes(), element.to_le_bytes()].concat();
+        v.extend_from_slice(vr);
+        if LONG_VRS.contains(&vr) {
+            v.extend_from_slice(&[0, 0]);
+            v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        v.extend_from_slice(value);
+        v
+    }
+
+    /// A small element, a 100-byte private OB, another small element, then
+    /// the header of Pixel Data and some of its value.
+    fn sample() -> (Vec<u8>, Vec<u8>, usize, usize) {
+        let a = elem(0x0008, 0x0060, b"CS", b"CT");
+        let big = elem(0x0009, 0x1000, b"OB", &[7u8; 100]);
+        let c = elem(0x0020, 0x000D, b"UI", b"1.2.3\0");
+        let mut all = [a.clone(), big.clone(), c.clone()].concat();
+        all.extend(elem(0x7FE0, 0x0010, b"OW", &[1u8; 64]));
+        let at = a.len();
+        ([a, c].concat(), all, at, big.len())
+    }
+
+    fn kept_by_pieces(data: &[u8], piece: usize) -> KeptElements {
+        let mut w = Walker::new(Framing::EXPLICIT_LE).keeping(50, 1000);
+        for p in data.chunks(piece) {
+            w.feed(p).expect("walks");
+        }
+        w.take_kept().expect("keeping")
+    }
+
+    #[test]
+    fn small_elements_are_kept_and_large_ones_noted_however_bytes_arrive() {
+        let (want, all, big_at, big_len) = sample();
+        for piece in [1, 3, 7, 12, 64, all.len()] {
+            let k = kept_by_pieces(&all, piece);
+            assert_eq!(k.bytes, want, "pieces of {piece}");
+            assert!(!k.overflowed);
+            assert_eq!(k.skipped.len(), 1, "pieces of {piece}");
+            let s = &k.skipped[0];
+            assert_eq!((s.start, s.end), (big_at as u64, (big_at + big_len) as u64));
+            let h = s.header(Framing::EXPLICIT_LE).expect("header");
+            assert_eq!((h.group, h.element, h.vr), (0x0009, 0x1000, Some(*b"OB")));
+            assert_eq!((h.value_start, h.len), (big_at as u64 + 12, Some(100)));
+        }
+    }
+
+    #[test]
+    fn a_value_passed_over_is_noted_as_left_out() {
+        let (want, all, big_at, big_len) = sample();
+        let mut w = Walker::new(Framing::EXPLICIT_LE).keeping(50, 1000);
+        // The large element's header, and 10 bytes of its value.
+        w.feed(&all[..big_at + 22]).expect("walks");
+        assert_eq!(w.pass_value(1_000), 0, "less than asked is left to come");
+        assert_eq!(w.pass_value(50), 90);
+        w.feed(&all[big_at + big_len..])
+            .expect("walks on after the value");
+        let k = w.take_kept().expect("keeping");
+        assert_eq!(k.bytes, want);
+        assert_eq!(k.skipped[0].end, (big_at + big_len) as u64);
+    }
+
+    #[test]
+    fn keeping_stops_unseen_at_the_budget_and_at_an_opaque_element() {
+        let (_, all, _, _) = sample();
+        let mut w = Walker::new(Framing::EXPLICIT_LE).keeping(50, 12);
+        w.feed(&all).expect("walks");
+        let k = w.take_kept().expect("keeping");
+        assert!(k.overflowed);
+        assert_eq!(k.bytes, elem(0x0008, 0x0060, b"CS", b"CT"));
+        // An undefined-length UN sequence: neither it nor what follows.
+        let mut un = [0x09u8, 0x00, 0x10, 0x10, b'U', b'N', 0, 0].to_vec();
+        un.extend_from_slice(&u32::MAX.to_le_bytes());
+        un.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let data = [
+            elem(0x0008, 0x0060, b"CS", b"CT"),
+            un,
+            elem(0x0020, 0x000D, b"UI", b"1.2\0"),
+        ]
+        .concat();
+        let mut w = Walker::new(Framing::EXPLICIT_LE).keeping(50, 1000);
+        w.feed(&data).expect("walks");
+        let k = w.take_kept().expect("keeping");
+        assert!(k.overflowed);
+        assert_eq!(k.bytes, elem(0x0008, 0x0060, b"CS", b"CT"));
+    }
+
+    #[test]
+    fn skipped_headers_read_implicit_and_big_endian_syntaxes() {
+        let s = |head: Vec<u8>| Skipped {
+            start: 100,
+            end: 300,
+            head,
+        };
+        let implicit = Framing {
+            explicit: false,
+            big_endian: false,
+        };
+        let h = s([0x09, 0x00, 0x00, 0x10, 200, 0, 0, 0].to_vec())
+            .header(implicit)
+            .expect("header");
+        assert_eq!(
+            (h.group, h.element, h.vr, h.value_start, h.len),
+            (9, 0x1000, None, 108, Some(200))
+        );
+        let big = Framing {
+            explicit: true,
+            big_endian: true,
+        };
+        let h = s([0x00, 0x09, 0x10, 0x00, b'O', b'B', 0, 0, 0, 0, 0, 188].to_vec())
+            .header(big)
+            .expect("header");
+        assert_eq!(
+            (h.group, h.element, h.vr, h.value_start, h.len),
+            (9, 0x1000, Some(*b"OB"), 112, Some(188))
+        );
+        assert!(s(vec![1, 2, 3]).header(big).is_none());
     }
 }

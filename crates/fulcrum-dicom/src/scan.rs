@@ -227,6 +227,14 @@ impl Walker {
         n
     }
 
+    /// Stops keeping, leaving out the element being walked (a caller that
+    /// met an error in it keeps only whole elements).
+    pub fn stop_keeping(&mut self) {
+        if let Some(k) = self.kept.as_mut().filter(|k| k.active()) {
+            k.end_unseen();
+        }
+    }
+
     /// Whether elements are still being kept.
     pub fn keeps(&self) -> bool {
         self.kept.as_ref().is_some_and(Kept::active)
@@ -412,11 +420,13 @@ impl Walker {
                 return self.feed(data);
             }
             self.header(&hdr)?;
-            if let Some(k) = self.kept.as_mut() {
+            if let Some(k) = self.kept.as_mut().filter(|k| k.active()) {
                 // Pixel Data ends the header; dicom-rs cannot parse an
                 // undefined-length UN sequence (CP-246), nor what follows.
-                if self.pixel.is_some() || self.opaque_at.is_some() {
+                if self.pixel.is_some() {
                     k.end();
+                } else if self.opaque_at.is_some() {
+                    k.end_unseen();
                 }
             }
         }

@@ -133,10 +133,11 @@ async fn walk_past_the_cut(
         let piece = piece.map_err(|e| ApiError::from(fulcrum_dicom::DicomError::from(e)))?;
         if walker.feed(&piece).is_err() {
             tracing::error!(sop = %rec.sop_uid, "DICOMweb: stored elements past the header cut do not parse");
+            walker.stop_keeping();
             break;
         }
         // A large value (a 150 MB document) is read past, not through.
-        if walker.pass_value(SEEK_PAST) > 0 {
+        if walker.keeps() && walker.pass_value(SEEK_PAST) > 0 {
             let at = rest.start + walker.position();
             if at >= rest.end {
                 break;

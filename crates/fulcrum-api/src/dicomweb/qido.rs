@@ -148,7 +148,6 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
     Ok(s)
 }
 
-/// The dates of a DA matcher are YYYYMMDD.
 fn matchable() -> String {
     query::ATTRS
         .iter()

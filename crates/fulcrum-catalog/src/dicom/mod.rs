@@ -486,17 +486,22 @@ pub(crate) async fn write_index(
         |w| (w.tenant.clone(), w.instance.sop_uid.clone()),
         |into, w| *into = *w,
     );
-    // An instance written twice in this batch into different studies (a
-    // re-send racing a correction) ends in the last one: the others got a
-    // study row above and no instance, and are recounted (so removed).
-    let ended: BTreeSet<(&str, &str)> = instances
-        .iter()
-        .map(|w| (w.tenant.as_str(), w.instance.study_uid.as_str()))
-        .collect();
+    // An instance written twice in this batch into different studies or
+    // series (a re-send racing a correction) ends in the last one: the
+    // others got a study or series row above and no instance; their
+    // studies are recounted (which removes what is left empty).
+    let place = |w: &DicomWrite| {
+        (
+            w.tenant.clone(),
+            w.instance.study_uid.clone(),
+            w.instance.series_uid.clone(),
+        )
+    };
+    let ended: BTreeSet<_> = instances.iter().map(|w| place(w)).collect();
     full.extend(
         writes
             .iter()
-            .filter(|w| !ended.contains(&(w.tenant.as_str(), w.instance.study_uid.as_str())))
+            .filter(|w| !ended.contains(&place(w)))
             .map(|w| (w.tenant.clone(), w.instance.study_uid.clone())),
     );
     // New instances are added to the counts. The first statement inserts
