@@ -242,19 +242,7 @@ pub(crate) fn index_bytes(
 mod tests {
     use super::*;
 
-    /// An explicit VR little endian element.
-    fn elem(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-        let mut v = [group.to_le_bytes(), element.to_le_bytes()].concat();
-        v.extend_from_slice(vr);
-        if LONG_VRS.contains(&vr) {
-            v.extend_from_slice(&[0, 0]);
-            v.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        } else {
-            v.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        }
-        v.extend_from_slice(value);
-        v
-    }
+    use crate::scan::tests::le_elem as elem;
 
     /// A small element, a 100-byte private OB, another small element, then
     /// the header of Pixel Data and some of its value.

@@ -601,10 +601,11 @@ fn is_sequence_tag(group: u16, element: u16) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn le_elem(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    /// An explicit VR little endian element.
+    pub(crate) fn le_elem(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&group.to_le_bytes());
         v.extend_from_slice(&element.to_le_bytes());
