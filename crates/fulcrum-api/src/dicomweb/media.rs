@@ -94,18 +94,31 @@ fn unquote(v: &str) -> String {
 /// The entries of one or more `Accept` header values, with `q=0` dropped;
 /// an absent or empty header means `*/*`.
 pub fn accept_list<'a>(values: impl Iterator<Item = &'a str>) -> Vec<MediaType> {
-    let mut out: Vec<MediaType> = values
+    let listed: Vec<MediaType> = values
         .flat_map(|v| split_quoted(v, ','))
         .filter_map(MediaType::parse)
-        .filter(|m| m.param("q").map(|q| q.trim() != "0").unwrap_or(true))
         .collect();
-    if out.is_empty() {
-        out.push(MediaType {
+    if listed.is_empty() {
+        return vec![MediaType {
             essence: "*/*".into(),
             params: Vec::new(),
-        });
+        }];
     }
-    out
+    // RFC 9110 12.4.2 and 12.5.1: q=0 is "not acceptable", and the client
+    // prefers higher weights; equal weights keep the order given. Every
+    // type refused leaves nothing acceptable (406), not the default.
+    let weight = |m: &MediaType| {
+        m.param("q")
+            .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+    };
+    let mut out: Vec<(f32, MediaType)> = listed
+        .into_iter()
+        .map(|m| (weight(&m), m))
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out.into_iter().map(|(_, m)| m).collect()
 }
 
 /// Whether a wanted media range (`*/*`, `image/*`, `image/jpeg`) covers
@@ -220,5 +233,35 @@ mod tests {
         assert!(accepts(&list, "image/jpeg", &[], ele));
         assert!(!accepts(&list, "application/octet-stream", &[], ele));
         assert!(!accepts(&list, "text/html", &[], ele));
+    }
+
+    #[test]
+    fn weights_order_the_list_and_zero_refuses() {
+        let essences = |a: &str| -> Vec<String> {
+            accept_list([a].into_iter())
+                .into_iter()
+                .map(|m| m.essence)
+                .collect()
+        };
+        assert_eq!(
+            essences("image/jpeg;q=0.1, image/png;q=0.9"),
+            ["image/png", "image/jpeg"]
+        );
+        assert_eq!(
+            essences("image/jpeg;q=0.5, image/png, */*;q=0.8"),
+            ["image/png", "*/*", "image/jpeg"]
+        );
+        // Equal weights keep the client's order.
+        assert_eq!(
+            essences("image/png, image/jpeg"),
+            ["image/png", "image/jpeg"]
+        );
+        assert_eq!(
+            essences("application/dicom;q=0.0, image/png"),
+            ["image/png"]
+        );
+        // Nothing acceptable is not the default (*/*).
+        assert!(essences("application/dicom;q=0").is_empty());
+        assert_eq!(essences(""), ["*/*"]);
     }
 }
