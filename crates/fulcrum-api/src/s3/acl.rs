@@ -12,9 +12,14 @@ use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::S3Api;
 
-/// The canned ACLs that grant nothing beyond the owner's control.
+/// The canned ACLs that grant nothing beyond the owner's control (the
+/// bucket owner is the object owner here); an empty one is none (s3fs
+/// sends `x-amz-acl:` on every write).
 pub(crate) fn owner_only_canned(canned: &str) -> bool {
-    matches!(canned, "private" | "bucket-owner-full-control")
+    matches!(
+        canned.trim(),
+        "" | "private" | "bucket-owner-full-control" | "bucket-owner-read"
+    )
 }
 
 /// The refusal of any ACL that would grant more (a public-read canned ACL

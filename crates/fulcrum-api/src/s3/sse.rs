@@ -75,8 +75,9 @@ impl S3Access for Access {
                 "Signature is required",
             ));
         }
-        let refused = refusal(cx.headers(), self.encrypted)
-            .or_else(|| super::unsupported::refusal(cx.s3_op().name(), cx.uri(), cx.headers()));
+        let refused = refusal(cx.headers(), self.encrypted).or_else(|| {
+            super::unsupported::refusal(cx.s3_op().name(), cx.method(), cx.uri(), cx.headers())
+        });
         match refused {
             Some(e) => Err(e),
             None => Ok(()),

@@ -74,9 +74,18 @@ fn not_implemented(msg: String) -> S3Error {
 
 /// Why a request for operation `op` asks for what is not done here;
 /// `None` when it does not.
-pub(crate) fn refusal(op: &str, uri: &Uri, headers: &HeaderMap) -> Option<S3Error> {
+pub(crate) fn refusal(
+    op: &str,
+    method: &hyper::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<S3Error> {
     if PLAIN_OPERATIONS.contains(&op) {
-        if let Some(word) = unknown_word(uri.query().unwrap_or("")) {
+        // A write takes no parameter it does not know, even with a value
+        // (`?renameObject=1` overwrote the object too); a read ignores
+        // valued ones (a cache buster `?_=…` from a web page).
+        let writes = !matches!(method, &hyper::Method::GET | &hyper::Method::HEAD);
+        if let Some(word) = unknown_word(uri.query().unwrap_or(""), writes) {
             return Some(not_implemented(format!(
                 "The subresource ?{word} names an operation Fulcrum does not implement; nothing was done."
             )));
@@ -99,14 +108,14 @@ pub(crate) fn refusal(op: &str, uri: &Uri, headers: &HeaderMap) -> Option<S3Erro
     unknown_checksum(headers)
 }
 
-/// The first subresource word of `query` (a name with no value that is
-/// not a known parameter).
-fn unknown_word(query: &str) -> Option<String> {
+/// The first subresource word of `query`: a name that is not a known
+/// parameter, with no value (any value too when `valued`).
+fn unknown_word(query: &str, valued: bool) -> Option<String> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').map_or((p, ""), |(k, v)| (k, v)))
-        .filter(|(_, v)| v.is_empty())
+        .filter(|(_, v)| valued || v.is_empty())
         .map(|(k, _)| {
             percent_encoding::percent_decode_str(k)
                 .decode_utf8_lossy()
@@ -165,6 +174,12 @@ mod tests {
     use super::*;
 
     fn refused(op: &str, uri: &str, headers: &[(&'static str, &str)]) -> Option<String> {
+        let method = match op {
+            "GetObject" | "ListObjectsV2" => hyper::Method::GET,
+            "DeleteObject" | "DeleteBucket" => hyper::Method::DELETE,
+            "CreateMultipartUpload" | "DeleteObjects" => hyper::Method::POST,
+            _ => hyper::Method::PUT,
+        };
         let uri: Uri = uri.parse().expect("uri");
         let h: HeaderMap = headers
             .iter()
@@ -175,7 +190,8 @@ mod tests {
                 )
             })
             .collect();
-        refusal(op, &uri, &h).map(|e| format!("{:?} {}", e.code(), e.message().unwrap_or("")))
+        refusal(op, &method, &uri, &h)
+            .map(|e| format!("{:?} {}", e.code(), e.message().unwrap_or("")))
     }
 
     #[test]
@@ -187,6 +203,9 @@ mod tests {
             ("DeleteObject", "/b/k?annotation"),
             ("DeleteBucket", "/b?metadataConfiguration"),
             ("GetObject", "/b/k?abac"),
+            // With a value too, on writes.
+            ("PutObject", "/b/k?renameObject=1"),
+            ("DeleteObject", "/b/k?encryption=x"),
         ] {
             let e = refused(op, uri, &[]).expect(uri);
             assert!(
@@ -209,6 +228,8 @@ mod tests {
             ("PutObjectTagging", "/b/k?tagging"),
             ("CreateMultipartUpload", "/b/k?uploads="),
             ("DeleteObjects", "/b?delete"),
+            ("GetObject", "/b/k?_=1700000000"),
+            ("DeleteObject", "/b/k?versionId=null&x-id=DeleteObject"),
         ] {
             assert_eq!(refused(op, uri, &[]), None, "{uri}");
         }
@@ -234,7 +255,12 @@ mod tests {
                 assert!(e.starts_with("NotImplemented") && e.contains("ACL"), "{e}");
             }
         }
-        for canned in ["private", "bucket-owner-full-control"] {
+        for canned in [
+            "private",
+            "bucket-owner-full-control",
+            "bucket-owner-read",
+            "",
+        ] {
             assert_eq!(refused("PutObject", "/b/k", &[("x-amz-acl", canned)]), None);
         }
     }
