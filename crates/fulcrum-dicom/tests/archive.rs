@@ -1107,6 +1107,8 @@ async fn person_names_match_by_any_component_group() {
             ("Li^Hua=李^华=", "P5"),
             // Empty trailing components in the alphabetic group.
             ("Kim^Minsu^^=김^민수", "P6"),
+            // Words separated by the ideographic space (U+3000).
+            ("Sato^Ichiro=佐藤　一郎=さとう　いちろう", "P7"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -1136,7 +1138,10 @@ async fn person_names_match_by_any_component_group() {
         // And rows keyed before each component group was keyed on its own.
         for sql in [
             "UPDATE dicom_studies SET patient_name_key = 'KIM MINSU =김 민수' WHERE study_uid = '7.5'",
-            "DELETE FROM meta WHERE key = 'name_keys_by_group'",
+            // Keyed before the ideographic space separated words.
+            "UPDATE dicom_studies SET patient_name_key = \
+             'SATO ICHIRO=佐藤\u{3000}一郎=さとう\u{3000}いちろう' WHERE study_uid = '7.6'",
+            "DELETE FROM meta WHERE key = 'name_keys_v2'",
         ] {
             sqlx::query(sql).execute(&mut c).await.expect("older keys");
         }
@@ -1177,6 +1182,10 @@ async fn person_names_match_by_any_component_group() {
             (fuzzy("太郎"), vec!["7.1"]),
             (fuzzy("tarou yamada"), vec!["7.1"]),
             (fuzzy("田"), vec![]),
+            (fuzzy("一郎"), vec!["7.6"]),
+            (fuzzy("いちろう"), vec!["7.6"]),
+            (ex("佐藤^一郎"), vec!["7.6"]),
+            (wild("佐藤 一*"), vec!["7.6"]),
         ] {
             let got = uids(&a, Level::Study, vec![(Column::PatientName, m.clone())]).await;
             assert_eq!(got, want, "{}: {m:?}", t.name);

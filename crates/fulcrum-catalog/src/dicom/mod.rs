@@ -214,11 +214,13 @@ pub fn name_key(name: &str) -> String {
     groups.join("=")
 }
 
-/// One component group's key (see [`name_key`]).
+/// One component group's key (see [`name_key`]); the ideographic space
+/// (U+3000), which Japanese systems write between family and given name,
+/// separates words as a space does.
 fn group_key(group: &str) -> String {
     group
         .to_uppercase()
-        .split(['^', ' '])
+        .split(['^', ' ', '\u{3000}'])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -683,11 +685,12 @@ impl Catalog {
     }
 
     /// Re-keys the person names of study rows keyed before each component
-    /// group was keyed on its own (`A^B^^=C` was `A B =C`, now `A B=C`):
-    /// only names with a `=` change. Runs once per catalog (a meta flag),
-    /// and again after a restore from an older dump.
+    /// group was keyed on its own (`A^B^^=C` was `A B =C`, now `A B=C`),
+    /// or before the ideographic space separated words (`佐藤　一郎`):
+    /// only names with a `=` or one change. Runs once per catalog (a meta
+    /// flag), and again after a restore from an older dump.
     pub(crate) async fn rekey_names(&self) -> CatalogResult<()> {
-        const DONE: &str = "name_keys_by_group";
+        const DONE: &str = "name_keys_v2";
         if self.get_meta(DONE).await?.is_some() {
             return Ok(());
         }
@@ -695,6 +698,7 @@ impl Catalog {
             "SELECT tenant, study_uid, patient_name, referring_physician, patient_name_key, \
                  referring_physician_key FROM dicom_studies \
                  WHERE patient_name LIKE '%=%' OR referring_physician LIKE '%=%' \
+                 OR patient_name LIKE '%\u{3000}%' OR referring_physician LIKE '%\u{3000}%' \
                  ORDER BY tenant, study_uid",
         )
         .fetch_all(&self.pool)
