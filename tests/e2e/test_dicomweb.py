@@ -1256,9 +1256,11 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
     assert stored == next(pydicom.encaps.generate_frames(pydicom.dcmread(f.path).PixelData, number_of_frames=1))
 
 
-def test_float_pixel_data_renders_by_its_values(pacs):
+@pytest.mark.parametrize("ts", [None, "1.2.840.10008.1.2.1.99"], ids=["explicit", "deflated"])
+def test_float_pixel_data_renders_by_its_values(pacs, ts):
     # A Parametric Map's Float Pixel Data (7FE0,0008) was rendered as if the
-    # float bit patterns were integers: 0.25 came out at grey 250.
+    # float bit patterns were integers: 0.25 came out at grey 250. Deflated,
+    # its frames were 404 and its rendering 406 ("no pixel data").
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
@@ -1273,15 +1275,20 @@ def test_float_pixel_data_renders_by_its_values(pacs):
     ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
     ds.FloatPixelData = ramp.tobytes()
     ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    if ts:
+        ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
+    assert pydicom.dcmread(io.BytesIO(out.getvalue())).file_meta.TransferSyntaxUID == (ts or "1.2.840.10008.1.2.1")
     dw = DicomWeb(pacs)
     assert dw.stow([out.getvalue()]).status == 200
-    r = dw.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/rendered",
-               "image/png")
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    r = dw.get(f"{base}/rendered", "image/png")
     assert r.status_code == 200, r.text[:300]
     got = np.asarray(Image.open(io.BytesIO(r.content))).astype(float)
     assert np.abs(got - ramp * 255).max() <= 1, np.abs(got - ramp * 255).max()
+    r = dw.get(f"{base}/frames/1", "application/octet-stream")
+    assert r.status_code == 200 and r.content == ramp.tobytes(), (r.status_code, r.text[:200])
 
 
 def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
@@ -1322,6 +1329,16 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     assert r.status_code == 406
     r = dw.s.get(dw.base + "/wado", params=ids, timeout=dw.timeout)
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+    # Without Encapsulated Document Length (older objects omit it), the
+    # trailing NUL of a PDF is the pad too.
+    del ds.EncapsulatedDocumentLength
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    assert dw.stow([out.getvalue()]).status == 200
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    r = dw.get(f"{base}/bulkdata/00420011", "application/pdf")
+    assert r.status_code == 200 and r.content == pdf, (r.status_code, len(r.content))
 
 
 def test_matching_qido_does_not_perform_is_named_in_the_words_of_ps3_18(pacs):

@@ -10,8 +10,11 @@ use crate::error::{DicomError, DicomResult};
 pub const IMPLEMENTATION_CLASS_UID: &str = "1.2.826.0.1.3680043.10.1470.1";
 pub const IMPLEMENTATION_VERSION: &str = "FULCRUM_01";
 
-/// Largest meta group accepted (real ones are a few hundred bytes).
-const MAX_META: usize = 64 * 1024;
+/// Largest meta group accepted. Most are a few hundred bytes, but Private
+/// Information (0002,0102) may carry more: a 70 KiB one was refused as
+/// malformed under the former 64 KiB bound. The meta is held in memory
+/// while the data set streams.
+const MAX_META: usize = 1024 * 1024;
 
 /// What the file meta group says, and where the dataset starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +168,30 @@ mod tests {
         assert_eq!(p.sop_instance_uid.as_deref(), Some("1.2.3.4"));
         // Incomplete input asks for more.
         assert_eq!(parse_prelude(&pre[..140], false).expect("partial"), None);
+    }
+
+    #[test]
+    fn a_meta_group_with_large_private_information_parses() {
+        // A 70 KiB Private Information (0002,0102) was 'bad length in the
+        // meta group' under the former 64 KiB bound.
+        let mut pre = build_prelude(
+            "1.2.840.10008.5.1.4.1.1.7",
+            "1.2.3.4",
+            "1.2.840.10008.1.2.1",
+            "SCU",
+        )
+        .expect("build");
+        let value = vec![7u8; 70 * 1024];
+        let mut private = vec![0x02, 0x00, 0x02, 0x01, b'O', b'B', 0, 0];
+        private.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        private.extend_from_slice(&value);
+        // (0002,0000) counts the group's bytes after its own element.
+        let group = u32::from_le_bytes([pre[140], pre[141], pre[142], pre[143]]);
+        pre[140..144].copy_from_slice(&(group + private.len() as u32).to_le_bytes());
+        pre.extend_from_slice(&private);
+        let p = parse_prelude(&pre, true).expect("parse").expect("complete");
+        assert_eq!(p.len, pre.len());
+        assert_eq!(p.sop_instance_uid.as_deref(), Some("1.2.3.4"));
     }
 
     #[test]

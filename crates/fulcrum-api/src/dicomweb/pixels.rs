@@ -219,7 +219,12 @@ fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header, walked: usize) -> Api
             u16::from_le_bytes([b[0], b[1]]),
             u16::from_le_bytes([b[2], b[3]]),
         ),
-        (None, None) => tags::PIXEL_DATA,
+        // Parsed whole (a deflated data set): whichever pixel element it
+        // holds (Float or Double Float Pixel Data in a parametric map).
+        (None, None) => [tags::PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)]
+            .into_iter()
+            .find(|t| header.get(*t).is_some())
+            .unwrap_or(tags::PIXEL_DATA),
     };
     Ok(Loaded {
         rec,
