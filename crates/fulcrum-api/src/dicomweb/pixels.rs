@@ -112,18 +112,20 @@ fn elements_end(rec: &InstanceRecord) -> u64 {
 
 /// Streams `rest` (root elements from a long header's cut on) through the
 /// element scanner: the elements of up to [`WALK_ELEMENT`] are kept (at
-/// most [`MAX_WHOLE_HEADER`] of them; metadata stops where they run out),
+/// most `budget` bytes of them, what is left of the request's
+/// [`MAX_WHOLE_HEADER`]; metadata stops where they run out),
 /// the larger ones are noted as bulk data (sequences that large are left
 /// out of the metadata).
 async fn walk_past_the_cut(
     ctx: &Ctx,
     rec: &InstanceRecord,
     rest: std::ops::Range<u64>,
+    budget: usize,
 ) -> ApiResult<(Vec<u8>, Vec<LeftOut>)> {
     let Some(framing) = Framing::of(&rec.transfer_syntax) else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let mut walker = Walker::new(framing).keeping(WALK_ELEMENT, MAX_WHOLE_HEADER as usize);
+    let mut walker = Walker::new(framing).keeping(WALK_ELEMENT, budget);
     let mut s = ctx
         .archive
         .read(&ctx.tenant, rec, rest.start, rest.end)
@@ -252,9 +254,13 @@ pub(crate) async fn load_many(
         recs.iter().map(|r| (r, header_range(r, part).0)).collect();
     let mut bytes = ctx.archive.read_ranges(&ctx.tenant, &items).await?;
     let mut left_out = vec![Vec::new(); recs.len()];
+    // What the walks keep is bounded per request, not per instance: a
+    // batch of 64 crafted instances would otherwise hold 64 budgets.
+    let mut budget = MAX_WHOLE_HEADER as usize;
     for (i, rec) in recs.iter().enumerate() {
-        if let Some(rest) = walked_range(rec, part) {
-            let (kept, out) = walk_past_the_cut(ctx, rec, rest).await?;
+        if let Some(rest) = walked_range(rec, part).filter(|_| budget > 0) {
+            let (kept, out) = walk_past_the_cut(ctx, rec, rest, budget).await?;
+            budget = budget.saturating_sub(kept.len());
             bytes[i] = [&bytes[i][..], &kept].concat().into();
             left_out[i] = out;
         }
