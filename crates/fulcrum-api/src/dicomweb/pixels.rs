@@ -193,15 +193,21 @@ pub(crate) enum Header {
     Whole,
 }
 
-/// Parses a header read as [`header_range`] says (`walked`: its length,
-/// with the elements kept past the cut appended, when it was walked).
-fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header, walked: usize) -> ApiResult<Loaded> {
+/// Parses a header read as [`header_range`] says (when it was walked, with
+/// the elements kept past the cut appended, and `left_out` the larger ones).
+fn loaded(
+    rec: InstanceRecord,
+    bytes: Bytes,
+    part: Header,
+    left_out: Vec<LeftOut>,
+) -> ApiResult<Loaded> {
     let (_, split, known) = header_range(&rec, part);
+    // A walked header is followed by the elements kept past its cut: all
+    // of it parses.
     let split = match walked_range(&rec, part) {
-        Some(_) => walked,
-        None => split,
-    }
-    .min(bytes.len());
+        Some(_) => bytes.len(),
+        None => split.min(bytes.len()),
+    };
     let header = parse(&bytes[..split], &rec.transfer_syntax).map_err(|e| {
         tracing::error!(sop = %rec.sop_uid, error = %e, "DICOMweb: stored header does not parse");
         ApiError::new(
@@ -232,7 +238,7 @@ fn loaded(rec: InstanceRecord, bytes: Bytes, part: Header, walked: usize) -> Api
         rec,
         header,
         pixel_tag,
-        left_out: Vec::new(),
+        left_out,
     })
 }
 
@@ -270,12 +276,7 @@ pub(crate) async fn load_many(
         recs.into_iter()
             .zip(bytes)
             .zip(left_out)
-            .map(|((r, b), out)| {
-                let split = b.len();
-                let mut l = loaded(r, b, part, split)?;
-                l.left_out = out;
-                Ok(l)
-            })
+            .map(|((r, b), out)| loaded(r, b, part, out))
             .collect()
     };
     if total <= INLINE_PARSE_BYTES {
