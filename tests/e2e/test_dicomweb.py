@@ -1133,31 +1133,45 @@ def test_metadata_holds_every_attribute_of_a_header_longer_than_the_ingest_cap(p
     assert dw.instance_bytes(study, ds.SeriesInstanceUID, ds.SOPInstanceUID) == out.getvalue()
 
 
+def _encapsulated_pdf(pdf: bytes, patient: str, stated_length: bool = True, **extra) -> tuple:
+    """(data set, Part 10 bytes) of an Encapsulated PDF holding `pdf`, with
+    its Encapsulated Document Length unless told otherwise."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = patient, "DOC"
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
+    ds.EncapsulatedDocument = pdf
+    if stated_length:
+        ds.EncapsulatedDocumentLength = len(pdf)
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return ds, out.getvalue()
+
+
+def _instance_path(ds) -> str:
+    return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
 def test_metadata_of_a_document_longer_than_32_mib_names_it_as_bulk_data(pacs):
     # A 40 MB Encapsulated PDF: /metadata read at most 32 MiB of a data set
     # and stopped at the ingest cut, before the document: neither it nor
     # the MIME type after it were listed, and its bulk data was 404. The
     # elements past the cut are now walked: small ones parsed, large ones
     # named by a BulkDataURI and sent from where they are stored.
-    from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
-    import dicom_common
-
     dw = DicomWeb(pacs)
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF
-    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.Modality = "PDF-BIG", "Long^Document", "DOC"
-    ds.DocumentTitle = "Scanned referral"
     pdf = b"%PDF-1.4\n" + bytes(range(256)) * (40 * 4096) + b"\n%%EOF\n\n"  # odd: stored padded
-    ds.EncapsulatedDocument = pdf
-    ds.EncapsulatedDocumentLength = len(pdf)
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    assert len(out.getvalue()) > 40 * 1024 * 1024
-    assert dw.stow([out.getvalue()]).status == 200
+    ds, data = _encapsulated_pdf(pdf, "PDF-BIG", PatientName="Long^Document", DocumentTitle="Scanned referral")
+    assert len(data) > 40 * 1024 * 1024
+    assert dw.stow([data]).status == 200
     meta = dw.client().retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert meta["00420012"]["Value"] == ["application/pdf"], meta.get("00420012")
     assert meta["00420010"]["Value"] == ["Scanned referral"]
@@ -1282,7 +1296,7 @@ def test_float_pixel_data_renders_by_its_values(pacs, ts):
     assert pydicom.dcmread(io.BytesIO(out.getvalue())).file_meta.TransferSyntaxUID == (ts or "1.2.840.10008.1.2.1")
     dw = DicomWeb(pacs)
     assert dw.stow([out.getvalue()]).status == 200
-    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    base = _instance_path(ds)
     r = dw.get(f"{base}/rendered", "image/png")
     assert r.status_code == 200, r.text[:300]
     got = np.asarray(Image.open(io.BytesIO(r.content))).astype(float)
@@ -1296,26 +1310,12 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     # bulk data asked for as application/pdf came with the pad (PS3.3
     # C.24.2.1: Encapsulated Document Length is the length before it), and
     # WADO-URI contentType=application/pdf was 406.
-    from pydicom.dataset import Dataset
-    from pydicom.uid import generate_uid
-
-    import dicom_common
-
     pdf = b"%PDF-1.4\n" + b"x" * 177 + b"%%EOF\n\n"
     assert len(pdf) == 193
-    ds = Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.104.1", generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.Modality = "PDF-ODD", "DOC"
-    ds.EncapsulatedDocument = pdf
-    ds.EncapsulatedDocumentLength = len(pdf)
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
+    ds, data = _encapsulated_pdf(pdf, "PDF-ODD")
     dw = DicomWeb(pacs)
-    assert dw.stow([out.getvalue()]).status == 200
-    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    assert dw.stow([data]).status == 200
+    base = _instance_path(ds)
     r = dw.get(f"{base}/bulkdata/00420011", "application/pdf")
     assert r.status_code == 200 and r.content == pdf, (r.status_code, len(r.content))
     # As bulk data (octet-stream) it is the value, pad included.
@@ -1331,13 +1331,9 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
     # Without Encapsulated Document Length (older objects omit it), the
     # trailing NUL of a PDF is the pad too.
-    del ds.EncapsulatedDocumentLength
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    assert dw.stow([out.getvalue()]).status == 200
-    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
-    r = dw.get(f"{base}/bulkdata/00420011", "application/pdf")
+    ds, data = _encapsulated_pdf(pdf, "PDF-ODD", stated_length=False)
+    assert dw.stow([data]).status == 200
+    r = dw.get(f"{_instance_path(ds)}/bulkdata/00420011", "application/pdf")
     assert r.status_code == 200 and r.content == pdf, (r.status_code, len(r.content))
 
 
@@ -1345,7 +1341,6 @@ def test_matching_qido_does_not_perform_is_named_in_the_words_of_ps3_18(pacs):
     # emptyvaluematching got the generic "not supported for matching" warning,
     # even =false; PS3.18 8.3.4.5 words the warning for it when it is asked for.
     dw = DicomWeb(pacs)
-    stow_ok(dw, [])
     r = dw.s.get(dw.base + "/studies", params={"emptyvaluematching": "true"}, timeout=dw.timeout)
     assert r.status_code == 200, r.text
     assert "The emptyvaluematching parameter is not supported. Empty Value Matching has not been performed." in \
@@ -1365,6 +1360,6 @@ def test_frames_of_an_image_with_no_rows_say_so(pacs):
     ds = pydicom.dcmread(io.BytesIO(data))
     dw = DicomWeb(pacs)
     assert dw.stow([data]).status == 200
-    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    base = _instance_path(ds)
     r = dw.get(f"{base}/frames/1", 'multipart/related; type="application/octet-stream"')
     assert r.status_code == 501 and "Rows, Columns or Samples per Pixel" in r.text, r.text

@@ -205,30 +205,29 @@ async fn an_instance_written_twice_in_one_commit_leaves_no_empty_study() {
             .await
             .expect("bucket")
             .id;
-        // A new instance sent twice, then a stored one moved twice.
-        catalog
-            .commit(&batch(vec![
-                instance(b, "2.1", "2.1.1", "2.0.0.1", "e1"),
-                instance(b, "2.2", "2.2.1", "2.0.0.1", "e2"),
-                instance(b, "2.3", "2.3.1", "2.0.0.2", "e3"),
-            ]))
-            .await
-            .expect("first commit");
-        catalog
-            .commit(&batch(vec![
-                instance(b, "2.4", "2.4.1", "2.0.0.2", "e4"),
-                instance(b, "2.5", "2.5.1", "2.0.0.2", "e5"),
-            ]))
-            .await
-            .expect("second commit");
-        // Twice into one study, in two series: the first series goes.
-        catalog
-            .commit(&batch(vec![
-                instance(b, "2.6", "2.6.1", "2.0.0.3", "e6"),
-                instance(b, "2.6", "2.6.2", "2.0.0.3", "e7"),
-            ]))
-            .await
-            .expect("third commit");
+        let commits = [
+            // A new instance sent twice (and another instance).
+            [
+                ("2.1", "2.1.1", "2.0.0.1"),
+                ("2.2", "2.2.1", "2.0.0.1"),
+                ("2.3", "2.3.1", "2.0.0.2"),
+            ]
+            .as_slice(),
+            // A stored one moved twice.
+            &[("2.4", "2.4.1", "2.0.0.2"), ("2.5", "2.5.1", "2.0.0.2")],
+            // Twice into one study, in two series: the first series goes.
+            &[("2.6", "2.6.1", "2.0.0.3"), ("2.6", "2.6.2", "2.0.0.3")],
+        ];
+        for (n, writes) in commits.iter().enumerate() {
+            let writes = writes
+                .iter()
+                .enumerate()
+                .map(|(k, (study, series, sop))| {
+                    instance(b, study, series, sop, &format!("e{n}.{k}"))
+                })
+                .collect();
+            catalog.commit(&batch(writes)).await.expect("commit");
+        }
         let (stored, recount) = counts_any(&url).await;
         assert_eq!(stored, recount, "{url}: stored counts against a recount");
         let uids: Vec<&str> = stored.iter().map(|(uid, _)| uid.as_str()).collect();
