@@ -384,8 +384,8 @@ pub(crate) async fn render_frame(
              uncompressed only); retrieve the frames instead"
         )));
     }
-    let mut spec = Spec::of(&l.header);
-    spec.float = l.pixel_tag == dicom_core::Tag(0x7FE0, 0x0008);
+    let mut spec = Spec::of_frame(&l.header, n, l.big_endian());
+    spec.float = matches!(l.pixel_tag, dicom_core::Tag(0x7FE0, 0x0008 | 0x0009));
     let region = r.region.map(|reg| source_region(reg, &spec)).transpose()?;
     let frame = read_frame(ctx, &l, n).await?;
     let limit = max.or(r.viewport);

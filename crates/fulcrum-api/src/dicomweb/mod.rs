@@ -12,6 +12,7 @@ mod json;
 // Public for the fuzz targets (`fuzz/`): pure parsers of request headers and bodies.
 pub mod media;
 pub mod multipart;
+mod palette;
 mod pixels;
 mod qido;
 mod render;

@@ -349,13 +349,17 @@ impl Loaded {
         }
     }
 
+    /// The data set is in a big-endian transfer syntax.
+    pub fn big_endian(&self) -> bool {
+        Framing::of(&self.rec.transfer_syntax).is_some_and(|f| f.big_endian)
+    }
+
     /// For native pixel data stored big endian: the width of the words
     /// to byte-swap into little endian, the samples' width (16 bits and
     /// up), or 2 for 8-bit samples in an OW value (PS3.5 8.1.1: OW is a
     /// stream of 16-bit words, two 8-bit samples each). `None` otherwise.
     pub fn big_endian_words(&self) -> Option<usize> {
-        let big = Framing::of(&self.rec.transfer_syntax).is_some_and(|f| f.big_endian);
-        if !big || self.encapsulated() {
+        if !self.big_endian() || self.encapsulated() {
             return None;
         }
         match self.geometry().bits_allocated {

@@ -9,7 +9,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use fulcrum_dicom::decode::{self, DecodeError, Geometry};
 
+use super::palette::Palette;
 use super::pixels::int;
+use std::sync::Arc;
 
 /// An 8-bit image, gray (1 channel) or RGB (3), rows top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +48,11 @@ pub struct Spec {
     /// Window center and width (the first of several) and the VOI LUT
     /// Function.
     pub window: Option<Window>,
-    /// The samples are 32-bit IEEE floats (Float Pixel Data, 7FE0,0008:
-    /// parametric maps), not integers.
+    /// The samples are IEEE floats (Float or Double Float Pixel Data,
+    /// 7FE0,0008 or 0009: parametric maps), not integers.
     pub float: bool,
+    /// A PALETTE COLOR image's tables, or why they cannot be read.
+    pub palette: Option<Result<Arc<Palette>, String>>,
 }
 
 /// A VOI window: center, width and function (PS3.3 C.11.2.1.2).
@@ -102,37 +106,84 @@ fn first_float(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<f64> {
         .filter(|f: &f64| f.is_finite())
 }
 
+/// The first window center and width of `obj` (a data set or a Frame VOI
+/// LUT item), with its VOI LUT Function.
+fn window_of(obj: &InMemDicomObject) -> Option<Window> {
+    match (
+        first_float(obj, tags::WINDOW_CENTER),
+        first_float(obj, tags::WINDOW_WIDTH),
+    ) {
+        (Some(center), Some(width)) if width > 0.0 => Some(Window {
+            center,
+            width,
+            function: obj
+                .get(tags::VOILUT_FUNCTION)
+                .and_then(|e| e.to_str().ok())
+                .and_then(|f| VoiFunction::parse(&f))
+                .unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
+
+/// Item `i` of the sequence `tag` of `obj`.
+fn item(obj: &InMemDicomObject, tag: dicom_core::Tag, i: usize) -> Option<&InMemDicomObject> {
+    obj.get(tag)?.items()?.get(i)
+}
+
 impl Spec {
+    /// What the header says of frame `n` (from 1): an enhanced multi-frame
+    /// image gives its rescale (Pixel Value Transformation) and window
+    /// (Frame VOI LUT) in the Shared Functional Groups, and per frame in
+    /// the Per-Frame Functional Groups, which take precedence over the
+    /// shared ones and both over the top-level attributes. A PALETTE COLOR
+    /// image's tables are read here (`big_endian`: of a data set in a
+    /// big-endian transfer syntax).
+    pub fn of_frame(obj: &InMemDicomObject, n: u32, big_endian: bool) -> Spec {
+        let mut spec = Spec::of(obj);
+        if spec.photometric == "PALETTE COLOR" {
+            spec.palette = Some(Palette::of(obj, spec.signed, big_endian).map(Arc::new));
+        }
+        let shared = item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0);
+        let own = item(
+            obj,
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            n.saturating_sub(1) as usize,
+        );
+        for group in [shared, own].into_iter().flatten() {
+            if let Some(t) = item(group, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, 0) {
+                if let Some(slope) = first_float(t, tags::RESCALE_SLOPE).filter(|s| *s != 0.0) {
+                    spec.slope = slope;
+                }
+                if let Some(intercept) = first_float(t, tags::RESCALE_INTERCEPT) {
+                    spec.intercept = intercept;
+                }
+            }
+            if let Some(w) = item(group, tags::FRAME_VOILUT_SEQUENCE, 0).and_then(window_of) {
+                spec.window = Some(w);
+            }
+        }
+        spec
+    }
+
     pub fn of(obj: &InMemDicomObject) -> Spec {
         let get = |t, d: i64| int(obj, t).unwrap_or(d).clamp(0, 1 << 20) as u32;
         let bits_allocated = get(tags::BITS_ALLOCATED, 8);
-        let window = match (
-            first_float(obj, tags::WINDOW_CENTER),
-            first_float(obj, tags::WINDOW_WIDTH),
-        ) {
-            (Some(center), Some(width)) if width > 0.0 => Some(Window {
-                center,
-                width,
-                function: obj
-                    .get(tags::VOILUT_FUNCTION)
-                    .and_then(|e| e.to_str().ok())
-                    .and_then(|f| VoiFunction::parse(&f))
-                    .unwrap_or_default(),
-            }),
-            _ => None,
-        };
+        let window = window_of(obj);
+        let signed = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+        let photometric = obj
+            .get(tags::PHOTOMETRIC_INTERPRETATION)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_ascii_uppercase())
+            .unwrap_or_else(|| "MONOCHROME2".into());
         Spec {
             rows: get(tags::ROWS, 0),
             cols: get(tags::COLUMNS, 0),
             samples: get(tags::SAMPLES_PER_PIXEL, 1),
             bits_allocated,
             bits_stored: get(tags::BITS_STORED, bits_allocated as i64),
-            signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
-            photometric: obj
-                .get(tags::PHOTOMETRIC_INTERPRETATION)
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim().to_ascii_uppercase())
-                .unwrap_or_else(|| "MONOCHROME2".into()),
+            signed,
+            photometric,
             planar: get(tags::PLANAR_CONFIGURATION, 0),
             slope: first_float(obj, tags::RESCALE_SLOPE)
                 .filter(|s| *s != 0.0)
@@ -140,6 +191,7 @@ impl Spec {
             intercept: first_float(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0),
             window,
             float: false,
+            palette: None,
         }
     }
 }
@@ -171,9 +223,7 @@ fn native(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, Render
     match (spec.samples, spec.photometric.as_str()) {
         (1, "MONOCHROME1" | "MONOCHROME2") => gray(spec, b, window),
         (3, "RGB" | "YBR_FULL" | "YBR_FULL_422") => color(spec, b),
-        (_, "PALETTE COLOR") => Err(RenderError::Unsupported(
-            "palette colour images cannot be rendered yet".into(),
-        )),
+        (1, "PALETTE COLOR") => palette_color(spec, b),
         (s, p) => Err(RenderError::Unsupported(format!(
             "cannot render {s} sample(s) per pixel with photometric interpretation {p}"
         ))),
@@ -205,15 +255,23 @@ fn window_fn(win: Window) -> impl Fn(f64) -> u8 {
     }
 }
 
-fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
+/// Bytes per sample of a one-sample image, after checking that `b` holds
+/// the frame.
+fn sample_width(spec: &Spec, b: &[u8], what: &str) -> Result<usize, RenderError> {
     let n = spec.cols as usize * spec.rows as usize;
-    let width = match spec.bits_allocated {
-        8 => 1,
-        16 => 2,
-        32 => 4,
-        other => {
+    let width = match (spec.bits_allocated, spec.float) {
+        (8, false) => 1,
+        (16, false) => 2,
+        (32, _) => 4,
+        (64, true) => 8,
+        (other, false) => {
             return Err(RenderError::Unsupported(format!(
-                "cannot render {other}-bit grayscale pixels"
+                "cannot render {other}-bit {what} pixels"
+            )))
+        }
+        (other, true) => {
+            return Err(RenderError::Corrupt(format!(
+                "Float Pixel Data of {other} bits allocated (32 or 64 expected)"
             )))
         }
     };
@@ -222,32 +280,63 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
             "the frame is shorter than its rows and columns".into(),
         ));
     }
-    if spec.float && width != 4 {
-        return Err(RenderError::Corrupt(format!(
-            "Float Pixel Data of {} bits allocated (32 expected)",
-            spec.bits_allocated
-        )));
-    }
-    let stored = spec.bits_stored.clamp(1, spec.bits_allocated);
+    Ok(width)
+}
+
+/// The stored integer value of sample `i` (Bits Stored of it, sign
+/// extended when Pixel Representation says signed).
+fn stored_int<'a>(spec: &Spec, b: &'a [u8], width: usize) -> impl Fn(usize) -> i64 + 'a {
+    let stored = spec.bits_stored.clamp(1, spec.bits_allocated.min(32));
     let mask: u64 = (1u64 << stored) - 1;
     let sign = 1u64 << (stored - 1);
-    let (slope, icpt, signed, float) = (spec.slope, spec.intercept, spec.signed, spec.float);
-    let value = |i: usize| -> f64 {
+    let signed = spec.signed;
+    move |i| {
         let p = &b[i * width..i * width + width];
-        if float {
-            return f32::from_le_bytes([p[0], p[1], p[2], p[3]]) as f64 * slope + icpt;
-        }
         let raw = match width {
             1 => p[0] as u64,
             2 => u16::from_le_bytes([p[0], p[1]]) as u64,
             _ => u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as u64,
         } & mask;
-        let v = if signed && raw & sign != 0 {
+        if signed && raw & sign != 0 {
             raw as i64 - (1i64 << stored)
         } else {
             raw as i64
-        };
-        v as f64 * slope + icpt
+        }
+    }
+}
+
+fn palette_color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
+    let palette = match &spec.palette {
+        Some(Ok(p)) => p,
+        Some(Err(m)) => return Err(RenderError::Corrupt(m.clone())),
+        None => return Err(RenderError::Corrupt("the palette is missing".into())),
+    };
+    let width = sample_width(spec, b, "palette colour")?;
+    let value = stored_int(spec, b, width);
+    let n = spec.cols as usize * spec.rows as usize;
+    let data = (0..n).flat_map(|i| palette.rgb(value(i))).collect();
+    Ok(Image {
+        width: spec.cols,
+        height: spec.rows,
+        channels: 3,
+        data,
+    })
+}
+
+fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
+    let n = spec.cols as usize * spec.rows as usize;
+    let width = sample_width(spec, b, "grayscale")?;
+    let (slope, icpt, float) = (spec.slope, spec.intercept, spec.float);
+    let int = stored_int(spec, b, width);
+    let value = |i: usize| -> f64 {
+        let p = &b[i * width..i * width + width];
+        match (float, width) {
+            (true, 4) => f32::from_le_bytes([p[0], p[1], p[2], p[3]]) as f64 * slope + icpt,
+            (true, _) => {
+                f64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]) * slope + icpt
+            }
+            (false, _) => int(i) as f64 * slope + icpt,
+        }
     };
     let win = match window {
         // Real values have no integer steps: the linear function's
@@ -412,19 +501,20 @@ fn jpeg(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
     s.cols = d.width;
     s.samples = 1;
     s.planar = 0;
-    if s.photometric != "MONOCHROME1" {
+    let palette = s.photometric == "PALETTE COLOR";
+    if s.photometric != "MONOCHROME1" && !palette {
         s.photometric = "MONOCHROME2".into();
     }
     match (d.samples, d.bits) {
-        (1, 8) => {
-            s.bits_allocated = 8;
-            s.bits_stored = s.bits_stored.clamp(1, 8);
-            gray(&s, &d.pixels, window)
-        }
-        (1, _) => {
-            s.bits_allocated = 16;
-            s.bits_stored = s.bits_stored.clamp(1, 16);
-            gray(&s, &d.pixels, window)
+        (1, bits) => {
+            (s.bits_allocated, s.bits_stored) = match bits {
+                8 => (8, s.bits_stored.clamp(1, 8)),
+                _ => (16, s.bits_stored.clamp(1, 16)),
+            };
+            match palette {
+                true => palette_color(&s, &d.pixels),
+                false => gray(&s, &d.pixels, window),
+            }
         }
         _ => Ok(Image {
             width: d.width,
@@ -438,6 +528,8 @@ fn jpeg(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
 
     fn spec(bits: u32, photometric: &str) -> Spec {
         Spec {
@@ -453,6 +545,7 @@ mod tests {
             intercept: 0.0,
             window: None,
             float: false,
+            palette: None,
         }
     }
 
@@ -472,6 +565,152 @@ mod tests {
         let win = Window::linear(0.5, 1.0);
         let img = render(&s, Source::Native(&px), Some(win)).expect("renders");
         assert_eq!(img.data, vec![0, 0, 64, 128, 255]);
+    }
+
+    fn put(obj: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, v: PrimitiveValue) {
+        obj.put(DataElement::new(tag, vr, v));
+    }
+
+    fn seq(tag: dicom_core::Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+        DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+    }
+
+    #[test]
+    fn functional_groups_give_each_frame_its_rescale_and_window() {
+        let mut obj = InMemDicomObject::new_empty();
+        put(&mut obj, tags::WINDOW_CENTER, VR::DS, "10".into());
+        put(&mut obj, tags::WINDOW_WIDTH, VR::DS, "20".into());
+        let group = |slope: Option<&str>, icpt: &str, window: Option<(&str, &str)>| {
+            let mut g = InMemDicomObject::new_empty();
+            let mut t = InMemDicomObject::new_empty();
+            if let Some(slope) = slope {
+                put(&mut t, tags::RESCALE_SLOPE, VR::DS, slope.into());
+            }
+            put(&mut t, tags::RESCALE_INTERCEPT, VR::DS, icpt.into());
+            g.put(seq(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, vec![t]));
+            if let Some((c, w)) = window {
+                let mut v = InMemDicomObject::new_empty();
+                put(&mut v, tags::WINDOW_CENTER, VR::DS, c.into());
+                put(&mut v, tags::WINDOW_WIDTH, VR::DS, w.into());
+                put(&mut v, tags::VOILUT_FUNCTION, VR::CS, "SIGMOID".into());
+                g.put(seq(tags::FRAME_VOILUT_SEQUENCE, vec![v]));
+            }
+            g
+        };
+        obj.put(seq(
+            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+            vec![group(Some("2"), "-1024", None)],
+        ));
+        obj.put(seq(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            vec![
+                group(None, "-1000", Some(("40", "400"))),
+                InMemDicomObject::new_empty(),
+            ],
+        ));
+        let first = Spec::of_frame(&obj, 1, false);
+        assert_eq!((first.slope, first.intercept), (2.0, -1000.0));
+        let win = first.window.expect("the frame's window");
+        assert_eq!((win.center, win.width), (40.0, 400.0));
+        assert_eq!(win.function, VoiFunction::Sigmoid);
+        // The second frame has only the shared groups and the top level.
+        let second = Spec::of_frame(&obj, 2, false);
+        assert_eq!((second.slope, second.intercept), (2.0, -1024.0));
+        assert_eq!(second.window, Some(Window::linear(10.0, 20.0)));
+        // Past the per-frame items (and without groups) the top level holds.
+        let plain = Spec::of_frame(&obj, 9, false);
+        assert_eq!(plain.intercept, -1024.0);
+        assert_eq!(Spec::of(&obj).intercept, 0.0);
+        // Rendered through the frame's values: stored 500 is 0 HU.
+        let px: Vec<u8> = [300u16, 500, 800]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let s = Spec {
+            cols: 3,
+            bits_allocated: 16,
+            bits_stored: 16,
+            rows: 1,
+            window: Some(Window::linear(0.5, 2.0)),
+            ..first
+        };
+        let img = render(&s, Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data, vec![0, 127, 255]);
+    }
+
+    #[test]
+    fn double_float_and_palette_colour_render() {
+        let px: Vec<u8> = [0.0f64, 0.5, 1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut s = spec(64, "MONOCHROME2");
+        (s.cols, s.float) = (3, true);
+        let img = render(&s, Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data, vec![0, 128, 255]);
+        s.bits_allocated = 16;
+        assert!(matches!(
+            render(&s, Source::Native(&px), None),
+            Err(RenderError::Corrupt(_))
+        ));
+        // Indices 0..3 through a red, green, blue, white palette.
+        let mut obj = InMemDicomObject::new_empty();
+        put(
+            &mut obj,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "PALETTE COLOR".into(),
+        );
+        put(
+            &mut obj,
+            tags::BITS_ALLOCATED,
+            VR::US,
+            PrimitiveValue::from(8u16),
+        );
+        put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(1u16));
+        put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(4u16));
+        let tables = [
+            (
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0xFFFFu16, 0, 0, 0xFFFF],
+            ),
+            (
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0, 0xFFFF, 0, 0xFFFF],
+            ),
+            (
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                [0, 0, 0xFFFF, 0xFFFF],
+            ),
+        ];
+        for (desc, data, lut) in tables {
+            put(
+                &mut obj,
+                desc,
+                VR::US,
+                PrimitiveValue::U16([4u16, 0, 16].into_iter().collect()),
+            );
+            put(
+                &mut obj,
+                data,
+                VR::OW,
+                PrimitiveValue::U16(lut.to_vec().into()),
+            );
+        }
+        let img = render(
+            &Spec::of_frame(&obj, 1, false),
+            Source::Native(&[0, 1, 2, 3]),
+            None,
+        )
+        .expect("renders");
+        assert_eq!(img.channels, 3);
+        assert_eq!(
+            img.data,
+            vec![255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255]
+        );
     }
 
     #[test]
@@ -512,6 +751,8 @@ mod tests {
         let short = render(&spec(16, "MONOCHROME2"), Source::Native(&px[..3]), None);
         assert!(matches!(short, Err(RenderError::Corrupt(_))));
         let bad = render(&spec(8, "PALETTE COLOR"), Source::Native(&px), None);
+        assert!(matches!(bad, Err(RenderError::Corrupt(m)) if m.contains("palette")));
+        let bad = render(&spec(8, "YBR_ICT"), Source::Native(&px), None);
         assert!(matches!(bad, Err(RenderError::Unsupported(_))));
         assert!(render(&spec(8, "MONOCHROME2"), Source::Jpeg(b"not a jpeg"), None).is_err());
     }
