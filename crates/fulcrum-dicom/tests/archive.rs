@@ -1109,6 +1109,8 @@ async fn person_names_match_by_any_component_group() {
             ("Kim^Minsu^^=김^민수", "P6"),
             // Words separated by the ideographic space (U+3000).
             ("Sato^Ichiro=佐藤　一郎=さとう　いちろう", "P7"),
+            // Full-width Latin and half-width katakana.
+            ("ｌｉｕ^Ｌｅｉ=刘^磊=ﾘｳ^ﾚｲ", "P8"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -1141,7 +1143,10 @@ async fn person_names_match_by_any_component_group() {
             // Keyed before the ideographic space separated words.
             "UPDATE dicom_studies SET patient_name_key = \
              'SATO ICHIRO=佐藤\u{3000}一郎=さとう\u{3000}いちろう' WHERE study_uid = '7.6'",
-            "DELETE FROM meta WHERE key = 'name_keys_v2'",
+            // Keyed before the compatibility form.
+            "UPDATE dicom_studies SET patient_name_key = 'ＬＩＵ ＬＥＩ=刘 磊=ﾘｳ ﾚｲ' \
+             WHERE study_uid = '7.7'",
+            "DELETE FROM meta WHERE key = 'name_keys_v3'",
         ] {
             sqlx::query(sql).execute(&mut c).await.expect("older keys");
         }
@@ -1186,6 +1191,12 @@ async fn person_names_match_by_any_component_group() {
             (fuzzy("いちろう"), vec!["7.6"]),
             (ex("佐藤^一郎"), vec!["7.6"]),
             (wild("佐藤 一*"), vec!["7.6"]),
+            (ex("Liu^Lei"), vec!["7.7"]),
+            (wild("LIU*"), vec!["7.7"]),
+            (ex("ＬＩＵ^ＬＥＩ"), vec!["7.7"]),
+            (ex("刘^磊"), vec!["7.7"]),
+            (fuzzy("リウ"), vec!["7.7"]),
+            (ex("liu^lei=刘^磊=リウ^レイ"), vec!["7.7"]),
         ] {
             let got = uids(&a, Level::Study, vec![(Column::PatientName, m.clone())]).await;
             assert_eq!(got, want, "{}: {m:?}", t.name);

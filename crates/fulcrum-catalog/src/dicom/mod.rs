@@ -8,6 +8,7 @@ mod query;
 pub(crate) use counts::refresh_all as refresh_all_counts;
 
 use sqlx::{Any, Row, Transaction};
+use unicode_normalization::UnicodeNormalization;
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -214,13 +215,19 @@ pub fn name_key(name: &str) -> String {
     groups.join("=")
 }
 
-/// One component group's key (see [`name_key`]); the ideographic space
-/// (U+3000), which Japanese systems write between family and given name,
-/// separates words as a space does.
+/// One component group's key (see [`name_key`]), in Unicode
+/// compatibility form (NFKC): full-width Latin (`ＷＡＮＧ`) is Latin,
+/// half-width katakana (`ﾔﾏﾀﾞ`, ISO 2022 IR 13) is katakana, decomposed
+/// hangul is composed, and the ideographic space (U+3000), which Japanese
+/// systems write between family and given name, separates words as a
+/// space does. A `=` that only the folding makes (from `＝`) separates
+/// words too, never groups.
 fn group_key(group: &str) -> String {
     group
+        .nfkc()
+        .collect::<String>()
         .to_uppercase()
-        .split(['^', ' ', '\u{3000}'])
+        .split(['^', ' ', '='])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -686,19 +693,19 @@ impl Catalog {
 
     /// Re-keys the person names of study rows keyed before each component
     /// group was keyed on its own (`A^B^^=C` was `A B =C`, now `A B=C`),
-    /// or before the ideographic space separated words (`佐藤　一郎`):
-    /// only names with a `=` or one change. Runs once per catalog (a meta
+    /// or before names were keyed in compatibility form (`ＷＡＮＧ`,
+    /// `佐藤　一郎`): only names with a `=` or beyond ASCII can change, and
+    /// only those whose key does are written. Runs once per catalog (a meta
     /// flag), and again after a restore from an older dump.
     pub(crate) async fn rekey_names(&self) -> CatalogResult<()> {
-        const DONE: &str = "name_keys_v2";
+        const DONE: &str = "name_keys_v3";
         if self.get_meta(DONE).await?.is_some() {
             return Ok(());
         }
         let rows: Vec<KeyedNameRow> = sqlx::query_as(
             "SELECT tenant, study_uid, patient_name, referring_physician, patient_name_key, \
                  referring_physician_key FROM dicom_studies \
-                 WHERE patient_name LIKE '%=%' OR referring_physician LIKE '%=%' \
-                 OR patient_name LIKE '%\u{3000}%' OR referring_physician LIKE '%\u{3000}%' \
+                 WHERE patient_name IS NOT NULL OR referring_physician IS NOT NULL \
                  ORDER BY tenant, study_uid",
         )
         .fetch_all(&self.pool)
@@ -706,6 +713,13 @@ impl Catalog {
         .map_err(db("find names to re-key"))?;
         let stale: Vec<NameRow> = rows
             .into_iter()
+            .filter(|(_, _, name, phys, _, _)| {
+                let plain = |n: &Option<String>| {
+                    n.as_deref()
+                        .is_none_or(|n| n.is_ascii() && !n.contains('='))
+                };
+                !(plain(name) && plain(phys))
+            })
             .filter(|(_, _, name, phys, name_key_now, phys_key_now)| {
                 name.as_deref().map(name_key) != *name_key_now
                     || phys.as_deref().map(name_key) != *phys_key_now
@@ -997,5 +1011,11 @@ mod tests {
         assert_eq!(key("=山田^太郎"), "=山田 太郎");
         assert_eq!(key("Doe^*=山田*"), "DOE *=山田*");
         assert_eq!(super::group_keys("A^B^^=C^^=D"), ("C".into(), "D".into()));
+        // Compatibility forms: full-width Latin, half-width katakana,
+        // decomposed hangul, ideographic and full-width separators.
+        assert_eq!(key("ｗａｎｇ＾ｘｉａｏｄｏｎｇ"), "WANG XIAODONG");
+        assert_eq!(key("=山田\u{3000}太郎=ﾔﾏﾀﾞ^ﾀﾛｳ"), "=山田 太郎=ヤマダ タロウ");
+        assert_eq!(key("=\u{1100}\u{1161}\u{11A8}"), "=각");
+        assert_eq!(key("A＝B"), "A B");
     }
 }
