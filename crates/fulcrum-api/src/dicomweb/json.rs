@@ -212,8 +212,19 @@ fn element(e: &InMemElement, bulk_ctx: Option<Bulk<'_>>, path: &str) -> Value {
             Some(u) => bulk("OB", u),
             None => json!({ "vr": "OB" }),
         },
+        // A Private Creator is LO (PS3.5 7.8.1) even when a system that
+        // did not know it passed it on as UN: its name, not bytes.
+        DicomValue::Primitive(v) if vr == VR::UN && is_private_creator(e.tag()) => {
+            let name = String::from_utf8_lossy(&le_bytes(v)).into_owned();
+            strings("LO", &[name.trim_end_matches([' ', '\0']).trim_start()])
+        }
         DicomValue::Primitive(v) => primitive(vr, v, e, uri(path)),
     }
+}
+
+/// (gggg,0010-00FF) of an odd group: a Private Creator Data Element.
+fn is_private_creator(t: Tag) -> bool {
+    t.0 % 2 == 1 && (0x0010..=0x00FF).contains(&t.1)
 }
 
 fn dataset_at(
@@ -225,6 +236,9 @@ fn dataset_at(
     let mut entries: Vec<(Tag, Value)> = obj
         .into_iter()
         .filter(|e| e.tag().0 != 0x0002 || !prefix.is_empty())
+        // Group lengths (gggg,0000, retired) describe an encoding, which
+        // JSON and XML are not.
+        .filter(|e| e.tag().1 != 0x0000)
         .map(|e| {
             let key = tag_key(e.tag());
             let path = if prefix.is_empty() {
@@ -345,11 +359,24 @@ mod tests {
             VR::OW,
             PrimitiveValue::U16(vec![0x0102].into()),
         ));
+        // A Private Creator passed on as UN, and a group length.
+        obj.put(DataElement::new(
+            Tag(0x0009, 0x0010),
+            VR::UN,
+            PrimitiveValue::U8(b"ACME 1.0 ".to_vec().into()),
+        ));
+        obj.put(DataElement::new(
+            Tag(0x0009, 0x0000),
+            VR::UL,
+            PrimitiveValue::from(2020_u32),
+        ));
         let b = Bulk {
             instance_url: "http://h/dicom-web/studies/1/series/2/instances/3",
         };
         let extra = vec![(tags::PIXEL_DATA, bulk("OW", "u".into()))];
         let v = dataset(&obj, Some(b), extra);
+        assert_eq!(v["00090010"], json!({"vr": "LO", "Value": ["ACME 1.0"]}));
+        assert!(v.get("00090000").is_none());
         assert_eq!(v["00100010"]["Value"][0]["Alphabetic"], "Doe^John");
         assert_eq!(v["00080090"], json!({"vr": "PN"}), "spaces only: empty");
         assert_eq!(
