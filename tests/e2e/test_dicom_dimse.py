@@ -502,9 +502,11 @@ def test_pynetdicom_c_find(archive):
     assert sorted(m.SeriesInstanceUID for m in matches) == series
     # A date that is no date is the query's mistake (QIDO answers it 400):
     # 0xA900, not Success with no match.
-    for bad in ("2024XX01", "20240101-2024", "2024"):
+    for bad in ("2024XX01", "20240101-2024", "2024", "20101301"):
         matches, final = c_find(archive.srv, "S", ident(QueryRetrieveLevel="STUDY", StudyDate=bad))
         assert (final, matches) == (0xA900, []), (bad, final)
+    matches, final = c_find(archive.srv, "S", ident(QueryRetrieveLevel="STUDY", StudyTime="2500"))
+    assert (final, matches) == (0xA900, [])
     matches, final = c_find(archive.srv, "S", ident(QueryRetrieveLevel="STUDY", StudyDate="19000101-"))
     assert final == SUCCESS and matches
 

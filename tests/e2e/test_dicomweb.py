@@ -280,6 +280,27 @@ def test_qido_series_and_instances(web):
         i.sop_uid for i in web.gen if i.patient_id == i0.patient_id and i.instance_number == 2
     )
     assert dw.qido("/studies", {"PatientID": "NO-SUCH-PATIENT"}) == []
+    # All Series carry the study's attributes, All Instances the study's and
+    # the series', a Study's Instances the series' (PS3.18 10.6.3.3.2-3):
+    # they had only their own level's.
+    in_series = [i for i in st if i.series_uid == i0.series_uid]
+    (item,) = dw.qido("/series", {"SeriesInstanceUID": i0.series_uid})
+    assert (jval(item, "PatientID"), jval(item, "PatientName"), jval(item, "StudyDate"), jval(item, "AccessionNumber")) \
+        == (i0.patient_id, i0.patient_name, i0.study_date, i0.accession), item
+    assert int(jval(item, "NumberOfStudyRelatedInstances")) == len(st)
+    assert int(jval(item, "NumberOfStudyRelatedSeries")) == len({i.series_uid for i in st})
+    assert jvals(item, "ModalitiesInStudy") == sorted({i.modality for i in st})
+    (item,) = dw.qido("/instances", {"SOPInstanceUID": i0.sop_uid})
+    assert (jval(item, "PatientID"), jval(item, "StudyID"), jval(item, "Modality"), int(jval(item, "SeriesNumber"))) \
+        == (i0.patient_id, i0.study_id, i0.modality, i0.series_number), item
+    assert int(jval(item, "NumberOfStudyRelatedInstances")) == len(st)
+    assert int(jval(item, "NumberOfSeriesRelatedInstances")) == len(in_series)
+    (item,) = [x for x in dw.qido(f"/studies/{i0.study_uid}/instances") if jval(x, "SOPInstanceUID") == i0.sop_uid]
+    assert (jval(item, "Modality"), int(jval(item, "NumberOfSeriesRelatedInstances"))) == (i0.modality, len(in_series))
+    # Asked for, a study's counts come at series level too.
+    (item,) = dw.qido(f"/studies/{i0.study_uid}/series", {"SeriesInstanceUID": i0.series_uid,
+                                                          "includefield": "NumberOfStudyRelatedInstances"})
+    assert int(jval(item, "NumberOfStudyRelatedInstances")) == len(st)
 
 
 # ---------------------------------------------------------------- metadata, bulk data, frames
@@ -921,6 +942,15 @@ def test_study_time_ranges_match_times_not_text(pacs):
     assert found("101500.000000-101500.999999") == ["1015", "101500"]
     assert found("-101459.999") == ["101459"]
     assert found("235900.000-") == ["235959"]
+    assert found("10:15-10:16") == ["1015", "101500"]
+    # A time or date that is none is the query's mistake: 400, as a
+    # malformed date already was (these were 200 with no match).
+    for bad in ("StudyTime=25", "StudyTime=ab", "StudyTime=1060", "StudyTime=101500.1234567",
+                "StudyTime=0900-2400", "StudyDate=20101301", "StudyDate=20230229", "StudyDate=20240431"):
+        r = dw.get(f"/studies?{bad}", "application/dicom+json")
+        assert r.status_code == 400 and ("a time is" in r.text or "a date is" in r.text), (bad, r.status_code, r.text)
+    for good in ("StudyDate=20240229", "StudyTime=235960", "StudyTime=10"):
+        assert dw.get(f"/studies?{good}", "application/dicom+json").status_code == 200, good
 
 
 def test_a_study_is_rendered_by_an_image_this_archive_can_render(pacs):

@@ -301,25 +301,77 @@ pub fn default_fields(level: Level) -> Vec<Tag> {
 pub fn all_fields(level: Level) -> Vec<Tag> {
     ATTRS
         .iter()
-        // Computed keys (counts) only at their own level.
-        .filter(|a| a.level <= level && (a.column.is_some() || a.level == level))
+        .filter(|a| returnable(a, level))
         .map(|a| a.tag)
         .collect()
 }
 
-/// Whether the dates a matcher of a DA attribute names are dates
-/// (YYYYMMDD; a range's ends too): a value such as 2024XX01 matches
-/// nothing and is the query's mistake, refused (QIDO 400, C-FIND 0xA900)
-/// rather than answered with no match.
-pub fn dates_valid(attr: &QueryAttr, m: Option<&Matcher>) -> bool {
-    let date = |d: &str| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit());
-    match m {
-        _ if attr.vr != VR::DA => true,
+/// Whether an attribute can be returned at a level: indexed attributes of
+/// this level or above; computed ones (counts, ModalitiesInStudy) of this
+/// level, and of the study and series above it, which their rows keep
+/// (a patient's are summed over its studies, at patient level only).
+pub fn returnable(a: &QueryAttr, level: Level) -> bool {
+    a.level <= level && (a.column.is_some() || a.level == level || a.level > Level::Patient)
+}
+
+/// Whether the dates or times a matcher of a DA or TM attribute names are
+/// dates (YYYYMMDD, a real day) or times (HH, HHMM, HHMMSS, HHMMSS.FFFFFF,
+/// colons allowed), a range's ends too: a value such as 20101301 or 25
+/// matches nothing and is the query's mistake, refused (QIDO 400, C-FIND
+/// 0xA900) rather than answered with no match. The error says the form.
+pub fn check_dates(attr: &QueryAttr, m: Option<&Matcher>) -> Result<(), &'static str> {
+    let ok: fn(&str) -> bool = match attr.vr {
+        VR::DA => is_date,
+        VR::TM => is_time,
+        _ => return Ok(()),
+    };
+    let valid = match m {
         None | Some(Matcher::Wildcard(_) | Matcher::Fuzzy(_)) => true,
-        Some(Matcher::Exact(d)) => date(d),
-        Some(Matcher::List(ds)) => ds.iter().all(|d| date(d)),
-        Some(Matcher::Range(lo, hi)) => lo.iter().chain(hi.iter()).all(|d| date(d)),
+        Some(Matcher::Exact(d)) => ok(d),
+        Some(Matcher::List(ds)) => ds.iter().all(|d| ok(d)),
+        Some(Matcher::Range(lo, hi)) => lo.iter().chain(hi.iter()).all(|d| ok(d)),
+    };
+    match (valid, attr.vr) {
+        (true, _) => Ok(()),
+        (false, VR::DA) => Err("a date is YYYYMMDD, a range YYYYMMDD-YYYYMMDD (either end may be left out)"),
+        (false, _) => Err("a time is HH, HHMM, HHMMSS or HHMMSS.FFFFFF (00-23 hours, 00-59 minutes), a range two of them joined by '-' (either end may be left out)"),
     }
+}
+
+fn is_date(d: &str) -> bool {
+    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let n = |r: std::ops::Range<usize>| d[r].parse::<u32>().unwrap_or(0);
+    let (y, m, day) = (n(0..4), n(4..6), n(6..8));
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
+fn is_time(t: &str) -> bool {
+    let t: String = t.chars().filter(|c| *c != ':').collect();
+    let (hms, frac) = match t.split_once('.') {
+        Some((hms, f)) => (hms.to_string(), Some(f.to_string())),
+        None => (t, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(&hms) || !matches!(hms.len(), 2 | 4 | 6) {
+        return false;
+    }
+    if let Some(f) = frac {
+        if hms.len() != 6 || f.is_empty() || f.len() > 6 || !digits(&f) {
+            return false;
+        }
+    }
+    let n = |r: std::ops::Range<usize>| hms.get(r).map_or(0, |x| x.parse::<u32>().unwrap_or(99));
+    n(0..2) <= 23 && n(2..4) <= 59 && n(4..6) <= 60
 }
 
 /// Turns a query key's value into a matcher; `None` is universal matching
@@ -420,6 +472,8 @@ pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
     let i = m.instance.as_ref();
     let num = |n: Option<i64>| n.map(|n| n.to_string());
     let joined = |v: &Vec<String>| (!v.is_empty()).then(|| v.join("\\"));
+    // The study's computed attributes below study level.
+    let t = m.in_study.as_ref();
     Some(match tag {
         tags::PATIENT_NAME => s.patient_name.clone()?,
         tags::PATIENT_ID => s.patient_id.clone()?,
@@ -432,13 +486,13 @@ pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
         tags::STUDY_DATE => s.study_date.clone()?,
         tags::STUDY_TIME => s.study_time.clone()?,
         tags::ACCESSION_NUMBER => s.accession_number.clone()?,
-        tags::MODALITIES_IN_STUDY => joined(&m.modalities)?,
-        tags::SOP_CLASSES_IN_STUDY => joined(&m.sop_classes)?,
+        tags::MODALITIES_IN_STUDY => joined(t.map_or(&m.modalities, |t| &t.modalities))?,
+        tags::SOP_CLASSES_IN_STUDY => joined(t.map_or(&m.sop_classes, |t| &t.sop_classes))?,
         tags::REFERRING_PHYSICIAN_NAME => s.referring_physician.clone()?,
         tags::STUDY_DESCRIPTION => s.study_description.clone()?,
         tags::STUDY_ID => s.study_id.clone()?,
-        tags::NUMBER_OF_STUDY_RELATED_SERIES => num(m.series_count)?,
-        tags::NUMBER_OF_STUDY_RELATED_INSTANCES => num(m.instances)?,
+        tags::NUMBER_OF_STUDY_RELATED_SERIES => num(t.map(|t| t.series).or(m.series_count))?,
+        tags::NUMBER_OF_STUDY_RELATED_INSTANCES => num(t.map(|t| t.instances).or(m.instances))?,
         tags::SERIES_INSTANCE_UID => r?.series_uid.clone(),
         tags::MODALITY => r?.modality.clone()?,
         tags::SERIES_NUMBER => num(r?.series_number)?,
@@ -470,6 +524,59 @@ pub fn to_dataset(m: &DicomMatch, fields: &[Tag]) -> InMemDicomObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_times_are_checked() {
+        let (date, time) = (
+            lookup("StudyDate").expect("known"),
+            lookup("StudyTime").expect("known"),
+        );
+        let check = |a, v: &str| check_dates(a, matcher(a, v, false).as_ref()).is_ok();
+        for ok in [
+            "20240229",
+            "20241231-",
+            "-20000101",
+            "19991231-20000101",
+            "*",
+        ] {
+            assert!(check(date, ok), "{ok}");
+        }
+        for bad in [
+            "20230229",
+            "20241301",
+            "20240431",
+            "2024",
+            "2024XX01",
+            "20240101-2024",
+        ] {
+            assert!(!check(date, bad), "{bad}");
+        }
+        for ok in [
+            "10",
+            "1015",
+            "101500",
+            "101500.123456",
+            "10:15",
+            "10:15:00",
+            "235960",
+            "0900-1000",
+            "-1015",
+        ] {
+            assert!(check(time, ok), "{ok}");
+        }
+        for bad in [
+            "25",
+            "ab",
+            "1060",
+            "101",
+            "101500.1234567",
+            "1015.5",
+            "0900-2400",
+        ] {
+            assert!(!check(time, bad), "{bad}");
+        }
+        assert!(check(lookup("PatientID").expect("known"), "25"));
+    }
 
     #[test]
     fn matchers_follow_ps3_4() {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use dicom_core::dictionary::DataDictionary;
 use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
-use fulcrum_dicom::query::{self, lookup, matcher, QueryAttr};
+use fulcrum_dicom::query::{self, lookup, matcher, returnable};
 use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
 use serde_json::Value;
 
@@ -34,13 +34,6 @@ pub(crate) struct Search {
     /// perform: (parameter, what), each answered with the Warning PS3.18
     /// 8.3.4.5 words.
     pub not_performed: Vec<(&'static str, &'static str)>,
-}
-
-/// Whether an attribute can be returned at a level (the rule of
-/// `query::all_fields`: indexed attributes of this level or above,
-/// computed ones at their own level).
-fn returnable(a: &QueryAttr, level: Level) -> bool {
-    a.level <= level && (a.column.is_some() || a.level == level)
 }
 
 /// A real DICOM attribute this archive does not index (vs. a typo).
@@ -100,6 +93,11 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
                     } else if let Some(a) = lookup(name) {
                         if returnable(a, level) {
                             fields.push(a.tag);
+                        } else if a.level < level {
+                            // A patient's counts below patient level:
+                            // not kept, named in the Warning. Lower levels'
+                            // attributes are not returned (PS3.18 10.6.3.3).
+                            s.not_returned.push(name.to_string());
                         }
                     } else if known_elsewhere(name) {
                         // A real attribute the index does not hold is left
@@ -121,10 +119,8 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
                     continue;
                 };
                 let m = matcher(a, v, fuzzy);
-                if !query::dates_valid(a, m.as_ref()) {
-                    return Err(ApiError::bad_request(format!(
-                        "{k}={v}: a date is YYYYMMDD, a range YYYYMMDD-YYYYMMDD (either end may be left out)"
-                    )));
+                if let Err(form) = query::check_dates(a, m.as_ref()) {
+                    return Err(ApiError::bad_request(format!("{k}={v}: {form}")));
                 }
                 match (a.column, m) {
                     (Some(col), Some(m)) => s.filters.push((col, m)),
@@ -170,11 +166,33 @@ fn retrieve_url(base: &Base, level: Level, m: &DicomMatch) -> Option<String> {
     }
 }
 
+/// The attributes a result carries by default: its level's, and those of
+/// the levels `above` it that the target resource implies (PS3.18
+/// 10.6.3.3: All Series carry the study's attributes, All Instances the
+/// study's and the series', a Study's Instances the series'), before those
+/// asked for.
+fn with_levels_above(fields: Vec<Tag>, level: Level, above: &[Level]) -> Vec<Tag> {
+    let mut out: Vec<Tag> = query::default_fields(level);
+    for l in above {
+        out.extend(
+            query::default_fields(*l)
+                .into_iter()
+                .filter(|t| query::by_tag(*t).is_some_and(|a| returnable(a, level))),
+        );
+    }
+    for t in fields {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
 async fn search(
     ctx: Ctx,
     base: Base,
     headers: HeaderMap,
-    level: Level,
+    (level, above): (Level, &[Level]),
     fixed: Vec<(Column, Matcher)>,
     raw: Option<String>,
 ) -> ApiResult<Response> {
@@ -191,6 +209,7 @@ async fn search(
         ));
     };
     let mut s = parse(level, raw.as_deref())?;
+    s.fields = with_levels_above(std::mem::take(&mut s.fields), level, above);
     let mut filters = fixed;
     filters.append(&mut s.filters);
     let q = DicomQuery {
@@ -270,7 +289,7 @@ pub(crate) async fn studies(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    search(ctx, base, headers, Level::Study, Vec::new(), q).await
+    search(ctx, base, headers, (Level::Study, &[]), Vec::new(), q).await
 }
 
 pub(crate) async fn all_series(
@@ -279,7 +298,15 @@ pub(crate) async fn all_series(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    search(ctx, base, headers, Level::Series, Vec::new(), q).await
+    search(
+        ctx,
+        base,
+        headers,
+        (Level::Series, &[Level::Study]),
+        Vec::new(),
+        q,
+    )
+    .await
 }
 
 pub(crate) async fn all_instances(
@@ -288,7 +315,8 @@ pub(crate) async fn all_instances(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    search(ctx, base, headers, Level::Instance, Vec::new(), q).await
+    let above = &[Level::Study, Level::Series];
+    search(ctx, base, headers, (Level::Instance, above), Vec::new(), q).await
 }
 
 pub(crate) async fn study_series(
@@ -299,7 +327,7 @@ pub(crate) async fn study_series(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let fixed = vec![exact(Column::StudyUid, st)];
-    search(ctx, base, headers, Level::Series, fixed, q).await
+    search(ctx, base, headers, (Level::Series, &[]), fixed, q).await
 }
 
 pub(crate) async fn study_instances(
@@ -310,7 +338,15 @@ pub(crate) async fn study_instances(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let fixed = vec![exact(Column::StudyUid, st)];
-    search(ctx, base, headers, Level::Instance, fixed, q).await
+    search(
+        ctx,
+        base,
+        headers,
+        (Level::Instance, &[Level::Series]),
+        fixed,
+        q,
+    )
+    .await
 }
 
 pub(crate) async fn series_instances(
@@ -321,7 +357,7 @@ pub(crate) async fn series_instances(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let fixed = vec![exact(Column::StudyUid, st), exact(Column::SeriesUid, se)];
-    search(ctx, base, headers, Level::Instance, fixed, q).await
+    search(ctx, base, headers, (Level::Instance, &[]), fixed, q).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::commit::{insert_rows, ObjectWrite};
 use crate::db::Catalog;
 use crate::error::{db, CatalogError, CatalogResult};
 
-pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
+pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher, StudyTotals, MAX_RESULTS};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StudyRecord {

@@ -116,12 +116,27 @@ pub struct DicomMatch {
     pub study: StudyRecord,
     pub series: Option<SeriesRecord>,
     pub instance: Option<InstanceRecord>,
-    /// Modalities and SOP classes present in the study (study level).
+    /// Modalities and SOP classes present in the study (patient and study
+    /// level), or in the series (series level: its SOP classes).
     pub modalities: Vec<String>,
     pub sop_classes: Vec<String>,
     pub studies: Option<i64>,
     pub series_count: Option<i64>,
+    /// Instances of the patient, study or series matched; at instance level,
+    /// of the instance's series.
     pub instances: Option<i64>,
+    /// At series and instance level, the computed attributes of the study
+    /// (QIDO-RS returns them for All Series and All Instances).
+    pub in_study: Option<StudyTotals>,
+}
+
+/// A study's computed attributes, as kept on its row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudyTotals {
+    pub series: i64,
+    pub instances: i64,
+    pub modalities: Vec<String>,
+    pub sop_classes: Vec<String>,
 }
 
 const STUDY_COLS: &str = "s.study_uid, s.patient_id, s.patient_name, s.patient_birth_date, \
@@ -129,6 +144,18 @@ const STUDY_COLS: &str = "s.study_uid, s.patient_id, s.patient_name, s.patient_b
     s.study_description, s.study_id";
 const SERIES_COLS: &str =
     "r.series_uid, r.study_uid, r.modality, r.series_number, r.series_description";
+
+/// The study row's computed attributes, selected after an entity's own.
+const IN_STUDY: &str = "s.num_series, s.num_instances, s.modalities, s.sop_classes";
+
+fn totals(r: &sqlx::any::AnyRow, f: usize) -> Result<StudyTotals, sqlx::Error> {
+    Ok(StudyTotals {
+        series: r.try_get(f)?,
+        instances: r.try_get(f + 1)?,
+        modalities: split_set(r.try_get(f + 2)?),
+        sop_classes: split_set(r.try_get(f + 3)?),
+    })
+}
 
 fn study_row(r: &sqlx::any::AnyRow) -> Result<StudyRecord, sqlx::Error> {
     Ok(StudyRecord {
@@ -427,13 +454,14 @@ impl Catalog {
                  ORDER BY s.study_uid{page}"
             ),
             Level::Series => format!(
-                "SELECT {STUDY_COLS}, {SERIES_COLS}, r.num_instances, r.sop_classes \
+                "SELECT {STUDY_COLS}, {SERIES_COLS}, r.num_instances, r.sop_classes, {IN_STUDY} \
                  FROM dicom_series r \
                  JOIN dicom_studies s ON s.tenant = r.tenant AND s.study_uid = r.study_uid \
                  WHERE r.tenant = $1{filter} ORDER BY r.study_uid, r.series_uid{page}"
             ),
             Level::Instance => format!(
-                "SELECT {STUDY_COLS}, {SERIES_COLS}, i.{} FROM dicom_instances i \
+                "SELECT {STUDY_COLS}, {SERIES_COLS}, r.num_instances, {IN_STUDY}, i.{} \
+                 FROM dicom_instances i \
                  JOIN dicom_series r ON r.tenant = i.tenant AND r.series_uid = i.series_uid \
                  JOIN dicom_studies s ON s.tenant = i.tenant AND s.study_uid = i.study_uid \
                  WHERE i.tenant = $1{filter} \
@@ -480,12 +508,15 @@ impl Catalog {
                     series: Some(series_row(r, 11).map_err(read)?),
                     instances: Some(r.try_get(16).map_err(read)?),
                     sop_classes: split_set(r.try_get(17).map_err(read)?),
+                    in_study: Some(totals(r, 18).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Instance => DicomMatch {
                     study: study_row(r).map_err(read)?,
                     series: Some(series_row(r, 11).map_err(read)?),
-                    instance: Some(instance_row(r, 16).map_err(read)?),
+                    instances: Some(r.try_get(16).map_err(read)?),
+                    in_study: Some(totals(r, 17).map_err(read)?),
+                    instance: Some(instance_row(r, 21).map_err(read)?),
                     ..Default::default()
                 },
             };

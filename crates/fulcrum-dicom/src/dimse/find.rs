@@ -149,13 +149,10 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
         }
         let Ok(value) = e.to_str() else { continue };
         let m = matcher(attr, &value, false);
-        if !crate::query::dates_valid(attr, m.as_ref()) {
+        if let Err(form) = crate::query::check_dates(attr, m.as_ref()) {
             return Err(refuse(
                 status::IDENTIFIER_DOES_NOT_MATCH,
-                format!(
-                    "{}={value}: a date is YYYYMMDD, a range YYYYMMDD-YYYYMMDD",
-                    attr.keyword
-                ),
+                format!("{}={value}: {form}", attr.keyword),
             ));
         }
         if let (Some(col), Some(m)) = (attr.column, m) {
