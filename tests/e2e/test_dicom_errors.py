@@ -231,3 +231,52 @@ def test_server_survives_garbage_on_the_dimse_port(pacs, gen_studies):
     st = send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [gen_studies[0].path])
     assert st[gen_studies[0].path] == SUCCESS
     assert list(DicomWeb(pacs).locate()) == [gen_studies[0].sop_uid]
+
+
+def _nested_sr(tmp_path, levels: int, name: str):
+    """A Comprehensive SR whose Content Sequence nests `levels` deep
+    (undefined lengths), written by hand: pydicom, like DCMTK, recurses."""
+    import io
+    import struct
+
+    from pydicom.dataset import Dataset
+
+    import dicom_common
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    ds.SOPInstanceUID = dicom_gen.uid(79, name)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = dicom_gen.uid(79, name, 1), dicom_gen.uid(79, name, 2)
+    ds.PatientID, ds.Modality = "NESTED", "SR"
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    sq = struct.pack("<HH2sHI", 0x0040, 0xA730, b"SQ", 0, 0xFFFFFFFF)
+    item, item_end, sq_end = (struct.pack("<HHI", 0xFFFE, e, n) for e, n in
+                              ((0xE000, 0xFFFFFFFF), (0xE00D, 0), (0xE0DD, 0)))
+    path = tmp_path / f"{name}.dcm"
+    path.write_bytes(out.getvalue() + (sq + item) * levels + (item_end + sq_end) * levels)
+    return ds, path
+
+
+def test_sequences_nested_too_deep_are_refused_and_the_server_lives(pacs, tmp_path):
+    # A data set nesting sequences 100,000 deep (Orthanc's test file of
+    # 2026-05-06 does) overflowed the server's stack: the process aborted
+    # after ~100 s, over STOW-RS and C-STORE alike. Now it is 0xC000 at
+    # once; 128 levels are kept, and their metadata served.
+    dw = DicomWeb(pacs)
+    ok, ok_path = _nested_sr(tmp_path, 128, "deep-ok")
+    stow_ok(dw, [ok_path])
+    meta = dw.client().retrieve_instance_metadata(ok.StudyInstanceUID, ok.SeriesInstanceUID, ok.SOPInstanceUID)
+    depth, node = 0, meta
+    while "0040A730" in node and node["0040A730"].get("Value"):
+        depth, node = depth + 1, node["0040A730"]["Value"][0]
+    assert depth == 128, depth
+    _, deep_path = _nested_sr(tmp_path, 100_000, "deep-bad")
+    res = dw.stow([deep_path.read_bytes()])
+    assert res.status == 409 and [c for _, c in res.failed] == [C000], str(res)
+    st = send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [deep_path])
+    assert st[deep_path] not in (SUCCESS, *WARNING_STATUSES), st
+    assert dw.s.get(f"{pacs.http_url}/healthz", timeout=10).status_code == 200
+    assert sorted(dw.locate()) == [ok.SOPInstanceUID]
+    _clean(pacs)

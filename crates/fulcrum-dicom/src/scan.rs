@@ -123,6 +123,13 @@ pub fn starts_frame(head: &[u8]) -> bool {
 }
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+/// Sequences and items open at once, at most: 128 levels of nested
+/// sequences (a sequence and its item are two). Real data sets nest a few
+/// levels, structured reports a few dozen; a crafted one nests 100,000
+/// deep, which every recursive parser (dicom-rs, DCMTK's dcmdump) follows
+/// until its stack overflows.
+pub const MAX_NESTING: usize = 256;
 /// Lowest root-level pixel tag: (7FE0,0008) Float Pixel Data.
 const FIRST_PIXEL_ELEMENT: u16 = 0x0008;
 
@@ -505,6 +512,7 @@ impl Walker {
                 }
                 (0xE000, Some(Kind::Seq { .. })) => {
                     let end = defined.then(|| self.pos + len as u64);
+                    self.check_depth()?;
                     self.stack.push(Frame {
                         kind: Kind::Item,
                         end,
@@ -587,8 +595,16 @@ impl Walker {
             }
         };
         let end = defined.then(|| self.pos + len as u64);
+        self.check_depth()?;
         self.stack.push(Frame { kind, end });
         Ok(())
+    }
+
+    fn check_depth(&self) -> Result<(), ScanError> {
+        match self.stack.len() < MAX_NESTING {
+            true => Ok(()),
+            false => Err(self.malformed("sequences nested more than 128 levels deep")),
+        }
     }
 }
 
@@ -771,6 +787,32 @@ pub(crate) mod tests {
         d.extend_from_slice(&(item_v.len() as u32).to_le_bytes());
         d.extend(item_v);
         d
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // (0040,A730) SQ undefined length, an undefined-length item, and
+        // so on, `levels` deep, closed again.
+        let nest = |levels: usize| {
+            let (mut d, mut close) = (Vec::new(), Vec::new());
+            for _ in 0..levels {
+                d.extend_from_slice(&0x0040u16.to_le_bytes());
+                d.extend_from_slice(&0xA730u16.to_le_bytes());
+                d.extend_from_slice(b"SQ\0\0");
+                d.extend_from_slice(&UNDEFINED.to_le_bytes());
+                d.extend_from_slice(&item(0xE000, UNDEFINED));
+                close.extend_from_slice(&item(0xE00D, 0));
+                close.extend_from_slice(&item(0xE0DD, 0));
+            }
+            d.extend(close);
+            d
+        };
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        w.feed(&nest(128)).expect("128 levels");
+        w.finish().expect("closed");
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        let e = w.feed(&nest(129)).expect_err("129 levels");
+        assert!(e.to_string().contains("nested more than 128"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ use dicom_object::mem::InMemElement;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 
+use crate::scan::{Framing, Walker};
+
 /// Whether `tag` is a standard attribute whose VR the dictionary knows.
 fn known(tag: Tag) -> bool {
     if tag.0 % 2 == 1 || tag == tags::PIXEL_DATA || tag.0 == 0xFFFE {
@@ -45,6 +47,10 @@ fn reread(e: &InMemElement, charset: Option<&[u8]>) -> Option<InMemElement> {
         implicit(&mut buf, tags::SPECIFIC_CHARACTER_SET, cs);
     }
     implicit(&mut buf, e.tag(), &bytes);
+    // The framing first (as every parse here): a sequence in the value
+    // nested deeper than the walker allows would overflow dicom-rs' stack.
+    let mut walker = Walker::new(Framing::IMPLICIT_LE);
+    walker.feed(&buf).and_then(|()| walker.finish()).ok()?;
     let obj = InMemDicomObject::read_dataset_with_ts(&buf[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .ok()?;
     obj.get(e.tag()).filter(|r| r.vr() != VR::UN).cloned()
