@@ -171,6 +171,10 @@ pub struct Walker {
     cut: u64,
     cut_limit: u64,
     opaque_at: Option<u64>,
+    /// Root-level undefined-length UN elements (CP-246) seen whole, and the
+    /// start of one still open.
+    opaque: Vec<std::ops::Range<u64>>,
+    opaque_open: Option<u64>,
     /// Where zero bytes in place of a root-level element begin: padding
     /// some writers leave after the dataset, which DCMTK and pydicom
     /// accept; everything from there on must be zero.
@@ -203,6 +207,8 @@ impl Walker {
             cut: 0,
             cut_limit: u64::MAX,
             opaque_at: None,
+            opaque: Vec::new(),
+            opaque_open: None,
             padding_at: None,
             kept: None,
         }
@@ -301,11 +307,16 @@ impl Walker {
         self.cut
     }
 
-    /// Start of the first root-level element holding an undefined-length
-    /// UN sequence (CP-246), which dicom-rs cannot parse: header parsing
-    /// for the index stops there.
-    pub fn opaque_at(&self) -> Option<u64> {
-        self.opaque_at
+    /// The root-level elements holding an undefined-length UN sequence
+    /// (CP-246: items in Implicit VR Little Endian), which dicom-rs cannot
+    /// parse in place, as ranges of the bytes fed (see
+    /// [`crate::store::parse_dataset`]).
+    pub fn opaque_elements(&self) -> Vec<std::ops::Range<u64>> {
+        let mut out = self.opaque.clone();
+        if let Some(start) = self.opaque_open.filter(|_| self.at_root_boundary()) {
+            out.push(start..self.pos);
+        }
+        out
     }
 
     /// Where the elements seen so far end: the start of the zero padding
@@ -395,6 +406,9 @@ impl Walker {
                         k.boundary();
                     }
                     self.root_boundary = self.pos;
+                    if let Some(start) = self.opaque_open.take() {
+                        self.opaque.push(start..self.pos);
+                    }
                     if self.pos < self.cut_limit {
                         self.cut = self.pos;
                     }
@@ -581,6 +595,9 @@ impl Walker {
             Some(v) if &v == b"UN" && !defined => {
                 if self.opaque_at.is_none() {
                     self.opaque_at = Some(self.root_boundary);
+                }
+                if self.stack.is_empty() {
+                    self.opaque_open = Some(start);
                 }
                 Kind::Seq { implicit: true }
             }

@@ -9,7 +9,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use dicom_core::Tag;
 use dicom_dictionary_std::uids;
+use dicom_object::mem::InMemElement;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use fulcrum_catalog::dicom::{DicomWrite, InstanceRecord};
@@ -61,6 +63,48 @@ pub struct StoreContext {
     pub named_by_command: bool,
 }
 
+/// The root elements of an Explicit VR Little Endian dataset that hold an
+/// undefined-length UN sequence (CP-246, PS3.5 6.2.2: a sequence relayed
+/// by a node that did not know it, its items in Implicit VR Little
+/// Endian). dicom-rs cannot read such an element in place, nor anything
+/// after it, so [`parse_dataset`] reads them apart. Rare: the bytes are
+/// only walked when they hold such a header.
+fn cp246_elements(bytes: &[u8], ts_uid: &str) -> Vec<std::ops::Range<usize>> {
+    const UN_UNDEFINED: &[u8] = b"UN\0\0\xFF\xFF\xFF\xFF";
+    if Framing::of(ts_uid) != Some(Framing::EXPLICIT_LE)
+        || !bytes.windows(UN_UNDEFINED.len()).any(|w| w == UN_UNDEFINED)
+    {
+        return Vec::new();
+    }
+    let mut walker = Walker::new(Framing::EXPLICIT_LE);
+    // A dataset the walker refuses is parsed as it is (and fails there).
+    if walker.feed(bytes).is_err() {
+        return Vec::new();
+    }
+    walker
+        .opaque_elements()
+        .into_iter()
+        .map(|r| r.start as usize..r.end as usize)
+        .collect()
+}
+
+/// A CP-246 element (12-byte explicit header, then items and their
+/// delimiter in Implicit VR Little Endian) read as the sequence it is.
+fn implicit_sequence(element: &[u8]) -> Option<InMemElement> {
+    let (head, items) = element.split_at_checked(12)?;
+    let tag = Tag(
+        u16::from_le_bytes([head[0], head[1]]),
+        u16::from_le_bytes([head[2], head[3]]),
+    );
+    let mut buf = Vec::with_capacity(element.len());
+    buf.extend_from_slice(&head[..4]);
+    buf.extend_from_slice(&u32::MAX.to_le_bytes());
+    buf.extend_from_slice(items);
+    let ts = TransferSyntaxRegistry.get("1.2.840.10008.1.2")?;
+    let obj = InMemDicomObject::read_dataset_with_ts(&buf[..], ts).ok()?;
+    obj.get(tag).filter(|e| e.items().is_some()).cloned()
+}
+
 /// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
 /// its text decoded in its character set (see [`crate::charset`]) and
 /// standard attributes written as UN read with their VR (see
@@ -70,8 +114,30 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
         .get(ts_uid)
         .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
-    let mut obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
-        .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))?;
+    let read = |b: &[u8]| {
+        InMemDicomObject::read_dataset_with_ts(b, ts)
+            .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))
+    };
+    let opaque = cp246_elements(bytes, ts_uid);
+    let mut obj = match opaque.is_empty() {
+        true => read(bytes)?,
+        false => {
+            let mut rest = Vec::with_capacity(bytes.len());
+            let mut at = 0;
+            for r in &opaque {
+                rest.extend_from_slice(&bytes[at..r.start]);
+                at = r.end;
+            }
+            rest.extend_from_slice(&bytes[at..]);
+            let mut obj = read(&rest)?;
+            for r in opaque {
+                if let Some(e) = implicit_sequence(&bytes[r]) {
+                    obj.put(e);
+                }
+            }
+            obj
+        }
+    };
     if ts.endianness() == dicom_encoding::Endianness::Little {
         crate::unknown_vr::resolve(&mut obj);
     }
@@ -541,9 +607,8 @@ fn dataset_digest(dataset: &[u8]) -> String {
 
 /// Where the header ends once the scanner has seen the first `buf_len`
 /// bytes of the dataset (`eof`: all of it): the split between header and
-/// pixel data, and the end of what the index parser reads (it stops before
-/// a CP-246 sequence dicom-rs cannot parse). A dataset that is all here
-/// and ends inside an element is refused before it is parsed.
+/// pixel data, and the end of what the index parser reads. A dataset that
+/// is all here and ends inside an element is refused before it is parsed.
 fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usize, usize)> {
     if eof && walker.pixel().is_none() {
         walker
@@ -558,11 +623,7 @@ fn header_bounds(walker: &Walker, buf_len: usize, eof: bool) -> DicomResult<(usi
         None if eof => buf_len,
         None => walker.cut_before_limit() as usize,
     };
-    let parse_end = walker
-        .opaque_at()
-        .map_or(split, |o| o as usize)
-        .min(split)
-        .min(walker.data_end() as usize);
+    let parse_end = split.min(walker.data_end() as usize);
     Ok((split, parse_end))
 }
 
@@ -822,6 +883,54 @@ fn sample_layout(pixel: Option<&PixelData>, bits_allocated: Option<i64>) -> Layo
 mod tests {
     use super::*;
     use crate::archive::ArchiveConfig;
+
+    /// A Source Image Sequence relayed as an undefined-length UN (CP-246:
+    /// its item in Implicit VR Little Endian) before the Study Instance
+    /// UID. The parse stopped at the UN, so the instance was refused as
+    /// having no Study Instance UID (0xA900); now the sequence is read as
+    /// one and everything after it too.
+    #[test]
+    fn an_undefined_length_un_sequence_is_read_in_place() {
+        let explicit = |tag: (u16, u16), vr: &[u8; 2], v: &[u8]| {
+            let mut e = [tag.0.to_le_bytes(), tag.1.to_le_bytes()].concat();
+            e.extend_from_slice(vr);
+            e.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            e.extend_from_slice(v);
+            e
+        };
+        let implicit = |tag: (u16, u16), v: &[u8]| {
+            let mut e = [tag.0.to_le_bytes(), tag.1.to_le_bytes()].concat();
+            e.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            e.extend_from_slice(v);
+            e
+        };
+        let mut ds = explicit((0x0008, 0x0018), b"UI", b"1.2.3.4\0");
+        let inner = implicit((0x0008, 0x1155), b"1.2.3.9\0");
+        ds.extend_from_slice(&[0x08, 0x00, 0x12, 0x21]);
+        ds.extend_from_slice(b"UN\0\0");
+        ds.extend_from_slice(&u32::MAX.to_le_bytes());
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        ds.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        ds.extend_from_slice(&inner);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        ds.extend(explicit((0x0020, 0x000D), b"UI", b"1.2.3.5\0"));
+        let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");
+        let text = |t| {
+            obj.get(t)
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches('\0').to_string())
+        };
+        assert_eq!(text(Tag(0x0020, 0x000D)).as_deref(), Some("1.2.3.5"));
+        let seq = obj.get(Tag(0x0008, 0x2112)).expect("the sequence");
+        let items = seq.items().expect("read as a sequence");
+        let uid = items[0]
+            .get(Tag(0x0008, 0x1155))
+            .and_then(|e| e.to_str().ok());
+        assert_eq!(
+            uid.as_deref().map(|s| s.trim_end_matches('\0')),
+            Some("1.2.3.9")
+        );
+    }
 
     /// Found by the `dicom_ingest` fuzz target: a 920-byte deflated
     /// instance whose inflated header has an element claiming 3.6 GB made
