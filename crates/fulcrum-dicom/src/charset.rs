@@ -62,7 +62,9 @@ fn g1_of(value: &str) -> Option<Set> {
         "ISO 2022 IR 127" => Set::Upper(all::ISO_8859_6),
         "ISO 2022 IR 126" => Set::Upper(all::ISO_8859_7),
         "ISO 2022 IR 138" => Set::Upper(all::ISO_8859_8),
+        // Windows-1254 and ISO 8859-9 agree on 0xA0-0xFF, all G1 holds.
         "ISO 2022 IR 148" => Set::Upper(all::WINDOWS_1254),
+        "ISO 2022 IR 203" => Set::Upper(all::ISO_8859_15),
         "ISO 2022 IR 166" => Set::Upper(all::WINDOWS_874),
         _ => return None,
     })
@@ -198,6 +200,18 @@ fn decode_iso2022(bytes: &[u8], start: State) -> Vec<String> {
     values
 }
 
+/// Single character sets of PS3.3 C.12.1.1.2 that dicom-rs 0.10 does not
+/// know (it warns and reads their text as Latin-1): Latin alphabet No. 5
+/// (Turkish, `İ` and `ş` came out as `Ý` and `þ`) and No. 9. Their upper
+/// half is read again as an ISO 2022 G1 set.
+fn unknown_to_dicom_rs(value: &str) -> Option<Set> {
+    match value {
+        "ISO_IR 148" => g1_of("ISO 2022 IR 148"),
+        "ISO_IR 203" => g1_of("ISO 2022 IR 203"),
+        _ => None,
+    }
+}
+
 /// How the text of a dataset is to be decoded again: the codec dicom-rs
 /// read it with, and the ISO 2022 state its values start in. None when
 /// (0008,0005) uses no code extensions (dicom-rs decodes it alone).
@@ -209,6 +223,17 @@ struct Extensions {
 fn extensions(obj: &InMemDicomObject) -> Option<Extensions> {
     let values = obj.get(tags::SPECIFIC_CHARACTER_SET)?.to_multi_str().ok()?;
     let values: Vec<&str> = values.iter().map(|v| v.trim()).collect();
+    if let [single] = values[..] {
+        if let Some(set) = unknown_to_dicom_rs(single) {
+            return Some(Extensions {
+                read_with: Box::new(DefaultCharacterSetCodec),
+                start: State {
+                    g0: Set::Ascii,
+                    g1: Some(set),
+                },
+            });
+        }
+    }
     if values.len() < 2 && !values.first().is_some_and(|v| v.starts_with("ISO 2022")) {
         return None;
     }
@@ -411,7 +436,7 @@ mod tests {
     #[test]
     fn korean_and_latin_extensions_are_decoded() {
         let hong = "Hong^Gildong=洪^吉洞=홍^길동";
-        let cases: [(&[u8], Raw, &str); 3] = [
+        let cases: [(&[u8], Raw, &str); 5] = [
             // PS3.5 I.2: KS X 1001 in G1 after ESC $ ) C, each component.
             (
                 b"\\ISO 2022 IR 149",
@@ -438,11 +463,23 @@ mod tests {
                 ((0x0010, 0x0010), b"PN", b"M\xfcller^\x1b-F\xe1\xe2\xe3"),
                 "Müller^αβγ",
             ),
+            // Latin alphabet No. 5 (Turkish) and No. 9, which dicom-rs
+            // reads as Latin-1: İ came out as Ý, € as ¤.
+            (
+                b"ISO_IR 148",
+                ((0x0010, 0x0010), b"PN", b"Test-\xe9\xfc\xe4\xf6\xf2\xdd^\xfe"),
+                "Test-éüäöòİ^ş",
+            ),
+            (
+                b"ISO_IR 203",
+                ((0x0008, 0x1030), b"LO", b"\xa4 5"),
+                "€ 5",
+            ),
         ];
         for (charset, raw, want) in cases {
             let mut obj = parsed(charset, &[raw]);
             repair(&mut obj);
-            assert_eq!(text(&obj, tags::PATIENT_NAME), want);
+            assert_eq!(text(&obj, dicom_core::Tag(raw.0 .0, raw.0 .1)), want);
         }
     }
 
