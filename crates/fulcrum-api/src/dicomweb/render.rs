@@ -356,8 +356,11 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
             if hi < lo {
                 (lo, hi) = (0.0, 0.0);
             }
-            match float {
-                // The window that maps [lo, hi] onto 0..=255.
+            match float || spec.slope.fract() != 0.0 {
+                // The window that maps [lo, hi] onto 0..=255: values that
+                // are not integers (a PET's slope of 6e-8 made the whole
+                // range narrower than the linear function's unit width,
+                // two grey levels).
                 true => Window {
                     center: (lo + hi) / 2.0,
                     width: (hi - lo).max(f64::MIN_POSITIVE),
@@ -636,6 +639,20 @@ mod tests {
         };
         let img = render(&s, Source::Native(&px), None).expect("renders");
         assert_eq!(img.data, vec![0, 127, 255]);
+    }
+
+    #[test]
+    fn a_tiny_rescale_slope_keeps_the_image() {
+        // Stored 0..1000 with a slope of 6e-8 (a PET's Bq/ml): min/max
+        // spans 0.00006, which the integer window widened to 1.
+        let px: Vec<u8> = [0i16, 250, 500, 1000]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut s = spec(16, "MONOCHROME2");
+        (s.signed, s.slope) = (true, 6e-8);
+        let img = render(&s, Source::Native(&px), None).expect("renders");
+        assert_eq!(img.data, vec![0, 64, 128, 255]);
     }
 
     #[test]
