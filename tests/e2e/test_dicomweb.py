@@ -795,6 +795,25 @@ def _jpeg_instance(pixels: np.ndarray, photometric: str, study: str) -> bytes:
                   samples=1 if pixels.ndim == 2 else 3, photometric=photometric, ts=JPEGBaseline8Bit, vr="OB")
 
 
+def test_a_ycbcr_jpeg_labelled_rgb_renders_in_its_colours(pacs):
+    # GDCM writes YCbCr 4:2:2 JPEG under Photometric Interpretation RGB; the
+    # rendered PNG showed the raw Y, Cb, Cr values as red, green and blue
+    # (while the stored JPEG, sent as is for image/jpeg, looked right).
+    from pydicom.uid import generate_uid
+
+    bars = np.zeros((48, 96, 3), np.uint8)
+    bars[:, :32, 0] = bars[:, 32:64, 1] = bars[:, 64:, 2] = 220
+    dw = DicomWeb(pacs)
+    for photometric in ("RGB", "YBR_FULL_422"):
+        data = _jpeg_instance(bars, photometric, generate_uid())
+        assert dw.stow([data]).status == 200
+        ds = pydicom.dcmread(io.BytesIO(data))
+        r = dw.get(f"{_instance_path(ds)}/rendered", "image/png")
+        assert r.status_code == 200, r.text[:300]
+        got = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+        assert np.abs(got - bars.astype(int)).mean() < 8, (photometric, got[24, [16, 48, 80]])
+
+
 def test_grayscale_jpeg_frames_are_decoded_when_uncompressed_ones_are_asked_for(pacs):
     # Uncompressed frames asked for (application/octet-stream, whose default
     # transfer syntax is Explicit VR Little Endian) used to get 406 from a

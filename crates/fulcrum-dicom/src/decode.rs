@@ -51,13 +51,62 @@ pub struct Decoded {
     pub bits: u8,
 }
 
+/// Whether a JPEG stream says its colour is YCbCr: a JFIF marker (JFIF is
+/// YCbCr), an Adobe marker with transform 1, or components with different
+/// sampling factors (nobody subsamples RGB). An Adobe transform of 0 says
+/// RGB.
+fn says_ycbcr(b: &[u8]) -> bool {
+    let mut at = 2; // past SOI
+    while let (Some(0xFF), Some(&m)) = (b.get(at), b.get(at + 1)) {
+        if m == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        let Some(len) = b
+            .get(at + 2..at + 4)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return false;
+        };
+        let sof = matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
+        let body = b.get(at + 4..at + 2 + len).unwrap_or_default();
+        if m == 0xE0 && body.starts_with(b"JFIF\0") {
+            return true;
+        }
+        if m == 0xEE && body.starts_with(b"Adobe") && body.len() >= 12 {
+            return body[11] == 1;
+        }
+        if sof {
+            // Length, precision, lines, samples per line, Nf, then per
+            // component: id, sampling factors, quantization table.
+            let Some(seg) = b.get(at + 4..at + 2 + len) else {
+                return false;
+            };
+            let n = usize::from(seg.get(5).copied().unwrap_or(0));
+            let factors: Vec<u8> = (0..n)
+                .filter_map(|i| seg.get(6 + 3 * i + 1).copied())
+                .collect();
+            return factors.windows(2).any(|w| w[0] != w[1]);
+        }
+        if m == 0xDA {
+            return false; // start of scan: no frame header before it
+        }
+        at += 2 + len;
+    }
+    false
+}
+
 /// Decodes one JPEG frame (baseline, extended, lossless). `photometric`,
 /// the header's Photometric Interpretation, says whether three components
 /// are YCbCr (`YBR_…`, converted to RGB) or already RGB: the header, not
-/// markers inside the JPEG (often absent), decides.
+/// markers inside the JPEG (often absent), decides. Except that a frame
+/// the stream itself says is YCbCr (see [`says_ycbcr`]) is read so
+/// whatever the header says: some writers (GDCM) label YCbCr 4:2:2 as
+/// RGB, which DCMTK, pydicom and browsers decode as YCbCr.
 pub fn jpeg(b: &[u8], photometric: Option<&str>) -> Result<Decoded, DecodeError> {
     use jpeg_decoder::ColorTransform;
     let transform = match photometric.map(str::trim) {
+        Some("RGB") if says_ycbcr(b) => Some(ColorTransform::YCbCr),
         Some("RGB") => Some(ColorTransform::RGB),
         Some(p) if p.starts_with("YBR") => Some(ColorTransform::YCbCr),
         _ => None,
