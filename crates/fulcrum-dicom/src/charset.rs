@@ -112,6 +112,7 @@ fn designated(esc: &[u8]) -> Option<(bool, Set)> {
         b"-H" => (true, Set::Upper(all::ISO_8859_8)),
         b"-M" => (true, Set::Upper(all::WINDOWS_1254)),
         b"-T" => (true, Set::Upper(all::WINDOWS_874)),
+        b"-b" => (true, Set::Upper(all::ISO_8859_15)),
         _ => return None,
     })
 }
@@ -436,7 +437,7 @@ mod tests {
     #[test]
     fn korean_and_latin_extensions_are_decoded() {
         let hong = "Hong^Gildong=洪^吉洞=홍^길동";
-        let cases: [(&[u8], Raw, &str); 5] = [
+        let cases: [(&[u8], Raw, &str); 6] = [
             // PS3.5 I.2: KS X 1001 in G1 after ESC $ ) C, each component.
             (
                 b"\\ISO 2022 IR 149",
@@ -469,6 +470,12 @@ mod tests {
                 b"ISO_IR 148",
                 ((0x0010, 0x0010), b"PN", b"Test-\xe9\xfc\xe4\xf6\xf2\xdd^\xfe"),
                 "Test-éüäöòİ^ş",
+            ),
+            // Latin-9 switched in by its escape, ESC - b.
+            (
+                b"ISO 2022 IR 100\\ISO 2022 IR 203",
+                ((0x0008, 0x1030), b"LO", b"\xe9 \x1b-b\xa4"),
+                "é €",
             ),
             (
                 b"ISO_IR 203",

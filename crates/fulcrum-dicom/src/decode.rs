@@ -51,11 +51,12 @@ pub struct Decoded {
     pub bits: u8,
 }
 
-/// Whether a JPEG stream says its colour is YCbCr: a JFIF marker (JFIF is
-/// YCbCr), an Adobe marker with transform 1, or components with different
-/// sampling factors (nobody subsamples RGB). An Adobe transform of 0 says
-/// RGB.
+/// Whether a lossy JPEG stream says its colour is YCbCr: a JFIF marker
+/// (JFIF is YCbCr), an Adobe marker with transform 1, or components with
+/// different sampling factors (nobody subsamples RGB). An Adobe transform
+/// of 0 says RGB; a lossless stream is left to the header.
 fn says_ycbcr(b: &[u8]) -> bool {
+    let (mut jfif, mut adobe) = (false, None);
     let mut at = 2; // past SOI
     while let (Some(0xFF), Some(&m)) = (b.get(at), b.get(at + 1)) {
         if m == 0xFF {
@@ -71,10 +72,19 @@ fn says_ycbcr(b: &[u8]) -> bool {
         let sof = matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
         let body = b.get(at + 4..at + 2 + len).unwrap_or_default();
         if m == 0xE0 && body.starts_with(b"JFIF\0") {
-            return true;
+            jfif = true;
         }
         if m == 0xEE && body.starts_with(b"Adobe") && body.len() >= 12 {
-            return body[11] == 1;
+            adobe = Some(body[11]);
+        }
+        if sof && matches!(m, 0xC3 | 0xC7 | 0xCB | 0xCF) {
+            return false; // lossless
+        }
+        if sof && adobe.is_some() {
+            return adobe == Some(1);
+        }
+        if sof && jfif {
+            return true;
         }
         if sof {
             // Length, precision, lines, samples per line, Nf, then per

@@ -171,8 +171,8 @@ pub struct Walker {
     cut: u64,
     cut_limit: u64,
     opaque_at: Option<u64>,
-    /// Root-level undefined-length UN elements (CP-246) seen whole, and the
-    /// start of one still open.
+    /// Root-level elements holding an undefined-length UN (CP-246) seen
+    /// whole, and the start of one still open.
     opaque: Vec<std::ops::Range<u64>>,
     opaque_open: Option<u64>,
     /// Where zero bytes in place of a root-level element begin: padding
@@ -307,9 +307,9 @@ impl Walker {
         self.cut
     }
 
-    /// The root-level elements holding an undefined-length UN sequence
-    /// (CP-246: items in Implicit VR Little Endian), which dicom-rs cannot
-    /// parse in place, as ranges of the bytes fed (see
+    /// The root-level elements that are or hold an undefined-length UN
+    /// sequence (CP-246: items in Implicit VR Little Endian), which
+    /// dicom-rs cannot parse in place, as ranges of the bytes fed (see
     /// [`crate::store::parse_dataset`]).
     pub fn opaque_elements(&self) -> Vec<std::ops::Range<u64>> {
         let mut out = self.opaque.clone();
@@ -596,8 +596,8 @@ impl Walker {
                 if self.opaque_at.is_none() {
                     self.opaque_at = Some(self.root_boundary);
                 }
-                if self.stack.is_empty() {
-                    self.opaque_open = Some(start);
+                if self.opaque_open.is_none() {
+                    self.opaque_open = Some(self.root_boundary);
                 }
                 Kind::Seq { implicit: true }
             }

@@ -63,46 +63,23 @@ pub struct StoreContext {
     pub named_by_command: bool,
 }
 
-/// The root elements of an Explicit VR Little Endian dataset that hold an
-/// undefined-length UN sequence (CP-246, PS3.5 6.2.2: a sequence relayed
-/// by a node that did not know it, its items in Implicit VR Little
-/// Endian). dicom-rs cannot read such an element in place, nor anything
-/// after it, so [`parse_dataset`] reads them apart. Rare: the bytes are
-/// only walked when they hold such a header.
-fn cp246_elements(bytes: &[u8], ts_uid: &str) -> Vec<std::ops::Range<usize>> {
-    const UN_UNDEFINED: &[u8] = b"UN\0\0\xFF\xFF\xFF\xFF";
-    if Framing::of(ts_uid) != Some(Framing::EXPLICIT_LE)
-        || !bytes.windows(UN_UNDEFINED.len()).any(|w| w == UN_UNDEFINED)
-    {
-        return Vec::new();
-    }
-    let mut walker = Walker::new(Framing::EXPLICIT_LE);
-    // A dataset the walker refuses is parsed as it is (and fails there).
-    if walker.feed(bytes).is_err() {
-        return Vec::new();
-    }
-    walker
-        .opaque_elements()
-        .into_iter()
-        .map(|r| r.start as usize..r.end as usize)
-        .collect()
-}
-
-/// A CP-246 element (12-byte explicit header, then items and their
-/// delimiter in Implicit VR Little Endian) read as the sequence it is.
-fn implicit_sequence(element: &[u8]) -> Option<InMemElement> {
+/// A root element that is or holds an undefined-length UN sequence
+/// (CP-246, PS3.5 6.2.2: a sequence relayed by a node that did not know
+/// it, its items in Implicit VR Little Endian), read apart: one that is
+/// such a UN (12-byte explicit header, then items and their delimiter) as
+/// the sequence it is, its text in the dataset's `charset`. One that only
+/// holds one deeper down is left out (None): dicom-rs would read those
+/// items as explicit and fail.
+fn cp246_element(element: &[u8], charset: Option<&[u8]>) -> Option<InMemElement> {
     let (head, items) = element.split_at_checked(12)?;
+    if &head[4..6] != b"UN" {
+        return None;
+    }
     let tag = Tag(
         u16::from_le_bytes([head[0], head[1]]),
         u16::from_le_bytes([head[2], head[3]]),
     );
-    let mut buf = Vec::with_capacity(element.len());
-    buf.extend_from_slice(&head[..4]);
-    buf.extend_from_slice(&u32::MAX.to_le_bytes());
-    buf.extend_from_slice(items);
-    let ts = TransferSyntaxRegistry.get("1.2.840.10008.1.2")?;
-    let obj = InMemDicomObject::read_dataset_with_ts(&buf[..], ts).ok()?;
-    obj.get(tag).filter(|e| e.items().is_some()).cloned()
+    crate::unknown_vr::read_implicit(tag, u32::MAX, items, charset).filter(|e| e.items().is_some())
 }
 
 /// Parses a bare dataset in a transfer syntax (deflated ones are inflated),
@@ -114,14 +91,32 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
         .get(ts_uid)
         .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
-    let read = |b: &[u8]| {
-        InMemDicomObject::read_dataset_with_ts(b, ts)
-            .map_err(|e| DicomError::Malformed(format!("cannot parse the dataset: {e}")))
+    let malformed =
+        |e: &dyn std::fmt::Display| DicomError::Malformed(format!("cannot parse the dataset: {e}"));
+    // The framing first, whoever calls: dicom-rs allocates what a length
+    // claims and recurses into every nested sequence, which the walker
+    // bounds. It also finds the CP-246 elements dicom-rs cannot read in
+    // place (Explicit VR Little Endian only; deflated data sets are walked
+    // inflated at ingest).
+    let opaque = match Framing::of(ts_uid) {
+        Some(framing) => {
+            let mut walker = Walker::new(framing);
+            walker.feed(bytes).map_err(|e| malformed(&e))?;
+            match framing == Framing::EXPLICIT_LE {
+                true => walker.opaque_elements(),
+                false => Vec::new(),
+            }
+        }
+        None => Vec::new(),
     };
-    let opaque = cp246_elements(bytes, ts_uid);
+    let read = |b: &[u8]| InMemDicomObject::read_dataset_with_ts(b, ts).map_err(|e| malformed(&e));
     let mut obj = match opaque.is_empty() {
         true => read(bytes)?,
         false => {
+            let opaque: Vec<_> = opaque
+                .into_iter()
+                .map(|r| r.start as usize..r.end as usize)
+                .collect();
             let mut rest = Vec::with_capacity(bytes.len());
             let mut at = 0;
             for r in &opaque {
@@ -130,8 +125,9 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
             }
             rest.extend_from_slice(&bytes[at..]);
             let mut obj = read(&rest)?;
+            let charset = crate::unknown_vr::charset_bytes(&obj);
             for r in opaque {
-                if let Some(e) = implicit_sequence(&bytes[r]) {
+                if let Some(e) = cp246_element(&bytes[r], charset.as_deref()) {
                     obj.put(e);
                 }
             }
@@ -904,32 +900,82 @@ mod tests {
             e.extend_from_slice(v);
             e
         };
+        // (tag) UN, undefined length, one item of `inner`, the delimiter.
+        let cp246 = |tag: [u8; 4], inner: &[u8]| {
+            let mut e = tag.to_vec();
+            e.extend_from_slice(b"UN\0\0");
+            e.extend_from_slice(&u32::MAX.to_le_bytes());
+            e.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            e.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+            e.extend_from_slice(inner);
+            e.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+            e
+        };
+        let mut ds = explicit((0x0008, 0x0005), b"CS", b"ISO_IR 192");
+        ds.extend(explicit((0x0008, 0x0018), b"UI", b"1.2.3.4\0"));
+        let mut inner = implicit((0x0008, 0x0104), "é ".as_bytes());
+        inner.extend(implicit((0x0008, 0x1155), b"1.2.3.9\0"));
+        ds.extend(cp246([0x08, 0x00, 0x12, 0x21], &inner));
+        ds.extend(explicit((0x0020, 0x000D), b"UI", b"1.2.3.5\0"));
+        let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");
+        let text = |o: &InMemDicomObject, t| {
+            o.get(t)
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        };
+        assert_eq!(text(&obj, Tag(0x0020, 0x000D)).as_deref(), Some("1.2.3.5"));
+        let seq = obj.get(Tag(0x0008, 0x2112)).expect("the sequence");
+        let items = seq.items().expect("read as a sequence");
+        assert_eq!(
+            text(&items[0], Tag(0x0008, 0x1155)).as_deref(),
+            Some("1.2.3.9")
+        );
+        // Its text in the data set's character set (UTF-8), not Latin-1.
+        assert_eq!(text(&items[0], Tag(0x0008, 0x0104)).as_deref(), Some("é"));
+        // Deeper down, inside an explicit sequence's item: that root
+        // element is left out, the rest read (it was refused as malformed).
         let mut ds = explicit((0x0008, 0x0018), b"UI", b"1.2.3.4\0");
-        let inner = implicit((0x0008, 0x1155), b"1.2.3.9\0");
-        ds.extend_from_slice(&[0x08, 0x00, 0x12, 0x21]);
-        ds.extend_from_slice(b"UN\0\0");
+        let mut item = explicit((0x0009, 0x0010), b"LO", b"ACME");
+        item.extend(cp246(
+            [0x09, 0x00, 0x10, 0x10],
+            &implicit((0x0008, 0x1155), b"1.2.3.9\0"),
+        ));
+        ds.extend_from_slice(&[0x40, 0x00, 0x75, 0x02]);
+        ds.extend_from_slice(b"SQ\0\0");
         ds.extend_from_slice(&u32::MAX.to_le_bytes());
         ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
-        ds.extend_from_slice(&(inner.len() as u32).to_le_bytes());
-        ds.extend_from_slice(&inner);
+        ds.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        ds.extend(item);
         ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
         ds.extend(explicit((0x0020, 0x000D), b"UI", b"1.2.3.5\0"));
         let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");
-        let text = |t| {
-            obj.get(t)
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim_end_matches('\0').to_string())
-        };
-        assert_eq!(text(Tag(0x0020, 0x000D)).as_deref(), Some("1.2.3.5"));
-        let seq = obj.get(Tag(0x0008, 0x2112)).expect("the sequence");
-        let items = seq.items().expect("read as a sequence");
-        let uid = items[0]
-            .get(Tag(0x0008, 0x1155))
-            .and_then(|e| e.to_str().ok());
-        assert_eq!(
-            uid.as_deref().map(|s| s.trim_end_matches('\0')),
-            Some("1.2.3.9")
-        );
+        assert_eq!(text(&obj, Tag(0x0020, 0x000D)).as_deref(), Some("1.2.3.5"));
+        assert!(obj.get(Tag(0x0040, 0x0275)).is_none());
+    }
+
+    /// Every parse walks the framing first, so a data set that never went
+    /// through ingest (a Storage Commitment request, an identifier) cannot
+    /// nest deeper than the walker allows: 100,000 levels overflowed the
+    /// stack.
+    #[test]
+    fn parsing_refuses_sequences_nested_too_deep() {
+        let level = [
+            &[0x08, 0x00, 0x99, 0x11][..],
+            b"SQ\0\0",
+            &u32::MAX.to_le_bytes(),
+            &[0xFE, 0xFF, 0x00, 0xE0],
+            &u32::MAX.to_le_bytes(),
+        ]
+        .concat();
+        let close = [
+            [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0],
+            [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let nested = |n: usize| [level.repeat(n), close.repeat(n)].concat();
+        assert!(parse_dataset(&nested(100), "1.2.840.10008.1.2.1").is_ok());
+        let e = parse_dataset(&nested(100_000), "1.2.840.10008.1.2.1").expect_err("too deep");
+        assert!(e.to_string().contains("nested more than 128"), "{e}");
     }
 
     /// Found by the `dicom_ingest` fuzz target: a 920-byte deflated

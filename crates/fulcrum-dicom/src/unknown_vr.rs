@@ -42,22 +42,38 @@ fn implicit(out: &mut Vec<u8>, tag: Tag, value: &[u8]) {
 /// of the dataset's (0008,0005), so text is decoded as the dataset says.
 fn reread(e: &InMemElement, charset: Option<&[u8]>) -> Option<InMemElement> {
     let bytes = e.to_bytes().ok()?;
-    let mut buf = Vec::with_capacity(bytes.len() + 32);
+    read_implicit(e.tag(), bytes.len() as u32, &bytes, charset).filter(|r| r.vr() != VR::UN)
+}
+
+/// The element `tag` with the value bytes `value` (of length `len`:
+/// `u32::MAX` for an undefined-length sequence with its delimiter), read
+/// as Implicit VR Little Endian, its text in `charset` (the raw value of
+/// the dataset's (0008,0005)). None when it does not parse.
+pub(crate) fn read_implicit(
+    tag: Tag,
+    len: u32,
+    value: &[u8],
+    charset: Option<&[u8]>,
+) -> Option<InMemElement> {
+    let mut buf = Vec::with_capacity(value.len() + 32);
     if let Some(cs) = charset {
         implicit(&mut buf, tags::SPECIFIC_CHARACTER_SET, cs);
     }
-    implicit(&mut buf, e.tag(), &bytes);
+    buf.extend_from_slice(&tag.0.to_le_bytes());
+    buf.extend_from_slice(&tag.1.to_le_bytes());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(value);
     // The framing first (as every parse here): a sequence in the value
     // nested deeper than the walker allows would overflow dicom-rs' stack.
     let mut walker = Walker::new(Framing::IMPLICIT_LE);
     walker.feed(&buf).and_then(|()| walker.finish()).ok()?;
     let obj = InMemDicomObject::read_dataset_with_ts(&buf[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .ok()?;
-    obj.get(e.tag()).filter(|r| r.vr() != VR::UN).cloned()
+    obj.get(tag).cloned()
 }
 
 /// The raw bytes of the dataset's Specific Character Set, padded to even length.
-fn charset_bytes(obj: &InMemDicomObject) -> Option<Vec<u8>> {
+pub(crate) fn charset_bytes(obj: &InMemDicomObject) -> Option<Vec<u8>> {
     let e = obj.get(tags::SPECIFIC_CHARACTER_SET)?;
     let mut v = if e.vr() == VR::UN {
         e.to_bytes().ok()?.into_owned()

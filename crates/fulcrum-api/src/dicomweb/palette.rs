@@ -117,19 +117,14 @@ impl Palette {
 /// is native already, while one kept as the bytes read from a big-endian
 /// data set has each word's bytes swapped.
 fn le_bytes(v: &DicomValue<InMemDicomObject>, big_endian: bool) -> Option<Vec<u8>> {
-    let DicomValue::Primitive(p) = v else {
+    let DicomValue::Primitive(p @ (PrimitiveValue::U8(_) | PrimitiveValue::U16(_))) = v else {
         return None;
     };
-    match p {
-        PrimitiveValue::U16(words) => Some(words.iter().flat_map(|w| w.to_le_bytes()).collect()),
-        PrimitiveValue::U8(b) if big_endian => Some(
-            b.chunks(2)
-                .flat_map(|p| p.iter().rev().copied().collect::<Vec<u8>>())
-                .collect(),
-        ),
-        PrimitiveValue::U8(b) => Some(b.to_vec()),
-        _ => None,
+    let mut bytes = super::json::le_bytes(p);
+    if big_endian && matches!(p, PrimitiveValue::U8(_)) {
+        bytes.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
     }
+    Some(bytes)
 }
 
 fn le_words(b: &[u8]) -> Vec<u16> {

@@ -58,8 +58,12 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
     }
 }
 
-/// Reads the query parameters of a search at `level`.
-pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
+/// Reads the query parameters of a search at `level`. Results carry their
+/// level's attributes, and those of the levels `above` it that the target
+/// resource implies (PS3.18 10.6.3.3: All Series carry the study's
+/// attributes, All Instances the study's and the series', a Study's
+/// Instances the series'), then those asked for.
+pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResult<Search> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -71,6 +75,13 @@ pub(crate) fn parse(level: Level, raw: Option<&str>) -> ApiResult<Search> {
         }
     }
     let mut fields: Vec<Tag> = query::default_fields(level);
+    for l in above {
+        fields.extend(
+            query::default_fields(*l)
+                .into_iter()
+                .filter(|t| query::by_tag(*t).is_some_and(|a| returnable(a, level))),
+        );
+    }
     for (k, v) in &pairs {
         match k.to_ascii_lowercase().as_str() {
             // accept: the Accept header by now (see accept_param).
@@ -166,28 +177,6 @@ fn retrieve_url(base: &Base, level: Level, m: &DicomMatch) -> Option<String> {
     }
 }
 
-/// The attributes a result carries by default: its level's, and those of
-/// the levels `above` it that the target resource implies (PS3.18
-/// 10.6.3.3: All Series carry the study's attributes, All Instances the
-/// study's and the series', a Study's Instances the series'), before those
-/// asked for.
-fn with_levels_above(fields: Vec<Tag>, level: Level, above: &[Level]) -> Vec<Tag> {
-    let mut out: Vec<Tag> = query::default_fields(level);
-    for l in above {
-        out.extend(
-            query::default_fields(*l)
-                .into_iter()
-                .filter(|t| query::by_tag(*t).is_some_and(|a| returnable(a, level))),
-        );
-    }
-    for t in fields {
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    out
-}
-
 async fn search(
     ctx: Ctx,
     base: Base,
@@ -208,8 +197,7 @@ async fn search(
              type=\"application/dicom+xml\"",
         ));
     };
-    let mut s = parse(level, raw.as_deref())?;
-    s.fields = with_levels_above(std::mem::take(&mut s.fields), level, above);
+    let mut s = parse(level, above, raw.as_deref())?;
     let mut filters = fixed;
     filters.append(&mut s.filters);
     let q = DicomQuery {
@@ -369,6 +357,7 @@ mod tests {
     fn parses_keys_includefield_and_paging() {
         let s = parse(
             Level::Study,
+            &[],
             Some("PatientID=P1&00100010=DOE*&fuzzymatching=true&includefield=StudyDescription,00081030&limit=5&offset=10"),
         )
         .expect("valid");
@@ -376,9 +365,19 @@ mod tests {
         assert_eq!(s.offset, 10);
         assert_eq!(s.filters.len(), 2);
         assert!(s.fields.contains(&tags::STUDY_DESCRIPTION));
-        let s = parse(Level::Study, Some("PatientName=doe&fuzzymatching=true")).expect("valid");
+        let s = parse(
+            Level::Study,
+            &[],
+            Some("PatientName=doe&fuzzymatching=true"),
+        )
+        .expect("valid");
         assert_eq!(s.filters[0].1, Matcher::Fuzzy("doe".into()));
-        let s = parse(Level::Study, Some("includefield=all&includefield=00191010")).expect("valid");
+        let s = parse(
+            Level::Study,
+            &[],
+            Some("includefield=all&includefield=00191010"),
+        )
+        .expect("valid");
         assert!(s.fields.contains(&tags::NUMBER_OF_STUDY_RELATED_INSTANCES));
         assert!(!s.fields.contains(&tags::SOP_INSTANCE_UID));
     }
@@ -391,7 +390,7 @@ mod tests {
             "fuzzymatching=maybe",
             "includefield=NotAnAttribute",
         ] {
-            let e = parse(Level::Study, Some(q)).expect_err(q);
+            let e = parse(Level::Study, &[], Some(q)).expect_err(q);
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
         }
         // Unsupported matching keys and stray parameters are ignored (and
@@ -401,11 +400,16 @@ mod tests {
             "BodyPartExamined=HEAD",
             "NumberOfStudyRelatedSeries=3",
         ] {
-            let s = parse(Level::Study, Some(q)).expect(q);
+            let s = parse(Level::Study, &[], Some(q)).expect(q);
             assert!(s.filters.is_empty() && s.ignored.len() == 1, "{q}");
         }
         // So are includefield attributes the index does not hold.
-        let s = parse(Level::Study, Some("includefield=00080080,PixelSpacing")).expect("parses");
+        let s = parse(
+            Level::Study,
+            &[],
+            Some("includefield=00080080,PixelSpacing"),
+        )
+        .expect("parses");
         assert_eq!(s.not_returned, ["00080080", "PixelSpacing"]);
     }
 }

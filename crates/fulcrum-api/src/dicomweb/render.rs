@@ -356,7 +356,7 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
             if hi < lo {
                 (lo, hi) = (0.0, 0.0);
             }
-            match float || spec.slope.fract() != 0.0 {
+            match float || spec.slope.fract() != 0.0 || spec.intercept.fract() != 0.0 {
                 // The window that maps [lo, hi] onto 0..=255: values that
                 // are not integers (a PET's slope of 6e-8 made the whole
                 // range narrower than the linear function's unit width,

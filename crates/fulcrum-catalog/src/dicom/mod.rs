@@ -221,10 +221,25 @@ pub fn name_key(name: &str) -> String {
 /// hangul is composed, and the ideographic space (U+3000), which Japanese
 /// systems write between family and given name, separates words as a
 /// space does. A `=` that only the folding makes (from `＝`) separates
-/// words too, never groups.
+/// words too, never groups; `＊` and `？` stay themselves (no wildcards).
 fn group_key(group: &str) -> String {
+    // Full-width `＊` and `？` are characters of a name, not wildcards:
+    // they pass the folding as private-use stand-ins.
+    let hide = |c| match c {
+        '\u{FF0A}' => '\u{E000}',
+        '\u{FF1F}' => '\u{E001}',
+        c => c,
+    };
+    let show = |c| match c {
+        '\u{E000}' => '\u{FF0A}',
+        '\u{E001}' => '\u{FF1F}',
+        c => c,
+    };
     group
+        .chars()
+        .map(hide)
         .nfkc()
+        .map(show)
         .collect::<String>()
         .to_uppercase()
         .split(['^', ' ', '='])
@@ -702,36 +717,49 @@ impl Catalog {
         if self.get_meta(DONE).await?.is_some() {
             return Ok(());
         }
-        let rows: Vec<KeyedNameRow> = sqlx::query_as(
-            "SELECT tenant, study_uid, patient_name, referring_physician, patient_name_key, \
-                 referring_physician_key FROM dicom_studies \
-                 WHERE patient_name IS NOT NULL OR referring_physician IS NOT NULL \
-                 ORDER BY tenant, study_uid",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("find names to re-key"))?;
-        let stale: Vec<NameRow> = rows
-            .into_iter()
-            .filter(|(_, _, name, phys, _, _)| {
-                let plain = |n: &Option<String>| {
-                    n.as_deref()
-                        .is_none_or(|n| n.is_ascii() && !n.contains('='))
-                };
-                !(plain(name) && plain(phys))
-            })
-            .filter(|(_, _, name, phys, name_key_now, phys_key_now)| {
-                name.as_deref().map(name_key) != *name_key_now
-                    || phys.as_deref().map(name_key) != *phys_key_now
-            })
-            .map(|(tenant, study, name, phys, _, _)| (tenant, study, name, phys))
-            .collect();
-        self.write_name_keys(&stale).await?;
-        if !stale.is_empty() {
-            tracing::info!(
-                studies = stale.len(),
-                "re-keyed person names by component group"
-            );
+        // Read a page of rows at a time (a catalog of millions of studies
+        // is not held in memory), in key order.
+        const PAGE: i64 = 10_000;
+        let (mut after, mut rekeyed) = ((String::new(), String::new()), 0usize);
+        loop {
+            let rows: Vec<KeyedNameRow> = sqlx::query_as(
+                "SELECT tenant, study_uid, patient_name, referring_physician, patient_name_key, \
+                     referring_physician_key FROM dicom_studies \
+                     WHERE (tenant > $1 OR (tenant = $1 AND study_uid > $2)) \
+                     ORDER BY tenant, study_uid LIMIT $3",
+            )
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("find names to re-key"))?;
+            let Some(last) = rows.last() else { break };
+            after = (last.0.clone(), last.1.clone());
+            let full = rows.len() as i64 == PAGE;
+            let stale: Vec<NameRow> = rows
+                .into_iter()
+                .filter(|(_, _, name, phys, _, _)| {
+                    let plain = |n: &Option<String>| {
+                        n.as_deref()
+                            .is_none_or(|n| n.is_ascii() && !n.contains('='))
+                    };
+                    !(plain(name) && plain(phys))
+                })
+                .filter(|(_, _, name, phys, name_key_now, phys_key_now)| {
+                    name.as_deref().map(name_key) != *name_key_now
+                        || phys.as_deref().map(name_key) != *phys_key_now
+                })
+                .map(|(tenant, study, name, phys, _, _)| (tenant, study, name, phys))
+                .collect();
+            self.write_name_keys(&stale).await?;
+            rekeyed += stale.len();
+            if !full {
+                break;
+            }
+        }
+        if rekeyed > 0 {
+            tracing::info!(studies = rekeyed, "re-keyed person names");
         }
         self.set_meta(DONE, "1").await
     }
@@ -1017,5 +1045,6 @@ mod tests {
         assert_eq!(key("=山田\u{3000}太郎=ﾔﾏﾀﾞ^ﾀﾛｳ"), "=山田 太郎=ヤマダ タロウ");
         assert_eq!(key("=\u{1100}\u{1161}\u{11A8}"), "=각");
         assert_eq!(key("A＝B"), "A B");
+        assert_eq!(key("ｗａｎｇ＊"), "WANG＊");
     }
 }
