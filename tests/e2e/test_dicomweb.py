@@ -295,6 +295,7 @@ def test_qido_series_and_instances(web):
         == (i0.patient_id, i0.study_id, i0.modality, i0.series_number), item
     assert int(jval(item, "NumberOfStudyRelatedInstances")) == len(st)
     assert int(jval(item, "NumberOfSeriesRelatedInstances")) == len(in_series)
+    assert jval(item, "BitsAllocated") == pydicom.dcmread(i0.path, stop_before_pixels=True).BitsAllocated
     (item,) = [x for x in dw.qido(f"/studies/{i0.study_uid}/instances") if jval(x, "SOPInstanceUID") == i0.sop_uid]
     assert (jval(item, "Modality"), int(jval(item, "NumberOfSeriesRelatedInstances"))) == (i0.modality, len(in_series))
     # Asked for, a study's counts come at series level too.
@@ -940,6 +941,21 @@ def test_an_instance_resent_into_a_corrected_study_leaves_no_empty_study(pacs):
     assert client.search_for_series(search_filters={"StudyInstanceUID": old}) == []
     series = client.search_for_series(new)
     assert [jval(x, "SeriesInstanceUID") for x in series] == [ds.SeriesInstanceUID]
+
+
+def test_instance_results_carry_bits_allocated_and_timezone_offset(pacs):
+    # PS3.18 Table 10.6.3-5: both "shall be present if known"; neither was
+    # held by the index.
+    from pydicom.uid import generate_uid
+
+    dw = DicomWeb(pacs)
+    study = generate_uid()
+    assert dw.stow([_image("TZ-1", 4, 4, 16, bytes(32), study=study,
+                           extra={"TimezoneOffsetFromUTC": "+0800"})]).status == 200
+    (item,) = dw.qido(f"/studies/{study}/instances")
+    assert (jval(item, "BitsAllocated"), jval(item, "TimezoneOffsetFromUTC")) == (16, "+0800"), item
+    (item,) = dw.qido("/instances", {"StudyInstanceUID": study, "includefield": "TimezoneOffsetFromUTC"})
+    assert jval(item, "TimezoneOffsetFromUTC") == "+0800"
 
 
 def test_study_time_ranges_match_times_not_text(pacs):

@@ -20,6 +20,8 @@ pub struct Extracted {
     pub num_columns: Option<i64>,
     /// Bits Allocated (0028,0100): how wide native pixel samples are.
     pub bits_allocated: Option<i64>,
+    /// Timezone Offset From UTC (0008,0201), `+hhmm` or `-hhmm`.
+    pub timezone_offset: Option<String>,
 }
 
 /// A text attribute, trimmed; `None` when absent or empty.
@@ -78,5 +80,6 @@ pub fn extract(obj: &InMemDicomObject) -> DicomResult<Extracted> {
         num_rows: int(obj, tags::ROWS),
         num_columns: int(obj, tags::COLUMNS),
         bits_allocated: int(obj, tags::BITS_ALLOCATED),
+        timezone_offset: text(obj, tags::TIMEZONE_OFFSET_FROM_UTC),
     })
 }

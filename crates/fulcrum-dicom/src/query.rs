@@ -219,6 +219,14 @@ pub const ATTRS: &[QueryAttr] = &[
     a(tags::NUMBER_OF_FRAMES, "NumberOfFrames", VR::IS, I, None),
     a(tags::ROWS, "Rows", VR::US, I, None),
     a(tags::COLUMNS, "Columns", VR::US, I, None),
+    a(tags::BITS_ALLOCATED, "BitsAllocated", VR::US, I, None),
+    a(
+        tags::TIMEZONE_OFFSET_FROM_UTC,
+        "TimezoneOffsetFromUTC",
+        VR::SH,
+        I,
+        None,
+    ),
     a(
         tags::AVAILABLE_TRANSFER_SYNTAX_UID,
         "AvailableTransferSyntaxUID",
@@ -287,6 +295,8 @@ pub fn default_fields(level: Level) -> Vec<Tag> {
             "NumberOfFrames",
             "Rows",
             "Columns",
+            "BitsAllocated",
+            "TimezoneOffsetFromUTC",
             "AvailableTransferSyntaxUID",
             "StudyInstanceUID",
             "SeriesInstanceUID",
@@ -504,6 +514,8 @@ pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
         tags::NUMBER_OF_FRAMES => num(i?.num_frames)?,
         tags::ROWS => num(i?.num_rows)?,
         tags::COLUMNS => num(i?.num_columns)?,
+        tags::BITS_ALLOCATED => num(i?.bits_allocated)?,
+        tags::TIMEZONE_OFFSET_FROM_UTC => i?.timezone_offset.clone()?,
         tags::AVAILABLE_TRANSFER_SYNTAX_UID => i?.transfer_syntax.clone(),
         _ => return None,
     })

@@ -566,6 +566,8 @@ impl PendingInstance {
         rec.num_frames = ex.num_frames;
         rec.num_rows = ex.num_rows;
         rec.num_columns = ex.num_columns;
+        rec.bits_allocated = ex.bits_allocated;
+        rec.timezone_offset = ex.timezone_offset.clone();
         let write = DicomWrite {
             tenant: tenant.clone(),
             object: ObjectWrite {

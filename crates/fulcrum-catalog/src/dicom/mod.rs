@@ -121,6 +121,10 @@ pub struct InstanceRecord {
     pub num_rows: Option<i64>,
     pub num_columns: Option<i64>,
     pub created_at: i64,
+    /// Bits Allocated and Timezone Offset From UTC, as QIDO-RS returns
+    /// them; `None` in rows written before they were kept.
+    pub bits_allocated: Option<i64>,
+    pub timezone_offset: Option<String>,
 }
 
 /// What to do when an instance arrives whose SOP Instance UID is stored
@@ -164,7 +168,7 @@ pub fn version_key(sop_uid: &str, etag: &str, at_ms: i64) -> String {
 const INSTANCE_COLS: &str = "sop_uid, series_uid, study_uid, sop_class_uid, instance_number, \
     transfer_syntax, object_key, size, etag, dataset_offset, header_len, pixel_offset, \
     pixel_len, pixel_vr, fragments, num_frames, num_rows, num_columns, pixel_element, created_at, \
-    dataset_digest, frame_starts";
+    dataset_digest, frame_starts, bits_allocated, timezone_offset";
 
 pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRecord, sqlx::Error> {
     Ok(InstanceRecord {
@@ -190,6 +194,8 @@ pub(crate) fn instance_row(r: &sqlx::any::AnyRow, f: usize) -> Result<InstanceRe
         created_at: r.try_get(f + 19)?,
         dataset_digest: r.try_get(f + 20)?,
         frame_starts: r.try_get(f + 21)?,
+        bits_allocated: r.try_get(f + 22)?,
+        timezone_offset: r.try_get(f + 23)?,
     })
 }
 
@@ -570,7 +576,8 @@ const INSTANCE_UPSERT: &str =
      num_frames = excluded.num_frames, num_rows = excluded.num_rows, \
      num_columns = excluded.num_columns, pixel_element = excluded.pixel_element, \
      created_at = excluded.created_at, dataset_digest = excluded.dataset_digest, \
-     frame_starts = excluded.frame_starts";
+     frame_starts = excluded.frame_starts, bits_allocated = excluded.bits_allocated, \
+     timezone_offset = excluded.timezone_offset";
 
 /// Inserts instance rows; `conflict` says what a row already stored does.
 /// Returns the rows inserted or updated.
@@ -583,7 +590,7 @@ async fn insert_instances(
     let prefix = format!("INSERT INTO dicom_instances (tenant, {INSTANCE_COLS})");
     insert_rows(
         tx,
-        (&prefix, 23, conflict),
+        (&prefix, 25, conflict),
         instances,
         "index instances",
         |args, w| {
@@ -610,7 +617,9 @@ async fn insert_instances(
             args.add(i.pixel_element)?;
             args.add(now)?;
             args.add(i.dataset_digest.clone())?;
-            args.add(i.frame_starts.clone())
+            args.add(i.frame_starts.clone())?;
+            args.add(i.bits_allocated)?;
+            args.add(i.timezone_offset.clone())
         },
     )
     .await
