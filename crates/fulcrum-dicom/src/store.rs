@@ -63,6 +63,45 @@ pub struct StoreContext {
     pub named_by_command: bool,
 }
 
+/// dicom-rs reads the root elements whose dictionary VR is "US or SS"
+/// (Pixel Padding Value, Smallest Image Pixel Value…) as SS whenever Pixel
+/// Representation is 1, even where an explicit VR data set wrote US: the
+/// VR written is the element's (PS3.5 7.1.2), and metadata showed
+/// `US 63536` as `SS -2000`. Those are set back to US, their values read
+/// unsigned, when the bytes hold the tag with US.
+fn explicit_us(obj: &mut InMemDicomObject, bytes: &[u8], framing: Framing) {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    use dicom_core::header::Header;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    let xs: Vec<Tag> = obj
+        .iter()
+        .filter(|e| e.vr() == VR::SS)
+        .map(|e| e.tag())
+        .filter(|t| {
+            dicom_dictionary_std::StandardDataDictionary
+                .by_tag(*t)
+                .is_some_and(|d| d.vr() == VirtualVr::Xs)
+        })
+        .collect();
+    for tag in xs {
+        let half = |v: u16| match framing.big_endian {
+            true => v.to_be_bytes(),
+            false => v.to_le_bytes(),
+        };
+        let written_us = [&half(tag.0)[..], &half(tag.1), b"US"].concat();
+        if !bytes.windows(6).any(|w| w == written_us) {
+            continue;
+        }
+        let Some(PrimitiveValue::I16(values)) =
+            obj.get(tag).and_then(|e| e.value().primitive().cloned())
+        else {
+            continue;
+        };
+        let unsigned = values.iter().map(|v| *v as u16).collect();
+        obj.put(DataElement::new(tag, VR::US, PrimitiveValue::U16(unsigned)));
+    }
+}
+
 /// A root element that is or holds an undefined-length UN sequence
 /// (CP-246, PS3.5 6.2.2: a sequence relayed by a node that did not know
 /// it, its items in Implicit VR Little Endian), read apart: one that is
@@ -134,6 +173,9 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
             obj
         }
     };
+    if let Some(framing) = Framing::of(ts_uid).filter(|f| f.explicit) {
+        explicit_us(&mut obj, bytes, framing);
+    }
     if ts.endianness() == dicom_encoding::Endianness::Little {
         crate::unknown_vr::resolve(&mut obj);
     }
@@ -953,6 +995,28 @@ mod tests {
         let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");
         assert_eq!(text(&obj, Tag(0x0020, 0x000D)).as_deref(), Some("1.2.3.5"));
         assert!(obj.get(Tag(0x0040, 0x0275)).is_none());
+    }
+
+    /// An explicit US on a "US or SS" attribute of a signed image stays
+    /// US (dicom-rs made it SS: 63536 became -2000); an SS stays SS.
+    #[test]
+    fn an_explicit_us_is_kept_on_a_signed_image() {
+        let el = |tag: [u8; 4], vr: &[u8; 2], v: &[u8]| {
+            [&tag[..], vr, &(v.len() as u16).to_le_bytes(), v].concat()
+        };
+        let ds = [
+            el([0x28, 0x00, 0x03, 0x01], b"US", &1u16.to_le_bytes()),
+            el([0x28, 0x00, 0x06, 0x01], b"SS", &(-5i16).to_le_bytes()),
+            el([0x28, 0x00, 0x20, 0x01], b"US", &63536u16.to_le_bytes()),
+        ]
+        .concat();
+        let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");
+        let padding = obj.get(Tag(0x0028, 0x0120)).expect("padding");
+        assert_eq!(padding.vr(), dicom_core::VR::US);
+        assert_eq!(padding.to_int::<i64>().ok(), Some(63536));
+        let smallest = obj.get(Tag(0x0028, 0x0106)).expect("smallest");
+        assert_eq!(smallest.vr(), dicom_core::VR::SS);
+        assert_eq!(smallest.to_int::<i64>().ok(), Some(-5));
     }
 
     /// Every parse walks the framing first, so a data set that never went
