@@ -137,7 +137,8 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
     // bounds. It also finds the CP-246 elements dicom-rs cannot read in
     // place (Explicit VR Little Endian only; deflated data sets are walked
     // inflated at ingest).
-    let opaque = match Framing::of(ts_uid) {
+    let framing = Framing::of(ts_uid);
+    let opaque = match framing {
         Some(framing) => {
             let mut walker = Walker::new(framing);
             walker.feed(bytes).map_err(|e| malformed(&e))?;
@@ -173,7 +174,7 @@ pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject
             obj
         }
     };
-    if let Some(framing) = Framing::of(ts_uid).filter(|f| f.explicit) {
+    if let Some(framing) = framing.filter(|f| f.explicit) {
         explicit_us(&mut obj, bytes, framing);
     }
     if ts.endianness() == dicom_encoding::Endianness::Little {
@@ -923,6 +924,7 @@ fn sample_layout(pixel: Option<&PixelData>, bits_allocated: Option<i64>) -> Layo
 mod tests {
     use super::*;
     use crate::archive::ArchiveConfig;
+    use crate::scan::tests::le_elem;
 
     /// A Source Image Sequence relayed as an undefined-length UN (CP-246:
     /// its item in Implicit VR Little Endian) before the Study Instance
@@ -931,13 +933,7 @@ mod tests {
     /// one and everything after it too.
     #[test]
     fn an_undefined_length_un_sequence_is_read_in_place() {
-        let explicit = |tag: (u16, u16), vr: &[u8; 2], v: &[u8]| {
-            let mut e = [tag.0.to_le_bytes(), tag.1.to_le_bytes()].concat();
-            e.extend_from_slice(vr);
-            e.extend_from_slice(&(v.len() as u16).to_le_bytes());
-            e.extend_from_slice(v);
-            e
-        };
+        let explicit = |tag: (u16, u16), vr: &[u8; 2], v: &[u8]| le_elem(tag.0, tag.1, vr, v);
         let implicit = |tag: (u16, u16), v: &[u8]| {
             let mut e = [tag.0.to_le_bytes(), tag.1.to_le_bytes()].concat();
             e.extend_from_slice(&(v.len() as u32).to_le_bytes());
@@ -1001,13 +997,10 @@ mod tests {
     /// US (dicom-rs made it SS: 63536 became -2000); an SS stays SS.
     #[test]
     fn an_explicit_us_is_kept_on_a_signed_image() {
-        let el = |tag: [u8; 4], vr: &[u8; 2], v: &[u8]| {
-            [&tag[..], vr, &(v.len() as u16).to_le_bytes(), v].concat()
-        };
         let ds = [
-            el([0x28, 0x00, 0x03, 0x01], b"US", &1u16.to_le_bytes()),
-            el([0x28, 0x00, 0x06, 0x01], b"SS", &(-5i16).to_le_bytes()),
-            el([0x28, 0x00, 0x20, 0x01], b"US", &63536u16.to_le_bytes()),
+            le_elem(0x0028, 0x0103, b"US", &1u16.to_le_bytes()),
+            le_elem(0x0028, 0x0106, b"SS", &(-5i16).to_le_bytes()),
+            le_elem(0x0028, 0x0120, b"US", &63536u16.to_le_bytes()),
         ]
         .concat();
         let obj = parse_dataset(&ds, "1.2.840.10008.1.2.1").expect("parses");

@@ -51,40 +51,24 @@ fn refuse(s: u16, msg: impl Into<String>) -> Refusal {
     (s, msg.into())
 }
 
-/// Decodes an identifier in its presentation context's transfer syntax.
+/// Decodes an identifier in its presentation context's transfer syntax,
+/// as every data set is parsed ([`crate::parse_dataset`]: framing walked
+/// first, text in its character set, UN-coded attributes with their VR).
+/// It must end between elements.
 pub(crate) fn parse_identifier(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Refusal> {
-    let ts = TransferSyntaxRegistry.get(ts_uid).ok_or_else(|| {
-        refuse(
-            status::UNABLE_TO_PROCESS,
-            format!("unknown transfer syntax {ts_uid}"),
-        )
-    })?;
-    // Check the element framing first: the parser allocates whatever
-    // length a header claims.
-    let framing = Framing::of(ts_uid).ok_or_else(|| {
-        refuse(
-            status::UNABLE_TO_PROCESS,
-            "deflated identifiers are not supported",
-        )
-    })?;
+    let unable = |m: String| refuse(status::UNABLE_TO_PROCESS, m);
+    if TransferSyntaxRegistry.get(ts_uid).is_none() {
+        return Err(unable(format!("unknown transfer syntax {ts_uid}")));
+    }
+    let Some(framing) = Framing::of(ts_uid) else {
+        return Err(unable("deflated identifiers are not supported".into()));
+    };
     let mut walker = Walker::new(framing);
     walker
         .feed(bytes)
         .and_then(|()| walker.finish())
-        .map_err(|e| {
-            refuse(
-                status::UNABLE_TO_PROCESS,
-                format!("malformed identifier: {e}"),
-            )
-        })?;
-    let mut obj = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
-        refuse(
-            status::UNABLE_TO_PROCESS,
-            format!("malformed identifier: {e}"),
-        )
-    })?;
-    crate::charset::repair(&mut obj);
-    Ok(obj)
+        .map_err(|e| unable(format!("malformed identifier: {e}")))?;
+    crate::parse_dataset(bytes, ts_uid).map_err(|e| unable(format!("malformed identifier: {e}")))
 }
 
 /// Turns an identifier into a query plan.
