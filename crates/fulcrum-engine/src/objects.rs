@@ -734,7 +734,13 @@ impl Engine {
             }
             None => Vec::new(),
         };
-        let size = sizes.iter().sum();
+        let size: i64 = sizes.iter().sum();
+        // Each part was held to the limit; the object they make is too (the
+        // upload stays open, as on S3, for a Complete with fewer parts).
+        let max = self.inner.cfg.max_object_size;
+        if u64::try_from(size).map_or(true, |n| n > max) {
+            return Err(EngineError::TooLarge { max });
+        }
         let etag = multipart_etag(&etags);
         metadata.insert(UPLOAD_ID_META.to_string(), upload_id.to_string());
         metadata.insert(PARTS_META.to_string(), part_runs(&sizes));

@@ -570,6 +570,41 @@ async fn truncated_and_oversized_bodies_leave_nothing() {
     }
 }
 
+/// A new user's walkthrough: with --max-object-size 6 MB, aws cli's
+/// multipart upload of 20 MB was stored.
+#[tokio::test]
+async fn parts_within_the_limit_cannot_join_into_an_object_over_it() {
+    for t in targets().await {
+        let mut cfg = t.cfg.clone();
+        cfg.max_object_size = 8 * 1024 * 1024;
+        let e = fulcrum_engine::Engine::open(cfg).await.expect("open");
+        e.create_bucket(T, "b").await.expect("bucket");
+        let data = noise(5 * 1024 * 1024, 52);
+        let id = e
+            .create_upload(T, "b", "mp", None, BTreeMap::new(), Default::default())
+            .await
+            .expect("create");
+        let mut parts = Vec::new();
+        for n in 1..=2 {
+            let part = e
+                .upload_part(T, ("b", "mp"), &id, n, &data[..], opts())
+                .await;
+            parts.push((n, part.expect("part within the limit")));
+        }
+        let err = e
+            .complete_upload(T, ("b", "mp"), &id, &parts)
+            .await
+            .expect_err("object over the limit");
+        assert!(matches!(err, EngineError::TooLarge { .. }), "{err}");
+        assert!(e.head_object(T, "b", "mp").await.is_err(), "{}", t.name);
+        let done = e
+            .complete_upload(T, ("b", "mp"), &id, &parts[..1])
+            .await
+            .expect("the upload stays open; one part is within the limit");
+        assert_eq!(done.size, 5 * 1024 * 1024);
+    }
+}
+
 #[tokio::test]
 async fn verify_names_objects_whose_chunks_point_at_no_pack() {
     for t in targets().await {
