@@ -142,6 +142,36 @@ pub struct Flags {
     pub max_object_size: Option<u64>,
 }
 
+/// The environment variable `name` read as a `T`: unset is `None`, a value
+/// that does not parse is refused (a typo must not quietly leave the
+/// default, or a schedule off).
+fn parsed<T>(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}; give a number"))
+        })
+        .transpose()
+}
+
+/// `level` if zstd has it (levels up to 22, and negative fast levels).
+fn zstd_level(name: &str, level: i32) -> Result<i32> {
+    let levels = zstd::compression_level_range();
+    if !levels.contains(&level) {
+        bail!(
+            "{name} = {level}: zstd levels are {} to {}",
+            levels.start(),
+            levels.end()
+        );
+    }
+    Ok(level)
+}
+
 /// A comma-separated list, blanks dropped.
 fn list(v: &str) -> Vec<String> {
     v.split(',')
@@ -200,17 +230,14 @@ impl Settings {
                 .max_object_size
                 .or(file.max_object_size)
                 .unwrap_or(DEFAULT_MAX_OBJECT_SIZE),
-            zstd_level: env("FULCRUM_ZSTD_LEVEL")
-                .and_then(|v| v.parse().ok())
+            zstd_level: parsed(env, "FULCRUM_ZSTD_LEVEL")?
                 .or(file.zstd_level)
                 .unwrap_or(fulcrum_engine::DEFAULT_ZSTD_LEVEL),
-            pixel_zstd_level: env("FULCRUM_PIXEL_ZSTD_LEVEL")
-                .and_then(|v| v.parse().ok())
+            pixel_zstd_level: parsed(env, "FULCRUM_PIXEL_ZSTD_LEVEL")?
                 .or(file.pixel_zstd_level)
                 .unwrap_or(fulcrum_engine::DEFAULT_PIXEL_ZSTD_LEVEL),
             pack_target_mib: file.pack_target_mib.unwrap_or(32),
-            read_cache_mib: env("FULCRUM_READ_CACHE_MIB")
-                .and_then(|v| v.parse().ok())
+            read_cache_mib: parsed(env, "FULCRUM_READ_CACHE_MIB")?
                 .or(file.read_cache_mib)
                 .unwrap_or(fulcrum_engine::DEFAULT_READ_CACHE_BYTES >> 20),
             dicom: DicomSettings {
@@ -241,15 +268,12 @@ impl Settings {
                         .unwrap_or_else(|| "replace".into()),
                 )?,
             },
-            scrub_every_hours: env("FULCRUM_SCRUB_EVERY_HOURS")
-                .and_then(|v| v.parse().ok())
+            scrub_every_hours: parsed(env, "FULCRUM_SCRUB_EVERY_HOURS")?
                 .or(file.scrub_every_hours),
-            scrub_rate_mib: env("FULCRUM_SCRUB_RATE_MIB")
-                .and_then(|v| v.parse().ok())
+            scrub_rate_mib: parsed(env, "FULCRUM_SCRUB_RATE_MIB")?
                 .or(file.scrub_rate_mib)
                 .unwrap_or(50),
-            gc_every_hours: env("FULCRUM_GC_EVERY_HOURS")
-                .and_then(|v| v.parse().ok())
+            gc_every_hours: parsed(env, "FULCRUM_GC_EVERY_HOURS")?
                 .or(file.gc_every_hours)
                 .or(Some(DEFAULT_GC_EVERY_HOURS)),
             backup: BackupSettings {
@@ -260,8 +284,7 @@ impl Settings {
                     .or(bk.key_file),
                 access_key: env("FULCRUM_BACKUP_ACCESS_KEY").or(bk.access_key),
                 secret_key: env("FULCRUM_BACKUP_SECRET_KEY").or(bk.secret_key),
-                every_hours: env("FULCRUM_BACKUP_EVERY_HOURS")
-                    .and_then(|v| v.parse().ok())
+                every_hours: parsed(env, "FULCRUM_BACKUP_EVERY_HOURS")?
                     .or(bk.every_hours),
                 keep: fulcrum_backup::KeepPolicy {
                     last: bk.keep_last.unwrap_or(0),
@@ -277,6 +300,24 @@ impl Settings {
         if s.dicom.tls_addr.is_some() && s.tls.is_none() {
             bail!("dicom_tls_addr (FULCRUM_DICOM_TLS_ADDR) needs tls_cert and tls_key (FULCRUM_TLS_CERT, FULCRUM_TLS_KEY)");
         }
+        for (what, key, secret) in [
+            ("S3 root", &s.s3_access_key, &s.s3_secret_key),
+            ("S3 backend", &s.backend_access_key, &s.backend_secret_key),
+            (
+                "backup repository",
+                &s.backup.access_key,
+                &s.backup.secret_key,
+            ),
+        ] {
+            if key.is_some() != secret.is_some() {
+                bail!("the {what} credentials need both an access key and a secret key (see the FULCRUM_*_ACCESS_KEY and FULCRUM_*_SECRET_KEY settings); only one is set");
+            }
+        }
+        zstd_level("zstd_level (FULCRUM_ZSTD_LEVEL)", s.zstd_level)?;
+        zstd_level(
+            "pixel_zstd_level (FULCRUM_PIXEL_ZSTD_LEVEL)",
+            s.pixel_zstd_level,
+        )?;
         check_hours("scrub_every_hours", s.scrub_every_hours)?;
         check_hours("gc_every_hours", s.gc_every_hours)?;
         check_hours("backup.every_hours", s.backup.every_hours)?;
@@ -417,12 +458,12 @@ impl TierSettings {
                 .or_else(|| file.archive_backend_access_key.clone()),
             archive_secret_key: env("FULCRUM_ARCHIVE_BACKEND_SECRET_KEY")
                 .or_else(|| file.archive_backend_secret_key.clone()),
-            archive_zstd_level: match env("FULCRUM_ARCHIVE_ZSTD_LEVEL") {
-                Some(v) => v.parse().context("FULCRUM_ARCHIVE_ZSTD_LEVEL")?,
-                None => file
-                    .archive_zstd_level
+            archive_zstd_level: zstd_level(
+                "archive_zstd_level (FULCRUM_ARCHIVE_ZSTD_LEVEL)",
+                parsed(env, "FULCRUM_ARCHIVE_ZSTD_LEVEL")?
+                    .or(file.archive_zstd_level)
                     .unwrap_or(fulcrum_engine::DEFAULT_ARCHIVE_ZSTD_LEVEL),
-            },
+            )?,
             promote_on_read: match env("FULCRUM_ARCHIVE_PROMOTE_ON_READ") {
                 Some(v) => v
                     .parse()
@@ -850,6 +891,55 @@ mod tests {
         let s = Settings::resolve(FileConfig::default(), Flags::default(), &env).expect("valid");
         assert_eq!(s.gc_period(), Some(Duration::from_secs(3600)));
         assert!(resolve("gc_every_hours = inf").is_err());
+    }
+
+    /// A new user's walkthrough: FULCRUM_GC_EVERY_HOURS=off and
+    /// FULCRUM_ZSTD_LEVEL=abc started a server with the defaults, and an
+    /// access key without its secret was dropped for generated ones.
+    #[test]
+    fn environment_values_that_do_not_parse_are_refused() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            let env = move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            Settings::resolve(FileConfig::default(), Flags::default(), &env)
+        };
+        for (name, value) in [
+            ("FULCRUM_GC_EVERY_HOURS", "off"),
+            ("FULCRUM_BACKUP_EVERY_HOURS", "abc"),
+            ("FULCRUM_SCRUB_EVERY_HOURS", "2h"),
+            ("FULCRUM_SCRUB_RATE_MIB", "-5"),
+            ("FULCRUM_READ_CACHE_MIB", "lots"),
+            ("FULCRUM_ZSTD_LEVEL", "abc"),
+            ("FULCRUM_ZSTD_LEVEL", "99"),
+            ("FULCRUM_PIXEL_ZSTD_LEVEL", "23"),
+            ("FULCRUM_ARCHIVE_ZSTD_LEVEL", "99"),
+            ("FULCRUM_S3_ACCESS_KEY", "admin"),
+            ("FULCRUM_BACKUP_SECRET_KEY", "s"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([(name, value)]));
+            let err = with(pairs).expect_err(name);
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(name) || msg.contains("credentials"),
+                "{name}: {msg}"
+            );
+        }
+        let s = with(&[
+            ("FULCRUM_ZSTD_LEVEL", " 3 "),
+            ("FULCRUM_PIXEL_ZSTD_LEVEL", "-5"),
+        ])
+        .expect("valid levels");
+        assert_eq!((s.zstd_level, s.pixel_zstd_level), (3, -5));
+        assert!(resolve("zstd_level = 40").is_err());
+        with(&[
+            ("FULCRUM_S3_ACCESS_KEY", "a"),
+            ("FULCRUM_S3_SECRET_KEY", "b"),
+        ])
+        .expect("both halves");
     }
 
     /// Found by review next to the fuzz target: `pack_target_mib` times
