@@ -15,7 +15,7 @@ import time
 import pytest
 
 from dicom_helpers import DicomWeb, stow_ok
-from helpers import FulcrumServer, free_port, random_bytes
+from helpers import ACCESS_KEY, SECRET_KEY, FulcrumServer, free_port, random_bytes
 
 
 def backup(srv: FulcrumServer, repo, key: str, *args, timeout=600) -> subprocess.CompletedProcess:
@@ -56,6 +56,12 @@ def test_backup_restore_serve_byte_exact_and_incremental(fulcrum_factory, tmp_pa
     dw = DicomWeb(srv)
     stow_ok(dw, [x.path for x in gen_studies])
     repo = tmp_path / "repo"
+    # The server of this harness takes its S3 keys from the environment;
+    # one that generated them keeps this file, which backups carry along.
+    creds = srv.data_dir / "s3-credentials.toml"
+    if not creds.exists():
+        creds.write_text('access_key = "%s"\nsecret_key = "%s"\n' % (ACCESS_KEY, SECRET_KEY))
+        creds.chmod(0o644)
 
     # The first run creates the repository; the server keeps serving.
     first = run_json(srv, repo, key)
@@ -88,6 +94,9 @@ def test_backup_restore_serve_byte_exact_and_incremental(fulcrum_factory, tmp_pa
     target = tmp_path / "restored"
     res = ok(backup(srv, repo, key, "restore", "--snapshot", inc["id"][:8], "--to", target))
     assert "restored snapshot" in res.stdout
+    # The restored dir holds the S3 secrets: its owner's alone.
+    assert target.stat().st_mode & 0o777 == 0o700
+    assert (target / "s3-credentials.toml").stat().st_mode & 0o777 == 0o600
     restored = fulcrum_factory()  # a second server ...
     restored.stop()
     restored.data_dir = target  # ... moved onto the restored data dir

@@ -142,3 +142,65 @@ def test_the_server_collects_garbage_on_schedule(fulcrum_factory):
     assert any(" 0 chunks deleted" not in line for line in runs), log()[-3000:]
     assert _job_samples(srv)[("last_run_ok", "gc")] == 1
     assert s3.get_object(Bucket="gcb", Key="kept")["Body"].read() == random_bytes(1_000_000, seed=73)
+
+
+def test_a_new_data_dir_is_private_and_output_to_a_closed_pipe_is_no_panic(tmp_path):
+    """A new user's walkthrough: the catalog (holding the S3 secret) was
+    readable by every user, a mistyped --data-dir of `dicom import` made a
+    new archive silently, and `fulcrum stats | head -1` panicked."""
+    import subprocess
+
+    from helpers import fulcrum_bin
+
+    data = tmp_path / "new" / "data"
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run(
+        [str(fulcrum_bin()), "dicom", "import", "--data-dir", str(data), str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"creating a new archive in {data}" in r.stderr, r.stderr
+    assert data.stat().st_mode & 0o777 == 0o700
+    # A reader that closes the pipe at once: the command ends quietly.
+    for _ in range(3):
+        p = subprocess.Popen(
+            [str(fulcrum_bin()), "stats", "--data-dir", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        code = p.wait(timeout=30)
+        assert code in (0, 141), (code, err)
+        assert "panicked" not in err, err
+
+
+def test_setting_values_that_do_not_parse_stop_the_start(tmp_path):
+    """A typo in a schedule or level must not leave the default quietly."""
+    import os
+    import subprocess
+
+    from helpers import free_port, fulcrum_bin
+
+    for name, value in [("FULCRUM_GC_EVERY_HOURS", "off"), ("FULCRUM_ZSTD_LEVEL", "99")]:
+        r = subprocess.run(
+            [
+                str(fulcrum_bin()),
+                "serve",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--http-addr",
+                f"127.0.0.1:{free_port()}",
+                "--s3-addr",
+                f"127.0.0.1:{free_port()}",
+                "--dicom-addr",
+                f"127.0.0.1:{free_port()}",
+            ],
+            env={**os.environ, name: value},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2 and name in r.stderr, (name, r.returncode, r.stderr)

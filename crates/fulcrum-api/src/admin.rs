@@ -31,23 +31,28 @@ async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
         tracing::error!(error = %e, "health check: catalog unreachable");
         return (StatusCode::SERVICE_UNAVAILABLE, "catalog unavailable\n");
     }
-    let backend = engine.backend();
-    if !backend.is_local() {
-        let probe = tokio::time::timeout(BACKEND_CHECK, backend.probe()).await;
-        let failed = match probe {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),
-        };
-        if let Some(e) = failed {
-            tracing::error!(error = %e, "health check: pack backend unavailable");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "pack backend unavailable\n",
-            );
-        }
+    if let Some(e) = backend_problem(&engine).await {
+        tracing::error!(error = %e, "health check: pack backend unavailable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pack backend unavailable\n",
+        );
     }
     (StatusCode::OK, "ok\n")
+}
+
+/// Why a remote pack backend cannot be used now (a listing of one entry
+/// fails or does not answer in time), or `None`; a local one is not probed.
+pub async fn backend_problem(engine: &Engine) -> Option<String> {
+    let backend = engine.backend();
+    if backend.is_local() {
+        return None;
+    }
+    match tokio::time::timeout(BACKEND_CHECK, backend.probe()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),
+    }
 }
 
 async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {

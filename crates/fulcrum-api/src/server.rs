@@ -75,7 +75,13 @@ pub async fn serve_s3(
                     Ok(r) => r.status().as_u16().to_string(),
                     Err(_) => "error".to_string(),
                 };
-                if !status.starts_with(['1', '2', '3']) {
+                // The server's own failures are worth an operator's look;
+                // a client's mistake or an operation Fulcrum does not
+                // offer (501) is not.
+                let ours = (status.starts_with('5') && status != "501") || status == "error";
+                if ours {
+                    tracing::warn!(request_id = %id, %method, %path, %status, "S3 request failed");
+                } else if !status.starts_with(['1', '2', '3']) {
                     tracing::debug!(request_id = %id, %method, %path, %status, "S3 request failed");
                 }
                 m.metrics().request("s3", &method, &status);

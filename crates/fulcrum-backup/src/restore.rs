@@ -286,6 +286,10 @@ pub async fn restore_to_dir(
     if !is_empty_dir(dir)? {
         return Err(BackupError::TargetNotEmpty(dir.display().to_string()));
     }
+    fulcrum_store::create_private_dir(dir).map_err(|source| BackupError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let lock = repo.lock(false).await?;
     let out = restore_locked(repo, id, dir, progress).await;
     lock.release().await;
@@ -482,10 +486,13 @@ async fn restore_locked(
         if name.contains('/') || name.starts_with('.') {
             continue;
         }
+        // The data dir's files are secrets (the S3 credentials).
         let p = dir.join(name);
-        std::fs::write(&p, content).map_err(|source| BackupError::Io {
-            path: p.display().to_string(),
-            source,
+        fulcrum_store::write_private_file(&p, content.as_bytes()).map_err(|source| {
+            BackupError::Io {
+                path: p.display().to_string(),
+                source,
+            }
         })?;
     }
     Ok(report)

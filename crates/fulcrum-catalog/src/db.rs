@@ -101,6 +101,55 @@ const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = F
 /// that inserts touch stay cached between commits.
 const SQLITE_WRITER_SETTINGS: &str = "PRAGMA cache_size = -32768;";
 
+/// How long the first connection to a PostgreSQL catalog may take.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One connection to the PostgreSQL catalog, made and closed before the
+/// pool's: a pool that cannot connect retries until its acquire timeout and
+/// then names no cause ("pool timed out"), where this says "connection
+/// refused" or the server's own words ("database … does not exist") at once.
+async fn first_connection(url: &str, opts: &AnyConnectOptions) -> CatalogResult<()> {
+    use sqlx::Connection;
+    let unreachable = |reason: String| CatalogError::Unreachable {
+        at: without_password(url),
+        reason,
+    };
+    match tokio::time::timeout(
+        FIRST_CONNECT_TIMEOUT,
+        sqlx::AnyConnection::connect_with(opts),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Database(d))) => Err(unreachable(d.message().to_string())),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer in {} s",
+            FIRST_CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// `url` with the password of its user info (`user:secret@`) left out.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The query may carry a password too (`?password=`): left out whole.
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 impl Catalog {
     /// Opens (creating a SQLite file if needed) and migrates the catalog.
     pub async fn open(url: &str) -> CatalogResult<Self> {
@@ -117,6 +166,9 @@ impl Catalog {
             _ => url.to_string(),
         };
         let opts = AnyConnectOptions::from_str(&url).map_err(db("parse url"))?;
+        if kind == DbKind::Postgres {
+            first_connection(&url, &opts).await?;
+        }
         let pool = pool_options(kind, if kind == DbKind::Sqlite { 8 } else { 16 }, "")
             .connect_with(opts.clone())
             .await
@@ -251,5 +303,52 @@ impl Catalog {
             .await
             .map_err(db("init meta"))?;
         Ok(self.get_meta(key).await?.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            (
+                "postgres://fulcrum:s3cret@db:5432/fulcrum",
+                "postgres://fulcrum@db:5432/fulcrum",
+            ),
+            (
+                "postgres://fulcrum@db/fulcrum?sslmode=require&password=x",
+                "postgres://fulcrum@db/fulcrum",
+            ),
+            ("postgresql://db/fulcrum", "postgresql://db/fulcrum"),
+            ("postgres://a:b@c", "postgres://a@c"),
+        ] {
+            assert_eq!(without_password(url), shown);
+        }
+    }
+
+    /// A new user's walkthrough: with nothing listening, opening the
+    /// catalog said "pool timed out" after 30 s.
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_named_with_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("postgres://fulcrum:pw@127.0.0.1:{port}/fulcrum");
+        let started = std::time::Instant::now();
+        let Err(err) = Catalog::open(&url).await else {
+            panic!("nothing listens on {port}");
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, CatalogError::Unreachable { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("postgres://fulcrum@127.0.0.1:{port}/fulcrum")),
+            "{msg}"
+        );
+        assert!(msg.to_lowercase().contains("refused"), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
+        assert!(started.elapsed() < FIRST_CONNECT_TIMEOUT, "{msg}");
     }
 }

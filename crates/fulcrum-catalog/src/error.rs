@@ -11,6 +11,10 @@ pub enum CatalogError {
         #[source]
         source: sqlx::Error,
     },
+    /// The first connection to a PostgreSQL catalog failed: `at` is its
+    /// URL without the password, `reason` the driver's or server's words.
+    #[error("cannot connect to the catalog database {at}: {reason}")]
+    Unreachable { at: String, reason: String },
     #[error("catalog migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported catalog URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]

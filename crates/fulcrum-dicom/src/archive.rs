@@ -233,9 +233,13 @@ impl Archive {
             .hold_dicom(tenant, bucket, scope, on)
             .await?;
         if instances == 0 {
-            return Err(DicomError::NotFound(
-                "no instance stored in that study or series".into(),
-            ));
+            return Err(DicomError::NotFound(match scope {
+                Scope::Study(s) => format!("study {s}"),
+                Scope::Series(s, se) => format!("series {se} of study {s}"),
+                Scope::Instance(s, se, sop) => {
+                    format!("instance {sop} of series {se} of study {s}")
+                }
+            }));
         }
         Ok(n)
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod key;
 mod local_writer;
 pub mod pack;
+mod private;
 
 pub use backend::{Backend, BackendConfig, BackendEntry, BackendWriter, Span};
 pub use chunker::{ChunkParams, Chunker};
@@ -20,3 +21,4 @@ pub use codec::{Codec, EncodedChunk, Layout, FLAG_AEAD, FLAG_PLANES2, FLAG_PLANE
 pub use error::{StoreError, StoreResult};
 pub use key::MasterKey;
 pub use pack::{pack_path, PackBuilder, PackEntry, PackStream};
+pub use private::{create_private_dir, shared_with_others, write_private_file};

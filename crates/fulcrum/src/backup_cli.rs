@@ -18,8 +18,8 @@ use fulcrum::config::Settings;
 /// and the config file's `[backup]` table).
 #[derive(Args, Clone)]
 pub struct Target {
-    /// Repository: a directory or s3://BUCKET[/ROOT]?endpoint=URL
-    /// [env: FULCRUM_BACKUP_REPO].
+    /// Repository: a directory or s3://BUCKET[/ROOT]?endpoint=URL&region=R
+    /// (Garage and MinIO need their region) [env: FULCRUM_BACKUP_REPO].
     #[arg(long, global = true)]
     repo: Option<String>,
     /// File holding the backup key (64 hex digits) [env:
@@ -197,7 +197,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
         BackupCommand::Init => {
             let (cfg, key) = s.backup.target()?;
             let r = Repo::init(&cfg, &key).await?;
-            println!("initialized backup repository {} (id {})", r.name(), r.id());
+            outln!("initialized backup repository {} (id {})", r.name(), r.id());
             Ok(0)
         }
         BackupCommand::Run { json } => {
@@ -208,9 +208,9 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
             engine.close().await;
             let snap = out?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&snap)?);
+                outln!("{}", serde_json::to_string_pretty(&snap)?);
             } else {
-                println!("{}", summary(&snap));
+                outln!("{}", summary(&snap));
             }
             if !snap.damaged.is_empty() {
                 eprintln!(
@@ -224,15 +224,19 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
         BackupCommand::List { json } => {
             let snaps = repo(&s, false).await?.snapshots().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&snaps)?);
+                outln!("{}", serde_json::to_string_pretty(&snaps)?);
             } else {
-                println!(
+                outln!(
                     "{:<8}  {:<20}  {:>9}  {:>11}  {:>11}  host",
-                    "id", "time (UTC)", "objects", "logical", "new"
+                    "id",
+                    "time (UTC)",
+                    "objects",
+                    "logical",
+                    "new"
                 );
                 for sn in &snaps {
                     let t = sn.time();
-                    println!(
+                    outln!(
                         "{:<8}  {:04}-{:02}-{:02} {:02}:{:02}:{:02}   {:>9}  {:>11}  {:>11}  {}",
                         &sn.id[..8],
                         t.year(),
@@ -247,7 +251,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                         sn.host
                     );
                 }
-                println!("{} snapshots", snaps.len());
+                outln!("{} snapshots", snaps.len());
             }
             Ok(0)
         }
@@ -265,12 +269,12 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
             bar.0.finish_and_clear();
             let r = out?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 for p in &r.problems {
-                    println!("problem: {p}");
+                    outln!("problem: {p}");
                 }
-                println!(
+                outln!(
                     "{}: {} snapshots, {} of {} packs re-read ({} blobs, {})",
                     if r.is_clean() {
                         "repository is clean"
@@ -284,7 +288,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                     human(r.bytes_checked as i64)
                 );
                 if r.marked_damaged > 0 {
-                    println!(
+                    outln!(
                         "{} damaged blob copies are marked: the next `fulcrum backup run` stores those chunks again from the platform, which makes every snapshot using them whole again (until then they restore without them: see the problems above)",
                         r.marked_damaged
                     );
@@ -308,7 +312,7 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
                 let out = fulcrum_backup::restore_to_dir(&repo, &snapshot, &dir, &mut bar).await;
                 bar.0.finish_and_clear();
                 let r = out?;
-                println!(
+                outln!(
                     "restored snapshot {} into {}: {} objects ({}), {} chunks in {} packs, in {:.1}s; start it with: fulcrum serve --data-dir {}",
                     &r.snapshot[..8],
                     dir.display(),
@@ -357,16 +361,16 @@ pub async fn run(s: Settings, cmd: BackupCommand) -> Result<u8> {
             let repo = repo(&s, false).await?;
             let r = fulcrum_backup::forget(&repo, &policy, !no_prune, dry_run).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 for id in &r.removed {
-                    println!(
+                    outln!(
                         "{} {}",
                         if dry_run { "would forget" } else { "forgot" },
                         &id[..8]
                     );
                 }
-                println!(
+                outln!(
                     "kept {} snapshots, {} {}; {} packs deleted, {} rewritten, {} freed",
                     r.kept.len(),
                     if dry_run { "would forget" } else { "forgot" },
@@ -459,7 +463,7 @@ async fn restore_live(
             "say what to restore: --to DIR, --bucket NAME [--key K | --prefix P], or --study UID"
         );
     }
-    println!(
+    outln!(
         "restored {n} objects ({}) from snapshot {} in {:.1}s",
         human(bytes as i64),
         &view.snapshot.id[..8],

@@ -35,31 +35,31 @@ pub async fn stats(s: Settings, json: bool) -> Result<u8> {
     let engine = open(&s).await?;
     let st = engine.stats().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        outln!("{}", serde_json::to_string_pretty(&st)?);
     } else {
-        println!("objects            {}", st.catalog.objects);
-        println!(
+        outln!("objects            {}", st.catalog.objects);
+        outln!(
             "logical bytes      {} ({})",
             st.catalog.logical_bytes,
             human(st.catalog.logical_bytes)
         );
-        println!(
+        outln!(
             "physical bytes     {} ({})",
             st.physical_bytes,
             human(st.physical_bytes)
         );
-        println!(
+        outln!(
             "unique chunk bytes {} ({})",
             st.catalog.unique_bytes,
             human(st.catalog.unique_bytes)
         );
-        println!("chunks             {}", st.catalog.chunks);
-        println!("packs              {}", st.catalog.packs);
-        println!("dedup ratio        {:.2}", st.dedup_ratio);
-        println!("compression ratio  {:.2}", st.compression_ratio);
-        println!("overall ratio      {:.2}", st.overall_ratio);
+        outln!("chunks             {}", st.catalog.chunks);
+        outln!("packs              {}", st.catalog.packs);
+        outln!("dedup ratio        {:.2}", st.dedup_ratio);
+        outln!("compression ratio  {:.2}", st.compression_ratio);
+        outln!("overall ratio      {:.2}", st.overall_ratio);
         for t in &st.tiers {
-            println!(
+            outln!(
                 "tier {:<13} {} packs, {} ({} chunk bytes stored, {} raw)",
                 t.tier,
                 t.packs,
@@ -113,15 +113,15 @@ pub async fn verify(s: Settings, json: bool) -> Result<u8> {
     bar.0.finish_and_clear();
     engine.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for p in &report.problems {
-            println!("problem: {p}");
+            outln!("problem: {p}");
         }
         for o in &report.damaged_objects {
-            println!("damaged: {o}");
+            outln!("damaged: {o}");
         }
-        println!(
+        outln!(
             "verified {} packs, {} chunks, {} in {:.1}s: {}",
             report.packs,
             report.chunks,
@@ -149,9 +149,9 @@ pub async fn gc(s: Settings, opts: GcOptions, json: bool) -> Result<u8> {
     engine.leave().await?;
     engine.close().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "{} in {:.1}s",
             gc_summary(&report),
             started.elapsed().as_secs_f64()
@@ -280,18 +280,18 @@ pub async fn scrub(s: Settings, rate_mib: Option<u64>, repair: bool, json: bool)
     engine.close().await;
     let out = out?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for p in &out.report.problems {
-            println!("problem: {p}");
+            outln!("problem: {p}");
         }
         if let Some(n) = &out.repair_note {
-            println!("note: {n}");
+            outln!("note: {n}");
         }
         for o in &out.unrepaired_objects {
-            println!("unrepaired: {o}");
+            outln!("unrepaired: {o}");
         }
-        println!("{}", scrub_summary(&out));
+        outln!("{}", scrub_summary(&out));
     }
     Ok(
         if out.unrepaired_chunks == 0 && out.report.unchecked_packs == 0 {
@@ -331,6 +331,6 @@ pub fn config_init(path: &Path, force: bool) -> Result<u8> {
         bail!("{} exists; pass --force to overwrite it", path.display());
     }
     std::fs::write(path, DEFAULT_TOML)?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display());
     Ok(0)
 }

@@ -40,7 +40,14 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<()> {
 /// The archive of the data dir; `create` lets an import start a new one.
 pub async fn archive(s: &Settings, create: bool) -> Result<Archive> {
     let engine = if create {
-        std::fs::create_dir_all(&s.data_dir)
+        if !s.data_dir.exists() && s.catalog_url.is_none() {
+            // A mistyped --data-dir must not pass unnoticed.
+            eprintln!(
+                "creating a new archive in {} (no Fulcrum data was there)",
+                s.data_dir.display()
+            );
+        }
+        fulcrum_store::create_private_dir(&s.data_dir)
             .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
         fulcrum_engine::Engine::open(s.command_engine_config()?).await?
     } else {
@@ -127,15 +134,15 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
             Ok(Outcome::Replaced) => replaced += 1,
             Err(Failed::Store(DicomError::NotDicom(_))) => {
                 not_dicom += 1;
-                println!("not DICOM: {}", path.display());
+                outln!("not DICOM: {}", path.display());
             }
             Err(Failed::Store(DicomError::MediaDirectory)) => {
                 dirs += 1;
-                println!("DICOMDIR, skipped: {}", path.display());
+                outln!("DICOMDIR, skipped: {}", path.display());
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED: {}: {e}", path.display());
+                outln!("FAILED: {}: {e}", path.display());
             }
         }
     }
@@ -146,7 +153,7 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
         1 => ", 1 DICOMDIR skipped".into(),
         n => format!(", {n} DICOMDIRs skipped"),
     };
-    println!(
+    outln!(
         "imported {stored} new, {replaced} replaced, {skipped} already stored, {not_dicom} not DICOM{dirs}, {failed} failed; {mb:.1} MB in {secs:.1} s ({:.0} instances/s, {:.1} MB/s)",
         (stored + skipped + replaced) as f64 / secs,
         mb / secs
@@ -186,7 +193,7 @@ pub async fn export(s: Settings, study: String, out: PathBuf) -> Result<u8> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "exported {} instances ({:.1} MB) of study {study} to {} in {:.1?}",
         instances.len(),
         bytes as f64 / 1e6,
@@ -221,7 +228,7 @@ async fn write_instance(
 pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
     let dest: fulcrum_dicom::dimse::Node = to
         .parse()
-        .map_err(|e| anyhow::anyhow!("--to {to:?}: {e} (expected AET@HOST:PORT)"))?;
+        .map_err(|e| anyhow::anyhow!("--to {to:?}: {e}"))?;
     let archive = archive(&s, false).await?;
     let tenant = fulcrum_types::DEFAULT_TENANT;
     let instances = study_instances(&archive, tenant, &study).await?;
@@ -242,7 +249,7 @@ pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
             if let Err(e) = res {
                 // Printed whether or not the bar is drawn (a pipe, cron):
                 // `bar.println` shows nothing when it is hidden.
-                bar.suspend(|| println!("FAILED: {}: {e}", rec.sop_uid));
+                bar.suspend(|| outln!("FAILED: {}: {e}", rec.sop_uid));
             }
             bar.inc(1);
         },
@@ -250,7 +257,7 @@ pub async fn send(s: Settings, study: String, to: String) -> Result<u8> {
     .await?;
     bar.finish_and_clear();
     let bytes: i64 = instances.iter().map(|i| i.size).sum();
-    println!(
+    outln!(
         "sent study {study} to {dest}: {} completed, {} with warnings, {} failed; {:.1} MB in {:.1?}",
         report.completed,
         report.warning,
@@ -282,11 +289,11 @@ pub async fn hold(s: Settings, study: String, series: Option<String>, release: b
         None => format!("study {study}"),
     };
     if release {
-        println!(
+        outln!(
             "legal hold lifted from {n} objects of {what} (retention, if any, still applies; a hold on all of a study is lifted from a series released alone)"
         );
     } else {
-        println!(
+        outln!(
             "legal hold on {what}: {n} objects (instances and kept versions) cannot be deleted until `fulcrum dicom hold --release`; instances stored later are not held"
         );
     }

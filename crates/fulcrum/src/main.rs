@@ -1,6 +1,18 @@
 //! The `fulcrum` binary: command line, configuration and wiring of the
 //! engine and protocol servers.
 
+/// `println!` for command output: when stdout is a pipe whose reader has
+/// gone (`fulcrum backup list | head -1`), the command ends quietly with
+/// exit code 141, as a program killed by SIGPIPE, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod backup_cli;
 mod commands;
 mod dicom_cli;
@@ -37,7 +49,8 @@ struct Common {
     /// Data directory (catalog and local packs) [default: ./fulcrum-data].
     #[arg(long, global = true, env = "FULCRUM_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Pack backend: "fs" or s3://BUCKET[/ROOT]?endpoint=URL&region=R.
+    /// Pack backend: "fs" (the data dir's store/), fs:///PATH or
+    /// s3://BUCKET[/ROOT]?endpoint=URL&region=R.
     #[arg(long, global = true, env = "FULCRUM_BACKEND")]
     backend: Option<String>,
     /// Catalog URL: sqlite://PATH or postgres://USER@HOST/DB.
@@ -47,7 +60,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (S3 API and admin HTTP port).
+    /// Run the server: S3 API, DICOMweb and admin HTTP port, DICOM DIMSE.
     Serve(serve::ServeArgs),
     /// Show logical vs physical bytes, dedup and compression ratios.
     Stats {
@@ -87,7 +100,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The imaging archive: import, export and send DICOM studies.
+    /// The imaging archive: import, export and send DICOM studies, legal
+    /// holds.
     Dicom {
         #[command(subcommand)]
         command: DicomCommand,
@@ -200,7 +214,10 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FULCRUM_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off"));
+        // s3s logs every 5xx answer at error level, 501 for operations
+        // Fulcrum does not offer too; the S3 listener logs its failures
+        // itself, with their request ID.
+        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off,s3s::service=off"));
     // Colours only on a terminal: not in journald, a log file or a pipe.
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
@@ -236,6 +253,15 @@ pub(crate) fn error_chain(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+/// Ends the program after a failed write of command output (see `outln!`).
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(2);
+    }
+    std::process::exit(141)
 }
 
 fn main() -> std::process::ExitCode {

@@ -131,18 +131,10 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
 /// was there at once (a new file renamed over it; a replaced file is kept
 /// as `<path>.bak`).
 fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("toml.new");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
+    fulcrum_store::write_private_file(&tmp, text.as_bytes())
         .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
     if path.exists() {
         std::fs::copy(path, path.with_extension("toml.bak"))
             .with_context(|| format!("keeping a copy of {}", path.display()))?;
@@ -158,7 +150,7 @@ fn dimse_config(s: &Settings) -> Result<fulcrum_dicom::dimse::DimseConfig> {
         .iter()
         .map(|n| {
             n.parse::<fulcrum_dicom::dimse::Node>()
-                .map_err(|e| anyhow::anyhow!("DICOM node {n:?}: {e} (expected AET@HOST:PORT)"))
+                .map_err(|e| anyhow::anyhow!("DICOM node {n:?}: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
     let tls_client = s.dicom_tls_client()?;
@@ -246,8 +238,14 @@ pub async fn run(s: Settings) -> Result<()> {
             .context("scheduled backups (backup.every_hours) need a repository and key")?;
     }
     let engine_cfg = s.engine_config()?;
-    std::fs::create_dir_all(&s.data_dir)
+    fulcrum_store::create_private_dir(&s.data_dir)
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    if fulcrum_store::shared_with_others(&s.data_dir).unwrap_or(false) {
+        warn!(
+            data_dir = %s.data_dir.display(),
+            "the data dir lets other users in: its catalog holds the S3 secret keys; `chmod 700` it (Fulcrum makes the ones it creates so)"
+        );
+    }
     let engine = Engine::open(engine_cfg).await?;
     let creds = credentials(&s, &engine).await?;
     if engine.config().archive.is_none() {
@@ -281,6 +279,18 @@ pub async fn run(s: Settings) -> Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "Fulcrum is serving"
     );
+    // A node whose S3 backend is down or misnamed serves nothing it
+    // stores: say so at once, not only on /healthz.
+    let probed = engine.clone();
+    tokio::spawn(async move {
+        if let Some(e) = fulcrum_api::admin::backend_problem(&probed).await {
+            warn!(
+                error = %e,
+                backend = probed.backend_name(),
+                "the pack backend does not answer: nothing can be stored or read until it does (/healthz answers 503)"
+            );
+        }
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {

@@ -31,7 +31,7 @@ pub async fn apply(s: Settings, dry_run: bool, json: bool) -> Result<u8> {
     engine.close().await;
     let report = report?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
     }
@@ -40,7 +40,7 @@ pub async fn apply(s: Settings, dry_run: bool, json: bool) -> Result<u8> {
 
 fn print_report(r: &TierReport) {
     for p in &r.rules {
-        println!(
+        outln!(
             "rule {:<40} {:>8} objects {:>12}",
             p.rule,
             p.objects,
@@ -48,7 +48,7 @@ fn print_report(r: &TierReport) {
         );
     }
     if r.dry_run {
-        println!(
+        outln!(
             "dry run: {} objects ({}) would move to the archive tier",
             r.objects,
             human(r.bytes as i64)
@@ -56,7 +56,7 @@ fn print_report(r: &TierReport) {
         return;
     }
     let m = &r.moved;
-    println!(
+    outln!(
         "tier apply: {} objects ({}) archived: {} chunks moved, {} read from hot, {} written to the archive in {} packs{} in {:.1}s",
         r.archived_objects,
         human(r.bytes as i64),
