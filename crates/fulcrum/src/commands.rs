@@ -68,6 +68,7 @@ pub async fn stats(s: Settings, json: bool) -> Result<u8> {
                 human(t.raw_bytes)
             );
         }
+        outln!("(chunks and packs of deleted or replaced data count until `fulcrum gc` collects them, after its grace period)");
     }
     engine.close().await;
     Ok(0)
