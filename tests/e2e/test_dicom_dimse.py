@@ -490,10 +490,12 @@ def test_pynetdicom_c_find(archive):
             StudyInstanceUID="",
             StudyDescription="",
             ReferringPhysicianName="",
+            InstanceAvailability="",
         ),
     )
     assert final == SUCCESS
     assert sorted(m.StudyInstanceUID for m in matches) == sorted({i.study_uid for i in gen if i.patient_id == pid})
+    assert {m.InstanceAvailability for m in matches} == {"ONLINE"}
     # UID list matching at SERIES level.
     series = sorted({i.series_uid for i in gen})[:3]
     matches, final = c_find(

@@ -780,6 +780,11 @@ def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, 
     if ts:
         ds.file_meta.TransferSyntaxUID = ts
     out = io.BytesIO()
+    # pydicom 3.0 knows Deflated Image Frame Compression and JPEG XL only
+    # once pynetdicom's import has registered them: without this the tests
+    # using them failed when run alone.
+    import pynetdicom  # noqa: F401
+
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
 
@@ -943,7 +948,7 @@ def test_an_instance_resent_into_a_corrected_study_leaves_no_empty_study(pacs):
     assert [jval(x, "SeriesInstanceUID") for x in series] == [ds.SeriesInstanceUID]
 
 
-def test_instance_results_carry_bits_allocated_and_timezone_offset(pacs):
+def test_instance_results_carry_bits_allocated_timezone_offset_and_availability(pacs):
     # PS3.18 Table 10.6.3-5: both "shall be present if known"; neither was
     # held by the index.
     from pydicom.uid import generate_uid
@@ -956,6 +961,12 @@ def test_instance_results_carry_bits_allocated_and_timezone_offset(pacs):
     assert (jval(item, "BitsAllocated"), jval(item, "TimezoneOffsetFromUTC")) == (16, "+0800"), item
     (item,) = dw.qido("/instances", {"StudyInstanceUID": study, "includefield": "TimezoneOffsetFromUTC"})
     assert jval(item, "TimezoneOffsetFromUTC") == "+0800"
+    # Instance Availability, "shall be present if known" for studies and
+    # instances (Tables 10.6.3-3 and -5): every instance is ONLINE.
+    (st,) = dw.qido("/studies", {"StudyInstanceUID": study})
+    assert (jval(st, "InstanceAvailability"), jval(item, "InstanceAvailability")) == ("ONLINE", "ONLINE")
+    (se,) = dw.qido(f"/studies/{study}/series", {"includefield": "InstanceAvailability"})
+    assert jval(se, "InstanceAvailability") == "ONLINE"
 
 
 def test_study_time_ranges_match_times_not_text(pacs):

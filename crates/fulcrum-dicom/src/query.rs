@@ -146,6 +146,15 @@ pub const ATTRS: &[QueryAttr] = &[
         ST,
         None,
     ),
+    // Every stored instance is retrievable at once, archive tier too (it
+    // is read back transparently): ONLINE (PS3.4 C.4.1.1.3.2).
+    a(
+        tags::INSTANCE_AVAILABILITY,
+        "InstanceAvailability",
+        VR::CS,
+        ST,
+        None,
+    ),
     a(
         tags::NUMBER_OF_STUDY_RELATED_SERIES,
         "NumberOfStudyRelatedSeries",
@@ -268,6 +277,7 @@ pub fn default_fields(level: Level) -> Vec<Tag> {
             "StudyDate",
             "StudyTime",
             "AccessionNumber",
+            "InstanceAvailability",
             "ModalitiesInStudy",
             "ReferringPhysicianName",
             "PatientName",
@@ -297,6 +307,7 @@ pub fn default_fields(level: Level) -> Vec<Tag> {
             "Columns",
             "BitsAllocated",
             "TimezoneOffsetFromUTC",
+            "InstanceAvailability",
             "AvailableTransferSyntaxUID",
             "StudyInstanceUID",
             "SeriesInstanceUID",
@@ -516,6 +527,7 @@ pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
         tags::COLUMNS => num(i?.num_columns)?,
         tags::BITS_ALLOCATED => num(i?.bits_allocated)?,
         tags::TIMEZONE_OFFSET_FROM_UTC => i?.timezone_offset.clone()?,
+        tags::INSTANCE_AVAILABILITY => "ONLINE".to_string(),
         tags::AVAILABLE_TRANSFER_SYNTAX_UID => i?.transfer_syntax.clone(),
         _ => return None,
     })
