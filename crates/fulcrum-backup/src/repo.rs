@@ -195,6 +195,13 @@ impl Repo {
     /// Opens the repository at `cfg` with `key`; a wrong key is refused
     /// before anything is read.
     pub async fn open(cfg: &BackendConfig, key: &MasterKey) -> BackupResult<Self> {
+        // Opening a local backend makes its folder: a mistyped --repo of
+        // `backup list` must not leave one behind.
+        if let BackendConfig::Fs { root } = cfg {
+            if !root.join("config").is_file() {
+                return Err(BackupError::NotARepo(root.display().to_string()));
+            }
+        }
         let backend = Backend::open(cfg)?;
         let sealer = Sealer::new(key);
         let conf = match backend.size("config").await? {

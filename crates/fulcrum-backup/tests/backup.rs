@@ -153,6 +153,14 @@ async fn a_cut_off_run_resumes_and_single_objects_come_back() {
         let e = t.open().await;
         let cfg = t.beside("backup");
         let key = MasterKey::generate();
+        // No repository yet: opening one says so and makes no folder.
+        assert!(matches!(
+            Repo::open(&cfg, &key).await,
+            Err(BackupError::NotARepo(_))
+        ));
+        if let BackendConfig::Fs { root } = &cfg {
+            assert!(!root.exists(), "{}", root.display());
+        }
         let (repo, created) = Repo::open_or_init(&cfg, &key).await.expect("repo");
         assert!(created);
         e.create_bucket(T, "b").await.expect("bucket");
