@@ -130,6 +130,20 @@ def test_presigned_urls_live_at_most_seven_days(s3, bucket):
     assert status(-7) == (403, "AccessDenied")
 
 
+def test_sigv2_presigned_put_with_content_type_uploads(fulcrum, bucket):
+    """botocore's SigV2 signer puts a signed Content-Type (and Content-MD5)
+    in the query too; such a link was 501 as an unknown subresource."""
+    s3v2 = fulcrum.client(signature_version="s3")
+    url = s3v2.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "up.dcm", "ContentType": "application/dicom"}
+    )
+    assert "content-type=" in url, url
+    req = urllib.request.Request(url, data=b"DICM", method="PUT", headers={"Content-Type": "application/dicom"})
+    assert urllib.request.urlopen(req).status == 200
+    head = fulcrum.client().head_object(Bucket=bucket, Key="up.dcm")
+    assert (head["ContentType"], head["ContentLength"]) == ("application/dicom", 4)
+
+
 def test_sigv2_presigned_urls_live_at_most_seven_days_too(fulcrum, bucket):
     """The links `aws s3 presign` (cli v1) and boto3's SigV2 signer make:
     a ten-year link used to work."""
