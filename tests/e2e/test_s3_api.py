@@ -1370,6 +1370,9 @@ def test_sse_s3_is_accepted_and_reported_by_a_server_that_encrypts_at_rest(fulcr
         )
     )
     assert sorted(_keys(s3, "enc")) == ["plain", "sse", "sse-copy"]
+    # The bucket's default encryption says what every object gets.
+    (rule,) = s3.get_bucket_encryption(Bucket="enc")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", rule
 
 
 # ------------------------------------------------------------ body digests and error messages
@@ -1779,3 +1782,37 @@ def test_deleting_configurations_fulcrum_never_holds_succeeds_and_bad_encodings_
             call(Bucket=bucket, EncodingType="bogus")
         assert http_status(e.value) == 400 and error_code(e.value) == "InvalidArgument", call
     assert s3.list_objects_v2(Bucket=bucket, EncodingType="url")["KeyCount"] == 0
+
+
+def test_reading_configurations_fulcrum_never_holds_answers_as_for_a_bucket_without_them(s3, bucket):
+    """A tester with minio-py: get_bucket_replication, _notification and
+    _encryption raised on 501 where AWS answers "not found" or an empty
+    configuration."""
+    for call, code in [
+        (s3.get_bucket_replication, "ReplicationConfigurationNotFoundError"),
+        (s3.get_bucket_website, "NoSuchWebsiteConfiguration"),
+        (s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError"),
+        (s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration"),
+        (s3.get_bucket_policy_status, "NoSuchBucketPolicy"),
+        (s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            call(Bucket=bucket)
+        assert (error_code(e.value), http_status(e.value)) == (code, 404), call
+    empty = {
+        s3.get_bucket_notification_configuration: ["TopicConfigurations", "QueueConfigurations"],
+        s3.get_bucket_logging: ["LoggingEnabled"],
+        s3.get_bucket_accelerate_configuration: ["Status"],
+    }
+    for call, absent in empty.items():
+        got = call(Bucket=bucket)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 200 and not any(k in got for k in absent), got
+    assert s3.get_bucket_request_payment(Bucket=bucket)["Payer"] == "BucketOwner"
+    for call in (s3.get_bucket_replication, s3.get_bucket_logging, s3.get_bucket_request_payment):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=f"{bucket}-missing")
+        assert error_code(e.value) == "NoSuchBucket", call
+    # Writing one still does nothing and says so.
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_request_payment(Bucket=bucket, RequestPaymentConfiguration={"Payer": "Requester"})
+    assert error_code(e.value) == "NotImplemented"
