@@ -16,6 +16,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel, Verification
 
 import dicom_gen
+import raw_dimse as raw
 from dicom_helpers import DicomWeb, stow_ok
 from helpers import free_port
 
@@ -132,3 +133,56 @@ def test_bad_commitment_requests_get_their_status(pacs):
         assert assoc.send_c_echo().Status == 0x0000
     finally:
         assoc.release()
+
+
+def _echo(pacs) -> int:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    try:
+        return assoc.send_c_echo().Status
+    finally:
+        assoc.release()
+
+
+def _answer(s) -> dict:
+    """The next N-ACTION-RSP, answering the reports that come before it."""
+    while True:
+        c = raw.read_command(s)
+        if c[0x0100] != 0x0100:
+            return c
+        s.sendall(raw.pdata([(13, 3, raw.n_event_report_rsp(c))]))
+
+
+def test_commitment_requests_back_to_back_are_all_answered(pacs):
+    """A modality that sends each N-ACTION with its data set in one P-DATA
+    PDU as soon as the last was answered: each one was served a level
+    deeper, and the 172nd overflowed the stack and aborted the server."""
+    s = raw.associate(pacs.dicom_port, [(1, raw.VERIFY, [raw.IMPLICIT]), (13, raw.COMMIT, [raw.EXPLICIT])])
+    ref = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.404")]
+    for i in range(1, 301):
+        s.sendall(raw.pdata([(13, 3, raw.n_action(i)), (13, 2, raw.commit_request(f"1.2.3.4.{i}", ref))]))
+        c = _answer(s)
+        assert (c[0x0100], c[0x0120], c[0x0900]) == (0x8130, i, 0), (i, c)
+    raw.release(s)
+    assert _echo(pacs) == 0x0000
+
+
+def test_deflated_commitment_requests_are_bounded_in_depth_and_size(pacs):
+    """250 bytes of deflated request nesting 2,000 levels deep overflowed the
+    stack and aborted the server; 900 kB inflating to 900 MB was read."""
+    ctx = [(1, raw.VERIFY, [raw.IMPLICIT]), (13, raw.COMMIT, [raw.DEFLATED])]
+    tx = raw.explicit((0x0008, 0x1195), b"UI", b"1.2.3.4.5")
+    bomb = tx + raw.explicit((0x0008, 0x0100), b"SH", b"XX") + b"\0" * (80 << 20)
+    for data in (raw.nested(2000), bomb):
+        s = raw.associate(pacs.dicom_port, ctx)
+        s.sendall(raw.pdata([(13, 3, raw.n_action(1))]))
+        packed = raw.deflate(data)
+        for at in range(0, len(packed), 16000):
+            last = 2 if at + 16000 >= len(packed) else 0
+            s.sendall(raw.pdata([(13, last, packed[at : at + 16000])]))
+        c = _answer(s)
+        assert c[0x0100] == 0x8130 and c[0x0900] == 0xC000, c  # unable to process
+        raw.release(s)
+    assert _echo(pacs) == 0x0000

@@ -23,5 +23,6 @@ pub use fulcrum_catalog::dicom::{
     SeriesRecord, StudyRecord, MAX_RESULTS,
 };
 pub use store::{
-    inspect_file, parse_dataset, Inspected, Outcome, PendingInstance, StoreContext, StoredInstance,
+    inspect_file, parse_dataset, parse_dataset_within, Inspected, Outcome, PendingInstance,
+    StoreContext, StoredInstance,
 };

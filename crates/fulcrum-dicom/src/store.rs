@@ -126,6 +126,33 @@ fn cp246_element(element: &[u8], charset: Option<&[u8]>) -> Option<InMemElement>
 /// standard attributes written as UN read with their VR (see
 /// [`crate::unknown_vr`]).
 pub fn parse_dataset(bytes: &[u8], ts_uid: &str) -> DicomResult<InMemDicomObject> {
+    parse_dataset_within(bytes, ts_uid, MAX_INFLATED)
+}
+
+/// [`parse_dataset`] of a deflated data set that may inflate to at most
+/// `max_inflated` bytes (a request's data set: a storage commitment
+/// request inflated from 900 kB to 900 MB).
+pub fn parse_dataset_within(
+    bytes: &[u8],
+    ts_uid: &str,
+    max_inflated: u64,
+) -> DicomResult<InMemDicomObject> {
+    if ts_uid == DEFLATED_EXPLICIT_LE {
+        // Inflated here and walked like any Explicit VR Little Endian data
+        // set: dicom-rs would inflate it itself and recurse into its
+        // sequences unbounded (2,000 levels in 250 bytes overflowed the
+        // stack and aborted the server).
+        use std::io::Read;
+        let mut inflated = Vec::new();
+        flate2::read::DeflateDecoder::new(bytes)
+            .take(max_inflated.saturating_add(1))
+            .read_to_end(&mut inflated)
+            .map_err(|e| DicomError::Malformed(format!("cannot inflate the dataset: {e}")))?;
+        if inflated.len() as u64 > max_inflated {
+            return Err(DicomError::TooLarge(max_inflated));
+        }
+        return parse_dataset(&inflated, EXPLICIT_LE_TS);
+    }
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
@@ -204,6 +231,10 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// Largest deflated instance accepted (it is held in memory to index it).
 const MAX_DEFLATED: usize = 512 * 1024 * 1024;
+
+/// Deflated Explicit VR Little Endian and what it inflates to.
+const DEFLATED_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1.99";
+const EXPLICIT_LE_TS: &str = "1.2.840.10008.1.2.1";
 
 /// Largest dataset a deflated instance may inflate to (it is inflated
 /// whole to check it is complete): a small upload claiming far more is a
@@ -1035,6 +1066,20 @@ mod tests {
         assert!(parse_dataset(&nested(100), "1.2.840.10008.1.2.1").is_ok());
         let e = parse_dataset(&nested(100_000), "1.2.840.10008.1.2.1").expect_err("too deep");
         assert!(e.to_string().contains("nested more than 128"), "{e}");
+        // Deflated too (a storage commitment request aborted the server),
+        // and what a deflated data set may inflate to is bounded.
+        let deflate = |b: &[u8]| {
+            use std::io::Write;
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(b).expect("deflate");
+            z.finish().expect("deflate")
+        };
+        let deflated = "1.2.840.10008.1.2.1.99";
+        assert!(parse_dataset(&deflate(&nested(100)), deflated).is_ok());
+        let e = parse_dataset(&deflate(&nested(100_000)), deflated).expect_err("too deep");
+        assert!(e.to_string().contains("nested more than 128"), "{e}");
+        let e = parse_dataset_within(&deflate(&nested(100)), deflated, 100).expect_err("too big");
+        assert!(matches!(e, DicomError::TooLarge(100)), "{e}");
     }
 
     /// Found by the `dicom_ingest` fuzz target: a 920-byte deflated

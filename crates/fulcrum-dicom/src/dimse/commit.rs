@@ -36,6 +36,10 @@ pub(crate) const COMMITMENT_INSTANCE: &str = "1.2.840.10008.1.20.1.1";
 /// How long the modality may stay silent after the N-ACTION-RSP before the
 /// report is sent on the same association (it is then taken to wait there).
 const SAME_ASSOCIATION_WAIT: Duration = Duration::from_millis(1500);
+
+/// Largest data set a deflated request may inflate to: 100,000 references
+/// take about 12 MB.
+const MAX_REQUEST_INFLATED: u64 = 64 * 1024 * 1024;
 /// How long a peer may take to answer an N-EVENT-REPORT.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at delivering a report on a new association, and the pause between.
@@ -135,7 +139,7 @@ type References = Vec<(String, String)>;
 
 /// The request's Transaction UID and references, or the N-ACTION-RSP status why not.
 fn parse_request(data: &[u8], ts: &str) -> Result<(String, References), (u16, String)> {
-    let obj = crate::parse_dataset(data, ts).map_err(|e| {
+    let obj = crate::parse_dataset_within(data, ts, MAX_REQUEST_INFLATED).map_err(|e| {
         (
             status::UNABLE_TO_PROCESS,
             format!("unreadable request: {e}"),
@@ -236,8 +240,11 @@ pub(crate) async fn run(
         },
         Ok(Ok(pdu)) => {
             deliver_later(s, report);
-            // Boxed: the PDU may carry another request, served back here.
-            Box::pin(s.handle_pdu(pdu)).await
+            // The PDU may carry the next request: the session's loop serves
+            // it (served here, one level deeper each time, 172 requests in
+            // a row overflowed the stack).
+            s.hold(pdu);
+            Ok(())
         }
         Ok(Err(e)) => {
             deliver_later(s, report);

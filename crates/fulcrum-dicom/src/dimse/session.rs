@@ -79,6 +79,9 @@ pub(crate) struct Session {
     side: CommandAssembler,
     cancelled: Option<u16>,
     next_message_id: u16,
+    /// A PDU read ahead by an operation (a storage commitment waiting to
+    /// see whether the modality waits for its report), served next.
+    held: Option<Pdu>,
 }
 
 impl Session {
@@ -93,15 +96,24 @@ impl Session {
             side: CommandAssembler::default(),
             cancelled: None,
             next_message_id: 1,
+            held: None,
         }
+    }
+
+    /// Keeps `pdu` to be served by the session's loop next.
+    pub(crate) fn hold(&mut self, pdu: Pdu) {
+        self.held = Some(pdu);
     }
 
     pub(crate) async fn run(mut self, stop: CancellationToken) {
         let end = loop {
-            let pdu = tokio::select! {
-                biased;
-                _ = stop.cancelled() => break Fatal::Abort("the server is shutting down".into()),
-                r = self.link.receive() => r,
+            let pdu = match self.held.take() {
+                Some(pdu) => Ok(pdu),
+                None => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break Fatal::Abort("the server is shutting down".into()),
+                    r = self.link.receive() => r,
+                },
             };
             let handled = match pdu {
                 Ok(pdu) => self.handle_pdu(pdu).await,
