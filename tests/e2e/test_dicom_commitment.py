@@ -129,6 +129,12 @@ def test_bad_commitment_requests_get_their_status(pacs):
         assert status.Status == 0x0120  # missing attribute
         status, _ = assoc.send_n_action(no_refs, 7, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
         assert status.Status == 0x0123  # no such action
+        # A tester's finds: both were Success.
+        no_refs.ReferencedSOPSequence = []
+        status, _ = assoc.send_n_action(no_refs, 1, StorageCommitmentPushModel, COMMITMENT_INSTANCE)
+        assert status.Status == 0x0121  # missing attribute value
+        status, _ = assoc.send_n_action(no_refs, 1, StorageCommitmentPushModel, UID("1.2.3"))
+        assert status.Status == 0x0117  # invalid object instance
         # The association goes on.
         assert assoc.send_c_echo().Status == 0x0000
     finally:

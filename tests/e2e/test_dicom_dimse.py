@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (
 )
 
 import dicom_gen
+import raw_dimse as raw
 from dicom_helpers import (
     MOVE_DEST_UNKNOWN,
     SUCCESS,
@@ -960,3 +961,18 @@ def test_c_move_pads_an_odd_deflated_data_set_and_reassociates_after_an_abort(pa
     finally:
         aborter.shutdown()
         dest.stop()
+
+
+def test_a_c_store_of_a_sop_class_not_negotiated_on_its_context_is_refused(pacs):
+    """A tester's find: an MR instance sent on the context negotiated for CT
+    was stored with Success; PS3.7 answers 0x0122 (SOP class not supported)."""
+    ct, mr = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+    sop = "1.2.826.0.1.3680043.8.498.4242"
+    s = raw.associate(pacs.dicom_port, [(3, ct, [raw.EXPLICIT])])
+    rq = raw.command({0x0002: mr, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: sop})
+    data = raw.explicit((0x0008, 0x0016), b"UI", mr.encode()) + raw.explicit((0x0008, 0x0018), b"UI", sop.encode())
+    s.sendall(raw.pdata([(3, 3, rq), (3, 2, data)]))
+    c = raw.read_command(s)
+    assert (c[0x0100], c[0x0900]) == (0x8001, 0x0122), c
+    raw.release(s)
+    assert DicomWeb(pacs).qido("/instances", {"SOPInstanceUID": sop}) == []

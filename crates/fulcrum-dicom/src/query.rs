@@ -335,12 +335,23 @@ pub fn returnable(a: &QueryAttr, level: Level) -> bool {
     a.level <= level && (a.column.is_some() || a.level == level || a.level > Level::Patient)
 }
 
+/// Most values a list matcher (`UID1\\UID2…`) may hold.
+pub const MAX_LIST_VALUES: usize = 5_000;
+
 /// Whether the dates or times a matcher of a DA or TM attribute names are
 /// dates (YYYYMMDD, a real day) or times (HH, HHMM, HHMMSS, HHMMSS.FFFFFF,
 /// colons allowed), a range's ends too: a value such as 20101301 or 25
 /// matches nothing and is the query's mistake, refused (QIDO 400, C-FIND
 /// 0xA900) rather than answered with no match. The error says the form.
-pub fn check_dates(attr: &QueryAttr, m: Option<&Matcher>) -> Result<(), &'static str> {
+///
+/// A list is at most [`MAX_LIST_VALUES`] values long (40,000 UIDs failed
+/// inside the database as "too many SQL variables").
+pub fn check_values(attr: &QueryAttr, m: Option<&Matcher>) -> Result<(), &'static str> {
+    if let Some(Matcher::List(values)) = m {
+        if values.len() > MAX_LIST_VALUES {
+            return Err("a list holds at most 5,000 values; split the query");
+        }
+    }
     let ok: fn(&str) -> bool = match attr.vr {
         VR::DA => is_date,
         VR::TM => is_time,
@@ -549,13 +560,26 @@ pub fn to_dataset(m: &DicomMatch, fields: &[Tag]) -> InMemDicomObject {
 mod tests {
     use super::*;
 
+    /// A tester's C-FIND of 40,000 Study UIDs failed in the database
+    /// ("too many SQL variables") and was answered as a store failure.
+    #[test]
+    fn long_lists_are_refused() {
+        let uid = lookup("StudyInstanceUID").expect("known");
+        let list = |n: usize| vec!["1.2.3"; n].join("\\");
+        let check = |v: &str| check_values(uid, matcher(uid, v, false).as_ref());
+        assert!(check(&list(MAX_LIST_VALUES)).is_ok());
+        assert!(check(&list(MAX_LIST_VALUES + 1))
+            .expect_err("too long")
+            .contains("5,000"));
+    }
+
     #[test]
     fn dates_and_times_are_checked() {
         let (date, time) = (
             lookup("StudyDate").expect("known"),
             lookup("StudyTime").expect("known"),
         );
-        let check = |a, v: &str| check_dates(a, matcher(a, v, false).as_ref()).is_ok();
+        let check = |a, v: &str| check_values(a, matcher(a, v, false).as_ref()).is_ok();
         let cases: [(_, &[&str], &[&str]); 2] = [
             (
                 date,

@@ -130,7 +130,7 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
                     continue;
                 };
                 let m = matcher(a, v, fuzzy);
-                if let Err(form) = query::check_dates(a, m.as_ref()) {
+                if let Err(form) = query::check_values(a, m.as_ref()) {
                     return Err(ApiError::bad_request(format!("{k}={v}: {form}")));
                 }
                 match (a.column, m) {

@@ -53,8 +53,10 @@ const PROCESSING_FAILURE: u16 = 0x0110;
 
 /// N-ACTION-RSP statuses (PS3.7 C).
 const MISSING_ATTRIBUTE: u16 = 0x0120;
+const MISSING_ATTRIBUTE_VALUE: u16 = 0x0121;
 const NO_SUCH_ACTION: u16 = 0x0123;
 const INVALID_ARGUMENT: u16 = 0x0115;
+const INVALID_OBJECT_INSTANCE: u16 = 0x0117;
 
 /// What the N-EVENT-REPORT says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,12 @@ fn parse_request(data: &[u8], ts: &str) -> Result<(String, References), (u16, St
         .get(tags::REFERENCED_SOP_SEQUENCE)
         .and_then(|e| e.items())
         .ok_or((MISSING_ATTRIBUTE, "no Referenced SOP Sequence".to_string()))?;
+    if items.is_empty() {
+        return Err((
+            MISSING_ATTRIBUTE_VALUE,
+            "the Referenced SOP Sequence names no instance".to_string(),
+        ));
+    }
     let refs = items
         .iter()
         .map(|it| {
@@ -218,6 +226,15 @@ pub(crate) async fn run(
             "only Action Type ID 1 (request commitment)",
         );
         return s.respond(pc, &rsp, None).await;
+    }
+    if rq.sop_instance != COMMITMENT_INSTANCE {
+        let why = format!(
+            "the Requested SOP Instance of storage commitment is {COMMITMENT_INSTANCE}, not {}",
+            rq.sop_instance
+        );
+        return s
+            .respond(pc, &rsp_with(rsp, INVALID_OBJECT_INSTANCE, why), None)
+            .await;
     }
     let (transaction, refs) = match parse_request(data, ts) {
         Ok(r) => r,

@@ -133,7 +133,7 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
         }
         let Ok(value) = e.to_str() else { continue };
         let m = matcher(attr, &value, false);
-        if let Err(form) = crate::query::check_dates(attr, m.as_ref()) {
+        if let Err(form) = crate::query::check_values(attr, m.as_ref()) {
             return Err(refuse(
                 status::IDENTIFIER_DOES_NOT_MATCH,
                 format!("{}={value}: {form}", attr.keyword),

@@ -213,6 +213,18 @@ impl Session {
                         .with_comment("no Affected SOP Instance UID");
                     return self.answer(pc, &c, rsp).await;
                 }
+                let trim = |u: &str| u.trim_end_matches(['\0', ' ']).to_string();
+                if trim(&c.sop_class) != trim(&abstract_syntax) {
+                    // An MR sent on the context negotiated for CT: the SOP
+                    // class was never agreed (it was stored).
+                    let rsp = c
+                        .response(status::SOP_CLASS_NOT_SUPPORTED)
+                        .with_comment(format!(
+                            "Affected SOP Class {} was not negotiated on presentation context {pc} ({abstract_syntax})",
+                            c.sop_class
+                        ));
+                    return self.answer(pc, &c, rsp).await;
+                }
                 let (archive, cfg) = (self.shared.archive.clone(), &self.shared.cfg);
                 let job = StoreJob::start(archive, &cfg.tenant, pc, c, &ts, &self.peer_ae);
                 self.state = State::Storing(job);
