@@ -233,6 +233,40 @@ def test_server_survives_garbage_on_the_dimse_port(pacs, gen_studies):
     assert list(DicomWeb(pacs).locate()) == [gen_studies[0].sop_uid]
 
 
+def test_idle_connections_past_the_limit_are_closed_and_http_lives_on(pacs, gen_studies):
+    """A tester held 20,000 idle connections on the DIMSE port: the process
+    ran out of descriptors and /healthz stopped answering. Past 512 at
+    once, new ones are closed; when they go, associations work again."""
+    import socket
+    import time
+    import urllib.request
+
+    held = []
+    try:
+        for _ in range(530):
+            held.append(socket.create_connection(("127.0.0.1", pacs.dicom_port), timeout=30))
+        closed = 0
+        for s in held[512:]:
+            s.settimeout(30)
+            try:
+                closed += s.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 10, closed
+        with urllib.request.urlopen(pacs.http_url + "/healthz", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        for s in held:
+            s.close()
+    # The server sees the closed connections go, then serves again.
+    for _ in range(50):
+        st = send_chunked("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [gen_studies[0].path])
+        if st.get(gen_studies[0].path) == SUCCESS:
+            break
+        time.sleep(0.2)
+    assert st[gen_studies[0].path] == SUCCESS
+
+
 def _nested_sr(tmp_path, levels: int, name: str):
     """A Comprehensive SR whose Content Sequence nests `levels` deep
     (undefined lengths), written by hand: pydicom, like DCMTK, recurses."""

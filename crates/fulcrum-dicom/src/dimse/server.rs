@@ -63,6 +63,10 @@ impl Accept for TcpListener {
     }
 }
 
+/// Connections (associations and those still negotiating) served at once;
+/// more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// Serves DIMSE on `listener` until `shutdown` completes, then waits for
 /// associations in flight (up to a grace period) and aborts the rest.
 pub async fn serve(
@@ -77,12 +81,24 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     info!(addr = %listener.describe(), ae = %shared.cfg.ae_title, "DIMSE listening");
+    let (mut refused, mut last_refusal) = (0u64, None);
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done),
             accepted = listener.accept() => match accepted {
+                Ok((sock, addr)) if tasks.len() >= MAX_CONNECTIONS => {
+                    // Closed at once: open descriptors stay bounded, and the
+                    // HTTP and S3 ports keep theirs (20,000 idle connections
+                    // had taken every descriptor of the process).
+                    drop(sock);
+                    refused += 1;
+                    if last_refusal.is_none_or(|t: tokio::time::Instant| t.elapsed() >= Duration::from_secs(10)) {
+                        warn!(%addr, open = tasks.len(), refused, "DIMSE connection limit reached: new connections are closed");
+                        last_refusal = Some(tokio::time::Instant::now());
+                    }
+                }
                 Ok((sock, addr)) => {
                     let (policy, shared, stop) = (policy.clone(), shared.clone(), stop.clone());
                     tasks.spawn(association(sock, addr, policy, shared, stop));
