@@ -192,3 +192,35 @@ def test_deflated_commitment_requests_are_bounded_in_depth_and_size(pacs):
         assert c[0x0100] == 0x8130 and c[0x0900] == 0xC000, c  # unable to process
         raw.release(s)
     assert _echo(pacs) == 0x0000
+
+
+def test_reports_to_a_node_that_never_answers_go_a_few_at_a_time(pacs_factory):
+    """A tester's 300 requests in 0.3 s, their modality a node that accepts
+    TCP and says nothing: 300 associations were opened to it at once."""
+    import socket
+    import time
+
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(512)
+    sink.settimeout(0.2)
+    pacs = pacs_factory({"FULCRUM_DICOM_NODES": f"RAWSCU@127.0.0.1:{sink.getsockname()[1]}"})
+    s = raw.associate(pacs.dicom_port, [(13, raw.COMMIT, [raw.EXPLICIT])])
+    ref = [("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.404")]
+    held = []
+    try:
+        for i in range(1, 41):
+            s.sendall(raw.pdata([(13, 3, raw.n_action(i)), (13, 2, raw.commit_request(f"1.2.3.9.{i}", ref))]))
+            assert _answer(s)[0x0900] == 0
+        raw.release(s)  # the last report goes to the node too
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                held.append(sink.accept()[0])
+            except TimeoutError:
+                pass
+        assert 1 <= len(held) <= 4, len(held)
+    finally:
+        for c in held:
+            c.close()
+        sink.close()
