@@ -593,6 +593,35 @@ def test_c_move_to_an_unreachable_destination_lists_every_instance_as_failed(pac
     assert sorted(failed) == sorted(sop_uid_of(p.read_bytes()) for p in files)
 
 
+def test_c_move_to_a_destination_that_never_answers_ends_within_a_minute(pacs_factory, gen_studies):
+    """A tester's destination accepted TCP and never answered the
+    association request: the C-MOVE sent nothing for 149 s (the read
+    timeout of a store, 300 s, applied to the association request)."""
+    import socket
+    import time
+
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(16)
+    srv = pacs_factory({"FULCRUM_DICOM_NODES": f"SILENT@127.0.0.1:{sink.getsockname()[1]}"})
+    study = gen_studies[0].study_uid
+    stow_ok(DicomWeb(srv), [gen_studies[0].path])
+    ae = scu("PYSCU", [(StudyRootQueryRetrieveInformationModelMove, None)])
+    ae.dimse_timeout = ae.acse_timeout = 300
+    assoc = ae.associate("127.0.0.1", srv.dicom_port, ae_title=srv.dicom_aet)
+    assert assoc.is_established
+    started = time.monotonic()
+    try:
+        answers = list(assoc.send_c_move(ident(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), "SILENT",
+                                         StudyRootQueryRetrieveInformationModelMove))
+    finally:
+        assoc.release()
+        sink.close()
+    status, _ = answers[-1]
+    assert status.Status == 0xA702 and status.NumberOfFailedSuboperations == 1, status
+    assert time.monotonic() - started < 60
+
+
 def test_pynetdicom_c_move_byte_exact_any_transfer_syntax(archive):
     """C-MOVE of a generated series and of the compressed fixtures' studies to
     a pynetdicom SCP accepting every TS: each arrives in its stored TS with

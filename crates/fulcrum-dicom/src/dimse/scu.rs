@@ -27,6 +27,8 @@ use super::{status, Node, TlsClient, DEFAULT_MAX_PDU};
 use crate::{Archive, DicomError, InstanceRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a node may take to answer an association request.
+const ASSOCIATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to store one instance and answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest instance re-encoded in memory when the stored syntax is refused.
@@ -377,11 +379,21 @@ pub(crate) async fn associate(
             debug!("TCP_NODELAY not set: {e}");
         }
     };
+    // The answer to the association request, however long reads may take
+    // later: a node that accepts TCP and never answers held a C-MOVE for
+    // minutes (the read timeout is a store's).
+    let silent = || {
+        DicomError::Network(format!(
+            "cannot associate with {dest}: no answer to the association request in {} s",
+            ASSOCIATE_TIMEOUT.as_secs()
+        ))
+    };
     if !dest.tls {
-        let mut assoc = opts
-            .establish_async(dest.addr.as_str())
-            .await
-            .map_err(refused)?;
+        let mut assoc =
+            tokio::time::timeout(ASSOCIATE_TIMEOUT, opts.establish_async(dest.addr.as_str()))
+                .await
+                .map_err(|_| silent())?
+                .map_err(refused)?;
         nodelay(assoc.inner_stream());
         return Ok(Established::Plain(Box::new(assoc)));
     }
@@ -390,11 +402,13 @@ pub(crate) async fn associate(
             "{dest} is a TLS node but no trust anchors are configured (dicom_tls_ca)"
         )));
     };
-    let mut assoc = opts
+    let establish = opts
         .tls_config(tls.0.clone())
         .server_name(dest.host())
-        .establish_tls_async(dest.addr.as_str())
+        .establish_tls_async(dest.addr.as_str());
+    let mut assoc = tokio::time::timeout(ASSOCIATE_TIMEOUT, establish)
         .await
+        .map_err(|_| silent())?
         .map_err(refused)?;
     nodelay(assoc.inner_stream().get_ref().0);
     Ok(Established::Tls(Box::new(assoc)))
