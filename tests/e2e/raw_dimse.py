@@ -26,6 +26,11 @@ def _pdu(kind: int, body: bytes) -> bytes:
 
 def associate(port: int, contexts, called: str = "FULCRUM") -> socket.socket:
     """An accepted association; `contexts` are (id, abstract syntax, [transfer syntaxes])."""
+    return associate_answered(port, contexts, called)[0]
+
+
+def associate_answered(port: int, contexts, called: str = "FULCRUM") -> tuple[socket.socket, list[tuple[int, int]]]:
+    """`associate`, with the A-ASSOCIATE-AC's (context id, result) items in order (0: accepted)."""
     body = struct.pack(">HH", 1, 0) + called.encode().ljust(16) + b"RAWSCU".ljust(16) + bytes(32)
     body += _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cid, abstract, syntaxes in contexts:
@@ -36,9 +41,15 @@ def associate(port: int, contexts, called: str = "FULCRUM") -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.sendall(_pdu(1, body))
-    kind, _ = read_pdu(s)
+    kind, ac = read_pdu(s)
     assert kind == 2, f"association not accepted (PDU type {kind:#x})"
-    return s
+    results, i = [], 68
+    while i + 4 <= len(ac):
+        item, _, length = struct.unpack(">BBH", ac[i : i + 4])
+        if item == 0x21:
+            results.append((ac[i + 4], ac[i + 6]))
+        i += 4 + length
+    return s, results
 
 
 def pdata(pdvs) -> bytes:

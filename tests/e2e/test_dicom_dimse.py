@@ -1005,3 +1005,16 @@ def test_a_c_store_of_a_sop_class_not_negotiated_on_its_context_is_refused(pacs)
     assert (c[0x0100], c[0x0900]) == (0x8001, 0x0122), c
     raw.release(s)
     assert DicomWeb(pacs).qido("/instances", {"SOPInstanceUID": sop}) == []
+
+
+def test_even_and_repeated_presentation_context_ids_are_not_accepted(pacs):
+    """PS3.8: context IDs are odd and unique. A tester's two contexts named
+    1 (Verification, CT) were both accepted, and a C-STORE on 1 met the
+    Verification context (0x0122)."""
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    s, results = raw.associate_answered(
+        pacs.dicom_port,
+        [(1, raw.VERIFY, [raw.IMPLICIT]), (1, ct, [raw.EXPLICIT]), (4, ct, [raw.EXPLICIT]), (5, ct, [raw.EXPLICIT])],
+    )
+    raw.release(s)
+    assert results == [(1, 0), (1, 2), (4, 2), (5, 0)], results

@@ -231,7 +231,15 @@ impl Link {
                 service,
                 Service::Find(_) | Service::Move(_) | Service::Get(_)
             );
-            let (reason, ts) = if service == Service::Unsupported {
+            // Context IDs are odd and unique (PS3.8 9.3.2.2): with two
+            // contexts named 1, a C-STORE on "1" met the Verification one.
+            let misnumbered = pc.id % 2 == 0
+                || results
+                    .iter()
+                    .any(|r: &PresentationContextResult| r.id == pc.id);
+            let (reason, ts) = if misnumbered {
+                (PresentationContextResultReason::NoReason, None)
+            } else if service == Service::Unsupported {
                 (
                     PresentationContextResultReason::AbstractSyntaxNotSupported,
                     None,
