@@ -217,16 +217,12 @@ fn unpack(seg: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
 /// stops at the frame's size, so a stream claiming more is refused, not
 /// inflated whole.
 pub fn deflated_frame(frame: &[u8], spec: &Geometry) -> Result<Vec<u8>, DecodeError> {
-    use std::io::Read;
     let bits = u64::from(spec.rows)
         * u64::from(spec.cols)
         * u64::from(spec.samples)
         * u64::from(spec.bits_allocated);
     let want = bits.div_ceil(8);
-    let mut out = Vec::with_capacity(want.min(1 << 30) as usize);
-    flate2::read::DeflateDecoder::new(frame)
-        .take(want + 1)
-        .read_to_end(&mut out)
+    let out = inflate_at_most(frame, want)
         .map_err(|e| DecodeError::Corrupt(format!("deflated frame: {e}")))?;
     if out.len() as u64 != want {
         return Err(DecodeError::Corrupt(format!(
@@ -234,6 +230,18 @@ pub fn deflated_frame(frame: &[u8], spec: &Geometry) -> Result<Vec<u8>, DecodeEr
             out.len()
         )));
     }
+    Ok(out)
+}
+
+/// `deflated` (a raw deflate stream) inflated, stopping one byte past
+/// `limit`: a result longer than `limit` means the stream holds more, and
+/// a bomb costs no more than that to find out.
+pub(crate) fn inflate_at_most(deflated: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(limit.min(1 << 30) as usize);
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)?;
     Ok(out)
 }
 

@@ -137,25 +137,21 @@ pub fn parse_dataset_within(
     ts_uid: &str,
     max_inflated: u64,
 ) -> DicomResult<InMemDicomObject> {
-    if ts_uid == DEFLATED_EXPLICIT_LE {
+    if ts_uid == uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
         // Inflated here and walked like any Explicit VR Little Endian data
         // set: dicom-rs would inflate it itself and recurse into its
         // sequences unbounded (2,000 levels in 250 bytes overflowed the
         // stack and aborted the server).
-        use std::io::Read;
-        let mut inflated = Vec::new();
-        flate2::read::DeflateDecoder::new(bytes)
-            .take(max_inflated.saturating_add(1))
-            .read_to_end(&mut inflated)
+        let inflated = crate::decode::inflate_at_most(bytes, max_inflated)
             .map_err(|e| DicomError::Malformed(format!("cannot inflate the dataset: {e}")))?;
         if inflated.len() as u64 > max_inflated {
             return Err(DicomError::TooLarge(max_inflated));
         }
-        return parse_dataset(&inflated, EXPLICIT_LE_TS);
+        return parse_dataset(&inflated, uids::EXPLICIT_VR_LITTLE_ENDIAN);
     }
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
-        .or_else(|| TransferSyntaxRegistry.get("1.2.840.10008.1.2.1"))
+        .or_else(|| TransferSyntaxRegistry.get(uids::EXPLICIT_VR_LITTLE_ENDIAN))
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
     let malformed =
         |e: &dyn std::fmt::Display| DicomError::Malformed(format!("cannot parse the dataset: {e}"));
@@ -231,10 +227,6 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// Largest deflated instance accepted (it is held in memory to index it).
 const MAX_DEFLATED: usize = 512 * 1024 * 1024;
-
-/// Deflated Explicit VR Little Endian and what it inflates to.
-const DEFLATED_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1.99";
-const EXPLICIT_LE_TS: &str = "1.2.840.10008.1.2.1";
 
 /// Largest dataset a deflated instance may inflate to (it is inflated
 /// whole to check it is complete): a small upload claiming far more is a
@@ -840,13 +832,13 @@ fn index_deflated(deflated: &[u8], cap: usize) -> DicomResult<Extracted> {
     let (split, parse_end) = header_bounds(&walker, header.len(), eof)?;
     let cut = cut_at_cap(&walker, eof);
     if !cut {
-        return parse_header(&header[..parse_end], EXPLICIT_VR_LE);
+        return parse_header(&header[..parse_end], uids::EXPLICIT_VR_LITTLE_ENDIAN);
     }
     if parse_end < split {
         tail = None;
     }
     let (bytes, unseen) = kept::index_bytes(&header, parse_end, cut, tail.as_mut());
-    parse_header(&bytes, EXPLICIT_VR_LE).map_err(|e| past_the_cap(e, unseen, cap))
+    parse_header(&bytes, uids::EXPLICIT_VR_LITTLE_ENDIAN).map_err(|e| past_the_cap(e, unseen, cap))
 }
 
 /// Whether the header was cut at the cap: neither the end nor Pixel Data
@@ -868,8 +860,6 @@ fn past_the_cap(e: DicomError, unseen: bool, cap: usize) -> DicomError {
         e => e,
     }
 }
-
-const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
 /// Parses a header and extracts its index attributes.
 fn parse_header(header: &[u8], ts: &str) -> DicomResult<Extracted> {
