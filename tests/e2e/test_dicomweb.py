@@ -1346,6 +1346,67 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
     assert stored == next(pydicom.encaps.generate_frames(pydicom.dcmread(f.path).PixelData, number_of_frames=1))
 
 
+J2K = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+
+
+def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dicom_fixtures):
+    # JPEG 2000 frames asked for uncompressed, and rendered images and
+    # thumbnails of them, were 406 ("retrieve the frames instead"): a
+    # viewer without its own JPEG 2000 codec, or a work list showing
+    # thumbnails, had nothing to show. Now grayscale frames equal pydicom's
+    # decoding (OpenJPEG through Pillow) of the sent file, and the rendered
+    # image, gray or colour, looks like it.
+    dw = DicomWeb(pacs)
+    client = dw.client()
+    files = [f for f in dicom_fixtures.valid if f.transfer_syntax in J2K]
+    checked = set()
+    for f in files:  # one at a time: some share a SOP Instance UID (newest wins)
+        stow_ok(dw, [f.path])
+        ds = pydicom.dcmread(f.path)
+        try:
+            arr = ds.pixel_array
+        except RuntimeError:
+            continue  # nothing to compare with: Pillow cannot read it either
+        n = int(ds.get("NumberOfFrames") or 1)
+        base = f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}"
+        if ds.SamplesPerPixel == 1:
+            got = client.retrieve_instance_frames(
+                f.study_uid, f.series_uid, f.sop_uid, [n], media_types=("application/octet-stream",)
+            )[0]
+            dtype = {(8, 0): "<u1", (16, 0): "<u2", (16, 1): "<i2"}[(ds.BitsAllocated, ds.PixelRepresentation)]
+            want = np.asarray(arr[n - 1] if n > 1 else arr).astype(int)
+            assert np.array_equal(np.frombuffer(got, dtype=dtype).reshape(want.shape).astype(int), want), f.rel
+        r = dw.get(f"{base}/frames/{n}/rendered", "image/png")
+        assert r.status_code == 200, (f.rel, r.text[:300])
+        img = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+        assert img.shape[:2] == (ds.Rows, ds.Columns), f.rel
+        if ds.SamplesPerPixel == 3:
+            want = np.asarray(arr[n - 1] if n > 1 else arr)
+            if ds.PhotometricInterpretation.startswith("YBR_FULL"):
+                want = pydicom.pixels.convert_color_space(want, ds.PhotometricInterpretation, "RGB")
+            assert np.abs(img - want.astype(int)).mean() < 3, f.rel
+        else:
+            assert img.std() > 0, f.rel  # an image, not a blank
+        r = dw.get(f"{base}/thumbnail", "image/jpeg")
+        assert r.status_code == 200 and r.content.startswith(b"\xff\xd8"), (f.rel, r.status_code)
+        checked.add((f.transfer_syntax, int(ds.SamplesPerPixel)))
+    assert checked >= {(J2K[0], 1), (J2K[1], 1), (J2K[0], 3)}, checked
+    # A frame whose codestream claims another size than the header is an
+    # error, not a decoded image of the wrong size.
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import generate_uid
+
+    img = Image.fromarray(np.arange(64 * 80, dtype=np.uint16).reshape(64, 80) % 4096)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG2000", no_jp2=True, irreversible=False)
+    lying = _image("J2K-SIZE", 32, 80, 16, encapsulate([buf.getvalue()]), study=generate_uid(),
+                   ts=J2K[0], vr="OB")
+    assert dw.stow([lying]).status == 200
+    ds = pydicom.dcmread(io.BytesIO(lying))
+    r = dw.get(f"{_instance_path(ds)}/frames/1", "application/octet-stream")
+    assert r.status_code == 500 and "80x64" in r.text and "80x32" in r.text, (r.status_code, r.text)
+
+
 def test_palette_colour_images_render_through_their_tables(pacs, dicom_fixtures):
     # PALETTE COLOR images (ultrasound, secondary capture) were 406: now
     # each frame renders as pydicom maps it through the red, green and blue

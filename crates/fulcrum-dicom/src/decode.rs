@@ -1,6 +1,6 @@
 //! Compressed frames decoded to native little endian pixels: RLE Lossless
-//! (PS3.5 Annex G) and JPEG (baseline, extended, lossless, with the
-//! pure-Rust jpeg-decoder). Used where a peer or a client needs the pixels
+//! (PS3.5 Annex G), JPEG (baseline, extended, lossless, with the
+//! pure-Rust jpeg-decoder) and JPEG 2000 (see `jpeg2000`). Used where a peer or a client needs the pixels
 //! uncompressed: WADO-RS frames and rendering, and C-STORE to a node that
 //! accepts no compressed transfer syntax (see `dimse::scu`). Stored bytes
 //! are never changed. The RLE decoder is written here rather than taken
@@ -36,6 +36,8 @@ pub struct Geometry {
     pub bits_allocated: u32,
     /// Planar Configuration: 1 when colour planes follow one another.
     pub planar: u32,
+    /// Pixel Representation 1: samples are two's complement.
+    pub signed: bool,
 }
 
 /// A decoded JPEG frame.
@@ -169,6 +171,32 @@ pub fn jpeg(b: &[u8], photometric: Option<&str>) -> Result<Decoded, DecodeError>
         })
     })
     .map_err(|_| DecodeError::Corrupt("the JPEG data could not be decoded".into()))?
+}
+
+/// A full-range YCbCr sample (YBR_FULL, PS3.3 C.7.6.3.1.2) as RGB.
+pub fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let (y, cb, cr) = (y as f64, cb as f64 - 128.0, cr as f64 - 128.0);
+    let c = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    [
+        c(y + 1.402 * cr),
+        c(y - 0.344_136 * cb - 0.714_136 * cr),
+        c(y + 1.772 * cb),
+    ]
+}
+
+/// Decodes one frame of the JPEG family or JPEG 2000 (see [`decodable`];
+/// RLE, whose output is the header's own layout, is [`rle`]).
+pub fn image_frame(
+    ts: &str,
+    b: &[u8],
+    spec: &Geometry,
+    photometric: Option<&str>,
+) -> Result<Decoded, DecodeError> {
+    if crate::jpeg2000::TRANSFER_SYNTAXES.contains(&ts) {
+        crate::jpeg2000::decode(b, spec, photometric)
+    } else {
+        jpeg(b, photometric)
+    }
 }
 
 const HEADER: usize = 64;
@@ -325,9 +353,14 @@ const JPEG: [&str; 4] = [
 /// Largest decoded Pixel Data [`decompress`] builds in memory.
 const MAX_DECODED: u64 = 1 << 30;
 
+/// Whether frames in transfer syntax `ts` are the JPEG family.
+pub fn is_jpeg(ts: &str) -> bool {
+    JPEG.contains(&ts)
+}
+
 /// Whether frames in transfer syntax `ts` can be decoded here.
 pub fn decodable(ts: &str) -> bool {
-    ts == RLE_LOSSLESS || JPEG.contains(&ts)
+    ts == RLE_LOSSLESS || is_jpeg(ts) || crate::jpeg2000::TRANSFER_SYNTAXES.contains(&ts)
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
@@ -403,6 +436,7 @@ pub fn decompress(obj: &mut InMemDicomObject, ts: &str) -> Result<(), DecodeErro
         samples: int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1),
         bits_allocated: int(obj, tags::BITS_ALLOCATED).unwrap_or(8),
         planar: int(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0),
+        signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
     };
     let n = int(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
     let frame_len = u64::from(geom.rows)
@@ -432,13 +466,13 @@ pub fn decompress(obj: &mut InMemDicomObject, ts: &str) -> Result<(), DecodeErro
         let pixels = if ts == RLE_LOSSLESS {
             rle(&frame, &geom)?
         } else {
-            let d = jpeg(&frame, photometric.as_deref())?;
+            let d = image_frame(ts, &frame, &geom, photometric.as_deref())?;
             if (d.width, d.height) != (geom.cols, geom.rows)
                 || u32::from(d.samples) != geom.samples
                 || u32::from(d.bits) != geom.bits_allocated.clamp(8, 16)
             {
                 return Err(DecodeError::Corrupt(format!(
-                    "the JPEG frame is {}x{}, {} sample(s) of {} bits; the header says {}x{}, {} of {}",
+                    "the frame decodes to {}x{}, {} sample(s) of {} bits; the header says {}x{}, {} of {}",
                     d.width, d.height, d.samples, d.bits, geom.cols, geom.rows, geom.samples, geom.bits_allocated
                 )));
             }
@@ -500,6 +534,7 @@ mod tests {
             samples,
             bits_allocated: bits,
             planar: 0,
+            signed: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod dimse;
 mod error;
 pub mod index;
+pub mod jpeg2000;
 mod kept;
 pub mod part10;
 pub mod query;

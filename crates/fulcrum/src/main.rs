@@ -217,7 +217,8 @@ fn init_logging() {
         // s3s logs every 5xx answer at error level, 501 for operations
         // Fulcrum does not offer too; the S3 listener logs its failures
         // itself, with their request ID.
-        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off,s3s::service=off"));
+        // OpenJPEG (jpeg2k) narrates every frame it decodes at info level.
+        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off,s3s::service=off,jpeg2k=warn"));
     // Colours only on a terminal: not in journald, a log file or a pipe.
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()

@@ -119,8 +119,8 @@ pub(crate) async fn send_frames(
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// How this archive decodes frames when uncompressed ones are asked for:
-/// JPEG (baseline, extended, lossless) of grayscale images, RLE, and
-/// Deflated Image Frame Compression.
+/// JPEG (baseline, extended, lossless) and JPEG 2000 of grayscale images,
+/// RLE, and Deflated Image Frame Compression.
 fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
     let spec = Spec::of(&l.header);
     if !l.encapsulated() {
@@ -137,9 +137,12 @@ fn transcoding(l: &Loaded, ts: &str) -> Option<FrameTranscode> {
                 .map_err(|e| decode_error(e.into()))
         }));
     }
-    (is_jpeg_family(ts) && spec.samples == 1 && spec.photometric.starts_with("MONOCHROME")).then(
+    let ts = ts.to_string();
+    (is_image_codec(&ts) && spec.samples == 1 && spec.photometric.starts_with("MONOCHROME")).then(
         || -> FrameTranscode {
-            Arc::new(|frame: &[u8]| super::render::jpeg_to_native(frame).map_err(decode_error))
+            Arc::new(move |frame: &[u8]| {
+                super::render::gray_to_native(&ts, frame, &spec.geometry()).map_err(decode_error)
+            })
         },
     )
 }
@@ -331,7 +334,7 @@ fn source_region([sx, sy, sw, sh]: [Option<f64>; 4], spec: &Spec) -> ApiResult<C
 }
 
 /// Whether images in `ts` can be rendered here: uncompressed (deflated
-/// too), RLE, or the JPEG family.
+/// too), RLE, the JPEG family or JPEG 2000.
 fn renders(ts: &str) -> bool {
     matches!(
         ts,
@@ -340,17 +343,14 @@ fn renders(ts: &str) -> bool {
             | "1.2.840.10008.1.2.1.99"
             | "1.2.840.10008.1.2.2"
     ) || ts == RLE
-        || is_jpeg_family(ts)
+        || is_image_codec(ts)
 }
 
-fn is_jpeg_family(ts: &str) -> bool {
-    matches!(
-        ts,
-        "1.2.840.10008.1.2.4.50"
-            | "1.2.840.10008.1.2.4.51"
-            | "1.2.840.10008.1.2.4.57"
-            | "1.2.840.10008.1.2.4.70"
-    )
+/// Whether encapsulated frames in `ts` are images the decoders read into
+/// pixels (JPEG family, JPEG 2000), as opposed to RLE (decoded to the
+/// header's own layout) or what is not decoded here.
+fn is_image_codec(ts: &str) -> bool {
+    ts != RLE && fulcrum_dicom::decode::decodable(ts)
 }
 
 fn image(format: Format, bytes: Vec<u8>) -> Response {
@@ -378,10 +378,10 @@ pub(crate) async fn render_frame(
     let ts = l.rec.transfer_syntax.clone();
     let rle = l.encapsulated() && ts == RLE;
     let jpeg = l.encapsulated() && !rle;
-    if jpeg && !is_jpeg_family(&ts) {
+    if jpeg && !is_image_codec(&ts) {
         return Err(ApiError::not_acceptable(format!(
-            "images in transfer syntax {ts} cannot be rendered by this archive (JPEG, RLE and \
-             uncompressed only); retrieve the frames instead"
+            "images in transfer syntax {ts} cannot be rendered by this archive (JPEG, JPEG 2000, \
+             RLE and uncompressed only); retrieve the frames instead"
         )));
     }
     let mut spec = Spec::of_frame(&l.header, n, l.big_endian());
@@ -408,7 +408,7 @@ pub(crate) async fn render_frame(
             Vec::new()
         };
         let src = if jpeg {
-            Source::Jpeg(&frame)
+            Source::Compressed(&ts, &frame)
         } else if rle {
             Source::Native(&decoded)
         } else {

@@ -7,7 +7,7 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use fulcrum_dicom::decode::{self, DecodeError, Geometry};
+use fulcrum_dicom::decode::{self, ybr_to_rgb, DecodeError, Geometry};
 
 use super::palette::Palette;
 use super::pixels::int;
@@ -200,8 +200,9 @@ impl Spec {
 pub enum Source<'a> {
     /// Uncompressed, little endian.
     Native(&'a [u8]),
-    /// A JPEG bitstream (one frame's fragments).
-    Jpeg(&'a [u8]),
+    /// A JPEG or JPEG 2000 bitstream (one frame's fragments) in the
+    /// transfer syntax named.
+    Compressed(&'a str, &'a [u8]),
 }
 
 /// Renders one frame; `window` overrides the header's.
@@ -209,7 +210,7 @@ pub fn render(spec: &Spec, src: Source<'_>, window: Option<Window>) -> Result<Im
     let window = window.or(spec.window);
     match src {
         Source::Native(b) => native(spec, b, window),
-        Source::Jpeg(b) => jpeg(spec, b, window),
+        Source::Compressed(ts, b) => compressed(spec, ts, b, window),
     }
 }
 
@@ -390,16 +391,6 @@ fn gray(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderEr
     })
 }
 
-fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
-    let (y, cb, cr) = (y as f64, cb as f64 - 128.0, cr as f64 - 128.0);
-    let c = |v: f64| v.round().clamp(0.0, 255.0) as u8;
-    [
-        c(y + 1.402 * cr),
-        c(y - 0.344_136 * cb - 0.714_136 * cr),
-        c(y + 1.772 * cb),
-    ]
-}
-
 fn color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
     let n = spec.cols as usize * spec.rows as usize;
     let sample = |v: &[u8]| -> u8 {
@@ -461,15 +452,16 @@ fn color(spec: &Spec, b: &[u8]) -> Result<Image, RenderError> {
     })
 }
 
-/// A grayscale JPEG frame (baseline, extended, lossless) decoded to native
-/// little-endian samples (1 or 2 bytes each), as a frame is sent in
-/// Explicit VR Little Endian. Color is refused: decoding turns YCbCr into
-/// RGB, which the instance's header would misdescribe.
-pub fn jpeg_to_native(b: &[u8]) -> Result<Vec<u8>, RenderError> {
-    let d = decode::jpeg(b, None)?;
+/// A grayscale JPEG (baseline, extended, lossless) or JPEG 2000 frame in
+/// transfer syntax `ts` decoded to native little-endian samples (1 or 2
+/// bytes each), as a frame is sent in Explicit VR Little Endian. Color is
+/// refused: decoding turns YCbCr into RGB, which the instance's header
+/// would misdescribe.
+pub fn gray_to_native(ts: &str, b: &[u8], geometry: &Geometry) -> Result<Vec<u8>, RenderError> {
+    let d = decode::image_frame(ts, b, geometry, None)?;
     if d.samples != 1 {
         return Err(RenderError::Unsupported(
-            "a colour JPEG frame is not transcoded here (grayscale only)".into(),
+            "a colour frame is not transcoded here (grayscale only)".into(),
         ));
     }
     Ok(d.pixels)
@@ -493,12 +485,18 @@ impl Spec {
             samples: self.samples,
             bits_allocated: self.bits_allocated,
             planar: self.planar,
+            signed: self.signed,
         }
     }
 }
 
-fn jpeg(spec: &Spec, b: &[u8], window: Option<Window>) -> Result<Image, RenderError> {
-    let d = decode::jpeg(b, Some(&spec.photometric))?;
+fn compressed(
+    spec: &Spec,
+    ts: &str,
+    b: &[u8],
+    window: Option<Window>,
+) -> Result<Image, RenderError> {
+    let d = decode::image_frame(ts, b, &spec.geometry(), Some(&spec.photometric))?;
     let mut s = spec.clone();
     s.rows = d.height;
     s.cols = d.width;
@@ -771,6 +769,11 @@ mod tests {
         assert!(matches!(bad, Err(RenderError::Corrupt(m)) if m.contains("palette")));
         let bad = render(&spec(8, "YBR_ICT"), Source::Native(&px), None);
         assert!(matches!(bad, Err(RenderError::Unsupported(_))));
-        assert!(render(&spec(8, "MONOCHROME2"), Source::Jpeg(b"not a jpeg"), None).is_err());
+        assert!(render(
+            &spec(8, "MONOCHROME2"),
+            Source::Compressed("1.2.840.10008.1.2.4.50", b"not a jpeg"),
+            None
+        )
+        .is_err());
     }
 }
