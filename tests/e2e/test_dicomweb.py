@@ -747,6 +747,25 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
     assert person_name(meta[0]) == name
 
 
+def test_a_name_with_bytes_invalid_in_its_character_set_stays_one_name(pacs):
+    # GBK bytes labelled UTF-8 (common from Chinese modalities): each bad
+    # byte came back as `\315`-style text and split the name there, so
+    # QIDO-RS and metadata answered five PatientName values for one.
+    dw = DicomWeb(pacs)
+    data = named_instance("ISO_IR 192", "AB^CD", "BAD-UTF8", "CT")
+    assert data.count(b"AB^CD") == 1
+    data = data.replace(b"AB^CD", "王^五".encode("gbk"))
+    assert dw.stow([data]).status == 200
+    (found,) = dw.qido("/studies", {"PatientID": "BAD-UTF8"})
+    (name,) = found["00100010"]["Value"]
+    assert "^" in name["Alphabetic"] and "\ufffd" in name["Alphabetic"], name
+    meta = dw.qido(f"/studies/{jval(found, 'StudyInstanceUID')}/metadata")
+    assert meta[0]["00100010"]["Value"] == [name]
+    # The instance itself is kept as sent.
+    r = dw.get(f"/studies/{jval(found, 'StudyInstanceUID')}", 'multipart/related; type="application/dicom"')
+    assert "王^五".encode("gbk") in r.content
+
+
 def _image(patient: str, rows: int, cols: int, bits: int, pixel_data: bytes, *, study=None, samples=1,
            photometric="MONOCHROME2", frames=None, ts=None, vr=None,
            sop_class="1.2.840.10008.5.1.4.1.1.7", number=None, extra=None) -> bytes:

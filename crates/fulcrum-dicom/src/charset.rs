@@ -8,13 +8,21 @@
 //! first value's codec gives back the bytes dicom-rs read, and an ISO 2022
 //! decoder walks them, switching sets at each escape sequence. Stored
 //! bytes are never touched (retrieval stays byte-exact).
+//!
+//! Also text that is not valid in its character set (GBK bytes labelled
+//! `ISO_IR 192`, a Latin-1 name in a UTF-8 file, a GB18030 value cut in
+//! the middle of a character): dicom-rs writes each byte it cannot decode
+//! as a backslash and three octal digits, and then splits the value at
+//! that backslash, so one name became five values. Such values are put
+//! back together and decoded again with U+FFFD for what is not valid, as
+//! Orthanc and Python read them.
 
 use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_encoding::text::{DefaultCharacterSetCodec, SpecificCharacterSet, TextCodec};
 use dicom_object::InMemDicomObject;
-use encoding::{all, DecoderTrap, EncodingRef};
+use encoding::{all, DecoderTrap, EncoderTrap, EncodingRef};
 
 /// VRs whose text follows the Specific Character Set.
 const TEXT_VRS: [VR; 7] = [VR::PN, VR::LO, VR::SH, VR::ST, VR::LT, VR::UT, VR::UC];
@@ -213,26 +221,47 @@ fn unknown_to_dicom_rs(value: &str) -> Option<Set> {
     }
 }
 
-/// How the text of a dataset is to be decoded again: the codec dicom-rs
-/// read it with, and the ISO 2022 state its values start in. None when
-/// (0008,0005) uses no code extensions (dicom-rs decodes it alone).
-struct Extensions {
-    read_with: Box<dyn TextCodec>,
-    start: State,
+/// How the text of a dataset is to be decoded again. None when dicom-rs
+/// decodes it alone: a single character set whose every byte sequence is
+/// text (ASCII, the ISO 8859 parts, ...).
+enum Extensions<'a> {
+    /// Code extensions: the codec dicom-rs read the text with, and the ISO
+    /// 2022 state values start in.
+    Iso2022 {
+        read_with: Box<dyn TextCodec>,
+        start: State,
+    },
+    /// A character set some byte sequences are not valid in (UTF-8,
+    /// GB18030, GBK), and the raw dataset, to tell dicom-rs's escapes from
+    /// text that really holds a backslash and three digits.
+    Escaped { set: EncodingRef, raw: &'a [u8] },
 }
 
-fn extensions(obj: &InMemDicomObject) -> Option<Extensions> {
+/// The single character sets where dicom-rs escapes undecodable bytes.
+fn escaping_set(value: &str) -> Option<EncodingRef> {
+    match value {
+        "ISO_IR 192" => Some(all::UTF_8),
+        "GB18030" => Some(all::GB18030),
+        "GBK" => Some(all::GBK),
+        _ => None,
+    }
+}
+
+fn extensions<'a>(obj: &InMemDicomObject, raw: &'a [u8]) -> Option<Extensions<'a>> {
     let values = obj.get(tags::SPECIFIC_CHARACTER_SET)?.to_multi_str().ok()?;
     let values: Vec<&str> = values.iter().map(|v| v.trim()).collect();
     if let [single] = values[..] {
         if let Some(set) = unknown_to_dicom_rs(single) {
-            return Some(Extensions {
+            return Some(Extensions::Iso2022 {
                 read_with: Box::new(DefaultCharacterSetCodec),
                 start: State {
                     g0: Set::Ascii,
                     g1: Some(set),
                 },
             });
+        }
+        if let Some(set) = escaping_set(single) {
+            return Some(Extensions::Escaped { set, raw });
         }
     }
     if values.len() < 2 && !values.first().is_some_and(|v| v.starts_with("ISO 2022")) {
@@ -244,23 +273,68 @@ fn extensions(obj: &InMemDicomObject) -> Option<Extensions> {
         Some(cs) if !first.is_empty() => Box::new(cs),
         _ => Box::new(DefaultCharacterSetCodec),
     };
-    Some(Extensions { read_with, start })
+    Some(Extensions::Iso2022 { read_with, start })
 }
 
-/// An element's values as dicom-rs decoded them, decoded again with code
-/// extensions. They are joined again first: dicom-rs split them at every
-/// 0x5C byte, also the second bytes of JIS X 0208 characters (ぼ, ボ, many
-/// kanji), which split a name in two.
-fn redecode(parts: &[String], ext: &Extensions) -> Option<Vec<String>> {
-    let joined = parts.join("\\");
-    if joined.is_ascii() && !joined.contains('\u{1b}') {
+/// The bytes dicom-rs read for `joined`, its text with each escape of an
+/// undecodable byte (a backslash and three octal digits, 200-377) turned back into
+/// that byte, unless the raw dataset holds that text itself. None when
+/// there is no such escape.
+fn unescaped(joined: &str, set: EncodingRef, raw: &[u8]) -> Option<Vec<u8>> {
+    let b = joined.as_bytes();
+    let escape_at = |i: usize| -> Option<u8> {
+        let d = b.get(i + 1..i + 4)?;
+        let ok = b[i] == b'\\'
+            && matches!(d[0], b'2' | b'3')
+            && d[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            && !raw.windows(4).any(|w| w == &b[i..i + 4]);
+        ok.then(|| (d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'))
+    };
+    if !(0..b.len()).any(|i| escape_at(i).is_some()) {
         return None;
     }
-    let bytes = ext.read_with.encode(&joined).ok()?;
-    Some(decode_iso2022(&bytes, ext.start))
+    let mut out = Vec::with_capacity(b.len());
+    let (mut i, mut text) = (0, 0);
+    while i < b.len() {
+        if let Some(byte) = escape_at(i) {
+            out.extend(set.encode(&joined[text..i], EncoderTrap::Replace).ok()?);
+            out.push(byte);
+            i += 4;
+            text = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend(set.encode(&joined[text..], EncoderTrap::Replace).ok()?);
+    Some(out)
 }
 
-fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
+/// An element's values as dicom-rs decoded them, decoded again. They are
+/// joined again first: dicom-rs split them at every 0x5C byte, also the
+/// second bytes of JIS X 0208 characters (ぼ, ボ, many kanji), which split
+/// a name in two, and at its own escapes of undecodable bytes.
+fn redecode(parts: &[String], ext: &Extensions, multi: bool) -> Option<Vec<String>> {
+    let joined = parts.join("\\");
+    match ext {
+        Extensions::Iso2022 { read_with, start } => {
+            if joined.is_ascii() && !joined.contains('\u{1b}') {
+                return None;
+            }
+            let bytes = read_with.encode(&joined).ok()?;
+            Some(decode_iso2022(&bytes, *start))
+        }
+        Extensions::Escaped { set, raw } => {
+            let bytes = unescaped(&joined, *set, raw)?;
+            let text = set.decode(&bytes, DecoderTrap::Replace).ok()?;
+            Some(match multi {
+                true => text.split('\\').map(str::to_string).collect(),
+                false => vec![text],
+            })
+        }
+    }
+}
+
+fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions, raw: &[u8]) {
     let mut changed = Vec::new();
     for e in obj.iter().filter(|e| TEXT_VRS.contains(&e.vr())) {
         let parts: &[String] = match e.value() {
@@ -268,7 +342,8 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
             Value::Primitive(PrimitiveValue::Str(one)) => std::slice::from_ref(one),
             _ => continue,
         };
-        if let Some(values) = redecode(parts, ext) {
+        let multi = !matches!(e.vr(), VR::ST | VR::LT | VR::UT);
+        if let Some(values) = redecode(parts, ext, multi) {
             changed.push((e.header().tag, e.vr(), values));
         }
     }
@@ -289,9 +364,9 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
         if let Some(items) = e.items_mut() {
             for item in items.iter_mut() {
                 // An item may name its own character set.
-                match extensions(item) {
-                    Some(own) => repair_with(item, &own),
-                    None => repair_with(item, ext),
+                match extensions(item, raw) {
+                    Some(own) => repair_with(item, &own, raw),
+                    None => repair_with(item, ext, raw),
                 }
             }
         }
@@ -299,10 +374,12 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions) {
     }
 }
 
-/// Decodes the text of a dataset whose character set uses code extensions.
-pub fn repair(obj: &mut InMemDicomObject) {
-    if let Some(ext) = extensions(obj) {
-        repair_with(obj, &ext);
+/// Decodes again the text of a dataset whose character set uses code
+/// extensions or held bytes dicom-rs could not decode; `raw` is the
+/// dataset as parsed.
+pub fn repair(obj: &mut InMemDicomObject, raw: &[u8]) {
+    if let Some(ext) = extensions(obj, raw) {
+        repair_with(obj, &ext, raw);
     }
 }
 
@@ -333,7 +410,7 @@ mod tests {
             VR::LO,
             PrimitiveValue::from("CN3"),
         ));
-        repair(&mut obj);
+        repair(&mut obj, &[]);
         let name = obj.get(tags::PATIENT_NAME).and_then(|e| e.to_str().ok());
         assert_eq!(name.as_deref(), Some("王^五"));
         let id = obj.get(tags::PATIENT_ID).and_then(|e| e.to_str().ok());
@@ -346,6 +423,11 @@ mod tests {
     /// An explicit VR little endian dataset of (0008,0005) and the
     /// elements `text`, parsed by dicom-rs.
     fn parsed(charset: &[u8], text: &[Raw]) -> InMemDicomObject {
+        parsed_raw(charset, text).0
+    }
+
+    /// [`parsed`], and the dataset's bytes.
+    fn parsed_raw(charset: &[u8], text: &[Raw]) -> (InMemDicomObject, Vec<u8>) {
         let mut bytes = Vec::new();
         let mut put = |(group, elem): (u16, u16), vr: &[u8; 2], value: &[u8]| {
             let mut v = value.to_vec();
@@ -363,7 +445,67 @@ mod tests {
             put(*tag, vr, value);
         }
         let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
-        InMemDicomObject::read_dataset_with_ts(&bytes[..], &ts).expect("dataset parses")
+        let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], &ts).expect("dataset parses");
+        (obj, bytes)
+    }
+
+    fn values(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Vec<String> {
+        obj.get(tag)
+            .and_then(|e| e.to_multi_str().ok())
+            .map(|v| v.to_vec())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn bytes_invalid_in_their_character_set_leave_one_value() {
+        // GBK 王^五 labelled UTF-8, Latin-1 labelled UTF-8, a GB18030
+        // value cut after a lead byte: dicom-rs made `\315`-style values.
+        let (mut obj, raw) = parsed_raw(
+            b"ISO_IR 192",
+            &[
+                ((0x0010, 0x0010), b"PN", b"\xcd\xf5^\xce\xe5"),
+                ((0x0010, 0x1001), b"PN", b"M\xfcller^J\xf6rg"),
+                ((0x0008, 0x1030), b"LO", "胸部".as_bytes()),
+            ],
+        );
+        assert!(
+            values(&obj, tags::PATIENT_NAME).len() > 1,
+            "dicom-rs splits it"
+        );
+        repair(&mut obj, &raw);
+        let name = values(&obj, tags::PATIENT_NAME);
+        assert_eq!(name.len(), 1, "{name:?}");
+        assert!(
+            name[0].contains('^') && name[0].contains('\u{FFFD}'),
+            "{name:?}"
+        );
+        assert_eq!(
+            values(&obj, tags::OTHER_PATIENT_NAMES),
+            ["M\u{FFFD}ller^J\u{FFFD}rg"]
+        );
+        assert_eq!(values(&obj, tags::STUDY_DESCRIPTION), ["胸部"]);
+        let (mut obj, raw) = parsed_raw(b"GB18030", &[((0x0010, 0x0010), b"PN", b"\xcd\xf5^\xce")]);
+        repair(&mut obj, &raw);
+        let name = values(&obj, tags::PATIENT_NAME);
+        assert!(name.len() == 1 && name[0].starts_with("王^"), "{name:?}");
+    }
+
+    #[test]
+    fn a_backslash_and_digits_really_sent_are_kept() {
+        // Two values, the second "315": text, not an escape.
+        let (mut obj, raw) = parsed_raw(
+            b"ISO_IR 192",
+            &[
+                ((0x0008, 0x1080), b"LO", b"A\\315"),
+                ((0x0010, 0x0010), b"PN", b"\xff"),
+            ],
+        );
+        repair(&mut obj, &raw);
+        assert_eq!(
+            values(&obj, tags::ADMITTING_DIAGNOSES_DESCRIPTION),
+            ["A", "315"]
+        );
+        assert_eq!(values(&obj, tags::PATIENT_NAME), ["\u{FFFD}"]);
     }
 
     fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
@@ -387,7 +529,7 @@ mod tests {
                 ((0x0008, 0x1030), b"LO", b"\x1b$BF,It\x1b(BMRI"),
             ],
         );
-        repair(&mut obj);
+        repair(&mut obj, &[]);
         assert_eq!(
             text(&obj, tags::PATIENT_NAME),
             "Yamada^Tarou=山田^太郎=やまだ^たろう"
@@ -403,7 +545,7 @@ mod tests {
                 b"\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^\x1b$B$?$m$&\x1b(J",
             )],
         );
-        repair(&mut obj);
+        repair(&mut obj, &[]);
         assert_eq!(
             text(&obj, tags::PATIENT_NAME),
             "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
@@ -425,7 +567,7 @@ mod tests {
                 ((0x0008, 0x1030), b"LO", b"\x1b$B%\\\x1b(B\\MRI"),
             ],
         );
-        repair(&mut obj);
+        repair(&mut obj, &[]);
         assert_eq!(text(&obj, tags::PATIENT_NAME), "Bo^Tarou=ボ^太郎");
         let values = obj
             .get(tags::STUDY_DESCRIPTION)
@@ -485,7 +627,7 @@ mod tests {
         ];
         for (charset, raw, want) in cases {
             let mut obj = parsed(charset, &[raw]);
-            repair(&mut obj);
+            repair(&mut obj, &[]);
             assert_eq!(text(&obj, dicom_core::Tag(raw.0 .0, raw.0 .1)), want);
         }
     }
@@ -503,7 +645,7 @@ mod tests {
             VR::PN,
             PrimitiveValue::from("Müller^Jörg"),
         ));
-        repair(&mut obj);
+        repair(&mut obj, &[]);
         let name = obj.get(tags::PATIENT_NAME).and_then(|e| e.to_str().ok());
         assert_eq!(name.as_deref(), Some("Müller^Jörg"));
     }

@@ -203,7 +203,7 @@ pub fn parse_dataset_within(
     if ts.endianness() == dicom_encoding::Endianness::Little {
         crate::unknown_vr::resolve(&mut obj);
     }
-    crate::charset::repair(&mut obj);
+    crate::charset::repair(&mut obj, bytes);
     Ok(obj)
 }
 
