@@ -1111,6 +1111,9 @@ async fn person_names_match_by_any_component_group() {
             ("Sato^Ichiro=佐藤　一郎=さとう　いちろう", "P7"),
             // Full-width Latin and half-width katakana.
             ("ｌｉｕ^Ｌｅｉ=刘^磊=ﾘｳ^ﾚｲ", "P8"),
+            // Pinyin in the phonetic group, hanzi in the first two.
+            ("王^小明=王^小明=WANG^XIAOMING", "P9"),
+            ("张^三==ZHANG^SAN", "P10"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -1158,23 +1161,27 @@ async fn person_names_match_by_any_component_group() {
         for (m, want) in [
             (ex("Wang^XiaoDong"), vec!["7.0"]),
             (ex("王^小东"), vec!["7.0"]),
-            (wild("王*"), vec!["7.0"]),
+            (wild("王*"), vec!["7.0", "7.8"]),
             (wild("山田*"), vec!["7.1"]),
             (ex("やまだ^たろう"), vec!["7.1"]),
             (wild("*たろう"), vec!["7.1"]),
-            (wild("wang*"), vec!["7.0", "7.2"]),
+            (wild("wang*"), vec!["7.0", "7.2", "7.8"]),
             (wild("*XiaoDong"), vec!["7.0"]),
             (ex("Wang^XiaoDong=王^小东"), vec!["7.0"]),
             (ex("Wang^XiaoDong=王^小东="), vec!["7.0"]),
             (ex("Li^Hua=李^华"), vec!["7.4"]),
             (ex("Li^Hua=李^华="), vec!["7.4"]),
             (ex("Li^Hua=李^华=x"), vec![]),
-            (ex("张^三"), vec!["7.3"]),
+            (ex("张^三"), vec!["7.3", "7.9"]),
             (ex("Kim^Minsu=김^민수"), vec!["7.5"]),
             (ex("kim^minsu^^^=김^민수^^="), vec!["7.5"]),
             (ex("Kim^Minsu"), vec!["7.5"]),
             (wild("Kim^Min*"), vec!["7.5"]),
-            (wild("wang^*"), vec!["7.0", "7.2"]),
+            (wild("wang^*"), vec!["7.0", "7.2", "7.8"]),
+            (ex("WANG^XIAOMING"), vec!["7.8"]),
+            (ex("zhang^san"), vec!["7.9"]),
+            (wild("ZHANG*"), vec!["7.9"]),
+            (ex("王^小明"), vec!["7.8"]),
             (ex("小东"), vec![]),
             (ex("Wang"), vec![]),
             // Fuzzy: a word starts a name part in any group (the family
@@ -1182,7 +1189,7 @@ async fn person_names_match_by_any_component_group() {
             (fuzzy("山田"), vec!["7.1"]),
             (fuzzy("山"), vec!["7.1"]),
             (fuzzy("やまだ"), vec!["7.1"]),
-            (fuzzy("王"), vec!["7.0"]),
+            (fuzzy("王"), vec!["7.0", "7.8"]),
             (fuzzy("김"), vec!["7.5"]),
             (fuzzy("太郎"), vec!["7.1"]),
             (fuzzy("tarou yamada"), vec!["7.1"]),

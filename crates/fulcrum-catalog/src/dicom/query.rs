@@ -241,9 +241,12 @@ impl Where {
     /// group of the stored names (PS3.4 C.2.2.2.1.1 leaves this to the
     /// SCP): `Wang^XiaoDong` and `王^小东` both find `Wang^XiaoDong=王^小东`.
     /// The alphabetic group is the stored key up to its first `=`; the
-    /// ideographic and phonetic groups have keys of their own, searched
-    /// for values beyond ASCII only (those groups are written in kanji,
-    /// hanzi, hangul or kana), so ASCII queries keep their plan. A value
+    /// ideographic and phonetic groups have keys of their own (partial
+    /// indexes: few names have them). The ideographic group is searched
+    /// for values beyond ASCII only (it is written in kanji, hanzi or
+    /// hangul); the phonetic one for every value: kana and hangul, but
+    /// also the pinyin some Chinese writers put there
+    /// (`王^小明=王^小明=WANG^XIAOMING` is found by `WANG^XIAOMING`). A value
     /// with `=` matches the whole name, group by group as keyed (empty
     /// components and trailing groups do not count: `Wang^XiaoDong=王^小東`
     /// is `Wang^XiaoDong^^=王^小東=`). None: not such a query.
@@ -268,23 +271,35 @@ impl Where {
                 Ok(format!("{col} = {}", w.arg(v.to_string())?))
             }
         };
-        let mut terms = vec![term(self, "s.patient_name_key", &value, wild)?];
+        let mut terms = vec![term(self, "n.patient_name_key", &value, wild)?];
         if !value.ends_with('*') {
             // The alphabetic group of a name with more groups.
             terms.push(term(
                 self,
-                "s.patient_name_key",
+                "n.patient_name_key",
                 &format!("{value}=*"),
                 true,
             )?);
         }
-        if !value.is_ascii() {
-            for col in ["s.patient_name_ideo_key", "s.patient_name_phon_key"] {
-                let t = term(self, col, &value, wild)?;
-                terms.push(format!("({col} <> '' AND {t})"));
-            }
+        let groups: &[&str] = match value.is_ascii() {
+            true => &["n.patient_name_phon_key"],
+            false => &["n.patient_name_ideo_key", "n.patient_name_phon_key"],
+        };
+        for col in groups {
+            let t = term(self, col, &value, wild)?;
+            terms.push(format!("{col} <> '' AND {t}"));
         }
-        Ok(Some(format!("({})", terms.join(" OR "))))
+        // One indexed search per term: the terms OR-ed in one WHERE made
+        // both SQLite and PostgreSQL scan the tenant's studies (90 ms for
+        // 200,000 of them), since no single index serves them all.
+        let searches: Vec<String> = terms
+            .iter()
+            .map(|t| format!("SELECT n.study_uid FROM dicom_studies n WHERE n.tenant = $1 AND {t}"))
+            .collect();
+        Ok(Some(format!(
+            "s.study_uid IN ({})",
+            searches.join(" UNION ALL ")
+        )))
     }
 
     fn add(&mut self, col: Column, m: &Matcher) -> CatalogResult<()> {
