@@ -747,6 +747,45 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
     assert person_name(meta[0]) == name
 
 
+def test_a_video_is_retrieved_as_its_stream(pacs):
+    # An H.264 video (endoscopy, surgery, ultrasound clips) is one stream
+    # over its fragments, not one codestream per frame: its BulkDataURI and
+    # /frames were 501 ("cannot locate this frame") and /rendered 406, so a
+    # browser viewer could not play it. Now each gives the stream.
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import generate_uid
+
+    stream = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+    fragments = encapsulate([stream], fragments_per_frame=3, has_bot=True)
+    data = _image("VIDEO-1", 48, 64, 8, fragments, study=generate_uid(), samples=3, photometric="YBR_PARTIAL_420",
+                  frames=50, ts="1.2.840.10008.1.2.4.102", vr="OB", sop_class="1.2.840.10008.5.1.4.1.1.77.1.4.1")
+    dw = DicomWeb(pacs)
+    assert dw.stow([data]).status == 200
+    ds = pydicom.dcmread(io.BytesIO(data))
+    base = _instance_path(ds)
+    meta = dw.qido(f"{base}/metadata")
+    uri = meta[0]["7FE00010"]["BulkDataURI"]
+    for accept in ("video/mp4", 'multipart/related; type="video/mp4"', "*/*"):
+        r = dw.s.get(uri, headers={"Accept": accept}, timeout=dw.timeout)
+        assert r.status_code == 200, (accept, r.status_code, r.text[:200])
+        if r.headers["content-type"].startswith("multipart/related"):
+            ((head, body),) = parse_multipart(r.content, r.headers["content-type"])
+            assert head["content-type"].startswith("video/mp4"), head
+        else:
+            assert r.headers["content-type"].startswith("video/mp4"), r.headers
+            body = r.content
+        assert body.rstrip(b"\0") == stream.rstrip(b"\0"), accept
+    r = dw.get(f"{base}/frames/1,2", 'multipart/related; type="video/mp4"')
+    assert r.status_code == 200, r.text[:200]
+    ((head, body),) = parse_multipart(r.content, r.headers["content-type"])
+    assert body.rstrip(b"\0") == stream.rstrip(b"\0")
+    r = dw.get(f"{base}/rendered", "video/mp4")
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", (r.status_code, r.text[:200])
+    assert r.content.rstrip(b"\0") == stream.rstrip(b"\0")
+    # A still image of it cannot be made here: a clear 406.
+    assert dw.get(f"{base}/rendered", "image/jpeg").status_code == 406
+
+
 def test_a_name_with_bytes_invalid_in_its_character_set_stays_one_name(pacs):
     # GBK bytes labelled UTF-8 (common from Chinese modalities): each bad
     # byte came back as `\315`-style text and split the name there, so

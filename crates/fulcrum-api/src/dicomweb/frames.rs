@@ -69,6 +69,8 @@ pub(crate) async fn frames(
     let nums = parse_frame_list(&list)?;
     let l = instance_loaded(&ctx, st, se, sop).await?;
     check_frames(&l, &nums)?;
+    // A video's frames are one stream, sent once.
+    let nums = if l.is_video() { vec![1] } else { nums };
     send_frames(ctx, l, (nums, &accept_of(&headers), false)).await
 }
 
@@ -444,9 +446,29 @@ pub(crate) async fn instance_rendered(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let r = rendering(&headers, q.as_deref())?;
     let l = instance_loaded(&ctx, st, se, sop).await?;
+    if l.is_video() {
+        return rendered_video(&ctx, l, &headers).await;
+    }
+    let r = rendering(&headers, q.as_deref())?;
     render_frame(&ctx, l, 1, r, None).await
+}
+
+/// A video's rendered form is its stream as stored (`video/mp4`,
+/// `video/mpeg2`), as browser viewers (OHIF) ask for it; nothing else.
+async fn rendered_video(ctx: &Ctx, l: Loaded, headers: &HeaderMap) -> ApiResult<Response> {
+    let (media, aliases, ts) = l.frame_media();
+    let accept = accept_of(headers);
+    if !accept.is_empty() && !super::media::accepts(&accept, media, aliases, &ts) {
+        return Err(ApiError::not_acceptable(format!(
+            "a video is rendered as its stream, {media}"
+        )));
+    }
+    let stream = read_frame(ctx, &l, 1).await?;
+    let mut res = stream.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    Ok(res)
 }
 
 pub(crate) async fn frame_rendered(

@@ -349,6 +349,13 @@ impl Loaded {
         }
     }
 
+    /// The pixel data is a video stream (MPEG-2, MPEG-4 AVC/H.264, HEVC):
+    /// its fragments hold one stream of all the frames, which are not
+    /// sent apart (PS3.5 8.2.5-8.2.8), so frame requests get the stream.
+    pub fn is_video(&self) -> bool {
+        self.encapsulated() && self.frame_media().0.starts_with("video/")
+    }
+
     /// The data set is in a big-endian transfer syntax.
     pub fn big_endian(&self) -> bool {
         Framing::of(&self.rec.transfer_syntax).is_some_and(|f| f.big_endian)
@@ -538,6 +545,9 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     }
     if !l.has_pixels() {
         return Err(ApiError::not_found("the instance has no pixel data"));
+    }
+    if l.is_video() {
+        return encapsulated_frame(ctx, l, 1, 1).await;
     }
     if l.encapsulated() {
         return encapsulated_frame(ctx, l, n, g.frames).await;

@@ -479,8 +479,12 @@ pub(crate) async fn bulkdata(
         return native_value(ctx, l, &accept).await;
     }
     // Encapsulated: its frames, as /frames sends them (decoded when
-    // uncompressed ones are asked for and this archive can).
-    let frames = (1..=l.geometry().frames).collect::<Vec<_>>();
+    // uncompressed ones are asked for and this archive can); a video's
+    // one stream.
+    let frames = match l.is_video() {
+        true => vec![1],
+        false => (1..=l.geometry().frames).collect::<Vec<_>>(),
+    };
     super::frames::send_frames(ctx, l, (frames, &accept, true)).await
 }
 
