@@ -218,7 +218,16 @@ fn init_logging() {
         // Fulcrum does not offer too; the S3 listener logs its failures
         // itself, with their request ID.
         // OpenJPEG (jpeg2k) narrates every frame it decodes at info level.
-        .unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off,s3s::service=off,jpeg2k=warn"));
+        // dicom-rs warns of every character set it does not know (the
+        // empty first value of `\ISO 2022 IR 58`, ISO_IR 148) each time
+        // it reads such a data set: Fulcrum decodes those itself (see
+        // fulcrum-dicom's charset), and an operator alerting on WARN was
+        // paged for every Chinese or Japanese study.
+        .unwrap_or_else(|_| {
+            EnvFilter::new(
+                "info,s3s::ops=off,s3s::service=off,jpeg2k=warn,dicom_parser::stateful=error",
+            )
+        });
     // Colours only on a terminal: not in journald, a log file or a pipe.
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
