@@ -747,6 +747,29 @@ def test_names_in_their_character_sets_are_indexed_and_returned(pacs, charset, n
     assert person_name(meta[0]) == name
 
 
+def test_names_without_a_character_set_are_read_in_the_configured_default(pacs_factory):
+    # Older Chinese modalities send GBK names without (0008,0005): the
+    # standard reads them as ASCII, and they came out as Latin-1 mojibake
+    # (ÕÅ^Èý) that no search for 张 could find. An archive told its
+    # default (as Orthanc's DefaultEncoding) reads them in it.
+    data = named_instance("ISO_IR 192", "AB^CD", "NO-CS", "XYZW")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    del ds.SpecificCharacterSet
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    data = buf.getvalue().replace(b"AB^CD", "张^三".encode("gbk")).replace(b"XYZW", "胸部".encode("gbk"))
+    plain, chinese = pacs_factory(), pacs_factory({"FULCRUM_DICOM_DEFAULT_CHARSET": "GB18030"})
+    for srv in (plain, chinese):
+        assert DicomWeb(srv).stow([data]).status == 200
+    dw = DicomWeb(chinese)
+    (found,) = dw.qido("/studies", {"PatientName": "张*", "includefield": "StudyDescription"})
+    assert found["00100010"]["Value"] == [{"Alphabetic": "张^三"}] and jval(found, "StudyDescription") == "胸部"
+    meta = dw.qido(f"/studies/{jval(found, 'StudyInstanceUID')}/metadata")
+    assert meta[0]["00100010"]["Value"] == [{"Alphabetic": "张^三"}]
+    # Without the setting: the standard's reading, and no match.
+    assert DicomWeb(plain).qido("/studies", {"PatientName": "张*"}) == []
+
+
 def test_a_video_is_retrieved_as_its_stream(pacs):
     # An H.264 video (endoscopy, surgery, ultrasound clips) is one stream
     # over its fragments, not one codestream per frame: its BulkDataURI and

@@ -184,7 +184,8 @@ def test_setting_values_that_do_not_parse_stop_the_start(tmp_path):
 
     from helpers import free_port, fulcrum_bin
 
-    for name, value in [("FULCRUM_GC_EVERY_HOURS", "off"), ("FULCRUM_ZSTD_LEVEL", "99")]:
+    for name, value in [("FULCRUM_GC_EVERY_HOURS", "off"), ("FULCRUM_ZSTD_LEVEL", "99"),
+                        ("FULCRUM_DICOM_DEFAULT_CHARSET", "GB2312")]:
         r = subprocess.run(
             [
                 str(fulcrum_bin()),

@@ -16,13 +16,79 @@
 //! that backslash, so one name became five values. Such values are put
 //! back together and decoded again with U+FFFD for what is not valid, as
 //! Orthanc and Python read them.
+//!
+//! And text of a data set without (0008,0005), which the standard reads
+//! in the default repertoire (ASCII) and dicom-rs as Latin-1, in the
+//! character set an archive is told its older modalities write (GB18030
+//! or GBK in China, Shift_JIS in Japan; see [`set_default`]).
 
 use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_encoding::text::{DefaultCharacterSetCodec, SpecificCharacterSet, TextCodec};
 use dicom_object::InMemDicomObject;
-use encoding::{all, DecoderTrap, EncoderTrap, EncodingRef};
+use encoding::{all, DecoderTrap, EncoderTrap, Encoding, EncodingRef};
+use std::sync::OnceLock;
+
+/// The character set of data sets without (0008,0005), for this process.
+static DEFAULT: OnceLock<EncodingRef> = OnceLock::new();
+
+/// The single character sets a default may name, as their (0008,0005)
+/// terms.
+pub const DEFAULT_TERMS: &[&str] = &[
+    "GB18030",
+    "GBK",
+    "ISO_IR 192",
+    "ISO_IR 13",
+    "ISO 2022 IR 149",
+    "ISO_IR 100",
+    "ISO_IR 101",
+    "ISO_IR 109",
+    "ISO_IR 110",
+    "ISO_IR 144",
+    "ISO_IR 127",
+    "ISO_IR 126",
+    "ISO_IR 138",
+    "ISO_IR 148",
+    "ISO_IR 203",
+    "ISO_IR 166",
+];
+
+/// The encoding of a term of [`DEFAULT_TERMS`].
+fn default_encoding(term: &str) -> Option<EncodingRef> {
+    if !DEFAULT_TERMS.contains(&term) {
+        return None;
+    }
+    if let Some(set) = escaping_set(term) {
+        return Some(set);
+    }
+    match term {
+        // JIS X 0201 with Shift_JIS kanji, as Japanese systems write it.
+        "ISO_IR 13" => Some(all::WINDOWS_31J),
+        "ISO 2022 IR 149" => Some(all::WINDOWS_949),
+        t => match g1_of(&t.replace("ISO_IR", "ISO 2022 IR")) {
+            Some(Set::Upper(e)) => Some(e),
+            _ => None,
+        },
+    }
+}
+
+/// Reads text of data sets without (0008,0005) in `term` (one of
+/// [`DEFAULT_TERMS`]) from now on, in this process, as Orthanc's
+/// `DefaultEncoding` does: older modalities send GB18030 or Shift_JIS
+/// names without saying so. Stored bytes are not changed. Fails for
+/// another term, or when a default was already set.
+pub fn set_default(term: &str) -> Result<(), String> {
+    let e = default_encoding(term.trim()).ok_or_else(|| {
+        format!(
+            "{term:?} is not a character set a default can name (one of: {})",
+            DEFAULT_TERMS.join(", ")
+        )
+    })?;
+    DEFAULT
+        .set(e)
+        .map_err(|_| "the default character set is already set".to_string())
+}
 
 /// VRs whose text follows the Specific Character Set.
 const TEXT_VRS: [VR; 7] = [VR::PN, VR::LO, VR::SH, VR::ST, VR::LT, VR::UT, VR::UC];
@@ -235,6 +301,9 @@ enum Extensions<'a> {
     /// GB18030, GBK), and the raw dataset, to tell dicom-rs's escapes from
     /// text that really holds a backslash and three digits.
     Escaped { set: EncodingRef, raw: &'a [u8] },
+    /// No (0008,0005), and a default character set: dicom-rs read the
+    /// text as Latin-1, every byte one character.
+    Default { set: EncodingRef },
 }
 
 /// The single character sets where dicom-rs escapes undecodable bytes.
@@ -247,8 +316,15 @@ fn escaping_set(value: &str) -> Option<EncodingRef> {
     }
 }
 
-fn extensions<'a>(obj: &InMemDicomObject, raw: &'a [u8]) -> Option<Extensions<'a>> {
-    let values = obj.get(tags::SPECIFIC_CHARACTER_SET)?.to_multi_str().ok()?;
+fn extensions<'a>(
+    obj: &InMemDicomObject,
+    raw: &'a [u8],
+    default: Option<EncodingRef>,
+) -> Option<Extensions<'a>> {
+    let Some(element) = obj.get(tags::SPECIFIC_CHARACTER_SET) else {
+        return default.map(|set| Extensions::Default { set });
+    };
+    let values = element.to_multi_str().ok()?;
     let values: Vec<&str> = values.iter().map(|v| v.trim()).collect();
     if let [single] = values[..] {
         if let Some(set) = unknown_to_dicom_rs(single) {
@@ -325,12 +401,27 @@ fn redecode(parts: &[String], ext: &Extensions, multi: bool) -> Option<Vec<Strin
         }
         Extensions::Escaped { set, raw } => {
             let bytes = unescaped(&joined, *set, raw)?;
-            let text = set.decode(&bytes, DecoderTrap::Replace).ok()?;
-            Some(match multi {
-                true => text.split('\\').map(str::to_string).collect(),
-                false => vec![text],
-            })
+            Some(decoded(&bytes, *set, multi))
         }
+        Extensions::Default { set } => {
+            if joined.is_ascii() {
+                return None;
+            }
+            let bytes = all::ISO_8859_1.encode(&joined, EncoderTrap::Strict).ok()?;
+            Some(decoded(&bytes, *set, multi))
+        }
+    }
+}
+
+/// `bytes` decoded in `set` (U+FFFD for what is not valid), split into
+/// values at backslashes when `multi`.
+fn decoded(bytes: &[u8], set: EncodingRef, multi: bool) -> Vec<String> {
+    let text = set
+        .decode(bytes, DecoderTrap::Replace)
+        .unwrap_or_else(|e| e.into_owned());
+    match multi {
+        true => text.split('\\').map(str::to_string).collect(),
+        false => vec![text],
     }
 }
 
@@ -364,7 +455,8 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions, raw: &[u8]) {
         if let Some(items) = e.items_mut() {
             for item in items.iter_mut() {
                 // An item may name its own character set.
-                match extensions(item, raw) {
+                // An item without one keeps its parent's (no default).
+                match extensions(item, raw, None) {
                     Some(own) => repair_with(item, &own, raw),
                     None => repair_with(item, ext, raw),
                 }
@@ -378,7 +470,12 @@ fn repair_with(obj: &mut InMemDicomObject, ext: &Extensions, raw: &[u8]) {
 /// extensions or held bytes dicom-rs could not decode; `raw` is the
 /// dataset as parsed.
 pub fn repair(obj: &mut InMemDicomObject, raw: &[u8]) {
-    if let Some(ext) = extensions(obj, raw) {
+    repair_defaulting(obj, raw, DEFAULT.get().copied());
+}
+
+/// [`repair`], with `default` for a data set without (0008,0005).
+fn repair_defaulting(obj: &mut InMemDicomObject, raw: &[u8], default: Option<EncodingRef>) {
+    if let Some(ext) = extensions(obj, raw, default) {
         repair_with(obj, &ext, raw);
     }
 }
@@ -488,6 +585,56 @@ mod tests {
         repair(&mut obj, &raw);
         let name = values(&obj, tags::PATIENT_NAME);
         assert!(name.len() == 1 && name[0].starts_with("王^"), "{name:?}");
+    }
+
+    #[test]
+    fn a_data_set_without_a_character_set_is_read_in_the_default() {
+        // GBK 张^三 and a description, no (0008,0005): dicom-rs read Latin-1.
+        let mut bytes = Vec::new();
+        for (tag, vr, value) in [
+            ((0x0008u16, 0x1030u16), b"LO", "胸部\\CT".encode_gbk()),
+            ((0x0010, 0x0010), b"PN", "张^三".encode_gbk()),
+        ] {
+            let mut v = value;
+            if v.len() % 2 == 1 {
+                v.push(b' ');
+            }
+            bytes.extend_from_slice(&tag.0.to_le_bytes());
+            bytes.extend_from_slice(&tag.1.to_le_bytes());
+            bytes.extend_from_slice(vr);
+            bytes.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(&v);
+        }
+        let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+        let read = || InMemDicomObject::read_dataset_with_ts(&bytes[..], &ts).expect("parses");
+        let mut obj = read();
+        repair_defaulting(&mut obj, &bytes, None);
+        assert_ne!(
+            text(&obj, tags::PATIENT_NAME),
+            "张^三",
+            "no default: as dicom-rs read it"
+        );
+        let mut obj = read();
+        repair_defaulting(&mut obj, &bytes, default_encoding("GB18030"));
+        assert_eq!(text(&obj, tags::PATIENT_NAME), "张^三");
+        assert_eq!(values(&obj, tags::STUDY_DESCRIPTION), ["胸部", "CT"]);
+        assert!(
+            default_encoding("ISO_IR 13").is_some() && default_encoding("ISO_IR 144").is_some()
+        );
+        assert!(
+            default_encoding("KOI8-R").is_none() && default_encoding("ISO 2022 IR 58").is_none()
+        );
+    }
+
+    /// GBK bytes of `self`.
+    trait Gbk {
+        fn encode_gbk(&self) -> Vec<u8>;
+    }
+
+    impl Gbk for str {
+        fn encode_gbk(&self) -> Vec<u8> {
+            all::GBK.encode(self, EncoderTrap::Strict).expect("GBK")
+        }
     }
 
     #[test]

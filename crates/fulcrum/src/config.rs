@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub dicom_nodes: Option<Vec<String>>,
     pub dicom_allowed_aets: Option<Vec<String>>,
     pub dicom_duplicates: Option<String>,
+    pub dicom_default_charset: Option<String>,
     pub archive_backend: Option<String>,
     pub archive_backend_access_key: Option<String>,
     pub archive_backend_secret_key: Option<String>,
@@ -267,6 +268,15 @@ impl Settings {
                         .or(file.dicom_duplicates)
                         .unwrap_or_else(|| "replace".into()),
                 )?,
+                default_charset: match env("FULCRUM_DICOM_DEFAULT_CHARSET")
+                    .or(file.dicom_default_charset)
+                {
+                    Some(t) if !fulcrum_dicom::charset::DEFAULT_TERMS.contains(&t.trim()) => bail!(
+                        "dicom_default_charset (FULCRUM_DICOM_DEFAULT_CHARSET) {t:?} is not one of: {}",
+                        fulcrum_dicom::charset::DEFAULT_TERMS.join(", ")
+                    ),
+                    t => t.map(|t| t.trim().to_string()),
+                },
             },
             scrub_every_hours: parsed(env, "FULCRUM_SCRUB_EVERY_HOURS")?
                 .or(file.scrub_every_hours),
@@ -536,6 +546,10 @@ pub struct DicomSettings {
     /// Calling AE titles allowed to associate; `None` = any.
     pub allowed_aets: Option<Vec<String>>,
     pub duplicates: fulcrum_dicom::DuplicatePolicy,
+    /// The character set of data sets without (0008,0005) (a term of
+    /// `fulcrum_dicom::charset::DEFAULT_TERMS`); `None`: the default
+    /// repertoire, as the standard says.
+    pub default_charset: Option<String>,
 }
 
 /// Parses a duplicate policy name.
@@ -715,6 +729,13 @@ dicom_ae_title = "FULCRUM"
 # "replace" keeps the newest and retains the old one as a version;
 # "reject" refuses it (status 0x0111). Identical re-sends always succeed.
 dicom_duplicates = "replace"
+
+# Text of instances without Specific Character Set (0008,0005) is ASCII by
+# the standard; older modalities send their local one without saying so.
+# Name it to have their names decoded in the index, QIDO-RS, C-FIND and
+# metadata (stored bytes are not changed): "GB18030", "GBK", "ISO_IR 192"
+# (UTF-8), "ISO_IR 13" (Shift_JIS), "ISO 2022 IR 149" (EUC-KR), "ISO_IR 100"...
+# dicom_default_charset = "GB18030"
 
 # Archive tier: cold data moves here by lifecycle rules, recompressed at
 # archive_zstd_level; reads recall it transparently. "fs" is the data dir's

@@ -208,7 +208,11 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
         dicom_addr: serve.and_then(|s| s.dicom_addr.clone()),
         max_object_size: serve.and_then(|s| s.max_object_size),
     };
-    Settings::resolve(file, flags, &env)
+    let s = Settings::resolve(file, flags, &env)?;
+    if let Some(term) = &s.dicom.default_charset {
+        fulcrum_dicom::charset::set_default(term).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(s)
 }
 
 fn init_logging() {
