@@ -1470,6 +1470,10 @@ def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs
             assert img.std() > 0, f.rel  # an image, not a blank
         r = dw.get(f"{base}/thumbnail", "image/jpeg")
         assert r.status_code == 200 and r.content.startswith(b"\xff\xd8"), (f.rel, r.status_code)
+        # A frame's own thumbnail (PS3.18 10.4.1.1.5) was 404.
+        r = dw.get(f"{base}/frames/{n}/thumbnail", "image/jpeg")
+        assert r.status_code == 200 and r.content.startswith(b"\xff\xd8"), (f.rel, r.status_code)
+        assert max(Image.open(io.BytesIO(r.content)).size) <= 128
         checked.add((f.transfer_syntax, int(ds.SamplesPerPixel)))
     assert checked >= {(J2K[0], 1), (J2K[1], 1), (J2K[0], 3)}, checked
     # A frame whose codestream claims another size than the header is an
@@ -1607,6 +1611,12 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     assert r.status_code == 406
     r = dw.s.get(dw.base + "/wado", params=ids, timeout=dw.timeout)
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+    # Its rendered form is the document (PS3.18 8.3.5.1.3); it was 406
+    # ("rendered images are sent as image/jpeg or image/png").
+    for accept in ("application/pdf", "*/*"):
+        r = dw.get(f"{base}/rendered", accept)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content == pdf, accept
+    assert dw.get(f"{base}/rendered", "image/jpeg").status_code == 406
     # Without Encapsulated Document Length (older objects omit it), the
     # trailing NUL of a PDF is the pad too.
     ds, data = _encapsulated_pdf(pdf, "PDF-ODD", stated_length=False)

@@ -450,6 +450,15 @@ pub(crate) async fn instance_rendered(
     if l.is_video() {
         return rendered_video(&ctx, l, &headers).await;
     }
+    // An encapsulated document's rendered form is the document (PS3.18
+    // 8.3.5.1.3: application/pdf for an Encapsulated PDF).
+    if let Some(mime) = super::wado::document_type(&l).filter(|_| !l.has_pixels()) {
+        let accept = accept_of(&headers);
+        if accept.is_empty() || super::media::accepts(&accept, &mime, &[], "") {
+            let l = load(&ctx, l.rec, Header::Whole).await?;
+            return super::wado::document(&ctx, &l, &mime).await;
+        }
+    }
     let r = rendering(&headers, q.as_deref())?;
     render_frame(&ctx, l, 1, r, None).await
 }
@@ -471,7 +480,8 @@ async fn rendered_video(ctx: &Ctx, l: Loaded, headers: &HeaderMap) -> ApiResult<
     Ok(res)
 }
 
-pub(crate) async fn frame_rendered(
+/// A frame rendered (`THUMB`: as a thumbnail, PS3.18 10.4.1.1.5).
+pub(crate) async fn frame_image<const THUMB: bool>(
     State(ctx): State<Ctx>,
     Path((st, se, sop, list)): Path<(String, String, String, String)>,
     headers: HeaderMap,
@@ -485,7 +495,8 @@ pub(crate) async fn frame_rendered(
         ));
     };
     let l = instance_loaded(&ctx, st, se, sop).await?;
-    render_frame(&ctx, l, n, r, None).await
+    let max = THUMB.then(|| r.viewport.unwrap_or((THUMBNAIL, THUMBNAIL)));
+    render_frame(&ctx, l, n, r, max).await
 }
 
 /// What a study or series is shown as: its representative image (the

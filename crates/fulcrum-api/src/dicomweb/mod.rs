@@ -130,7 +130,11 @@ pub fn router(archive: Archive, tenant: String, admin: S3Credentials) -> Router 
         )
         .route(
             &format!("{INSTANCE}/frames/{{frames}}/rendered"),
-            get(frames::frame_rendered),
+            get(frames::frame_image::<false>),
+        )
+        .route(
+            &format!("{INSTANCE}/frames/{{frames}}/thumbnail"),
+            get(frames::frame_image::<true>),
         )
         .route(
             &format!("{INSTANCE}/bulkdata/{{*path}}"),

@@ -379,6 +379,18 @@ pub(crate) fn document_type(l: &Loaded) -> Option<String> {
         })
 }
 
+/// An encapsulated document (PDF, CDA, STL...) in its own type, as its
+/// creator made it: WADO-URI's and /rendered's answer for one.
+pub(crate) async fn document(ctx: &Ctx, l: &Loaded, mime: &str) -> ApiResult<Response> {
+    let path = super::json::tag_key(tags::ENCAPSULATED_DOCUMENT);
+    let body = bulk_value(ctx, l, &path, true).await?;
+    let mut res = axum::body::Body::from_stream(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(mime) {
+        res.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(res)
+}
+
 /// The value a bulk data path names: a large element past a long
 /// header's cut streams from where it is stored, the others come from the
 /// parsed header. `as_document`: an Encapsulated Document as its creator

@@ -22,7 +22,7 @@ use super::frames::{render_frame, Rendering};
 use super::media::MediaType;
 use super::pixels::{load, Header};
 use super::render::Window;
-use super::wado::{bulk_value, document_type, engine_io, instances_of};
+use super::wado::{document_type, engine_io, instances_of};
 use super::{ApiError, ApiResult, Ctx};
 
 /// What was asked for, from `contentType`.
@@ -203,13 +203,7 @@ pub(crate) async fn retrieve(State(ctx): State<Ctx>, RawQuery(q): RawQuery) -> A
                  encapsulated document also as its MIME Type of Encapsulated Document",
             ));
         };
-        let path = super::json::tag_key(dicom_dictionary_std::tags::ENCAPSULATED_DOCUMENT);
-        let body = bulk_value(&ctx, &l, &path, true).await?;
-        let mut res = Body::from_stream(body).into_response();
-        if let Ok(v) = HeaderValue::from_str(&mime) {
-            res.headers_mut().insert(header::CONTENT_TYPE, v);
-        }
-        return Ok(res);
+        return super::wado::document(&ctx, &l, &mime).await;
     }
     if let Some(ts) = r.transfer_syntax.as_deref() {
         if ts != "*" && ts != rec.transfer_syntax {
