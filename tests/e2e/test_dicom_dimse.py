@@ -770,6 +770,8 @@ def test_c_get_without_scp_role_sends_nothing(archive):
     assert not received
     failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
     assert final.Status != SUCCESS or failed > 0, f"C-GET without roles: 0x{final.Status:04X}, {failed} failed"
+    # The final response says why (it said only how many failed).
+    assert "no storage context" in str(final.get("ErrorComment", "")), final
 
 
 def test_a_private_sop_class_is_stored_and_given_back_by_c_get(pacs, gen_studies):

@@ -98,6 +98,8 @@ struct Counters {
     report: SendReport,
     cancelled: bool,
     /// Why every sub-operation failed at once (the destination refused).
+    /// The final response's Error Comment: why the first sub-operation
+    /// failed (the peer sees why, not only how many).
     comment: Option<String>,
 }
 
@@ -287,6 +289,7 @@ pub(crate) async fn run_move(
             .await;
         if let Err(e) = c.report.record(rec, r) {
             warn!(sop = %rec.sop_uid, dest = %dest, "C-MOVE sub-operation failed: {e}");
+            c.comment.get_or_insert(e);
         }
         let rest = &recs[i + 1..];
         reopen_if_aborted(&mut scu, &mut reopened, &our_ae, &dest, rest, tls.as_ref()).await;
@@ -343,6 +346,7 @@ pub(crate) async fn run_get(
         };
         if let Err(e) = c.report.record(rec, r) {
             warn!(sop = %rec.sop_uid, peer = %s.peer_ae, "C-GET sub-operation failed: {e}");
+            c.comment.get_or_insert(e);
         }
         if c.remaining() > 0 {
             s.respond(pc, &c.pending(rq), None).await?;
