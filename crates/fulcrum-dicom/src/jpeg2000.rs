@@ -176,6 +176,23 @@ mod tests {
         }
     }
 
+    /// A 16 x 12 image of 16-bit samples (x * 37 + y * 101) % 4096 in
+    /// High-Throughput JPEG 2000, as OpenJPH 0.26 (through imagecodecs)
+    /// encodes it.
+    const HTJ2K: &str = "ff4fff5100294000000000100000000c0000000000000000000000100000000c000000000000000000010f0101ff50000800020000000aff52000c00020001000504044001ff5c00132088909090909090909090909090888888ff64001700014f70656e4a50482056657220302e32362e332eff90000a00000000007d0001ff93c0002667fb0507740000c0001340001300a2fe02077400c0fe02877400c0001340001300505001827400f7fd00023400c00015300005582412e9a04231027600c4891327fec03181beb600c0002b2000168808822008f2e78a7a70827700c8482412894422fa08407bf62101ecba00ffd9";
+
+    #[test]
+    fn high_throughput_jpeg_2000_decodes_losslessly() {
+        let b = hex::decode(HTJ2K).expect("hex");
+        let d = decode(&b, &gray(12, 16), None).expect("decodes");
+        assert_eq!((d.width, d.height, d.samples, d.bits), (16, 12, 1, 16));
+        let want: Vec<u8> = (0..12u32)
+            .flat_map(|y| (0..16u32).map(move |x| ((x * 37 + y * 101) % 4096) as u16))
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(d.pixels, want);
+    }
+
     #[test]
     fn a_frame_larger_than_its_header_is_refused_before_decoding() {
         // A SIZ claiming 60000 x 60000 and nothing after it.
