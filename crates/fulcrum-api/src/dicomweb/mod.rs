@@ -7,6 +7,7 @@ mod base;
 mod delete;
 mod encode;
 mod errors;
+mod fragments;
 mod frames;
 mod json;
 // Public for the fuzz targets (`fuzz/`): pure parsers of request headers and bodies.

@@ -701,8 +701,9 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
             .collect::<Vec<u8>>()
             .into());
     }
-    let (list, starts) = fragment_table(&l.rec)
+    let kept = super::fragments::table(&l.rec, fragment_table)
         .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
+    let (list, starts) = (&kept.0, &kept.1);
     let Some(((bot_off, bot_len), items)) = list.split_first() else {
         return Err(ApiError::not_found(
             "the instance has no pixel data fragments",
@@ -734,7 +735,7 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
     // Frames found by their codestream markers (no offset table, more
     // fragments than frames): the flags are those of the fragments read.
     let by_markers = frames > 1 && items.len() != frames as usize && table.len() < frames as usize;
-    let idx = frame_items(&rel, n, frames, &table, &starts)?;
+    let idx = frame_items(&rel, n, frames, &table, starts)?;
     let (first, last) = match (idx.first(), idx.last()) {
         (Some(f), Some(z)) => (items[*f], items[*z]),
         _ => return Err(bad_frame(n, frames)),
