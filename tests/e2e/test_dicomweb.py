@@ -770,6 +770,43 @@ def test_names_without_a_character_set_are_read_in_the_configured_default(pacs_f
     assert DicomWeb(plain).qido("/studies", {"PatientName": "张*"}) == []
 
 
+def test_ges_private_implicit_syntax_is_stored_and_its_frames_sent_little_endian(pacs):
+    # GE's private 1.2.840.113619.5.2 (older GE scanners and workstations,
+    # found on CDs of old studies): an Implicit VR Little Endian data set
+    # with big-endian pixel words. Taken for explicit VR, it was refused
+    # as malformed (0xC000), so such studies could not be migrated.
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    px = (np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 5)
+    ds = Dataset()
+    ds.SOPClassUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.2", "CT"
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName = "GE-PRIVATE", "Genesis^Old"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 24, 32, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = px.astype(">u2").tobytes()
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.113619.5.2"
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    data = buf.getvalue()
+    dw = DicomWeb(pacs)
+    res = dw.stow([data])
+    assert res.status == 200, res.text
+    base = _instance_path(ds)
+    r = dw.get(base, 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    ((_, stored),) = parse_multipart(r.content, r.headers["content-type"])
+    assert stored == data
+    (frame,) = dw.client().retrieve_instance_frames(ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                                     ds.SOPInstanceUID, [1], media_types=("application/octet-stream",))
+    assert frame == px.astype("<u2").tobytes()
+    (found,) = dw.qido("/studies", {"PatientID": "GE-PRIVATE"})
+    assert found["00100010"]["Value"] == [{"Alphabetic": "Genesis^Old"}]
+
+
 def test_a_video_is_retrieved_as_its_stream(pacs):
     # An H.264 video (endoscopy, surgery, ultrasound clips) is one stream
     # over its fragments, not one codestream per frame: its BulkDataURI and

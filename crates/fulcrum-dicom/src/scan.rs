@@ -27,6 +27,17 @@ pub const DEFLATED_TS: [&str; 3] = [
     "1.2.840.10008.1.2.4.205",
 ];
 
+/// GE's private "Implicit VR Big Endian pixel data" syntax of older GE
+/// systems (Genesis, Advantage Windows): an Implicit VR Little Endian data
+/// set whose native pixel data is in big-endian words.
+pub const GE_PRIVATE_IMPLICIT: &str = "1.2.840.113619.5.2";
+
+/// Whether native pixel data in transfer syntax `ts` is in big-endian
+/// words: Explicit VR Big Endian, and GE's private syntax.
+pub fn pixels_big_endian(ts: &str) -> bool {
+    ts == GE_PRIVATE_IMPLICIT || Framing::of(ts).is_some_and(|f| f.big_endian)
+}
+
 impl Framing {
     pub const EXPLICIT_LE: Framing = Framing {
         explicit: true,
@@ -41,7 +52,7 @@ impl Framing {
     /// other syntax not known here (the compressed families) is explicit LE.
     pub fn of(ts_uid: &str) -> Option<Framing> {
         match ts_uid {
-            "1.2.840.10008.1.2" => Some(Self::IMPLICIT_LE),
+            "1.2.840.10008.1.2" | GE_PRIVATE_IMPLICIT => Some(Self::IMPLICIT_LE),
             "1.2.840.10008.1.2.2" => Some(Framing {
                 explicit: true,
                 big_endian: true,

@@ -149,9 +149,15 @@ pub fn parse_dataset_within(
         }
         return parse_dataset(&inflated, uids::EXPLICIT_VR_LITTLE_ENDIAN);
     }
+    // GE's private syntax frames its data set as Implicit VR Little
+    // Endian; other syntaxes the registry lacks are taken as explicit.
+    let framed_as = match ts_uid {
+        crate::scan::GE_PRIVATE_IMPLICIT => uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        _ => uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    };
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
-        .or_else(|| TransferSyntaxRegistry.get(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .or_else(|| TransferSyntaxRegistry.get(framed_as))
         .ok_or_else(|| DicomError::Malformed(format!("unknown transfer syntax {ts_uid}")))?;
     let malformed =
         |e: &dyn std::fmt::Display| DicomError::Malformed(format!("cannot parse the dataset: {e}"));

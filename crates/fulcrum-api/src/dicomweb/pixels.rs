@@ -366,7 +366,8 @@ impl Loaded {
     /// up), or 2 for 8-bit samples in an OW value (PS3.5 8.1.1: OW is a
     /// stream of 16-bit words, two 8-bit samples each). `None` otherwise.
     pub fn big_endian_words(&self) -> Option<usize> {
-        if !self.big_endian() || self.encapsulated() {
+        if !fulcrum_dicom::scan::pixels_big_endian(&self.rec.transfer_syntax) || self.encapsulated()
+        {
             return None;
         }
         match self.geometry().bits_allocated {
