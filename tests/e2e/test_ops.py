@@ -205,3 +205,42 @@ def test_setting_values_that_do_not_parse_stop_the_start(tmp_path):
             timeout=30,
         )
         assert r.returncode == 2 and name in r.stderr, (name, r.returncode, r.stderr)
+
+
+def test_connections_that_send_no_request_are_closed(fulcrum_factory):
+    """A socket that never finishes its request header (slowloris), or a
+    kept-alive connection left idle, held a descriptor for as long as its
+    peer wished, on both ports: 200 of them took 200 of the server's file
+    descriptors. They are now closed after the header timeout."""
+    import socket
+    import time
+
+    srv = fulcrum_factory({"FULCRUM_HTTP_HEADER_TIMEOUT_SECS": "2"})
+
+    def opened(port, first: bytes):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(first)
+        return s
+
+    def closed_by_server(s) -> bool:
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    half = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    whole = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    socks = [opened(srv.http_port, half), opened(srv.s3_port, half), opened(srv.http_port, whole)]
+    started = time.monotonic()
+    assert all(closed_by_server(s) for s in socks)
+    assert time.monotonic() - started < 9
+    # Requests on fresh connections are served as before.
+    s = opened(srv.http_port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    for s in socks:
+        s.close()

@@ -13,5 +13,5 @@ pub mod server;
 pub mod tls;
 
 pub use s3::{Domains, S3Api, S3Credentials};
-pub use server::{serve_http, serve_s3};
+pub use server::{serve_http, serve_s3, DEFAULT_HEADER_TIMEOUT};
 pub use tls::{Incoming, Tls, TlsError};

@@ -238,20 +238,3 @@ async fn handshakes(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Send
         });
     }
 }
-
-impl axum::serve::Listener for Incoming {
-    type Io = Pin<Box<dyn Io>>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.next().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(Peer {
-            remote: self.local,
-            local: self.local,
-            tls: self.tls,
-        })
-    }
-}

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub pixel_zstd_level: Option<i32>,
     pub pack_target_mib: Option<usize>,
     pub read_cache_mib: Option<u64>,
+    pub http_header_timeout_secs: Option<u64>,
     pub dicom_addr: Option<String>,
     pub dicom_tls_addr: Option<String>,
     pub dicom_tls_ca: Option<PathBuf>,
@@ -119,6 +120,9 @@ pub struct Settings {
     pub pack_target_mib: usize,
     /// Decoded chunks `serve` keeps in memory for reads, in MiB (0: none).
     pub read_cache_mib: u64,
+    /// How long an HTTP or S3 client has to send a request header (also
+    /// how long a kept-alive connection may idle).
+    pub http_header_timeout: std::time::Duration,
     pub dicom: DicomSettings,
     pub retention: Vec<fulcrum_engine::RetentionRule>,
     pub backup: BackupSettings,
@@ -238,6 +242,13 @@ impl Settings {
                 .or(file.pixel_zstd_level)
                 .unwrap_or(fulcrum_engine::DEFAULT_PIXEL_ZSTD_LEVEL),
             pack_target_mib: file.pack_target_mib.unwrap_or(32),
+            http_header_timeout: match parsed(env, "FULCRUM_HTTP_HEADER_TIMEOUT_SECS")?
+                .or(file.http_header_timeout_secs)
+            {
+                Some(0) => bail!("http_header_timeout_secs (FULCRUM_HTTP_HEADER_TIMEOUT_SECS) must be at least 1"),
+                Some(secs) => std::time::Duration::from_secs(secs),
+                None => fulcrum_api::DEFAULT_HEADER_TIMEOUT,
+            },
             read_cache_mib: parsed(env, "FULCRUM_READ_CACHE_MIB")?
                 .or(file.read_cache_mib)
                 .unwrap_or(fulcrum_engine::DEFAULT_READ_CACHE_BYTES >> 20),
@@ -705,6 +716,10 @@ pack_target_mib = 32
 # turns it off. Chunks read once (a backup streaming through) do not push
 # out those read repeatedly. Or FULCRUM_READ_CACHE_MIB.
 read_cache_mib = 512
+
+# Seconds an HTTP or S3 client has to send a request header; a kept-alive
+# connection idle this long is closed (clients reopen it).
+http_header_timeout_secs = 60
 
 # DICOM DIMSE listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) and its AE title.
 dicom_addr = "127.0.0.1:11112"

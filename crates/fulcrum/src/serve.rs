@@ -389,6 +389,7 @@ pub async fn run(s: Settings) -> Result<()> {
         fulcrum_api::Incoming::new(http_listener, tls.clone())?,
         engine.clone(),
         dicomweb,
+        s.http_header_timeout,
         wait(stop_rx.clone()),
     ));
     let dimse_tls = dicom_tls_listener.map(|l| {
@@ -411,6 +412,7 @@ pub async fn run(s: Settings) -> Result<()> {
         fulcrum_types::DEFAULT_TENANT,
         &creds,
         fulcrum_api::Domains::new(s.s3_domains.clone()),
+        s.http_header_timeout,
         async {
             shutdown_signal().await;
         },

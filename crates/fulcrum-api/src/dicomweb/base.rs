@@ -5,32 +5,20 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use axum::serve::IncomingStream;
 
-use crate::tls::{Incoming, Peer};
-
-/// The local address a connection came in on. Serve with
-/// `router.into_make_service_with_connect_info::<ServedOn>()` so URLs get
-/// the right port for clients whose Host header omits it (dicomweb-client
-/// sends `Host: 127.0.0.1` when talking to `127.0.0.1:8080`).
+/// The local address a connection came in on, in each request's
+/// extensions as `ConnectInfo<ServedOn>` (the HTTP listener puts it
+/// there), so URLs get the right port for clients whose Host header omits
+/// it (dicomweb-client sends `Host: 127.0.0.1` when talking to
+/// `127.0.0.1:8080`).
 #[derive(Debug, Clone, Copy)]
 pub struct ServedOn {
     pub local: SocketAddr,
     pub tls: bool,
-}
-
-impl Connected<IncomingStream<'_, Incoming>> for ServedOn {
-    fn connect_info(stream: IncomingStream<'_, Incoming>) -> Self {
-        let peer: &Peer = stream.remote_addr();
-        ServedOn {
-            local: peer.local,
-            tls: peer.tls,
-        }
-    }
 }
 
 /// The port to add to a Host header without one: only when the host is
