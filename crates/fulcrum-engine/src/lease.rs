@@ -74,7 +74,10 @@ impl Engine {
                 .await?
                 .map(|h| h.holder)
                 .unwrap_or_else(|| "another node".into());
-            return Err(EngineError::Busy(format!("{name} is running on {by}")));
+            return Err(EngineError::Busy(format!(
+                "{name} is running on {by} (GC, scrub, backups and tier moves take \
+                 turns); try again when it has ended"
+            )));
         }
         let lost = Arc::new(AtomicBool::new(false));
         let renew = {

@@ -14,7 +14,7 @@ use fulcrum_engine::StageBatch;
 use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::json::{sequence, strings};
 use super::media::{dataset_format, DatasetFormat, MediaType};
@@ -79,7 +79,7 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
     let src = match with_prefix(src).await {
         Ok(s) => s,
         Err(e) => {
-            warn!(error = %e, "STOW-RS: reading a part failed");
+            info!(error = %e, "STOW-RS: reading a part failed");
             return PartResult::Failed {
                 sop_class: None,
                 sop_instance: None,
@@ -110,7 +110,11 @@ async fn store_one<R: AsyncRead + Unpin + Send>(
 fn failed(e: &DicomError, sop_class: Option<String>, sop_instance: Option<String>) -> PartResult {
     match e {
         DicomError::Engine(_) => error!(error = %e, "STOW-RS: storing an instance failed"),
-        _ => warn!(error = %e, "STOW-RS: instance refused"),
+        // The sender's fault (a client's log says it too): not a warning
+        // to the operator, who was paged for every truncated upload.
+        _ => {
+            info!(error = %e, sop = sop_instance.as_deref().unwrap_or(""), "STOW-RS: instance refused")
+        }
     }
     PartResult::Failed {
         sop_class,
@@ -189,7 +193,7 @@ async fn stage_part(
 ) {
     match reader.read_part(PARALLEL_PART_MAX, *size_hint).await {
         Err(e) => {
-            warn!(error = %e, "STOW-RS: reading a part failed");
+            info!(error = %e, "STOW-RS: reading a part failed");
             results.push(PartResult::Failed {
                 sop_class: None,
                 sop_instance: None,
@@ -325,7 +329,7 @@ async fn run(
                     // staged parts are dropped, their data is garbage).
                     Err(e) if !committed_any => return Err(malformed(e)),
                     Err(e) => {
-                        warn!(error = %e, "STOW-RS: multipart body ends irregularly");
+                        info!(error = %e, "STOW-RS: multipart body ends irregularly");
                         break;
                     }
                 };
@@ -377,7 +381,7 @@ async fn run(
 fn malformed(e: MultipartError) -> ApiError {
     match e {
         MultipartError::Io(e) => {
-            warn!(error = %e, "STOW-RS: reading the request failed");
+            info!(error = %e, "STOW-RS: reading the request failed");
             ApiError::bad_request("the request body could not be read")
         }
         e => ApiError::bad_request(e.to_string()),

@@ -174,8 +174,10 @@ async fn association(
                 debug!(%addr, "connection closed before an association request");
                 return;
             }
+            // A silent or garbled peer (a TCP health check that waits):
+            // its own problem, not the operator's.
             Err(e) => {
-                warn!(%addr, "association not established: {e}");
+                info!(%addr, "association not established: {e}");
                 return;
             }
         },
