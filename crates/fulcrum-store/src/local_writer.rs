@@ -51,6 +51,29 @@ fn temp_file(root: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     Ok((tmp, file))
 }
 
+/// A temp file no writer owns yet: removed when dropped. A request that
+/// went away while the blocking pool made its file (the upload's client
+/// killed) dropped the file's path with the task's result, and left an
+/// empty `.part` behind until the hourly sweep of stale temp files.
+struct Unclaimed(Option<(PathBuf, std::fs::File)>);
+
+impl Unclaimed {
+    fn claim(mut self) -> (PathBuf, std::fs::File) {
+        match self.0.take() {
+            Some(t) => t,
+            None => unreachable!("an Unclaimed is made holding its file and claimed once"),
+        }
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = &self.0 {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
 /// fsyncs `file`, moves it from `tmp` to `dest` (creating `dest`'s folder)
 /// and fsyncs that folder, so the object is durable and visible at once.
 fn publish(file: &std::fs::File, tmp: &Path, dest: &Path) -> std::io::Result<()> {
@@ -95,7 +118,8 @@ impl LocalWriter {
     /// Opens a new temp file under `root/.tmp` for the object at `dest`.
     pub(crate) async fn create(root: &Path, dest: PathBuf) -> std::io::Result<Self> {
         let root = root.to_path_buf();
-        let (tmp, file) = blocking(move || temp_file(&root)).await?;
+        let made = blocking(move || temp_file(&root).map(|t| Unclaimed(Some(t)))).await?;
+        let (tmp, file) = made.claim();
         Ok(Self {
             file: Arc::new(file),
             tmp,
@@ -148,5 +172,34 @@ impl Drop for LocalWriter {
         if !self.closed {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_abandoned_while_its_file_is_made_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(".tmp")).expect("mkdir");
+        for _ in 0..500 {
+            // Polled once, then dropped: the file is made meanwhile (or
+            // first, and the writer dropped: either way it must go).
+            let made = LocalWriter::create(dir.path(), dir.path().join("x"));
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, made).await;
+        }
+        // The blocking pool finishes what it started.
+        let mut left = usize::MAX;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            left = std::fs::read_dir(dir.path().join(".tmp"))
+                .expect("read")
+                .count();
+            if left == 0 {
+                break;
+            }
+        }
+        assert_eq!(left, 0, "temp files left behind");
     }
 }
