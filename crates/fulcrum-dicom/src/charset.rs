@@ -299,8 +299,13 @@ enum Extensions<'a> {
     },
     /// A character set some byte sequences are not valid in (UTF-8,
     /// GB18030, GBK), and the raw dataset, to tell dicom-rs's escapes from
-    /// text that really holds a backslash and three digits.
-    Escaped { set: EncodingRef, raw: &'a [u8] },
+    /// text that really holds a backslash and three digits (which of
+    /// those the raw dataset holds, found once, when first needed).
+    Escaped {
+        set: EncodingRef,
+        raw: &'a [u8],
+        literal: std::cell::OnceCell<u128>,
+    },
     /// No (0008,0005), and a default character set: dicom-rs read the
     /// text as Latin-1, every byte one character.
     Default { set: EncodingRef },
@@ -337,7 +342,11 @@ fn extensions<'a>(
             });
         }
         if let Some(set) = escaping_set(single) {
-            return Some(Extensions::Escaped { set, raw });
+            return Some(Extensions::Escaped {
+                set,
+                raw,
+                literal: std::cell::OnceCell::new(),
+            });
         }
     }
     if values.len() < 2 && !values.first().is_some_and(|v| v.starts_with("ISO 2022")) {
@@ -352,20 +361,37 @@ fn extensions<'a>(
     Some(Extensions::Iso2022 { read_with, start })
 }
 
+/// The byte dicom-rs's escape at `b[i..]` stands for: a backslash and
+/// three octal digits from 200 to 377 (bytes 0x80-0xFF, the only ones a
+/// decoder can refuse).
+fn escape_in(b: &[u8], i: usize) -> Option<u8> {
+    let d = b.get(i..i + 4)?;
+    let ok = d[0] == b'\\'
+        && matches!(d[1], b'2' | b'3')
+        && d[2..].iter().all(|c| (b'0'..=b'7').contains(c));
+    ok.then(|| (d[1] - b'0') << 6 | (d[2] - b'0') << 3 | (d[3] - b'0'))
+}
+
+/// Which escape texts (bit k: the escape of byte 0x80 + k) `raw` holds
+/// as text: one pass over the dataset.
+fn literal_escapes(raw: &[u8]) -> u128 {
+    (0..raw.len())
+        .filter(|&i| raw[i] == b'\\')
+        .filter_map(|i| escape_in(raw, i))
+        .fold(0, |m, byte| m | 1 << (byte - 0x80))
+}
+
 /// The bytes dicom-rs read for `joined`, its text with each escape of an
-/// undecodable byte (a backslash and three octal digits, 200-377) turned back into
-/// that byte, unless the raw dataset holds that text itself. None when
+/// undecodable byte turned back into that byte, unless the raw dataset
+/// holds that text itself (`literal`, see [`literal_escapes`]). None when
 /// there is no such escape.
-fn unescaped(joined: &str, set: EncodingRef, raw: &[u8]) -> Option<Vec<u8>> {
+fn unescaped(joined: &str, set: EncodingRef, literal: impl Fn() -> u128) -> Option<Vec<u8>> {
     let b = joined.as_bytes();
-    let escape_at = |i: usize| -> Option<u8> {
-        let d = b.get(i + 1..i + 4)?;
-        let ok = b[i] == b'\\'
-            && matches!(d[0], b'2' | b'3')
-            && d[1..].iter().all(|c| (b'0'..=b'7').contains(c))
-            && !raw.windows(4).any(|w| w == &b[i..i + 4]);
-        ok.then(|| (d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'))
-    };
+    if !(0..b.len()).any(|i| escape_in(b, i).is_some()) {
+        return None;
+    }
+    let literal = literal();
+    let escape_at = |i: usize| escape_in(b, i).filter(|byte| literal & 1 << (byte - 0x80) == 0);
     if !(0..b.len()).any(|i| escape_at(i).is_some()) {
         return None;
     }
@@ -399,8 +425,10 @@ fn redecode(parts: &[String], ext: &Extensions, multi: bool) -> Option<Vec<Strin
             let bytes = read_with.encode(&joined).ok()?;
             Some(decode_iso2022(&bytes, *start))
         }
-        Extensions::Escaped { set, raw } => {
-            let bytes = unescaped(&joined, *set, raw)?;
+        Extensions::Escaped { set, raw, literal } => {
+            let bytes = unescaped(&joined, *set, || {
+                *literal.get_or_init(|| literal_escapes(raw))
+            })?;
             Some(decoded(&bytes, *set, multi))
         }
         Extensions::Default { set } => {
@@ -635,6 +663,17 @@ mod tests {
         fn encode_gbk(&self) -> Vec<u8> {
             all::GBK.encode(self, EncoderTrap::Strict).expect("GBK")
         }
+    }
+
+    #[test]
+    fn a_long_text_full_of_invalid_bytes_is_one_value() {
+        // 30,000 Latin-1 ü in a UTF-8 report: each its own escape.
+        let text: Vec<u8> = b"x\xfc".repeat(30_000);
+        let (mut obj, raw) = parsed_raw(b"ISO_IR 192", &[((0x4008, 0x010B), b"ST", &text)]);
+        repair(&mut obj, &raw);
+        let got = values(&obj, dicom_core::Tag(0x4008, 0x010B));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].matches('\u{FFFD}').count(), 30_000);
     }
 
     #[test]
