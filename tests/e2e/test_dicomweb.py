@@ -811,11 +811,16 @@ def test_a_video_is_retrieved_as_its_stream(pacs):
     # An H.264 video (endoscopy, surgery, ultrasound clips) is one stream
     # over its fragments, not one codestream per frame: its BulkDataURI and
     # /frames were 501 ("cannot locate this frame") and /rendered 406, so a
-    # browser viewer could not play it. Now each gives the stream.
+    # browser viewer could not play it. Now each gives the stream, read
+    # from storage as it is sent.
+    for size in (10_000, 3_000_000):  # small, and large enough to be stored apart from its header
+        _check_video(pacs, b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * (size // 256))
+
+
+def _check_video(pacs, stream):
     from pydicom.encaps import encapsulate
     from pydicom.uid import generate_uid
 
-    stream = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
     fragments = encapsulate([stream], fragments_per_frame=3, has_bot=True)
     data = _image("VIDEO-1", 48, 64, 8, fragments, study=generate_uid(), samples=3, photometric="YBR_PARTIAL_420",
                   frames=50, ts="1.2.840.10008.1.2.4.102", vr="OB", sop_class="1.2.840.10008.5.1.4.1.1.77.1.4.1")

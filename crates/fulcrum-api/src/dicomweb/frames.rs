@@ -473,8 +473,8 @@ async fn rendered_video(ctx: &Ctx, l: Loaded, headers: &HeaderMap) -> ApiResult<
             "a video is rendered as its stream, {media}"
         )));
     }
-    let stream = read_frame(ctx, &l, 1).await?;
-    let mut res = stream.into_response();
+    let stream = super::pixels::video_stream(ctx, &l).await?;
+    let mut res = axum::body::Body::from_stream(stream).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
     Ok(res)

@@ -598,6 +598,48 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     Ok(Bytes::from(v).slice(at..at + flen as usize))
 }
 
+/// A video's stream: its fragments' values one after the other, read
+/// from storage as they are sent (a surgical video may be gigabytes; it
+/// was read whole into memory first).
+pub(crate) async fn video_stream(
+    ctx: &Ctx,
+    l: &Loaded,
+) -> ApiResult<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    use futures::{StreamExt, TryStreamExt};
+    if l.rec.pixel_offset.is_none() {
+        // Parsed with the header (a small instance stored whole).
+        let whole = encapsulated_frame(ctx, l, 1, 1).await?;
+        return Ok(futures::stream::once(async move { Ok(whole) }).boxed());
+    }
+    let kept = super::fragments::table(&l.rec, fragment_table)
+        .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
+    let items: Vec<(u64, u64)> = kept
+        .0
+        .iter()
+        .skip(1) // the Basic Offset Table
+        .map(|(o, len)| ((*o).max(0) as u64, u64::from(*len)))
+        .collect();
+    if items.is_empty() {
+        return Err(ApiError::not_found(
+            "the instance has no pixel data fragments",
+        ));
+    }
+    let (archive, tenant, rec) = (ctx.archive.clone(), ctx.tenant.clone(), l.rec.clone());
+    let reads = futures::stream::iter(items).then(move |(start, len)| {
+        let (archive, tenant, rec) = (archive.clone(), tenant.clone(), rec.clone());
+        async move {
+            archive
+                .read(&tenant, &rec, start, start + len)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }
+    });
+    Ok(reads
+        .map_ok(|s| s.map_err(super::wado::engine_io))
+        .try_flatten()
+        .boxed())
+}
+
 /// Frame `n` of 1-bit pixel data (a binary segmentation) whose frames do
 /// not end on a byte: its bits, from the value's bit stream (first pixel
 /// in the lowest bit, PS3.5 8.1.1), moved to start a byte; the last

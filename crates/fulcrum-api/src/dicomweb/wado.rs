@@ -570,6 +570,21 @@ pub(crate) async fn frame_parts(
     transcode: Option<FrameTranscode>,
 ) -> ApiResult<Response> {
     let lone = frames.len() == 1;
+    if l.is_video() && transcode.is_none() {
+        // One stream, streamed from storage.
+        let part = OutPart {
+            content_type: format!("{media}; transfer-syntax={ts}"),
+            location: None,
+            body: super::pixels::video_stream(&ctx, &l).await?,
+        };
+        return parts_response(
+            accept,
+            true,
+            &media,
+            stream::once(async move { Ok(part) }).boxed(),
+        )
+        .await;
+    }
     // Bulk data (`value`) asked for as one part: decoded frames, one after
     // the other, are the uncompressed Pixel Data value.
     let joined = value && !lone && transcode.is_some() && single_part(accept);
