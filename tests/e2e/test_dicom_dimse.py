@@ -591,6 +591,9 @@ def test_c_move_to_an_unreachable_destination_lists_every_instance_as_failed(pac
     failed = identifier.FailedSOPInstanceUIDList
     failed = [failed] if isinstance(failed, str) else list(failed)
     assert sorted(failed) == sorted(sop_uid_of(p.read_bytes()) for p in files)
+    # The comment names the node and the cause within its 64 characters.
+    comment = str(status.get("ErrorComment", ""))
+    assert comment.startswith("DEAD: ") and "refused" in comment.lower(), comment
 
 
 def test_c_move_to_a_destination_that_never_answers_ends_within_a_minute(pacs_factory, gen_studies):

@@ -341,6 +341,14 @@ fn extensions<'a>(
                 },
             });
         }
+        // A term dicom-rs does not know but in letter case (`gb18030`,
+        // as some writers send it): it read the text as Latin-1, as
+        // without a term, and it is decoded again in the set named.
+        if SpecificCharacterSet::from_code(single).is_none() {
+            if let Some(set) = default_encoding(&single.to_ascii_uppercase()) {
+                return Some(Extensions::Default { set });
+            }
+        }
         if let Some(set) = escaping_set(single) {
             return Some(Extensions::Escaped {
                 set,
@@ -674,6 +682,16 @@ mod tests {
         let got = values(&obj, dicom_core::Tag(0x4008, 0x010B));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].matches('\u{FFFD}').count(), 30_000);
+    }
+
+    #[test]
+    fn a_character_set_term_in_lower_case_is_still_read() {
+        let mut obj = parsed(
+            b"gb18030",
+            &[((0x0010, 0x0010), b"PN", &"张^三".encode_gbk())],
+        );
+        repair(&mut obj, &[]);
+        assert_eq!(text(&obj, tags::PATIENT_NAME), "张^三");
     }
 
     #[test]

@@ -269,7 +269,12 @@ pub(crate) async fn run_move(
             warn!(peer = %s.peer_ae, "C-MOVE: {e}");
             // Each instance failed, and the final response lists them
             // (PS3.4 C.4.2.1.3.1), as when sub-operations ran and failed.
-            let why = format!("cannot associate with {}", dest.ae_title);
+            // The comment holds 64 characters: the node and the last
+            // cause ("no presentation contexts accepted", "connection
+            // refused"), the whole chain is in the log.
+            let text = e.to_string();
+            let cause = text.rsplit(": ").next().unwrap_or("cannot associate");
+            let why = format!("{}: {cause}", dest.ae_title);
             for rec in &recs {
                 let _ = c.report.record(rec, Err(why.clone()));
             }
