@@ -770,7 +770,7 @@ def test_names_without_a_character_set_are_read_in_the_configured_default(pacs_f
     assert DicomWeb(plain).qido("/studies", {"PatientName": "张*"}) == []
 
 
-def test_ges_private_implicit_syntax_is_stored_and_its_frames_sent_little_endian(pacs):
+def test_ges_private_implicit_syntax_is_stored_and_its_frames_sent_little_endian(pacs, tmp_path):
     # GE's private 1.2.840.113619.5.2 (older GE scanners and workstations,
     # found on CDs of old studies): an Implicit VR Little Endian data set
     # with big-endian pixel words. Taken for explicit VR, it was refused
@@ -805,6 +805,18 @@ def test_ges_private_implicit_syntax_is_stored_and_its_frames_sent_little_endian
     assert frame == px.astype("<u2").tobytes()
     (found,) = dw.qido("/studies", {"PatientID": "GE-PRIVATE"})
     assert found["00100010"]["Value"] == [{"Alphabetic": "Genesis^Old"}]
+    # A DIMSE peer (DCMTK getscu: uncompressed syntaxes only, none knows
+    # GE's) gets it re-encoded with its pixel words in order.
+    from dicom_helpers import dcmtk
+
+    out = tmp_path / "got"
+    out.mkdir()
+    res = dcmtk("getscu", "-S", "-aec", pacs.dicom_aet, "-k", "QueryRetrieveLevel=STUDY",
+                "-k", f"StudyInstanceUID={ds.StudyInstanceUID}", "-od", str(out), "127.0.0.1", str(pacs.dicom_port))
+    (path,) = list(out.iterdir())
+    got = pydicom.dcmread(path)
+    assert got.file_meta.TransferSyntaxUID != "1.2.840.113619.5.2", res.stderr
+    assert np.array_equal(got.pixel_array, px), res.stderr
 
 
 def test_a_video_is_retrieved_as_its_stream(pacs):

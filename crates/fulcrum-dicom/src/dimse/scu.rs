@@ -24,6 +24,7 @@ use super::association::{LinkError, Wire};
 use super::command::{CommandSet, C_STORE_RQ, C_STORE_RSP};
 use super::pdata::{self, CommandAssembler, DataSender};
 use super::{status, Node, TlsClient, DEFAULT_MAX_PDU};
+use crate::scan::GE_PRIVATE_IMPLICIT;
 use crate::{Archive, DicomError, InstanceRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -81,9 +82,10 @@ impl SendReport {
 }
 
 fn is_native(ts: &str) -> bool {
-    TransferSyntaxRegistry
-        .get(ts)
-        .is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported())
+    ts == GE_PRIVATE_IMPLICIT
+        || TransferSyntaxRegistry
+            .get(ts)
+            .is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported())
 }
 
 /// Little endian and not encapsulated: what decoded frames can be written in.
@@ -231,14 +233,25 @@ async fn transcode(
     let (from, to) = (rec.transfer_syntax.clone(), to.to_string());
     debug!(sop = %rec.sop_uid, %from, %to, "re-encoding for a peer that refused the stored syntax");
     tokio::task::spawn_blocking(move || {
+        // GE's private syntax: an Implicit VR Little Endian data set whose
+        // pixel words are big endian, swapped once read.
+        let ge = from == GE_PRIVATE_IMPLICIT;
+        let read_as = if ge {
+            uids::IMPLICIT_VR_LITTLE_ENDIAN
+        } else {
+            from.as_str()
+        };
         let (Some(f), Some(t)) = (
-            TransferSyntaxRegistry.get(&from),
+            TransferSyntaxRegistry.get(read_as),
             TransferSyntaxRegistry.get(&to),
         ) else {
             return Err(format!("cannot convert {from} to {to}"));
         };
         let mut obj =
             InMemDicomObject::read_dataset_with_ts(&bytes[..], f).map_err(|e| e.to_string())?;
+        if ge {
+            swap_pixel_words(&mut obj)?;
+        }
         if f.is_encapsulated_pixel_data() {
             if t.is_encapsulated_pixel_data() || t.endianness() != Endianness::Little {
                 return Err(format!("cannot convert {from} to {to}"));
@@ -252,6 +265,32 @@ async fn transcode(
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// Pixel Data read from big-endian 16-bit words as if little endian, put
+/// right: each word's two bytes swapped.
+fn swap_pixel_words(obj: &mut InMemDicomObject) -> Result<(), String> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let bits = obj
+        .get(tags::BITS_ALLOCATED)
+        .and_then(|e| e.to_int::<u16>().ok());
+    let Some(e) = obj.get(tags::PIXEL_DATA) else {
+        return Ok(());
+    };
+    if bits != Some(16) {
+        return Err("GE private syntax pixel data other than 16-bit cannot be converted".into());
+    }
+    let mut px = e.to_bytes().map_err(|e| e.to_string())?.into_owned();
+    for w in px.chunks_exact_mut(2) {
+        w.swap(0, 1);
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U8(px.into()),
+    ));
+    Ok(())
 }
 
 /// An association to a storage SCP, plain or over TLS (a node named
