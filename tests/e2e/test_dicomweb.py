@@ -470,6 +470,9 @@ def test_cors_preflight_and_headers(web):
         headers={"Origin": origin},
     )
     assert r.status_code == 200 and r.headers.get("Access-Control-Allow-Origin") in ("*", origin)
+    # A cross-origin-isolated viewer (OHIF with COOP/COEP) embeds rendered
+    # documents and videos in <object>/<video>, which load only with CORP.
+    assert r.headers.get("Cross-Origin-Resource-Policy") == "cross-origin", dict(r.headers)
 
 
 # ---------------------------------------------------------------- SQLite vs PostgreSQL
@@ -859,8 +862,23 @@ def _check_video(pacs, stream):
     r = dw.get(f"{base}/rendered", "video/mp4")
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", (r.status_code, r.text[:200])
     assert r.content.rstrip(b"\0") == stream.rstrip(b"\0")
-    # A still image of it cannot be made here: a clear 406.
-    assert dw.get(f"{base}/rendered", "image/jpeg").status_code == 406
+    # A browser's <video> seeks with Range requests (206); without them
+    # OHIF could neither step through a clip nor jump in a long one.
+    assert r.headers.get("accept-ranges") == "bytes"
+    total = len(r.content)
+    for rng, want in ((f"bytes=100-{total - 2}", r.content[100:total - 1]), ("bytes=-7", r.content[-7:]),
+                      ("bytes=5-", r.content[5:])):
+        got = dw.s.get(dw.base + f"{base}/rendered", headers={"Accept": "video/mp4", "Range": rng}, timeout=dw.timeout)
+        assert got.status_code == 206 and got.content == want, (rng, got.status_code, len(got.content))
+        start = total - 7 if rng == "bytes=-7" else int(rng[6:].split("-")[0])
+        assert got.headers["content-range"] == f"bytes {start}-{start + len(want) - 1}/{total}", got.headers
+    got = dw.s.get(dw.base + f"{base}/rendered", headers={"Accept": "video/mp4", "Range": f"bytes={total}-"},
+                   timeout=dw.timeout)
+    assert got.status_code == 416
+    # A still image of it cannot be made here: a clear 406 that says where the video is.
+    for path in (f"{base}/rendered", f"{base}/thumbnail"):
+        r = dw.get(path, "image/jpeg")
+        assert r.status_code == 406 and "video" in r.text, (path, r.text)
 
 
 def test_a_name_with_bytes_invalid_in_its_character_set_stays_one_name(pacs):

@@ -380,6 +380,12 @@ pub(crate) async fn render_frame(
     let ts = l.rec.transfer_syntax.clone();
     let rle = l.encapsulated() && ts == RLE;
     let jpeg = l.encapsulated() && !rle;
+    if l.is_video() {
+        return Err(ApiError::not_acceptable(format!(
+            "a video has no still image here: the instance's /rendered ({}) is the video",
+            l.frame_media().0
+        )));
+    }
     if jpeg && !is_image_codec(&ts) {
         return Err(ApiError::not_acceptable(format!(
             "images in transfer syntax {ts} cannot be rendered by this archive (JPEG, JPEG 2000, \
@@ -473,10 +479,30 @@ async fn rendered_video(ctx: &Ctx, l: Loaded, headers: &HeaderMap) -> ApiResult<
             "a video is rendered as its stream, {media}"
         )));
     }
-    let stream = super::pixels::video_stream(ctx, &l).await?;
+    // A browser's <video> seeks with Range requests: without 206 answers
+    // it could not jump in a video, nor step through it.
+    let range = super::pixels::ByteRange::of(headers);
+    let (total, stream) = super::pixels::video_stream(ctx, &l, range.as_ref()).await?;
     let mut res = axum::body::Body::from_stream(stream).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    match range.and_then(|r| r.within(total)) {
+        Some(r) => {
+            *res.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {}-{}/{total}", r.start, r.end - 1))
+            {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+        }
+        None => {
+            res.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+        }
+    }
     Ok(res)
 }
 

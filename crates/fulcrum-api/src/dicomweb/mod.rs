@@ -220,7 +220,8 @@ async fn not_found() -> ApiError {
     )
 }
 
-const EXPOSED: &str = "Content-Type, Content-Length, Content-Location, Location, Warning";
+const EXPOSED: &str =
+    "Content-Type, Content-Length, Content-Location, Location, Warning, Content-Range, Accept-Ranges";
 const ALLOWED_HEADERS: &str =
     "Authorization, Content-Type, Accept, Range, Cache-Control, X-Requested-With";
 
@@ -259,6 +260,13 @@ async fn cors(req: Request, next: Next) -> Response {
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static(EXPOSED),
+    );
+    // Embeddable by a cross-origin-isolated page (OHIF served with
+    // COOP/COEP shows a rendered PDF or video in an <object>/<video>,
+    // which CORS alone does not let load).
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
     );
     res
 }

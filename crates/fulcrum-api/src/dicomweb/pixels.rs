@@ -598,18 +598,32 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
     Ok(Bytes::from(v).slice(at..at + flen as usize))
 }
 
-/// A video's stream: its fragments' values one after the other, read
-/// from storage as they are sent (a surgical video may be gigabytes; it
-/// was read whole into memory first).
+/// A video's stream, or the part `range` asks for, and the stream's whole
+/// length: its fragments' values one after the other, read from storage
+/// as they are sent (a surgical video may be gigabytes; it was read whole
+/// into memory first).
 pub(crate) async fn video_stream(
     ctx: &Ctx,
     l: &Loaded,
-) -> ApiResult<futures::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+    range: Option<&ByteRange>,
+) -> ApiResult<(
+    u64,
+    futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+)> {
     use futures::{StreamExt, TryStreamExt};
     if l.rec.pixel_offset.is_none() {
         // Parsed with the header (a small instance stored whole).
         let whole = encapsulated_frame(ctx, l, 1, 1).await?;
-        return Ok(futures::stream::once(async move { Ok(whole) }).boxed());
+        let total = whole.len() as u64;
+        let part = match range.map(|r| r.within(total)) {
+            Some(Some(r)) => whole.slice(r.start as usize..r.end as usize),
+            Some(None) => return Err(unsatisfiable(total)),
+            None => whole,
+        };
+        return Ok((
+            total,
+            futures::stream::once(async move { Ok(part) }).boxed(),
+        ));
     }
     let kept = super::fragments::table(&l.rec, fragment_table)
         .ok_or_else(|| unsupported("the fragment table of this instance is missing"))?;
@@ -624,6 +638,24 @@ pub(crate) async fn video_stream(
             "the instance has no pixel data fragments",
         ));
     }
+    let total: u64 = items.iter().map(|(_, len)| len).sum();
+    let items = match range.map(|r| r.within(total)) {
+        Some(Some(want)) => {
+            // The pieces of the fragments that fall in the range.
+            let mut at = 0u64;
+            let mut cut = Vec::new();
+            for (start, len) in items {
+                let (lo, hi) = (want.start.max(at), want.end.min(at + len));
+                if lo < hi {
+                    cut.push((start + (lo - at), hi - lo));
+                }
+                at += len;
+            }
+            cut
+        }
+        Some(None) => return Err(unsatisfiable(total)),
+        None => items,
+    };
     let (archive, tenant, rec) = (ctx.archive.clone(), ctx.tenant.clone(), l.rec.clone());
     let reads = futures::stream::iter(items).then(move |(start, len)| {
         let (archive, tenant, rec) = (archive.clone(), tenant.clone(), rec.clone());
@@ -634,10 +666,64 @@ pub(crate) async fn video_stream(
                 .map_err(|e| std::io::Error::other(e.to_string()))
         }
     });
-    Ok(reads
-        .map_ok(|s| s.map_err(super::wado::engine_io))
-        .try_flatten()
-        .boxed())
+    Ok((
+        total,
+        reads
+            .map_ok(|s| s.map_err(super::wado::engine_io))
+            .try_flatten()
+            .boxed(),
+    ))
+}
+
+/// One byte range of a `Range: bytes=…` header (what a browser's <video>
+/// asks for to seek): `first-last`, `first-` or `-suffix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteRange {
+    From(u64, Option<u64>),
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The header's range; None for no header, several ranges or a form
+    /// this does not read (the whole stream is sent then, as RFC 9110
+    /// allows).
+    pub(crate) fn of(headers: &axum::http::HeaderMap) -> Option<ByteRange> {
+        let v = headers.get(axum::http::header::RANGE)?.to_str().ok()?;
+        let spec = v.trim().strip_prefix("bytes=")?.trim();
+        if spec.contains(',') {
+            return None;
+        }
+        let (a, b) = spec.split_once('-')?;
+        let num = |s: &str| s.trim().parse::<u64>().ok();
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Some(ByteRange::Last(num(b)?)),
+            (false, true) => Some(ByteRange::From(num(a)?, None)),
+            (false, false) => {
+                let (first, last) = (num(a)?, num(b)?);
+                (first <= last).then_some(ByteRange::From(first, Some(last)))
+            }
+            (true, true) => None,
+        }
+    }
+
+    /// The bytes of a `total`-byte stream the range names; None when it
+    /// names none (416).
+    pub(crate) fn within(&self, total: u64) -> Option<std::ops::Range<u64>> {
+        let r = match *self {
+            ByteRange::From(first, last) => {
+                first..last.map_or(total, |l| l.saturating_add(1).min(total))
+            }
+            ByteRange::Last(n) => total.saturating_sub(n)..total,
+        };
+        (r.start < r.end).then_some(r)
+    }
+}
+
+fn unsatisfiable(total: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("the range asked for lies outside the {total}-byte stream"),
+    )
 }
 
 /// Frame `n` of 1-bit pixel data (a binary segmentation) whose frames do
@@ -820,6 +906,47 @@ async fn encapsulated_frame(ctx: &Ctx, l: &Loaded, n: u32, frames: u32) -> ApiRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_are_read_and_cut_to_the_stream() {
+        let of = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::RANGE, v.parse().expect("value"));
+            ByteRange::of(&h)
+        };
+        assert_eq!(
+            of("bytes=100-199").and_then(|r| r.within(1000)),
+            Some(100..200)
+        );
+        assert_eq!(
+            of("bytes=900-").and_then(|r| r.within(1000)),
+            Some(900..1000)
+        );
+        assert_eq!(
+            of("bytes=-50").and_then(|r| r.within(1000)),
+            Some(950..1000)
+        );
+        assert_eq!(
+            of("bytes=990-5000").and_then(|r| r.within(1000)),
+            Some(990..1000)
+        );
+        assert_eq!(
+            of("bytes=-5000").and_then(|r| r.within(1000)),
+            Some(0..1000)
+        );
+        // Outside the stream: 416.
+        assert_eq!(of("bytes=1000-").map(|r| r.within(1000)), Some(None));
+        // Not read: the whole stream is sent.
+        for v in [
+            "bytes=1-2,5-6",
+            "bytes=5-1",
+            "items=1-2",
+            "bytes=-",
+            "bytes=a-b",
+        ] {
+            assert_eq!(of(v), None, "{v}");
+        }
+    }
 
     #[test]
     fn frames_map_to_fragments() {

@@ -575,7 +575,7 @@ pub(crate) async fn frame_parts(
         let part = OutPart {
             content_type: format!("{media}; transfer-syntax={ts}"),
             location: None,
-            body: super::pixels::video_stream(&ctx, &l).await?,
+            body: super::pixels::video_stream(&ctx, &l, None).await?.1,
         };
         return parts_response(
             accept,
