@@ -424,6 +424,16 @@ fn unescaped(joined: &str, set: EncodingRef, literal: impl Fn() -> u128) -> Opti
 /// second bytes of JIS X 0208 characters (ぼ, ボ, many kanji), which split
 /// a name in two, and at its own escapes of undecodable bytes.
 fn redecode(parts: &[String], ext: &Extensions, multi: bool) -> Option<Vec<String>> {
+    // One value without a backslash (most text, on every ingest of a UTF-8
+    // data set): dicom-rs split nothing and escaped nothing, so there is
+    // nothing to join; the other forms still redecode what is not plain
+    // ASCII (ISO 2022 escapes are ASCII bytes too).
+    if let [one] = parts {
+        let plain = one.is_ascii() && !one.contains('\u{1b}');
+        if !one.contains('\\') && (plain || matches!(ext, Extensions::Escaped { .. })) {
+            return None;
+        }
+    }
     let joined = parts.join("\\");
     match ext {
         Extensions::Iso2022 { read_with, start } => {
@@ -561,6 +571,11 @@ mod tests {
 
     /// [`parsed`], and the dataset's bytes.
     fn parsed_raw(charset: &[u8], text: &[Raw]) -> (InMemDicomObject, Vec<u8>) {
+        parsed_with(Some(charset), text)
+    }
+
+    /// A data set of (0008,0005), when given, and `text`, parsed, and its bytes.
+    fn parsed_with(charset: Option<&[u8]>, text: &[Raw]) -> (InMemDicomObject, Vec<u8>) {
         let mut bytes = Vec::new();
         let mut put = |(group, elem): (u16, u16), vr: &[u8; 2], value: &[u8]| {
             let mut v = value.to_vec();
@@ -573,7 +588,9 @@ mod tests {
             bytes.extend_from_slice(&(v.len() as u16).to_le_bytes());
             bytes.extend_from_slice(&v);
         };
-        put((0x0008, 0x0005), b"CS", charset);
+        if let Some(charset) = charset {
+            put((0x0008, 0x0005), b"CS", charset);
+        }
         for (tag, vr, value) in text {
             put(*tag, vr, value);
         }
@@ -626,31 +643,20 @@ mod tests {
     #[test]
     fn a_data_set_without_a_character_set_is_read_in_the_default() {
         // GBK 张^三 and a description, no (0008,0005): dicom-rs read Latin-1.
-        let mut bytes = Vec::new();
-        for (tag, vr, value) in [
-            ((0x0008u16, 0x1030u16), b"LO", "胸部\\CT".encode_gbk()),
-            ((0x0010, 0x0010), b"PN", "张^三".encode_gbk()),
-        ] {
-            let mut v = value;
-            if v.len() % 2 == 1 {
-                v.push(b' ');
-            }
-            bytes.extend_from_slice(&tag.0.to_le_bytes());
-            bytes.extend_from_slice(&tag.1.to_le_bytes());
-            bytes.extend_from_slice(vr);
-            bytes.extend_from_slice(&(v.len() as u16).to_le_bytes());
-            bytes.extend_from_slice(&v);
-        }
-        let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
-        let read = || InMemDicomObject::read_dataset_with_ts(&bytes[..], &ts).expect("parses");
-        let mut obj = read();
+        let (description, name) = ("胸部\\CT".encode_gbk(), "张^三".encode_gbk());
+        let elements: [Raw; 2] = [
+            ((0x0008, 0x1030), b"LO", &description),
+            ((0x0010, 0x0010), b"PN", &name),
+        ];
+        let read = || parsed_with(None, &elements);
+        let (mut obj, bytes) = read();
         repair_defaulting(&mut obj, &bytes, None);
         assert_ne!(
             text(&obj, tags::PATIENT_NAME),
             "张^三",
             "no default: as dicom-rs read it"
         );
-        let mut obj = read();
+        let (mut obj, bytes) = read();
         repair_defaulting(&mut obj, &bytes, default_encoding("GB18030"));
         assert_eq!(text(&obj, tags::PATIENT_NAME), "张^三");
         assert_eq!(values(&obj, tags::STUDY_DESCRIPTION), ["胸部", "CT"]);

@@ -184,6 +184,16 @@ pub fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     ]
 }
 
+/// Reverses the bytes of each `width`-byte word of `b` (big-endian samples
+/// to little endian, and back); widths below 2 leave it as is.
+pub fn swap_words(b: &mut [u8], width: usize) {
+    if width > 1 {
+        for w in b.chunks_exact_mut(width) {
+            w.reverse();
+        }
+    }
+}
+
 /// Decodes one frame of the JPEG family or JPEG 2000 (see [`decodable`];
 /// RLE, whose output is the header's own layout, is [`rle`]).
 pub fn image_frame(
@@ -354,7 +364,7 @@ const JPEG: [&str; 4] = [
 const MAX_DECODED: u64 = 1 << 30;
 
 /// Whether frames in transfer syntax `ts` are the JPEG family.
-pub fn is_jpeg(ts: &str) -> bool {
+fn is_jpeg(ts: &str) -> bool {
     JPEG.contains(&ts)
 }
 

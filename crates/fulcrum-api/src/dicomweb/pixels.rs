@@ -528,15 +528,6 @@ fn u32s_le(b: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-/// Byte-swaps big-endian words to little endian.
-fn swap(b: &mut [u8], width: usize) {
-    if width > 1 {
-        for w in b.chunks_exact_mut(width) {
-            w.reverse();
-        }
-    }
-}
-
 /// The bytes of frame `n` (1-based): native little endian, or the
 /// concatenated fragments of an encapsulated frame.
 pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes> {
@@ -593,7 +584,7 @@ pub(crate) async fn read_frame(ctx: &Ctx, l: &Loaded, n: u32) -> ApiResult<Bytes
         )
         .await?
         .to_vec();
-    swap(&mut v, w as usize);
+    fulcrum_dicom::decode::swap_words(&mut v, w as usize);
     let at = (first - lo) as usize;
     Ok(Bytes::from(v).slice(at..at + flen as usize))
 }
@@ -1037,7 +1028,7 @@ mod tests {
         assert_eq!(fragment_table(&rec("[[1]]", None)), None);
         assert_eq!(fragment_table(&rec("not json", None)), None);
         let mut b = vec![1, 2, 3, 4];
-        swap(&mut b, 2);
+        fulcrum_dicom::decode::swap_words(&mut b, 2);
         assert_eq!(b, vec![2, 1, 4, 3]);
     }
 

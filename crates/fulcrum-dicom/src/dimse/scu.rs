@@ -282,9 +282,7 @@ fn swap_pixel_words(obj: &mut InMemDicomObject) -> Result<(), String> {
         return Err("GE private syntax pixel data other than 16-bit cannot be converted".into());
     }
     let mut px = e.to_bytes().map_err(|e| e.to_string())?.into_owned();
-    for w in px.chunks_exact_mut(2) {
-        w.swap(0, 1);
-    }
+    crate::decode::swap_words(&mut px, 2);
     obj.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OW,
