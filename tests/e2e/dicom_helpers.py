@@ -690,3 +690,21 @@ def named_instance(charset, name: str, pid: str, description: str) -> bytes:
     out = io.BytesIO()
     pydicom.dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
+
+
+def gbk_without_charset(name: str, description: str, study_uid: str | None = None) -> bytes:
+    """An instance as older Chinese modalities write it: its patient name and
+    study description in GBK, and no Specific Character Set (0008,0005)."""
+    gbk_name, gbk_desc = name.encode("gbk"), description.encode("gbk")
+    # ASCII stand-ins of the same lengths, replaced in the encoded bytes.
+    ph_name, ph_desc = b"N" * len(gbk_name), b"D" * len(gbk_desc)
+    ds = pydicom.dcmread(io.BytesIO(named_instance("ISO_IR 192", ph_name.decode(), "NO-CS", ph_desc.decode())))
+    del ds.SpecificCharacterSet
+    if study_uid:
+        ds.StudyInstanceUID = study_uid
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    data = buf.getvalue()
+    assert data.count(ph_name) == 1 and (not gbk_desc or data.count(ph_desc) == 1)
+    data = data.replace(ph_name, gbk_name)
+    return data.replace(ph_desc, gbk_desc) if gbk_desc else data

@@ -4,6 +4,7 @@ checked through the server (QIDO, WADO-RS) or a DCMTK storescp.
     fulcrum dicom import --data-dir D PATH...        recursive; lists non-DICOM; rerun skips
     fulcrum dicom export --data-dir D --study UID --out DIR   DIR/<study>/<series>/<sop>.dcm
     fulcrum dicom send   --data-dir D --study UID --to AET@HOST:PORT
+    fulcrum dicom reindex --data-dir D [--study UID]          headers read again into the index
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from dicom_common import dcmtk_path
-from dicom_helpers import DicomWeb, StoreSCPProcess, send_chunked, sop_uid_of, stow_ok
+from dicom_helpers import DicomWeb, StoreSCPProcess, gbk_without_charset, jval, send_chunked, sop_uid_of, stow_ok
 from dicom_part10 import dataset_bytes, split_part10
 from helpers import random_bytes
 
@@ -200,3 +201,36 @@ def test_send_names_each_failed_instance_when_not_on_a_terminal(pacs, dicom_fixt
         res = pacs.dicom_cli("send", "--study", f.study_uid, "--to", scp.node)
     assert res.returncode == 1, _out(res)
     assert f"FAILED: {f.sop_uid}: " in res.stdout, _out(res)
+
+
+def test_reindex_reads_stored_names_in_a_default_charset_set_later(pacs):
+    # GBK names stored without (0008,0005) before dicom_default_charset
+    # was set: the index held them as the standard's default reads them,
+    # and no search for the Chinese name found them. `dicom reindex` reads
+    # the headers again and rewrites what differs, while the server runs.
+    from pydicom.uid import generate_uid
+
+    srv = pacs
+    study = generate_uid()
+    first = gbk_without_charset("张^三", "胸部", study)
+    later = gbk_without_charset("张^三丰", "", study)  # the latest instance's name wins; no description: kept
+    ascii_study = gbk_without_charset("DOE^JOHN", "CHEST")
+    dw = DicomWeb(srv)
+    for data in (first, later, ascii_study):
+        assert dw.stow([data]).status == 200
+    assert dw.qido("/studies", {"PatientName": "张*"}) == []
+    srv.extra_env["FULCRUM_DICOM_DEFAULT_CHARSET"] = "GB18030"
+    res = srv.dicom_cli("reindex")
+    assert res.returncode == 0, _out(res)
+    assert "re-indexed 2 studies" in res.stdout and "1 study rows" in res.stdout, _out(res)
+    # Nothing left to change: a second run writes nothing.
+    res = srv.dicom_cli("reindex")
+    assert res.returncode == 0 and "0 study rows, 0 series rows and 0 instance rows changed" in res.stdout, _out(res)
+    (found,) = dw.qido("/studies", {"PatientName": "张*", "includefield": "StudyDescription"})
+    assert found["00100010"]["Value"] == [{"Alphabetic": "张^三丰"}], found
+    assert jval(found, "StudyDescription") == "胸部" and jval(found, "StudyInstanceUID") == study
+    assert jval(found, "NumberOfStudyRelatedInstances") == 2
+    (plain,) = dw.qido("/studies", {"PatientName": "DOE*", "includefield": "StudyDescription"})
+    assert jval(plain, "StudyDescription") == "CHEST"
+    res = srv.dicom_cli("reindex", "--study", "1.2.3.404")
+    assert res.returncode != 0 and "not in the archive" in _out(res), _out(res)

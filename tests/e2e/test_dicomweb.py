@@ -22,6 +22,7 @@ from dicom_helpers import (
     dcmsend,
     describe,
     dumps,
+    gbk_without_charset,
     named_instance,
     parse_multipart,
     jval,
@@ -755,12 +756,7 @@ def test_names_without_a_character_set_are_read_in_the_configured_default(pacs_f
     # standard reads them as ASCII, and they came out as Latin-1 mojibake
     # (ÕÅ^Èý) that no search for 张 could find. An archive told its
     # default (as Orthanc's DefaultEncoding) reads them in it.
-    data = named_instance("ISO_IR 192", "AB^CD", "NO-CS", "XYZW")
-    ds = pydicom.dcmread(io.BytesIO(data))
-    del ds.SpecificCharacterSet
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    data = buf.getvalue().replace(b"AB^CD", "张^三".encode("gbk")).replace(b"XYZW", "胸部".encode("gbk"))
+    data = gbk_without_charset("张^三", "胸部")
     plain, chinese = pacs_factory(), pacs_factory({"FULCRUM_DICOM_DEFAULT_CHARSET": "GB18030"})
     for srv in (plain, chinese):
         assert DicomWeb(srv).stow([data]).status == 200

@@ -3,7 +3,7 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use fulcrum_catalog::dicom::{SeriesRecord, StudyRecord};
+use fulcrum_catalog::dicom::{InstanceAttrs, SeriesRecord, StudyRecord};
 
 use crate::error::{DicomError, DicomResult};
 
@@ -12,16 +12,9 @@ use crate::error::{DicomError, DicomResult};
 pub struct Extracted {
     pub study: StudyRecord,
     pub series: SeriesRecord,
-    pub sop_uid: String,
     pub sop_class_uid: Option<String>,
-    pub instance_number: Option<i64>,
-    pub num_frames: Option<i64>,
-    pub num_rows: Option<i64>,
-    pub num_columns: Option<i64>,
-    /// Bits Allocated (0028,0100): how wide native pixel samples are.
-    pub bits_allocated: Option<i64>,
-    /// Timezone Offset From UTC (0008,0201), `+hhmm` or `-hhmm`.
-    pub timezone_offset: Option<String>,
+    /// The SOP Instance UID and the instance row's other attributes.
+    pub attrs: InstanceAttrs,
 }
 
 /// A text attribute, trimmed; `None` when absent or empty.
@@ -73,13 +66,15 @@ pub fn extract(obj: &InMemDicomObject) -> DicomResult<Extracted> {
             series_number: int(obj, tags::SERIES_NUMBER),
             series_description: text(obj, tags::SERIES_DESCRIPTION),
         },
-        sop_uid,
         sop_class_uid: text(obj, tags::SOP_CLASS_UID),
-        instance_number: int(obj, tags::INSTANCE_NUMBER),
-        num_frames: int(obj, tags::NUMBER_OF_FRAMES),
-        num_rows: int(obj, tags::ROWS),
-        num_columns: int(obj, tags::COLUMNS),
-        bits_allocated: int(obj, tags::BITS_ALLOCATED),
-        timezone_offset: text(obj, tags::TIMEZONE_OFFSET_FROM_UTC),
+        attrs: InstanceAttrs {
+            sop_uid,
+            instance_number: int(obj, tags::INSTANCE_NUMBER),
+            num_frames: int(obj, tags::NUMBER_OF_FRAMES),
+            num_rows: int(obj, tags::ROWS),
+            num_columns: int(obj, tags::COLUMNS),
+            bits_allocated: int(obj, tags::BITS_ALLOCATED),
+            timezone_offset: text(obj, tags::TIMEZONE_OFFSET_FROM_UTC),
+        },
     })
 }

@@ -13,6 +13,7 @@ pub mod jpeg2000;
 mod kept;
 pub mod part10;
 pub mod query;
+mod reindex;
 pub mod scan;
 mod store;
 pub mod unknown_vr;
@@ -20,8 +21,8 @@ pub mod unknown_vr;
 pub use archive::{instance_key, Archive, ArchiveConfig, DICOM_BUCKET};
 pub use error::{status, DicomError, DicomResult};
 pub use fulcrum_catalog::dicom::{
-    Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher, Scope,
-    SeriesRecord, StudyRecord, MAX_RESULTS,
+    Column, DicomMatch, DicomQuery, DuplicatePolicy, InstanceRecord, Level, Matcher,
+    ReindexOutcome, Scope, SeriesRecord, StudyRecord, MAX_RESULTS,
 };
 pub use store::{
     inspect_file, parse_dataset, parse_dataset_within, Inspected, Outcome, PendingInstance,

@@ -410,7 +410,10 @@ impl Archive {
         )];
         // Byte planes only where the bulk region starts with Pixel Data.
         let at_split = walker.pixel().filter(|p| p.elem_offset as usize == split);
-        let layout = sample_layout(at_split, early.as_ref().and_then(|e| e.bits_allocated));
+        let layout = sample_layout(
+            at_split,
+            early.as_ref().and_then(|e| e.attrs.bits_allocated),
+        );
         let rest = std::io::Cursor::new(buf.freeze());
         let watched = Watched {
             inner: src,
@@ -448,7 +451,7 @@ impl Archive {
                 ex
             }
         };
-        let existing = self.instance(tenant, &ex.sop_uid).await?;
+        let existing = self.instance(tenant, &ex.attrs.sop_uid).await?;
         let dataset_offset = prelude.len as i64;
         let abs = |o: u64| o as i64 + dataset_offset;
         let pixel = walker.pixel();
@@ -521,7 +524,7 @@ impl Archive {
         .await
         .map_err(|e| DicomError::Malformed(e.to_string()))??;
         check(&ex, &prelude, ctx)?;
-        let existing = self.instance(tenant, &ex.sop_uid).await?;
+        let existing = self.instance(tenant, &ex.attrs.sop_uid).await?;
         // One region, chunked as before the digest was kept, so an
         // instance stored then is still recognised by its bytes.
         let all = [head, dataset].concat();
@@ -572,7 +575,7 @@ impl PendingInstance {
     }
 
     pub fn sop_uid(&self) -> &str {
-        &self.ex.sop_uid
+        &self.ex.attrs.sop_uid
     }
 
     pub fn sop_class_uid(&self) -> &str {
@@ -606,7 +609,7 @@ impl PendingInstance {
         let done = |outcome| StoredInstance {
             study_uid: ex.study.study_uid.clone(),
             series_uid: ex.series.series_uid.clone(),
-            sop_uid: ex.sop_uid.clone(),
+            sop_uid: ex.attrs.sop_uid.clone(),
             sop_class_uid: sop_class_uid.clone(),
             transfer_syntax: prelude.transfer_syntax.clone(),
             size,
@@ -626,20 +629,20 @@ impl PendingInstance {
             Some(_) => Outcome::Replaced,
             None => Outcome::Stored,
         };
-        let key = instance_key(&ex.sop_uid);
-        rec.sop_uid = ex.sop_uid.clone();
+        let key = instance_key(&ex.attrs.sop_uid);
+        rec.sop_uid = ex.attrs.sop_uid.clone();
         rec.series_uid = ex.series.series_uid.clone();
         rec.study_uid = ex.study.study_uid.clone();
         rec.sop_class_uid = sop_class_uid.clone();
-        rec.instance_number = ex.instance_number;
+        rec.instance_number = ex.attrs.instance_number;
         rec.object_key = key.clone();
         rec.size = size as i64;
         rec.etag = etag.clone();
-        rec.num_frames = ex.num_frames;
-        rec.num_rows = ex.num_rows;
-        rec.num_columns = ex.num_columns;
-        rec.bits_allocated = ex.bits_allocated;
-        rec.timezone_offset = ex.timezone_offset.clone();
+        rec.num_frames = ex.attrs.num_frames;
+        rec.num_rows = ex.attrs.num_rows;
+        rec.num_columns = ex.attrs.num_columns;
+        rec.bits_allocated = ex.attrs.bits_allocated;
+        rec.timezone_offset = ex.attrs.timezone_offset.clone();
         let write = DicomWrite {
             tenant: tenant.clone(),
             object: ObjectWrite {
@@ -894,13 +897,13 @@ fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<(
         let differs = |named: &Option<String>, found: Option<&str>| {
             named.as_deref().zip(found).is_some_and(|(n, f)| n != f)
         };
-        if differs(&prelude.sop_instance_uid, Some(&ex.sop_uid))
+        if differs(&prelude.sop_instance_uid, Some(&ex.attrs.sop_uid))
             || differs(&prelude.sop_class_uid, ex.sop_class_uid.as_deref())
         {
             return Err(DicomError::Mismatch(format!(
                 // The phrase first: an Error Comment keeps 64 characters.
                 "data set differs from the C-STORE request: SOP Instance {} of class {}, the request names {} of class {}",
-                ex.sop_uid,
+                ex.attrs.sop_uid,
                 ex.sop_class_uid.as_deref().unwrap_or("(none)"),
                 prelude.sop_instance_uid.as_deref().unwrap_or("(none)"),
                 prelude.sop_class_uid.as_deref().unwrap_or("(none)"),
@@ -908,11 +911,11 @@ fn check(ex: &Extracted, prelude: &Prelude, ctx: &StoreContext) -> DicomResult<(
         }
     }
     if let Some(meta_uid) = &prelude.sop_instance_uid {
-        if meta_uid != &ex.sop_uid {
+        if meta_uid != &ex.attrs.sop_uid {
             // Common after careless editing or de-identification; the
             // dataset's own UID identifies the instance.
             tracing::warn!(
-                dataset = %ex.sop_uid,
+                dataset = %ex.attrs.sop_uid,
                 meta = %meta_uid,
                 "SOP Instance UID of the dataset differs from the file meta or command; indexing the dataset's"
             );
@@ -1138,7 +1141,7 @@ mod tests {
         let cap = ArchiveConfig::default().header_cap;
         let whole = deflated_file(300_000, usize::MAX, usize::MAX);
         let ex = inspect_file(&whole, cap).expect("whole").extracted;
-        assert_eq!(ex.sop_uid, "1.2.3.4");
+        assert_eq!(ex.attrs.sop_uid, "1.2.3.4");
         // The deflate stream cut (its end never comes), anywhere past the
         // header: a truncated upload.
         let full = whole.len() - deflated_file(0, 0, 0).len();

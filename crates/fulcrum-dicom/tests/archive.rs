@@ -1114,6 +1114,9 @@ async fn person_names_match_by_any_component_group() {
             // Pinyin in the phonetic group, hanzi in the first two.
             ("王^小明=王^小明=WANG^XIAOMING", "P9"),
             ("张^三==ZHANG^SAN", "P10"),
+            // Transliterated names, their parts separated by middle dots.
+            ("Maimaiti^Aili=买买提·艾力", "P11"),
+            ("Smith^John=ｼﾞｮﾝ･ｽﾐｽ", "P12"),
         ];
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
@@ -1149,7 +1152,10 @@ async fn person_names_match_by_any_component_group() {
             // Keyed before the compatibility form.
             "UPDATE dicom_studies SET patient_name_key = 'ＬＩＵ ＬＥＩ=刘 磊=ﾘｳ ﾚｲ' \
              WHERE study_uid = '7.7'",
-            "DELETE FROM meta WHERE key = 'name_keys_v3'",
+            // Keyed before middle dots separated words.
+            "UPDATE dicom_studies SET patient_name_key = 'MAIMAITI AILI=买买提·艾力' \
+             WHERE study_uid = '7.10'",
+            "DELETE FROM meta WHERE key = 'name_keys_v4'",
         ] {
             sqlx::query(sql).execute(&mut c).await.expect("older keys");
         }
@@ -1204,9 +1210,90 @@ async fn person_names_match_by_any_component_group() {
             (ex("刘^磊"), vec!["7.7"]),
             (fuzzy("リウ"), vec!["7.7"]),
             (ex("liu^lei=刘^磊=リウ^レイ"), vec!["7.7"]),
+            (fuzzy("艾力"), vec!["7.10"]),
+            (ex("买买提·艾力"), vec!["7.10"]),
+            (ex("买买提^艾力"), vec!["7.10"]),
+            (wild("买买提*"), vec!["7.10"]),
+            (fuzzy("スミス"), vec!["7.11"]),
+            (ex("ジョン・スミス"), vec!["7.11"]),
         ] {
             let got = uids(&a, Level::Study, vec![(Column::PatientName, m.clone())]).await;
             assert_eq!(got, want, "{}: {m:?}", t.name);
         }
+    }
+}
+
+#[tokio::test]
+async fn reindex_rewrites_what_the_headers_give_and_only_that() {
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let insts: Vec<Inst> = corpus().into_iter().take(8).collect();
+        for (n, i) in insts.iter().enumerate() {
+            store(&a, &part10(i, n as u64)).await.expect("store");
+        }
+        let study = insts[0].study.clone();
+        let (ct_series, sop) = (insts[0].series.clone(), insts[0].sop.clone());
+        // Rows as ingest wrote them are what the headers give: nothing to do.
+        let out = a.reindex_study(T, &study).await.expect("reindex");
+        assert_eq!(out, fulcrum_dicom::ReindexOutcome::default(), "{}", t.name);
+        // Rows an older version (or another character set) got wrong.
+        let mut c = t.catalog_sql().await;
+        for sql in [
+            format!(
+                "UPDATE dicom_studies SET patient_name = 'X', patient_name_key = 'X', \
+                 accession_number = 'WRONG', study_description = NULL WHERE study_uid = '{study}'"
+            ),
+            format!("UPDATE dicom_series SET modality = 'MR' WHERE series_uid = '{ct_series}'"),
+            format!("UPDATE dicom_studies SET modalities = 'MR,SR' WHERE study_uid = '{study}'"),
+            format!(
+                "UPDATE dicom_instances SET bits_allocated = NULL, instance_number = 9 \
+                 WHERE sop_uid = '{sop}'"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("older rows");
+        }
+        drop(c);
+        let found = |col, m: &str| {
+            let a = a.clone();
+            let m = Matcher::Exact(m.into());
+            async move { uids(&a, Level::Study, vec![(col, m)]).await }
+        };
+        assert!(!found(Column::AccessionNumber, "ACC-A")
+            .await
+            .contains(&study));
+        assert!(!found(Column::ModalitiesInStudy, "CT")
+            .await
+            .contains(&study));
+        let out = a.reindex_study(T, &study).await.expect("reindex");
+        assert!(out.study && !out.raced, "{}: {out:?}", t.name);
+        assert_eq!((out.series, out.instances), (1, 1), "{}", t.name);
+        assert!(found(Column::AccessionNumber, "ACC-A")
+            .await
+            .contains(&study));
+        assert!(found(Column::PatientName, "doe^jane")
+            .await
+            .contains(&study));
+        assert!(found(Column::ModalitiesInStudy, "CT")
+            .await
+            .contains(&study));
+        let rec = a.instance(T, &sop).await.expect("lookup").expect("indexed");
+        assert_eq!(
+            (rec.instance_number, rec.bits_allocated),
+            (Some(1), Some(16))
+        );
+        let m = a
+            .query(&all(
+                Level::Study,
+                vec![(Column::StudyUid, Matcher::Exact(study.clone()))],
+            ))
+            .await
+            .expect("query");
+        assert_eq!(m[0].study.study_description.as_deref(), Some("CHEST"));
+        // And again: nothing left to change.
+        let out = a.reindex_study(T, &study).await.expect("reindex");
+        assert_eq!(out, fulcrum_dicom::ReindexOutcome::default(), "{}", t.name);
     }
 }

@@ -1,7 +1,8 @@
-//! `fulcrum dicom import|export|send|hold`: bulk loading of Part 10 files
-//! into the archive (parallel, resumable: identical instances are skipped),
-//! byte-exact export of a study, forwarding a study to another PACS, and
-//! legal holds on studies and series.
+//! `fulcrum dicom import|export|send|hold|reindex`: bulk loading of Part
+//! 10 files into the archive (parallel, resumable: identical instances are
+//! skipped), byte-exact export of a study, forwarding a study to another
+//! PACS, legal holds on studies and series, and re-indexing stored studies
+//! from their headers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -298,4 +299,75 @@ pub async fn hold(s: Settings, study: String, series: Option<String>, release: b
         );
     }
     Ok(0)
+}
+
+/// Studies re-indexed at once.
+const PARALLEL_STUDIES: usize = 4;
+
+/// Re-reads the headers of every stored study (or one) and rewrites the
+/// index rows that differ; returns the exit code (1 when a study could
+/// not be re-indexed).
+pub async fn reindex(s: Settings, study: Option<String>) -> Result<u8> {
+    let archive = archive(&s, false).await?;
+    let catalog = archive.engine().catalog().clone();
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} studies  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let started = Instant::now();
+    let (mut studies, mut changed, mut series, mut instances) = (0u64, 0u64, 0u64, 0u64);
+    let mut failed: Vec<String> = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = catalog
+            .dicom_study_page(after.as_ref(), study.as_deref(), 1000)
+            .await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        let results: Vec<_> = futures::stream::iter(page)
+            .map(|(tenant, uid)| {
+                let archive = archive.clone();
+                async move {
+                    let r = archive.reindex_study(&tenant, &uid).await;
+                    (tenant, uid, r)
+                }
+            })
+            .buffer_unordered(PARALLEL_STUDIES)
+            .collect()
+            .await;
+        for (tenant, uid, r) in results {
+            studies += 1;
+            bar.inc(1);
+            match r {
+                Ok(o) if o.raced => failed.push(format!(
+                    "{tenant}/{uid}: instances kept arriving while it was read; run again"
+                )),
+                Ok(o) => {
+                    changed += u64::from(o.study);
+                    series += o.series;
+                    instances += o.instances;
+                }
+                Err(e) => failed.push(format!("{tenant}/{uid}: {e}")),
+            }
+        }
+        bar.set_message(format!("{changed} changed"));
+        after = Some(last);
+    }
+    bar.finish_and_clear();
+    if let (Some(uid), 0) = (&study, studies) {
+        archive.engine().close().await;
+        bail!("study {uid} is not in the archive");
+    }
+    for f in &failed {
+        outln!("FAILED: {f}");
+    }
+    outln!(
+        "re-indexed {studies} studies in {:.1?}: {changed} study rows, {series} series rows and {instances} instance rows changed; {} failed",
+        started.elapsed(),
+        failed.len()
+    );
+    archive.engine().close().await;
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }

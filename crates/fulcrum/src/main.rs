@@ -149,6 +149,15 @@ enum DicomCommand {
         #[arg(long)]
         to: String,
     },
+    /// Read the headers of stored instances again and rewrite the
+    /// QIDO-RS/C-FIND index where they now give other values: after
+    /// dicom_default_charset was set or changed, or to repair rows an
+    /// older version wrote. Safe while a server runs.
+    Reindex {
+        /// Only this study.
+        #[arg(long)]
+        study: Option<String>,
+    },
     /// Put a legal hold on a study (or one series of it): no protocol can
     /// delete its instances (or their kept versions) until it is released.
     Hold {
@@ -338,6 +347,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 DicomCommand::Import { paths } => dicom_cli::import(s, paths).await,
                 DicomCommand::Export { study, out } => dicom_cli::export(s, study, out).await,
                 DicomCommand::Send { study, to } => dicom_cli::send(s, study, to).await,
+                DicomCommand::Reindex { study } => dicom_cli::reindex(s, study).await,
                 DicomCommand::Hold {
                     study,
                     series,

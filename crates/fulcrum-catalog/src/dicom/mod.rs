@@ -4,6 +4,7 @@
 
 mod counts;
 mod query;
+mod reindex;
 
 pub(crate) use counts::refresh_all as refresh_all_counts;
 
@@ -20,6 +21,7 @@ use crate::db::Catalog;
 use crate::error::{db, CatalogError, CatalogResult};
 
 pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher, StudyTotals, MAX_RESULTS};
+pub use reindex::{InstanceAttrs, ReindexOutcome, Reindexed};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StudyRecord {
@@ -226,8 +228,11 @@ pub fn name_key(name: &str) -> String {
 /// half-width katakana (`ﾔﾏﾀﾞ`, ISO 2022 IR 13) is katakana, decomposed
 /// hangul is composed, and the ideographic space (U+3000), which Japanese
 /// systems write between family and given name, separates words as a
-/// space does. A `=` that only the folding makes (from `＝`) separates
-/// words too, never groups; `＊` and `？` stay themselves (no wildcards).
+/// space does, and so do the middle dots that separate the parts of
+/// transliterated names (`买买提·艾力`, `ジョン・スミス`: U+00B7, U+30FB,
+/// and U+FF65, which the folding makes U+30FB). A `=` that only the
+/// folding makes (from `＝`) separates words too, never groups; `＊` and
+/// `？` stay themselves (no wildcards).
 fn group_key(group: &str) -> String {
     // Full-width `＊` and `？` are characters of a name, not wildcards:
     // they pass the folding as private-use stand-ins.
@@ -248,7 +253,7 @@ fn group_key(group: &str) -> String {
         .map(show)
         .collect::<String>()
         .to_uppercase()
-        .split(['^', ' ', '='])
+        .split(['^', ' ', '=', '\u{00B7}', '\u{30FB}'])
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -718,11 +723,12 @@ impl Catalog {
     /// Re-keys the person names of study rows keyed before each component
     /// group was keyed on its own (`A^B^^=C` was `A B =C`, now `A B=C`),
     /// or before names were keyed in compatibility form (`ＷＡＮＧ`,
-    /// `佐藤　一郎`): only names with a `=` or beyond ASCII can change, and
-    /// only those whose key does are written. Runs once per catalog (a meta
-    /// flag), and again after a restore from an older dump.
+    /// `佐藤　一郎`), or before middle dots separated words (`买买提·艾力`):
+    /// only names with a `=` or beyond ASCII can change, and only those
+    /// whose key does are written. Runs once per catalog (a meta flag), and
+    /// again after a restore from an older dump.
     pub(crate) async fn rekey_names(&self) -> CatalogResult<()> {
-        const DONE: &str = "name_keys_v3";
+        const DONE: &str = "name_keys_v4";
         if self.get_meta(DONE).await?.is_some() {
             return Ok(());
         }

@@ -1,0 +1,113 @@
+//! Re-indexing a stored study from its instances' headers read again
+//! (`fulcrum dicom reindex`): after the default character set was set or
+//! changed, or to repair rows an older version wrote. The study's and
+//! each series' attributes are folded as ingest folds them, in the order
+//! the instances were stored (the latest instance's values, where it has
+//! them), and written where they differ from the rows.
+
+use std::collections::BTreeMap;
+
+use fulcrum_catalog::dicom::{InstanceAttrs, InstanceRecord, ReindexOutcome, Reindexed, Scope};
+
+use crate::archive::Archive;
+use crate::error::{DicomError, DicomResult};
+use crate::index::extract;
+use crate::store::parse_dataset;
+
+/// Headers read and parsed at a time (a study of 100,000 instances is not
+/// held in memory at once).
+const HEADERS_PER_READ: usize = 256;
+
+/// Times a study is read again when instances were stored to it (or
+/// removed) while it was being read.
+const ATTEMPTS: usize = 3;
+
+impl Archive {
+    /// Re-reads the headers of a study's instances and writes the index
+    /// attributes they give where the rows differ. `raced` when the study
+    /// kept changing under it ATTEMPTS times (nothing written then).
+    pub async fn reindex_study(
+        &self,
+        tenant: &str,
+        study_uid: &str,
+    ) -> DicomResult<ReindexOutcome> {
+        let mut out = ReindexOutcome::default();
+        for _ in 0..ATTEMPTS {
+            let recs = self
+                .instances(tenant, &Scope::Study(study_uid.to_string()))
+                .await?;
+            if recs.is_empty() {
+                return Ok(ReindexOutcome::default());
+            }
+            let r = self.reread(tenant, study_uid, recs).await?;
+            out = self.engine().catalog().reindex_study(tenant, &r).await?;
+            if !out.raced {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The study's attributes from its instances' headers.
+    async fn reread(
+        &self,
+        tenant: &str,
+        study_uid: &str,
+        mut recs: Vec<InstanceRecord>,
+    ) -> DicomResult<Reindexed> {
+        recs.sort_by(|a, b| (a.created_at, &a.sop_uid).cmp(&(b.created_at, &b.sop_uid)));
+        let mut r = Reindexed {
+            read: recs
+                .iter()
+                .map(|i| (i.sop_uid.clone(), i.etag.clone()))
+                .collect(),
+            ..Reindexed::default()
+        };
+        r.study.study_uid = study_uid.to_string();
+        let mut series = BTreeMap::new();
+        for block in recs.chunks(HEADERS_PER_READ) {
+            let ranges: Vec<_> = block
+                .iter()
+                .map(|i| (i, i.dataset_offset as u64..i.header_len as u64))
+                .collect();
+            let headers = self.read_ranges(tenant, &ranges).await?;
+            let syntaxes: Vec<String> = block.iter().map(|i| i.transfer_syntax.clone()).collect();
+            let sops: Vec<String> = block.iter().map(|i| i.sop_uid.clone()).collect();
+            let parsed = tokio::task::spawn_blocking(move || {
+                headers
+                    .iter()
+                    .zip(&syntaxes)
+                    .zip(&sops)
+                    .map(|((h, ts), sop)| {
+                        parse_dataset(h, ts)
+                            .and_then(|o| extract(&o))
+                            .map_err(|e| DicomError::Malformed(format!("instance {sop}: {e}")))
+                    })
+                    .collect::<DicomResult<Vec<_>>>()
+            })
+            .await
+            .map_err(|e| DicomError::Malformed(format!("header parsing failed: {e}")))??;
+            for (rec, x) in block.iter().zip(parsed) {
+                r.study.fill_from(&x.study);
+                // The row's UIDs are kept (the header gave them at ingest).
+                let se = series.entry(rec.series_uid.clone()).or_insert_with(|| {
+                    fulcrum_catalog::dicom::SeriesRecord {
+                        series_uid: rec.series_uid.clone(),
+                        study_uid: study_uid.to_string(),
+                        ..Default::default()
+                    }
+                });
+                se.fill_from(&x.series);
+                se.study_uid = study_uid.to_string();
+                // The row's SOP Instance UID is kept, as its others.
+                r.instances.push(InstanceAttrs {
+                    sop_uid: rec.sop_uid.clone(),
+                    ..x.attrs
+                });
+            }
+        }
+        r.study.study_uid = study_uid.to_string();
+        r.series = series.into_values().collect();
+        Ok(r)
+    }
+}
