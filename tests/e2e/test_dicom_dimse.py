@@ -850,6 +850,7 @@ DECODABLE = {
     "1.2.840.10008.1.2.4.70": "lossless",  # JPEG lossless SV1
     "1.2.840.10008.1.2.4.90": "lossless",  # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91": "lossy",  # JPEG 2000
+    "1.2.840.10008.1.2.4.80": "lossless",  # JPEG-LS lossless (gray)
 }
 
 
@@ -864,8 +865,9 @@ def _pydicom_decodes(path) -> bool:
 def test_c_move_decodes_rle_jpeg_and_jpeg2000_for_a_peer_that_takes_only_uncompressed(pacs_factory, tmp_path,
                                                                                       dicom_fixtures):
     # A workstation that accepts no compressed transfer syntax (storescp's
-    # default) used to get a failed sub-operation for each RLE, JPEG or
-    # JPEG 2000 instance; now their frames are decoded and sent uncompressed.
+    # default) used to get a failed sub-operation for each RLE, JPEG,
+    # JPEG 2000 or JPEG-LS instance; now their frames are decoded and sent
+    # uncompressed.
     dest = StoreSCPProcess(tmp_path / "plain", ae_title="PLAIN", uncompressed_only=True)
     try:
         srv = pacs_factory({"FULCRUM_DICOM_NODES": dest.node})

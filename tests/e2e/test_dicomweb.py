@@ -1150,16 +1150,17 @@ def test_study_time_ranges_match_times_not_text(pacs):
 
 def test_a_study_is_rendered_by_an_image_this_archive_can_render(pacs):
     # The middle instance was taken whatever its codec: a study whose middle
-    # image is JPEG-LS was 406 although its other images render.
+    # image is in a syntax not decoded here (JPEG XL) was 406 although its
+    # other images render.
     from pydicom.encaps import encapsulate
     from pydicom.uid import generate_uid
 
     study = generate_uid()
-    jls = [_image("REP-1", 8, 8, 8, encapsulate([b"\xff\xd8\xff\xf7" + bytes(32)]), study=study,
-                  ts="1.2.840.10008.1.2.4.80", vr="OB", number=n) for n in (1, 2, 3)]
+    jxl = [_image("REP-1", 8, 8, 8, encapsulate([b"\xff\x0a" + bytes(64)]), study=study,
+                  ts="1.2.840.10008.1.2.4.110", vr="OB", number=n) for n in (1, 2, 3)]
     native = _image("REP-1", 8, 8, 8, bytes(range(64)), study=study, number=4)
     dw = DicomWeb(pacs)
-    assert dw.stow(jls + [native]).status == 200
+    assert dw.stow(jxl + [native]).status == 200
     r = dw.get(f"/studies/{study}/rendered", "image/png")
     assert r.status_code == 200, r.text[:200]
     ds = pydicom.dcmread(io.BytesIO(native))
@@ -1496,18 +1497,16 @@ def test_rle_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dic
 
 
 J2K = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+JLS = ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
 
 
-def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dicom_fixtures):
-    # JPEG 2000 frames asked for uncompressed, and rendered images and
-    # thumbnails of them, were 406 ("retrieve the frames instead"): a
-    # viewer without its own JPEG 2000 codec, or a work list showing
-    # thumbnails, had nothing to show. Now grayscale frames equal pydicom's
-    # decoding (OpenJPEG through Pillow) of the sent file, and the rendered
-    # image, gray or colour, looks like it.
+def _decoded_like_pydicom(pacs, files, colour=True) -> set:
+    """Stores each of `files`, then checks its last frame asked for
+    uncompressed against pydicom's decoding, its rendered frame and its
+    thumbnails; (transfer syntax, samples per pixel) of those checked. With
+    `colour` False, a colour file must be refused (406) instead."""
     dw = DicomWeb(pacs)
     client = dw.client()
-    files = [f for f in dicom_fixtures.valid if f.transfer_syntax in J2K]
     checked = set()
     for f in files:  # one at a time: some share a SOP Instance UID (newest wins)
         stow_ok(dw, [f.path])
@@ -1518,6 +1517,10 @@ def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs
             continue  # nothing to compare with: Pillow cannot read it either
         n = int(ds.get("NumberOfFrames") or 1)
         base = f"/studies/{f.study_uid}/series/{f.series_uid}/instances/{f.sop_uid}"
+        if ds.SamplesPerPixel == 3 and not colour:
+            r = dw.get(f"{base}/frames/{n}/rendered", "image/png")
+            assert r.status_code == 406 and "colour" in r.text, (f.rel, r.status_code, r.text[:300])
+            continue
         if ds.SamplesPerPixel == 1:
             got = client.retrieve_instance_frames(
                 f.study_uid, f.series_uid, f.sop_uid, [n], media_types=("application/octet-stream",)
@@ -1543,6 +1546,19 @@ def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs
         assert r.status_code == 200 and r.content.startswith(b"\xff\xd8"), (f.rel, r.status_code)
         assert max(Image.open(io.BytesIO(r.content)).size) <= 128
         checked.add((f.transfer_syntax, int(ds.SamplesPerPixel)))
+    return checked
+
+
+def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs, dicom_fixtures):
+    # JPEG 2000 frames asked for uncompressed, and rendered images and
+    # thumbnails of them, were 406 ("retrieve the frames instead"): a
+    # viewer without its own JPEG 2000 codec, or a work list showing
+    # thumbnails, had nothing to show. Now grayscale frames equal pydicom's
+    # decoding (OpenJPEG through Pillow) of the sent file, and the rendered
+    # image, gray or colour, looks like it.
+    dw = DicomWeb(pacs)
+    files = [f for f in dicom_fixtures.valid if f.transfer_syntax in J2K]
+    checked = _decoded_like_pydicom(pacs, files)
     assert checked >= {(J2K[0], 1), (J2K[1], 1), (J2K[0], 3)}, checked
     # A frame whose codestream claims another size than the header is an
     # error, not a decoded image of the wrong size.
@@ -1559,6 +1575,34 @@ def test_jpeg2000_frames_are_decoded_for_uncompressed_requests_and_rendered(pacs
     r = dw.get(f"{_instance_path(ds)}/frames/1", "application/octet-stream")
     assert r.status_code == 500 and "80x64" in r.text and "80x32" in r.text, (r.status_code, r.text)
 
+
+
+def test_jpeg_ls_gray_frames_are_decoded_like_pydicom_and_rendered(pacs, dicom_fixtures, tmp_path):
+    # JPEG-LS (the lossless compression many archives use for CT and MR)
+    # was 406 for frames asked for uncompressed, rendered images and
+    # thumbnails, and a failed sub-operation for a C-MOVE peer without it.
+    # Gray frames, lossless and near-lossless, 8 and 16 bits, signed too,
+    # now equal pydicom's decoding (libjpeg); colour JPEG-LS is refused
+    # with a reason.
+    import dataclasses
+
+    from pydicom.uid import generate_uid
+
+    files = [f for f in dicom_fixtures.valid if f.transfer_syntax in JLS]
+    # pydicom's near-lossless samples lack Study and Series Instance UIDs:
+    # copies that have them.
+    for f in dicom_fixtures.all:
+        if f.kind == "broken" and f.transfer_syntax in JLS:
+            ds = pydicom.dcmread(f.path)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+            path = tmp_path / f.path.name
+            ds.save_as(path, enforce_file_format=True)
+            files.append(dataclasses.replace(f, path=path, kind="valid", study_uid=ds.StudyInstanceUID,
+                                             series_uid=ds.SeriesInstanceUID))
+    checked = _decoded_like_pydicom(pacs, files, colour=False)
+    assert checked >= {(JLS[0], 1), (JLS[1], 1)}, checked
+    signed = [f for f in files if pydicom.dcmread(f.path, stop_before_pixels=True).PixelRepresentation == 1]
+    assert signed, [f.rel for f in files]
 
 def test_palette_colour_images_render_through_their_tables(pacs, dicom_fixtures):
     # PALETTE COLOR images (ultrasound, secondary capture) were 406: now

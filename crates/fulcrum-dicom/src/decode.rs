@@ -1,6 +1,7 @@
 //! Compressed frames decoded to native little endian pixels: RLE Lossless
 //! (PS3.5 Annex G), JPEG (baseline, extended, lossless, with the
-//! pure-Rust jpeg-decoder) and JPEG 2000 (see `jpeg2000`). Used where a peer or a client needs the pixels
+//! pure-Rust jpeg-decoder), JPEG 2000 (see `jpeg2000`) and JPEG-LS (see
+//! `jpegls`). Used where a peer or a client needs the pixels
 //! uncompressed: WADO-RS frames and rendering, and C-STORE to a node that
 //! accepts no compressed transfer syntax (see `dimse::scu`). Stored bytes
 //! are never changed. The RLE decoder is written here rather than taken
@@ -204,6 +205,8 @@ pub fn image_frame(
 ) -> Result<Decoded, DecodeError> {
     if crate::jpeg2000::TRANSFER_SYNTAXES.contains(&ts) {
         crate::jpeg2000::decode(b, spec, photometric)
+    } else if crate::jpegls::TRANSFER_SYNTAXES.contains(&ts) {
+        crate::jpegls::decode(b, spec)
     } else {
         jpeg(b, photometric)
     }
@@ -370,7 +373,10 @@ fn is_jpeg(ts: &str) -> bool {
 
 /// Whether frames in transfer syntax `ts` can be decoded here.
 pub fn decodable(ts: &str) -> bool {
-    ts == RLE_LOSSLESS || is_jpeg(ts) || crate::jpeg2000::TRANSFER_SYNTAXES.contains(&ts)
+    ts == RLE_LOSSLESS
+        || is_jpeg(ts)
+        || crate::jpeg2000::TRANSFER_SYNTAXES.contains(&ts)
+        || crate::jpegls::TRANSFER_SYNTAXES.contains(&ts)
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
@@ -522,7 +528,10 @@ pub fn decompress(obj: &mut InMemDicomObject, ts: &str) -> Result<(), DecodeErro
             PrimitiveValue::from(0u16),
         ));
     }
-    let lossy = matches!(ts, "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51");
+    let lossy = matches!(
+        ts,
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.81"
+    );
     if lossy && obj.get(tags::LOSSY_IMAGE_COMPRESSION).is_none() {
         obj.put(DataElement::new(
             tags::LOSSY_IMAGE_COMPRESSION,

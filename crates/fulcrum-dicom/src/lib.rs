@@ -10,6 +10,7 @@ pub mod dimse;
 mod error;
 pub mod index;
 pub mod jpeg2000;
+pub mod jpegls;
 mod kept;
 pub mod part10;
 pub mod query;

@@ -349,7 +349,7 @@ fn renders(ts: &str) -> bool {
 }
 
 /// Whether encapsulated frames in `ts` are images the decoders read into
-/// pixels (JPEG family, JPEG 2000), as opposed to RLE (decoded to the
+/// pixels (JPEG family, JPEG 2000, JPEG-LS), as opposed to RLE (decoded to the
 /// header's own layout) or what is not decoded here.
 fn is_image_codec(ts: &str) -> bool {
     ts != RLE && fulcrum_dicom::decode::decodable(ts)
@@ -539,7 +539,7 @@ async fn representative(
     let mut images: Vec<InstanceRecord> =
         recs.into_iter().filter(|r| r.num_rows.is_some()).collect();
     // Of the images this archive can render, if there are any (a study of
-    // CT slices and one JPEG-LS secondary capture is shown by a CT slice).
+    // CT slices and one JPEG XL secondary capture is shown by a CT slice).
     if images.iter().any(|r| renders(&r.transfer_syntax)) {
         images.retain(|r| renders(&r.transfer_syntax));
     }
