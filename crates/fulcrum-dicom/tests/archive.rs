@@ -1297,3 +1297,75 @@ async fn reindex_rewrites_what_the_headers_give_and_only_that() {
         assert_eq!(out, fulcrum_dicom::ReindexOutcome::default(), "{}", t.name);
     }
 }
+
+#[tokio::test]
+async fn a_patient_is_answered_with_the_attributes_of_one_of_its_studies() {
+    // Three studies of one Patient ID under three names (a name changed, a
+    // birth date corrected): the patient level took the largest of each
+    // attribute, a record no instance holds.
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let names = ["Gamma^C", "Alpha^A", "Beta^B"];
+        for (n, name) in names.into_iter().enumerate() {
+            let i = Inst {
+                patient: (name, "MIX1"),
+                study: format!("8.{n}"),
+                series: format!("8.{n}.1"),
+                sop: format!("8.{n}.1.1"),
+                date: "20200115",
+                modality: "CT",
+                accession: "A",
+                number: 1,
+            };
+            store(&a, &part10(&i, n as u64)).await.expect("store");
+        }
+        let mut c = t.catalog_sql().await;
+        for (n, (born, sex)) in [("19500505", "O"), ("19990101", "M"), ("19000101", "F")]
+            .into_iter()
+            .enumerate()
+        {
+            let sql = format!(
+                "UPDATE dicom_studies SET patient_birth_date = '{born}', patient_sex = '{sex}', \
+                 updated_at = {} WHERE study_uid = '8.{n}'",
+                1000 + n
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("study row");
+        }
+        drop(c);
+        let name = t.name.clone();
+        let patient = |filters: Vec<(Column, Matcher)>| {
+            let (a, name) = (a.clone(), name.clone());
+            async move {
+                let mut m = a.query(&all(Level::Patient, filters)).await.expect("query");
+                assert_eq!(m.len(), 1, "{name}");
+                let m = m.remove(0);
+                let s = m.study;
+                (
+                    s.patient_name.unwrap_or_default(),
+                    s.patient_birth_date.unwrap_or_default(),
+                    s.patient_sex.unwrap_or_default(),
+                    m.studies,
+                )
+            }
+        };
+        let id = (Column::PatientId, Matcher::Exact("MIX1".into()));
+        // The last written study's.
+        assert_eq!(
+            patient(vec![id.clone()]).await,
+            ("Beta^B".into(), "19000101".into(), "F".into(), Some(3)),
+            "{}",
+            t.name
+        );
+        // Of those that match, the last written.
+        let alpha = (Column::PatientName, Matcher::Wildcard("Alpha*".into()));
+        assert_eq!(
+            patient(vec![id, alpha]).await,
+            ("Alpha^A".into(), "19990101".into(), "M".into(), Some(1)),
+            "{}",
+            t.name
+        );
+    }
+}

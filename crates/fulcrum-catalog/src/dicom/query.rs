@@ -451,15 +451,27 @@ impl Catalog {
         let limit = q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
         let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
         // The computed attributes are stored on the rows (see `counts`); a
-        // patient's are those of its studies together.
+        // patient's are those of its studies together. Its name, birth date
+        // and sex are those of one study, the last written of those that
+        // match (each the largest of any study made records no instance
+        // holds: one study's name with another's birth date).
         let joined = |col: &str| self.kind().comma_list(col, false);
         let sql = match q.level {
             Level::Patient => format!(
-                "SELECT s.patient_id, MAX(s.patient_name), MAX(s.patient_birth_date), \
-                 MAX(s.patient_sex), COUNT(*), CAST(SUM(s.num_series) AS BIGINT), \
-                 CAST(SUM(s.num_instances) AS BIGINT), {}, {} \
-                 FROM dicom_studies s WHERE s.tenant = $1{filter} \
-                 GROUP BY s.patient_id ORDER BY s.patient_id{page}",
+                "SELECT g.patient_id, l.patient_name, l.patient_birth_date, l.patient_sex, \
+                 g.studies, g.series, g.instances, g.modalities, g.sop_classes FROM \
+                 (SELECT s.patient_id, COUNT(*) AS studies, \
+                  CAST(SUM(s.num_series) AS BIGINT) AS series, \
+                  CAST(SUM(s.num_instances) AS BIGINT) AS instances, {} AS modalities, \
+                  {} AS sop_classes \
+                  FROM dicom_studies s WHERE s.tenant = $1{filter} \
+                  GROUP BY s.patient_id ORDER BY s.patient_id{page}) g \
+                 JOIN (SELECT s.patient_id, s.patient_name, s.patient_birth_date, s.patient_sex, \
+                  ROW_NUMBER() OVER (PARTITION BY s.patient_id \
+                   ORDER BY s.updated_at DESC, s.study_uid DESC) AS latest \
+                  FROM dicom_studies s WHERE s.tenant = $1{filter}) l \
+                 ON l.latest = 1 AND l.patient_id IS NOT DISTINCT FROM g.patient_id \
+                 ORDER BY g.patient_id",
                 joined("s.modalities"),
                 joined("s.sop_classes")
             ),
