@@ -115,9 +115,13 @@ def test_import_of_a_cd_skips_its_dicomdir(pacs, gen_studies, tmp_path):
     mk = subprocess.run([dcmtk_path("dcmmkdir") or "dcmmkdir", "+r", "--invent", "-Pgp", "DICOM"],
                         cwd=cd, capture_output=True, text=True)
     assert mk.returncode == 0 and (cd / "DICOMDIR").exists(), mk.stdout + mk.stderr
+    # The DICOMDIR named itself stands for its CD: nothing was imported.
+    res = srv.dicom_cli("import", cd / "DICOMDIR")
+    assert res.returncode == 0, _out(res)
+    assert "imported 4 new" in _out(res) and "1 DICOMDIR skipped, 0 failed" in _out(res), _out(res)
     res = srv.dicom_cli("import", cd)
     assert res.returncode == 0, _out(res)
-    assert "DICOMDIR, skipped" in _out(res) and "1 DICOMDIR skipped, 0 failed" in _out(res), _out(res)
+    assert "DICOMDIR, skipped" in _out(res) and "4 already stored" in _out(res), _out(res)
     srv.start().wait_dicom_ready()
     dw = DicomWeb(srv)
     assert sorted(dw.locate()) == sorted(x.sop_uid for x in insts)
@@ -128,6 +132,32 @@ def test_import_of_a_cd_skips_its_dicomdir(pacs, gen_studies, tmp_path):
     assert sorted(dw.locate()) == sorted(x.sop_uid for x in insts)
     assert srv.stats()["physical_bytes"] == before["physical_bytes"]
 
+
+
+def test_import_lists_what_it_cannot_read_and_imports_the_rest(pacs, gen_studies, tmp_path):
+    """Old PACS shares and copied CDs hold stale links and links back up the
+    tree: one broken link, a loop, or a mistyped path among the arguments
+    stopped the whole import before it stored anything. Now each is listed
+    and the rest imported (exit 1, as for a file that could not be stored);
+    a folder reached again through a link is walked once."""
+    srv = pacs
+    srv.stop()
+    root = tmp_path / "share"
+    insts = gen_studies[:3]
+    for i, inst in enumerate(insts):
+        d = root / "a" / f"p{i}"
+        d.mkdir(parents=True)
+        shutil.copyfile(inst.path, d / f"IM{i}.dcm")
+    (root / "stale").symlink_to(tmp_path / "gone.dcm")
+    (root / "a" / "p0" / "up").symlink_to(root / "a")  # a loop
+    (root / "again").symlink_to(root / "a" / "p1")  # the same folder twice
+    res = srv.dicom_cli("import", root, tmp_path / "mistyped")
+    out = _out(res)
+    assert res.returncode == 1, out
+    assert f"FAILED: {root / 'stale'}: cannot read" in out and f"FAILED: {tmp_path / 'mistyped'}: cannot read" in out, out
+    assert "imported 3 new" in out and "2 failed" in out, out
+    srv.start().wait_dicom_ready()
+    assert sorted(DicomWeb(srv).locate()) == sorted(x.sop_uid for x in insts)
 
 def test_export_writes_each_instance_byte_exact(pacs, gen_studies, tmp_path):
     """STOW-stored instances come back as the same files; DIMSE-stored ones

@@ -21,21 +21,66 @@ use fulcrum::config::Settings;
 /// Files imported at once.
 const PARALLEL_FILES: usize = 4;
 
-fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<()> {
-    for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
-        if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("listing {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            collect(&entries, out)?;
-        } else if meta.is_file() {
-            out.push(p.clone());
+/// The files under `paths` (folders searched recursively, symbolic links
+/// followed, each folder once: a link back up is no loop), and the paths
+/// that could not be read with why (a broken link, a missing path, a
+/// folder without permission): listed, and the rest imported. A DICOMDIR
+/// named on the command line stands for the folder it indexes.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    unreadable: Vec<(PathBuf, String)>,
+    folders: std::collections::HashSet<PathBuf>,
+}
+
+impl Walk {
+    fn of(paths: &[PathBuf]) -> Self {
+        let mut w = Walk::default();
+        let named: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| match p.file_name().and_then(|n| n.to_str()) {
+                Some(n) if n.eq_ignore_ascii_case("DICOMDIR") && p.is_file() => p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                _ => p.clone(),
+            })
+            .collect();
+        w.visit(&named);
+        w
+    }
+
+    fn visit(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            let meta = match std::fs::metadata(p) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.unreadable.push((p.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                // The folder itself, whatever link led here.
+                let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                if !self.folders.insert(real) {
+                    continue;
+                }
+                let entries = match std::fs::read_dir(p) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.unreadable.push((p.clone(), e.to_string()));
+                        continue;
+                    }
+                };
+                let mut entries: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                self.visit(&entries);
+            } else if meta.is_file() {
+                self.files.push(p.clone());
+            }
         }
     }
-    Ok(())
 }
 
 /// The archive of the data dir; `create` lets an import start a new one.
@@ -82,8 +127,9 @@ impl std::fmt::Display for Failed {
 /// directory of a CD or DVD whose instances are files of their own, are
 /// listed but are no failure).
 pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
-    let mut files = Vec::new();
-    collect(&paths, &mut files)?;
+    let Walk {
+        files, unreadable, ..
+    } = Walk::of(&paths);
     let archive = archive(&s, true).await?;
     let tenant = fulcrum_types::DEFAULT_TENANT;
     let bar = ProgressBar::new(files.len() as u64);
@@ -126,8 +172,11 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
         .collect()
         .await;
     bar.finish_and_clear();
-    let (mut stored, mut skipped, mut replaced, mut not_dicom, mut dirs, mut failed) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut stored, mut skipped, mut replaced, mut not_dicom, mut dirs) = (0, 0, 0, 0, 0);
+    let mut failed = unreadable.len();
+    for (path, e) in &unreadable {
+        outln!("FAILED: {}: cannot read: {e}", path.display());
+    }
     for (path, r) in &results {
         match r {
             Ok(Outcome::Stored) => stored += 1,
