@@ -45,6 +45,7 @@ from dicom_helpers import (
     describe,
     ensure_storage_classes,
     ident,
+    jval,
     link_files,
     named_instance,
     scu,
@@ -1038,3 +1039,67 @@ def test_even_and_repeated_presentation_context_ids_are_not_accepted(pacs):
     )
     raw.release(s)
     assert results == [(1, 0), (1, 2), (4, 2), (5, 0)], results
+
+
+def _site_instance(pid, issuer, institution, body_part, series_date, name):
+    """A small CT instance from one site of a consortium."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    import dicom_common
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.IssuerOfPatientID, ds.PatientName = pid, issuer, name
+    ds.InstitutionName, ds.BodyPartExamined, ds.SeriesDate = institution, body_part, series_date
+    ds.Modality, ds.StudyDate = "CT", series_date
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(64)
+    ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return ds, buf.getvalue()
+
+
+def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs, tmp_path):
+    # One MRN at two sites of the consortium: "this MRN from this issuer"
+    # (IssuerOfPatientID) returned both patients, InstitutionName=AKH*
+    # the whole archive, and such keys came back empty, over C-FIND and
+    # QIDO-RS alike (tester, against Orthanc). They are matched and
+    # returned from the stored headers now.
+    a, da = _site_instance("MRN1234", "SITE_A", "AKH Wien", "HEAD", "20200115", "Smith^John")
+    b, db = _site_instance("MRN1234", "SITE_B", "Klinikum Graz", "CHEST", "20210620", "Jones^Mary")
+    dw = DicomWeb(pacs)
+    assert dw.stow([da, db]).status == 200
+    q = iter(range(100))
+
+    def find(level, *keys):
+        return _findscu(pacs, "-S", [f"QueryRetrieveLevel={level}", *keys], tmp_path / f"q{next(q)}")
+
+    (only,) = find("STUDY", "PatientID=MRN1234", "IssuerOfPatientID=SITE_A", "PatientName", "InstitutionName",
+                   "StudyInstanceUID")
+    assert (only.StudyInstanceUID, str(only.PatientName)) == (a.StudyInstanceUID, "Smith^John")
+    assert (only.IssuerOfPatientID, only.InstitutionName) == ("SITE_A", "AKH Wien")
+    (akh,) = find("STUDY", "InstitutionName=AKH*", "StudyInstanceUID")
+    assert akh.StudyInstanceUID == a.StudyInstanceUID
+    assert find("STUDY", "IssuerOfPatientID=NOPE", "StudyInstanceUID") == []
+    (graz,) = find("SERIES", "SeriesDate=20210101-", "BodyPartExamined", "SeriesInstanceUID")
+    assert (graz.SeriesInstanceUID, graz.BodyPartExamined) == (b.SeriesInstanceUID, "CHEST")
+    both = find("SERIES", "PatientID=MRN1234", "BodyPartExamined", "SeriesInstanceUID")
+    assert sorted(x.BodyPartExamined for x in both) == ["CHEST", "HEAD"]
+    (img,) = find("IMAGE", f"StudyInstanceUID={b.StudyInstanceUID}", "BodyPartExamined=CH*", "SOPInstanceUID")
+    assert img.SOPInstanceUID == b.SOPInstanceUID
+    # QIDO-RS: the same keys, matched and returned; paging applies to what matches.
+    (found,) = dw.qido("/studies", {"PatientID": "MRN1234", "IssuerOfPatientID": "SITE_B",
+                                    "includefield": "InstitutionName"})
+    assert jval(found, "StudyInstanceUID") == b.StudyInstanceUID
+    assert jval(found, "InstitutionName") == "Klinikum Graz" and jval(found, "IssuerOfPatientID") == "SITE_B"
+    (head,) = dw.qido("/series", {"BodyPartExamined": "HEAD"})
+    assert jval(head, "SeriesInstanceUID") == a.SeriesInstanceUID and jval(head, "BodyPartExamined") == "HEAD"
+    assert dw.qido("/studies", {"InstitutionName": "*", "limit": "1", "offset": "1"}) != []
+    assert dw.qido("/studies", {"InstitutionName": "*", "offset": "2"}) == []
+    r = dw.get("/studies?SeriesDate=2020", "application/dicom+json")
+    assert r.status_code == 400 and "a date is" in r.text, (r.status_code, r.text)

@@ -202,6 +202,30 @@ impl Archive {
             .map_err(|e| DicomError::Malformed(e.to_string()))?
     }
 
+    /// The parsed headers of several instances, read with one engine call
+    /// and parsed off the async threads; each parse may fail on its own.
+    pub(crate) async fn headers(
+        &self,
+        tenant: &str,
+        recs: &[&InstanceRecord],
+    ) -> DicomResult<Vec<DicomResult<InMemDicomObject>>> {
+        let ranges: Vec<_> = recs
+            .iter()
+            .map(|r| (*r, r.dataset_offset as u64..r.header_len as u64))
+            .collect();
+        let bytes = self.read_ranges(tenant, &ranges).await?;
+        let syntaxes: Vec<String> = recs.iter().map(|r| r.transfer_syntax.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            bytes
+                .iter()
+                .zip(&syntaxes)
+                .map(|(b, ts)| crate::store::parse_dataset(b, ts))
+                .collect()
+        })
+        .await
+        .map_err(|e| DicomError::Malformed(format!("header parsing failed: {e}")))
+    }
+
     /// Removes a study, series or instance (with earlier versions); returns
     /// how many instances went. Refused as a whole (nothing removed) when
     /// any of them is under retention or legal hold; `bypass_governance`

@@ -8,6 +8,7 @@ pub mod charset;
 pub mod decode;
 pub mod dimse;
 mod error;
+pub mod header_keys;
 pub mod index;
 pub mod jpeg2000;
 pub mod jpegls;

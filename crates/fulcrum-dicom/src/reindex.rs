@@ -12,7 +12,6 @@ use fulcrum_catalog::dicom::{InstanceAttrs, InstanceRecord, ReindexOutcome, Rein
 use crate::archive::Archive;
 use crate::error::{DicomError, DicomResult};
 use crate::index::extract;
-use crate::store::parse_dataset;
 
 /// Headers read and parsed at a time (a study of 100,000 instances is not
 /// held in memory at once).
@@ -66,27 +65,18 @@ impl Archive {
         r.study.study_uid = study_uid.to_string();
         let mut series = BTreeMap::new();
         for block in recs.chunks(HEADERS_PER_READ) {
-            let ranges: Vec<_> = block
-                .iter()
-                .map(|i| (i, i.dataset_offset as u64..i.header_len as u64))
-                .collect();
-            let headers = self.read_ranges(tenant, &ranges).await?;
-            let syntaxes: Vec<String> = block.iter().map(|i| i.transfer_syntax.clone()).collect();
-            let sops: Vec<String> = block.iter().map(|i| i.sop_uid.clone()).collect();
-            let parsed = tokio::task::spawn_blocking(move || {
-                headers
-                    .iter()
-                    .zip(&syntaxes)
-                    .zip(&sops)
-                    .map(|((h, ts), sop)| {
-                        parse_dataset(h, ts)
-                            .and_then(|o| extract(&o))
-                            .map_err(|e| DicomError::Malformed(format!("instance {sop}: {e}")))
+            let refs: Vec<&InstanceRecord> = block.iter().collect();
+            let parsed = self
+                .headers(tenant, &refs)
+                .await?
+                .into_iter()
+                .zip(block)
+                .map(|(h, rec)| {
+                    h.and_then(|o| extract(&o)).map_err(|e| {
+                        DicomError::Malformed(format!("instance {}: {e}", rec.sop_uid))
                     })
-                    .collect::<DicomResult<Vec<_>>>()
-            })
-            .await
-            .map_err(|e| DicomError::Malformed(format!("header parsing failed: {e}")))??;
+                })
+                .collect::<DicomResult<Vec<_>>>()?;
             for (rec, x) in block.iter().zip(parsed) {
                 r.study.fill_from(&x.study);
                 // The row's UIDs are kept (the header gave them at ingest).

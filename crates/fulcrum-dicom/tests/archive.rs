@@ -1369,3 +1369,58 @@ async fn a_patient_is_answered_with_the_attributes_of_one_of_its_studies() {
         );
     }
 }
+
+#[tokio::test]
+async fn keys_the_index_does_not_hold_are_read_from_a_header_of_each_match() {
+    use fulcrum_dicom::header_keys::{HeaderKey, HeaderKeys};
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        for (n, i) in corpus().iter().enumerate() {
+            store(&a, &part10(i, n as u64)).await.expect("store");
+        }
+        // Any tag works alike; Modality is one every instance holds.
+        let key = |v: &str| HeaderKey::new(tags::MODALITY, VR::CS, v, false).expect("key");
+        for (level, want) in [
+            (Level::Study, 6),
+            (Level::Series, 12),
+            (Level::Instance, 24),
+        ] {
+            let page = a.query(&all(level, vec![])).await.expect("query");
+            let every = a
+                .with_headers(T, level, page.clone(), &HeaderKeys(vec![key("")]))
+                .await
+                .expect("headers");
+            assert_eq!(every.len(), want, "{} {level:?}", t.name);
+            assert!(
+                every.iter().all(|(_, h)| h.is_some()),
+                "{} {level:?}",
+                t.name
+            );
+            let sr = a
+                .with_headers(T, level, page, &HeaderKeys(vec![key("S?")]))
+                .await
+                .expect("headers");
+            let got: Vec<_> = sr
+                .iter()
+                .map(|(m, h)| {
+                    let h = h.as_ref().expect("header");
+                    (
+                        m.study.study_uid.clone(),
+                        h.get(tags::MODALITY)
+                            .map(|e| e.to_str().unwrap_or_default().to_string()),
+                    )
+                })
+                .collect();
+            assert!(
+                got.iter().all(|(_, m)| m.as_deref() == Some("SR")),
+                "{}: {got:?}",
+                t.name
+            );
+            // A study stands for itself by one of its instances (CT or SR);
+            // series and instances keep exactly the SR ones.
+            if level != Level::Study {
+                assert_eq!(got.len(), want / 2, "{} {level:?}", t.name);
+            }
+        }
+    }
+}

@@ -6,8 +6,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use dicom_core::dictionary::DataDictionary;
-use dicom_core::Tag;
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
+use dicom_object::InMemDicomObject;
+use fulcrum_dicom::header_keys::{HeaderKey, HeaderKeys};
 use fulcrum_dicom::query::{self, lookup, matcher, returnable};
 use fulcrum_dicom::{Column, DicomMatch, DicomQuery, Level, Matcher, MAX_RESULTS};
 use serde_json::Value;
@@ -34,13 +36,35 @@ pub(crate) struct Search {
     /// perform: (parameter, what), each answered with the Warning PS3.18
     /// 8.3.4.5 words.
     pub not_performed: Vec<(&'static str, &'static str)>,
+    /// Attributes the index does not hold, matched and returned from the
+    /// stored headers (see fulcrum_dicom::header_keys).
+    pub header: HeaderKeys,
 }
 
-/// A real DICOM attribute this archive does not index (vs. a typo).
-fn known_elsewhere(key: &str) -> bool {
-    let first = key.split('.').next().unwrap_or(key);
-    parse_tag(first).is_some() || StandardDataDictionary.by_name(first).is_some()
+/// A real DICOM attribute this archive does not index (vs. a typo): its
+/// tag and VR (a private tag's taken as LO).
+fn known_elsewhere(key: &str) -> Option<(Tag, VR)> {
+    if key.contains('.') {
+        return None; // a nested attribute path: not matched
+    }
+    let vr = |e: &dicom_core::dictionary::DataDictionaryEntryRef<'static>| e.vr.relaxed();
+    match parse_tag(key) {
+        Some(tag) => Some((
+            tag,
+            StandardDataDictionary.by_tag(tag).map(vr).unwrap_or(VR::LO),
+        )),
+        None => StandardDataDictionary
+            .by_name(key)
+            .map(|e| (e.tag.inner(), vr(e))),
+    }
 }
+
+/// Candidates a search matching on header-held attributes reads at most;
+/// past them it answers what it found with a Warning.
+const HEADER_SCAN_CAP: usize = 50_000;
+
+/// Catalog matches read at a time while matching on headers.
+const HEADER_PAGE: u32 = 500;
 
 fn parse_number(name: &str, v: &str) -> ApiResult<u32> {
     v.trim().parse().map_err(|_| {
@@ -110,10 +134,16 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
                             // attributes are not returned (PS3.18 10.6.3.3).
                             s.not_returned.push(name.to_string());
                         }
-                    } else if known_elsewhere(name) {
-                        // A real attribute the index does not hold is left
-                        // out, and named in a Warning header.
-                        s.not_returned.push(name.to_string());
+                    } else if let Some((tag, vr)) = known_elsewhere(name) {
+                        // A real attribute the index does not hold is read
+                        // from the stored headers.
+                        if !s.header.0.iter().any(|k| k.tag == tag) {
+                            s.header.0.push(HeaderKey {
+                                tag,
+                                vr,
+                                matcher: None,
+                            });
+                        }
                     } else {
                         return Err(ApiError::bad_request(format!(
                             "includefield={name}: not a DICOM attribute keyword or tag"
@@ -126,7 +156,16 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
                 // are no attribute at all (cache busters such as `_=…`),
                 // are ignored with a Warning rather than failing viewers.
                 let Some(a) = lookup(k) else {
-                    s.ignored.push(k.clone());
+                    match known_elsewhere(k) {
+                        Some((tag, vr)) => {
+                            let key = HeaderKey::new(tag, vr, v, fuzzy).map_err(|form| {
+                                ApiError::bad_request(format!("{k}={v}: {form}"))
+                            })?;
+                            s.header.0.retain(|h| h.tag != tag);
+                            s.header.0.push(key);
+                        }
+                        None => s.ignored.push(k.clone()),
+                    }
                     continue;
                 };
                 let m = matcher(a, v, fuzzy);
@@ -207,11 +246,12 @@ async fn search(
         limit: s.limit,
         offset: s.offset,
     };
-    let matches = ctx.archive.query(&q).await?;
+    let (matches, scanned) = matching(&ctx, q.clone(), &s.header).await?;
     let out: Vec<Value> = matches
         .iter()
-        .map(|m| {
-            let ds = query::to_dataset(m, &s.fields);
+        .map(|(m, header)| {
+            let mut ds = query::to_dataset(m, &s.fields);
+            s.header.fill(header.as_ref(), &mut ds);
             let extra = retrieve_url(&base, level, m)
                 .map(|u| vec![(Tag(0x0008, 0x1190), strings("UR", &[&u]))])
                 .unwrap_or_default();
@@ -252,6 +292,12 @@ async fn search(
             s.not_returned.join(", ")
         ));
     }
+    if let Some(n) = scanned {
+        warnings.push(format!(
+            "299 fulcrum: \"Matching on attributes the index does not hold stopped after {n} candidates; \
+             add indexed keys (PatientID, StudyDate, AccessionNumber…) to narrow the search\""
+        ));
+    }
     if matches.len() as u32 >= q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS)
         && q.limit.is_none_or(|l| l > MAX_RESULTS)
     {
@@ -265,6 +311,53 @@ async fn search(
         }
     }
     Ok(res)
+}
+
+/// The matches of `q` with the headers standing for them when `keys`
+/// are asked for. Keys with values are matched on the headers: the index's
+/// matches are read a page at a time and filtered, then `q`'s offset and
+/// limit applied; `Some(n)` when it stopped after HEADER_SCAN_CAP
+/// candidates.
+async fn matching(
+    ctx: &Ctx,
+    q: DicomQuery,
+    keys: &HeaderKeys,
+) -> ApiResult<(Vec<(DicomMatch, Option<InMemDicomObject>)>, Option<usize>)> {
+    let (tenant, level) = (ctx.tenant.to_string(), q.level);
+    if !keys.filter() {
+        let page = ctx.archive.query(&q).await?;
+        return Ok((
+            ctx.archive.with_headers(&tenant, level, page, keys).await?,
+            None,
+        ));
+    }
+    let want = q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS) as usize;
+    let mut skip = q.offset as usize;
+    let (mut out, mut scanned) = (Vec::new(), 0usize);
+    let mut page_q = DicomQuery {
+        limit: Some(HEADER_PAGE),
+        offset: 0,
+        ..q
+    };
+    loop {
+        let page = ctx.archive.query(&page_q).await?;
+        let full = page.len() == HEADER_PAGE as usize;
+        scanned += page.len();
+        for pair in ctx.archive.with_headers(&tenant, level, page, keys).await? {
+            if skip > 0 {
+                skip -= 1;
+            } else if out.len() < want {
+                out.push(pair);
+            }
+        }
+        if !full || out.len() >= want {
+            return Ok((out, None));
+        }
+        if scanned >= HEADER_SCAN_CAP {
+            return Ok((out, Some(scanned)));
+        }
+        page_q.offset += HEADER_PAGE;
+    }
 }
 
 fn exact(col: Column, v: String) -> (Column, Matcher) {
@@ -395,21 +488,35 @@ mod tests {
         }
         // Unsupported matching keys and stray parameters are ignored (and
         // reported in a Warning header), as PS3.18 8.3.4 lets viewers expect.
-        for q in [
-            "_=1700000000",
-            "BodyPartExamined=HEAD",
-            "NumberOfStudyRelatedSeries=3",
-        ] {
+        for q in ["_=1700000000", "NumberOfStudyRelatedSeries=3"] {
             let s = parse(Level::Study, &[], Some(q)).expect(q);
             assert!(s.filters.is_empty() && s.ignored.len() == 1, "{q}");
         }
-        // So are includefield attributes the index does not hold.
+        // Attributes the index does not hold are matched and returned
+        // from the stored headers.
         let s = parse(
             Level::Study,
             &[],
-            Some("includefield=00080080,PixelSpacing"),
+            Some("BodyPartExamined=HEAD&includefield=00080080,PixelSpacing,00091010"),
         )
         .expect("parses");
-        assert_eq!(s.not_returned, ["00080080", "PixelSpacing"]);
+        assert!(s.filters.is_empty() && s.ignored.is_empty() && s.not_returned.is_empty());
+        let keys: Vec<(Tag, VR, bool)> = s
+            .header
+            .0
+            .iter()
+            .map(|k| (k.tag, k.vr, k.matcher.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (tags::BODY_PART_EXAMINED, VR::CS, true),
+                (tags::INSTITUTION_NAME, VR::LO, false),
+                (tags::PIXEL_SPACING, VR::DS, false),
+                (Tag(0x0009, 0x1010), VR::LO, false),
+            ]
+        );
+        let e = parse(Level::Study, &[], Some("SeriesDate=2020")).expect_err("no date");
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
     }
 }

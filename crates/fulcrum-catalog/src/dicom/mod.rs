@@ -5,6 +5,7 @@
 mod counts;
 mod query;
 mod reindex;
+mod represent;
 
 pub(crate) use counts::refresh_all as refresh_all_counts;
 

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use super::command::CommandSet;
 use super::session::{Fatal, Session};
 use super::{status, Model};
+use crate::header_keys::{HeaderKey, HeaderKeys};
 use crate::query::{by_tag, matcher, to_dataset};
 use crate::scan::{Framing, Walker};
 use crate::DicomError;
@@ -38,7 +39,17 @@ pub(crate) struct Plan {
     pub keys: Vec<(Tag, VR)>,
     /// The query's own character set when it names one (single-valued).
     pub charset: Option<String>,
+    /// Keys the index does not hold, matched and returned from headers.
+    pub header: HeaderKeys,
 }
+
+/// Keys answered by the archive itself rather than from an index or a
+/// header.
+const ANSWERED: [Tag; 3] = [
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::INSTANCE_AVAILABILITY,
+    tags::RETRIEVE_AE_TITLE,
+];
 
 impl Plan {
     /// Whether the identifier matches on `col` (a retrieve's unique key).
@@ -119,6 +130,7 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
         filters: Vec::new(),
         keys: Vec::new(),
         charset,
+        header: HeaderKeys::default(),
     };
     for e in ident.iter() {
         let tag = e.tag();
@@ -126,7 +138,19 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
             continue;
         }
         p.keys.push((tag, e.vr()));
-        let Some(attr) = by_tag(tag) else { continue };
+        let Some(attr) = by_tag(tag) else {
+            if !ANSWERED.contains(&tag) {
+                let value = e.to_str().unwrap_or_default();
+                let key = HeaderKey::new(tag, e.vr(), &value, false).map_err(|form| {
+                    refuse(
+                        status::IDENTIFIER_DOES_NOT_MATCH,
+                        format!("{tag}={value}: {form}"),
+                    )
+                })?;
+                p.header.0.push(key);
+            }
+            continue;
+        };
         // Keys below the query level cannot match: they are ignored.
         if attr.level > level || e.vr() == VR::SQ {
             continue;
@@ -146,8 +170,14 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
     Ok(p)
 }
 
-/// The response identifier for one match.
-pub(crate) fn response(m: &DicomMatch, plan: &Plan, our_ae: &str) -> InMemDicomObject {
+/// The response identifier for one match; `header` stands for it (see
+/// `header_keys`).
+pub(crate) fn response(
+    m: &DicomMatch,
+    plan: &Plan,
+    our_ae: &str,
+    header: Option<&InMemDicomObject>,
+) -> InMemDicomObject {
     let known: Vec<Tag> = plan
         .keys
         .iter()
@@ -156,8 +186,9 @@ pub(crate) fn response(m: &DicomMatch, plan: &Plan, our_ae: &str) -> InMemDicomO
         .collect();
     let mut obj = to_dataset(m, &known);
     let mut charset_asked = false;
+    plan.header.fill(header, &mut obj);
     for (tag, vr) in &plan.keys {
-        if by_tag(*tag).is_some() {
+        if by_tag(*tag).is_some() || !ANSWERED.contains(tag) {
             continue;
         }
         let value = match *tag {
@@ -276,13 +307,30 @@ pub(crate) async fn run(
                 return s.respond(pc, &rsp, None).await;
             }
         };
-        for m in &page {
+        let full = page.len() == PAGE as usize;
+        let page = match s
+            .shared
+            .archive
+            .with_headers(&tenant, plan.level, page, &plan.header)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(peer = %s.peer_ae, "C-FIND failed reading headers: {e}");
+                let rsp = rq
+                    .response(status::UNABLE_TO_PROCESS)
+                    .with_comment(super::store::client_comment(&e));
+                return s.respond(pc, &rsp, None).await;
+            }
+        };
+        for (m, header) in &page {
             if s.cancel_requested(rq.message_id).await? {
                 info!(peer = %s.peer_ae, matches = sent, "C-FIND cancelled");
                 return s.respond(pc, &rq.response(status::CANCELLED), None).await;
             }
             let mut buf = Vec::with_capacity(512);
-            if let Err(e) = response(m, &plan, &ae).write_dataset_with_ts(&mut buf, ts) {
+            let rsp_ds = response(m, &plan, &ae, header.as_ref());
+            if let Err(e) = rsp_ds.write_dataset_with_ts(&mut buf, ts) {
                 warn!(peer = %s.peer_ae, "cannot encode a C-FIND match: {e}");
                 let rsp = rq
                     .response(status::UNABLE_TO_PROCESS)
@@ -294,7 +342,7 @@ pub(crate) async fn run(
             s.respond(pc, &rsp, Some(&buf)).await?;
             sent += 1;
         }
-        if page.len() < PAGE as usize {
+        if !full {
             break;
         }
         offset += PAGE;
@@ -349,7 +397,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let r = response(&m, &p, "FULCRUM");
+        let r = response(&m, &p, "FULCRUM", None);
         let text = |t| {
             r.element(t)
                 .ok()
@@ -403,6 +451,7 @@ mod tests {
                 &m,
                 &plan(&query(cs), Model::StudyRoot).expect("plan"),
                 "FULCRUM",
+                None,
             );
             let named = r
                 .element(tags::SPECIFIC_CHARACTER_SET)

@@ -1,0 +1,297 @@
+//! Query keys the index does not hold (Issuer of Patient ID, Institution
+//! Name, Body Part Examined, Series Date, Content Date…): matched and
+//! returned from the stored header of the instance that stands for each
+//! match (its own at instance level; one instance of the series or study
+//! above it, see `Catalog::representative_instances`). Dropping such a
+//! key, as the index alone must, turned "this MRN from this issuer" into
+//! every patient with the MRN, and "Institution Name AKH*" into the whole
+//! archive; and returned them empty. Matching follows PS3.4 C.2.2.2 as
+//! the index does: single value (person names case-insensitively),
+//! wildcard, list, range, fuzzy person names; an attribute the header
+//! lacks or leaves empty does not match a key with a value.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_object::InMemDicomObject;
+use fulcrum_catalog::dicom::{name_key, DicomMatch, Level, Matcher};
+
+use crate::archive::Archive;
+use crate::error::DicomResult;
+use crate::query::{check_values, matcher, QueryAttr};
+
+/// One key: its tag, the VR the requester used (or the dictionary's), and
+/// its matcher when it has a value.
+#[derive(Debug, Clone)]
+pub struct HeaderKey {
+    pub tag: Tag,
+    pub vr: VR,
+    pub matcher: Option<Matcher>,
+}
+
+impl HeaderKey {
+    /// A key with `value` (empty: returned only). Err: the value's form is
+    /// wrong for its VR (a date that is no date), with what is expected.
+    pub fn new(tag: Tag, vr: VR, value: &str, fuzzy: bool) -> Result<Self, &'static str> {
+        let attr = QueryAttr {
+            tag,
+            keyword: "",
+            vr,
+            level: Level::Instance,
+            column: None,
+        };
+        // Sequence matching is not performed (the key is returned).
+        let m = match vr {
+            VR::SQ => None,
+            _ => matcher(&attr, value, fuzzy),
+        };
+        check_values(&attr, m.as_ref())?;
+        Ok(HeaderKey {
+            tag,
+            vr,
+            matcher: m,
+        })
+    }
+
+    /// Whether the header's element matches the key (always, without a
+    /// value to match).
+    fn matches(&self, header: &InMemDicomObject) -> bool {
+        let Some(m) = &self.matcher else {
+            return true;
+        };
+        let Some(values) = header
+            .get(self.tag)
+            .and_then(|e| e.to_multi_str().ok())
+            .map(|v| v.to_vec())
+        else {
+            return false;
+        };
+        values
+            .iter()
+            .map(|v| v.trim_matches([' ', '\0']))
+            .filter(|v| !v.is_empty())
+            .any(|v| value_matches(m, self.vr, v))
+    }
+}
+
+/// Whether one value matches (see the module's doc).
+pub fn value_matches(m: &Matcher, vr: VR, value: &str) -> bool {
+    let pn = vr == VR::PN;
+    let fold = |s: &str| if pn { name_key(s) } else { s.to_string() };
+    match m {
+        Matcher::Exact(v) => fold(v) == fold(value),
+        Matcher::List(vs) => vs.iter().any(|v| fold(v) == fold(value)),
+        Matcher::Wildcard(p) => glob(&fold(p), &fold(value)),
+        Matcher::Range(lo, hi) => {
+            let v: String = value.chars().filter(|c| *c != ':').collect();
+            lo.as_deref().is_none_or(|lo| v.as_str() >= lo)
+                && hi
+                    .as_deref()
+                    .is_none_or(|hi| v.as_str() <= hi || v.starts_with(hi))
+        }
+        Matcher::Fuzzy(q) => {
+            let words: Vec<String> = name_key(value)
+                .split([' ', '='])
+                .map(str::to_string)
+                .collect();
+            name_key(q)
+                .split([' ', '='])
+                .filter(|w| !w.is_empty())
+                .all(|w| words.iter().any(|n| n.starts_with(w)))
+        }
+    }
+}
+
+/// `*` any run of characters, `?` exactly one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The keys of one query the index does not hold.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderKeys(pub Vec<HeaderKey>);
+
+impl HeaderKeys {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether any key has a value to match.
+    pub fn filter(&self) -> bool {
+        self.0.iter().any(|k| k.matcher.is_some())
+    }
+
+    /// Whether `header` matches every key with a value.
+    pub fn matches(&self, header: &InMemDicomObject) -> bool {
+        self.0.iter().all(|k| k.matches(header))
+    }
+
+    /// The keys' elements from `header` (as stored there), an empty one
+    /// where it lacks them.
+    pub fn fill(&self, header: Option<&InMemDicomObject>, out: &mut InMemDicomObject) {
+        for k in &self.0 {
+            match header.and_then(|h| h.get(k.tag)) {
+                Some(e) => {
+                    out.put(e.clone());
+                }
+                None if k.vr == VR::SQ => {
+                    out.put(DataElement::new(
+                        k.tag,
+                        VR::SQ,
+                        dicom_core::value::DataSetSequence::<InMemDicomObject>::empty(),
+                    ));
+                }
+                None => {
+                    out.put(DataElement::new(k.tag, k.vr, PrimitiveValue::Empty));
+                }
+            }
+        }
+    }
+}
+
+impl Archive {
+    /// The headers standing for a page of matches at `level` (see the
+    /// module's doc), those whose header fails `keys` left out; a match
+    /// without a readable header is kept only when nothing is matched.
+    /// Patients have none (their keys stay unmatched).
+    pub async fn with_headers(
+        &self,
+        tenant: &str,
+        level: Level,
+        page: Vec<DicomMatch>,
+        keys: &HeaderKeys,
+    ) -> DicomResult<Vec<(DicomMatch, Option<InMemDicomObject>)>> {
+        // A patient is no instance's: its keys are returned empty, as
+        // before, and not matched.
+        if keys.is_empty() || level == Level::Patient {
+            return Ok(page.into_iter().map(|m| (m, None)).collect());
+        }
+        let recs: Vec<Option<fulcrum_catalog::dicom::InstanceRecord>> = match level {
+            Level::Instance => page.iter().map(|m| m.instance.clone()).collect(),
+            Level::Study | Level::Series => {
+                let uid = |m: &DicomMatch| match level {
+                    Level::Study => m.study.study_uid.clone(),
+                    _ => m
+                        .series
+                        .as_ref()
+                        .map(|s| s.series_uid.clone())
+                        .unwrap_or_default(),
+                };
+                let uids: Vec<String> = page.iter().map(uid).collect();
+                let mut found = self
+                    .engine()
+                    .catalog()
+                    .representative_instances(tenant, level, &uids)
+                    .await?;
+                page.iter().map(|m| found.remove(&uid(m))).collect()
+            }
+            Level::Patient => Vec::new(),
+        };
+        let present: Vec<&fulcrum_catalog::dicom::InstanceRecord> = recs.iter().flatten().collect();
+        let parsed = self.headers(tenant, &present).await?;
+        let mut parsed = parsed.into_iter();
+        let filter = keys.filter();
+        Ok(page
+            .into_iter()
+            .zip(recs)
+            .filter_map(|(m, rec)| {
+                let header = rec.and_then(|_| parsed.next().and_then(Result::ok));
+                match &header {
+                    Some(h) if !keys.matches(h) => None,
+                    None if filter => None,
+                    _ => Some((m, header)),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_match_as_the_index_matches_them() {
+        let ex = |v: &str| Matcher::Exact(v.into());
+        let wild = |v: &str| Matcher::Wildcard(v.into());
+        let range = |lo: &str, hi: &str| {
+            let s = |x: &str| (!x.is_empty()).then(|| x.to_string());
+            Matcher::Range(s(lo), s(hi))
+        };
+        assert!(value_matches(&ex("SITE_A"), VR::LO, "SITE_A"));
+        assert!(!value_matches(&ex("SITE_A"), VR::LO, "site_a"));
+        assert!(value_matches(&ex("doe^john"), VR::PN, "DOE^JOHN"));
+        assert!(value_matches(&wild("AKH*"), VR::LO, "AKH Wien"));
+        assert!(value_matches(&wild("A?H*n"), VR::LO, "AKH Wien"));
+        assert!(!value_matches(&wild("AKH"), VR::LO, "AKH Wien"));
+        assert!(value_matches(&wild("*"), VR::LO, "x"));
+        assert!(!value_matches(&wild("*x*y"), VR::LO, "axbx"));
+        assert!(value_matches(
+            &Matcher::List(vec!["HEAD".into(), "CHEST".into()]),
+            VR::CS,
+            "CHEST"
+        ));
+        assert!(value_matches(
+            &range("20200101", "20201231"),
+            VR::DA,
+            "20200615"
+        ));
+        assert!(!value_matches(&range("20200101", ""), VR::DA, "20191231"));
+        assert!(value_matches(&range("", "10"), VR::TM, "10:30:00"));
+        assert!(!value_matches(&range("", "10"), VR::TM, "1101"));
+        assert!(value_matches(
+            &Matcher::Fuzzy("jo do".into()),
+            VR::PN,
+            "Doe^John"
+        ));
+    }
+
+    #[test]
+    fn a_header_without_the_attribute_matches_only_a_return_key() {
+        let mut h = InMemDicomObject::new_empty();
+        let issuer = Tag(0x0010, 0x0021);
+        h.put(DataElement::new(
+            issuer,
+            VR::LO,
+            PrimitiveValue::from("SITE_A"),
+        ));
+        let key = |v: &str| HeaderKey::new(issuer, VR::LO, v, false).expect("key");
+        assert!(HeaderKeys(vec![key("SITE_A")]).matches(&h));
+        assert!(!HeaderKeys(vec![key("SITE_B")]).matches(&h));
+        assert!(HeaderKeys(vec![key("")]).matches(&h));
+        let other = HeaderKey::new(Tag(0x0008, 0x0080), VR::LO, "AKH*", false).expect("key");
+        assert!(!HeaderKeys(vec![other.clone()]).matches(&h));
+        let mut out = InMemDicomObject::new_empty();
+        HeaderKeys(vec![key(""), other]).fill(Some(&h), &mut out);
+        assert_eq!(
+            out.get(issuer).and_then(|e| e.to_str().ok()).as_deref(),
+            Some("SITE_A")
+        );
+        assert!(out.get(Tag(0x0008, 0x0080)).is_some_and(|e| e
+            .value()
+            .primitive()
+            .is_some_and(|p| p.calculate_byte_len() == 0)));
+        assert!(HeaderKey::new(Tag(0x0008, 0x0021), VR::DA, "2020", false).is_err());
+    }
+}
