@@ -9,9 +9,13 @@ checked through the server (QIDO, WADO-RS) or a DCMTK storescp.
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
+
+import pydicom
 
 from dicom_common import dcmtk_path
 from dicom_helpers import DicomWeb, StoreSCPProcess, gbk_without_charset, jval, send_chunked, sop_uid_of, stow_ok
@@ -158,6 +162,35 @@ def test_import_lists_what_it_cannot_read_and_imports_the_rest(pacs, gen_studies
     assert "imported 3 new" in out and "2 failed" in out, out
     srv.start().wait_dicom_ready()
     assert sorted(DicomWeb(srv).locate()) == sorted(x.sop_uid for x in insts)
+
+
+def test_import_rerun_over_two_files_of_one_instance_stores_nothing_new(pacs, tmp_path):
+    """pydicom's samples hold several files of one SOP Instance UID with
+    different bytes: each rerun of an import replaced the stored one again
+    (31 replaced every time) and kept one more version of it. The other
+    file's bytes are a kept version by then: already stored."""
+    from dicom_helpers import named_instance
+
+    srv = pacs
+    srv.stop()
+    first = named_instance("ISO_IR 100", "Doe^Jane", "TWIN", "FIRST")
+    ds = pydicom.dcmread(io.BytesIO(first))
+    ds.PatientName = "Doe^Janet"  # a corrected copy under the same UIDs
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    root = tmp_path / "twins"
+    root.mkdir()
+    (root / "a.dcm").write_bytes(first)
+    (root / "b.dcm").write_bytes(buf.getvalue())
+    res = srv.dicom_cli("import", root)
+    # Both files are read at once: whichever commits second replaces the
+    # first (counted as new or replaced, as they raced).
+    assert res.returncode == 0 and re.search(r"imported (2 new, 0|1 new, 1) replaced", res.stdout), _out(res)
+    objects = srv.stats()["objects"]
+    for _ in range(2):
+        res = srv.dicom_cli("import", root)
+        assert res.returncode == 0 and "0 new, 0 replaced, 2 already stored" in res.stdout, _out(res)
+        assert srv.stats()["objects"] == objects
 
 def test_export_writes_each_instance_byte_exact(pacs, gen_studies, tmp_path):
     """STOW-stored instances come back as the same files; DIMSE-stored ones

@@ -61,6 +61,11 @@ pub struct StoreContext {
     /// as DCMTK's storescp and Orthanc answer), not stored under a meta
     /// that contradicts it, with the sender believing another UID stored.
     pub named_by_command: bool,
+    /// Import: an instance whose bytes are an earlier version of the one
+    /// stored (kept under `versions/`) is already stored, not a newer one.
+    /// A tree holding several files of one SOP Instance UID otherwise
+    /// replaced the stored one again on every rerun of the import.
+    pub known_versions_stored: bool,
 }
 
 /// dicom-rs reads the root elements whose dictionary VR is "US or SS"
@@ -489,6 +494,7 @@ impl Archive {
             prelude,
             rec,
             existing,
+            known_versions_stored: ctx.known_versions_stored,
         })
     }
 
@@ -552,6 +558,7 @@ impl Archive {
             prelude,
             rec,
             existing,
+            known_versions_stored: ctx.known_versions_stored,
         })
     }
 }
@@ -566,6 +573,8 @@ pub struct PendingInstance {
     prelude: Prelude,
     rec: InstanceRecord,
     existing: Option<InstanceRecord>,
+    /// See [`StoreContext::known_versions_stored`].
+    known_versions_stored: bool,
 }
 
 impl PendingInstance {
@@ -598,6 +607,7 @@ impl PendingInstance {
             prelude,
             mut rec,
             existing,
+            known_versions_stored,
         } = self;
         let etag = staged.etag();
         let size = staged.size();
@@ -623,6 +633,16 @@ impl PendingInstance {
                         (e.dataset_digest.as_deref(), &e.transfer_syntax),
                         &rec,
                     ) =>
+            {
+                return Ok(done(Outcome::AlreadyStored))
+            }
+            Some(_)
+                if known_versions_stored
+                    && archive
+                        .engine
+                        .catalog()
+                        .dicom_version_kept(bucket_id, &ex.attrs.sop_uid, &etag)
+                        .await? =>
             {
                 return Ok(done(Outcome::AlreadyStored))
             }

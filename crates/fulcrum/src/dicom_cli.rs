@@ -153,7 +153,10 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
                         .store_file(
                             tenant,
                             tokio::io::BufReader::new(f),
-                            &StoreContext::default(),
+                            &StoreContext {
+                                known_versions_stored: true,
+                                ..StoreContext::default()
+                            },
                         )
                         .await
                         .map_err(Failed::Store)?;

@@ -1014,6 +1014,28 @@ async fn lock_scope(
         .collect()
 }
 
+impl Catalog {
+    /// Whether an earlier version of instance `sop_uid` with these bytes
+    /// (`etag`) is kept under `versions/` in bucket `bucket_id`.
+    pub async fn dicom_version_kept(
+        &self,
+        bucket_id: i64,
+        sop_uid: &str,
+        etag: &str,
+    ) -> CatalogResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM objects WHERE bucket_id = $1 AND key LIKE $2 AND etag = $3 LIMIT 1",
+        )
+        .bind(bucket_id)
+        .bind(format!("versions/{sop_uid}/%"))
+        .bind(etag)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("find kept version"))?;
+        Ok(found.is_some())
+    }
+}
+
 /// The keys of an instance's earlier versions, as a LIKE pattern.
 fn versions_pattern(i: &InstanceRecord) -> String {
     format!("versions/{}/%", i.sop_uid)
