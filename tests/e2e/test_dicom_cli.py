@@ -192,6 +192,53 @@ def test_import_rerun_over_two_files_of_one_instance_stores_nothing_new(pacs, tm
         assert res.returncode == 0 and "0 new, 0 replaced, 2 already stored" in res.stdout, _out(res)
         assert srv.stats()["objects"] == objects
 
+
+def test_import_stores_datasets_written_without_a_file_meta_group(pacs, dicom_fixtures, tmp_path):
+    """Older file-based archives hold datasets without preamble and file
+    meta (DCMTK reads them; pydicom's rtstruct.dcm, *NoMeta.dcm): import
+    listed them as not DICOM, so a migration left them behind. They are
+    stored as a C-STORE's dataset is, under a meta written for them: the
+    dataset retrieved is the file's bytes, in the syntax it was written in."""
+    import warnings
+
+    srv = pacs
+    bare = dicom_fixtures.of("no_meta")
+    assert len(bare) >= 4, [f.rel for f in bare]
+
+    def read(f):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(f.path, force=True)
+
+    # pydicom's little and big endian samples share their UIDs: imported
+    # in turn, each checked while it is the stored one.
+    rounds, seen = [[], []], set()
+    for f in bare:
+        sop = read(f).SOPInstanceUID
+        rounds[sop in seen].append(f)
+        seen.add(sop)
+    dw = DicomWeb(srv)
+    syntaxes = set()
+    for n, files in enumerate(rounds):
+        root = tmp_path / f"old-archive-{n}"
+        root.mkdir()
+        for f in files:
+            shutil.copyfile(f.path, root / f.path.name)
+        (root / "notes.txt").write_bytes(b"\x08\x00 not a dataset either")
+        res = srv.dicom_cli("import", root)
+        out = _out(res)
+        assert res.returncode == 0 and f"{len(files)} " in out and "1 not DICOM, 0 failed" in out, out
+        for f in files:
+            ds = read(f)
+            r = dw.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+                       'multipart/related; type="application/dicom"; transfer-syntax=*')
+            assert r.status_code == 200, (f.rel, r.status_code, r.text[:200])
+            stored = r.content[r.content.index(b"\r\n\r\n") + 4:r.content.rindex(b"\r\n--")]
+            p10 = split_part10(stored)
+            assert stored[p10.meta_end:] == f.read(), f.rel
+            syntaxes.add(p10.transfer_syntax)
+    assert syntaxes == {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}, syntaxes
+
 def test_export_writes_each_instance_byte_exact(pacs, gen_studies, tmp_path):
     """STOW-stored instances come back as the same files; DIMSE-stored ones
     with the same dataset after a file meta group."""

@@ -123,6 +123,25 @@ pub fn parse_prelude(buf: &[u8], at_eof: bool) -> DicomResult<Option<Prelude>> {
     Ok(Some(p))
 }
 
+/// The transfer syntax of a dataset written without preamble and file
+/// meta group (files of older file-based archives; DCMTK reads them),
+/// from its first element: one of group 0008, as every stored dataset
+/// opens (SOP Class UID is there), in Implicit or Explicit VR Little
+/// Endian or Explicit VR Big Endian. `None`: not such a dataset.
+pub fn bare_dataset_syntax(head: &[u8]) -> Option<&'static str> {
+    const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+    const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+    let h = head.get(..8)?;
+    let explicit = dicom_core::VR::from_binary([h[4], h[5]]).is_some();
+    match (h[0], h[1]) {
+        (0x08, 0x00) if explicit => Some(EXPLICIT_LE),
+        (0x08, 0x00) => Some(IMPLICIT_LE),
+        (0x00, 0x08) if explicit => Some(EXPLICIT_BE),
+        _ => None,
+    }
+}
+
 /// A prelude for a dataset received without one (DIMSE C-STORE).
 pub fn build_prelude(
     sop_class_uid: &str,
@@ -152,6 +171,22 @@ pub fn build_prelude(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_dataset_is_told_by_its_first_element() {
+        let implicit = [0x08, 0, 0x05, 0, 10, 0, 0, 0];
+        let explicit = [0x08, 0, 0x16, 0, b'U', b'I', 26, 0];
+        let big = [0, 0x08, 0, 0x16, b'U', b'I', 0, 26];
+        assert_eq!(bare_dataset_syntax(&implicit), Some("1.2.840.10008.1.2"));
+        assert_eq!(bare_dataset_syntax(&explicit), Some("1.2.840.10008.1.2.1"));
+        assert_eq!(bare_dataset_syntax(&big), Some("1.2.840.10008.1.2.2"));
+        assert_eq!(bare_dataset_syntax(b"%PDF-1.4 x"), None);
+        assert_eq!(
+            bare_dataset_syntax(&[0x10, 0, 0x10, 0, b'P', b'N', 4, 0]),
+            None
+        );
+        assert_eq!(bare_dataset_syntax(&[0x08, 0]), None);
+    }
 
     #[test]
     fn built_prelude_parses_back() {

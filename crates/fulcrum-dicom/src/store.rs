@@ -322,6 +322,60 @@ impl Archive {
         self.store_parts(tenant, head, prelude, buf, src, ctx).await
     }
 
+    /// Stores a dataset written without preamble and file meta group, read
+    /// whole (files of older archives, see
+    /// [`crate::part10::bare_dataset_syntax`]): its SOP Class and Instance
+    /// UIDs are read from it and a meta group is written for it, as for a
+    /// C-STORE. `source_ae` is named in that meta.
+    pub async fn store_bare_dataset(
+        &self,
+        tenant: &str,
+        dataset: Bytes,
+        source_ae: &str,
+        ctx: &StoreContext,
+    ) -> DicomResult<StoredInstance> {
+        let ts = crate::part10::bare_dataset_syntax(&dataset).ok_or_else(|| {
+            DicomError::NotDicom("neither a Part 10 file nor a bare dataset".into())
+        })?;
+        // Walked whole first: bytes that merely open like a dataset (a
+        // text file starting 08 00) must not reach the parser, which
+        // allocates what a length claims.
+        let not_dataset = |e: &dyn std::fmt::Display| {
+            DicomError::NotDicom(format!("no file meta group, and not a dataset: {e}"))
+        };
+        let d = dataset.clone();
+        let ex = tokio::task::spawn_blocking(move || {
+            let framing = Framing::of(ts).ok_or_else(|| not_dataset(&ts))?;
+            let mut walker = Walker::new(framing);
+            walker
+                .feed(&d)
+                .and_then(|()| walker.finish())
+                .map_err(|e| not_dataset(&e))?;
+            parse_header(&d, ts).map_err(|e| not_dataset(&e))
+        })
+        .await
+        .map_err(|e| DicomError::Malformed(e.to_string()))??;
+        let class = ex
+            .sop_class_uid
+            .clone()
+            .ok_or(DicomError::MissingAttribute("SOP Class UID (0008,0016)"))?;
+        let ctx = StoreContext {
+            named_by_command: true,
+            ..ctx.clone()
+        };
+        let src = std::io::Cursor::new(dataset);
+        self.stage_dataset(
+            tenant,
+            (&class, &ex.attrs.sop_uid, ts),
+            source_ae,
+            src,
+            &ctx,
+        )
+        .await?
+        .commit()
+        .await
+    }
+
     /// Stores a dataset received without a file meta group (DIMSE): a meta
     /// is written from what the command said.
     #[allow(clippy::too_many_arguments)]
@@ -334,20 +388,35 @@ impl Archive {
         calling_ae: &str,
         src: R,
     ) -> DicomResult<StoredInstance> {
-        let pre = build_prelude(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)?;
+        let ctx = StoreContext {
+            named_by_command: true,
+            ..StoreContext::default()
+        };
+        let ids = (sop_class_uid, sop_instance_uid, transfer_syntax);
+        self.stage_dataset(tenant, ids, calling_ae, src, &ctx)
+            .await?
+            .commit()
+            .await
+    }
+
+    /// Stages a dataset under a meta group written for it from `(SOP
+    /// Class UID, SOP Instance UID, transfer syntax)`.
+    async fn stage_dataset<R: AsyncRead + Unpin + Send>(
+        &self,
+        tenant: &str,
+        (sop_class_uid, sop_instance_uid, transfer_syntax): (&str, &str, &str),
+        source_ae: &str,
+        src: R,
+        ctx: &StoreContext,
+    ) -> DicomResult<PendingInstance> {
+        let pre = build_prelude(sop_class_uid, sop_instance_uid, transfer_syntax, source_ae)?;
         let prelude = Prelude {
             len: pre.len(),
             transfer_syntax: transfer_syntax.to_string(),
             sop_class_uid: Some(sop_class_uid.to_string()),
             sop_instance_uid: Some(sop_instance_uid.to_string()),
         };
-        let ctx = StoreContext {
-            named_by_command: true,
-            ..StoreContext::default()
-        };
-        self.store_parts(tenant, pre.into(), prelude, BytesMut::new(), src, &ctx)
-            .await?
-            .commit()
+        self.store_parts(tenant, pre.into(), prelude, BytesMut::new(), src, ctx)
             .await
     }
 

@@ -122,6 +122,41 @@ impl std::fmt::Display for Failed {
     }
 }
 
+/// Largest dataset without a file meta group that import reads (whole,
+/// into memory, to learn its UIDs before it is stored).
+const MAX_BARE_DATASET: u64 = 256 * 1024 * 1024;
+
+/// Stores a file that is no Part 10 file if it is a dataset written
+/// without preamble and meta group (older archives' files); else the
+/// "not DICOM" error `why` stands.
+async fn bare(
+    archive: &Archive,
+    path: &Path,
+    ctx: &StoreContext,
+    why: String,
+) -> Result<fulcrum_dicom::StoredInstance, DicomError> {
+    let not_dicom = || DicomError::NotDicom(why.clone());
+    let mut head = [0u8; 8];
+    let small = tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|m| m.len() <= MAX_BARE_DATASET);
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        tokio::fs::File::open(path)
+            .await?
+            .read_exact(&mut head)
+            .await
+    };
+    if !small || read.await.is_err() || fulcrum_dicom::part10::bare_dataset_syntax(&head).is_none()
+    {
+        return Err(not_dicom());
+    }
+    let data = tokio::fs::read(path).await.map_err(|_| not_dicom())?;
+    archive
+        .store_bare_dataset(fulcrum_types::DEFAULT_TENANT, data.into(), "IMPORT", ctx)
+        .await
+}
+
 /// Imports every file under `paths`; returns the exit code (1 when a DICOM
 /// file could not be stored; files that are not DICOM and DICOMDIRs, the
 /// directory of a CD or DVD whose instances are files of their own, are
@@ -146,20 +181,21 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
             let bytes = bytes.clone();
             async move {
                 let res = async {
+                    let ctx = StoreContext {
+                        known_versions_stored: true,
+                        ..StoreContext::default()
+                    };
                     let f = tokio::fs::File::open(&path)
                         .await
                         .map_err(|e| Failed::Open(e.to_string()))?;
-                    let r = archive
-                        .store_file(
-                            tenant,
-                            tokio::io::BufReader::new(f),
-                            &StoreContext {
-                                known_versions_stored: true,
-                                ..StoreContext::default()
-                            },
-                        )
+                    let r = match archive
+                        .store_file(tenant, tokio::io::BufReader::new(f), &ctx)
                         .await
-                        .map_err(Failed::Store)?;
+                    {
+                        Err(DicomError::NotDicom(why)) => bare(&archive, &path, &ctx, why).await,
+                        r => r,
+                    }
+                    .map_err(Failed::Store)?;
                     bytes.fetch_add(r.size, Ordering::Relaxed);
                     Ok(r.outcome)
                 }
