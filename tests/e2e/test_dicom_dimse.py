@@ -1092,6 +1092,17 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
     assert sorted(x.BodyPartExamined for x in both) == ["CHEST", "HEAD"]
     (img,) = find("IMAGE", f"StudyInstanceUID={b.StudyInstanceUID}", "BodyPartExamined=CH*", "SOPInstanceUID")
     assert img.SOPInstanceUID == b.SOPInstanceUID
+    # Keys below the query level match relationally (they were dropped).
+    assert find("STUDY", "Modality=MR", "StudyInstanceUID") == []
+    assert len(find("STUDY", "Modality=CT", "StudyInstanceUID")) == 2
+    assert find("SERIES", "SOPClassUID=1.2.3", "SeriesInstanceUID") == []
+    # A patient: its counts are of all its studies; keys the index does
+    # not hold come from the study its name is taken from.
+    patient = lambda *keys: _findscu(pacs, "-P", ["QueryRetrieveLevel=PATIENT", *keys], tmp_path / f"q{next(q)}")
+    (p,) = patient("PatientID=MRN1234", "StudyDate=20200115", "NumberOfPatientRelatedStudies", "IssuerOfPatientID",
+                   "PatientName")
+    assert (int(p.NumberOfPatientRelatedStudies), str(p.PatientName), p.IssuerOfPatientID) == (2, "Smith^John", "SITE_A")
+    assert patient("PatientID=MRN1234", "StudyDate=20200115", "IssuerOfPatientID=SITE_B") == []
     # QIDO-RS: the same keys, matched and returned; paging applies to what matches.
     (found,) = dw.qido("/studies", {"PatientID": "MRN1234", "IssuerOfPatientID": "SITE_B",
                                     "includefield": "InstitutionName"})

@@ -2,7 +2,8 @@
 //! Name, Body Part Examined, Series Date, Content Date…): matched and
 //! returned from the stored header of the instance that stands for each
 //! match (its own at instance level; one instance of the series or study
-//! above it, see `Catalog::representative_instances`). Dropping such a
+//! above it, see `Catalog::representative_instances`; for a patient, of
+//! the study its demographics are taken from). Dropping such a
 //! key, as the index alone must, turned "this MRN from this issuer" into
 //! every patient with the MRN, and "Institution Name AKH*" into the whole
 //! archive; and returned them empty. Matching follows PS3.4 C.2.2.2 as
@@ -174,7 +175,8 @@ impl Archive {
     /// The headers standing for a page of matches at `level` (see the
     /// module's doc), those whose header fails `keys` left out; a match
     /// without a readable header is kept only when nothing is matched.
-    /// Patients have none (their keys stay unmatched).
+    /// A patient stands by an instance of the study its name and birth
+    /// date are taken from.
     pub async fn with_headers(
         &self,
         tenant: &str,
@@ -182,15 +184,14 @@ impl Archive {
         page: Vec<DicomMatch>,
         keys: &HeaderKeys,
     ) -> DicomResult<Vec<(DicomMatch, Option<InMemDicomObject>)>> {
-        // A patient is no instance's: its keys are returned empty, as
-        // before, and not matched.
-        if keys.is_empty() || level == Level::Patient {
+        if keys.is_empty() {
             return Ok(page.into_iter().map(|m| (m, None)).collect());
         }
         let recs: Vec<Option<fulcrum_catalog::dicom::InstanceRecord>> = match level {
             Level::Instance => page.iter().map(|m| m.instance.clone()).collect(),
-            Level::Study | Level::Series => {
+            Level::Patient | Level::Study | Level::Series => {
                 let uid = |m: &DicomMatch| match level {
+                    Level::Patient => m.patient_study.clone().unwrap_or_default(),
                     Level::Study => m.study.study_uid.clone(),
                     _ => m
                         .series
@@ -199,14 +200,15 @@ impl Archive {
                         .unwrap_or_default(),
                 };
                 let uids: Vec<String> = page.iter().map(uid).collect();
+                // A patient stands by the study its attributes are from.
+                let by = level.max(Level::Study);
                 let mut found = self
                     .engine()
                     .catalog()
-                    .representative_instances(tenant, level, &uids)
+                    .representative_instances(tenant, by, &uids)
                     .await?;
                 page.iter().map(|m| found.remove(&uid(m))).collect()
             }
-            Level::Patient => Vec::new(),
         };
         let present: Vec<&fulcrum_catalog::dicom::InstanceRecord> = recs.iter().flatten().collect();
         let parsed = self.headers(tenant, &present).await?;

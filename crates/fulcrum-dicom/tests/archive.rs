@@ -1359,11 +1359,12 @@ async fn a_patient_is_answered_with_the_attributes_of_one_of_its_studies() {
             "{}",
             t.name
         );
-        // Of those that match, the last written.
+        // Of those that match, the last written; the patient's counts are
+        // of all its studies still.
         let alpha = (Column::PatientName, Matcher::Wildcard("Alpha*".into()));
         assert_eq!(
             patient(vec![id, alpha]).await,
-            ("Alpha^A".into(), "19990101".into(), "M".into(), Some(1)),
+            ("Alpha^A".into(), "19990101".into(), "M".into(), Some(3)),
             "{}",
             t.name
         );
@@ -1422,5 +1423,57 @@ async fn keys_the_index_does_not_hold_are_read_from_a_header_of_each_match() {
                 assert_eq!(got.len(), want / 2, "{} {level:?}", t.name);
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn keys_below_the_query_level_match_relationally() {
+    // C-FIND at STUDY level with Modality=MR, or SERIES level with an
+    // Instance Number, ignored the key and answered every study.
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        for (n, i) in corpus().iter().enumerate() {
+            store(&a, &part10(i, n as u64)).await.expect("store");
+        }
+        let ex = |v: &str| Matcher::Exact(v.into());
+        let count = |level, filters| {
+            let a = a.clone();
+            async move { uids(&a, level, filters).await.len() }
+        };
+        assert_eq!(
+            count(Level::Study, vec![(Column::Modality, ex("SR"))]).await,
+            6,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            count(Level::Study, vec![(Column::Modality, ex("MR"))]).await,
+            0,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            count(Level::Patient, vec![(Column::Modality, ex("MR"))]).await,
+            0,
+            "{}",
+            t.name
+        );
+        let two = vec![
+            (Column::InstanceNumber, ex("2")),
+            (Column::Modality, ex("CT")),
+        ];
+        assert_eq!(count(Level::Series, two).await, 6, "{}", t.name);
+        let three = vec![(Column::InstanceNumber, ex("3"))];
+        assert_eq!(count(Level::Series, three).await, 0, "{}", t.name);
+        let class = vec![
+            (Column::SopClassUid, ex(CT_IMAGE)),
+            (Column::PatientId, ex("P1")),
+        ];
+        assert_eq!(count(Level::Study, class).await, 2, "{}", t.name);
+        let dated = vec![(Column::StudyDate, ex("20200115"))];
+        let p = a.query(&all(Level::Patient, dated)).await.expect("query");
+        // Each patient has one study that day, and two studies.
+        assert_eq!(p.len(), 3, "{}", t.name);
+        assert!(p.iter().all(|m| m.studies == Some(2)), "{}: {p:?}", t.name);
     }
 }

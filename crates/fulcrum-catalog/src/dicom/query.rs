@@ -128,6 +128,9 @@ pub struct DicomMatch {
     /// At series and instance level, the computed attributes of the study
     /// (QIDO-RS returns them for All Series and All Instances).
     pub in_study: Option<StudyTotals>,
+    /// At patient level, the study its name, birth date and sex are
+    /// taken from (the last written that matches).
+    pub patient_study: Option<String>,
 }
 
 /// A study's computed attributes, as kept on its row.
@@ -418,19 +421,43 @@ impl Catalog {
             source: sqlx::Error::Encode(e),
         })?;
         // Filters on modalities in study become an EXISTS over the series.
+        // Keys below the level of the rows read (a study query's Modality
+        // or SOP Class UID) match relationally (PS3.4 C.4.1.2.2.2): the
+        // entity has a series, or an instance, that matches them all.
         let mut modality_filters = Vec::new();
+        let mut below: Vec<(Level, String)> = Vec::new();
         for (col, m) in &q.filters {
             if *col == Column::ModalitiesInStudy {
                 modality_filters.push(m);
                 continue;
             }
-            if col.level() > q.level.max(Level::Study) {
-                return Err(CatalogError::BadQuery(format!(
-                    "{col:?} is below the query level {:?}",
-                    q.level
-                )));
-            }
+            let before = w.clauses.len();
             w.add(*col, m)?;
+            if col.level() > q.level.max(Level::Study) && w.clauses.len() > before {
+                let c = w.clauses.pop().unwrap_or_default();
+                below.push((col.level(), c));
+            }
+        }
+        for level in [Level::Series, Level::Instance] {
+            let cs: Vec<&str> = below
+                .iter()
+                .filter(|(l, _)| *l == level)
+                .map(|(_, c)| c.as_str())
+                .collect();
+            if cs.is_empty() {
+                continue;
+            }
+            let (table, alias, parent) = match (level, q.level) {
+                (Level::Series, _) => ("dicom_series", "r", "s.study_uid = r.study_uid"),
+                (_, Level::Series) => ("dicom_instances", "i", "i.series_uid = r.series_uid"),
+                _ => ("dicom_instances", "i", "i.study_uid = s.study_uid"),
+            };
+            let from = if q.level == Level::Series { "r" } else { "s" };
+            w.clauses.push(format!(
+                "EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.tenant = {from}.tenant \
+                 AND {parent} AND {})",
+                cs.join(" AND ")
+            ));
         }
         for m in modality_filters {
             let before = w.clauses.len();
@@ -451,29 +478,34 @@ impl Catalog {
         let limit = q.limit.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
         let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
         // The computed attributes are stored on the rows (see `counts`); a
-        // patient's are those of its studies together. Its name, birth date
-        // and sex are those of one study, the last written of those that
-        // match (each the largest of any study made records no instance
-        // holds: one study's name with another's birth date).
+        // patient's are those of all its studies together (a patient
+        // matches when one of its studies does). Its name, birth date and
+        // sex are those of one study, the last written of those that match
+        // (each the largest of any study made records no instance holds:
+        // one study's name with another's birth date).
         let joined = |col: &str| self.kind().comma_list(col, false);
         let sql = match q.level {
             Level::Patient => format!(
                 "SELECT g.patient_id, l.patient_name, l.patient_birth_date, l.patient_sex, \
-                 g.studies, g.series, g.instances, g.modalities, g.sop_classes FROM \
-                 (SELECT s.patient_id, COUNT(*) AS studies, \
-                  CAST(SUM(s.num_series) AS BIGINT) AS series, \
-                  CAST(SUM(s.num_instances) AS BIGINT) AS instances, {} AS modalities, \
+                 g.studies, g.series, g.instances, g.modalities, g.sop_classes, l.study_uid FROM \
+                 (SELECT a.patient_id, COUNT(*) AS studies, \
+                  CAST(SUM(a.num_series) AS BIGINT) AS series, \
+                  CAST(SUM(a.num_instances) AS BIGINT) AS instances, {} AS modalities, \
                   {} AS sop_classes \
-                  FROM dicom_studies s WHERE s.tenant = $1{filter} \
-                  GROUP BY s.patient_id ORDER BY s.patient_id{page}) g \
+                  FROM dicom_studies a WHERE a.tenant = $1 AND (a.patient_id IN \
+                   (SELECT s.patient_id FROM dicom_studies s WHERE s.tenant = $1{filter}) \
+                   OR (a.patient_id IS NULL AND EXISTS (SELECT 1 FROM dicom_studies s \
+                    WHERE s.tenant = $1 AND s.patient_id IS NULL{filter}))) \
+                  GROUP BY a.patient_id ORDER BY a.patient_id{page}) g \
                  JOIN (SELECT s.patient_id, s.patient_name, s.patient_birth_date, s.patient_sex, \
+                  s.study_uid, \
                   ROW_NUMBER() OVER (PARTITION BY s.patient_id \
                    ORDER BY s.updated_at DESC, s.study_uid DESC) AS latest \
                   FROM dicom_studies s WHERE s.tenant = $1{filter}) l \
                  ON l.latest = 1 AND l.patient_id IS NOT DISTINCT FROM g.patient_id \
                  ORDER BY g.patient_id",
-                joined("s.modalities"),
-                joined("s.sop_classes")
+                joined("a.modalities"),
+                joined("a.sop_classes")
             ),
             Level::Study => format!(
                 "SELECT {STUDY_COLS}, s.num_series, s.num_instances, s.modalities, s.sop_classes \
@@ -520,6 +552,7 @@ impl Catalog {
                     instances: Some(r.try_get(6).map_err(read)?),
                     modalities: split_set(r.try_get(7).map_err(read)?),
                     sop_classes: split_set(r.try_get(8).map_err(read)?),
+                    patient_study: Some(r.try_get(9).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Study => DicomMatch {

@@ -151,8 +151,10 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
             }
             continue;
         };
-        // Keys below the query level cannot match: they are ignored.
-        if attr.level > level || e.vr() == VR::SQ {
+        // Keys below the query level match relationally (a study with a
+        // CT series for Modality=CT at STUDY level): ignored, they made
+        // such a query return the whole archive.
+        if e.vr() == VR::SQ {
             continue;
         }
         let Ok(value) = e.to_str() else { continue };
@@ -383,10 +385,13 @@ mod tests {
         );
         let p = plan(&o, Model::StudyRoot).expect("plan");
         assert_eq!(p.level, Level::Study);
-        // Modality is a series key: ignored at STUDY level.
+        // Modality is a series key: matched relationally at STUDY level.
         assert_eq!(
             p.filters,
-            vec![(Column::PatientName, Matcher::Wildcard("DOE*".into()))]
+            vec![
+                (Column::Modality, Matcher::Exact("CT".into())),
+                (Column::PatientName, Matcher::Wildcard("DOE*".into()))
+            ]
         );
         assert_eq!(p.keys.len(), 5);
         let m = DicomMatch {

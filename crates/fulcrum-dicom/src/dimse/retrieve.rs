@@ -306,6 +306,30 @@ pub(crate) async fn run_move(
     c.finish(s, pc, ts, rq, "C-MOVE").await
 }
 
+/// Why no C-GET storage context can carry `rec`: the requester took the
+/// SCP role for its SOP class in none, or only in syntaxes it cannot be
+/// sent in (a compressed one it is not stored in, or big endian for
+/// decoded frames); it said "no storage context" for both.
+fn no_context(contexts: &[(u8, String, String)], rec: &InstanceRecord) -> String {
+    let offered: Vec<&str> = contexts
+        .iter()
+        .filter(|c| c.1 == rec.sop_class_uid)
+        .map(|c| c.2.as_str())
+        .collect();
+    if offered.is_empty() {
+        return format!(
+            "no storage context with the SCP role for {}",
+            rec.sop_class_uid
+        );
+    }
+    // Short: an Error Comment holds 64 characters.
+    format!(
+        "takes only {}; stored {}",
+        offered.join(","),
+        rec.transfer_syntax
+    )
+}
+
 pub(crate) async fn run_get(
     s: &mut Session,
     pc: u8,
@@ -333,10 +357,7 @@ pub(crate) async fn run_get(
             break;
         }
         let r = match choose_context(&contexts, rec) {
-            None => Err(format!(
-                "no storage context with the SCP role for {} in {}",
-                rec.sop_class_uid, rec.transfer_syntax
-            )),
+            None => Err(no_context(&contexts, rec)),
             Some((spc, sts)) => {
                 let id = s.message_id();
                 match send_store(&mut s.link, &archive, &tenant, rec, spc, &sts, id, None).await {
