@@ -1058,6 +1058,9 @@ def _site_instance(pid, issuer, institution, body_part, series_date, name):
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = bytes(64)
+    step = Dataset()
+    step.ScheduledProcedureStepID, step.RequestedProcedureID = f"SPS-{issuer}", "RP1"
+    ds.RequestAttributesSequence = [step]
     ds.file_meta = dicom_common.file_meta(ds.SOPClassUID, ds.SOPInstanceUID)
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
@@ -1092,6 +1095,10 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
     assert sorted(x.BodyPartExamined for x in both) == ["CHEST", "HEAD"]
     (img,) = find("IMAGE", f"StudyInstanceUID={b.StudyInstanceUID}", "BodyPartExamined=CH*", "SOPInstanceUID")
     assert img.SOPInstanceUID == b.SOPInstanceUID
+    # A key inside a sequence matches any item; the sequence is returned.
+    (seq,) = find("STUDY", "RequestAttributesSequence[0].ScheduledProcedureStepID=SPS-SITE_B", "StudyInstanceUID")
+    assert seq.StudyInstanceUID == b.StudyInstanceUID
+    assert seq.RequestAttributesSequence[0].RequestedProcedureID == "RP1"
     # Keys below the query level match relationally (they were dropped).
     assert find("STUDY", "Modality=MR", "StudyInstanceUID") == []
     assert len(find("STUDY", "Modality=CT", "StudyInstanceUID")) == 2
@@ -1112,5 +1119,9 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
     assert jval(head, "SeriesInstanceUID") == a.SeriesInstanceUID and jval(head, "BodyPartExamined") == "HEAD"
     assert dw.qido("/studies", {"InstitutionName": "*", "limit": "1", "offset": "1"}) != []
     assert dw.qido("/studies", {"InstitutionName": "*", "offset": "2"}) == []
+    for key in ("00400275.00400009", "RequestAttributesSequence.ScheduledProcedureStepID"):
+        (nested,) = dw.qido("/studies", {key: "SPS-SITE_A", "includefield": "00400275.00401001"})
+        assert jval(nested, "StudyInstanceUID") == a.StudyInstanceUID, key
+        assert nested["00400275"]["Value"][0]["00400009"]["Value"] == ["SPS-SITE_A"], nested
     r = dw.get("/studies?SeriesDate=2020", "application/dicom+json")
     assert r.status_code == 400 and "a date is" in r.text, (r.status_code, r.text)

@@ -23,9 +23,15 @@ use crate::query::{check_values, matcher, QueryAttr};
 /// its matcher when it has a value.
 #[derive(Debug, Clone)]
 pub struct HeaderKey {
+    /// The attribute returned (a sequence, for a nested key).
     pub tag: Tag,
+    /// The VR of the attribute matched.
     pub vr: VR,
     pub matcher: Option<Matcher>,
+    /// For a key inside a sequence (QIDO-RS `00400275.00401001`, a C-FIND
+    /// sequence item with values): the tags below `tag` down to the
+    /// attribute matched, which matches when any item's does.
+    pub nested: Vec<Tag>,
 }
 
 impl HeaderKey {
@@ -49,7 +55,19 @@ impl HeaderKey {
             tag,
             vr,
             matcher: m,
+            nested: Vec::new(),
         })
+    }
+
+    /// A key on attribute `path[last]` inside the sequences `path[..last]`,
+    /// with the VR of that attribute; the top sequence is returned.
+    pub fn within(path: &[Tag], vr: VR, value: &str, fuzzy: bool) -> Result<Self, &'static str> {
+        let (&top, below) = path.split_first().ok_or("an empty attribute path")?;
+        let leaf = *path.last().unwrap_or(&top);
+        let mut k = HeaderKey::new(leaf, vr, value, fuzzy)?;
+        k.tag = top;
+        k.nested = below.to_vec();
+        Ok(k)
     }
 
     /// Whether the header's element matches the key (always, without a
@@ -58,18 +76,34 @@ impl HeaderKey {
         let Some(m) = &self.matcher else {
             return true;
         };
-        let Some(values) = header
-            .get(self.tag)
-            .and_then(|e| e.to_multi_str().ok())
-            .map(|v| v.to_vec())
-        else {
-            return false;
-        };
+        let mut values = Vec::new();
+        let path: Vec<Tag> = std::iter::once(self.tag)
+            .chain(self.nested.iter().copied())
+            .collect();
+        leaf_values(header, &path, &mut values);
         values
             .iter()
             .map(|v| v.trim_matches([' ', '\0']))
             .filter(|v| !v.is_empty())
             .any(|v| value_matches(m, self.vr, v))
+    }
+}
+
+/// The values of the attribute at the end of `path` (sequences down to
+/// it), in every item on the way.
+fn leaf_values(obj: &InMemDicomObject, path: &[Tag], out: &mut Vec<String>) {
+    let Some((&tag, below)) = path.split_first() else {
+        return;
+    };
+    let Some(e) = obj.get(tag) else { return };
+    if below.is_empty() {
+        if let Ok(v) = e.to_multi_str() {
+            out.extend(v.iter().cloned());
+        }
+    } else if let Some(items) = e.items() {
+        for item in items {
+            leaf_values(item, below, out);
+        }
     }
 }
 
@@ -156,7 +190,7 @@ impl HeaderKeys {
                 Some(e) => {
                     out.put(e.clone());
                 }
-                None if k.vr == VR::SQ => {
+                None if k.vr == VR::SQ || !k.nested.is_empty() => {
                     out.put(DataElement::new(
                         k.tag,
                         VR::SQ,
@@ -295,5 +329,32 @@ mod tests {
             .primitive()
             .is_some_and(|p| p.calculate_byte_len() == 0)));
         assert!(HeaderKey::new(Tag(0x0008, 0x0021), VR::DA, "2020", false).is_err());
+    }
+
+    #[test]
+    fn a_key_inside_a_sequence_matches_when_any_item_does() {
+        use dicom_core::value::DataSetSequence;
+        let (seq, code) = (Tag(0x0040, 0x0275), Tag(0x0040, 0x1001));
+        let item = |v: &str| {
+            let mut i = InMemDicomObject::new_empty();
+            i.put(DataElement::new(code, VR::SH, PrimitiveValue::from(v)));
+            i
+        };
+        let mut h = InMemDicomObject::new_empty();
+        h.put(DataElement::new(
+            seq,
+            VR::SQ,
+            DataSetSequence::from(vec![item("RP1"), item("RP5")]),
+        ));
+        let key = |v: &str| HeaderKey::within(&[seq, code], VR::SH, v, false).expect("key");
+        assert!(HeaderKeys(vec![key("RP5")]).matches(&h));
+        assert!(HeaderKeys(vec![key("RP*")]).matches(&h));
+        assert!(!HeaderKeys(vec![key("RP9")]).matches(&h));
+        let mut out = InMemDicomObject::new_empty();
+        HeaderKeys(vec![key("RP5")]).fill(Some(&h), &mut out);
+        assert_eq!(
+            out.get(seq).and_then(|e| e.items()).map(|i| i.len()),
+            Some(2)
+        );
     }
 }

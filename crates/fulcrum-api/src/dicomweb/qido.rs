@@ -41,22 +41,27 @@ pub(crate) struct Search {
     pub header: HeaderKeys,
 }
 
-/// A real DICOM attribute this archive does not index (vs. a typo): its
-/// tag and VR (a private tag's taken as LO).
-fn known_elsewhere(key: &str) -> Option<(Tag, VR)> {
-    if key.contains('.') {
-        return None; // a nested attribute path: not matched
+/// A real DICOM attribute this archive does not index (vs. a typo), or a
+/// path to one inside sequences (`00400275.00401001`, keywords too): its
+/// tags from the top and the VR of the last (a private tag's taken as LO).
+fn known_elsewhere(key: &str) -> Option<(Vec<Tag>, VR)> {
+    let mut path = Vec::new();
+    let mut vr = VR::LO;
+    for part in key.split('.') {
+        let entry = match parse_tag(part) {
+            Some(tag) => {
+                path.push(tag);
+                StandardDataDictionary.by_tag(tag)
+            }
+            None => {
+                let e = StandardDataDictionary.by_name(part)?;
+                path.push(e.tag.inner());
+                Some(e)
+            }
+        };
+        vr = entry.map_or(VR::LO, |e| e.vr.relaxed());
     }
-    let vr = |e: &dicom_core::dictionary::DataDictionaryEntryRef<'static>| e.vr.relaxed();
-    match parse_tag(key) {
-        Some(tag) => Some((
-            tag,
-            StandardDataDictionary.by_tag(tag).map(vr).unwrap_or(VR::LO),
-        )),
-        None => StandardDataDictionary
-            .by_name(key)
-            .map(|e| (e.tag.inner(), vr(e))),
-    }
+    Some((path, vr))
 }
 
 /// Candidates a search matching on header-held attributes reads at most;
@@ -134,15 +139,14 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
                             // attributes are not returned (PS3.18 10.6.3.3).
                             s.not_returned.push(name.to_string());
                         }
-                    } else if let Some((tag, vr)) = known_elsewhere(name) {
+                    } else if let Some((path, vr)) = known_elsewhere(name) {
                         // A real attribute the index does not hold is read
-                        // from the stored headers.
-                        if !s.header.0.iter().any(|k| k.tag == tag) {
-                            s.header.0.push(HeaderKey {
-                                tag,
-                                vr,
-                                matcher: None,
-                            });
+                        // from the stored headers (a nested one: its top
+                        // sequence, whole).
+                        if !s.header.0.iter().any(|k| k.tag == path[0]) {
+                            let key = HeaderKey::within(&path, vr, "", false)
+                                .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+                            s.header.0.push(key);
                         }
                     } else {
                         return Err(ApiError::bad_request(format!(
@@ -157,11 +161,15 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
                 // are ignored with a Warning rather than failing viewers.
                 let Some(a) = lookup(k) else {
                     match known_elsewhere(k) {
-                        Some((tag, vr)) => {
-                            let key = HeaderKey::new(tag, vr, v, fuzzy).map_err(|form| {
+                        Some((path, vr)) => {
+                            let key = HeaderKey::within(&path, vr, v, fuzzy).map_err(|form| {
                                 ApiError::bad_request(format!("{k}={v}: {form}"))
                             })?;
-                            s.header.0.retain(|h| h.tag != tag);
+                            // A return-only key of the same attribute is
+                            // this one's (matched keys return it too).
+                            s.header
+                                .0
+                                .retain(|h| h.tag != key.tag || h.matcher.is_some());
                             s.header.0.push(key);
                         }
                         None => s.ignored.push(k.clone()),
@@ -192,15 +200,6 @@ pub(crate) fn parse(level: Level, above: &[Level], raw: Option<&str>) -> ApiResu
     }
     s.fields = seen;
     Ok(s)
-}
-
-fn matchable() -> String {
-    query::ATTRS
-        .iter()
-        .filter(|a| a.column.is_some())
-        .map(|a| a.keyword)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn retrieve_url(base: &Base, level: Level, m: &DicomMatch) -> Option<String> {
@@ -280,9 +279,8 @@ async fn search(
         .collect();
     if !s.ignored.is_empty() {
         warnings.push(format!(
-            "299 fulcrum: \"The following attributes are not supported for matching and were ignored: {}; attributes that can be matched: {}\"",
-            s.ignored.join(", "),
-            matchable()
+            "299 fulcrum: \"The following parameters were ignored: {} (neither a DICOM attribute nor a search parameter, or a computed attribute, which is returned but not matched)\"",
+            s.ignored.join(", ")
         ));
     }
     if !s.not_returned.is_empty() {

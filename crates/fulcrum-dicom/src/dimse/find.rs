@@ -140,14 +140,27 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
         p.keys.push((tag, e.vr()));
         let Some(attr) = by_tag(tag) else {
             if !ANSWERED.contains(&tag) {
-                let value = e.to_str().unwrap_or_default();
-                let key = HeaderKey::new(tag, e.vr(), &value, false).map_err(|form| {
+                let bad = |form: &str, value: &str| {
                     refuse(
                         status::IDENTIFIER_DOES_NOT_MATCH,
                         format!("{tag}={value}: {form}"),
                     )
-                })?;
+                };
+                let value = e.to_str().unwrap_or_default();
+                let key = HeaderKey::new(tag, e.vr(), &value, false).map_err(|f| bad(f, &value))?;
                 p.header.0.push(key);
+                // Sequence matching (PS3.4 C.2.2.2.6): the item's keys
+                // with values match any item of the stored sequence.
+                let item = e.items().and_then(|items| items.first());
+                for inner in item.into_iter().flat_map(|i| i.iter()) {
+                    let value = inner.to_str().unwrap_or_default();
+                    if inner.vr() == VR::SQ || value.trim_matches([' ', '\0']).is_empty() {
+                        continue;
+                    }
+                    let key = HeaderKey::within(&[tag, inner.tag()], inner.vr(), &value, false)
+                        .map_err(|f| bad(f, &value))?;
+                    p.header.0.push(key);
+                }
             }
             continue;
         };

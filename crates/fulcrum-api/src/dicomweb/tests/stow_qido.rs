@@ -85,7 +85,6 @@ async fn stow_stores_and_qido_finds_by_patient_id() {
 
     for uri in [
         "/studies?limit=x",
-        "/studies?Modality=CT",
         "/series?includefield=Nope",
         "/studies?StudyDate=bad",
         "/studies?StudyDate=2020-01-01",
@@ -97,6 +96,13 @@ async fn stow_stores_and_qido_finds_by_patient_id() {
         assert!(json(&body)["message"]
             .as_str()
             .is_some_and(|m| !m.is_empty()));
+    }
+    // A series attribute matches studies relationally (it was a 400).
+    for (modality, n) in [("CT", 1), ("MR", 0)] {
+        let (status, _, body) =
+            call(&e.app, get(&format!("/studies?Modality={modality}"), None)).await;
+        assert_eq!(status, StatusCode::OK, "{modality}");
+        assert_eq!(json(&body).as_array().map(Vec::len), Some(n), "{modality}");
     }
     let (status, _, _) = call(&e.app, get("/studies", Some("application/dicom+xml"))).await;
     assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
