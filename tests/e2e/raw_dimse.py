@@ -29,8 +29,8 @@ def associate(port: int, contexts, called: str = "FULCRUM") -> socket.socket:
     return associate_answered(port, contexts, called)[0]
 
 
-def associate_answered(port: int, contexts, called: str = "FULCRUM") -> tuple[socket.socket, list[tuple[int, int]]]:
-    """`associate`, with the A-ASSOCIATE-AC's (context id, result) items in order (0: accepted)."""
+def request(port: int, contexts, called: str = "FULCRUM") -> tuple[socket.socket, int, bytes]:
+    """An A-ASSOCIATE-RQ proposing `contexts`; the socket, and the type and body of the PDU answering it."""
     body = struct.pack(">HH", 1, 0) + called.encode().ljust(16) + b"RAWSCU".ljust(16) + bytes(32)
     body += _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cid, abstract, syntaxes in contexts:
@@ -41,7 +41,12 @@ def associate_answered(port: int, contexts, called: str = "FULCRUM") -> tuple[so
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.sendall(_pdu(1, body))
-    kind, ac = read_pdu(s)
+    return (s, *read_pdu(s))
+
+
+def associate_answered(port: int, contexts, called: str = "FULCRUM") -> tuple[socket.socket, list[tuple[int, int]]]:
+    """`associate`, with the A-ASSOCIATE-AC's (context id, result) items in order (0: accepted)."""
+    s, kind, ac = request(port, contexts, called)
     assert kind == 2, f"association not accepted (PDU type {kind:#x})"
     results, i = [], 68
     while i + 4 <= len(ac):

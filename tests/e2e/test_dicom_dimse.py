@@ -1125,3 +1125,18 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
         assert nested["00400275"]["Value"][0]["00400009"]["Value"] == ["SPS-SITE_A"], nested
     r = dw.get("/studies?SeriesDate=2020", "application/dicom+json")
     assert r.status_code == 400 and "a date is" in r.text, (r.status_code, r.text)
+
+
+def test_an_association_proposing_no_presentation_context_is_rejected(pacs):
+    # PS3.8 9.3.2: an A-ASSOCIATE-RQ holds one or more presentation
+    # contexts. One with none was accepted, an association that could
+    # carry nothing; it is rejected (permanent, no reason given).
+    s, kind, body = raw.request(pacs.dicom_port, [])
+    try:
+        assert kind == 3, f"PDU type {kind:#x}"
+        assert body[1:4] == bytes([1, 1, 1]), body  # permanent, service user, no reason given
+    finally:
+        s.close()
+    # One context is enough.
+    s = raw.associate(pacs.dicom_port, [(1, "1.2.840.10008.1.1", ["1.2.840.10008.1.2"])])
+    raw.release(s)

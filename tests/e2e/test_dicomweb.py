@@ -1728,6 +1728,9 @@ def test_an_encapsulated_pdf_is_sent_as_made_by_bulk_data_and_wado_uri(pacs):
     for accept in ("application/pdf", "*/*"):
         r = dw.get(f"{base}/rendered", accept)
         assert r.status_code == 200 and r.headers["content-type"] == "application/pdf" and r.content == pdf, accept
+        # Saved under its UID, not as "rendered" (as OHIF titled it).
+        want = f'inline; filename="{ds.SOPInstanceUID}.pdf"'
+        assert r.headers.get("content-disposition") == want, r.headers
     assert dw.get(f"{base}/rendered", "image/jpeg").status_code == 406
     # Without Encapsulated Document Length (older objects omit it), the
     # trailing NUL of a PDF is the pad too.

@@ -388,6 +388,20 @@ pub(crate) async fn document(ctx: &Ctx, l: &Loaded, mime: &str) -> ApiResult<Res
     if let Ok(v) = HeaderValue::from_str(mime) {
         res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    // Shown in place, and saved under the instance's UID rather than
+    // "rendered" (what a browser or OHIF named it).
+    let ext = match mime {
+        "application/pdf" => "pdf",
+        "text/xml" | "application/xml" => "xml",
+        "model/stl" => "stl",
+        "model/obj" => "obj",
+        "model/mtl" => "mtl",
+        _ => "bin",
+    };
+    let disposition = format!("inline; filename=\"{}.{ext}\"", l.rec.sop_uid);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
     Ok(res)
 }
 

@@ -163,6 +163,11 @@ impl Link {
             Some(AssociationRJServiceUserReason::NoReasonGiven)
         } else if trim(&rq.application_context_name) != APPLICATION_CONTEXT {
             Some(AssociationRJServiceUserReason::ApplicationContextNameNotSupported)
+        } else if rq.presentation_contexts.is_empty() {
+            // PS3.8 9.3.2: one or more presentation contexts; with none
+            // the association could carry nothing, yet was accepted.
+            warn!(calling = %calling, "association rejected: no presentation context proposed");
+            Some(AssociationRJServiceUserReason::NoReasonGiven)
         } else if called != trim(&policy.ae_title) {
             warn!(calling = %calling, called = %called, "association rejected: called AE title is not {:?}", policy.ae_title);
             Some(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
