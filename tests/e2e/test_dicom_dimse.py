@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1140,3 +1141,23 @@ def test_an_association_proposing_no_presentation_context_is_rejected(pacs):
     # One context is enough.
     s = raw.associate(pacs.dicom_port, [(1, "1.2.840.10008.1.1", ["1.2.840.10008.1.2"])])
     raw.release(s)
+
+
+def test_a_c_store_cut_off_mid_transfer_is_logged_as_discarded(pacs):
+    # A modality whose connection drops mid-instance: the log said only
+    # "connection closed without release", so a missing instance could not
+    # be traced. It names the instance and says it was discarded.
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    sop = "1.2.826.0.1.3680043.8.498.4343"
+    s = raw.associate(pacs.dicom_port, [(3, ct, [raw.EXPLICIT])])
+    rq = raw.command({0x0002: ct, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: sop})
+    first = raw.explicit((0x0008, 0x0016), b"UI", ct.encode()) + raw.explicit((0x0008, 0x0018), b"UI", sop.encode())
+    s.sendall(raw.pdata([(3, 3, rq), (3, 0, first)]))  # not the last fragment
+    time.sleep(0.3)
+    s.close()
+    deadline = time.time() + 10
+    while "discarded" not in pacs.log_tail(20) and time.time() < deadline:
+        time.sleep(0.1)
+    tail = pacs.log_tail(20)
+    assert "C-STORE cut off mid-transfer: the instance was discarded" in tail and sop in tail, tail
+    assert DicomWeb(pacs).qido("/instances", {"SOPInstanceUID": sop}) == []

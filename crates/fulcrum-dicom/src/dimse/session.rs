@@ -123,6 +123,19 @@ impl Session {
                 break e;
             }
         };
+        // An instance cut off mid-transfer is not stored: said, so a
+        // missing instance can be traced to the connection that lost it.
+        if let (Fatal::Closed | Fatal::PeerAborted | Fatal::Abort(_), State::Storing(job)) =
+            (&end, &self.state)
+        {
+            info!(
+                peer = %self.peer_ae,
+                addr = %self.addr,
+                sop = %job.sop_uid(),
+                bytes = job.received(),
+                "C-STORE cut off mid-transfer: the instance was discarded, nothing of it stored"
+            );
+        }
         match end {
             Fatal::Released => {
                 info!(peer = %self.peer_ae, addr = %self.addr, "association released")

@@ -35,6 +35,16 @@ pub(crate) struct StoreJob {
 }
 
 impl StoreJob {
+    /// The SOP Instance UID the command names.
+    pub(crate) fn sop_uid(&self) -> String {
+        self.cmd.sop_instance.clone()
+    }
+
+    /// Data set bytes received so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
     pub(crate) fn start(
         archive: Archive,
         tenant: &str,
