@@ -1766,3 +1766,43 @@ def test_frames_of_an_image_with_no_rows_say_so(pacs):
     base = _instance_path(ds)
     r = dw.get(f"{base}/frames/1", 'multipart/related; type="application/octet-stream"')
     assert r.status_code == 501 and "Rows, Columns or Samples per Pixel" in r.text, r.text
+
+
+def test_a_study_forgets_what_an_instance_gave_it_when_the_instance_leaves(pacs):
+    # A study's patient attributes are its latest instance's. When that
+    # instance left (re-sent under a corrected Study Instance UID, or
+    # deleted), the study kept them: a misfiled image corrected, and the
+    # patient's remaining images still listed under the other patient,
+    # not found by their own Patient ID (day-2 tester, against Orthanc).
+    from pydicom.uid import generate_uid
+
+    study, series = generate_uid(), generate_uid()
+
+    def instance(name, pid, sop, st=study, se=series):
+        ds = pydicom.dcmread(io.BytesIO(named_instance("ISO_IR 100", name, pid, "CHEST")))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = st, se
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+
+    sops = [generate_uid() for _ in range(3)]
+    dw = DicomWeb(pacs)
+    assert dw.stow([instance("ALPHA^ONE", "A1", s) for s in sops]).status == 200
+    # The third one misfiled under patient B2 (the latest instance: the study follows it) ...
+    assert dw.stow([instance("BETA^TWO", "B2", sops[2])]).status == 200
+    assert [jval(s, "PatientID") for s in dw.qido("/studies", {"StudyInstanceUID": study})] == ["B2"]
+    # ... then corrected into a study of its own.
+    other = generate_uid()
+    assert dw.stow([instance("BETA^TWO", "B2", sops[2], other, generate_uid())]).status == 200
+    (found,) = dw.qido("/studies", {"PatientID": "A1", "includefield": "PatientName"})
+    assert jval(found, "StudyInstanceUID") == study and jval(found, "NumberOfStudyRelatedInstances") == 2
+    assert found["00100010"]["Value"] == [{"Alphabetic": "ALPHA^ONE"}]
+    assert [jval(s, "StudyInstanceUID") for s in dw.qido("/studies", {"PatientID": "B2"})] == [other]
+    # A wrongly edited re-send, undone by deleting it.
+    assert dw.stow([instance("HOLD^CHANGE", "A1", sops[1])]).status == 200
+    assert dw.qido("/studies", {"PatientName": "HOLD*"}) != []
+    assert dw.delete(f"/studies/{study}/series/{series}/instances/{sops[1]}").status_code == 204
+    assert dw.qido("/studies", {"PatientName": "HOLD*"}) == []
+    (found,) = dw.qido("/studies", {"PatientName": "ALPHA*"})
+    assert jval(found, "NumberOfStudyRelatedInstances") == 1

@@ -242,7 +242,25 @@ impl Archive {
             .catalog()
             .delete_dicom(tenant, bucket, scope, bypass_governance)
             .await?;
+        if let Scope::Series(study, _) | Scope::Instance(study, _, _) = scope {
+            if !gone.is_empty() {
+                self.refresh_left(tenant, study).await;
+            }
+        }
         Ok(gone.len())
+    }
+
+    /// Brings a study's attributes back to its remaining instances' after
+    /// instances left it (deleted, or re-sent into another study or
+    /// series): they were the latest instance's, and one that left kept
+    /// its name on the study (a misfiled image corrected, and the study
+    /// still listed under the wrong patient). The headers are read again
+    /// (see `reindex`); a failure is logged, `fulcrum dicom reindex`
+    /// repairs it.
+    pub(crate) async fn refresh_left(&self, tenant: &str, study_uid: &str) {
+        if let Err(e) = self.reindex_study(tenant, study_uid).await {
+            tracing::warn!(study = study_uid, error = %e, "cannot refresh the attributes of a study instances left; run `fulcrum dicom reindex --study`");
+        }
     }
 
     /// Puts (`on`) or lifts a legal hold on every instance of a scope and

@@ -757,6 +757,13 @@ impl PendingInstance {
             .engine
             .commit_staged(staged, fulcrum_catalog::Write::Dicom(Box::new(write)))
             .await?;
+        // The instance left its study or series (re-sent under corrected
+        // UIDs): the attributes it gave them go with it.
+        if let Some(e) = existing
+            .filter(|e| e.study_uid != ex.study.study_uid || e.series_uid != ex.series.series_uid)
+        {
+            archive.refresh_left(&tenant, &e.study_uid).await;
+        }
         Ok(done(outcome))
     }
 }
