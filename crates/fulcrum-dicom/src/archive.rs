@@ -257,7 +257,7 @@ impl Archive {
     /// still listed under the wrong patient). The headers are read again
     /// (see `reindex`); a failure is logged, `fulcrum dicom reindex`
     /// repairs it.
-    pub(crate) async fn refresh_left(&self, tenant: &str, study_uid: &str) {
+    pub async fn refresh_left(&self, tenant: &str, study_uid: &str) {
         if let Err(e) = self.reindex_study(tenant, study_uid).await {
             tracing::warn!(study = study_uid, error = %e, "cannot refresh the attributes of a study instances left; run `fulcrum dicom reindex --study`");
         }

@@ -47,6 +47,10 @@ pub struct StoredInstance {
     pub transfer_syntax: String,
     pub size: u64,
     pub outcome: Outcome,
+    /// The study the instance was stored in before, when it left it
+    /// (re-sent under another Study or Series Instance UID): its
+    /// attributes are refreshed (see [`Archive::refresh_left`]).
+    pub left: Option<String>,
 }
 
 /// What the sender says about the instance beyond its bytes.
@@ -656,6 +660,12 @@ impl PendingInstance {
         &self.ex.attrs.sop_uid
     }
 
+    /// The archive and tenant to refresh a study this instance may leave
+    /// with (see [`Self::commit_only`]).
+    pub fn refresher(&self) -> (Archive, String) {
+        (self.archive.clone(), self.tenant.clone())
+    }
+
     pub fn sop_class_uid(&self) -> &str {
         self.ex
             .sop_class_uid
@@ -665,8 +675,20 @@ impl PendingInstance {
     }
 
     /// Makes a staged instance visible with its index rows, or recognises
-    /// an identical copy already stored.
+    /// an identical copy already stored; refreshes the study it left, if
+    /// any.
     pub async fn commit(self) -> DicomResult<StoredInstance> {
+        let (archive, tenant) = self.refresher();
+        let stored = self.commit_only().await?;
+        if let Some(study) = &stored.left {
+            archive.refresh_left(&tenant, study).await;
+        }
+        Ok(stored)
+    }
+
+    /// [`Self::commit`] leaving the study the instance left (`left`) to the
+    /// caller: a batch refreshes each such study once, after all of it.
+    pub async fn commit_only(self) -> DicomResult<StoredInstance> {
         let PendingInstance {
             archive,
             tenant,
@@ -693,6 +715,7 @@ impl PendingInstance {
             transfer_syntax: prelude.transfer_syntax.clone(),
             size,
             outcome,
+            left: None,
         };
         rec.transfer_syntax = prelude.transfer_syntax.clone();
         let outcome = match &existing {
@@ -759,12 +782,13 @@ impl PendingInstance {
             .await?;
         // The instance left its study or series (re-sent under corrected
         // UIDs): the attributes it gave them go with it.
-        if let Some(e) = existing
+        let left = existing
             .filter(|e| e.study_uid != ex.study.study_uid || e.series_uid != ex.series.series_uid)
-        {
-            archive.refresh_left(&tenant, &e.study_uid).await;
-        }
-        Ok(done(outcome))
+            .map(|e| e.study_uid);
+        Ok(StoredInstance {
+            left,
+            ..done(outcome)
+        })
     }
 }
 

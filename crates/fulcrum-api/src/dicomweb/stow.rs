@@ -237,11 +237,23 @@ async fn commit_staged(results: &mut [PartResult]) {
             }
         }
     }
+    let refresh = pending.first().map(|(_, p)| p.refresher());
     let done = futures::future::join_all(pending.into_iter().map(|(i, p)| async move {
         let ids = (p.sop_class_uid().to_string(), p.sop_uid().to_string());
-        (i, p.commit().await, ids)
+        (i, p.commit_only().await, ids)
     }))
     .await;
+    // Studies instances left (re-sent under corrected UIDs) are refreshed
+    // once each, after the whole batch.
+    let left: std::collections::BTreeSet<&String> = done
+        .iter()
+        .filter_map(|(_, r, _)| r.as_ref().ok()?.left.as_ref())
+        .collect();
+    if let Some((archive, tenant)) = &refresh {
+        for study in left {
+            archive.refresh_left(tenant, study).await;
+        }
+    }
     for (i, res, (class, sop)) in done {
         results[i] = match res {
             Ok(stored) => PartResult::Stored(stored),
