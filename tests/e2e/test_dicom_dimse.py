@@ -1161,3 +1161,33 @@ def test_a_c_store_cut_off_mid_transfer_is_logged_as_discarded(pacs):
     tail = pacs.log_tail(20)
     assert "C-STORE cut off mid-transfer: the instance was discarded" in tail and sop in tail, tail
     assert DicomWeb(pacs).qido("/instances", {"SOPInstanceUID": sop}) == []
+
+
+def test_a_study_re_sent_by_c_store_under_new_uids_leaves_its_old_one_right(pacs, tmp_path):
+    # Over DIMSE, the study an instance left is refreshed once the
+    # association ends (refreshing it per instance made a 500-slice study
+    # re-sent under a new Study Instance UID take 11 times as long).
+    from pydicom.uid import generate_uid
+
+    study, series, other = generate_uid(), generate_uid(), generate_uid()
+
+    def write(path, name, pid, sop, st, se):
+        ds = pydicom.dcmread(io.BytesIO(named_instance("ISO_IR 100", name, pid, "CHEST")))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = st, se
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    sops = [generate_uid() for _ in range(3)]
+    for n, sop in enumerate(sops):
+        write(tmp_path / "a" / f"{n}.dcm", "ALPHA^ONE", "A1", sop, study, series)
+    write(tmp_path / "b" / "2.dcm", "BETA^TWO", "B2", sops[2], study, series)
+    write(tmp_path / "c" / "2.dcm", "BETA^TWO", "B2", sops[2], other, generate_uid())
+    dw = DicomWeb(pacs)
+    for d in ("a", "b", "c"):
+        report = dcmsend("127.0.0.1", pacs.dicom_port, pacs.dicom_aet, [tmp_path / d])
+        assert report.success == report.total > 0, describe(report.res)
+    (found,) = dw.qido("/studies", {"PatientID": "A1", "includefield": "PatientName"})
+    assert jval(found, "StudyInstanceUID") == study and jval(found, "NumberOfStudyRelatedInstances") == 2
+    assert found["00100010"]["Value"] == [{"Alphabetic": "ALPHA^ONE"}]
+    assert [jval(s, "StudyInstanceUID") for s in dw.qido("/studies", {"PatientID": "B2"})] == [other]

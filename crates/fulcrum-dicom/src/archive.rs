@@ -254,11 +254,11 @@ impl Archive {
     /// instances left it (deleted, or re-sent into another study or
     /// series): they were the latest instance's, and one that left kept
     /// its name on the study (a misfiled image corrected, and the study
-    /// still listed under the wrong patient). The headers are read again
-    /// (see `reindex`); a failure is logged, `fulcrum dicom reindex`
+    /// still listed under the wrong patient). The latest headers are read
+    /// again (see `reindex`); a failure is logged, `fulcrum dicom reindex`
     /// repairs it.
     pub async fn refresh_left(&self, tenant: &str, study_uid: &str) {
-        if let Err(e) = self.reindex_study(tenant, study_uid).await {
+        if let Err(e) = self.refresh_study(tenant, study_uid).await {
             tracing::warn!(study = study_uid, error = %e, "cannot refresh the attributes of a study instances left; run `fulcrum dicom reindex --study`");
         }
     }

@@ -17,6 +17,10 @@ use crate::index::extract;
 /// held in memory at once).
 const HEADERS_PER_READ: usize = 256;
 
+/// Instances whose headers a refresh reads (the latest; and the last of
+/// each series).
+const LATEST_READ: usize = 8;
+
 /// Times a study is read again when instances were stored to it (or
 /// removed) while it was being read.
 const ATTEMPTS: usize = 3;
@@ -30,6 +34,31 @@ impl Archive {
         tenant: &str,
         study_uid: &str,
     ) -> DicomResult<ReindexOutcome> {
+        self.reindex(tenant, study_uid, true).await
+    }
+
+    /// The study and series attributes of a study after instances left it
+    /// (see `refresh_left`): folded from its latest instances only (the
+    /// last LATEST_READ of the study and the last of each series), whose
+    /// headers hold them: a study re-sent instance by instance under new
+    /// UIDs read its whole remaining study once per instance (500 CT
+    /// slices by C-STORE: 1.9 -> 21.8 s).
+    pub(crate) async fn refresh_study(
+        &self,
+        tenant: &str,
+        study_uid: &str,
+    ) -> DicomResult<ReindexOutcome> {
+        self.reindex(tenant, study_uid, false).await
+    }
+
+    /// Reads a study's headers (`all`, or its latest ones) and writes what
+    /// they give where the rows differ.
+    async fn reindex(
+        &self,
+        tenant: &str,
+        study_uid: &str,
+        all: bool,
+    ) -> DicomResult<ReindexOutcome> {
         let mut out = ReindexOutcome::default();
         for _ in 0..ATTEMPTS {
             let recs = self
@@ -38,7 +67,7 @@ impl Archive {
             if recs.is_empty() {
                 return Ok(ReindexOutcome::default());
             }
-            let r = self.reread(tenant, study_uid, recs).await?;
+            let r = self.reread(tenant, study_uid, recs, all).await?;
             out = self.engine().catalog().reindex_study(tenant, &r).await?;
             if !out.raced {
                 break;
@@ -47,12 +76,14 @@ impl Archive {
         Ok(out)
     }
 
-    /// The study's attributes from its instances' headers.
+    /// The study's attributes from its instances' headers: all of them
+    /// (`all`, and each instance's own attributes too), or its latest.
     async fn reread(
         &self,
         tenant: &str,
         study_uid: &str,
         mut recs: Vec<InstanceRecord>,
+        all: bool,
     ) -> DicomResult<Reindexed> {
         recs.sort_by(|a, b| (a.created_at, &a.sop_uid).cmp(&(b.created_at, &b.sop_uid)));
         let mut r = Reindexed {
@@ -62,6 +93,18 @@ impl Archive {
                 .collect(),
             ..Reindexed::default()
         };
+        if !all {
+            // The last LATEST_READ, and the last of each series.
+            let mut last_of_series = BTreeMap::new();
+            for (i, rec) in recs.iter().enumerate() {
+                last_of_series.insert(rec.series_uid.clone(), i);
+            }
+            let tail = recs.len().saturating_sub(LATEST_READ);
+            let keep: std::collections::BTreeSet<usize> = (tail..recs.len())
+                .chain(last_of_series.into_values())
+                .collect();
+            recs = keep.into_iter().map(|i| recs[i].clone()).collect();
+        }
         r.study.study_uid = study_uid.to_string();
         let mut series = BTreeMap::new();
         for block in recs.chunks(HEADERS_PER_READ) {
@@ -90,10 +133,12 @@ impl Archive {
                 se.fill_from(&x.series);
                 se.study_uid = study_uid.to_string();
                 // The row's SOP Instance UID is kept, as its others.
-                r.instances.push(InstanceAttrs {
-                    sop_uid: rec.sop_uid.clone(),
-                    ..x.attrs
-                });
+                if all {
+                    r.instances.push(InstanceAttrs {
+                        sop_uid: rec.sop_uid.clone(),
+                        ..x.attrs
+                    });
+                }
             }
         }
         r.study.study_uid = study_uid.to_string();

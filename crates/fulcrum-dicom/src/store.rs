@@ -330,7 +330,8 @@ impl Archive {
     /// whole (files of older archives, see
     /// [`crate::part10::bare_dataset_syntax`]): its SOP Class and Instance
     /// UIDs are read from it and a meta group is written for it, as for a
-    /// C-STORE. `source_ae` is named in that meta.
+    /// C-STORE. `source_ae` is named in that meta. The study the instance
+    /// left (`left`) is the caller's to refresh.
     pub async fn store_bare_dataset(
         &self,
         tenant: &str,
@@ -376,12 +377,14 @@ impl Archive {
             &ctx,
         )
         .await?
-        .commit()
+        .commit_only()
         .await
     }
 
     /// Stores a dataset received without a file meta group (DIMSE): a meta
-    /// is written from what the command said.
+    /// is written from what the command said. The study the instance left
+    /// (`left`) is the caller's to refresh: an association re-sending a
+    /// study under new UIDs refreshes it once, at its end.
     #[allow(clippy::too_many_arguments)]
     pub async fn store_dataset<R: AsyncRead + Unpin + Send>(
         &self,
@@ -399,7 +402,7 @@ impl Archive {
         let ids = (sop_class_uid, sop_instance_uid, transfer_syntax);
         self.stage_dataset(tenant, ids, calling_ae, src, &ctx)
             .await?
-            .commit()
+            .commit_only()
             .await
     }
 

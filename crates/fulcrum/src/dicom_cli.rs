@@ -106,6 +106,9 @@ pub async fn archive(s: &Settings, create: bool) -> Result<Archive> {
     Ok(Archive::new(engine, cfg))
 }
 
+/// What storing a file did, and the study its instance left (if any).
+type Imported = (Outcome, Option<String>);
+
 /// Why a file was not imported.
 #[derive(Debug)]
 enum Failed {
@@ -174,7 +177,7 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     );
     let started = Instant::now();
     let bytes = Arc::new(AtomicU64::new(0));
-    let results: Vec<(PathBuf, Result<Outcome, Failed>)> = futures::stream::iter(files)
+    let results: Vec<(PathBuf, Result<Imported, Failed>)> = futures::stream::iter(files)
         .map(|path| {
             let archive = archive.clone();
             let bar = bar.clone();
@@ -188,16 +191,17 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
                     let f = tokio::fs::File::open(&path)
                         .await
                         .map_err(|e| Failed::Open(e.to_string()))?;
-                    let r = match archive
-                        .store_file(tenant, tokio::io::BufReader::new(f), &ctx)
-                        .await
-                    {
+                    let staged = archive
+                        .stage_file(tenant, tokio::io::BufReader::new(f), &ctx)
+                        .await;
+                    let r = match staged {
+                        Ok(p) => p.commit_only().await,
                         Err(DicomError::NotDicom(why)) => bare(&archive, &path, &ctx, why).await,
-                        r => r,
+                        Err(e) => Err(e),
                     }
                     .map_err(Failed::Store)?;
                     bytes.fetch_add(r.size, Ordering::Relaxed);
-                    Ok(r.outcome)
+                    Ok((r.outcome, r.left))
                 }
                 .await;
                 let mb = bytes.load(Ordering::Relaxed) as f64 / 1e6;
@@ -216,8 +220,17 @@ pub async fn import(s: Settings, paths: Vec<PathBuf>) -> Result<u8> {
     for (path, e) in &unreadable {
         outln!("FAILED: {}: cannot read: {e}", path.display());
     }
+    // Studies imported instances left (files re-sent under new UIDs):
+    // refreshed once each, after the import.
+    let left: std::collections::BTreeSet<&String> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.1.as_ref())
+        .collect();
+    for study in left {
+        archive.refresh_left(tenant, study).await;
+    }
     for (path, r) in &results {
-        match r {
+        match r.as_ref().map(|(o, _)| o) {
             Ok(Outcome::Stored) => stored += 1,
             Ok(Outcome::AlreadyStored) => skipped += 1,
             Ok(Outcome::Replaced) => replaced += 1,

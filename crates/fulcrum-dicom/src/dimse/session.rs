@@ -3,6 +3,7 @@
 //! identifier), dispatch to the services, C-CANCEL detection while an
 //! operation runs, and the explicit end (A-RELEASE-RP or A-ABORT).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -82,6 +83,9 @@ pub(crate) struct Session {
     /// A PDU read ahead by an operation (a storage commitment waiting to
     /// see whether the modality waits for its report), served next.
     held: Option<Pdu>,
+    /// Studies instances stored here left (re-sent under new UIDs): their
+    /// attributes are refreshed once, when the association ends.
+    left: BTreeSet<String>,
 }
 
 impl Session {
@@ -97,6 +101,15 @@ impl Session {
             cancelled: None,
             next_message_id: 1,
             held: None,
+            left: BTreeSet::new(),
+        }
+    }
+
+    /// Refreshes the studies instances stored here left (see `left`).
+    async fn refresh_left(&mut self) {
+        let tenant = self.shared.cfg.tenant.clone();
+        for study in std::mem::take(&mut self.left) {
+            self.shared.archive.refresh_left(&tenant, &study).await;
         }
     }
 
@@ -136,6 +149,7 @@ impl Session {
                 "C-STORE cut off mid-transfer: the instance was discarded, nothing of it stored"
             );
         }
+        self.refresh_left().await;
         match end {
             Fatal::Released => {
                 info!(peer = %self.peer_ae, addr = %self.addr, "association released")
@@ -162,6 +176,9 @@ impl Session {
                 if !matches!(self.state, State::Idle) {
                     warn!(peer = %self.peer_ae, addr = %self.addr, "release requested in the middle of a message");
                 }
+                // Before the release is confirmed: a sender querying right
+                // after finds the studies it corrected right.
+                self.refresh_left().await;
                 if let Err(e) = self.link.release_reply().await {
                     debug!(peer = %self.peer_ae, "release reply not sent: {e}");
                 }
@@ -339,7 +356,7 @@ impl Session {
             State::Idle => Ok(()),
             State::Storing(job) => {
                 let pc = job.pc;
-                let rsp = job.finish().await;
+                let rsp = job.finish(&mut self.left).await;
                 self.respond(pc, &rsp, None).await
             }
             State::Draining { pc, rsp } => self.respond(pc, &rsp, None).await,

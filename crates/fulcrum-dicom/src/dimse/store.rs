@@ -20,6 +20,8 @@ use tracing::{debug, error, warn};
 
 use super::command::CommandSet;
 use super::status;
+use std::collections::BTreeSet;
+
 use crate::{Archive, DicomError, DicomResult, StoredInstance};
 
 /// PDUs queued between the socket and the store (each ≤ our max PDU).
@@ -99,13 +101,15 @@ impl StoreJob {
         }
     }
 
-    /// Waits for the store and builds the C-STORE-RSP.
-    pub(crate) async fn finish(mut self) -> CommandSet {
+    /// Waits for the store and builds the C-STORE-RSP; the study the
+    /// instance left, if it did (refreshed when the association ends).
+    pub(crate) async fn finish(mut self, left: &mut BTreeSet<String>) -> CommandSet {
         self.tx = None;
         let sop = self.cmd.sop_instance.clone();
         match (&mut self.task).await {
             Ok(Ok(stored)) => {
                 debug!(sop = %sop, bytes = self.received, outcome = ?stored.outcome, "C-STORE stored");
+                left.extend(stored.left);
                 self.cmd.response(status::SUCCESS)
             }
             Ok(Err(e)) => {
