@@ -243,6 +243,31 @@ impl Catalog {
 
 /// Every statement of a commit, in the open transaction `tx`.
 async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) -> CatalogResult<()> {
+    // Two instances of one SOP Instance UID with different content (two
+    // senders, or two files of one import, at once): in one batch the
+    // later object replaced the earlier outright, which was neither served
+    // nor kept as a version, although both were acknowledged. One by one
+    // (see the committer), the duplicate policy applies to the later.
+    let mut seen = std::collections::HashMap::new();
+    for w in &batch.writes {
+        if let Write::Dicom(d) = w {
+            let key = (d.tenant.as_str(), d.instance.sop_uid.as_str());
+            match seen.insert(key, &d.instance) {
+                Some(earlier)
+                    if earlier.etag != d.instance.etag
+                        && !crate::dicom::same_dataset(
+                            (earlier.dataset_digest.as_deref(), &earlier.transfer_syntax),
+                            &d.instance,
+                        ) =>
+                {
+                    return Err(CatalogError::InstanceTwiceInBatch(
+                        d.instance.sop_uid.clone(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
     let now = now_ms();
     for p in &batch.packs {
         sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")

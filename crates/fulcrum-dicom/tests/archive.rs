@@ -1477,3 +1477,39 @@ async fn keys_below_the_query_level_match_relationally() {
         assert!(p.iter().all(|m| m.studies == Some(2)), "{}: {p:?}", t.name);
     }
 }
+
+#[tokio::test]
+async fn two_versions_of_one_instance_committed_at_once_are_both_kept() {
+    // Two different files of one new SOP Instance UID committed together
+    // (two senders, an import's parallel files): the group commit kept
+    // only the later object; the earlier was acknowledged, then neither
+    // served nor kept as a version.
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        for round in 0..4 {
+            let i = |name| Inst {
+                patient: (name, "TWICE"),
+                study: format!("9.{round}"),
+                series: format!("9.{round}.1"),
+                sop: format!("9.{round}.1.1"),
+                date: "20200115",
+                modality: "CT",
+                accession: "A",
+                number: 1,
+            };
+            let (x, y) = (part10(&i("Doe^A"), 1), part10(&i("Doe^B"), 1));
+            let ctx = StoreContext::default();
+            let (px, py) = (
+                a.stage_file(T, &x[..], &ctx).await.expect("stage"),
+                a.stage_file(T, &y[..], &ctx).await.expect("stage"),
+            );
+            let (rx, ry) = futures::join!(px.commit(), py.commit());
+            rx.expect("commit");
+            ry.expect("commit");
+            let scope = Scope::Instance(i("x").study, i("x").series, i("x").sop);
+            // The instance and the other one kept as its earlier version.
+            let held = a.hold(T, &scope, true).await.expect("hold");
+            assert_eq!(held, 2, "{} round {round}", t.name);
+        }
+    }
+}
