@@ -73,14 +73,19 @@ impl HeaderKey {
     /// Whether the header's element matches the key (always, without a
     /// value to match).
     fn matches(&self, header: &InMemDicomObject) -> bool {
+        let path: Vec<Tag> = std::iter::once(self.tag)
+            .chain(self.nested.iter().copied())
+            .collect();
+        self.matches_at(header, &path)
+    }
+
+    /// Whether the attribute at `path` below `obj` matches.
+    fn matches_at(&self, obj: &InMemDicomObject, path: &[Tag]) -> bool {
         let Some(m) = &self.matcher else {
             return true;
         };
         let mut values = Vec::new();
-        let path: Vec<Tag> = std::iter::once(self.tag)
-            .chain(self.nested.iter().copied())
-            .collect();
-        leaf_values(header, &path, &mut values);
+        leaf_values(obj, path, &mut values);
         values
             .iter()
             .map(|v| v.trim_matches([' ', '\0']))
@@ -177,9 +182,28 @@ impl HeaderKeys {
         self.0.iter().any(|k| k.matcher.is_some())
     }
 
-    /// Whether `header` matches every key with a value.
+    /// Whether `header` matches every key with a value. Keys inside one
+    /// sequence match one of its items together (PS3.4 C.2.2.2.6: a
+    /// query item's keys describe one item), not each any item.
     pub fn matches(&self, header: &InMemDicomObject) -> bool {
-        self.0.iter().all(|k| k.matches(header))
+        let mut within: std::collections::BTreeMap<Tag, Vec<&HeaderKey>> = Default::default();
+        for k in &self.0 {
+            if k.nested.is_empty() || k.matcher.is_none() {
+                if !k.matches(header) {
+                    return false;
+                }
+            } else {
+                within.entry(k.tag).or_default().push(k);
+            }
+        }
+        within.into_iter().all(|(seq, keys)| {
+            let items = header.get(seq).and_then(|e| e.items());
+            items.is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|item| keys.iter().all(|k| k.matches_at(item, &k.nested)))
+            })
+        })
     }
 
     /// The keys' elements from `header` (as stored there), an empty one
@@ -350,6 +374,21 @@ mod tests {
         assert!(HeaderKeys(vec![key("RP5")]).matches(&h));
         assert!(HeaderKeys(vec![key("RP*")]).matches(&h));
         assert!(!HeaderKeys(vec![key("RP9")]).matches(&h));
+        // Two keys of one sequence match one item together.
+        let other = Tag(0x0008, 0x0050);
+        let mut two = h.clone();
+        let mut a = item("RPA");
+        a.put(DataElement::new(other, VR::SH, PrimitiveValue::from("X1")));
+        let mut b = item("RPB");
+        b.put(DataElement::new(other, VR::SH, PrimitiveValue::from("X2")));
+        two.put(DataElement::new(
+            seq,
+            VR::SQ,
+            DataSetSequence::from(vec![a, b]),
+        ));
+        let acc = |v: &str| HeaderKey::within(&[seq, other], VR::SH, v, false).expect("key");
+        assert!(HeaderKeys(vec![key("RPB"), acc("X2")]).matches(&two));
+        assert!(!HeaderKeys(vec![key("RPB"), acc("X1")]).matches(&two));
         let mut out = InMemDicomObject::new_empty();
         HeaderKeys(vec![key("RP5")]).fill(Some(&h), &mut out);
         assert_eq!(

@@ -1423,6 +1423,18 @@ async fn keys_the_index_does_not_hold_are_read_from_a_header_of_each_match() {
                 assert_eq!(got.len(), want / 2, "{} {level:?}", t.name);
             }
         }
+        // A study or series stands by its last written instance, whose
+        // attributes its row holds (the second of each series, the SR
+        // series' of each study).
+        let second = HeaderKey::new(tags::INSTANCE_NUMBER, VR::IS, "2", false).expect("key");
+        for (level, want) in [(Level::Study, 6), (Level::Series, 12)] {
+            let page = a.query(&all(level, vec![])).await.expect("query");
+            let got = a
+                .with_headers(T, level, page, &HeaderKeys(vec![second.clone()]))
+                .await
+                .expect("headers");
+            assert_eq!(got.len(), want, "{} {level:?}", t.name);
+        }
     }
 }
 

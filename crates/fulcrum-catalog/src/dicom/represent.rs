@@ -1,8 +1,8 @@
 //! The instance that stands for a study or a series when a query asks
 //! for an attribute the index does not hold (Institution Name, Body Part
-//! Examined, Issuer of Patient ID…): its stored header is read for it. A
-//! series' first instance by Instance Number; a study's first on its
-//! index. One statement per page of matches, each pick an index look-up.
+//! Examined, Issuer of Patient ID…): its stored header is read for it:
+//! the last written instance, whose attributes the study's and series'
+//! rows hold. One statement per page of matches.
 
 use std::collections::HashMap;
 
@@ -20,17 +20,20 @@ impl Catalog {
         level: Level,
         uids: &[String],
     ) -> CatalogResult<HashMap<String, InstanceRecord>> {
-        let (table, col, order) = match level {
-            Level::Study => ("dicom_studies", "study_uid", "sop_class_uid"),
-            Level::Series => ("dicom_series", "series_uid", "instance_number"),
+        // The last written, whose attributes the study's and series' rows
+        // hold (see `fill_from`).
+        let (table, col) = match level {
+            Level::Study => ("dicom_studies", "study_uid"),
+            Level::Series => ("dicom_series", "series_uid"),
             _ => return Ok(HashMap::new()),
         };
+        let order = "j.created_at DESC, j.sop_uid DESC";
         let mut out = HashMap::new();
         for block in uids.chunks(500) {
             let sql = format!(
                 "SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND sop_uid IN \
                  (SELECT (SELECT j.sop_uid FROM dicom_instances j \
-                   WHERE j.tenant = $1 AND j.{col} = g.{col} ORDER BY j.{order} LIMIT 1) \
+                   WHERE j.tenant = $1 AND j.{col} = g.{col} ORDER BY {order} LIMIT 1) \
                   FROM {table} g WHERE g.tenant = $1 AND g.{col} IN ({}))",
                 crate::placeholders(2, block.len())
             );
