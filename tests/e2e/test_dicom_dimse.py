@@ -683,7 +683,7 @@ def test_getscu_byte_exact(archive, tmp_path):
     assert all(got[k] == want[k] for k in want)
 
 
-def _c_get(srv, q, classes, roles: bool):
+def _c_get(srv, q, classes, roles: bool, syntaxes=None):
     received = {}
 
     def on_store(event):
@@ -698,7 +698,7 @@ def _c_get(srv, q, classes, roles: bool):
     # instance unchanged.
     ae = scu("GETTER", [(StudyRootQueryRetrieveInformationModelGet, None)])
     for c in sorted(classes):
-        for ts in UNCOMPRESSED + (J2K_LOSSLESS, JPEG_BASELINE, RLE):
+        for ts in syntaxes or UNCOMPRESSED + (J2K_LOSSLESS, JPEG_BASELINE, RLE):
             ae.add_requested_context(c, [ts])
     ext = [build_role(c, scp_role=True) for c in sorted(classes)] if roles else []
     assoc = ae.associate(
@@ -1191,3 +1191,16 @@ def test_a_study_re_sent_by_c_store_under_new_uids_leaves_its_old_one_right(pacs
     assert jval(found, "StudyInstanceUID") == study and jval(found, "NumberOfStudyRelatedInstances") == 2
     assert found["00100010"]["Value"] == [{"Alphabetic": "ALPHA^ONE"}]
     assert [jval(s, "StudyInstanceUID") for s in dw.qido("/studies", {"PatientID": "B2"})] == [other]
+
+
+def test_c_get_without_a_context_for_an_instance_says_what_the_requester_took(pacs, dicom_fixtures):
+    # A JPEG instance asked for by a requester that takes only Explicit VR
+    # Big Endian (decoded frames are written little endian): the reason was
+    # "no storage context with the SCP role", as if it had none at all.
+    f = next(x for x in dicom_fixtures.unique_valid if x.transfer_syntax == JPEG_BASELINE)
+    assert DicomWeb(pacs).stow([f.read()]).status == 200
+    q = ident(QueryRetrieveLevel="IMAGE", StudyInstanceUID=f.study_uid, SeriesInstanceUID=f.series_uid,
+              SOPInstanceUID=f.sop_uid)
+    received, final = _c_get(pacs, q, {f.sop_class}, roles=True, syntaxes=("1.2.840.10008.1.2.2",))
+    assert not received and int(final.NumberOfFailedSuboperations) == 1, final
+    assert str(final.ErrorComment) == f"takes only 1.2.840.10008.1.2.2; stored {JPEG_BASELINE}", final
