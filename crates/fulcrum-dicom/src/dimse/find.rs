@@ -150,7 +150,7 @@ pub(crate) fn plan(ident: &InMemDicomObject, model: Model) -> Result<Plan, Refus
                 let key = HeaderKey::new(tag, e.vr(), &value, false).map_err(|f| bad(f, &value))?;
                 p.header.0.push(key);
                 // Sequence matching (PS3.4 C.2.2.2.6): the item's keys
-                // with values match any item of the stored sequence.
+                // with values match one item of the stored sequence.
                 let item = e.items().and_then(|items| items.first());
                 for inner in item.into_iter().flat_map(|i| i.iter()) {
                     let value = inner.to_str().unwrap_or_default();
