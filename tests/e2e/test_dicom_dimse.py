@@ -1204,3 +1204,48 @@ def test_c_get_without_a_context_for_an_instance_says_what_the_requester_took(pa
     received, final = _c_get(pacs, q, {f.sop_class}, roles=True, syntaxes=("1.2.840.10008.1.2.2",))
     assert not received and int(final.NumberOfFailedSuboperations) == 1, final
     assert str(final.ErrorComment) == f"takes only 1.2.840.10008.1.2.2; stored {JPEG_BASELINE}", final
+
+
+def test_a_study_an_instance_left_is_right_while_its_sender_holds_the_association(pacs):
+    # Refreshed at the association's end only, a study kept the name of an
+    # instance moved out of it for as long as the sender held the
+    # association open (re-tester); it is refreshed once the sender pauses.
+    from pydicom.uid import generate_uid
+
+    study, series = generate_uid(), generate_uid()
+
+    def make(name, sop, st, se):
+        ds = pydicom.dcmread(io.BytesIO(named_instance("ISO_IR 100", name, "HOLDOPEN", "CHEST")))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = st, se
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+        return ds
+
+    keep, last = generate_uid(), generate_uid()
+    dw = DicomWeb(pacs)
+    assert dw.stow([dataset_bytes_of(make("KEEP^AB", keep, study, series)),
+                    dataset_bytes_of(make("LAST^AB", last, study, series))]).status == 200
+    ae = scu(contexts=[(CTImageStorage, None)])
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.7")
+    assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title=pacs.dicom_aet)
+    assert assoc.is_established
+    try:
+        moved = make("LAST^AB", last, generate_uid(), generate_uid())
+        assert assoc.send_c_store(moved).Status == SUCCESS
+        deadline = time.time() + 10
+        names = []
+        while time.time() < deadline:
+            (found,) = dw.qido("/studies", {"StudyInstanceUID": study, "includefield": "PatientName"})
+            names = found["00100010"]["Value"]
+            if names == [{"Alphabetic": "KEEP^AB"}]:
+                break
+            time.sleep(0.2)
+        assert names == [{"Alphabetic": "KEEP^AB"}], names
+        assert assoc.is_established  # still open
+    finally:
+        assoc.release()
+
+
+def dataset_bytes_of(ds) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

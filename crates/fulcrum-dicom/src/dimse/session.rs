@@ -69,6 +69,10 @@ enum State {
     },
 }
 
+/// How long a sender may pause before the studies its instances left are
+/// refreshed (they are at the latest when the association ends).
+const REFRESH_AFTER_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) struct Session {
     pub link: Link,
     pub shared: Arc<Shared>,
@@ -120,13 +124,25 @@ impl Session {
 
     pub(crate) async fn run(mut self, stop: CancellationToken) {
         let end = loop {
+            // Studies instances left are refreshed once the sender pauses
+            // (a modality may hold its association open for long).
+            let pending = !self.left.is_empty();
             let pdu = match self.held.take() {
                 Some(pdu) => Ok(pdu),
                 None => tokio::select! {
                     biased;
                     _ = stop.cancelled() => break Fatal::Abort("the server is shutting down".into()),
-                    r = self.link.receive() => r,
+                    _ = tokio::time::sleep(REFRESH_AFTER_PAUSE), if pending => Err(None),
+                    r = self.link.receive() => r.map_err(Some),
                 },
+            };
+            let pdu = match pdu {
+                Err(None) => {
+                    self.refresh_left().await;
+                    continue;
+                }
+                Err(Some(e)) => Err(e),
+                Ok(pdu) => Ok(pdu),
             };
             let handled = match pdu {
                 Ok(pdu) => self.handle_pdu(pdu).await,
