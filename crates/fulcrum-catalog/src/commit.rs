@@ -243,31 +243,6 @@ impl Catalog {
 
 /// Every statement of a commit, in the open transaction `tx`.
 async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) -> CatalogResult<()> {
-    // Two instances of one SOP Instance UID with different content (two
-    // senders, or two files of one import, at once): in one batch the
-    // later object replaced the earlier outright, which was neither served
-    // nor kept as a version, although both were acknowledged. One by one
-    // (see the committer), the duplicate policy applies to the later.
-    let mut seen = std::collections::HashMap::new();
-    for w in &batch.writes {
-        if let Write::Dicom(d) = w {
-            let key = (d.tenant.as_str(), d.instance.sop_uid.as_str());
-            match seen.insert(key, &d.instance) {
-                Some(earlier)
-                    if earlier.etag != d.instance.etag
-                        && !crate::dicom::same_dataset(
-                            (earlier.dataset_digest.as_deref(), &earlier.transfer_syntax),
-                            &d.instance,
-                        ) =>
-                {
-                    return Err(CatalogError::InstanceTwiceInBatch(
-                        d.instance.sop_uid.clone(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
     let now = now_ms();
     for p in &batch.packs {
         sqlx::query("INSERT INTO packs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
@@ -307,21 +282,74 @@ async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) ->
     .await?;
     // Chunks this batch inserts need no presence check.
     let fresh: std::collections::HashSet<ChunkId> = batch.chunks.iter().map(|c| c.id).collect();
+    let versions = earlier_versions(batch, now)?;
     let mut objects = Vec::new();
     let mut instances = Vec::new();
-    for w in &batch.writes {
+    for (i, w) in batch.writes.iter().enumerate() {
         match w {
             Write::Object(o) => objects.push(o),
             Write::Part(p) => write_part(tx, p, now, &fresh).await?,
+            Write::Dicom(_) if versions.contains_key(&i) => {}
             Write::Dicom(d) => {
                 objects.push(&d.object);
                 instances.push(d.as_ref());
             }
         }
     }
+    objects.extend(versions.values());
     let previous = crate::dicom::prepare_dicom_writes(tx, &instances, now).await?;
     write_objects(tx, &objects, now, &fresh).await?;
     crate::dicom::write_index(tx, &instances, previous, now).await
+}
+
+/// The DICOM writes of a batch that a later write of the same SOP
+/// Instance UID with other content follows (two senders, or two files of
+/// one import, at once), by index: each becomes an earlier version under
+/// `versions/`, as it would one write at a time (the later object had
+/// replaced it outright: acknowledged, then neither served nor kept).
+/// Under the reject policy such a batch fails, and the committer commits
+/// its writes one at a time: the first is kept, the later refused.
+fn earlier_versions(
+    batch: &CommitBatch,
+    now: i64,
+) -> CatalogResult<std::collections::HashMap<usize, ObjectWrite>> {
+    let dicom = || {
+        batch
+            .writes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                Write::Dicom(d) => Some((i, d)),
+                _ => None,
+            })
+    };
+    let mut last = std::collections::HashMap::new();
+    for (i, d) in dicom() {
+        last.insert((d.tenant.as_str(), d.instance.sop_uid.as_str()), (i, d));
+    }
+    let mut out = std::collections::HashMap::new();
+    for (i, d) in dicom() {
+        let (j, later) = last[&(d.tenant.as_str(), d.instance.sop_uid.as_str())];
+        let stored = (
+            d.instance.dataset_digest.as_deref(),
+            d.instance.transfer_syntax.as_str(),
+        );
+        if j == i
+            || later.instance.etag == d.instance.etag
+            || crate::dicom::same_dataset(stored, &later.instance)
+        {
+            continue;
+        }
+        if later.policy == crate::dicom::DuplicatePolicy::Reject {
+            return Err(CatalogError::DuplicateInstance(
+                later.instance.sop_uid.clone(),
+            ));
+        }
+        let mut o = d.object.clone();
+        o.key = crate::dicom::version_key(&d.instance.sop_uid, &d.instance.etag, now);
+        out.insert(i, o);
+    }
+    Ok(out)
 }
 
 /// Inserts `rows` with multi-row `INSERT … VALUES` statements of at most

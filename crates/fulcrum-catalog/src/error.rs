@@ -37,11 +37,6 @@ pub enum CatalogError {
     ChunkGone(String),
     #[error("SOP Instance {0} is already stored with different content")]
     DuplicateInstance(String),
-    /// Two writes of one batch store different content under one SOP
-    /// Instance UID: committed one by one, the earlier is kept as a
-    /// version (or refused) as the duplicate policy says.
-    #[error("SOP Instance {0} is written twice, with different content, in one batch")]
-    InstanceTwiceInBatch(String),
     /// A delete or overwrite refused by retention or a legal hold;
     /// `reason` names the protection and its retain-until date.
     #[error("object {key:?} is protected: {reason}")]

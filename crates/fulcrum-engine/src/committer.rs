@@ -157,15 +157,7 @@ async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
         Err(e) if n > 1 => {
             // One bad write must not fail its neighbours: retry each alone
             // (the tail pack is durable by now).
-            match e {
-                // Expected: two versions of one instance at once.
-                fulcrum_catalog::CatalogError::InstanceTwiceInBatch(_) => {
-                    tracing::info!(error = %e, writes = n, "committing a group's writes one by one")
-                }
-                _ => {
-                    warn!(error = %e, writes = n, "group commit failed; committing writes one by one")
-                }
-            }
+            warn!(error = %e, writes = n, "group commit failed; committing writes one by one");
             for job in jobs {
                 let b = CommitBatch {
                     packs: job.packs,
