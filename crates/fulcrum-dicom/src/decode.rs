@@ -54,57 +54,63 @@ pub struct Decoded {
     pub bits: u8,
 }
 
+/// The marker segments of a JPEG (or JPEG-LS) stream before its scan:
+/// (marker, body after the length), from after SOI; fill bytes skipped.
+/// Ends at the start of scan, or where a segment runs past the data.
+pub(crate) fn segments(b: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut at = 2; // past SOI
+    std::iter::from_fn(move || loop {
+        let (Some(0xFF), Some(&m)) = (b.get(at), b.get(at + 1)) else {
+            return None;
+        };
+        if m == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        if m == 0xDA {
+            return None; // start of scan
+        }
+        let l = b.get(at + 2..at + 4)?;
+        let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+        let body = b.get(at + 4..at + 2 + len)?;
+        at += 2 + len;
+        return Some((m, body));
+    })
+}
+
 /// Whether a lossy JPEG stream says its colour is YCbCr: a JFIF marker
 /// (JFIF is YCbCr), an Adobe marker with transform 1, or components with
 /// different sampling factors (nobody subsamples RGB). An Adobe transform
 /// of 0 says RGB; a lossless stream is left to the header.
 fn says_ycbcr(b: &[u8]) -> bool {
     let (mut jfif, mut adobe) = (false, None);
-    let mut at = 2; // past SOI
-    while let (Some(0xFF), Some(&m)) = (b.get(at), b.get(at + 1)) {
-        if m == 0xFF {
-            at += 1; // fill byte
-            continue;
-        }
-        let Some(len) = b
-            .get(at + 2..at + 4)
-            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
-        else {
-            return false;
-        };
-        let sof = matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
-        let body = b.get(at + 4..at + 2 + len).unwrap_or_default();
+    for (m, body) in segments(b) {
         if m == 0xE0 && body.starts_with(b"JFIF\0") {
             jfif = true;
         }
         if m == 0xEE && body.starts_with(b"Adobe") && body.len() >= 12 {
             adobe = Some(body[11]);
         }
-        if sof && matches!(m, 0xC3 | 0xC7 | 0xCB | 0xCF) {
+        let sof = matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC);
+        if !sof {
+            continue;
+        }
+        if matches!(m, 0xC3 | 0xC7 | 0xCB | 0xCF) {
             return false; // lossless
         }
-        if sof && adobe.is_some() {
+        if adobe.is_some() {
             return adobe == Some(1);
         }
-        if sof && jfif {
+        if jfif {
             return true;
         }
-        if sof {
-            // Length, precision, lines, samples per line, Nf, then per
-            // component: id, sampling factors, quantization table.
-            let Some(seg) = b.get(at + 4..at + 2 + len) else {
-                return false;
-            };
-            let n = usize::from(seg.get(5).copied().unwrap_or(0));
-            let factors: Vec<u8> = (0..n)
-                .filter_map(|i| seg.get(6 + 3 * i + 1).copied())
-                .collect();
-            return factors.windows(2).any(|w| w[0] != w[1]);
-        }
-        if m == 0xDA {
-            return false; // start of scan: no frame header before it
-        }
-        at += 2 + len;
+        // Precision, lines, samples per line, Nf, then per component: id,
+        // sampling factors, quantization table.
+        let n = usize::from(body.get(5).copied().unwrap_or(0));
+        let factors: Vec<u8> = (0..n)
+            .filter_map(|i| body.get(6 + 3 * i + 1).copied())
+            .collect();
+        return factors.windows(2).any(|w| w[0] != w[1]);
     }
     false
 }

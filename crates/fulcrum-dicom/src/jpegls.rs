@@ -21,31 +21,19 @@ struct Frame {
     components: u8,
 }
 
-/// Walks the marker segments before the scan to the SOF55 segment.
+/// The SOF55 segment before the scan (see [`crate::decode::segments`]).
 fn frame(b: &[u8]) -> Option<Frame> {
     if !b.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
-    let mut at = 2usize;
-    loop {
-        let (&[0xFF, m], Some(len)) = (b.get(at..at + 2)?, b.get(at + 2..at + 4)) else {
-            return None;
-        };
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        if m == 0xF7 {
-            let s = b.get(at + 4..at + 10)?;
-            return Some(Frame {
-                precision: s[0],
-                height: u32::from(u16::from_be_bytes([s[1], s[2]])),
-                width: u32::from(u16::from_be_bytes([s[3], s[4]])),
-                components: s[5],
-            });
-        }
-        if m == 0xDA {
-            return None; // start of scan: no frame header before it
-        }
-        at += 2 + len;
-    }
+    let (_, s) = crate::decode::segments(b).find(|(m, _)| *m == 0xF7)?;
+    let s = s.get(..6)?;
+    Some(Frame {
+        precision: s[0],
+        height: u32::from(u16::from_be_bytes([s[1], s[2]])),
+        width: u32::from(u16::from_be_bytes([s[3], s[4]])),
+        components: s[5],
+    })
 }
 
 /// Decodes one JPEG-LS frame of an image the header describes as `spec`:
@@ -186,8 +174,12 @@ mod tests {
         ));
         assert!(decode(&b[..b.len() / 2], &gray(8, 8, 8, false)).is_err());
         assert!(decode(b"not a JPEG-LS stream", &gray(8, 8, 8, false)).is_err());
-        for cut in 0..b.len() {
-            let _ = decode(&b[..cut], &gray(8, 8, 8, false));
+        // A stream cut anywhere before its scan ends decodes to nothing.
+        for cut in 0..b.len() - 2 {
+            assert!(
+                decode(&b[..cut], &gray(8, 8, 8, false)).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -116,6 +116,20 @@ fn corpus() -> Vec<Inst> {
     v
 }
 
+/// An instance alone in study `uid`, series `uid.1`, as `uid.1.1`.
+fn alone(uid: &str, patient: (&'static str, &'static str)) -> Inst {
+    Inst {
+        patient,
+        study: uid.to_string(),
+        series: format!("{uid}.1"),
+        sop: format!("{uid}.1.1"),
+        date: "20200115",
+        modality: "CT",
+        accession: "A",
+        number: 1,
+    }
+}
+
 /// An instance's record and its stored bytes, read back whole.
 async fn read_back(a: &Archive, sop: &str) -> (fulcrum_dicom::InstanceRecord, bytes::Bytes) {
     let rec = a.instance(T, sop).await.expect("lookup").expect("indexed");
@@ -1121,16 +1135,7 @@ async fn person_names_match_by_any_component_group() {
         {
             let a = Archive::new(t.open().await, ArchiveConfig::default());
             for (n, patient) in names.into_iter().enumerate() {
-                let i = Inst {
-                    patient,
-                    study: format!("7.{n}"),
-                    series: format!("7.{n}.1"),
-                    sop: format!("7.{n}.1.1"),
-                    date: "20200115",
-                    modality: "CT",
-                    accession: "A",
-                    number: 1,
-                };
+                let i = alone(&format!("7.{n}"), patient);
                 store(&a, &part10(&i, n as u64)).await.expect("store");
             }
         }
@@ -1307,16 +1312,7 @@ async fn a_patient_is_answered_with_the_attributes_of_one_of_its_studies() {
         let a = Archive::new(t.open().await, ArchiveConfig::default());
         let names = ["Gamma^C", "Alpha^A", "Beta^B"];
         for (n, name) in names.into_iter().enumerate() {
-            let i = Inst {
-                patient: (name, "MIX1"),
-                study: format!("8.{n}"),
-                series: format!("8.{n}.1"),
-                sop: format!("8.{n}.1.1"),
-                date: "20200115",
-                modality: "CT",
-                accession: "A",
-                number: 1,
-            };
+            let i = alone(&format!("8.{n}"), (name, "MIX1"));
             store(&a, &part10(&i, n as u64)).await.expect("store");
         }
         let mut c = t.catalog_sql().await;
@@ -1499,16 +1495,7 @@ async fn two_versions_of_one_instance_committed_at_once_are_both_kept() {
     for t in targets().await {
         let a = Archive::new(t.open().await, ArchiveConfig::default());
         for round in 0..4 {
-            let i = |name| Inst {
-                patient: (name, "TWICE"),
-                study: format!("9.{round}"),
-                series: format!("9.{round}.1"),
-                sop: format!("9.{round}.1.1"),
-                date: "20200115",
-                modality: "CT",
-                accession: "A",
-                number: 1,
-            };
+            let i = |name| alone(&format!("9.{round}"), (name, "TWICE"));
             let (x, y) = (part10(&i("Doe^A"), 1), part10(&i("Doe^B"), 1));
             let ctx = StoreContext::default();
             let (px, py) = (

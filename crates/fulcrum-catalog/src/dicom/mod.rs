@@ -993,14 +993,7 @@ async fn lock_scope(
     scope: &Scope,
 ) -> CatalogResult<Vec<InstanceRecord>> {
     let (cond, args) = scope.condition();
-    sqlx::query(
-        "UPDATE dicom_studies SET updated_at = updated_at WHERE tenant = $1 AND study_uid = $2",
-    )
-    .bind(tenant)
-    .bind(args[0])
-    .execute(&mut **tx)
-    .await
-    .map_err(db("lock study"))?;
+    lock_study(tx, tenant, args[0]).await?;
     let sql = format!(
         "SELECT {INSTANCE_COLS} FROM dicom_instances WHERE tenant = $1 AND {cond} ORDER BY sop_uid"
     );
@@ -1034,6 +1027,23 @@ impl Catalog {
         .map_err(db("find kept version"))?;
         Ok(found.is_some())
     }
+}
+
+/// Locks a study's row, as ingest's upsert does (see [`lock_scope`]).
+async fn lock_study(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &str,
+    study_uid: &str,
+) -> CatalogResult<()> {
+    sqlx::query(
+        "UPDATE dicom_studies SET updated_at = updated_at WHERE tenant = $1 AND study_uid = $2",
+    )
+    .bind(tenant)
+    .bind(study_uid)
+    .execute(&mut **tx)
+    .await
+    .map_err(db("lock study"))?;
+    Ok(())
 }
 
 /// The keys of an instance's earlier versions, as a LIKE pattern.

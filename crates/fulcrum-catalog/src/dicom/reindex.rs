@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::db::Catalog;
 use crate::error::{db, CatalogResult};
 
-use super::{group_keys, lock_scope, name_key, Scope, SeriesRecord, StudyRecord};
+use super::{group_keys, lock_study, name_key, SeriesRecord, StudyRecord};
 
 /// The attributes of an instance row its header gives besides its UIDs
 /// (which a re-index keeps: its place in the object does not change).
@@ -143,12 +143,19 @@ impl Catalog {
     ) -> CatalogResult<ReindexOutcome> {
         let uid = r.study.study_uid.clone();
         let mut tx = self.begin_write().await.map_err(db("begin"))?;
-        let now: BTreeSet<(String, String)> =
-            lock_scope(&mut tx, tenant, &Scope::Study(uid.clone()))
-                .await?
-                .into_iter()
-                .map(|i| (i.sop_uid, i.etag))
-                .collect();
+        // Only the instances' identities are compared: their whole rows
+        // (a slide's fragment table) need not be read under the lock.
+        lock_study(&mut tx, tenant, &uid).await?;
+        let now: BTreeSet<(String, String)> = sqlx::query_as(
+            "SELECT sop_uid, etag FROM dicom_instances WHERE tenant = $1 AND study_uid = $2",
+        )
+        .bind(tenant)
+        .bind(&uid)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("read the study's instances"))?
+        .into_iter()
+        .collect();
         let mut out = ReindexOutcome::default();
         if now != r.read {
             out.raced = true;
@@ -181,18 +188,8 @@ impl Catalog {
         .map_err(db("re-index study"))?
         .rows_affected()
             > 0;
-        let mut modality_changed = false;
         for se in &r.series {
-            let before: Option<Option<String>> = sqlx::query_scalar(
-                "SELECT modality FROM dicom_series WHERE tenant = $1 AND series_uid = $2 AND study_uid = $3",
-            )
-            .bind(tenant)
-            .bind(&se.series_uid)
-            .bind(&uid)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("read series"))?;
-            let changed = bind_update!(
+            out.series += bind_update!(
                 update_sql(
                     "dicom_series",
                     &SERIES_COLS,
@@ -209,8 +206,6 @@ impl Catalog {
             .await
             .map_err(db("re-index series"))?
             .rows_affected();
-            out.series += changed;
-            modality_changed |= changed > 0 && before.is_some_and(|m| m != se.modality);
         }
         for i in &r.instances {
             out.instances += bind_update!(
@@ -234,8 +229,9 @@ impl Catalog {
             .map_err(db("re-index instance"))?
             .rows_affected();
         }
-        if modality_changed {
-            // ModalitiesInStudy is kept on the study row.
+        if out.series > 0 {
+            // ModalitiesInStudy is kept on the study row (a series'
+            // modality may be what changed).
             super::counts::refresh(&mut tx, tenant, std::slice::from_ref(&uid)).await?;
         }
         tx.commit().await.map_err(db("commit re-index"))?;
