@@ -22,6 +22,7 @@ from pynetdicom import build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
+    PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -683,7 +684,7 @@ def test_getscu_byte_exact(archive, tmp_path):
     assert all(got[k] == want[k] for k in want)
 
 
-def _c_get(srv, q, classes, roles: bool, syntaxes=None):
+def _c_get(srv, q, classes, roles: bool, syntaxes=None, model=StudyRootQueryRetrieveInformationModelGet):
     received = {}
 
     def on_store(event):
@@ -696,7 +697,7 @@ def _c_get(srv, q, classes, roles: bool, syntaxes=None):
     # One context per (SOP class, TS): the SCP fixes one TS per context at
     # association time, so a context per stored syntax lets it send each
     # instance unchanged.
-    ae = scu("GETTER", [(StudyRootQueryRetrieveInformationModelGet, None)])
+    ae = scu("GETTER", [(model, None)])
     for c in sorted(classes):
         for ts in syntaxes or UNCOMPRESSED + (J2K_LOSSLESS, JPEG_BASELINE, RLE):
             ae.add_requested_context(c, [ts])
@@ -706,7 +707,7 @@ def _c_get(srv, q, classes, roles: bool, syntaxes=None):
     )
     assert assoc.is_established
     try:
-        responses = [s for s, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet) if s]
+        responses = [s for s, _ in assoc.send_c_get(q, model) if s]
     finally:
         assoc.release()
     return received, responses[-1]
@@ -1104,13 +1105,27 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
     assert find("STUDY", "Modality=MR", "StudyInstanceUID") == []
     assert len(find("STUDY", "Modality=CT", "StudyInstanceUID")) == 2
     assert find("SERIES", "SOPClassUID=1.2.3", "SeriesInstanceUID") == []
-    # A patient: its counts are of all its studies; keys the index does
-    # not hold come from the study its name is taken from.
+    # A patient is its Patient ID within its issuer: the two sites' MRN1234
+    # are two patients (they were one, with one site's name and both
+    # sites' studies).
     patient = lambda *keys: _findscu(pacs, "-P", ["QueryRetrieveLevel=PATIENT", *keys], tmp_path / f"q{next(q)}")
-    (p,) = patient("PatientID=MRN1234", "StudyDate=20200115", "NumberOfPatientRelatedStudies", "IssuerOfPatientID",
-                   "PatientName")
-    assert (int(p.NumberOfPatientRelatedStudies), str(p.PatientName), p.IssuerOfPatientID) == (2, "Smith^John", "SITE_A")
+    two = patient("PatientID=MRN1234", "NumberOfPatientRelatedStudies", "IssuerOfPatientID", "PatientName",
+                  "InstitutionName")
+    assert sorted((x.IssuerOfPatientID, str(x.PatientName), int(x.NumberOfPatientRelatedStudies), x.InstitutionName)
+                  for x in two) == [("SITE_A", "Smith^John", 1, "AKH Wien"), ("SITE_B", "Jones^Mary", 1, "Klinikum Graz")]
+    (p,) = patient("PatientID=MRN1234", "StudyDate=20200115", "IssuerOfPatientID", "PatientName")
+    assert (str(p.PatientName), p.IssuerOfPatientID) == ("Smith^John", "SITE_A")
     assert patient("PatientID=MRN1234", "StudyDate=20200115", "IssuerOfPatientID=SITE_B") == []
+    (p,) = patient("PatientID=MRN1234", "IssuerOfPatientID=SITE_B", "PatientName")
+    assert str(p.PatientName) == "Jones^Mary"
+    # A patient-level retrieve of the answer (ID and issuer) takes that
+    # patient's studies; by Patient ID alone, both (its unique key).
+    for issuer, want in (("SITE_B", {b.SOPInstanceUID}), (None, {a.SOPInstanceUID, b.SOPInstanceUID})):
+        rq = ident(QueryRetrieveLevel="PATIENT", PatientID="MRN1234")
+        if issuer:
+            rq.IssuerOfPatientID = issuer
+        received, final = _c_get(pacs, rq, {a.SOPClassUID}, roles=True, model=PatientRootQueryRetrieveInformationModelGet)
+        assert final.Status == SUCCESS and set(received) == want, (issuer, hex(final.Status), len(received))
     # QIDO-RS: the same keys, matched and returned; paging applies to what matches.
     (found,) = dw.qido("/studies", {"PatientID": "MRN1234", "IssuerOfPatientID": "SITE_B",
                                     "includefield": "InstitutionName"})

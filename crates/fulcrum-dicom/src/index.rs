@@ -49,6 +49,7 @@ pub fn extract(obj: &InMemDicomObject) -> DicomResult<Extracted> {
         study: StudyRecord {
             study_uid: study_uid.clone(),
             patient_id: text(obj, tags::PATIENT_ID),
+            issuer_of_patient_id: text(obj, tags::ISSUER_OF_PATIENT_ID),
             patient_name: text(obj, tags::PATIENT_NAME),
             patient_birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
             patient_sex: text(obj, tags::PATIENT_SEX),

@@ -55,6 +55,13 @@ pub const ATTRS: &[QueryAttr] = &[
         Some(Column::PatientId),
     ),
     a(
+        tags::ISSUER_OF_PATIENT_ID,
+        "IssuerOfPatientID",
+        VR::LO,
+        P,
+        Some(Column::IssuerOfPatientId),
+    ),
+    a(
         tags::PATIENT_BIRTH_DATE,
         "PatientBirthDate",
         VR::DA,
@@ -509,6 +516,7 @@ pub fn value_of(m: &DicomMatch, tag: Tag) -> Option<String> {
     Some(match tag {
         tags::PATIENT_NAME => s.patient_name.clone()?,
         tags::PATIENT_ID => s.patient_id.clone()?,
+        tags::ISSUER_OF_PATIENT_ID => s.issuer_of_patient_id.clone()?,
         tags::PATIENT_BIRTH_DATE => s.patient_birth_date.clone()?,
         tags::PATIENT_SEX => s.patient_sex.clone()?,
         tags::NUMBER_OF_PATIENT_RELATED_STUDIES => num(m.studies)?,

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use fulcrum_catalog::dicom::{InstanceAttrs, InstanceRecord, ReindexOutcome, Reindexed, Scope};
+use fulcrum_catalog::dicom::{
+    InstanceAttrs, InstanceRecord, ReindexOutcome, Reindexed, Scope, StudyPage,
+};
+use tracing::{info, warn};
 
 use crate::archive::Archive;
 use crate::error::{DicomError, DicomResult};
@@ -49,6 +52,46 @@ impl Archive {
         study_uid: &str,
     ) -> DicomResult<ReindexOutcome> {
         self.reindex(tenant, study_uid, false).await
+    }
+
+    /// Fills the index columns added after studies were stored from their
+    /// latest headers, once per catalog (a meta flag; again after a
+    /// restore from an older dump): the Issuer of Patient ID of rows
+    /// written before it was kept (a patient is its ID within its
+    /// issuer). Meant to run in the background at start; safe while
+    /// serving (each study is written in its own transaction, only if it
+    /// did not change meanwhile). Returns the studies read.
+    pub async fn upgrade_index(&self) -> DicomResult<u64> {
+        const DONE: &str = "patient_issuer_v1";
+        let catalog = self.engine().catalog();
+        if catalog.get_meta(DONE).await?.is_some() {
+            return Ok(0);
+        }
+        let (mut after, mut read, mut filled) = (None, 0u64, 0u64);
+        loop {
+            let page = catalog
+                .dicom_study_page(after.as_ref(), StudyPage::NoIssuer, 1000)
+                .await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for (tenant, uid) in page {
+                read += 1;
+                match self.refresh_study(&tenant, &uid).await {
+                    Ok(o) if o.study => filled += 1,
+                    Ok(_) => {}
+                    // One unreadable study does not hold up the others;
+                    // `fulcrum dicom reindex` names it.
+                    Err(e) => warn!(study = %uid, "index upgrade: {e}"),
+                }
+            }
+            after = Some(last);
+        }
+        catalog.set_meta(DONE, "1").await?;
+        if read > 0 {
+            info!("index upgrade: read {read} studies' latest headers, {filled} rows filled");
+        }
+        Ok(read)
     }
 
     /// Reads a study's headers (`all`, or its latest ones) and writes what

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{noise, targets};
-use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use fulcrum_dicom::{
@@ -39,8 +39,16 @@ fn part10(i: &Inst, seed: u64) -> Vec<u8> {
 const CT_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 
 fn part10_of_class(i: &Inst, seed: u64, class: &str) -> Vec<u8> {
+    part10_with(i, seed, class, &[])
+}
+
+/// A Part 10 file of `class` with `extra` text elements besides.
+fn part10_with(i: &Inst, seed: u64, class: &str, extra: &[(Tag, VR, &str)]) -> Vec<u8> {
     let mut o = InMemDicomObject::new_empty();
     let mut put = |tag, vr, v: &str| o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+    for (tag, vr, v) in extra {
+        put(*tag, *vr, v);
+    }
     put(tags::SOP_CLASS_UID, VR::UI, class);
     put(tags::SOP_INSTANCE_UID, VR::UI, &i.sop);
     put(tags::STUDY_DATE, VR::DA, i.date);
@@ -1364,6 +1372,119 @@ async fn a_patient_is_answered_with_the_attributes_of_one_of_its_studies() {
             "{}",
             t.name
         );
+    }
+}
+
+#[tokio::test]
+async fn a_patient_is_its_id_within_its_issuer() {
+    // One MRN at two sites of a consortium (and once without an issuer)
+    // is three patients; PATIENT level grouped by Patient ID alone made
+    // them one, with one site's name and both sites' studies.
+    for t in targets().await {
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        let issuer = |v| [(tags::ISSUER_OF_PATIENT_ID, VR::LO, v)];
+        for (n, name, site) in [
+            (0, "Smith^John", Some("SITE_A")),
+            (1, "Jones^Mary", Some("SITE_B")),
+            (2, "Smith^John", Some("SITE_A")),
+            (3, "No^Issuer", None),
+        ] {
+            let i = alone(&format!("9.{n}"), (name, "MRN1234"));
+            let extra: &[_] = match site {
+                Some(site) => &issuer(site),
+                None => &[],
+            };
+            store(&a, &part10_with(&i, n, CT_IMAGE, extra))
+                .await
+                .expect("store");
+        }
+        let patients = |filters: Vec<(Column, Matcher)>, limit: Option<u32>, offset: u32| {
+            let a = a.clone();
+            async move {
+                let q = DicomQuery {
+                    limit,
+                    offset,
+                    ..all(Level::Patient, filters)
+                };
+                a.query(&q)
+                    .await
+                    .expect("query")
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            m.study.issuer_of_patient_id.unwrap_or_default(),
+                            m.study.patient_name.unwrap_or_default(),
+                            m.studies.unwrap_or_default(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let ex = |v: &str| Matcher::Exact(v.into());
+        let id = (Column::PatientId, ex("MRN1234"));
+        let three = vec![
+            (String::new(), "No^Issuer".to_string(), 1),
+            ("SITE_A".into(), "Smith^John".into(), 2),
+            ("SITE_B".into(), "Jones^Mary".into(), 1),
+        ];
+        assert_eq!(
+            patients(vec![id.clone()], None, 0).await,
+            three,
+            "{}",
+            t.name
+        );
+        // Pages count patients, in the same order on both databases.
+        assert_eq!(
+            patients(vec![id.clone()], Some(1), 1).await,
+            three[1..2],
+            "{}",
+            t.name
+        );
+        // A patient none of whose studies match is not answered, nor counted
+        // by a page.
+        let jones = (Column::PatientName, Matcher::Wildcard("Jones*".into()));
+        assert_eq!(
+            patients(vec![id.clone(), jones], Some(1), 0).await,
+            three[2..],
+            "{}",
+            t.name
+        );
+        let site_a = (Column::IssuerOfPatientId, ex("SITE_A"));
+        assert_eq!(
+            patients(vec![id.clone(), site_a.clone()], None, 0).await,
+            three[1..2],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            uids(&a, Level::Study, vec![id.clone(), site_a.clone()]).await,
+            ["9.0", "9.2"],
+            "{}",
+            t.name
+        );
+        // Rows written before the issuer was kept get it from their
+        // headers, once, when a node upgrades the index.
+        let mut c = t.catalog_sql().await;
+        for sql in [
+            "UPDATE dicom_studies SET issuer_of_patient_id = NULL",
+            "DELETE FROM meta WHERE key = 'patient_issuer_v1'",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.expect("older rows");
+        }
+        drop(c);
+        let a = Archive::new(t.open().await, ArchiveConfig::default());
+        assert_eq!(
+            uids(&a, Level::Study, vec![site_a.clone()]).await,
+            Vec::<String>::new()
+        );
+        assert_eq!(a.upgrade_index().await.expect("upgrade"), 4, "{}", t.name);
+        assert_eq!(
+            uids(&a, Level::Study, vec![id, site_a.clone()]).await,
+            ["9.0", "9.2"],
+            "{}",
+            t.name
+        );
+        assert_eq!(a.upgrade_index().await.expect("again"), 0, "{}", t.name);
     }
 }
 

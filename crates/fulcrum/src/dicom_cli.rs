@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use fulcrum_catalog::dicom::StudyPage;
 use fulcrum_dicom::{Archive, ArchiveConfig, DicomError, Outcome, Scope, StoreContext};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -422,7 +423,14 @@ pub async fn reindex(s: Settings, study: Option<String>) -> Result<u8> {
     let mut after: Option<(String, String)> = None;
     loop {
         let page = catalog
-            .dicom_study_page(after.as_ref(), study.as_deref(), 1000)
+            .dicom_study_page(
+                after.as_ref(),
+                match study.as_deref() {
+                    Some(uid) => StudyPage::One(uid),
+                    None => StudyPage::All,
+                },
+                1000,
+            )
             .await?;
         let Some(last) = page.last().cloned() else {
             break;

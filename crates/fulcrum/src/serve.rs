@@ -377,6 +377,16 @@ pub async fn run(s: Settings) -> Result<()> {
             ..Default::default()
         },
     );
+    // Index columns added by an upgrade are filled from stored headers in
+    // the background (once per catalog), while the node serves.
+    tokio::spawn({
+        let archive = archive.clone();
+        async move {
+            if let Err(e) = archive.upgrade_index().await {
+                tracing::warn!("index upgrade stopped (it runs again at the next start): {e}");
+            }
+        }
+    });
     let dicomweb = axum::Router::new().nest(
         "/dicom-web",
         fulcrum_api::dicomweb::router(

@@ -22,12 +22,15 @@ use crate::db::Catalog;
 use crate::error::{db, CatalogError, CatalogResult};
 
 pub use query::{Column, DicomMatch, DicomQuery, Level, Matcher, StudyTotals, MAX_RESULTS};
-pub use reindex::{InstanceAttrs, ReindexOutcome, Reindexed};
+pub use reindex::{InstanceAttrs, ReindexOutcome, Reindexed, StudyPage};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StudyRecord {
     pub study_uid: String,
     pub patient_id: Option<String>,
+    /// Issuer of Patient ID (0010,0021): a patient is its Patient ID
+    /// within its issuer.
+    pub issuer_of_patient_id: Option<String>,
     pub patient_name: Option<String>,
     pub patient_birth_date: Option<String>,
     pub patient_sex: Option<String>,
@@ -67,6 +70,7 @@ impl StudyRecord {
             self,
             newer,
             patient_id,
+            issuer_of_patient_id,
             patient_name,
             patient_birth_date,
             patient_sex,
@@ -77,6 +81,29 @@ impl StudyRecord {
             study_description,
             study_id
         );
+    }
+
+    /// The values of the study row's `STUDY_ATTRS` columns, in their
+    /// order: the attributes and the keys names are matched through.
+    fn column_values(&self) -> [Option<String>; STUDY_ATTRS.len()] {
+        let (ideo, phon) = self.patient_name.as_deref().map(group_keys).unzip();
+        [
+            self.patient_id.clone(),
+            self.issuer_of_patient_id.clone(),
+            self.patient_name.clone(),
+            self.patient_name.as_deref().map(name_key),
+            ideo,
+            phon,
+            self.patient_birth_date.clone(),
+            self.patient_sex.clone(),
+            self.study_date.clone(),
+            self.study_time.clone(),
+            self.accession_number.clone(),
+            self.referring_physician.clone(),
+            self.referring_physician.as_deref().map(name_key),
+            self.study_description.clone(),
+            self.study_id.clone(),
+        ]
     }
 }
 
@@ -405,8 +432,9 @@ fn merged_by_key<K: Ord, T>(
 
 /// Study columns an instance may lack a value for, in the order they are
 /// bound (see `StudyRecord::fill_from`); the patient's are among them.
-const STUDY_ATTRS: [&str; 14] = [
+const STUDY_ATTRS: [&str; 15] = [
     "patient_id",
+    "issuer_of_patient_id",
     "patient_name",
     "patient_name_key",
     "patient_name_ideo_key",
@@ -468,21 +496,9 @@ pub(crate) async fn write_index(
         |args, (tenant, s)| {
             args.add(tenant.clone())?;
             args.add(s.study_uid.clone())?;
-            args.add(s.patient_id.clone())?;
-            args.add(s.patient_name.clone())?;
-            args.add(s.patient_name.as_deref().map(name_key))?;
-            let (ideo, phon) = s.patient_name.as_deref().map(group_keys).unzip();
-            args.add(ideo)?;
-            args.add(phon)?;
-            args.add(s.patient_birth_date.clone())?;
-            args.add(s.patient_sex.clone())?;
-            args.add(s.study_date.clone())?;
-            args.add(s.study_time.clone())?;
-            args.add(s.accession_number.clone())?;
-            args.add(s.referring_physician.clone())?;
-            args.add(s.referring_physician.as_deref().map(name_key))?;
-            args.add(s.study_description.clone())?;
-            args.add(s.study_id.clone())?;
+            for v in s.column_values() {
+                args.add(v)?;
+            }
             args.add(now)
         },
     )

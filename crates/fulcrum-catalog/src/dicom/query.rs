@@ -25,6 +25,7 @@ pub enum Level {
 pub enum Column {
     PatientName,
     PatientId,
+    IssuerOfPatientId,
     PatientBirthDate,
     PatientSex,
     StudyUid,
@@ -50,6 +51,7 @@ impl Column {
         match self {
             Column::PatientName => ("s.patient_name_key", true),
             Column::PatientId => ("s.patient_id", false),
+            Column::IssuerOfPatientId => ("s.issuer_of_patient_id", false),
             Column::PatientBirthDate => ("s.patient_birth_date", false),
             Column::PatientSex => ("s.patient_sex", false),
             Column::StudyUid => ("s.study_uid", false),
@@ -144,7 +146,7 @@ pub struct StudyTotals {
 
 const STUDY_COLS: &str = "s.study_uid, s.patient_id, s.patient_name, s.patient_birth_date, \
     s.patient_sex, s.study_date, s.study_time, s.accession_number, s.referring_physician, \
-    s.study_description, s.study_id";
+    s.study_description, s.study_id, s.issuer_of_patient_id";
 const SERIES_COLS: &str =
     "r.series_uid, r.study_uid, r.modality, r.series_number, r.series_description";
 
@@ -173,6 +175,7 @@ fn study_row(r: &sqlx::any::AnyRow) -> Result<StudyRecord, sqlx::Error> {
         referring_physician: r.try_get(8)?,
         study_description: r.try_get(9)?,
         study_id: r.try_get(10)?,
+        issuer_of_patient_id: r.try_get(11)?,
     })
 }
 
@@ -479,16 +482,23 @@ impl Catalog {
         let page = format!(" LIMIT {limit} OFFSET {}", q.offset);
         // The computed attributes are stored on the rows (see `counts`); a
         // patient's are those of all its studies together (a patient
-        // matches when one of its studies does). Its name, birth date and
-        // sex are those of one study, the last written of those that match
-        // (each the largest of any study made records no instance holds:
-        // one study's name with another's birth date).
+        // matches when one of its studies does). A patient is its Patient
+        // ID within its Issuer of Patient ID (two sites' MRN1234 are two
+        // patients; PS3.3 C.7.1.1). Its name, birth date and sex are those
+        // of one study, the last written of those that match (each the
+        // largest of any study made records no instance holds: one study's
+        // name with another's birth date). The groups are joined on their
+        // identity with NULL as '' (no value is stored empty), an equality
+        // both databases can hash or index.
         let joined = |col: &str| self.kind().comma_list(col, false);
         let sql = match q.level {
             Level::Patient => format!(
-                "SELECT g.patient_id, l.patient_name, l.patient_birth_date, l.patient_sex, \
-                 g.studies, g.series, g.instances, g.modalities, g.sop_classes, l.study_uid FROM \
-                 (SELECT a.patient_id, COUNT(*) AS studies, \
+                "SELECT g.patient_id, g.issuer, l.patient_name, l.patient_birth_date, \
+                 l.patient_sex, g.studies, g.series, g.instances, g.modalities, g.sop_classes, \
+                 l.study_uid FROM \
+                 (SELECT a.patient_id, a.issuer_of_patient_id AS issuer, \
+                  COALESCE(a.patient_id, '') AS pk, COALESCE(a.issuer_of_patient_id, '') AS ik, \
+                  COUNT(*) AS studies, \
                   CAST(SUM(a.num_series) AS BIGINT) AS series, \
                   CAST(SUM(a.num_instances) AS BIGINT) AS instances, {} AS modalities, \
                   {} AS sop_classes \
@@ -496,14 +506,15 @@ impl Catalog {
                    (SELECT s.patient_id FROM dicom_studies s WHERE s.tenant = $1{filter}) \
                    OR (a.patient_id IS NULL AND EXISTS (SELECT 1 FROM dicom_studies s \
                     WHERE s.tenant = $1 AND s.patient_id IS NULL{filter}))) \
-                  GROUP BY a.patient_id ORDER BY a.patient_id{page}) g \
-                 JOIN (SELECT s.patient_id, s.patient_name, s.patient_birth_date, s.patient_sex, \
-                  s.study_uid, \
-                  ROW_NUMBER() OVER (PARTITION BY s.patient_id \
+                  GROUP BY a.patient_id, a.issuer_of_patient_id) g \
+                 JOIN (SELECT s.patient_name, s.patient_birth_date, s.patient_sex, s.study_uid, \
+                  COALESCE(s.patient_id, '') AS pk, \
+                  COALESCE(s.issuer_of_patient_id, '') AS ik, \
+                  ROW_NUMBER() OVER (PARTITION BY s.patient_id, s.issuer_of_patient_id \
                    ORDER BY s.updated_at DESC, s.study_uid DESC) AS latest \
                   FROM dicom_studies s WHERE s.tenant = $1{filter}) l \
-                 ON l.latest = 1 AND l.patient_id IS NOT DISTINCT FROM g.patient_id \
-                 ORDER BY g.patient_id",
+                 ON l.latest = 1 AND l.pk = g.pk AND l.ik = g.ik \
+                 ORDER BY g.pk, g.ik{page}",
                 joined("a.modalities"),
                 joined("a.sop_classes")
             ),
@@ -542,41 +553,42 @@ impl Catalog {
                 Level::Patient => DicomMatch {
                     study: StudyRecord {
                         patient_id: r.try_get(0).map_err(read)?,
-                        patient_name: r.try_get(1).map_err(read)?,
-                        patient_birth_date: r.try_get(2).map_err(read)?,
-                        patient_sex: r.try_get(3).map_err(read)?,
+                        issuer_of_patient_id: r.try_get(1).map_err(read)?,
+                        patient_name: r.try_get(2).map_err(read)?,
+                        patient_birth_date: r.try_get(3).map_err(read)?,
+                        patient_sex: r.try_get(4).map_err(read)?,
                         ..Default::default()
                     },
-                    studies: Some(r.try_get(4).map_err(read)?),
-                    series_count: Some(r.try_get(5).map_err(read)?),
-                    instances: Some(r.try_get(6).map_err(read)?),
-                    modalities: split_set(r.try_get(7).map_err(read)?),
-                    sop_classes: split_set(r.try_get(8).map_err(read)?),
-                    patient_study: Some(r.try_get(9).map_err(read)?),
+                    studies: Some(r.try_get(5).map_err(read)?),
+                    series_count: Some(r.try_get(6).map_err(read)?),
+                    instances: Some(r.try_get(7).map_err(read)?),
+                    modalities: split_set(r.try_get(8).map_err(read)?),
+                    sop_classes: split_set(r.try_get(9).map_err(read)?),
+                    patient_study: Some(r.try_get(10).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Study => DicomMatch {
                     study: study_row(r).map_err(read)?,
-                    series_count: Some(r.try_get(11).map_err(read)?),
-                    instances: Some(r.try_get(12).map_err(read)?),
-                    modalities: split_set(r.try_get(13).map_err(read)?),
-                    sop_classes: split_set(r.try_get(14).map_err(read)?),
+                    series_count: Some(r.try_get(12).map_err(read)?),
+                    instances: Some(r.try_get(13).map_err(read)?),
+                    modalities: split_set(r.try_get(14).map_err(read)?),
+                    sop_classes: split_set(r.try_get(15).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Series => DicomMatch {
                     study: study_row(r).map_err(read)?,
-                    series: Some(series_row(r, 11).map_err(read)?),
-                    instances: Some(r.try_get(16).map_err(read)?),
-                    sop_classes: split_set(r.try_get(17).map_err(read)?),
-                    in_study: Some(totals(r, 18).map_err(read)?),
+                    series: Some(series_row(r, 12).map_err(read)?),
+                    instances: Some(r.try_get(17).map_err(read)?),
+                    sop_classes: split_set(r.try_get(18).map_err(read)?),
+                    in_study: Some(totals(r, 19).map_err(read)?),
                     ..Default::default()
                 },
                 Level::Instance => DicomMatch {
                     study: study_row(r).map_err(read)?,
-                    series: Some(series_row(r, 11).map_err(read)?),
-                    instances: Some(r.try_get(16).map_err(read)?),
-                    in_study: Some(totals(r, 17).map_err(read)?),
-                    instance: Some(instance_row(r, 21).map_err(read)?),
+                    series: Some(series_row(r, 12).map_err(read)?),
+                    instances: Some(r.try_get(17).map_err(read)?),
+                    in_study: Some(totals(r, 18).map_err(read)?),
+                    instance: Some(instance_row(r, 22).map_err(read)?),
                     ..Default::default()
                 },
             };

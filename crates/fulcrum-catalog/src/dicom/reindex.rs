@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::db::Catalog;
 use crate::error::{db, CatalogResult};
 
-use super::{group_keys, lock_study, name_key, SeriesRecord, StudyRecord};
+use super::{lock_study, SeriesRecord, StudyRecord};
 
 /// The attributes of an instance row its header gives besides its UIDs
 /// (which a re-index keeps: its place in the object does not change).
@@ -90,7 +90,7 @@ macro_rules! bind_update {
     }};
 }
 
-const STUDY_COLS: [&str; 14] = super::STUDY_ATTRS;
+const STUDY_COLS: [&str; super::STUDY_ATTRS.len()] = super::STUDY_ATTRS;
 const SERIES_COLS: [&str; 3] = ["modality", "series_number", "series_description"];
 const INSTANCE_ATTR_COLS: [&str; 6] = [
     "instance_number",
@@ -101,20 +101,29 @@ const INSTANCE_ATTR_COLS: [&str; 6] = [
     "timezone_offset",
 ];
 
+/// Which studies [`Catalog::dicom_study_page`] lists.
+#[derive(Debug, Clone, Copy)]
+pub enum StudyPage<'a> {
+    All,
+    One(&'a str),
+    NoIssuer,
+}
+
 impl Catalog {
     /// A page of studies in (tenant, study UID) order after `after`, at
-    /// most `limit`; only `study` when given (in every tenant).
+    /// most `limit`: all, `One` study (in every tenant), or those whose
+    /// Issuer of Patient ID is not known (rows older than the column).
     pub async fn dicom_study_page(
         &self,
         after: Option<&(String, String)>,
-        study: Option<&str>,
+        which: StudyPage<'_>,
         limit: i64,
     ) -> CatalogResult<Vec<(String, String)>> {
         let (t, s) = after.cloned().unwrap_or_default();
-        let only = if study.is_some() {
-            "AND study_uid = $4"
-        } else {
-            ""
+        let (only, study) = match which {
+            StudyPage::All => ("", None),
+            StudyPage::One(uid) => ("AND study_uid = $4", Some(uid)),
+            StudyPage::NoIssuer => ("AND issuer_of_patient_id IS NULL", None),
         };
         let sql = format!(
             "SELECT tenant, study_uid FROM dicom_studies \
@@ -161,32 +170,22 @@ impl Catalog {
             out.raced = true;
             return Ok(out);
         }
-        let s = &r.study;
-        let (ideo, phon) = s.patient_name.as_deref().map(group_keys).unzip();
-        out.study = bind_update!(
-            update_sql("dicom_studies", &STUDY_COLS, &["tenant", "study_uid"]),
-            [
-                s.patient_id.clone(),
-                s.patient_name.clone(),
-                s.patient_name.as_deref().map(name_key),
-                ideo.clone(),
-                phon.clone(),
-                s.patient_birth_date.clone(),
-                s.patient_sex.clone(),
-                s.study_date.clone(),
-                s.study_time.clone(),
-                s.accession_number.clone(),
-                s.referring_physician.clone(),
-                s.referring_physician.as_deref().map(name_key),
-                s.study_description.clone(),
-                s.study_id.clone(),
-            ],
-            [tenant, uid.as_str()]
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db("re-index study"))?
-        .rows_affected()
+        let values = r.study.column_values();
+        let mut q = sqlx::query(crate::dynamic(update_sql(
+            "dicom_studies",
+            &STUDY_COLS,
+            &["tenant", "study_uid"],
+        )));
+        for v in values.iter().chain(values.iter()) {
+            q = q.bind(v.clone());
+        }
+        out.study = q
+            .bind(tenant)
+            .bind(&uid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("re-index study"))?
+            .rows_affected()
             > 0;
         for se in &r.series {
             out.series += bind_update!(

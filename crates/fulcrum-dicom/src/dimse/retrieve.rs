@@ -184,14 +184,17 @@ impl Counters {
 /// The identifier's unique keys (and its level and character set): a
 /// retrieve selects by them alone (PS3.4 C.4.2.2.1, C.4.3.2.1). Other keys
 /// a viewer copies from a C-FIND answer (a name corrected since) must not
-/// narrow what is sent to nothing, answered as a success.
+/// narrow what is sent to nothing, answered as a success. The Issuer of
+/// Patient ID is kept with the Patient ID: together they are the patient
+/// a C-FIND answered (two sites' MRN1234 are two patients).
 fn unique_keys(ident: InMemDicomObject) -> InMemDicomObject {
     use dicom_core::header::Header as _;
     use dicom_dictionary_std::tags;
-    const KEEP: [dicom_core::Tag; 6] = [
+    const KEEP: [dicom_core::Tag; 7] = [
         tags::QUERY_RETRIEVE_LEVEL,
         tags::SPECIFIC_CHARACTER_SET,
         tags::PATIENT_ID,
+        tags::ISSUER_OF_PATIENT_ID,
         tags::STUDY_INSTANCE_UID,
         tags::SERIES_INSTANCE_UID,
         tags::SOP_INSTANCE_UID,
