@@ -484,37 +484,39 @@ impl Catalog {
         // patient's are those of all its studies together (a patient
         // matches when one of its studies does). A patient is its Patient
         // ID within its Issuer of Patient ID (two sites' MRN1234 are two
-        // patients; PS3.3 C.7.1.1). Its name, birth date and sex are those
-        // of one study, the last written of those that match (each the
-        // largest of any study made records no instance holds: one study's
-        // name with another's birth date). The groups are joined on their
-        // identity with NULL as '' (no value is stored empty), an equality
-        // both databases can hash or index.
+        // patients; PS3.3 C.7.1.1), keyed with NULL as '' (no value is
+        // stored empty): an equality both databases can hash. Its name,
+        // birth date and sex are those of one study, the last written of
+        // those that match (each the largest of any study made records no
+        // instance holds: one study's name with another's birth date).
+        // The page of patients (k) is chosen first, from the matching
+        // studies, and only its patients' studies are read: grouping every
+        // study of the archive for each page made a C-FIND listing 50,000
+        // patients read 100,000 studies 50 times (0.7 s a page).
         let joined = |col: &str| self.kind().comma_list(col, false);
         let sql = match q.level {
             Level::Patient => format!(
-                "SELECT g.patient_id, g.issuer, l.patient_name, l.patient_birth_date, \
-                 l.patient_sex, g.studies, g.series, g.instances, g.modalities, g.sop_classes, \
-                 l.study_uid FROM \
-                 (SELECT a.patient_id, a.issuer_of_patient_id AS issuer, \
-                  COALESCE(a.patient_id, '') AS pk, COALESCE(a.issuer_of_patient_id, '') AS ik, \
-                  COUNT(*) AS studies, \
+                "WITH k AS (SELECT DISTINCT COALESCE(s.patient_id, '') AS pk, \
+                  COALESCE(s.issuer_of_patient_id, '') AS ik FROM dicom_studies s \
+                  WHERE s.tenant = $1{filter} ORDER BY pk, ik{page}), \
+                 a AS (SELECT a.*, COALESCE(a.patient_id, '') AS pk, \
+                  COALESCE(a.issuer_of_patient_id, '') AS ik FROM dicom_studies a \
+                  WHERE a.tenant = $1 AND (a.patient_id IN (SELECT pk FROM k) \
+                   OR (a.patient_id IS NULL AND EXISTS (SELECT 1 FROM k WHERE k.pk = '')))), \
+                 g AS (SELECT a.pk, a.ik, MAX(a.patient_id) AS patient_id, \
+                  MAX(a.issuer_of_patient_id) AS issuer, COUNT(*) AS studies, \
                   CAST(SUM(a.num_series) AS BIGINT) AS series, \
                   CAST(SUM(a.num_instances) AS BIGINT) AS instances, {} AS modalities, \
                   {} AS sop_classes \
-                  FROM dicom_studies a WHERE a.tenant = $1 AND (a.patient_id IN \
-                   (SELECT s.patient_id FROM dicom_studies s WHERE s.tenant = $1{filter}) \
-                   OR (a.patient_id IS NULL AND EXISTS (SELECT 1 FROM dicom_studies s \
-                    WHERE s.tenant = $1 AND s.patient_id IS NULL{filter}))) \
-                  GROUP BY a.patient_id, a.issuer_of_patient_id) g \
-                 JOIN (SELECT s.patient_name, s.patient_birth_date, s.patient_sex, s.study_uid, \
-                  COALESCE(s.patient_id, '') AS pk, \
-                  COALESCE(s.issuer_of_patient_id, '') AS ik, \
-                  ROW_NUMBER() OVER (PARTITION BY s.patient_id, s.issuer_of_patient_id \
+                  FROM a JOIN k ON k.pk = a.pk AND k.ik = a.ik GROUP BY a.pk, a.ik), \
+                 l AS (SELECT s.pk, s.ik, s.patient_name, s.patient_birth_date, s.patient_sex, \
+                  s.study_uid, ROW_NUMBER() OVER (PARTITION BY s.pk, s.ik \
                    ORDER BY s.updated_at DESC, s.study_uid DESC) AS latest \
-                  FROM dicom_studies s WHERE s.tenant = $1{filter}) l \
-                 ON l.latest = 1 AND l.pk = g.pk AND l.ik = g.ik \
-                 ORDER BY g.pk, g.ik{page}",
+                  FROM a s WHERE s.tenant = $1{filter}) \
+                 SELECT g.patient_id, g.issuer, l.patient_name, l.patient_birth_date, \
+                 l.patient_sex, g.studies, g.series, g.instances, g.modalities, g.sop_classes, \
+                 l.study_uid FROM g JOIN l ON l.latest = 1 AND l.pk = g.pk AND l.ik = g.ik \
+                 ORDER BY g.pk, g.ik",
                 joined("a.modalities"),
                 joined("a.sop_classes")
             ),
