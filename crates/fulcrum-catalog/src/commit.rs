@@ -217,7 +217,40 @@ impl Catalog {
     /// its data. Whatever the outcome, `durable` has run to its end when
     /// this returns, so a caller that gets a catalog error and retries the
     /// rows (alone, or one write at a time) finds the data durable.
+    ///
+    /// A batch that lost a race with another node's commit (both created
+    /// one key) is committed again, up to RACE_RETRIES times: the new
+    /// attempt sees the other's rows and replaces, versions or refuses as
+    /// one node's turn-taking would. Without it the loser was answered as
+    /// a failure (S3 500, STOW/C-STORE 0xA700 "out of resources").
     pub async fn commit_after<E>(
+        &self,
+        batch: &CommitBatch,
+        durable: impl std::future::Future<Output = Result<(), E>>,
+    ) -> CatalogResult<Result<(), E>> {
+        let mut result = self.commit_once(batch, durable).await;
+        for attempt in 1..=RACE_RETRIES {
+            match &result {
+                Err(e) if e.is_race() => {
+                    tracing::debug!(attempt, "commit lost a race with another node: {e}");
+                    // Spread the losers out: they may race each other again.
+                    let jitter = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::from(d.subsec_nanos() % 20));
+                    let ms = u64::from(attempt) * 5 + jitter;
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    result = self
+                        .commit_once(batch, std::future::ready(Ok::<(), E>(())))
+                        .await;
+                }
+                _ => break,
+            }
+        }
+        result
+    }
+
+    /// One attempt of [`Catalog::commit_after`].
+    async fn commit_once<E>(
         &self,
         batch: &CommitBatch,
         durable: impl std::future::Future<Output = Result<(), E>>,
@@ -240,6 +273,9 @@ impl Catalog {
         Ok(Ok(()))
     }
 }
+
+/// New attempts of a commit that lost a race with another node's.
+const RACE_RETRIES: u32 = 5;
 
 /// Every statement of a commit, in the open transaction `tx`.
 async fn write_batch(tx: &mut Transaction<'static, Any>, batch: &CommitBatch) -> CatalogResult<()> {

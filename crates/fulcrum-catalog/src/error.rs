@@ -58,6 +58,21 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// True when the statement lost a race with another node's transaction
+    /// that a new attempt would see committed: a unique key it inserted
+    /// meanwhile (PostgreSQL 23505: two nodes creating one object key, one
+    /// SOP Instance), a deadlock (40P01) or a serialization failure
+    /// (40001). SQLite writers take turns, so only PostgreSQL raises them.
+    pub fn is_race(&self) -> bool {
+        match self {
+            CatalogError::Db {
+                source: sqlx::Error::Database(d),
+                ..
+            } => matches!(d.code().as_deref(), Some("23505" | "40P01" | "40001")),
+            _ => false,
+        }
+    }
+
     /// True when the database could not write because its disk is full
     /// (SQLite's SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC).
     pub fn is_no_space(&self) -> bool {

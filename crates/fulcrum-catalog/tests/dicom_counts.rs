@@ -5,7 +5,8 @@
 //! full recount gives. Runs when the test script provides PostgreSQL
 //! (FULCRUM_TEST_PG_URL); with FULCRUM_TEST_REQUIRE_ALL=1 its absence
 //! fails the test instead of skipping it. One instance written twice in a
-//! commit is checked on SQLite too.
+//! commit is checked on SQLite too. Two nodes creating one key at once
+//! both commit.
 
 use std::time::Duration;
 
@@ -237,4 +238,87 @@ async fn an_instance_written_twice_in_one_commit_leaves_no_empty_study() {
             "{url}: {stored:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn two_nodes_creating_one_key_at_once_both_commit() {
+    // Two nodes of a cluster (two catalog handles on one PostgreSQL) each
+    // create the same key: the second's INSERT waited for the first's
+    // COMMIT and then failed on the unique key, answered as S3 500 or
+    // STOW/C-STORE 0xA700 (tester: 13 of 40 cross-node duplicate STOWs).
+    // The loser commits again and replaces, as one node's turns would.
+    let Some(url) = fresh_pg().await else {
+        return;
+    };
+    let a = Catalog::open(&url).await.expect("open catalog");
+    let b = Catalog::open(&url).await.expect("open catalog again");
+    a.ensure_tenant(TENANT).await.expect("tenant");
+    let bucket = a.create_bucket(TENANT, "dicom").await.expect("bucket").id;
+    let object = |key: &str, etag: &str| {
+        Write::Object(ObjectWrite {
+            bucket_id: bucket,
+            key: key.into(),
+            size: 0,
+            etag: etag.into(),
+            content_type: None,
+            metadata: "{}".into(),
+            chunks: vec![],
+            completes_upload: None,
+            lock: Default::default(),
+            condition: None,
+        })
+    };
+    for (first, second) in [
+        (object("plain/k", "a1"), object("plain/k", "b1")),
+        (
+            instance(bucket, "2.1", "2.1.1", "2.1.1.1", "a2"),
+            instance(bucket, "2.1", "2.1.1", "2.1.1.1", "b2"),
+        ),
+    ] {
+        // Node A's statements have run (its row is inserted, not yet
+        // committed) when node B writes the same key.
+        let (release, durable) = tokio::sync::oneshot::channel::<()>();
+        let node_a = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.commit_after(&batch(vec![first]), async {
+                    durable.await.map_err(|_| "released")
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let node_b = {
+            let b = b.clone();
+            tokio::spawn(async move { b.commit(&batch(vec![second])).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        release.send(()).expect("node A waits");
+        node_a
+            .await
+            .expect("task")
+            .expect("node A commits")
+            .expect("durable");
+        node_b.await.expect("task").expect("node B commits");
+    }
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let etags: Vec<(String, String)> = sqlx::query_as("SELECT key, etag FROM objects ORDER BY key")
+        .fetch_all(&mut c)
+        .await
+        .expect("objects");
+    assert!(
+        etags.contains(&("plain/k".into(), "b1".into())),
+        "{etags:?}"
+    );
+    assert!(
+        etags.contains(&("instances/2.1.1.1".into(), "b2".into())),
+        "{etags:?}"
+    );
+    let instance: String =
+        sqlx::query_scalar("SELECT etag FROM dicom_instances WHERE sop_uid = '2.1.1.1'")
+            .fetch_one(&mut c)
+            .await
+            .expect("instance row");
+    assert_eq!(instance, "b2");
 }

@@ -548,8 +548,40 @@ impl Engine {
             lock: self.lock_request(lock, (dst_bucket, dst_key), &metadata),
             condition,
         };
+        self.committed(tenant, dst_bucket, write, guard).await
+    }
+
+    /// Commits `write` and describes the object it made: as stored, or,
+    /// when another request deleted it right after the commit, as written
+    /// (the write succeeded; a NoSuchKey then made a completed copy look
+    /// like a missing copy source, and a completed upload like a failed
+    /// one, to the client).
+    async fn committed(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        write: ObjectWrite,
+        guard: crate::inflight::InflightGuard,
+    ) -> EngineResult<ObjectInfo> {
+        let key = write.key.clone();
+        let (size, etag, content_type) =
+            (write.size, write.etag.clone(), write.content_type.clone());
+        let metadata = serde_json::from_str(&write.metadata).unwrap_or_default();
         self.inner.commit_rows(Write::Object(write), guard).await?;
-        self.head_object(tenant, dst_bucket, dst_key).await
+        match self.head_object(tenant, bucket, &key).await {
+            Err(EngineError::NoSuchKey { .. }) => Ok(ObjectInfo {
+                id: 0,
+                key,
+                size: size as u64,
+                etag,
+                content_type,
+                metadata,
+                created_at_ms: fulcrum_catalog::now_ms(),
+                lock: ObjectLock::default(),
+                archived: false,
+            }),
+            r => r,
+        }
     }
 
     pub async fn create_upload(
@@ -762,8 +794,7 @@ impl Engine {
             lock,
             condition,
         };
-        self.inner.commit_rows(Write::Object(write), guard).await?;
-        self.head_object(tenant, bucket, &u.key).await
+        self.committed(tenant, bucket, write, guard).await
     }
 }
 
