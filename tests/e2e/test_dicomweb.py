@@ -619,6 +619,31 @@ def test_zero_padding_after_the_dataset_is_accepted_and_kept(pacs, tmp_path):
     dw.s.close()
 
 
+
+def test_the_64_bit_integer_vrs_are_stored_and_returned(pacs, tmp_path):
+    """SV and UV elements (Selector SV/UV Value, explicit VR, the long
+    header PS3.5 7.1.2 gives them) were refused as malformed (0xC000)."""
+    inst = dicom_gen.generate(tmp_path / "g", seed=23, patients=1, studies_per_patient=1,
+                              series_per_study=1, instances_per_series=1)[0]
+    ds = pydicom.dcmread(inst.path)
+    ds.add_new(0x00720082, "SV", -(2**40))
+    ds.add_new(0x00720083, "UV", 2**63 + 5)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    sent = buf.getvalue()
+    assert pydicom.dcmread(io.BytesIO(sent)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    dw = DicomWeb(pacs)
+    res = dw.stow([sent])
+    assert res.status == 200 and not res.failed, str(res)
+    assert dw.instance_bytes(inst.study_uid, inst.series_uid, inst.sop_uid) == sent
+    (meta,) = dw.get(
+        f"/studies/{inst.study_uid}/series/{inst.series_uid}/instances/{inst.sop_uid}/metadata",
+        accept="application/dicom+json",
+    ).json()
+    assert meta["00720082"] == {"vr": "SV", "Value": [-(2**40)]}
+    assert meta["00720083"]["vr"] == "UV" and int(meta["00720083"]["Value"][0]) == 2**63 + 5
+
+
 # ---------------------------------------------------------------- DICOM XML
 
 

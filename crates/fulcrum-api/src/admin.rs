@@ -42,13 +42,19 @@ async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
 }
 
 /// Why a remote pack backend cannot be used now (a listing of one entry
-/// fails or does not answer in time), or `None`; a local one is not probed.
+/// fails or does not answer in time, or it is another platform's), or
+/// `None`; a local one is not probed, only checked to be this platform's.
 pub async fn backend_problem(engine: &Engine) -> Option<String> {
     let backend = engine.backend();
-    if backend.is_local() {
-        return None;
+    if !backend.is_local() {
+        match tokio::time::timeout(BACKEND_CHECK, backend.probe()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Some(e.to_string()),
+            Err(_) => return Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),
+        }
     }
-    match tokio::time::timeout(BACKEND_CHECK, backend.probe()).await {
+    // A store that answers may still be another platform's.
+    match tokio::time::timeout(BACKEND_CHECK, engine.check_platform()).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some(format!("no answer in {} s", BACKEND_CHECK.as_secs())),

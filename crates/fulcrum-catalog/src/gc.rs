@@ -279,6 +279,17 @@ impl Catalog {
         Ok(t.map(|t| Tier::parse(&t).unwrap_or_default()))
     }
 
+    /// One pack the catalog lists on `tier` and has not retired, if any.
+    pub async fn some_pack(&self, tier: &str) -> CatalogResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT id FROM packs WHERE tier = $1 AND retired_at IS NULL ORDER BY id LIMIT 1",
+        )
+        .bind(tier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("a pack"))
+    }
+
     /// Ids of every pack the catalog knows, retired ones included.
     pub async fn pack_ids(&self) -> CatalogResult<std::collections::HashSet<String>> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM packs")

@@ -195,12 +195,15 @@ pub struct Walker {
     kept: Option<Kept>,
 }
 
-pub(crate) const LONG_VRS: [&[u8; 2]; 11] = [
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT",
+/// VRs whose explicit-VR element header is 12 bytes, a 32-bit length
+/// after two reserved bytes (PS3.5 7.1.2; SV and UV, the 64-bit integers,
+/// among them: taken for short ones, their elements were refused).
+pub(crate) const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
 ];
-const SHORT_VRS: [&[u8; 2]; 23] = [
+const SHORT_VRS: [&[u8; 2]; 21] = [
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
-    b"SH", b"SL", b"SS", b"ST", b"SV", b"TM", b"UI", b"UL", b"US", b"UV",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 
 impl Walker {
@@ -764,6 +767,26 @@ pub(crate) mod tests {
         seq.extend_from_slice(&[0; 16]);
         let mut w = Walker::new(Framing::EXPLICIT_LE);
         assert!(w.feed(&seq).is_err() || w.finish().is_err());
+    }
+
+    #[test]
+    fn the_64_bit_integer_vrs_have_the_long_header() {
+        // (0072,0082) SV and (0072,0083) UV, 8-byte values, written as
+        // PS3.5 7.1.2 says (pydicom, DCMTK): VR, two reserved bytes, a
+        // 32-bit length. They were read as short and refused.
+        let mut d = Vec::new();
+        for (element, vr) in [(0x0082u16, b"SV"), (0x0083, b"UV")] {
+            d.extend_from_slice(&0x0072u16.to_le_bytes());
+            d.extend_from_slice(&element.to_le_bytes());
+            d.extend_from_slice(vr);
+            d.extend_from_slice(&[0, 0, 8, 0, 0, 0]);
+            d.extend_from_slice(&(-5i64).to_le_bytes());
+        }
+        d.extend(le_elem(0x0072, 0x0084, b"LO", b"ok"));
+        let mut w = Walker::new(Framing::EXPLICIT_LE);
+        w.feed(&d).expect("SV and UV elements");
+        w.finish().expect("complete");
+        assert_eq!(w.data_end(), d.len() as u64);
     }
 
     #[test]

@@ -96,6 +96,13 @@ pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<CommitJob>) {
 
 async fn commit_batch(inner: &Inner, mut jobs: Vec<CommitJob>) {
     let started = Instant::now();
+    // Nothing is acknowledged into a pack store the catalog does not own.
+    if let Err(e) = inner.identity.ensure(inner).await {
+        for job in jobs {
+            let _ = job.done.send(Err(same_failure(&e)));
+        }
+        return;
+    }
     let n = jobs.len();
     // One pack for the small tails, written while the catalog statements
     // run on a local disk (the transaction commits once the pack is

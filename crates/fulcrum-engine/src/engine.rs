@@ -100,6 +100,8 @@ pub(crate) struct Inner {
     pub decoders: tokio::sync::Semaphore,
     /// Decoded chunks kept for reads (None: off).
     pub cache: Option<ReadCache>,
+    /// Whether catalog and pack store were found to be one platform's.
+    pub identity: crate::identity::Identity,
 }
 
 /// CPU cores this process may use (2 when unknown): how many CPU-bound
@@ -245,6 +247,7 @@ impl Engine {
             reads: ReadTracker::default(),
             decoders: tokio::sync::Semaphore::new(cores()),
             cache,
+            identity: Default::default(),
         });
         tokio::spawn(committer::run(Arc::downgrade(&inner), rx));
         tokio::spawn(persist::run(Arc::downgrade(&inner), prx));

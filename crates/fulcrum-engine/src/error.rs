@@ -34,6 +34,10 @@ pub enum EngineError {
     LeaseLost(String),
     #[error("encryption key does not fit this data: {0}")]
     KeyMismatch(String),
+    /// The pack store and the catalog are not one platform's (see
+    /// `identity`).
+    #[error("wrong pack store: {0}")]
+    WrongStore(String),
     #[error("storage is full: {0}")]
     NoSpace(String),
     /// Archive-tier work without an archive backend configured.

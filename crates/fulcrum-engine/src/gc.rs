@@ -66,6 +66,9 @@ impl Engine {
     /// while another node or process runs GC, scrub, a backup or a tier
     /// move).
     pub async fn gc(&self, opts: &GcOptions) -> EngineResult<GcReport> {
+        // Packs of another platform's store are not this catalog's to
+        // collect.
+        self.inner.identity.ensure(&self.inner).await?;
         let lease = self.lease(MAINTENANCE_LEASE).await?;
         let out = self.gc_leased(opts, &lease).await;
         lease.release().await;

@@ -14,6 +14,7 @@ mod committer;
 mod engine;
 mod error;
 mod gc;
+mod identity;
 mod inflight;
 mod ingest;
 mod lease;

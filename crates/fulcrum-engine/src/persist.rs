@@ -118,6 +118,7 @@ pub(crate) fn plan_tails(tails: Vec<PackBuilder>) -> (SealedPack, Vec<Persisted>
 pub(crate) fn same_failure(e: &EngineError) -> EngineError {
     match e {
         EngineError::NoSpace(m) => EngineError::NoSpace(m.clone()),
+        EngineError::WrongStore(m) => EngineError::WrongStore(m.clone()),
         other => EngineError::PackWrite(other.to_string()),
     }
 }

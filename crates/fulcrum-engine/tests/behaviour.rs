@@ -1211,3 +1211,71 @@ async fn a_small_write_whose_pack_cannot_be_written_leaves_nothing() {
         noise(10_000, 2)
     );
 }
+
+#[tokio::test]
+async fn a_pack_store_and_a_catalog_of_different_platforms_are_refused() {
+    // A node given the cluster's catalog and another bucket (or the
+    // reverse) acknowledged writes nobody else could read, and its GC
+    // would have deleted the other platform's packs as unreferenced.
+    for t in targets().await {
+        let e = t.open().await;
+        e.create_bucket(T, "b").await.expect("bucket");
+        let data = noise(300_000, 7);
+        e.put_object(T, "b", "k", &data[..], opts())
+            .await
+            .expect("put");
+        drop(e);
+        let wrong = |e: Result<fulcrum_engine::Stored, EngineError>| match e {
+            Err(EngineError::WrongStore(m)) => m,
+            other => panic!("{}: not refused: {other:?}", t.name),
+        };
+        // The platform's store with a new catalog.
+        let mut cfg = t.cfg.clone();
+        cfg.catalog_url = t.other_catalog("other").await;
+        let other = fulcrum_engine::Engine::open(cfg).await.expect("opens");
+        other.create_bucket(T, "b").await.expect("bucket");
+        let m = wrong(other.put_object(T, "b", "x", &b"x"[..], opts()).await);
+        assert!(m.contains("this catalog is new"), "{}: {m}", t.name);
+        assert!(
+            matches!(other.gc(&no_grace()).await, Err(EngineError::WrongStore(_))),
+            "{}",
+            t.name
+        );
+        // The platform's catalog with an empty store.
+        let mut cfg = t.cfg.clone();
+        cfg.backend = t.beside("elsewhere");
+        let elsewhere = fulcrum_engine::Engine::open(cfg).await.expect("opens");
+        let m = wrong(elsewhere.put_object(T, "b", "y", &b"y"[..], opts()).await);
+        assert!(m.contains("does not hold"), "{}: {m}", t.name);
+        // The platform itself, also as it was before the marker existed
+        // (neither side names the platform): it writes and reads on.
+        let mut c = t.catalog_sql().await;
+        sqlx::query("DELETE FROM meta WHERE key = 'platform_id'")
+            .execute(&mut c)
+            .await
+            .expect("older catalog");
+        drop(c);
+        fulcrum_store::Backend::open(&t.cfg.backend)
+            .expect("store")
+            .delete("fulcrum-platform")
+            .await
+            .expect("older store");
+        let e = t.open().await;
+        e.put_object(T, "b", "k2", &data[..], opts())
+            .await
+            .expect("put after the upgrade");
+        assert_eq!(
+            read_all(&e, "b", "k").await.expect("get"),
+            data,
+            "{}",
+            t.name
+        );
+        e.gc(&no_grace()).await.expect("gc");
+        // And another platform's catalog is still refused.
+        let mut cfg = t.cfg.clone();
+        cfg.catalog_url = t.other_catalog("third").await;
+        let third = fulcrum_engine::Engine::open(cfg).await.expect("opens");
+        third.create_bucket(T, "b").await.expect("bucket");
+        wrong(third.put_object(T, "b", "z", &b"z"[..], opts()).await);
+    }
+}

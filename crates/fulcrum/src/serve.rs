@@ -279,15 +279,15 @@ pub async fn run(s: Settings) -> Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "Fulcrum is serving"
     );
-    // A node whose S3 backend is down or misnamed serves nothing it
-    // stores: say so at once, not only on /healthz.
+    // A node whose S3 backend is down or misnamed, or another platform's,
+    // serves nothing it stores: say so at once, not only on /healthz.
     let probed = engine.clone();
     tokio::spawn(async move {
         if let Some(e) = fulcrum_api::admin::backend_problem(&probed).await {
             warn!(
                 error = %e,
                 backend = probed.backend_name(),
-                "the pack backend does not answer: nothing can be stored or read until it does (/healthz answers 503)"
+                "the pack backend cannot be used: nothing can be stored until it can (/healthz answers 503)"
             );
         }
     });

@@ -83,6 +83,14 @@ impl From<EngineError> for ApiError {
                 StatusCode::CONFLICT,
                 format!("not deleted: retention protects this data: {reason}"),
             ),
+            EngineError::WrongStore(_) => {
+                error!(error = %e, "DICOMweb: this node's pack store is not its catalog's");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this node is misconfigured (its pack store and catalog are not one \
+                     platform's, see its log); nothing was stored",
+                )
+            }
             EngineError::NoSpace(_) => {
                 error!(error = %e, "DICOMweb: storage full");
                 ApiError::new(

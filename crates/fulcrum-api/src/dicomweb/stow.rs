@@ -290,13 +290,9 @@ pub(crate) async fn store_in_study(
 
 const HOW: &str = "send Part 10 instances as multipart/related; type=\"application/dicom\" (or one as application/dicom)";
 
-async fn run(
-    ctx: Ctx,
-    base: Base,
-    headers: HeaderMap,
-    body: Body,
-    study: Option<String>,
-) -> ApiResult<Response> {
+/// The request's Content-Type and answer format, or why it is refused
+/// before its body is read.
+fn check_request(headers: &HeaderMap) -> ApiResult<(MediaType, DatasetFormat)> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -304,11 +300,73 @@ async fn run(
         .ok_or_else(|| {
             ApiError::unsupported_media(format!("missing or unreadable Content-Type: {HOW}"))
         })?;
-    let accept = super::wado::accept_of(&headers);
+    let accept = super::wado::accept_of(headers);
     let Some(format) = dataset_format(&accept, true) else {
         return Err(ApiError::not_acceptable(
             "STOW-RS answers are sent as application/dicom+json or application/dicom+xml",
         ));
+    };
+    match ct.essence.as_str() {
+        "multipart/related" => {
+            if let Some(t) = ct.param("type") {
+                if !t.trim().eq_ignore_ascii_case("application/dicom") {
+                    return Err(ApiError::unsupported_media(format!(
+                        "STOW-RS of type {t:?} is not supported: {HOW}"
+                    )));
+                }
+            }
+            if multipart::boundary(&ct).is_none() {
+                return Err(ApiError::bad_request(
+                    "the multipart Content-Type has no boundary parameter",
+                ));
+            }
+        }
+        "application/dicom" => {}
+        other => {
+            return Err(ApiError::unsupported_media(format!(
+                "Content-Type {other} is not accepted: {HOW}"
+            )))
+        }
+    }
+    Ok((ct, format))
+}
+
+/// Bytes of a refused request's body read and dropped before the answer.
+const DRAIN_MAX: usize = 16 * 1024 * 1024;
+/// How long a refused request's body is read for.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads what a client is still sending of a refused request (at most
+/// DRAIN_MAX bytes for DRAIN_FOR): answered before its body was read, the
+/// connection was closed under the upload and the client saw a reset
+/// instead of the 415 or 400 that says why.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        while let Some(Ok(b)) = futures::StreamExt::next(&mut stream).await {
+            read += b.len();
+            if read > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn run(
+    ctx: Ctx,
+    base: Base,
+    headers: HeaderMap,
+    body: Body,
+    study: Option<String>,
+) -> ApiResult<Response> {
+    let (ct, format) = match check_request(&headers) {
+        Ok(checked) => checked,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
     };
     let stream: BodyStream = Box::pin(body.into_data_stream().map_err(io::Error::other));
     let mut results = Vec::new();
@@ -320,13 +378,6 @@ async fn run(
     };
     match ct.essence.as_str() {
         "multipart/related" => {
-            if let Some(t) = ct.param("type") {
-                if !t.trim().eq_ignore_ascii_case("application/dicom") {
-                    return Err(ApiError::unsupported_media(format!(
-                        "STOW-RS of type {t:?} is not supported: {HOW}"
-                    )));
-                }
-            }
             let boundary = multipart::boundary(&ct).ok_or_else(|| {
                 ApiError::bad_request("the multipart Content-Type has no boundary parameter")
             })?;

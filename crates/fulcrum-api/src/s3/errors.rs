@@ -72,6 +72,15 @@ pub(crate) fn api_err(e: EngineError) -> S3Error {
                 )
             }
         },
+        EngineError::WrongStore(_) => {
+            error!(error = %e, "this node's pack store is not its catalog's");
+            (
+                C::ServiceUnavailable,
+                "This node is misconfigured: its pack store and catalog are not one platform's \
+                 (see its log); nothing was stored."
+                    .into(),
+            )
+        }
         EngineError::Store(_)
         | EngineError::PackWrite(_)
         | EngineError::Internal(_)

@@ -94,6 +94,19 @@ impl Target {
         cfg
     }
 
+    /// A new, empty catalog of this target's kind (another platform's).
+    pub async fn other_catalog(&self, name: &str) -> String {
+        match &self.cfg.backend {
+            BackendConfig::Fs { .. } => format!(
+                "sqlite://{}",
+                self._dir.path().join(format!("{name}.db")).display()
+            ),
+            BackendConfig::S3 { .. } => {
+                fresh_pg(&env("FULCRUM_TEST_PG_URL").expect("PostgreSQL for this target")).await
+            }
+        }
+    }
+
     /// Where this target's archive tier lives.
     pub fn archive(&self) -> BackendConfig {
         self.beside("archive")
