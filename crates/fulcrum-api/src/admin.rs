@@ -21,13 +21,28 @@ pub fn router(engine: Engine) -> Router {
 
 /// How long the health check waits for the pack backend.
 const BACKEND_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the health check waits for the catalog: a stopped PostgreSQL
+/// made it wait for the pool's 30 s acquire timeout, past a load
+/// balancer's probe timeout (the node was dropped as unreachable, not as
+/// unhealthy, and the probes piled up).
+const CATALOG_CHECK: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// 200 when the catalog answers and, for a remote pack backend, a listing
 /// of one entry does (a refused connection, a rejected key, a wrong
 /// region or a bucket that does not exist is no answer), so a load balancer stops
 /// sending work to a node that cannot store or read anything.
 async fn healthz(State(engine): State<Engine>) -> impl IntoResponse {
-    if let Err(e) = engine.catalog().get_meta("encryption_key_check").await {
+    let catalog = tokio::time::timeout(
+        CATALOG_CHECK,
+        engine.catalog().get_meta("encryption_key_check"),
+    )
+    .await;
+    let problem = match catalog {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer in {} s", CATALOG_CHECK.as_secs())),
+    };
+    if let Some(e) = problem {
         tracing::error!(error = %e, "health check: catalog unreachable");
         return (StatusCode::SERVICE_UNAVAILABLE, "catalog unavailable\n");
     }

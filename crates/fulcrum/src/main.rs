@@ -224,6 +224,15 @@ fn settings(common: &Common, serve: Option<&serve::ServeArgs>) -> Result<Setting
     Ok(s)
 }
 
+/// The levels of chatty dependencies (see `init_logging`).
+const QUIET: [&str; 5] = [
+    "s3s::ops=off",
+    "s3s::service=off",
+    "jpeg2k=warn",
+    "dicom_parser::stateful=error",
+    "rustls=error",
+];
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FULCRUM_LOG")
@@ -236,11 +245,20 @@ fn init_logging() {
         // it reads such a data set: Fulcrum decodes those itself (see
         // fulcrum-dicom's charset), and an operator alerting on WARN was
         // paged for every Chinese or Japanese study.
-        .unwrap_or_else(|_| {
-            EnvFilter::new(
-                "info,s3s::ops=off,s3s::service=off,jpeg2k=warn,dicom_parser::stateful=error",
-            )
-        });
+        // rustls warns of every client that sends an IP address as its
+        // TLS server name (pgBackRest, curl to 127.0.0.1).
+        // A FULCRUM_LOG that does not name these crates keeps their quiet
+        // levels (FULCRUM_LOG=info printed two ERROR lines for every
+        // refused S3 request).
+        .map(|f| {
+            let set = std::env::var("FULCRUM_LOG").unwrap_or_default();
+            QUIET
+                .iter()
+                .filter(|d| !set.contains(d.split(['=', ':']).next().unwrap_or("")))
+                .filter_map(|d| d.parse().ok())
+                .fold(f, |f, d| f.add_directive(d))
+        })
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}", QUIET.join(","))));
     // Colours only on a terminal: not in journald, a log file or a pipe.
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
