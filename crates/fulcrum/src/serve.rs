@@ -60,6 +60,19 @@ const CREDENTIALS_META: &str = "s3_root_credentials";
 /// keeps a copy in its own file for the operator to read.
 async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
     if let (Some(a), Some(k)) = (&s.s3_access_key, &s.s3_secret_key) {
+        // Given to this node: the platform's too when it has none yet;
+        // other ones would make the nodes of a cluster accept different
+        // keys (a request in three refused behind a load balancer).
+        let given = format!("{a}\n{k}");
+        let stored = engine.catalog().init_meta(CREDENTIALS_META, &given).await?;
+        if stored != given {
+            let platform = stored.split_once('\n').map_or("", |(a, _)| a);
+            warn!(
+                node_access_key = %a,
+                platform_access_key = %platform,
+                "this node's FULCRUM_S3_ACCESS_KEY/FULCRUM_S3_SECRET_KEY differ from the platform's S3 root credentials (kept in the catalog, used by nodes not given any): this node accepts only its own; give every node the same, or none"
+            );
+        }
         return Ok(S3Credentials {
             access_key: a.clone(),
             secret_key: k.clone(),
