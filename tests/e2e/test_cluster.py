@@ -205,3 +205,22 @@ def test_nodes_without_configured_keys_share_the_platforms_credentials(fulcrum_f
     assert tomllib.loads(own.read_text()) == keys[0]
     c2 = n2.client(access_key=keys[0]["access_key"], secret_key=keys[0]["secret_key"])
     assert c2.get_object(Bucket="one-platform", Key="k")["Body"].read() == b"same keys"
+
+
+def test_nodes_with_settings_that_must_match_warn(fulcrum_factory):
+    """Nodes given different duplicate policies (or default character
+    sets) answered one re-send 409 on one node and 200 on another without
+    a word (tester). Each node records them with its heartbeat and warns of
+    a live node that differs; the first to start learns of it too."""
+    env = {**_postgres_env(), **_garage_env()}
+    n1 = fulcrum_factory(dict(env, FULCRUM_DICOM_DUPLICATES="reject"))
+    n2 = fulcrum_factory(dict(env, FULCRUM_DICOM_DEFAULT_CHARSET="GB18030"))
+    deadline = time.time() + 60
+    want = ("setting=\"dicom_duplicates\"", "setting=\"dicom_default_charset\"")
+    while time.time() < deadline:
+        logs = [n.log_tail(400) for n in (n1, n2)]
+        if all(all(w in log for w in want) for log in logs):
+            break
+        time.sleep(1)
+    for n, log in zip((n1, n2), logs):
+        assert all(w in log for w in want), f"node {n.data_dir}: {log}"

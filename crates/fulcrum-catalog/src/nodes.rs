@@ -25,6 +25,27 @@ impl Catalog {
         Ok(())
     }
 
+    /// Records the settings node `id` must share with the others (text of
+    /// `key=value` lines), once it has heartbeated.
+    pub async fn set_node_settings(&self, id: &str, settings: &str) -> CatalogResult<()> {
+        sqlx::query("UPDATE nodes SET settings = $2 WHERE id = $1")
+            .bind(id)
+            .bind(settings)
+            .execute(&self.pool)
+            .await
+            .map_err(db("node settings"))?;
+        Ok(())
+    }
+
+    /// The live nodes' ids and shared settings (None: not recorded).
+    pub async fn live_node_settings(&self) -> CatalogResult<Vec<(String, Option<String>)>> {
+        sqlx::query_as("SELECT id, settings FROM nodes WHERE heartbeat_at > $1 ORDER BY id")
+            .bind(now_ms() - NODE_TIMEOUT_MS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("node settings"))
+    }
+
     pub async fn remove_node(&self, id: &str) -> CatalogResult<()> {
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(id)

@@ -14,6 +14,7 @@ macro_rules! outln {
 }
 
 mod backup_cli;
+mod cluster;
 mod commands;
 mod dicom_cli;
 mod jobs;

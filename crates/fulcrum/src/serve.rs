@@ -311,10 +311,12 @@ pub async fn run(s: Settings) -> Result<()> {
     };
     let hb_engine = engine.clone();
     let mut hb_stop = stop_rx.clone();
+    let mut shared = crate::cluster::SettingsCheck::new(&s);
     let heartbeat = tokio::spawn(async move {
         loop {
-            if let Err(e) = hb_engine.heartbeat().await {
-                warn!(error = %e, "heartbeat failed");
+            match hb_engine.heartbeat().await {
+                Ok(()) => shared.after_heartbeat(&hb_engine).await,
+                Err(e) => warn!(error = %e, "heartbeat failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(fulcrum_engine::HEARTBEAT_INTERVAL) => {}
