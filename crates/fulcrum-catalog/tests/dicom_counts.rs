@@ -321,4 +321,11 @@ async fn two_nodes_creating_one_key_at_once_both_commit() {
             .await
             .expect("instance row");
     assert_eq!(instance, "b2");
+    // The instance's earlier version, acknowledged to its sender, is kept.
+    assert!(
+        etags
+            .iter()
+            .any(|(k, e)| k.starts_with("versions/2.1.1.1/") && e == "a2"),
+        "{etags:?}"
+    );
 }

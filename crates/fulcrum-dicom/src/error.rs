@@ -43,6 +43,10 @@ pub enum DicomError {
     BadQuery(String),
     #[error("storage failed: {0}")]
     Engine(EngineError),
+    /// An instance that cannot be re-encoded in the transfer syntax asked
+    /// for (see `transcode`).
+    #[error("{0}")]
+    Unconvertible(String),
     /// A DICOM network peer could not be reached or broke the protocol.
     #[error("DICOM network: {0}")]
     Network(String),
@@ -74,9 +78,10 @@ impl DicomError {
             DicomError::TooLarge(_) | DicomError::HeaderTooLarge { .. } => status::OUT_OF_RESOURCES,
             DicomError::Engine(EngineError::IncompleteBody { .. }) => status::CANNOT_UNDERSTAND,
             DicomError::Engine(_) => status::OUT_OF_RESOURCES,
-            DicomError::NotFound(_) | DicomError::BadQuery(_) | DicomError::Network(_) => {
-                status::PROCESSING_FAILURE
-            }
+            DicomError::NotFound(_)
+            | DicomError::BadQuery(_)
+            | DicomError::Network(_)
+            | DicomError::Unconvertible(_) => status::PROCESSING_FAILURE,
         }
     }
 }

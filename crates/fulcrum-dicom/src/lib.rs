@@ -18,6 +18,7 @@ pub mod query;
 mod reindex;
 pub mod scan;
 mod store;
+pub mod transcode;
 pub mod unknown_vr;
 
 pub use archive::{instance_key, Archive, ArchiveConfig, DICOM_BUCKET};

@@ -47,7 +47,7 @@ async fn check(inner: &Inner) -> EngineResult<()> {
     let wrong = |what: String| {
         EngineError::WrongStore(format!(
             "{what}; check the pack backend (FULCRUM_BACKEND: bucket and root) and the catalog \
-             (FULCRUM_CATALOG_URL) this node is given: nothing is written or collected until they \
+             (FULCRUM_CATALOG_URL) this node is given: no data is stored and nothing collected until they \
              are one platform's"
         ))
     };

@@ -124,6 +124,7 @@ impl From<DicomError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
             DicomError::Engine(e) => e.into(),
+            DicomError::Unconvertible(m) => ApiError::not_acceptable(m),
             e @ DicomError::Network(_) => {
                 error!(error = %e, "DICOMweb: a DICOM peer failed");
                 ApiError::new(

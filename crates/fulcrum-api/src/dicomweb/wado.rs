@@ -1,9 +1,11 @@
 //! WADO-RS retrieve (PS3.18 10.4): studies, series and instances as
 //! multipart/related application/dicom (the stored bytes, streamed), their
 //! metadata as DICOM JSON with BulkDataURIs, and the bulk data itself.
-//! Instances are not transcoded: a client that insists on another transfer
-//! syntax than the stored one gets 406 (frames asked for uncompressed are
-//! decoded when they are RLE or grayscale JPEG, see `frames`).
+//! Instances go as stored unless the client names other transfer
+//! syntaxes: then an instance is re-encoded in Explicit (or Implicit) VR
+//! Little Endian when that is one of them (native data losslessly,
+//! RLE/JPEG/JPEG-LS/JPEG 2000 frames decoded, see
+//! `fulcrum_dicom::transcode`), and refused with 406 otherwise.
 
 use std::io;
 
@@ -114,25 +116,47 @@ async fn parts_response(
     Ok(multipart_response(part_type, parts))
 }
 
+/// Native syntaxes an instance is re-encoded in when the client does not
+/// take the stored one, in order of preference.
+const SENT_INSTEAD: [&str; 2] = [EXPLICIT_LE, "1.2.840.10008.1.2"];
+
+/// The syntax `rec` is sent in when the client does not take the stored
+/// one; an error says what was asked and what is stored.
+fn sent_instead(accept: &[MediaType], rec: &InstanceRecord) -> ApiResult<&'static str> {
+    let stored = rec.transfer_syntax.as_str();
+    SENT_INSTEAD
+        .into_iter()
+        .find(|to| {
+            accepts(accept, "application/dicom", &[], to)
+                && fulcrum_dicom::transcode::convertible(stored, to)
+        })
+        .ok_or_else(|| {
+            ApiError::not_acceptable(format!(
+                "instance {} is stored in transfer syntax {stored}, which cannot be converted to \
+                 the ones asked for (this archive converts to Explicit or Implicit VR Little \
+                 Endian): ask for multipart/related; type=\"application/dicom\"; \
+                 transfer-syntax=* (or that syntax)",
+                rec.sop_uid
+            ))
+        })
+}
+
 async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
     let recs = instances_of(&ctx, &scope).await?;
     let accept = accept_of(&headers);
-    if let Some(r) = recs
-        .iter()
-        .find(|r| !accepts(&accept, "application/dicom", &[], &r.transfer_syntax))
-    {
-        return Err(ApiError::not_acceptable(format!(
-            "instance {} is stored in transfer syntax {} and this archive does not transcode: \
-             ask for multipart/related; type=\"application/dicom\"; transfer-syntax=* (or that syntax)",
-            r.sop_uid, r.transfer_syntax
-        )));
+    let mut convert = std::collections::HashMap::new();
+    for r in &recs {
+        if !accepts(&accept, "application/dicom", &[], &r.transfer_syntax) {
+            convert.insert(r.sop_uid.clone(), sent_instead(&accept, r)?);
+        }
     }
+    let convert = std::sync::Arc::new(convert);
     let parts = eager_first(
         batches(recs),
         BATCHES_AHEAD,
         move |batch: Vec<InstanceRecord>| {
-            let (ctx, base) = (ctx.clone(), base.clone());
-            async move { batch_parts(&ctx, &base, batch).await }
+            let (ctx, base, convert) = (ctx.clone(), base.clone(), convert.clone());
+            async move { batch_parts(&ctx, &base, batch, &convert).await }
         },
     )
     .await?;
@@ -184,12 +208,35 @@ fn dicom_part(base: &Base, rec: &InstanceRecord, body: OutBody) -> OutPart {
 }
 
 /// The parts of one batch: a large instance streams; small ones are read
-/// together into memory.
+/// together into memory; those in `convert` are re-encoded in the syntax
+/// it gives them.
 async fn batch_parts(
     ctx: &Ctx,
     base: &Base,
     batch: Vec<InstanceRecord>,
+    convert: &std::collections::HashMap<String, &'static str>,
 ) -> ApiResult<Vec<OutPart>> {
+    if batch.iter().any(|r| convert.contains_key(&r.sop_uid)) {
+        let mut out = Vec::with_capacity(batch.len());
+        for rec in batch {
+            match convert.get(&rec.sop_uid) {
+                Some(to) => {
+                    let file = ctx.archive.transcoded_file(&ctx.tenant, &rec, to).await?;
+                    out.push(OutPart {
+                        content_type: format!("application/dicom; transfer-syntax={to}"),
+                        location: Some(base.instance(
+                            &rec.study_uid,
+                            &rec.series_uid,
+                            &rec.sop_uid,
+                        )),
+                        body: stream::iter([Ok(Bytes::from(file))]).boxed(),
+                    });
+                }
+                None => out.extend(Box::pin(batch_parts(ctx, base, vec![rec], convert)).await?),
+            }
+        }
+        return Ok(out);
+    }
     if let [rec] = &batch[..] {
         if rec.size.max(0) as u64 > PREFETCH_BYTES {
             let s = ctx

@@ -8,9 +8,6 @@
 //! a workstation that takes only uncompressed images still gets them).
 
 use dicom_dictionary_std::uids;
-use dicom_encoding::{Endianness, TransferSyntaxIndex};
-use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ClientAssociationOptions;
@@ -24,7 +21,6 @@ use super::association::{LinkError, Wire};
 use super::command::{CommandSet, C_STORE_RQ, C_STORE_RSP};
 use super::pdata::{self, CommandAssembler, DataSender};
 use super::{status, Node, TlsClient, DEFAULT_MAX_PDU};
-use crate::scan::GE_PRIVATE_IMPLICIT;
 use crate::{Archive, DicomError, InstanceRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -32,8 +28,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const ASSOCIATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to store one instance and answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Largest instance re-encoded in memory when the stored syntax is refused.
-const MAX_TRANSCODE: i64 = 512 * 1024 * 1024;
 /// Presentation context ids are odd numbers 1..=255.
 const MAX_CONTEXTS: usize = 128;
 
@@ -81,27 +75,6 @@ impl SendReport {
     }
 }
 
-fn is_native(ts: &str) -> bool {
-    ts == GE_PRIVATE_IMPLICIT
-        || TransferSyntaxRegistry
-            .get(ts)
-            .is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported())
-}
-
-/// Little endian and not encapsulated: what decoded frames can be written in.
-fn is_native_le(ts: &str) -> bool {
-    is_native(ts)
-        && TransferSyntaxRegistry
-            .get(ts)
-            .is_some_and(|t| t.endianness() == Endianness::Little)
-}
-
-/// Whether an instance stored in `ts` can be sent in a native syntax:
-/// native data re-encoded losslessly, RLE and JPEG frames decoded.
-fn convertible(ts: &str) -> bool {
-    is_native(ts) || crate::decode::decodable(ts)
-}
-
 /// The context to send an instance on among accepted `(id, abstract
 /// syntax, transfer syntax)`: its stored syntax, else a native one when the
 /// data can be converted (any native one for native data, a little endian
@@ -114,15 +87,7 @@ pub(crate) fn choose_context(
     let stored = rec.transfer_syntax.as_str();
     same_class()
         .find(|c| c.2 == stored)
-        .or_else(|| {
-            if is_native(stored) {
-                same_class().find(|c| is_native(&c.2))
-            } else if crate::decode::decodable(stored) {
-                same_class().find(|c| is_native_le(&c.2))
-            } else {
-                None
-            }
-        })
+        .or_else(|| same_class().find(|c| crate::transcode::convertible(stored, &c.2)))
         .map(|c| (c.0, c.2.clone()))
 }
 
@@ -173,7 +138,7 @@ where
                 .map_err(|e| local(e.to_string()))?,
         );
     } else {
-        recoded = Some(transcode(archive, tenant, rec, ts).await.map_err(local)?);
+        recoded = Some(archive.transcode(tenant, rec, ts).await.map_err(local)?);
     }
     let cmd = CommandSet {
         field: C_STORE_RQ,
@@ -206,89 +171,6 @@ where
         out.push(assoc, &bytes).await.map_err(wire)?;
     }
     out.finish(assoc).await.map_err(wire)
-}
-
-/// Re-encodes a native data set in another native transfer syntax.
-async fn transcode(
-    archive: &Archive,
-    tenant: &str,
-    rec: &InstanceRecord,
-    to: &str,
-) -> Result<Vec<u8>, String> {
-    if rec.size > MAX_TRANSCODE {
-        return Err(format!(
-            "{} bytes is too large to convert to {to}",
-            rec.size
-        ));
-    }
-    let bytes = archive
-        .read_bytes(
-            tenant,
-            rec,
-            rec.dataset_offset.max(0) as u64,
-            rec.size.max(0) as u64,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let (from, to) = (rec.transfer_syntax.clone(), to.to_string());
-    debug!(sop = %rec.sop_uid, %from, %to, "re-encoding for a peer that refused the stored syntax");
-    tokio::task::spawn_blocking(move || {
-        // GE's private syntax: an Implicit VR Little Endian data set whose
-        // pixel words are big endian, swapped once read.
-        let ge = from == GE_PRIVATE_IMPLICIT;
-        let read_as = if ge {
-            uids::IMPLICIT_VR_LITTLE_ENDIAN
-        } else {
-            from.as_str()
-        };
-        let (Some(f), Some(t)) = (
-            TransferSyntaxRegistry.get(read_as),
-            TransferSyntaxRegistry.get(&to),
-        ) else {
-            return Err(format!("cannot convert {from} to {to}"));
-        };
-        let mut obj =
-            InMemDicomObject::read_dataset_with_ts(&bytes[..], f).map_err(|e| e.to_string())?;
-        if ge {
-            swap_pixel_words(&mut obj)?;
-        }
-        if f.is_encapsulated_pixel_data() {
-            if t.is_encapsulated_pixel_data() || t.endianness() != Endianness::Little {
-                return Err(format!("cannot convert {from} to {to}"));
-            }
-            crate::decode::decompress(&mut obj, &from).map_err(|e| e.to_string())?;
-        }
-        let mut out = Vec::with_capacity(bytes.len() + 1024);
-        obj.write_dataset_with_ts(&mut out, t)
-            .map_err(|e| e.to_string())?;
-        Ok(out)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
-/// Pixel Data read from big-endian 16-bit words as if little endian, put
-/// right: each word's two bytes swapped.
-fn swap_pixel_words(obj: &mut InMemDicomObject) -> Result<(), String> {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::tags;
-    let bits = obj
-        .get(tags::BITS_ALLOCATED)
-        .and_then(|e| e.to_int::<u16>().ok());
-    let Some(e) = obj.get(tags::PIXEL_DATA) else {
-        return Ok(());
-    };
-    if bits != Some(16) {
-        return Err("GE private syntax pixel data other than 16-bit cannot be converted".into());
-    }
-    let mut px = e.to_bytes().map_err(|e| e.to_string())?.into_owned();
-    crate::decode::swap_words(&mut px, 2);
-    obj.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OW,
-        PrimitiveValue::U8(px.into()),
-    ));
-    Ok(())
 }
 
 /// An association to a storage SCP, plain or over TLS (a node named
@@ -358,7 +240,7 @@ pub(crate) async fn connect(
         .map(|r| (r.sop_class_uid.clone(), vec![r.transfer_syntax.clone()]));
     let native = instances
         .iter()
-        .filter(|r| convertible(&r.transfer_syntax))
+        .filter(|r| crate::transcode::convertible_at_all(&r.transfer_syntax))
         .map(|r| (r.sop_class_uid.clone(), fallback.clone()));
     let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
     for p in stored.chain(native) {
