@@ -1135,6 +1135,9 @@ def test_keys_the_index_does_not_hold_are_matched_and_returned_from_headers(pacs
     assert jval(head, "SeriesInstanceUID") == a.SeriesInstanceUID and jval(head, "BodyPartExamined") == "HEAD"
     assert dw.qido("/studies", {"InstitutionName": "*", "limit": "1", "offset": "1"}) != []
     assert dw.qido("/studies", {"InstitutionName": "*", "offset": "2"}) == []
+    # SOPClassesInStudy matches the studies holding such an instance (it was ignored).
+    assert len(dw.qido("/studies", {"PatientID": "MRN1234", "SOPClassesInStudy": a.SOPClassUID})) == 2
+    assert dw.qido("/studies", {"PatientID": "MRN1234", "SOPClassesInStudy": "1.2.840.10008.5.1.4.1.1.4"}) == []
     for key in ("00400275.00400009", "RequestAttributesSequence.ScheduledProcedureStepID"):
         (nested,) = dw.qido("/studies", {key: "SPS-SITE_A", "includefield": "00400275.00401001"})
         assert jval(nested, "StudyInstanceUID") == a.StudyInstanceUID, key

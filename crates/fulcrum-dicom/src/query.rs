@@ -146,12 +146,15 @@ pub const ATTRS: &[QueryAttr] = &[
         Some(Column::StudyDescription),
     ),
     a(tags::STUDY_ID, "StudyID", VR::SH, ST, Some(Column::StudyId)),
+    // Matched relationally, as ModalitiesInStudy is: a study with an
+    // instance of the class (it was ignored, and a search answered the
+    // whole archive).
     a(
         tags::SOP_CLASSES_IN_STUDY,
         "SOPClassesInStudy",
         VR::UI,
         ST,
-        None,
+        Some(Column::SopClassUid),
     ),
     // Every stored instance is retrievable at once, archive tier too (it
     // is read back transparently): ONLINE (PS3.4 C.4.1.1.3.2).
