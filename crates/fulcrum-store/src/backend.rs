@@ -86,8 +86,22 @@ pub struct Backend {
     name: String,
 }
 
+/// How long one request to an S3 backend, or one read or write of its
+/// body, may go without an answer: long enough for a 32 MiB pack over a
+/// slow link (1 MB/s), short of a client's patience.
+const BACKEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Backend {
     pub fn open(cfg: &BackendConfig) -> StoreResult<Self> {
+        Self::open_with_timeout(cfg, BACKEND_TIMEOUT)
+    }
+
+    /// [`Backend::open`] with another limit on one S3 request without an
+    /// answer.
+    pub fn open_with_timeout(
+        cfg: &BackendConfig,
+        timeout: std::time::Duration,
+    ) -> StoreResult<Self> {
         // OpenDAL's HTTP services need a process-wide transport (reqwest);
         // installing it is idempotent.
         opendal::install_default();
@@ -125,6 +139,16 @@ impl Backend {
                     .disable_ec2_metadata();
                 let op = Operator::new(builder)
                     .map_err(cfg_err)?
+                    // A backend that stops answering (a frozen node that
+                    // neither refuses nor answers) fails the attempt after
+                    // BACKEND_TIMEOUT instead of holding the request for as
+                    // long as it is frozen (tester: 150 s); the attempt is
+                    // retried as a transient error.
+                    .layer(
+                        opendal::layers::TimeoutLayer::new()
+                            .with_timeout(timeout)
+                            .with_io_timeout(timeout),
+                    )
                     // Transient S3 errors (503 SlowDown, resets) are retried
                     // with backoff from 200 ms, as the AWS SDKs do; a backend
                     // that keeps failing answers within a few seconds.
@@ -464,6 +488,38 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_s3_backend_that_never_answers_fails_in_bounded_time() {
+        // A frozen S3 node: connections are accepted and never answered.
+        // Requests hung for as long as it stayed frozen.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                open.push(c);
+            }
+        });
+        let cfg = BackendConfig::S3 {
+            bucket: "b".into(),
+            endpoint: format!("http://{addr}"),
+            region: "us-east-1".into(),
+            access_key: "a".into(),
+            secret_key: "s".into(),
+            root: "/".into(),
+        };
+        let b =
+            Backend::open_with_timeout(&cfg, std::time::Duration::from_millis(300)).expect("open");
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(60), b.size("x")).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+        // Five attempts of 0.3 s and the backoff between them.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        held.abort();
+    }
 
     #[test]
     fn s3_urls_parse() {
