@@ -279,15 +279,17 @@ impl Catalog {
         Ok(t.map(|t| Tier::parse(&t).unwrap_or_default()))
     }
 
-    /// One pack the catalog lists on `tier` and has not retired, if any.
-    pub async fn some_pack(&self, tier: &str) -> CatalogResult<Option<String>> {
+    /// The newest packs (at most `n`) the catalog lists on `tier` and has
+    /// not retired.
+    pub async fn newest_packs(&self, tier: &str, n: i64) -> CatalogResult<Vec<String>> {
         sqlx::query_scalar(
-            "SELECT id FROM packs WHERE tier = $1 AND retired_at IS NULL ORDER BY id LIMIT 1",
+            "SELECT id FROM packs WHERE tier = $1 AND retired_at IS NULL ORDER BY id DESC LIMIT $2",
         )
         .bind(tier)
-        .fetch_optional(&self.pool)
+        .bind(n)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db("a pack"))
+        .map_err(db("newest packs"))
     }
 
     /// Ids of every pack the catalog knows, retired ones included.

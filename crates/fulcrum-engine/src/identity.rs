@@ -67,16 +67,25 @@ async fn check(inner: &Inner) -> EngineResult<()> {
     }
     // One side has no id yet: a new platform, one from before the marker,
     // or a catalog and a store of different platforms.
-    match inner.catalog.some_pack(Tier::Hot.as_str()).await? {
-        Some(pack) => {
-            let pid = PackId::parse(&pack)
-                .map_err(|e| EngineError::Corrupt(format!("pack id {pack:?}: {e}")))?;
-            if inner.backend.size(&pack_path(&pid)).await?.is_none() {
-                return Err(wrong(format!(
-                    "the catalog lists packs the pack store {store} does not hold (pack {pack})"
-                )));
-            }
+    // A few of the newest packs: a store that lost one pack (damage,
+    // which verify reports) is still this platform's.
+    let packs = inner.catalog.newest_packs(Tier::Hot.as_str(), 3).await?;
+    let mut held = false;
+    for pack in &packs {
+        let pid = PackId::parse(pack)
+            .map_err(|e| EngineError::Corrupt(format!("pack id {pack:?}: {e}")))?;
+        if inner.backend.size(&pack_path(&pid)).await?.is_some() {
+            held = true;
+            break;
         }
+    }
+    match packs.first() {
+        Some(pack) if !held => {
+            return Err(wrong(format!(
+                "the catalog lists packs the pack store {store} does not hold (pack {pack})"
+            )))
+        }
+        Some(_) => {}
         None if in_catalog.is_none() && in_store.is_some() => {
             return Err(wrong(format!(
                 "the pack store {store} holds platform {}'s packs and this catalog is new",

@@ -64,7 +64,11 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
         // other ones would make the nodes of a cluster accept different
         // keys (a request in three refused behind a load balancer).
         let given = format!("{a}\n{k}");
-        let stored = engine.catalog().init_meta(CREDENTIALS_META, &given).await?;
+        // Read first: a start must not need to write (a full disk).
+        let stored = match engine.catalog().get_meta(CREDENTIALS_META).await? {
+            Some(v) => v,
+            None => engine.catalog().init_meta(CREDENTIALS_META, &given).await?,
+        };
         if stored != given {
             let platform = stored.split_once('\n').map_or("", |(a, _)| a);
             warn!(
