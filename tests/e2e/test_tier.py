@@ -194,6 +194,37 @@ def test_s3_lifecycle_configuration_round_trip_and_background_apply(fulcrum_fact
     assert error_code(e.value) == "NoSuchBucket"
 
 
+def test_abort_incomplete_multipart_upload_rules_are_kept_and_applied_by_gc(fulcrum_factory):
+    """A lifecycle configuration with AbortIncompleteMultipartUpload (a rule
+    infrastructure templates carry) was refused whole with NotImplemented
+    (tester). It is kept, given back, and GC aborts the bucket's uploads
+    under the prefix begun that many days ago; others stay."""
+    srv = fulcrum_factory()
+    s3 = srv.client()
+    s3.create_bucket(Bucket="uploads")
+    rule = {"ID": "abort", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+    s3.put_bucket_lifecycle_configuration(Bucket="uploads", LifecycleConfiguration={"Rules": [rule]})
+    (got,) = s3.get_bucket_lifecycle_configuration(Bucket="uploads")["Rules"]
+    assert got["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1} and "Transitions" not in got, got
+    old = s3.create_multipart_upload(Bucket="uploads", Key="tmp/old")["UploadId"]
+    kept = s3.create_multipart_upload(Bucket="uploads", Key="keep/old")["UploadId"]
+    s3.upload_part(Bucket="uploads", Key="tmp/old", UploadId=old, PartNumber=1, Body=b"x" * 1000)
+    # Two days old, as far as the catalog knows.
+    db = sqlite3.connect(srv.data_dir / "catalog.db", timeout=30)
+    db.execute("UPDATE uploads SET created_at = created_at - 2 * 86400000")
+    db.commit()
+    db.close()
+    young = s3.create_multipart_upload(Bucket="uploads", Key="tmp/young")["UploadId"]
+    srv.gc()
+    left = {u["UploadId"] for u in s3.list_multipart_uploads(Bucket="uploads").get("Uploads", [])}
+    assert left == {kept, young}, (left, old)
+    with pytest.raises(Exception) as e:
+        s3.put_bucket_lifecycle_configuration(Bucket="uploads", LifecycleConfiguration={"Rules": [
+            dict(rule, AbortIncompleteMultipartUpload={"DaysAfterInitiation": 0})]})
+    assert error_code(e.value) == "InvalidArgument"
+
+
 def test_dicom_ct_rule_archives_an_old_ct_study_and_wado_stays_byte_exact(pacs_factory, tmp_path):
     rules = '[[lifecycle]]\nid = "old-ct"\nmodality = "CT"\nstudy_older_than_days = 730\n'
     srv = pacs_factory(write_config(tmp_path / "fulcrum.toml", rules))

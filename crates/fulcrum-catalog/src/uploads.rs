@@ -129,6 +129,34 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(db("find abandoned uploads"))?;
+        self.abort_uploads(ids).await
+    }
+
+    /// Aborts the uploads of bucket `bucket_id` to keys starting with
+    /// `prefix` begun before `before_ms` (an S3 lifecycle rule's
+    /// AbortIncompleteMultipartUpload); returns how many.
+    pub async fn abort_uploads_in(
+        &self,
+        bucket_id: i64,
+        prefix: &str,
+        before_ms: i64,
+    ) -> CatalogResult<u64> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, key FROM uploads WHERE bucket_id = $1 AND created_at < $2")
+                .bind(bucket_id)
+                .bind(before_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("find uploads to abort"))?;
+        let ids = rows
+            .into_iter()
+            .filter(|(_, key)| key.starts_with(prefix))
+            .map(|(id, _)| id)
+            .collect();
+        self.abort_uploads(ids).await
+    }
+
+    async fn abort_uploads(&self, ids: Vec<String>) -> CatalogResult<u64> {
         let mut n = 0;
         for id in ids {
             let mut tx = self.begin_write().await.map_err(db("abort upload"))?;

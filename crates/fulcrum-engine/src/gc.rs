@@ -78,13 +78,24 @@ impl Engine {
     async fn gc_leased(&self, opts: &GcOptions, lease: &Lease) -> EngineResult<GcReport> {
         let inner = &self.inner;
         let cat = &inner.catalog;
-        let aborted_uploads = match opts.abort_uploads_after {
+        let mut aborted_uploads = match opts.abort_uploads_after {
             Some(age) => {
                 cat.abort_uploads_before(now_ms() - age.as_millis() as i64)
                     .await?
             }
             None => 0,
         };
+        // Buckets' AbortIncompleteMultipartUpload rules, sooner than that.
+        for rule in self.lifecycle_rules(&[]).await? {
+            let (Some(days), Some(bucket)) = (rule.abort_uploads_days, &rule.bucket) else {
+                continue;
+            };
+            let Ok(b) = self.bucket(&rule.tenant, bucket).await else {
+                continue;
+            };
+            let before = now_ms() - i64::from(days) * 24 * 3600 * 1000;
+            aborted_uploads += cat.abort_uploads_in(b.id, &rule.prefix, before).await?;
+        }
         let mut report = GcReport {
             aborted_uploads,
             condemned_chunks: cat.condemn_unreferenced().await?,

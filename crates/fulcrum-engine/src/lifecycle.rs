@@ -74,6 +74,10 @@ pub struct LifecycleRule {
     /// kept to answer GetBucketLifecycleConfiguration as it was put).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// S3 AbortIncompleteMultipartUpload: uploads to the rule's bucket and
+    /// prefix begun this many days ago are aborted (by GC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_uploads_days: Option<u32>,
 }
 
 impl LifecycleRule {
@@ -90,7 +94,14 @@ impl LifecycleRule {
             study_older_than_days: None,
             enabled: true,
             storage_class: None,
+            abort_uploads_days: None,
         }
+    }
+
+    /// Whether the rule moves anything to the archive tier (an S3 rule may
+    /// only abort uploads).
+    fn transitions(&self) -> bool {
+        self.is_dicom() || self.not_read_days.is_some() || self.older_than_days.is_some()
     }
 
     fn is_dicom(&self) -> bool {
@@ -138,7 +149,7 @@ impl LifecycleRule {
         if self.bucket.as_deref().is_none_or(str::is_empty) {
             return Err(format!("lifecycle rule {name:?} needs a bucket (or modality / study_older_than_days for DICOM studies)"));
         }
-        if self.not_read_days.is_none() && self.older_than_days.is_none() {
+        if !self.transitions() && self.abort_uploads_days.is_none() {
             return Err(format!(
                 "lifecycle rule {name:?} needs not_read_days or older_than_days"
             ));
@@ -310,6 +321,9 @@ impl Engine {
         for rule in self.lifecycle_rules(config).await? {
             if let Err(e) = rule.validate() {
                 warn!(error = %e, "lifecycle rule skipped");
+                continue;
+            }
+            if !rule.transitions() {
                 continue;
             }
             let mut plan = RulePlan {

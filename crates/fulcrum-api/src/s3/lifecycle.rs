@@ -1,7 +1,8 @@
 //! The S3 bucket lifecycle API on the archive tier: Put/Get/Delete
 //! BucketLifecycleConfiguration with Transition rules (Days; StorageClass
 //! GLACIER, GLACIER_IR or DEEP_ARCHIVE, all meaning Fulcrum's archive
-//! tier; Filter Prefix). Parts Fulcrum does not implement (Expiration,
+//! tier; Filter Prefix) and AbortIncompleteMultipartUpload (applied by
+//! GC). Parts Fulcrum does not implement (Expiration,
 //! Date, tags, sizes, noncurrent versions) are refused with
 //! NotImplemented rather than stored and ignored.
 
@@ -38,9 +39,20 @@ fn from_s3(tenant: &str, bucket: &str, r: LifecycleRule_) -> S3Result<LifecycleR
     if r.noncurrent_version_expiration.is_some() || r.noncurrent_version_transitions.is_some() {
         return Err(not_implemented("NoncurrentVersion actions"));
     }
-    if r.abort_incomplete_multipart_upload.is_some() {
-        return Err(not_implemented("AbortIncompleteMultipartUpload"));
-    }
+    let abort_days = match r.abort_incomplete_multipart_upload {
+        Some(a) => {
+            let days = a.days_after_initiation.ok_or_else(|| {
+                invalid("AbortIncompleteMultipartUpload needs DaysAfterInitiation.")
+            })?;
+            Some(
+                u32::try_from(days)
+                    .ok()
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| invalid("DaysAfterInitiation must be a positive integer."))?,
+            )
+        }
+        None => None,
+    };
     let mut prefix = r.prefix.unwrap_or_default();
     if let Some(f) = r.filter {
         if f.and.is_some() || f.tag.is_some() {
@@ -53,10 +65,23 @@ fn from_s3(tenant: &str, bucket: &str, r: LifecycleRule_) -> S3Result<LifecycleR
             prefix = p;
         }
     }
+    if r.id.as_ref().is_some_and(|id| id.len() > 255) {
+        return Err(invalid("A rule ID is at most 255 characters."));
+    }
+    let mut rule = LifecycleRule::for_bucket(tenant, bucket);
+    rule.id = r.id;
+    rule.prefix = prefix;
+    rule.enabled = r.status.as_str() == ExpirationStatus::ENABLED;
+    rule.abort_uploads_days = abort_days;
     let mut transitions = r.transitions.unwrap_or_default();
     let t = match (transitions.pop(), transitions.is_empty()) {
         (Some(t), true) => t,
-        (None, _) => return Err(invalid("A lifecycle rule needs one Transition.")),
+        (None, _) if abort_days.is_some() => return Ok(rule),
+        (None, _) => {
+            return Err(invalid(
+                "A lifecycle rule needs one Transition or AbortIncompleteMultipartUpload.",
+            ))
+        }
         (Some(_), false) => {
             return Err(not_implemented(
                 "More than one Transition per rule (Fulcrum has one archive tier)",
@@ -78,14 +103,7 @@ fn from_s3(tenant: &str, bucket: &str, r: LifecycleRule_) -> S3Result<LifecycleR
             format!("Transition StorageClass {class:?} is not supported: use GLACIER, GLACIER_IR or DEEP_ARCHIVE (Fulcrum's archive tier)."),
         ));
     }
-    if r.id.as_ref().is_some_and(|id| id.len() > 255) {
-        return Err(invalid("A rule ID is at most 255 characters."));
-    }
-    let mut rule = LifecycleRule::for_bucket(tenant, bucket);
-    rule.id = r.id;
-    rule.prefix = prefix;
     rule.older_than_days = Some(days);
-    rule.enabled = r.status.as_str() == ExpirationStatus::ENABLED;
     rule.storage_class = Some(class);
     Ok(rule)
 }
@@ -94,8 +112,21 @@ type LifecycleRule_ = s3s::dto::LifecycleRule;
 
 /// An engine rule as S3 shows it.
 fn to_s3(r: LifecycleRule) -> LifecycleRule_ {
+    let transition = r.older_than_days.map(|d| Transition {
+        date: None,
+        days: Some(d as i32),
+        storage_class: Some(TransitionStorageClass::from(
+            r.storage_class
+                .clone()
+                .unwrap_or_else(|| TransitionStorageClass::GLACIER_IR.to_string()),
+        )),
+    });
     LifecycleRule_ {
-        abort_incomplete_multipart_upload: None,
+        abort_incomplete_multipart_upload: r.abort_uploads_days.map(|d| {
+            AbortIncompleteMultipartUpload {
+                days_after_initiation: Some(d as i32),
+            }
+        }),
         expiration: None,
         filter: Some(LifecycleRuleFilter {
             prefix: Some(r.prefix),
@@ -110,14 +141,7 @@ fn to_s3(r: LifecycleRule) -> LifecycleRule_ {
         } else {
             ExpirationStatus::DISABLED
         }),
-        transitions: Some(vec![Transition {
-            date: None,
-            days: r.older_than_days.map(|d| d as i32),
-            storage_class: Some(TransitionStorageClass::from(
-                r.storage_class
-                    .unwrap_or_else(|| TransitionStorageClass::GLACIER_IR.to_string()),
-            )),
-        }]),
+        transitions: transition.map(|t| vec![t]),
     }
 }
 
@@ -217,6 +241,40 @@ mod tests {
         assert_eq!(
             t.storage_class.as_ref().map(|c| c.as_str()),
             Some("DEEP_ARCHIVE")
+        );
+    }
+
+    #[test]
+    fn abort_incomplete_uploads_alone_or_with_a_transition() {
+        let abort = |days| AbortIncompleteMultipartUpload {
+            days_after_initiation: Some(days),
+        };
+        let mut r = s3_rule("GLACIER", 30);
+        r.transitions = None;
+        r.abort_incomplete_multipart_upload = Some(abort(7));
+        let rule = from_s3("t", "b", r.clone()).expect("an abort rule alone");
+        assert_eq!(
+            (rule.abort_uploads_days, rule.older_than_days),
+            (Some(7), None)
+        );
+        rule.validate().expect("valid");
+        let back = to_s3(rule);
+        assert!(back.transitions.is_none());
+        assert_eq!(
+            back.abort_incomplete_multipart_upload
+                .and_then(|a| a.days_after_initiation),
+            Some(7)
+        );
+        r.abort_incomplete_multipart_upload = Some(abort(0));
+        assert!(from_s3("t", "b", r.clone()).is_err());
+        r.abort_incomplete_multipart_upload = None;
+        assert!(from_s3("t", "b", r).is_err(), "neither action");
+        let mut both = s3_rule("GLACIER", 30);
+        both.abort_incomplete_multipart_upload = Some(abort(3));
+        let rule = from_s3("t", "b", both).expect("both");
+        assert_eq!(
+            (rule.abort_uploads_days, rule.older_than_days),
+            (Some(3), Some(30))
         );
     }
 
