@@ -671,6 +671,13 @@ def test_an_instance_asked_for_in_explicit_vr_little_endian_is_converted(pacs, n
     # As stored when the client takes any syntax; 406 for one it cannot be made into.
     r = dw.get(url, accept='multipart/related; type="application/dicom"; transfer-syntax=*')
     assert [p for _, p in parse_multipart(r.content, r.headers["Content-Type"])] == [sent]
+    # The client's preference holds over a lower-weight fallback to any
+    # syntax (the fallback took over; re-tester).
+    prefer = ('multipart/related; type="application/dicom"; transfer-syntax=*;q=0.5, '
+              'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1')
+    ((head, part),) = parse_multipart(*(lambda r: (r.content, r.headers["Content-Type"]))(dw.get(url, accept=prefer)))
+    assert "transfer-syntax=1.2.840.10008.1.2.1" in head["content-type"], head
+    assert pydicom.dcmread(io.BytesIO(part)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     r = dw.get(url, accept='multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50')
     assert r.status_code == (200 if orig.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50" else 406)
 

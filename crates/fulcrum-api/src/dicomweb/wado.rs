@@ -21,7 +21,7 @@ use serde_json::Value;
 use tracing::error;
 
 use super::json::{bulk, dataset, find_bulk, parse_tag, strings, tag_key, Bulk};
-use super::media::{accept_list, accepts, dataset_format, DatasetFormat, MediaType};
+use super::media::{accept_list, accepts, dataset_format, range_covers, DatasetFormat, MediaType};
 use super::multipart::{content_type, new_boundary, response_body, OutBody, OutPart};
 use super::pixels::{load, load_many, read_frame, Header, Loaded, EXPLICIT_LE};
 use super::{xml, ApiError, ApiResult, Base, Ctx};
@@ -120,25 +120,38 @@ async fn parts_response(
 /// take the stored one, in order of preference.
 const SENT_INSTEAD: [&str; 2] = [EXPLICIT_LE, "1.2.840.10008.1.2"];
 
-/// The syntax `rec` is sent in when the client does not take the stored
-/// one; an error says what was asked and what is stored.
-fn sent_instead(accept: &[MediaType], rec: &InstanceRecord) -> ApiResult<&'static str> {
+/// The syntax `rec` is sent in: `None` for the stored one, or the one it
+/// is converted to. The client's preferences (`accept`, highest weight
+/// first) are taken in order: the first that the stored syntax meets
+/// (none named, `*`, or that one), or that it can be converted to, wins
+/// (a lower-weight `*` after a syntax asked for took over). An error says
+/// what was asked and what is stored.
+fn sent_as(accept: &[MediaType], rec: &InstanceRecord) -> ApiResult<Option<&'static str>> {
     let stored = rec.transfer_syntax.as_str();
-    SENT_INSTEAD
-        .into_iter()
-        .find(|to| {
-            accepts(accept, "application/dicom", &[], to)
-                && fulcrum_dicom::transcode::convertible(stored, to)
-        })
-        .ok_or_else(|| {
-            ApiError::not_acceptable(format!(
-                "instance {} is stored in transfer syntax {stored}, which cannot be converted to \
-                 the ones asked for (this archive converts to Explicit or Implicit VR Little \
-                 Endian): ask for multipart/related; type=\"application/dicom\"; \
-                 transfer-syntax=* (or that syntax)",
-                rec.sop_uid
-            ))
-        })
+    for m in accept {
+        let (range, want) = m.wanted();
+        if !range_covers(&range, "application/dicom", &[]) {
+            continue;
+        }
+        match want.map(str::trim) {
+            None | Some("*") => return Ok(None),
+            Some(t) if t == stored => return Ok(None),
+            Some(t) => {
+                if let Some(to) = SENT_INSTEAD
+                    .into_iter()
+                    .find(|to| *to == t && fulcrum_dicom::transcode::convertible(stored, to))
+                {
+                    return Ok(Some(to));
+                }
+            }
+        }
+    }
+    Err(ApiError::not_acceptable(format!(
+        "instance {} is stored in transfer syntax {stored}, which cannot be converted to the ones \
+         asked for (this archive converts to Explicit or Implicit VR Little Endian): ask for \
+         multipart/related; type=\"application/dicom\"; transfer-syntax=* (or that syntax)",
+        rec.sop_uid
+    )))
 }
 
 async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> ApiResult<Response> {
@@ -146,8 +159,8 @@ async fn retrieve(ctx: Ctx, base: Base, headers: HeaderMap, scope: Scope) -> Api
     let accept = accept_of(&headers);
     let mut convert = std::collections::HashMap::new();
     for r in &recs {
-        if !accepts(&accept, "application/dicom", &[], &r.transfer_syntax) {
-            convert.insert(r.sop_uid.clone(), sent_instead(&accept, r)?);
+        if let Some(to) = sent_as(&accept, r)? {
+            convert.insert(r.sop_uid.clone(), to);
         }
     }
     let convert = std::sync::Arc::new(convert);
