@@ -295,7 +295,12 @@ impl Catalog {
     }
 
     /// Sets a setting only if it is unset; returns the value now stored.
+    /// A set one is only read: a start must not need to write (a full
+    /// disk), and every start of every node asks.
     pub async fn init_meta(&self, key: &str, value: &str) -> CatalogResult<String> {
+        if let Some(v) = self.get_meta(key).await? {
+            return Ok(v);
+        }
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(value)

@@ -64,11 +64,7 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
         // other ones would make the nodes of a cluster accept different
         // keys (a request in three refused behind a load balancer).
         let given = format!("{a}\n{k}");
-        // Read first: a start must not need to write (a full disk).
-        let stored = match engine.catalog().get_meta(CREDENTIALS_META).await? {
-            Some(v) => v,
-            None => engine.catalog().init_meta(CREDENTIALS_META, &given).await?,
-        };
+        let stored = engine.catalog().init_meta(CREDENTIALS_META, &given).await?;
         if stored != given {
             let platform = stored.split_once('\n').map_or("", |(a, _)| a);
             warn!(
@@ -91,19 +87,14 @@ async fn credentials(s: &Settings, engine: &Engine) -> Result<S3Credentials> {
         ),
         secret_key: hex::encode(rand::random::<[u8; 20]>()),
     });
-    // Read first: a start must not need to write (a full disk).
-    let stored = match engine.catalog().get_meta(CREDENTIALS_META).await? {
-        Some(v) => v,
-        None => {
-            engine
-                .catalog()
-                .init_meta(
-                    CREDENTIALS_META,
-                    &format!("{}\n{}", ours.access_key, ours.secret_key),
-                )
-                .await?
-        }
-    };
+    // init_meta only reads when the platform has them (no write at start).
+    let stored = engine
+        .catalog()
+        .init_meta(
+            CREDENTIALS_META,
+            &format!("{}\n{}", ours.access_key, ours.secret_key),
+        )
+        .await?;
     let creds = match stored.split_once('\n') {
         Some((a, k)) if !a.is_empty() && !k.is_empty() => S3Credentials {
             access_key: a.to_string(),

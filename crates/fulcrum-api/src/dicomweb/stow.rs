@@ -290,9 +290,17 @@ pub(crate) async fn store_in_study(
 
 const HOW: &str = "send Part 10 instances as multipart/related; type=\"application/dicom\" (or one as application/dicom)";
 
-/// The request's Content-Type and answer format, or why it is refused
+/// How a STOW-RS body holds its instances.
+enum StowBody {
+    /// multipart/related with this boundary.
+    Multipart(String),
+    /// One application/dicom instance.
+    Single,
+}
+
+/// The request's body form and answer format, or why it is refused
 /// before its body is read.
-fn check_request(headers: &HeaderMap) -> ApiResult<(MediaType, DatasetFormat)> {
+fn check_request(headers: &HeaderMap) -> ApiResult<(StowBody, DatasetFormat)> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -315,20 +323,16 @@ fn check_request(headers: &HeaderMap) -> ApiResult<(MediaType, DatasetFormat)> {
                     )));
                 }
             }
-            if multipart::boundary(&ct).is_none() {
-                return Err(ApiError::bad_request(
-                    "the multipart Content-Type has no boundary parameter",
-                ));
-            }
+            let boundary = multipart::boundary(&ct).ok_or_else(|| {
+                ApiError::bad_request("the multipart Content-Type has no boundary parameter")
+            })?;
+            Ok((StowBody::Multipart(boundary.to_string()), format))
         }
-        "application/dicom" => {}
-        other => {
-            return Err(ApiError::unsupported_media(format!(
-                "Content-Type {other} is not accepted: {HOW}"
-            )))
-        }
+        "application/dicom" => Ok((StowBody::Single, format)),
+        other => Err(ApiError::unsupported_media(format!(
+            "Content-Type {other} is not accepted: {HOW}"
+        ))),
     }
-    Ok((ct, format))
 }
 
 /// Bytes of a refused request's body read and dropped before the answer.
@@ -361,7 +365,7 @@ async fn run(
     body: Body,
     study: Option<String>,
 ) -> ApiResult<Response> {
-    let (ct, format) = match check_request(&headers) {
+    let (form, format) = match check_request(&headers) {
         Ok(checked) => checked,
         Err(e) => {
             drain(body).await;
@@ -376,12 +380,9 @@ async fn run(
         batch: Some(StageBatch::default()),
         ..StoreContext::default()
     };
-    match ct.essence.as_str() {
-        "multipart/related" => {
-            let boundary = multipart::boundary(&ct).ok_or_else(|| {
-                ApiError::bad_request("the multipart Content-Type has no boundary parameter")
-            })?;
-            let mut reader = MultipartReader::new(stream, boundary);
+    match form {
+        StowBody::Multipart(boundary) => {
+            let mut reader = MultipartReader::new(stream, &boundary);
             let mut committed_any = false;
             let mut size_hint = 0;
             loop {
@@ -421,15 +422,10 @@ async fn run(
                 return Err(ApiError::bad_request("the multipart body holds no parts"));
             }
         }
-        "application/dicom" => {
+        StowBody::Single => {
             let reader = tokio_util::io::StreamReader::new(stream);
             sctx.batch = None; // one instance: its tail rides with the commit
             results.push(store_one(&ctx, reader, &sctx).await);
-        }
-        other => {
-            return Err(ApiError::unsupported_media(format!(
-                "Content-Type {other} is not accepted: {HOW}"
-            )))
         }
     }
     commit_staged(&mut results).await;
